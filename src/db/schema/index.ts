@@ -1,0 +1,3 @@
+/** Every table of the relay's state. drizzle-kit reads this file to generate drizzle/. */
+export * from "./tokens.js";
+export * from "./providers.js";

@@ -1,0 +1,47 @@
+/** The `tokens` table: one row per token, issued or sealed; the single source of call counts. */
+import { bigint, boolean, index, integer, pgTable, smallint, text, timestamp } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+
+export const tokens = pgTable(
+  "tokens",
+  {
+    /** Public id (`tok_...` for issued tokens). */
+    id: text("id").primaryKey(),
+    /** 1 = issued, 2 = sealed (TokenKind). */
+    kind: smallint("kind").notNull(),
+    /** SHA-256 (hex) of an issued token's secret; null for sealed tokens. */
+    secretHash: text("secret_hash").unique(),
+    provider: text("provider").notNull(),
+    subject: text("subject").notNull().default(""),
+    /** Inline upstream key, AES-256-GCM under the master key (src/keys/crypto.ts). */
+    upstreamKeyEnc: text("upstream_key_enc"),
+    upstreamKeyHint: text("upstream_key_hint").notNull().default(""),
+    pool: text("pool"),
+    /** null = no cap. */
+    maxCalls: bigint("max_calls", { mode: "number" }),
+    used: bigint("used", { mode: "number" }).notNull().default(0),
+    tokensUsed: bigint("tokens_used", { mode: "number" }).notNull().default(0),
+    models: text("models").array().notNull().default(sql`'{}'::text[]`),
+    paths: text("paths").array().notNull().default(sql`'{}'::text[]`),
+    origins: text("origins").array().notNull().default(sql`'{}'::text[]`),
+    rpm: integer("rpm"),
+    maxOutputTokens: integer("max_output_tokens"),
+    maxN: integer("max_n"),
+    toolsAllowed: boolean("tools_allowed").notNull().default(false),
+    maxBodyBytes: bigint("max_body_bytes", { mode: "number" }),
+    budgetTokens: bigint("budget_tokens", { mode: "number" }),
+    bindJkt: text("bind_jkt"),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }).notNull(),
+    /** Millisecond precision, so page cursors (milliseconds) compare exactly. */
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date", precision: 3 }).notNull().defaultNow(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, mode: "date" }),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
+  },
+  (t) => [
+    index("tokens_created_idx").on(t.createdAt.desc(), t.id.desc()),
+    index("tokens_provider_subject_idx").on(t.provider, t.subject),
+  ],
+);
+
+export type TokenRow = typeof tokens.$inferSelect;
+export type NewTokenRow = typeof tokens.$inferInsert;

@@ -1,0 +1,69 @@
+/**
+ * One error type for every failure the relay reports on purpose. It is rendered centrally:
+ * as a ConnectError for RPCs (src/services/errors.ts) and as the provider-shaped JSON body on
+ * the HTTP layer (src/http/render-error.ts). Messages are fixed strings: they never echo
+ * token contents, keys or decrypted data.
+ */
+export type RelayErrorCode =
+  | "bad_request"
+  | "unauthenticated"
+  | "permission_denied"
+  | "not_found"
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "rate_limited"
+  | "calls_exhausted"
+  | "already_exists"
+  | "failed_precondition"
+  | "upstream_unreachable"
+  | "upstream_timeout"
+  | "unavailable"
+  | "internal";
+
+/** HTTP status of each code (DESIGN section 5). */
+export const HTTP_STATUS: Record<RelayErrorCode, number> = {
+  bad_request: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  rate_limited: 429,
+  calls_exhausted: 429,
+  already_exists: 409,
+  failed_precondition: 412,
+  upstream_unreachable: 502,
+  upstream_timeout: 504,
+  unavailable: 503,
+  internal: 500,
+};
+
+export class RelayError extends Error {
+  override name = "RelayError";
+  readonly code: RelayErrorCode;
+  /** Seconds, for `Retry-After`. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: RelayErrorCode, message: string, opts: { retryAfter?: number; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  get status(): number {
+    return HTTP_STATUS[this.code];
+  }
+}
+
+/** Fixed message for every token failure: the reason is never told to the caller. */
+export const INVALID_TOKEN = "invalid, expired or revoked token";
+
+export function invalidToken(): RelayError {
+  return new RelayError("unauthenticated", INVALID_TOKEN);
+}
+
+/** Any thrown value as a RelayError; unknown errors become a fixed internal error. */
+export function toRelayError(e: unknown): RelayError {
+  if (e instanceof RelayError) return e;
+  return new RelayError("internal", "internal error", { cause: e });
+}

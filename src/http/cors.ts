@@ -1,0 +1,54 @@
+/**
+ * CORS for the HTTP layer. Preflights are answered by the relay from the configured origins
+ * (a preflight carries no token) and are never counted; a token's own origin pin is enforced
+ * on the real request (src/relay/policy.ts).
+ */
+import type { AnyResponse } from "./render-error.js";
+
+const EXPOSE = "retry-after, x-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type";
+
+export class Cors {
+  readonly #any: boolean;
+  readonly #origins: ReadonlySet<string>;
+
+  constructor(origins: readonly string[]) {
+    this.#any = origins.includes("*");
+    this.#origins = new Set(origins);
+  }
+
+  allowed(origin: string): boolean {
+    return this.#any || this.#origins.has(origin);
+  }
+
+  /** Headers to add to an actual response for this Origin (none when not allowed). */
+  headersFor(origin: string | undefined): Record<string, string> {
+    if (origin === undefined || !this.allowed(origin)) return {};
+    return { "access-control-allow-origin": origin, "access-control-expose-headers": EXPOSE, vary: "origin" };
+  }
+
+  preflight(origin: string | undefined, requestHeaders: string | undefined, res: AnyResponse): void {
+    if (origin === undefined || !this.allowed(origin)) {
+      res.writeHead(204, { vary: "origin" });
+      res.end();
+      return;
+    }
+    res.writeHead(204, {
+      "access-control-allow-origin": origin,
+      "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+      "access-control-allow-headers": sanitizeHeaderList(requestHeaders),
+      "access-control-max-age": "600",
+      vary: "origin, access-control-request-headers",
+    });
+    res.end();
+  }
+}
+
+function sanitizeHeaderList(raw: string | undefined): string {
+  if (!raw) return "authorization, content-type";
+  return raw
+    .split(",")
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => /^[a-z0-9-]{1,64}$/.test(h))
+    .slice(0, 64)
+    .join(", ");
+}

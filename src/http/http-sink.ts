@@ -1,0 +1,60 @@
+/**
+ * Streams a relayed answer into an HTTP response: headers at once, every chunk written as it
+ * arrives (no buffering; sockets have Nagle off), backpressure honoured. A stream the upstream
+ * broke ends with an explicit SSE `error` event, or an aborted connection for other bodies,
+ * never a silent clean end.
+ */
+import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import { RelayError } from "../errors.js";
+import type { ApiShape } from "../providers/types.js";
+import type { RelayEnd, RelaySink } from "../relay/engine.js";
+import type { AnyResponse } from "./render-error.js";
+
+export class HttpSink implements RelaySink {
+  #sse = false;
+
+  constructor(
+    private readonly res: AnyResponse,
+    private readonly extraHeaders: Record<string, string>,
+    private readonly shape: ApiShape,
+  ) {}
+
+  head(status: number, headers: Record<string, string | string[]>): void {
+    const ct = headers["content-type"];
+    this.#sse = typeof ct === "string" && ct.includes("text/event-stream");
+    this.res.writeHead(status, { ...headers, ...this.extraHeaders });
+    // HTTP/2 sends headers on writeHead; HTTP/1.1 needs a flush for an SSE stream to start at once.
+    if (this.#sse && "flushHeaders" in this.res) this.res.flushHeaders();
+  }
+
+  write(chunk: Buffer): void | Promise<void> {
+    const res = this.res;
+    if (res.destroyed) throw new Error("client went away");
+    if ((res as { write(c: Buffer): boolean }).write(chunk)) return;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
+  }
+
+  end(end: RelayEnd): void {
+    const res = this.res;
+    if (res.destroyed) return;
+    if (end.outcome !== Outcome.TRUNCATED) {
+      res.end();
+      return;
+    }
+    if (this.#sse) {
+      const body = this.shape.errorBody(new RelayError("upstream_unreachable", end.error ?? "stream interrupted"));
+      res.end(`event: error\ndata: ${body}\n\n`);
+      return;
+    }
+    // A JSON body cut in the middle: abort the connection so the client cannot take it as whole.
+    res.destroy();
+  }
+}

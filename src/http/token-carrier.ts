@@ -1,0 +1,21 @@
+/**
+ * Where a relay token is read from, in DESIGN 4's order: `Authorization: Bearer`, `x-api-key`
+ * (Anthropic SDK), `api-key` (Azure SDK), `x-goog-api-key` (Gemini SDK), query `key` (Gemini),
+ * query `token` (original RelayAPI URLs). Every carrier is removed before forwarding
+ * (src/relay/headers.ts, src/relay/upstream-url.ts).
+ */
+import type { HeaderInput } from "../relay/headers.js";
+
+const HEADER_CARRIERS = ["x-api-key", "api-key", "x-goog-api-key"] as const;
+
+export function tokenFromRequest(headers: HeaderInput, query: URLSearchParams | undefined): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === "string" && auth.length > 7 && auth.slice(0, 7).toLowerCase() === "bearer ") {
+    return auth.slice(7).trim();
+  }
+  for (const name of HEADER_CARRIERS) {
+    const v = headers[name];
+    if (typeof v === "string" && v !== "") return v.trim();
+  }
+  return query?.get("key") ?? query?.get("token") ?? undefined;
+}

@@ -1,0 +1,39 @@
+/** The Gemini generateContent shape: the model is a path segment, usage is `usageMetadata`. */
+import type { RelayError } from "../../errors.js";
+import type { ApiShape, Usage } from "../types.js";
+import { createUsageMeter, isObject, num } from "./usage-meter.js";
+
+// Google APIs' error status names (https://cloud.google.com/apis/design/errors).
+const STATUS: Record<string, string> = {
+  bad_request: "INVALID_ARGUMENT",
+  unauthenticated: "UNAUTHENTICATED",
+  permission_denied: "PERMISSION_DENIED",
+  not_found: "NOT_FOUND",
+  payload_too_large: "INVALID_ARGUMENT",
+  rate_limited: "RESOURCE_EXHAUSTED",
+  calls_exhausted: "RESOURCE_EXHAUSTED",
+  upstream_timeout: "DEADLINE_EXCEEDED",
+  unavailable: "UNAVAILABLE",
+};
+
+const MODEL_IN_PATH = /\/models\/([^/:]+)(?::|$)/;
+
+function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
+  if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
+  const u = value.usageMetadata;
+  const prompt = num(u.promptTokenCount);
+  const completion = num(u.candidatesTokenCount);
+  return { promptTokens: prompt, completionTokens: completion, totalTokens: num(u.totalTokenCount) || prompt + completion };
+}
+
+export const geminiShape: ApiShape = {
+  name: "gemini",
+  errorBody(err: RelayError): string {
+    return JSON.stringify({ error: { code: err.status, message: err.message, status: STATUS[err.code] ?? "INTERNAL" } });
+  },
+  modelOf(path: string): string | undefined {
+    const m = MODEL_IN_PATH.exec(path);
+    return m?.[1] ? decodeURIComponent(m[1]) : undefined;
+  },
+  meter: (contentType) => createUsageMeter(contentType, readUsage, "usageMetadata"),
+};

@@ -1,0 +1,34 @@
+/** The OpenAI API shape, shared by every OpenAI-compatible provider. */
+import type { RelayError } from "../../errors.js";
+import type { ApiShape, Usage } from "../types.js";
+import { modelFromJsonBody } from "./json-model.js";
+import { createUsageMeter, isObject, num } from "./usage-meter.js";
+
+const TYPE: Record<string, string> = {
+  bad_request: "invalid_request_error",
+  unauthenticated: "invalid_request_error",
+  permission_denied: "permission_error",
+  not_found: "invalid_request_error",
+  payload_too_large: "invalid_request_error",
+  rate_limited: "rate_limit_error",
+  calls_exhausted: "insufficient_quota",
+};
+
+function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
+  if (!isObject(value) || !isObject(value.usage)) return seen;
+  const u = value.usage;
+  const prompt = num(u.prompt_tokens ?? u.input_tokens);
+  const completion = num(u.completion_tokens ?? u.output_tokens);
+  return { promptTokens: prompt, completionTokens: completion, totalTokens: num(u.total_tokens) || prompt + completion };
+}
+
+export const openaiShape: ApiShape = {
+  name: "openai",
+  errorBody(err: RelayError): string {
+    return JSON.stringify({
+      error: { message: err.message, type: TYPE[err.code] ?? "api_error", param: null, code: err.code },
+    });
+  },
+  modelOf: (_path, body) => modelFromJsonBody(body),
+  meter: (contentType) => createUsageMeter(contentType, readUsage, "usage"),
+};

@@ -1,0 +1,85 @@
+/**
+ * Proxy hygiene in one place (STYLE habit 7): which request headers reach the provider and
+ * which response headers reach the client. Hop-by-hop headers (RFC 9110 7.6.1), `host`,
+ * every token carrier (DESIGN 4), cookies and browser-only headers never pass.
+ */
+import type { ProviderSpec } from "../providers/types.js";
+
+export type HeaderInput = Record<string, string | string[] | undefined>;
+
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+];
+
+/** Never forwarded upstream. */
+const DROP_REQUEST = new Set([
+  ...HOP_BY_HOP,
+  "host",
+  "content-length",
+  "accept-encoding",
+  "expect",
+  // token carriers (DESIGN 4)
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  // the relay is the upstream's client: the browser's identity stays here
+  "cookie",
+  "origin",
+  "referer",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+  "dpop",
+]);
+
+/** Never returned to the client. */
+const DROP_RESPONSE = new Set([...HOP_BY_HOP, "set-cookie", "alt-svc", "content-length"]);
+
+function dropRequestHeader(name: string): boolean {
+  return DROP_REQUEST.has(name) || name.startsWith(":") || name.startsWith("sec-") || name.startsWith("x-relay-");
+}
+
+/** Headers for the upstream request: the client's minus the dropped ones, plus the credential. */
+export function upstreamHeaders(input: HeaderInput, provider: ProviderSpec, upstreamKey: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in input) {
+    const value = input[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (dropRequestHeader(lower)) continue;
+    out[lower] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  for (const name in provider.defaultHeaders) if (out[name] === undefined) out[name] = provider.defaultHeaders[name]!;
+  // identity: usage is read from the bytes as they pass, and they pass unchanged.
+  out["accept-encoding"] = "identity";
+  if (upstreamKey !== undefined) {
+    const cred = provider.credential;
+    if (cred.kind === "bearer") out.authorization = `Bearer ${upstreamKey}`;
+    else if (cred.kind === "header") out[cred.name] = upstreamKey;
+  }
+  return out;
+}
+
+/** Response headers for the client. Content length is dropped because the relay may end a
+ * broken stream with an explicit error event of its own. */
+export function clientHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined || DROP_RESPONSE.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,35 @@
+/**
+ * Builds the upstream URL from a provider's base URL and the client's path and query. The
+ * result always has the provider's origin and lies below its base path: dot segments, encoded
+ * slashes or backslashes, and anything that could change the host are refused (SSRF).
+ */
+import { RelayError } from "../errors.js";
+import type { ProviderSpec } from "../providers/types.js";
+
+const BAD_PATH = /(?:^|\/)\.\.?(?:\/|$)|%2e|%2f|%5c|\\|[\0-\x1f\x7f]|@|\/\//i;
+
+/** Query parameters that carry relay tokens (DESIGN 4) and never go upstream. */
+export const TOKEN_QUERY_PARAMS = ["key", "token"] as const;
+
+export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): string {
+  if (!path.startsWith("/") || BAD_PATH.test(path)) throw new RelayError("bad_request", "invalid path");
+  let search = "";
+  const params = query && query.size > 0 ? new URLSearchParams(query) : undefined;
+  if (params) for (const p of TOKEN_QUERY_PARAMS) params.delete(p);
+  const cred = provider.credential;
+  if (cred.kind === "query" && upstreamKey !== undefined) {
+    const withKey = params ?? new URLSearchParams();
+    withKey.set(cred.name, upstreamKey);
+    search = "?" + withKey.toString();
+  } else if (params && params.size > 0) {
+    search = "?" + params.toString();
+  }
+  const url = provider.baseUrl + path + search;
+  // Belt and braces: the parsed result must stay on the provider's origin and base path.
+  const parsed = new URL(url);
+  const base = new URL(provider.baseUrl);
+  if (parsed.origin !== base.origin || !parsed.pathname.startsWith(base.pathname.replace(/\/$/, ""))) {
+    throw new RelayError("bad_request", "invalid path");
+  }
+  return url;
+}

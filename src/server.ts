@@ -1,0 +1,114 @@
+/**
+ * build(): the whole relay as one object, not yet listening. `main.ts` listens; tests call
+ * build() and listen on port 0, so they boot the real server in-process.
+ */
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { AddressInfo } from "node:net";
+import type { Config } from "./config.js";
+import { routes } from "./connect.js";
+import { openDatabase, type Database } from "./db/client.js";
+import { migrateDatabase } from "./db/migrate.js";
+import { createApiHandler, API_PREFIX } from "./http/api-route.js";
+import { Cors } from "./http/cors.js";
+import { healthz, readyz } from "./http/health.js";
+import { sendJson, type AnyResponse } from "./http/render-error.js";
+import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
+import { SecretBox } from "./keys/secret-box.js";
+import { createLogger, type Logger } from "./log.js";
+import { createOnePortServer, type Handler } from "./one-port.js";
+import { ProviderRegistry } from "./providers/registry.js";
+import { RelayEngine, type CallRecord } from "./relay/engine.js";
+import { UpstreamClient } from "./relay/upstream-client.js";
+import { adminAuthInterceptor } from "./services/auth.js";
+import { errorInterceptor } from "./services/errors.js";
+import { TokenStore } from "./tokens/token-store.js";
+
+export interface BuildOptions {
+  log?: Logger;
+  /** Sees every counted call when it ends (usage records, tests). */
+  onCall?: (record: CallRecord) => void;
+}
+
+export interface RelayApp {
+  config: Config;
+  database: Database;
+  providers: ProviderRegistry;
+  tokens: TokenStore;
+  adminKey: string;
+  /** Set by listen(): `http://host:port`. */
+  url: string;
+  listen(port?: number, host?: string): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+/** How often custom providers are re-read, so other instances' changes arrive within it. */
+const PROVIDER_REFRESH_MS = 1000;
+
+export async function build(config: Config, opts: BuildOptions = {}): Promise<RelayApp> {
+  const log = opts.log ?? createLogger(config.logLevel);
+  const adminKey = loadAdminKey(config.adminKey, config.dataDir);
+  if (adminKey.createdAt) log.info("generated an admin key", { path: adminKey.createdAt });
+  const box = new SecretBox(loadMasterKey(config.masterKey, config.dataDir));
+
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await migrateDatabase(database);
+  } catch (e) {
+    await database.close();
+    throw e;
+  }
+  const { db } = database;
+  const providers = new ProviderRegistry(db, config.providerBaseUrls);
+  await providers.start(PROVIDER_REFRESH_MS);
+  const tokens = new TokenStore(db, box, config.tokenCacheMs);
+  const upstream = new UpstreamClient({
+    headersTimeoutMs: config.upstreamHeadersTimeoutMs,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+  });
+  const engine = new RelayEngine({ providers, tokens, upstream, ...(opts.onCall ? { onCall: opts.onCall } : {}) });
+
+  const api = createApiHandler({ engine, providers, cors: new Cors(config.corsOrigins), maxBodyBytes: config.maxBodyBytes, log });
+  const rpc = connectNodeAdapter({
+    routes: routes({ db, box, providers, tokens, engine }),
+    interceptors: [errorInterceptor(log), adminAuthInterceptor(adminKey.value)],
+    readMaxBytes: config.maxBodyBytes,
+    fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
+  });
+
+  const handler: Handler = (req, res) => {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const pathname = q === -1 ? url : url.slice(0, q);
+    if (pathname.startsWith(API_PREFIX)) {
+      void api(req, res, pathname, q === -1 ? "" : url.slice(q));
+    } else if (pathname === "/healthz") {
+      healthz(res);
+    } else if (pathname === "/readyz") {
+      void readyz(res, database.ping);
+    } else {
+      rpc(req, res);
+    }
+  };
+  const server = createOnePortServer(handler);
+
+  const app: RelayApp = {
+    config,
+    database,
+    providers,
+    tokens,
+    adminKey: adminKey.value,
+    url: "",
+    async listen(port = config.port, host = config.host) {
+      const address = await server.listen(port, host);
+      app.url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+      return address;
+    },
+    async close() {
+      await server.close(config.shutdownGraceMs);
+      providers.stop();
+      await upstream.close();
+      await database.close();
+    },
+  };
+  return app;
+}

@@ -1,0 +1,63 @@
+/** Maps database rows and core objects to the protobuf messages of relayapi.v1. */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AuthStyle, ProviderSchema, ApiShape as ApiShapeEnum, type Provider } from "../../gen/relayapi/v1/admin_service_pb.js";
+import { TokenSchema, TokenStatus, UsageSchema, type Token, type Usage as UsageMsg } from "../../gen/relayapi/v1/common_pb.js";
+import type { TokenRow } from "../db/schema/index.js";
+import { shapeNumber } from "../providers/shapes/index.js";
+import type { ProviderSpec, Usage } from "../providers/types.js";
+
+export function tokenStatus(row: TokenRow, now = Date.now()): TokenStatus {
+  if (row.revokedAt) return TokenStatus.REVOKED;
+  if (row.expiresAt.getTime() <= now) return TokenStatus.EXPIRED;
+  if (row.maxCalls !== null && row.used >= row.maxCalls) return TokenStatus.EXHAUSTED;
+  return TokenStatus.ACTIVE;
+}
+
+export function tokenToProto(row: TokenRow): Token {
+  return create(TokenSchema, {
+    id: row.id,
+    kind: row.kind,
+    provider: row.provider,
+    subject: row.subject,
+    limits: {
+      maxCalls: row.maxCalls === null ? undefined : BigInt(row.maxCalls),
+      models: row.models,
+      paths: row.paths,
+      origins: row.origins,
+      maxBodyBytes: row.maxBodyBytes === null ? undefined : BigInt(row.maxBodyBytes),
+      toolsAllowed: row.toolsAllowed,
+    },
+    callsUsed: BigInt(row.used),
+    callsLeft: row.maxCalls === null ? undefined : BigInt(Math.max(0, row.maxCalls - row.used)),
+    expiresAt: timestampFromDate(row.expiresAt),
+    createdAt: timestampFromDate(row.createdAt),
+    revokedAt: row.revokedAt ? timestampFromDate(row.revokedAt) : undefined,
+    status: tokenStatus(row),
+    upstreamKeyHint: row.upstreamKeyHint,
+    pool: row.pool ?? "",
+    tokensUsed: BigInt(row.tokensUsed),
+  });
+}
+
+export function providerToProto(p: ProviderSpec): Provider {
+  const cred = p.credential;
+  return create(ProviderSchema, {
+    id: p.id,
+    baseUrl: p.baseUrl,
+    authStyle: cred.kind === "bearer" ? AuthStyle.BEARER : cred.kind === "header" ? AuthStyle.HEADER : AuthStyle.QUERY,
+    authName: cred.kind === "bearer" ? "" : cred.name,
+    defaultHeaders: { ...p.defaultHeaders },
+    shape: shapeNumber(p.shape) as ApiShapeEnum,
+    builtin: p.builtin,
+  });
+}
+
+export function usageToProto(u: Usage | undefined): UsageMsg | undefined {
+  if (!u) return undefined;
+  return create(UsageSchema, {
+    promptTokens: BigInt(u.promptTokens),
+    completionTokens: BigInt(u.completionTokens),
+    totalTokens: BigInt(u.totalTokens),
+  });
+}

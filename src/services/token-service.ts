@@ -1,0 +1,119 @@
+/** TokenService: thin mapping between the RPCs and src/tokens. */
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  TokenService,
+  GetTokenResponseSchema,
+  IntrospectTokenResponseSchema,
+  IssueTokenResponseSchema,
+  ListTokensResponseSchema,
+  RevokeTokenResponseSchema,
+} from "../../gen/relayapi/v1/token_service_pb.js";
+import { TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
+import type { Db } from "../db/client.js";
+import { findTokenById, listTokens, revokeToken, type PageCursor, type TokenFilter } from "../db/queries/tokens.js";
+import { RelayError, invalidToken } from "../errors.js";
+import type { SecretBox } from "../keys/secret-box.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import { DEFAULT_TTL_MS, issueToken } from "../tokens/issue-token.js";
+import type { TokenStore } from "../tokens/token-store.js";
+import { bearerOf } from "./auth.js";
+import { tokenToProto } from "./convert.js";
+
+export interface TokenServiceDeps {
+  db: Db;
+  box: SecretBox;
+  providers: ProviderRegistry;
+  tokens: TokenStore;
+}
+
+const STATUS_FILTER: Partial<Record<TokenStatus, TokenFilter["status"]>> = {
+  [TokenStatus.ACTIVE]: "active",
+  [TokenStatus.REVOKED]: "revoked",
+  [TokenStatus.EXPIRED]: "expired",
+  [TokenStatus.EXHAUSTED]: "exhausted",
+};
+
+export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<typeof TokenService>> {
+  const { db, box, providers, tokens } = deps;
+  return {
+    async issueToken(req) {
+      const limits = req.limits;
+      if (limits && (limits.rpm !== undefined || limits.maxOutputTokens !== undefined || limits.maxN !== undefined || limits.budgetTokens !== undefined || limits.bindJkt !== "")) {
+        throw new RelayError("failed_precondition", "rpm, max_output_tokens, max_n, budget_tokens and bind_jkt are not enforced yet");
+      }
+      const expiresAt =
+        req.expiry.case === "expiresAt"
+          ? timestampDate(req.expiry.value)
+          : new Date(Date.now() + (req.expiry.case === "expiresIn" ? durationMs(req.expiry.value) : DEFAULT_TTL_MS));
+      const issued = await issueToken(db, box, providers, {
+        provider: req.provider,
+        upstreamKey: req.credential.case === "upstreamKey" ? req.credential.value : undefined,
+        pool: req.credential.case === "pool" ? req.credential.value : undefined,
+        subject: req.subject,
+        maxCalls: limits?.maxCalls === undefined ? undefined : Number(limits.maxCalls),
+        models: limits?.models ?? [],
+        paths: limits?.paths ?? [],
+        origins: limits?.origins ?? [],
+        maxBodyBytes: limits?.maxBodyBytes === undefined ? undefined : Number(limits.maxBodyBytes),
+        expiresAt,
+      });
+      return create(IssueTokenResponseSchema, { secret: issued.secret, token: tokenToProto(issued.row) });
+    },
+
+    async getToken(req) {
+      const row = await findTokenById(db, req.id);
+      if (!row) throw new RelayError("not_found", "no such token");
+      return create(GetTokenResponseSchema, { token: tokenToProto(row) });
+    },
+
+    async listTokens(req) {
+      const pageSize = req.pageSize <= 0 ? 50 : Math.min(req.pageSize, 500);
+      const after = req.pageToken ? decodeCursor(req.pageToken) : undefined;
+      const rows = await listTokens(
+        db,
+        { provider: req.provider || undefined, subject: req.subject || undefined, kind: req.kind || undefined, status: STATUS_FILTER[req.status] },
+        pageSize + 1,
+        after,
+      );
+      const page = rows.slice(0, pageSize);
+      const last = page[page.length - 1];
+      return create(ListTokensResponseSchema, {
+        tokens: page.map(tokenToProto),
+        nextPageToken: rows.length > pageSize && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : "",
+      });
+    },
+
+    async revokeToken(req) {
+      const row = await revokeToken(db, req.id);
+      if (!row) throw new RelayError("not_found", "no such token");
+      tokens.forget(row.id);
+      return create(RevokeTokenResponseSchema, { token: tokenToProto(row) });
+    },
+
+    async introspectToken(_req, ctx) {
+      const secret = bearerOf(ctx.requestHeader);
+      if (secret === undefined) throw invalidToken();
+      const meta = await tokens.authenticate(secret);
+      const row = await findTokenById(db, meta.id);
+      if (!row) throw invalidToken();
+      return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+    },
+  };
+}
+
+function encodeCursor(c: PageCursor): string {
+  return Buffer.from(`${c.createdAt.getTime()}.${c.id}`).toString("base64url");
+}
+
+function decodeCursor(token: string): PageCursor {
+  const text = Buffer.from(token, "base64url").toString("utf8");
+  const dot = text.indexOf(".");
+  const ms = Number(text.slice(0, dot));
+  const id = text.slice(dot + 1);
+  if (dot < 1 || !Number.isSafeInteger(ms) || !/^tok_[0-9A-Za-z]{1,64}$/.test(id)) {
+    throw new RelayError("bad_request", "invalid page_token");
+  }
+  return { createdAt: new Date(ms), id };
+}

@@ -1,0 +1,42 @@
+/**
+ * What the relay needs to know about a token to check a request, independent of how the token
+ * was minted (issued or sealed: DESIGN 3.2 "one check path").
+ */
+import type { TokenRow } from "../db/schema/index.js";
+import type { SecretBox } from "../keys/secret-box.js";
+
+export interface TokenMeta {
+  id: string;
+  kind: number;
+  provider: string;
+  subject: string;
+  /** Decrypted inline upstream key (memory only). */
+  upstreamKey: string | undefined;
+  pool: string | undefined;
+  maxCalls: number | null;
+  /** Empty set: any model. */
+  models: ReadonlySet<string>;
+  /** Empty: any path. Each entry is a prefix starting with `/`. */
+  paths: readonly string[];
+  /** Empty set: any origin. */
+  origins: ReadonlySet<string>;
+  maxBodyBytes: number | null;
+  expiresAtMs: number;
+}
+
+export function tokenMetaFromRow(row: TokenRow, box: SecretBox): TokenMeta {
+  return {
+    id: row.id,
+    kind: row.kind,
+    provider: row.provider,
+    subject: row.subject,
+    upstreamKey: row.upstreamKeyEnc ? box.open(row.upstreamKeyEnc, row.id) : undefined,
+    pool: row.pool ?? undefined,
+    maxCalls: row.maxCalls,
+    models: new Set(row.models),
+    paths: row.paths,
+    origins: new Set(row.origins),
+    maxBodyBytes: row.maxBodyBytes,
+    expiresAtMs: row.expiresAt.getTime(),
+  };
+}
