@@ -1,0 +1,55 @@
+/**
+ * Real databases for tests: PGlite always; PostgreSQL on 127.0.0.1:5432 when it answers. Each
+ * caller gets a fresh, uniquely named PostgreSQL database, dropped afterwards.
+ *
+ * Without a server the PostgreSQL suites are skipped with a reason; with
+ * RELAYAPI_REQUIRE_POSTGRES=1 (set by .ci/run) a missing server fails them instead.
+ */
+import postgres from "postgres";
+import { randomBytes } from "node:crypto";
+
+export const ADMIN_URL = process.env.RELAYAPI_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const REQUIRE_POSTGRES = process.env.RELAYAPI_REQUIRE_POSTGRES === "1";
+
+let probe: Promise<boolean> | undefined;
+
+/** True when PostgreSQL answers; throws when it does not and RELAYAPI_REQUIRE_POSTGRES=1. */
+export async function postgresAvailable(): Promise<boolean> {
+  probe ??= (async () => {
+    const sql = postgres(ADMIN_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
+    try {
+      await sql`select 1`;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await sql.end({ timeout: 1 }).catch(() => {});
+    }
+  })();
+  const ok = await probe;
+  if (!ok && REQUIRE_POSTGRES) throw new Error(`PostgreSQL required (RELAYAPI_REQUIRE_POSTGRES=1) but ${ADMIN_URL} does not answer`);
+  if (!ok) console.warn(`[skip] PostgreSQL suites skipped: nothing answers at ${ADMIN_URL}`);
+  return ok;
+}
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `relayapi_test_${randomBytes(6).toString("hex")}`;
+  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const sql = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+      await sql.unsafe(`drop database if exists ${name} with (force)`);
+      await sql.end();
+    },
+  };
+}
