@@ -28,6 +28,11 @@ export interface Config {
   corsOrigins: string[];
   /** How long the metadata of a token is cached (its counters and revocation never are). */
   tokenCacheMs: number;
+  /**
+   * Accept ECDH-ES sealed tokens that carry their holder's own upstream key (DESIGN 3.2). Off by
+   * default: it makes the relay usable by anyone who brings a key.
+   */
+  acceptByokTokens: boolean;
   /** Deadline for in-flight streams on shutdown. */
   shutdownGraceMs: number;
   /** Log level: silent, error, warn, info, debug. */
@@ -64,6 +69,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     upstreamIdleTimeoutMs: int(env.RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS, 120_000, "RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS"),
     corsOrigins: (env.RELAYAPI_CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
     tokenCacheMs: int(env.RELAYAPI_TOKEN_CACHE_MS, 5_000, "RELAYAPI_TOKEN_CACHE_MS"),
+    acceptByokTokens: bool(env.RELAYAPI_ACCEPT_BYOK_TOKENS, false, "RELAYAPI_ACCEPT_BYOK_TOKENS"),
     shutdownGraceMs: int(env.RELAYAPI_SHUTDOWN_GRACE_MS, 10_000, "RELAYAPI_SHUTDOWN_GRACE_MS"),
     logLevel: level(env.RELAYAPI_LOG_LEVEL ?? "info"),
   };
@@ -94,6 +100,13 @@ function int(raw: string | undefined, fallback: number, name: string): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name} must be a non-negative integer`);
   return n;
+}
+
+function bool(raw: string | undefined, fallback: boolean, name: string): boolean {
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "1" || raw === "true") return true;
+  if (raw === "0" || raw === "false") return false;
+  throw new ConfigError(`${name} must be true or false`);
 }
 
 function level(raw: string): LogLevel {

@@ -21,6 +21,8 @@ import { RelayEngine, type CallRecord } from "./relay/engine.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
 import { adminAuthInterceptor } from "./services/auth.js";
 import { errorInterceptor } from "./services/errors.js";
+import { IssuerKeyring } from "./tokens/issuer-keyring.js";
+import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
 
 export interface BuildOptions {
@@ -41,8 +43,9 @@ export interface RelayApp {
   close(): Promise<void>;
 }
 
-/** How often custom providers are re-read, so other instances' changes arrive within it. */
+/** How often custom providers and issuer keys are re-read, so other instances' changes arrive within it. */
 const PROVIDER_REFRESH_MS = 1000;
+const KEY_REFRESH_MS = 1000;
 
 export async function build(config: Config, opts: BuildOptions = {}): Promise<RelayApp> {
   const log = opts.log ?? createLogger(config.logLevel);
@@ -60,7 +63,14 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const { db } = database;
   const providers = new ProviderRegistry(db, config.providerBaseUrls);
   await providers.start(PROVIDER_REFRESH_MS);
-  const tokens = new TokenStore(db, box, config.tokenCacheMs);
+  const keyring = new IssuerKeyring(db, box);
+  await keyring.start(KEY_REFRESH_MS);
+  const relayKey = await loadRelayKey(db, box);
+  const tokens = new TokenStore(db, box, config.tokenCacheMs, {
+    keyring,
+    providers,
+    relayKey: config.acceptByokTokens ? relayKey : undefined,
+  });
   const upstream = new UpstreamClient({
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
@@ -69,7 +79,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
 
   const api = createApiHandler({ engine, providers, cors: new Cors(config.corsOrigins), maxBodyBytes: config.maxBodyBytes, log });
   const rpc = connectNodeAdapter({
-    routes: routes({ db, box, providers, tokens, engine }),
+    routes: routes({ db, box, providers, tokens, engine, keyring, relayKey, acceptByokTokens: config.acceptByokTokens }),
     interceptors: [errorInterceptor(log), adminAuthInterceptor(adminKey.value)],
     readMaxBytes: config.maxBodyBytes,
     fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
@@ -106,6 +116,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     async close() {
       await server.close(config.shutdownGraceMs);
       providers.stop();
+      keyring.stop();
       await upstream.close();
       await database.close();
     },

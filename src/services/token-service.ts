@@ -7,17 +7,22 @@ import {
   GetTokenResponseSchema,
   IntrospectTokenResponseSchema,
   IssueTokenResponseSchema,
+  GetSealingKeyResponseSchema,
   ListTokensResponseSchema,
   RevokeTokenResponseSchema,
 } from "../../gen/relayapi/v1/token_service_pb.js";
 import { TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
-import { findTokenById, listTokens, revokeToken, type PageCursor, type TokenFilter } from "../db/queries/tokens.js";
+import type { TokenRow } from "../db/schema/index.js";
+import { findTokenById, insertRevokedSealed, listTokens, revokeToken, type PageCursor, type TokenFilter } from "../db/queries/tokens.js";
 import { RelayError, invalidToken } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { DEFAULT_TTL_MS, issueToken } from "../tokens/issue-token.js";
+import type { RelayKey } from "../tokens/relay-key.js";
+import { TOKEN_KIND_SEALED } from "../tokens/sealed-token.js";
 import type { TokenStore } from "../tokens/token-store.js";
+import { MAX_TTL_MS } from "../tokens/limits.js";
 import { bearerOf } from "./auth.js";
 import { tokenToProto } from "./convert.js";
 
@@ -26,6 +31,8 @@ export interface TokenServiceDeps {
   box: SecretBox;
   providers: ProviderRegistry;
   tokens: TokenStore;
+  relayKey: RelayKey;
+  acceptByokTokens: boolean;
 }
 
 const STATUS_FILTER: Partial<Record<TokenStatus, TokenFilter["status"]>> = {
@@ -86,7 +93,11 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
     },
 
     async revokeToken(req) {
-      const row = await revokeToken(db, req.id);
+      // A sealed token (`<issuer>:<jti>`) can be revoked before its first use: its row is
+      // inserted already revoked, and outlives any token the issuer could mint.
+      const row =
+        (await revokeToken(db, req.id)) ??
+        (SEALED_ID.test(req.id) ? await insertRevokedSealed(db, req.id, new Date(Date.now() + MAX_TTL_MS)) : undefined);
       if (!row) throw new RelayError("not_found", "no such token");
       tokens.forget(row.id);
       return create(RevokeTokenResponseSchema, { token: tokenToProto(row) });
@@ -96,12 +107,48 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
       const secret = bearerOf(ctx.requestHeader);
       if (secret === undefined) throw invalidToken();
       const meta = await tokens.authenticate(secret);
-      const row = await findTokenById(db, meta.id);
-      if (!row) throw invalidToken();
+      const row = (await findTokenById(db, meta.id)) ?? (meta.sealed ? { ...UNUSED_SEALED, ...meta.sealed.firstRow } : undefined);
+      if (!row || row.revokedAt) throw invalidToken();
       return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+    },
+
+    getSealingKey() {
+      return create(GetSealingKeyResponseSchema, { jwk: JSON.stringify(deps.relayKey.publicJwk), enabled: deps.acceptByokTokens });
     },
   };
 }
+
+/** Public ids of sealed tokens: `<issuer or byok scope>:<jti>`. */
+const SEALED_ID = /^[a-z0-9][a-z0-9._-]{0,63}:[A-Za-z0-9._~:-]{1,128}$/;
+
+/** Defaults of a sealed token's row before its first use inserts it. */
+const UNUSED_SEALED: TokenRow = {
+  id: "",
+  kind: TOKEN_KIND_SEALED,
+  provider: "",
+  subject: "",
+  upstreamKeyHint: "",
+  maxCalls: null,
+  models: [],
+  paths: [],
+  origins: [],
+  maxBodyBytes: null,
+  toolsAllowed: false,
+  expiresAt: new Date(0),
+  secretHash: null,
+  upstreamKeyEnc: null,
+  pool: null,
+  used: 0,
+  tokensUsed: 0,
+  rpm: null,
+  maxOutputTokens: null,
+  maxN: null,
+  budgetTokens: null,
+  bindJkt: null,
+  createdAt: new Date(0),
+  revokedAt: null,
+  lastUsedAt: null,
+};
 
 function encodeCursor(c: PageCursor): string {
   return Buffer.from(`${c.createdAt.getTime()}.${c.id}`).toString("base64url");
@@ -112,7 +159,7 @@ function decodeCursor(token: string): PageCursor {
   const dot = text.indexOf(".");
   const ms = Number(text.slice(0, dot));
   const id = text.slice(dot + 1);
-  if (dot < 1 || !Number.isSafeInteger(ms) || !/^tok_[0-9A-Za-z]{1,64}$/.test(id)) {
+  if (dot < 1 || !Number.isSafeInteger(ms) || !/^[A-Za-z0-9._~:-]{1,200}$/.test(id)) {
     throw new RelayError("bad_request", "invalid page_token");
   }
   return { createdAt: new Date(ms), id };

@@ -2,7 +2,7 @@
  * What the relay needs to know about a token to check a request, independent of how the token
  * was minted (issued or sealed: DESIGN 3.2 "one check path").
  */
-import type { TokenRow } from "../db/schema/index.js";
+import type { NewTokenRow, TokenRow } from "../db/schema/index.js";
 import type { SecretBox } from "../keys/secret-box.js";
 
 export interface TokenMeta {
@@ -22,6 +22,8 @@ export interface TokenMeta {
   origins: ReadonlySet<string>;
   maxBodyBytes: number | null;
   expiresAtMs: number;
+  /** Sealed tokens: the key id that opened it, and the row its first use inserts. */
+  sealed?: { kid: string; firstRow: NewTokenRow };
 }
 
 export function tokenMetaFromRow(row: TokenRow, box: SecretBox): TokenMeta {

@@ -7,10 +7,11 @@
  * refuses a revoked, expired or exhausted token, so revocation is immediate on every instance.
  */
 import type { Db } from "../db/client.js";
-import { findTokenBySecretHash, findTokenById, refundCall, useCall } from "../db/queries/tokens.js";
+import { findTokenBySecretHash, findTokenById, refundCall, useCall, useSealedCall } from "../db/queries/tokens.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import { hashSecret, isWellFormedIssued } from "./issued-token.js";
+import { hashSecret, ISSUED_PREFIX, isWellFormedIssued } from "./issued-token.js";
+import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
 import { tokenMetaFromRow, type TokenMeta } from "./token-meta.js";
 
 /** Longest token string the relay will look at (a sealed JWE with all claims fits easily). */
@@ -34,21 +35,27 @@ export class TokenStore {
     private readonly db: Db,
     private readonly box: SecretBox,
     private readonly cacheMs: number,
+    private readonly sealed: SealedDeps,
   ) {}
 
-  /** The token a secret names, or a 401 with a fixed message. */
+  /**
+   * The token a secret names, or a 401 with a fixed message. Issued and sealed tokens end up
+   * as the same TokenMeta, cached by the secret's SHA-256.
+   */
   async authenticate(secret: string): Promise<TokenMeta> {
-    if (secret.length > MAX_TOKEN_LENGTH || !isWellFormedIssued(secret)) throw invalidToken();
+    if (secret.length > MAX_TOKEN_LENGTH) throw invalidToken();
+    const issued = secret.startsWith(ISSUED_PREFIX);
+    if (issued ? !isWellFormedIssued(secret) : !looksSealed(secret)) throw invalidToken();
     const hash = hashSecret(secret);
     const now = Date.now();
     const hit = this.#cache.get(hash);
     let meta: TokenMeta;
     if (hit && hit.until > now) {
       meta = hit.meta;
+      // A disabled issuer key stops its tokens at once, cached or not.
+      if (meta.sealed && !this.#sealingKeyActive(meta.sealed.kid)) throw invalidToken();
     } else {
-      const row = await findTokenBySecretHash(this.db, hash);
-      if (!row || row.revokedAt) throw invalidToken();
-      meta = tokenMetaFromRow(row, this.box);
+      meta = issued ? await this.#loadIssued(hash) : await openSealedToken(secret, this.sealed);
       if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
       this.#cache.set(hash, { meta, until: now + this.cacheMs });
     }
@@ -56,9 +63,19 @@ export class TokenStore {
     return meta;
   }
 
+  async #loadIssued(hash: string): Promise<TokenMeta> {
+    const row = await findTokenBySecretHash(this.db, hash);
+    if (!row || row.revokedAt) throw invalidToken();
+    return tokenMetaFromRow(row, this.box);
+  }
+
+  #sealingKeyActive(kid: string): boolean {
+    return this.sealed.keyring.get(kid) !== undefined || (this.sealed.relayKey !== undefined && this.sealed.relayKey.kid === kid);
+  }
+
   /** Counts one call before it is forwarded; refuses when the token may not make it. */
   async use(meta: TokenMeta): Promise<UseOutcome> {
-    const result = await useCall(this.db, meta.id);
+    const result = meta.sealed ? await useSealedCall(this.db, meta.sealed.firstRow) : await useCall(this.db, meta.id);
     if (result) return { callsLeft: result.maxCalls === null ? null : Math.max(0, result.maxCalls - result.used) };
     // The statement refused: tell exhaustion (429) from revocation or expiry (401).
     const row = await findTokenById(this.db, meta.id);

@@ -126,3 +126,35 @@ export async function listTokens(
     .orderBy(desc(tokens.createdAt), desc(tokens.id))
     .limit(limit);
 }
+
+/**
+ * Counts one call of a sealed token (DESIGN 3.2): the first use inserts its row by id
+ * (issuer and jti), every later use increments it, in one statement. A revoked, expired or
+ * exhausted row is left as it is and nothing is returned.
+ */
+export async function useSealedCall(db: Db, first: NewTokenRow): Promise<UseResult | undefined> {
+  const [row] = await db
+    .insert(tokens)
+    .values({ ...first, used: 1, lastUsedAt: sql`now()` })
+    .onConflictDoUpdate({
+      target: tokens.id,
+      set: { used: sql`${tokens.used} + 1`, lastUsedAt: sql`now()` },
+      setWhere: and(
+        isNull(tokens.revokedAt),
+        gt(tokens.expiresAt, sql`now()`),
+        or(isNull(tokens.maxCalls), lt(tokens.used, tokens.maxCalls)),
+      ),
+    })
+    .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
+  return row;
+}
+
+/** Revokes a sealed token that was never used: its row is inserted already revoked. */
+export async function insertRevokedSealed(db: Db, id: string, expiresAt: Date): Promise<TokenRow | undefined> {
+  const [row] = await db
+    .insert(tokens)
+    .values({ id, kind: 2, provider: "", expiresAt, revokedAt: sql`now()` })
+    .onConflictDoUpdate({ target: tokens.id, set: { revokedAt: sql`coalesce(${tokens.revokedAt}, now())` } })
+    .returning();
+  return row;
+}

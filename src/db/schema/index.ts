@@ -1,3 +1,4 @@
 /** Every table of the relay's state. drizzle-kit reads this file to generate drizzle/. */
 export * from "./tokens.js";
 export * from "./providers.js";
+export * from "./issuers.js";
