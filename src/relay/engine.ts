@@ -53,6 +53,8 @@ export interface CallRecord {
   subject: string;
   provider: string;
   model: string | undefined;
+  /** Id of the pool key that served the call; undefined for an inline key. */
+  keyId: string | undefined;
   status: number;
   outcome: Outcome;
   usage: Usage | undefined;
@@ -90,6 +92,7 @@ export class RelayEngine {
         subject: token.subject,
         provider: provider.id,
         model,
+        keyId: undefined,
         status,
         outcome,
         usage,

@@ -2,3 +2,5 @@
 export * from "./tokens.js";
 export * from "./providers.js";
 export * from "./issuers.js";
+export * from "./pools.js";
+export * from "./usage.js";

@@ -1,0 +1,44 @@
+/**
+ * Usage records (one per counted call, written in batches off the hot path) and the audit log
+ * of admin actions. Neither ever holds a token secret or an upstream key: ids only.
+ */
+import { bigint, bigserial, index, integer, pgTable, smallint, text, timestamp } from "drizzle-orm/pg-core";
+
+export const usageEvents = pgTable(
+  "usage_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, mode: "date" }).notNull(),
+    tokenId: text("token_id").notNull(),
+    subject: text("subject").notNull().default(""),
+    provider: text("provider").notNull(),
+    model: text("model").notNull().default(""),
+    keyId: text("key_id").notNull().default(""),
+    status: smallint("status").notNull(),
+    /** Outcome enum of common.proto. */
+    outcome: smallint("outcome").notNull(),
+    promptTokens: bigint("prompt_tokens", { mode: "number" }).notNull().default(0),
+    completionTokens: bigint("completion_tokens", { mode: "number" }).notNull().default(0),
+    totalTokens: bigint("total_tokens", { mode: "number" }).notNull().default(0),
+    bytes: bigint("bytes", { mode: "number" }).notNull().default(0),
+    latencyMs: integer("latency_ms").notNull().default(0),
+  },
+  (t) => [index("usage_events_at_idx").on(t.at), index("usage_events_token_idx").on(t.tokenId, t.at)],
+);
+
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    target: text("target").notNull().default(""),
+    detail: text("detail").notNull().default(""),
+  },
+  (t) => [index("audit_events_at_idx").on(t.at)],
+);
+
+export type UsageEventRow = typeof usageEvents.$inferSelect;
+export type NewUsageEventRow = typeof usageEvents.$inferInsert;
+export type AuditEventRow = typeof auditEvents.$inferSelect;
