@@ -114,7 +114,15 @@ function level(raw: string): LogLevel {
   throw new ConfigError(`RELAYAPI_LOG_LEVEL must be one of silent, error, warn, info, debug`);
 }
 
-/** Defaults for CLI commands that talk to a running relay. */
-export function cliDefaults(env: NodeJS.ProcessEnv = process.env): { server: string; adminKey: string | undefined } {
-  return { server: env.RELAYAPI_SERVER ?? "http://127.0.0.1:8080", adminKey: env.RELAYAPI_ADMIN_KEY || undefined };
+/**
+ * Defaults for CLI commands: the relay they talk to, the admin key, and the issuer key
+ * (`kid:secret`) that `token seal` uses when `--issuer-key` is not given (so the secret need not
+ * appear in the process list).
+ */
+export function cliDefaults(env: NodeJS.ProcessEnv = process.env): { server: string; adminKey: string | undefined; issuerKey: string | undefined } {
+  return {
+    server: env.RELAYAPI_SERVER ?? "http://127.0.0.1:8080",
+    adminKey: env.RELAYAPI_ADMIN_KEY || undefined,
+    issuerKey: env.RELAYAPI_ISSUER_KEY || undefined,
+  };
 }

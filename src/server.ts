@@ -4,6 +4,7 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { AddressInfo } from "node:net";
+import { AuditLog } from "./audit/audit-log.js";
 import type { Config } from "./config.js";
 import { routes } from "./connect.js";
 import { openDatabase, type Database } from "./db/client.js";
@@ -21,9 +22,11 @@ import { RelayEngine, type CallRecord } from "./relay/engine.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
 import { adminAuthInterceptor } from "./services/auth.js";
 import { errorInterceptor } from "./services/errors.js";
+import { PoolRegistry } from "./keys/pool-registry.js";
 import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
+import { UsageWriter } from "./usage/usage-writer.js";
 
 export interface BuildOptions {
   log?: Logger;
@@ -36,12 +39,17 @@ export interface RelayApp {
   database: Database;
   providers: ProviderRegistry;
   tokens: TokenStore;
+  usage: UsageWriter;
+  audit: AuditLog;
   adminKey: string;
   /** Set by listen(): `http://host:port`. */
   url: string;
   listen(port?: number, host?: string): Promise<AddressInfo>;
   close(): Promise<void>;
 }
+
+/** Headers a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After. */
+const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after";
 
 /** How often custom providers and issuer keys are re-read, so other instances' changes arrive within it. */
 const PROVIDER_REFRESH_MS = 1000;
@@ -61,25 +69,41 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     throw e;
   }
   const { db } = database;
+  const usage = new UsageWriter(db, { log });
+  const audit = new AuditLog(db);
+  /** Aborted first on close(): long-lived streams (WatchUsage) end so connections can drain. */
+  const stopping = new AbortController();
   const providers = new ProviderRegistry(db, config.providerBaseUrls);
   await providers.start(PROVIDER_REFRESH_MS);
+  const pools = new PoolRegistry(db, box, providers);
+  await pools.start(KEY_REFRESH_MS);
   const keyring = new IssuerKeyring(db, box);
   await keyring.start(KEY_REFRESH_MS);
   const relayKey = await loadRelayKey(db, box);
   const tokens = new TokenStore(db, box, config.tokenCacheMs, {
     keyring,
     providers,
+    pools,
     relayKey: config.acceptByokTokens ? relayKey : undefined,
   });
   const upstream = new UpstreamClient({
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
-  const engine = new RelayEngine({ providers, tokens, upstream, ...(opts.onCall ? { onCall: opts.onCall } : {}) });
+  const onCall = (record: CallRecord): void => {
+    usage.record(record);
+    opts.onCall?.(record);
+  };
+  const engine = new RelayEngine({ providers, tokens, upstream, pools, onCall });
 
-  const api = createApiHandler({ engine, providers, cors: new Cors(config.corsOrigins), maxBodyBytes: config.maxBodyBytes, log });
+  const cors = new Cors(config.corsOrigins);
+  const api = createApiHandler({ engine, providers, cors, maxBodyBytes: config.maxBodyBytes, log });
   const rpc = connectNodeAdapter({
-    routes: routes({ db, box, providers, tokens, engine, keyring, relayKey, acceptByokTokens: config.acceptByokTokens }),
+    routes: routes({
+      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit,
+      acceptByokTokens: config.acceptByokTokens,
+      shutdown: stopping.signal,
+    }),
     interceptors: [errorInterceptor(log), adminAuthInterceptor(adminKey.value)],
     readMaxBytes: config.maxBodyBytes,
     fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
@@ -96,6 +120,18 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     } else if (pathname === "/readyz") {
       void readyz(res, database.ping);
     } else {
+      // Connect-web and gRPC-web pages on another origin need CORS on the RPC paths too.
+      const origin = req.headers.origin;
+      if (typeof origin === "string") {
+        if (req.method === "OPTIONS") {
+          const asked = req.headers["access-control-request-headers"];
+          cors.preflight(origin, typeof asked === "string" ? asked : undefined, res);
+          return;
+        }
+        const headers = cors.headersFor(origin);
+        for (const name in headers) res.setHeader(name, headers[name]!);
+        if (headers["access-control-expose-headers"]) res.setHeader("access-control-expose-headers", RPC_EXPOSE);
+      }
       rpc(req, res);
     }
   };
@@ -106,6 +142,8 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     database,
     providers,
     tokens,
+    usage,
+    audit,
     adminKey: adminKey.value,
     url: "",
     async listen(port = config.port, host = config.host) {
@@ -114,10 +152,14 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       return address;
     },
     async close() {
+      stopping.abort();
       await server.close(config.shutdownGraceMs);
       providers.stop();
       keyring.stop();
+      pools.stop();
       await upstream.close();
+      // After every call ended (their records are queued) and before the database goes.
+      await usage.close();
       await database.close();
     },
   };

@@ -1,10 +1,11 @@
-/** `relayapi token issue|inspect|list|get|revoke`: TokenService rpcs. */
+/** `relayapi token issue|inspect|list|get|revoke`: TokenService rpcs (`seal` is offline: seal-command.ts). */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TokenStatus, type Token } from "../../gen/relayapi/v1/common_pb.js";
 import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
 import { cliDefaults } from "../config.js";
 import { durationFlag, intFlag, listFlag, parse, UsageError } from "./args.js";
 import { serverClient } from "./client.js";
+import { sealCommand } from "./seal-command.js";
 
 const FLAGS = {
   server: { type: "string" },
@@ -12,6 +13,7 @@ const FLAGS = {
   json: { type: "boolean" },
   provider: { type: "string" },
   "upstream-key": { type: "string" },
+  pool: { type: "string" },
   "max-calls": { type: "string" },
   "expires-in": { type: "string" },
   subject: { type: "string" },
@@ -22,6 +24,8 @@ const FLAGS = {
 
 export async function tokenCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
+  // `seal` runs offline with flags of its own (src/cli/seal-command.ts).
+  if (sub === "seal") return sealCommand(rest);
   const { values, positionals } = parse(rest, FLAGS);
   const defaults = cliDefaults();
   const flags = { server: values.server ?? defaults.server, adminKey: values["admin-key"] ?? defaults.adminKey };
@@ -29,12 +33,12 @@ export async function tokenCommand(argv: string[]): Promise<void> {
   switch (sub) {
     case "issue": {
       if (!values.provider) throw new UsageError("--provider is required");
-      if (!values["upstream-key"]) throw new UsageError("--upstream-key is required");
+      if (!values["upstream-key"] === !values.pool) throw new UsageError("one of --upstream-key or --pool is required");
       const maxCalls = intFlag("max-calls", values["max-calls"]);
       const expiresMs = durationFlag("expires-in", values["expires-in"]);
       const res = await serverClient(TokenService, flags).issueToken({
         provider: values.provider,
-        credential: { case: "upstreamKey", value: values["upstream-key"] },
+        credential: values.pool ? { case: "pool", value: values.pool } : { case: "upstreamKey", value: values["upstream-key"]! },
         subject: values.subject ?? "",
         limits: {
           maxCalls: maxCalls === undefined ? undefined : BigInt(maxCalls),
@@ -75,7 +79,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError("usage: relayapi token issue|inspect|list|get|revoke");
+      throw new UsageError("usage: relayapi token issue|seal|inspect|list|get|revoke");
   }
 }
 

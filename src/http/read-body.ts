@@ -5,16 +5,32 @@ import { RelayError } from "../errors.js";
 
 const EMPTY = Buffer.alloc(0);
 
-export async function readBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"]);
-  if (declared > limit) throw new RelayError("payload_too_large", "request body too large");
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new RelayError("payload_too_large", "request body too large");
-    chunks.push(chunk);
-  }
-  if (chunks.length === 0) return EMPTY;
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+const tooLarge = (): RelayError => new RelayError("payload_too_large", "request body too large");
+
+export function readBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Buffer> {
+  // Left unread, the body is discarded by Node once the response ends.
+  if (Number(req.headers["content-length"]) > limit) return Promise.reject(tooLarge());
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      req.off("data", onData);
+      // Discard the rest instead of destroying the request: a request destroyed mid-body leaves
+      // an HTTP/1.1 keep-alive connection stuck, and the client's next request on it hangs.
+      req.resume();
+      reject(tooLarge());
+    };
+    // Settling twice is a no-op, so these stay attached (an `error` without a listener throws).
+    const onEnd = (): void => resolve(chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    const onGone = (cause?: unknown): void => reject(new RelayError("bad_request", "request body incomplete", { cause }));
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onGone);
+    req.on("close", onGone);
+  });
 }

@@ -42,6 +42,8 @@ export interface ProviderSpec {
   baseUrl: string;
   credential: CredentialStyle;
   defaultHeaders: Readonly<Record<string, string>>;
+  /** Query parameters added when the client did not send them (e.g. Azure's `api-version`). */
+  defaultQuery?: Readonly<Record<string, string>>;
   shape: ApiShape;
   builtin: boolean;
 }

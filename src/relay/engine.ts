@@ -7,65 +7,25 @@
  * ends the sink with an outcome (COMPLETE, UPSTREAM_ERROR or TRUNCATED).
  */
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
-import { invalidToken, RelayError } from "../errors.js";
+import { invalidToken, RelayError, toRelayError } from "../errors.js";
+import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Usage } from "../providers/types.js";
 import type { TokenStore } from "../tokens/token-store.js";
-import { clientHeaders, upstreamHeaders, type HeaderInput } from "./headers.js";
+import { clientHeaders } from "./headers.js";
+import { SendFailed, sendWithFailover } from "./key-failover.js";
 import { checkPolicy } from "./policy.js";
 import { ClientGone, type UpstreamClient } from "./upstream-client.js";
-import { upstreamUrl } from "./upstream-url.js";
+import type { CallRecord, RelayInput, RelaySink } from "./types.js";
+import { assertSafePath } from "./upstream-url.js";
 
-export interface RelayInput {
-  providerId: string;
-  method: string;
-  /** Path below the provider root, starting with `/`. */
-  path: string;
-  query: URLSearchParams | undefined;
-  headers: HeaderInput;
-  body: Buffer;
-  /** The relay token as the client sent it. */
-  token: string | undefined;
-  origin: string | undefined;
-  /** Aborts when the client goes away; passed on to the upstream request. */
-  signal: AbortSignal;
-}
-
-export interface RelayEnd {
-  outcome: Outcome;
-  usage: Usage | undefined;
-  callsLeft: number | null;
-  /** Fixed, secret-free text when the outcome is not COMPLETE. */
-  error: string | undefined;
-}
-
-/** Where the answer goes: an HTTP response or a RelayService stream. */
-export interface RelaySink {
-  head(status: number, headers: Record<string, string | string[]>): void;
-  /** Resolves when the chunk may be followed by the next one (backpressure). */
-  write(chunk: Buffer): void | Promise<void>;
-  end(end: RelayEnd): void | Promise<void>;
-}
-
-/** One finished call, for usage records and metrics. Holds ids only, never secrets. */
-export interface CallRecord {
-  tokenId: string;
-  subject: string;
-  provider: string;
-  model: string | undefined;
-  /** Id of the pool key that served the call; undefined for an inline key. */
-  keyId: string | undefined;
-  status: number;
-  outcome: Outcome;
-  usage: Usage | undefined;
-  bytes: number;
-  latencyMs: number;
-}
+export type { CallRecord, RelayEnd, RelayInput, RelaySink } from "./types.js";
 
 export interface RelayEngineDeps {
   providers: ProviderRegistry;
   tokens: TokenStore;
   upstream: UpstreamClient;
+  pools: PoolRegistry;
   /** Called once per counted call, after it ended. */
   onCall?: (record: CallRecord) => void;
 }
@@ -75,24 +35,25 @@ export class RelayEngine {
 
   async relay(input: RelayInput, sink: RelaySink): Promise<void> {
     const started = performance.now();
-    const { providers, tokens, upstream } = this.deps;
+    const { providers, tokens, upstream, pools } = this.deps;
     const provider = providers.get(input.providerId);
     if (!provider) throw new RelayError("not_found", "unknown provider");
     if (input.token === undefined || input.token === "") throw invalidToken();
     const token = await tokens.authenticate(input.token);
     const model = checkPolicy(token, provider, input);
-    if (token.upstreamKey === undefined) throw new RelayError("failed_precondition", "no upstream key for this token");
-    const url = upstreamUrl(provider, input.path, input.query, token.upstreamKey);
-    const headers = upstreamHeaders(input.headers, provider, token.upstreamKey);
+    if (token.upstreamKey === undefined && token.pool === undefined) {
+      throw new RelayError("failed_precondition", "no upstream key for this token");
+    }
+    assertSafePath(input.path);
 
     const { callsLeft } = await tokens.use(token);
-    const record = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number): void =>
+    const record = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId?: string): void =>
       this.deps.onCall?.({
         tokenId: token.id,
         subject: token.subject,
         provider: provider.id,
         model,
-        keyId: undefined,
+        keyId,
         status,
         outcome,
         usage,
@@ -100,20 +61,26 @@ export class RelayEngine {
         latencyMs: performance.now() - started,
       });
 
-    let res;
+    let sent;
     try {
-      res = await upstream.send(url, input.method, headers, input.body, input.signal);
+      sent = await sendWithFailover(upstream, pools, token, provider, input);
     } catch (e) {
       if (e instanceof ClientGone) {
         // The request was sent; the provider may be working on it: not refunded.
         record(499, Outcome.TRUNCATED, undefined, 0);
         throw new RelayError("bad_request", "client closed the request");
       }
-      // Never reached the provider (connect error, timeout before headers): refunded.
-      await tokens.refund(token).catch(() => {});
-      record(e instanceof RelayError ? e.status : 502, Outcome.REFUNDED, undefined, 0);
-      throw e;
+      const failed = e instanceof SendFailed ? e : new SendFailed(toRelayError(e), true);
+      if (failed.reached) {
+        record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0);
+      } else {
+        // Never reached the provider (connect error, timeout before headers): refunded.
+        await tokens.refund(token).catch(() => {});
+        record(failed.error.status, Outcome.REFUNDED, undefined, 0);
+      }
+      throw failed.error;
     }
+    const { res, keyId } = sent;
 
     sink.head(res.statusCode, clientHeaders(res.headers));
     const contentType = res.headers["content-type"];
@@ -138,7 +105,7 @@ export class RelayEngine {
     }
     if (outcome === Outcome.UPSTREAM_ERROR) error = "upstream returned an error";
     const usage = meter.result();
-    record(res.statusCode, outcome, usage, bytes);
+    record(res.statusCode, outcome, usage, bytes, keyId);
     await sink.end({ outcome, usage, callsLeft, error });
   }
 }

@@ -47,6 +47,13 @@ const DROP_REQUEST = new Set([
 /** Never returned to the client. */
 const DROP_RESPONSE = new Set([...HOP_BY_HOP, "set-cookie", "alt-svc", "content-length"]);
 
+/** Headers named in `Connection` are hop-by-hop too (RFC 9110 7.6.1). */
+function connectionListed(headers: HeaderInput): Set<string> {
+  const v = headers.connection;
+  const list = Array.isArray(v) ? v.join(",") : (v ?? "");
+  return new Set(list.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean));
+}
+
 function dropRequestHeader(name: string): boolean {
   return DROP_REQUEST.has(name) || name.startsWith(":") || name.startsWith("sec-") || name.startsWith("x-relay-");
 }
@@ -54,11 +61,12 @@ function dropRequestHeader(name: string): boolean {
 /** Headers for the upstream request: the client's minus the dropped ones, plus the credential. */
 export function upstreamHeaders(input: HeaderInput, provider: ProviderSpec, upstreamKey: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
+  const listed = connectionListed(input);
   for (const name in input) {
     const value = input[name];
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    if (dropRequestHeader(lower)) continue;
+    if (dropRequestHeader(lower) || listed.has(lower)) continue;
     out[lower] = Array.isArray(value) ? value.join(", ") : value;
   }
   for (const name in provider.defaultHeaders) if (out[name] === undefined) out[name] = provider.defaultHeaders[name]!;
@@ -76,9 +84,10 @@ export function upstreamHeaders(input: HeaderInput, provider: ProviderSpec, upst
  * broken stream with an explicit error event of its own. */
 export function clientHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const listed = connectionListed(upstream);
   for (const name in upstream) {
     const value = upstream[name];
-    if (value === undefined || DROP_RESPONSE.has(name)) continue;
+    if (value === undefined || DROP_RESPONSE.has(name) || listed.has(name)) continue;
     out[name] = value;
   }
   return out;

@@ -14,7 +14,7 @@ export interface UpstreamOptions {
 export interface UpstreamResponse {
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
-  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown };
+  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown; dump(opts?: { limit?: number }): Promise<void> };
 }
 
 export class UpstreamClient {

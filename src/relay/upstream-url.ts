@@ -11,11 +11,20 @@ const BAD_PATH = /(?:^|\/)\.\.?(?:\/|$)|%2e|%2f|%5c|\\|[\0-\x1f\x7f]|@|\/\//i;
 /** Query parameters that carry relay tokens (DESIGN 4) and never go upstream. */
 export const TOKEN_QUERY_PARAMS = ["key", "token"] as const;
 
-export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): string {
+/** Refuses a path that could leave the provider's base path (before the call is counted). */
+export function assertSafePath(path: string): void {
   if (!path.startsWith("/") || BAD_PATH.test(path)) throw new RelayError("bad_request", "invalid path");
+}
+
+export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): string {
+  assertSafePath(path);
   let search = "";
-  const params = query && query.size > 0 ? new URLSearchParams(query) : undefined;
+  let params = query && query.size > 0 ? new URLSearchParams(query) : undefined;
   if (params) for (const p of TOKEN_QUERY_PARAMS) params.delete(p);
+  for (const name in provider.defaultQuery) {
+    params ??= new URLSearchParams();
+    if (!params.has(name)) params.set(name, provider.defaultQuery[name]!);
+  }
   const cred = provider.credential;
   if (cred.kind === "query" && upstreamKey !== undefined) {
     const withKey = params ?? new URLSearchParams();

@@ -4,11 +4,14 @@
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
+import { auditRpcs, type AuditRpcDeps } from "./admin/audit.js";
 import { issuerRpcs, type IssuerRpcDeps } from "./admin/issuers.js";
+import { poolRpcs, type PoolRpcDeps } from "./admin/pools.js";
 import { providerRpcs, type ProviderRpcDeps } from "./admin/providers.js";
+import { usageRpcs, type UsageRpcDeps } from "./admin/usage.js";
 
-export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps;
+export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps;
 
 export function createAdminService(deps: AdminServiceDeps): Partial<ServiceImpl<typeof AdminService>> {
-  return { ...issuerRpcs(deps), ...providerRpcs(deps) };
+  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps) };
 }

@@ -13,10 +13,12 @@ import {
 } from "../../gen/relayapi/v1/token_service_pb.js";
 import { TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
+import type { AuditLog } from "../audit/audit-log.js";
 import type { TokenRow } from "../db/schema/index.js";
 import { findTokenById, insertRevokedSealed, listTokens, revokeToken, type PageCursor, type TokenFilter } from "../db/queries/tokens.js";
 import { RelayError, invalidToken } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
+import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { DEFAULT_TTL_MS, issueToken } from "../tokens/issue-token.js";
 import type { RelayKey } from "../tokens/relay-key.js";
@@ -33,6 +35,8 @@ export interface TokenServiceDeps {
   tokens: TokenStore;
   relayKey: RelayKey;
   acceptByokTokens: boolean;
+  audit: AuditLog;
+  pools: PoolRegistry;
 }
 
 const STATUS_FILTER: Partial<Record<TokenStatus, TokenFilter["status"]>> = {
@@ -54,7 +58,7 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         req.expiry.case === "expiresAt"
           ? timestampDate(req.expiry.value)
           : new Date(Date.now() + (req.expiry.case === "expiresIn" ? durationMs(req.expiry.value) : DEFAULT_TTL_MS));
-      const issued = await issueToken(db, box, providers, {
+      const issued = await issueToken(db, box, providers, deps.pools, {
         provider: req.provider,
         upstreamKey: req.credential.case === "upstreamKey" ? req.credential.value : undefined,
         pool: req.credential.case === "pool" ? req.credential.value : undefined,
@@ -66,6 +70,7 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         maxBodyBytes: limits?.maxBodyBytes === undefined ? undefined : Number(limits.maxBodyBytes),
         expiresAt,
       });
+      await deps.audit.record({ actor: "admin", action: "IssueToken", target: issued.row.id, detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}` });
       return create(IssueTokenResponseSchema, { secret: issued.secret, token: tokenToProto(issued.row) });
     },
 
@@ -100,6 +105,7 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         (SEALED_ID.test(req.id) ? await insertRevokedSealed(db, req.id, new Date(Date.now() + MAX_TTL_MS)) : undefined);
       if (!row) throw new RelayError("not_found", "no such token");
       tokens.forget(row.id);
+      await deps.audit.record({ actor: "admin", action: "RevokeToken", target: row.id });
       return create(RevokeTokenResponseSchema, { token: tokenToProto(row) });
     },
 

@@ -7,6 +7,7 @@ import { insertToken } from "../db/queries/tokens.js";
 import type { TokenRow } from "../db/schema/index.js";
 import { RelayError } from "../errors.js";
 import { maskSecret, type SecretBox } from "../keys/secret-box.js";
+import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { hashSecret, newIssuedSecret, newTokenId } from "./issued-token.js";
 import { MAX_TTL_MS, validateLimits } from "./limits.js";
@@ -32,10 +33,13 @@ export interface Issued {
   row: TokenRow;
 }
 
-export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegistry, input: IssueInput): Promise<Issued> {
+export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegistry, pools: PoolRegistry, input: IssueInput): Promise<Issued> {
   if (!providers.get(input.provider)) throw new RelayError("bad_request", "unknown provider");
-  if (input.pool !== undefined) throw new RelayError("failed_precondition", "key pools are not available yet");
-  if (input.upstreamKey === undefined) throw new RelayError("bad_request", "upstream_key is required");
+  if (input.pool !== undefined) {
+    if (pools.providerOf(input.pool) !== input.provider) throw new RelayError("bad_request", "no such pool for this provider");
+  } else if (input.upstreamKey === undefined) {
+    throw new RelayError("bad_request", "upstream_key or pool is required");
+  }
   const key = input.upstreamKey;
   validateLimits(input);
   const ttl = input.expiresAt.getTime() - Date.now();
@@ -49,8 +53,9 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
     secretHash: hashSecret(secret),
     provider: input.provider,
     subject: input.subject,
-    upstreamKeyEnc: box.seal(key, id),
-    upstreamKeyHint: maskSecret(key),
+    upstreamKeyEnc: key === undefined ? null : box.seal(key, id),
+    upstreamKeyHint: key === undefined ? "" : maskSecret(key),
+    pool: input.pool ?? null,
     maxCalls: input.maxCalls ?? null,
     models: input.models,
     paths: input.paths,

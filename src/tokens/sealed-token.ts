@@ -2,7 +2,7 @@
  * Sealed tokens (DESIGN 3.2): a compact JWE minted offline, either `alg: dir` under an
  * issuer's 256-bit key (`kid`) or `alg: ECDH-ES` (X25519) to the relay's public key. Only
  * `enc: A256GCM`. Claims: `jti` and `exp` required; `prv` provider; `key` inline upstream key
- * or `pool`; `max`, `mdl`, `pth`, `org`, `mbb`, `tls` limits; `sub`, `nbf`, `iat`.
+ * or `pool` (issuer tokens only); `max`, `mdl`, `pth`, `org`, `mbb`, `tls` limits; `sub`, `nbf`, `iat`.
  *
  * Every failure is the same fixed 401 (`invalidToken()`): nothing about why, nothing from the
  * token. Claims this relay cannot enforce yet (`rpm`, `mtk`, `mxn`, `bud`, `cnf`) make the
@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { jwtDecrypt, type JWTPayload } from "jose";
 import { invalidToken, RelayError } from "../errors.js";
 import { maskSecret } from "../keys/secret-box.js";
+import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { IssuerKeyring } from "./issuer-keyring.js";
 import { MAX_TTL_MS, validateLimits } from "./limits.js";
@@ -19,7 +20,7 @@ import type { RelayKey } from "./relay-key.js";
 import type { TokenMeta } from "./token-meta.js";
 
 export const TOKEN_KIND_SEALED = 2;
-/** Tolerated clock difference between the minting backend and the relay, for exp/nbf/iat. */
+/** Tolerated clock difference between the minting backend and the relay, for nbf and iat (exp is exact). */
 export const CLOCK_SKEW_SECONDS = 60;
 const JWE_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const JTI = /^[A-Za-z0-9._~:-]{1,128}$/;
@@ -29,9 +30,19 @@ export function looksSealed(token: string): boolean {
   return JWE_SHAPE.test(token);
 }
 
+/**
+ * True when every segment is canonical base64url. Decoders ignore the spare low bits of a
+ * segment's last character, so without this check up to 16 spellings of one token would open
+ * the same claims: a changed byte must never leave a token valid.
+ */
+function canonicalSegments(token: string): boolean {
+  return token.split(".").every((seg) => Buffer.from(seg, "base64url").toString("base64url") === seg);
+}
+
 export interface SealedDeps {
   keyring: IssuerKeyring;
   providers: ProviderRegistry;
+  pools: PoolRegistry;
   /** Set only when the operator accepts ECDH-ES (bring-your-own-key) tokens. */
   relayKey: RelayKey | undefined;
 }
@@ -41,6 +52,7 @@ export async function openSealedToken(token: string, deps: SealedDeps): Promise<
   let scope = "";
   let kid = "";
   let payload: JWTPayload;
+  if (!canonicalSegments(token)) throw invalidToken();
   try {
     const result = await jwtDecrypt(
       token,
@@ -68,23 +80,29 @@ export async function openSealedToken(token: string, deps: SealedDeps): Promise<
     throw invalidToken();
   }
   try {
-    return claimsToMeta(payload, scope, kid, deps.providers);
+    return claimsToMeta(payload, scope, kid, deps.providers, deps.pools);
   } catch {
     throw invalidToken();
   }
 }
 
-function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: ProviderRegistry): TokenMeta {
+function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: ProviderRegistry, pools: PoolRegistry): TokenMeta {
   const jti = c.jti;
   const exp = c.exp;
   if (typeof jti !== "string" || !JTI.test(jti) || typeof exp !== "number") throw bad();
-  if (exp * 1000 - Date.now() > MAX_TTL_MS) throw bad();
+  // jose applies its clock tolerance to exp too; here exp is exact (nbf and iat keep the skew).
+  const now = Date.now();
+  if (exp * 1000 <= now || exp * 1000 - now > MAX_TTL_MS) throw bad();
+  // jose accepts any iat; one from the future beyond the skew is a wrong clock or a forgery.
+  if (typeof c.iat === "number" && c.iat * 1000 > now + CLOCK_SKEW_SECONDS * 1000) throw bad();
   for (const name of UNENFORCED) if (c[name] !== undefined) throw bad();
   const provider = c.prv;
   if (typeof provider !== "string" || !providers.get(provider)) throw bad();
   const key = optional(c.key, "string");
   const pool = optional(c.pool, "string");
-  // Pools arrive with key pools; an ECDH-ES token may never name one (DESIGN 3.2).
+  // An ECDH-ES token may never name a server-held pool (DESIGN 3.2), whatever else it says.
+  if (!issuer && pool !== undefined) throw bad();
+  // Issuer tokens may name one once key pools exist; until then they need an inline key.
   if (key === undefined || pool !== undefined) throw bad();
   const limits = {
     subject: optional(c.sub, "string") ?? "",
@@ -98,7 +116,7 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
   validateLimits(limits as typeof limits & { models: string[]; paths: string[]; origins: string[] });
   optional(c.tls, "boolean");
   // ECDH-ES tokens are scoped by their key's hash: one key's holder cannot touch another's jti.
-  const scope = issuer || "byok-" + createHash("sha256").update(key).digest("hex").slice(0, 16);
+  const scope = issuer || "byok-" + createHash("sha256").update(key!).digest("hex").slice(0, 16);
   const id = `${scope}:${jti}`;
   const models = limits.models as string[];
   const paths = limits.paths as string[];
@@ -110,7 +128,7 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
     provider,
     subject: limits.subject,
     upstreamKey: key,
-    pool: undefined,
+    pool,
     maxCalls: limits.maxCalls ?? null,
     models: new Set(models),
     paths,
@@ -124,7 +142,8 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
         kind: TOKEN_KIND_SEALED,
         provider,
         subject: limits.subject,
-        upstreamKeyHint: maskSecret(key),
+        upstreamKeyHint: key === undefined ? "" : maskSecret(key),
+        pool: pool ?? null,
         maxCalls: limits.maxCalls ?? null,
         models,
         paths,

@@ -64,7 +64,7 @@ export class TokenStore {
   }
 
   async #loadIssued(hash: string): Promise<TokenMeta> {
-    const row = await findTokenBySecretHash(this.db, hash);
+    const row = await guard(findTokenBySecretHash(this.db, hash));
     if (!row || row.revokedAt) throw invalidToken();
     return tokenMetaFromRow(row, this.box);
   }
@@ -75,10 +75,10 @@ export class TokenStore {
 
   /** Counts one call before it is forwarded; refuses when the token may not make it. */
   async use(meta: TokenMeta): Promise<UseOutcome> {
-    const result = meta.sealed ? await useSealedCall(this.db, meta.sealed.firstRow) : await useCall(this.db, meta.id);
+    const result = await guard(meta.sealed ? useSealedCall(this.db, meta.sealed.firstRow) : useCall(this.db, meta.id));
     if (result) return { callsLeft: result.maxCalls === null ? null : Math.max(0, result.maxCalls - result.used) };
     // The statement refused: tell exhaustion (429) from revocation or expiry (401).
-    const row = await findTokenById(this.db, meta.id);
+    const row = await guard(findTokenById(this.db, meta.id));
     if (row && !row.revokedAt && row.expiresAt.getTime() > Date.now() && row.maxCalls !== null && row.used >= row.maxCalls) {
       throw new RelayError("calls_exhausted", "this token has used all of its calls");
     }
@@ -88,7 +88,7 @@ export class TokenStore {
 
   /** Gives back a call that never reached the provider (DESIGN 3.3). */
   async refund(meta: TokenMeta): Promise<UseOutcome> {
-    const result = await refundCall(this.db, meta.id);
+    const result = await guard(refundCall(this.db, meta.id));
     if (!result) return { callsLeft: null };
     return { callsLeft: result.maxCalls === null ? null : Math.max(0, result.maxCalls - result.used) };
   }
@@ -96,5 +96,17 @@ export class TokenStore {
   /** Drops a token from the local cache (after revocation on this instance). */
   forget(id: string): void {
     for (const [hash, entry] of this.#cache) if (entry.meta.id === id) this.#cache.delete(hash);
+  }
+}
+
+/**
+ * Fails closed when the database cannot answer: a 503, never an uncounted call and never a
+ * 500 that looks like the client's fault (DESIGN 3.3, issue 5).
+ */
+async function guard<T>(query: Promise<T>): Promise<T> {
+  try {
+    return await query;
+  } catch (e) {
+    throw new RelayError("unavailable", "database unavailable", { cause: e });
   }
 }

@@ -1,23 +1,37 @@
-/** The built-in catalogue. Operators can override base URLs by config, not the rest. */
+/** The built-in catalogue, one module per provider. Operators can override base URLs by config. */
 import type { ProviderSpec } from "../types.js";
 import { anthropic } from "./anthropic.js";
+import { azureOpenai } from "./azure-openai.js";
+import { cohere } from "./cohere.js";
+import { dashscope } from "./dashscope.js";
+import { deepseek } from "./deepseek.js";
+import { fireworks } from "./fireworks.js";
 import { gemini } from "./gemini.js";
+import { groq } from "./groq.js";
+import { mistral } from "./mistral.js";
+import { moonshot } from "./moonshot.js";
+import { ollama } from "./ollama.js";
 import { openai } from "./openai.js";
-import { openaiCompatible } from "./openai-compatible.js";
+import { openrouter } from "./openrouter.js";
+import { perplexity } from "./perplexity.js";
+import { together } from "./together.js";
+import { xai } from "./xai.js";
 
 export const BUILTIN_PROVIDERS: readonly ProviderSpec[] = [
   openai,
   anthropic,
   gemini,
-  openaiCompatible("mistral", "https://api.mistral.ai"),
-  openaiCompatible("groq", "https://api.groq.com/openai"),
-  openaiCompatible("deepseek", "https://api.deepseek.com"),
-  openaiCompatible("openrouter", "https://openrouter.ai/api"),
-  openaiCompatible("together", "https://api.together.xyz"),
-  openaiCompatible("fireworks", "https://api.fireworks.ai/inference"),
-  openaiCompatible("xai", "https://api.x.ai"),
-  openaiCompatible("perplexity", "https://api.perplexity.ai"),
-  openaiCompatible("moonshot", "https://api.moonshot.cn"),
-  openaiCompatible("dashscope", "https://dashscope.aliyuncs.com/compatible-mode"),
-  openaiCompatible("ollama", "http://127.0.0.1:11434"),
+  azureOpenai,
+  mistral,
+  groq,
+  deepseek,
+  openrouter,
+  together,
+  fireworks,
+  xai,
+  perplexity,
+  cohere,
+  dashscope,
+  moonshot,
+  ollama,
 ];

@@ -33,5 +33,5 @@ export const anthropicShape: ApiShape = {
     return JSON.stringify({ type: "error", error: { type: TYPE[err.code] ?? "api_error", message: err.message } });
   },
   modelOf: (_path, body) => modelFromJsonBody(body),
-  meter: (contentType) => createUsageMeter(contentType, readUsage, "usage"),
+  meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"')),
 };

@@ -35,5 +35,5 @@ export const geminiShape: ApiShape = {
     const m = MODEL_IN_PATH.exec(path);
     return m?.[1] ? decodeURIComponent(m[1]) : undefined;
   },
-  meter: (contentType) => createUsageMeter(contentType, readUsage, "usageMetadata"),
+  meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usageMetadata"')),
 };

@@ -14,6 +14,9 @@ const TYPE: Record<string, string> = {
   calls_exhausted: "insufficient_quota",
 };
 
+/** OpenAI sends `"usage":null` on every chunk but the last when include_usage is on. */
+const NULL_USAGE = /"usage":\s*null/;
+
 function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(value) || !isObject(value.usage)) return seen;
   const u = value.usage;
@@ -30,5 +33,5 @@ export const openaiShape: ApiShape = {
     });
   },
   modelOf: (_path, body) => modelFromJsonBody(body),
-  meter: (contentType) => createUsageMeter(contentType, readUsage, "usage"),
+  meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"') && !NULL_USAGE.test(line)),
 };

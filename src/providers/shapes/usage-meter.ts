@@ -11,8 +11,11 @@ export type UsageReader = (value: unknown, seen: Usage | undefined) => Usage | u
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 const MAX_LINE = 1024 * 1024;
 
-export function createUsageMeter(contentType: string | undefined, read: UsageReader, marker: string): UsageMeter {
-  if (contentType?.includes("text/event-stream")) return new SseMeter(read, marker);
+/** Says whether an SSE `data:` line may carry usage and is worth parsing. */
+export type UsageLineFilter = (line: string) => boolean;
+
+export function createUsageMeter(contentType: string | undefined, read: UsageReader, wants: UsageLineFilter): UsageMeter {
+  if (contentType?.includes("text/event-stream")) return new SseMeter(read, wants);
   if (contentType?.includes("json")) return new JsonMeter(read);
   return NO_METER;
 }
@@ -24,7 +27,7 @@ class SseMeter implements UsageMeter {
   #usage: Usage | undefined;
   constructor(
     private readonly read: UsageReader,
-    private readonly marker: string,
+    private readonly wants: UsageLineFilter,
   ) {}
 
   feed(chunk: Buffer): void {
@@ -38,7 +41,7 @@ class SseMeter implements UsageMeter {
   }
 
   #line(line: string): void {
-    if (!line.startsWith("data:") || !line.includes(this.marker)) return;
+    if (!line.startsWith("data:") || !this.wants(line)) return;
     try {
       this.#usage = this.read(JSON.parse(line.slice(5)), this.#usage);
     } catch {

@@ -11,18 +11,20 @@ import {
   RotateIssuerResponseSchema,
   type Issuer,
 } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import type { AuditLog } from "../../audit/audit-log.js";
 import type { IssuerWithKeys } from "../../db/queries/issuers.js";
 import { RelayError } from "../../errors.js";
 import type { IssuerKeyring } from "../../tokens/issuer-keyring.js";
 
 export interface IssuerRpcDeps {
   keyring: IssuerKeyring;
+  audit: AuditLog;
 }
 
 type Rpcs = Pick<ServiceImpl<typeof AdminService>, "createIssuer" | "listIssuers" | "rotateIssuer" | "disableIssuer">;
 
 export function issuerRpcs(deps: IssuerRpcDeps): Rpcs {
-  const { keyring } = deps;
+  const { keyring, audit } = deps;
   const issuerNamed = async (name: string): Promise<Issuer> => {
     const found = (await keyring.list()).find((i) => i.name === name);
     if (!found) throw new RelayError("not_found", "no such issuer");
@@ -30,7 +32,9 @@ export function issuerRpcs(deps: IssuerRpcDeps): Rpcs {
   };
   return {
     async createIssuer(req) {
-      const key = await keyring.create(req.name);
+      // An imported secret (`relayapi rai import`) becomes the first key; else a random one.
+      const key = await keyring.create(req.name, req.secret.length > 0 ? req.secret : undefined);
+      await audit.record({ actor: "admin", action: "CreateIssuer", target: req.name, detail: `kid=${key.kid}${req.secret.length > 0 ? " imported" : ""}` });
       return create(CreateIssuerResponseSchema, { issuer: await issuerNamed(req.name), kid: key.kid, secret: key.secret });
     },
 
@@ -40,11 +44,13 @@ export function issuerRpcs(deps: IssuerRpcDeps): Rpcs {
 
     async rotateIssuer(req) {
       const key = await keyring.rotate(req.name);
+      await audit.record({ actor: "admin", action: "RotateIssuer", target: req.name, detail: `kid=${key.kid}` });
       return create(RotateIssuerResponseSchema, { issuer: await issuerNamed(req.name), kid: key.kid, secret: key.secret });
     },
 
     async disableIssuer(req) {
       await keyring.disable(req.name, req.kid);
+      await audit.record({ actor: "admin", action: "DisableIssuer", target: req.name, detail: req.kid ? `kid=${req.kid}` : "all keys" });
       return create(DisableIssuerResponseSchema, { issuer: await issuerNamed(req.name) });
     },
   };

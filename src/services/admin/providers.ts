@@ -8,18 +8,20 @@ import {
   ListProvidersResponseSchema,
   UpsertProviderResponseSchema,
 } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import type { AuditLog } from "../../audit/audit-log.js";
 import { RelayError } from "../../errors.js";
 import type { ProviderRegistry } from "../../providers/registry.js";
 import { providerToProto } from "../convert.js";
 
 export interface ProviderRpcDeps {
   providers: ProviderRegistry;
+  audit: AuditLog;
 }
 
 type Rpcs = Pick<ServiceImpl<typeof AdminService>, "listProviders" | "upsertProvider" | "deleteProvider">;
 
 export function providerRpcs(deps: ProviderRpcDeps): Rpcs {
-  const { providers } = deps;
+  const { providers, audit } = deps;
   return {
     listProviders() {
       const all = providers.list().sort((a, b) => Number(b.builtin) - Number(a.builtin) || a.id.localeCompare(b.id));
@@ -37,11 +39,13 @@ export function providerRpcs(deps: ProviderRpcDeps): Rpcs {
         defaultHeaders: Object.fromEntries(Object.entries(p.defaultHeaders).map(([k, v]) => [k.toLowerCase(), v])),
         shape: p.shape || 1,
       });
+      await audit.record({ actor: "admin", action: "UpsertProvider", target: stored.id, detail: `base_url=${stored.baseUrl}` });
       return create(UpsertProviderResponseSchema, { provider: providerToProto(stored) });
     },
 
     async deleteProvider(req) {
       await providers.delete(req.id);
+      await audit.record({ actor: "admin", action: "DeleteProvider", target: req.id });
       return create(DeleteProviderResponseSchema, {});
     },
   };

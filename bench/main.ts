@@ -1,0 +1,181 @@
+/**
+ * `npm run bench`: the mock upstream, the bare undici pass-through and the relay (PGlite, and
+ * PostgreSQL when 127.0.0.1:5432 answers), each in its own child process, driven from this
+ * process with autocannon and undici. Prints tables and the issue 6 targets, writes JSON.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { createBenchDatabase, type BenchDatabase } from "./bench-database.js";
+import { evaluateGoals, type TokenRowsResult } from "./goals.js";
+import { BENCH_UPSTREAM_KEY, countedCalls, issueBenchToken } from "./issue-bench-token.js";
+import { installPortkey, PORTKEY_VERSION } from "./install-portkey.js";
+import { probe, type HttpCall } from "./load.js";
+import { parseOptions } from "./options.js";
+import { formatProfile, summariseProfile, type ProfileSummary } from "./profile-summary.js";
+import { formatReport, writeJson } from "./report.js";
+import { measureThroughput, runRound, warmUp, type BenchTarget, type RoundResult } from "./rounds.js";
+import { summarise } from "./summarise.js";
+import { killAllTargets, startTarget, type TargetHandle } from "./targets.js";
+
+const log = (s: string): void => console.error(s);
+const cleanups: (() => Promise<void> | void)[] = [];
+
+let cleaning: Promise<void> | undefined;
+let interrupted = false;
+
+/** Runs the registered cleanups once (newest first); later callers wait for the same run. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length) await Promise.resolve(cleanups.pop()!()).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    killAllTargets();
+  })();
+  return cleaning;
+}
+
+process.on("exit", killAllTargets);
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    interrupted = true;
+    log(`\n${sig}: stopping targets`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+const CHAT = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Say hello to the benchmark." }], max_tokens: 64 });
+const CHAT_STREAM = JSON.stringify({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "Say hello to the benchmark." }],
+  max_tokens: 64,
+  stream: true,
+  stream_options: { include_usage: true },
+});
+
+function calls(base: string, bearer: string, extra: Record<string, string> = {}): { call: HttpCall; streamCall: HttpCall } {
+  const headers = { "content-type": "application/json", authorization: `Bearer ${bearer}`, ...extra };
+  return { call: { url: base, headers, body: CHAT }, streamCall: { url: base, headers, body: CHAT_STREAM } };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const started = Date.now();
+  const loadBefore = loadavg()[0]!;
+  if (loadBefore > cpus().length * 0.5) log(`warning: load average ${loadBefore.toFixed(2)} on ${cpus().length} CPUs before the run: other work on the box skews absolute numbers (compare ratios)`);
+  log(`bench: ${opts.rounds} rounds x ${opts.duration} s, ${opts.connections} connections; node ${process.version}, ${cpus().length} CPUs`);
+
+  const profDir = opts.cpuProf ? mkdtempSync(join(tmpdir(), "relayapi-bench-prof-")) : undefined;
+  const launch = async (name: string, cfg: Parameters<typeof startTarget>[1], quiet = false): Promise<TargetHandle> => {
+    const h = await startTarget(name, cfg, { quiet });
+    cleanups.push(() => h.stop());
+    return h;
+  };
+
+  const mock = await launch("direct", { kind: "mock", mock: { chunks: opts.chunks, delayMs: opts.chunkDelayMs } });
+  const reference = await launch("reference", { kind: "reference", upstream: mock.url, upstreamKey: BENCH_UPSTREAM_KEY });
+  const targets: BenchTarget[] = [
+    { name: "direct", relay: false, handle: mock, ...calls(`${mock.url}/v1/chat/completions`, BENCH_UPSTREAM_KEY) },
+    { name: "reference", relay: false, handle: reference, ...calls(`${reference.url}/v1/chat/completions`, "client-side-ignored") },
+  ];
+
+  if (opts.peers) {
+    const entry = await installPortkey(log);
+    const portkey = await launch("portkey", { kind: "portkey", entry }, true);
+    const extra = { "x-portkey-provider": "openai", "x-portkey-custom-host": `${mock.url}/v1` };
+    targets.push({ name: "portkey", relay: false, handle: portkey, ...calls(`${portkey.url}/v1/chat/completions`, BENCH_UPSTREAM_KEY, extra) });
+  }
+
+  let db: BenchDatabase | undefined;
+  if (opts.postgres) {
+    db = await createBenchDatabase();
+    if (db) cleanups.unshift(() => db!.drop()); // runs last, after the relay child is gone
+    else log("PostgreSQL does not answer on 127.0.0.1:5432: relay-postgres skipped");
+  }
+  const relays: { name: string; databaseUrl?: string }[] = [{ name: "relay-pglite" }];
+  if (db) relays.push({ name: "relay-postgres", databaseUrl: db.url });
+  for (const r of relays) {
+    const dataDir = mkdtempSync(join(tmpdir(), `relayapi-bench-${r.name}-`));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const handle = await launch(r.name, { kind: "relay", upstream: mock.url, dataDir, ...(r.databaseUrl ? { databaseUrl: r.databaseUrl } : {}) });
+    const token = await issueBenchToken(handle.url, handle.adminKey!);
+    targets.push({ name: r.name, relay: true, handle, token, ...calls(`${handle.url}/api/openai/v1/chat/completions`, token) });
+  }
+
+  for (const t of targets) {
+    for (const c of [t.call, t.streamCall]) {
+      const res = await probe(c);
+      if (res.status !== 200) throw new Error(`${t.name} answered ${res.status} to ${c.url}: ${res.body.slice(0, 300)}`);
+    }
+  }
+  log(`targets up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${targets.map((t) => `${t.name} ${t.handle.url} (pid ${t.handle.pid})`).join(", ")}`);
+
+  const profiled = opts.cpuProf === undefined ? undefined : targets.find((t) => t.name === opts.cpuProf);
+  if (opts.cpuProf !== undefined && !profiled) throw new Error(`--cpu-prof: no target named ${opts.cpuProf} (have ${targets.map((t) => t.name).join(", ")})`);
+
+  await warmUp(targets, opts, log);
+  const rounds: RoundResult[] = [];
+  for (let i = 0; i < opts.rounds; i++) rounds.push(await runRound(i, targets, opts, log));
+  const tokenRows: Record<string, TokenRowsResult> = {};
+  if (opts.tokenRows > 0) {
+    for (const t of targets.filter((x) => x.relay)) {
+      const before = await measureThroughput(t, opts.connections, opts.duration);
+      const t0 = Date.now();
+      await t.handle.seedTokens(opts.tokenRows);
+      const seedSeconds = (Date.now() - t0) / 1000;
+      const after = await measureThroughput(t, opts.connections, opts.duration);
+      tokenRows[t.name] = { rows: opts.tokenRows, seedSeconds, beforeCpuMsPerReq: before.cpuMsPerReq, afterCpuMsPerReq: after.cpuMsPerReq, beforeRps: before.rps, afterRps: after.rps };
+      log(`  ${t.name}: ${before.cpuMsPerReq.toFixed(3)} CPU ms/req, +${opts.tokenRows} token rows (${seedSeconds.toFixed(0)} s), then ${after.cpuMsPerReq.toFixed(3)}`);
+    }
+  }
+  if (profiled && profDir) {
+    // An extra, unreported throughput window under the profiler, so the rounds stay unskewed.
+    const r = await measureThroughput(profiled, opts.connections, opts.duration, join(profDir, `${profiled.name}.cpuprofile`));
+    log(`  profiled ${profiled.name}: ${Math.round(r.rps)} req/s under the profiler`);
+  }
+  const loadAfter = loadavg()[0]!;
+  const counted = Object.fromEntries(await Promise.all(targets.filter((t) => t.relay).map(async (t) => [t.name, await countedCalls(t.handle.url, t.token!)] as const)));
+  const lifetime = Object.fromEntries(await Promise.all(targets.map(async (t) => [t.name, (await t.handle.sample()).maxRss / 2 ** 20] as const)));
+
+  await cleanup(); // stops children (writes the CPU profile), drops the database
+  let profileSummary: ProfileSummary | undefined;
+  if (profDir) {
+    profileSummary = summariseProfile(profDir);
+    if (profileSummary) console.log(formatProfile(profileSummary, `${opts.cpuProf}, one extra ${opts.duration} s throughput window`) + "\n");
+  }
+
+  const names = targets.map((t) => t.name);
+  const summary = summarise(rounds, names);
+  const goals = evaluateGoals(summary, { peersMeasured: opts.peers, tokenRows });
+  const header = `RelayAPI bench ${new Date().toISOString()}: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GB; ${opts.rounds} rounds x ${opts.duration} s at ${opts.connections} connections; SSE ${opts.chunks} frames ${opts.chunkDelayMs} ms apart; load avg ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after`;
+  console.log(formatReport(summary, goals, names, header));
+  console.log(`\ncalls counted on the bench token (IntrospectToken): ${Object.entries(counted).map(([n, c]) => `${n} ${c}`).join(", ")}`);
+  if (!opts.peers) console.log("\npeers: not measured (run with --peers to add Portkey's gateway)");
+  const out = resolve(opts.out);
+  writeJson(out, {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    options: opts,
+    database: db?.name,
+    summary,
+    goals,
+    lifetimeMaxRssMb: lifetime,
+    loadAverage: { before: loadBefore, after: loadAfter },
+    countedCalls: counted,
+    tokenRows,
+    rounds,
+    profile: profileSummary,
+    peers: opts.peers ? { portkey: PORTKEY_VERSION } : "not measured",
+    seconds: (Date.now() - started) / 1000,
+  });
+  console.log(`wrote ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (e: unknown) => {
+    if (!interrupted) log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    await cleanup();
+    process.exit(interrupted ? 130 : 1);
+  },
+);

@@ -1,0 +1,91 @@
+/**
+ * The measured rounds. Each round runs every phase over every target, targets alternating
+ * (the order rotates each round, so drift on the box spreads evenly): throughput at C
+ * connections (with the target child's CPU and peak RSS), latency at concurrency 1, streaming
+ * (TTFB and per-frame transit), and Connect IntrospectToken for the relays.
+ */
+import { INTROSPECT_PATH, runConnectLoad, type ConnectLoadResult } from "./connect-load.js";
+import { runSequentialLatency, runThroughput, type HttpCall, type LatencyResult, type ThroughputResult } from "./load.js";
+import type { BenchOptions } from "./options.js";
+import { runStreamProbe, type StreamResult } from "./stream-probe.js";
+import type { TargetHandle } from "./targets.js";
+
+export interface BenchTarget {
+  name: string;
+  relay: boolean;
+  handle: TargetHandle;
+  call: HttpCall;
+  streamCall: HttpCall;
+  /** The relay token (relays only). */
+  token?: string;
+}
+
+export interface MeasuredThroughput extends ThroughputResult {
+  cpuMsPerReq: number;
+  peakRssMb: number;
+}
+
+export interface TargetRound {
+  throughput: MeasuredThroughput;
+  c1: LatencyResult;
+  stream: StreamResult;
+  connectH1?: ThroughputResult;
+  connectH2c?: ConnectLoadResult;
+}
+
+export interface RoundResult {
+  round: number;
+  order: string[];
+  targets: Record<string, TargetRound>;
+}
+
+/** With `profileTo`, the target's CPU profile covers exactly this measurement. */
+export async function measureThroughput(t: BenchTarget, connections: number, durationS: number, profileTo?: string): Promise<MeasuredThroughput> {
+  if (profileTo) await t.handle.startProfile();
+  const before = await t.handle.sample();
+  const r = await runThroughput(t.call, connections, durationS);
+  const after = await t.handle.sample();
+  if (profileTo) await t.handle.stopProfile(profileTo);
+  return { ...r, cpuMsPerReq: (after.cpuUs - before.cpuUs) / 1000 / Math.max(1, r.ok + r.non2xx), peakRssMb: after.peakRss / 2 ** 20 };
+}
+
+export function connectCall(t: BenchTarget): HttpCall {
+  return {
+    url: t.handle.url + INTROSPECT_PATH,
+    headers: { "content-type": "application/json", authorization: `Bearer ${t.token}` },
+    body: "{}",
+  };
+}
+
+export async function warmUp(targets: BenchTarget[], opts: BenchOptions, log: (s: string) => void): Promise<void> {
+  if (opts.warmup <= 0) return;
+  for (const t of targets) {
+    log(`  warm-up ${t.name}`);
+    await runThroughput(t.call, opts.connections, opts.warmup);
+    await runSequentialLatency(t.call, Math.min(1, opts.warmup));
+    await runStreamProbe(t.streamCall, 2);
+    if (t.relay) {
+      await runThroughput(connectCall(t), opts.connections, Math.min(1, opts.warmup));
+      await runConnectLoad(t.handle.url, t.token!, "2", opts.connections, Math.min(1, opts.warmup));
+    }
+  }
+}
+
+export async function runRound(round: number, targets: BenchTarget[], opts: BenchOptions, log: (s: string) => void): Promise<RoundResult> {
+  const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+  const results: Record<string, Partial<TargetRound>> = Object.fromEntries(order.map((t) => [t.name, {}]));
+  const c1Seconds = Math.max(1, opts.duration * 0.4);
+  const connectSeconds = Math.max(1, opts.duration * 0.5);
+  for (const t of order) {
+    const r = (results[t.name]!.throughput = await measureThroughput(t, opts.connections, opts.duration));
+    log(`  round ${round + 1} ${t.name.padEnd(15)} ${Math.round(r.rps)} req/s, ${r.cpuMsPerReq.toFixed(3)} CPU ms/req${r.non2xx || r.errors ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`);
+  }
+  for (const t of order) results[t.name]!.c1 = await runSequentialLatency(t.call, c1Seconds);
+  for (const t of order) results[t.name]!.stream = await runStreamProbe(t.streamCall, opts.streams);
+  for (const t of order) {
+    if (!t.relay) continue;
+    results[t.name]!.connectH1 = await runThroughput(connectCall(t), opts.connections, connectSeconds);
+    results[t.name]!.connectH2c = await runConnectLoad(t.handle.url, t.token!, "2", opts.connections, connectSeconds);
+  }
+  return { round: round + 1, order: order.map((t) => t.name), targets: results as Record<string, TargetRound> };
+}

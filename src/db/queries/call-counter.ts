@@ -1,0 +1,82 @@
+/**
+ * The counting statements of the hot path, prepared once per database (drizzle builds SQL per
+ * call otherwise, ~10% of the relay's CPU in profiles). Each is one atomic statement: a call or
+ * a block of calls is taken only while the token is unrevoked, unexpired and the whole block
+ * fits under its cap, so no number of callers or instances can pass `max_calls` (DESIGN 3.3).
+ */
+import { and, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
+import type { Db } from "../client.js";
+import { tokens, type NewTokenRow } from "../schema/index.js";
+import type { UseResult } from "./tokens.js";
+
+export class CallCounter {
+  readonly #use;
+  readonly #refund;
+  readonly #revokedSince;
+
+  constructor(private readonly db: Db) {
+    const n = sql.placeholder("n");
+    this.#use = db
+      .update(tokens)
+      .set({ used: sql`${tokens.used} + ${n}`, lastUsedAt: sql`now()` })
+      .where(
+        and(
+          eq(tokens.id, sql.placeholder("id")),
+          isNull(tokens.revokedAt),
+          gt(tokens.expiresAt, sql`now()`),
+          or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls)),
+        ),
+      )
+      .returning({ used: tokens.used, maxCalls: tokens.maxCalls })
+      .prepare("relay_use_calls");
+    this.#refund = db
+      .update(tokens)
+      .set({ used: sql`greatest(0, ${tokens.used} - ${n})` })
+      .where(and(eq(tokens.id, sql.placeholder("id")), gt(tokens.used, 0)))
+      .returning({ used: tokens.used, maxCalls: tokens.maxCalls })
+      .prepare("relay_refund_calls");
+    this.#revokedSince = db
+      .select({ id: tokens.id, revokedAt: tokens.revokedAt })
+      .from(tokens)
+      .where(gte(tokens.revokedAt, sql.placeholder("since")))
+      .prepare("relay_revoked_since");
+  }
+
+  /** Takes `n` calls at once (all or none); undefined when they may not be taken. */
+  async use(id: string, n: number): Promise<UseResult | undefined> {
+    const [row] = await this.#use.execute({ id, n });
+    return row;
+  }
+
+  /**
+   * Takes `n` calls of a sealed token: its first use anywhere inserts the row (by issuer and
+   * jti), later ones increment it, in one statement.
+   */
+  async useSealed(first: NewTokenRow, n: number): Promise<UseResult | undefined> {
+    const [row] = await this.db
+      .insert(tokens)
+      .values({ ...first, used: n, lastUsedAt: sql`now()` })
+      .onConflictDoUpdate({
+        target: tokens.id,
+        set: { used: sql`${tokens.used} + ${n}`, lastUsedAt: sql`now()` },
+        setWhere: and(
+          isNull(tokens.revokedAt),
+          gt(tokens.expiresAt, sql`now()`),
+          or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls)),
+        ),
+      })
+      .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
+    return row;
+  }
+
+  /** Gives back `n` calls that were never used (refunds, unused leases). */
+  async refund(id: string, n: number): Promise<UseResult | undefined> {
+    const [row] = await this.#refund.execute({ id, n });
+    return row;
+  }
+
+  /** Tokens revoked at or after `since`, so other instances drop what they cached or leased. */
+  async revokedSince(since: Date): Promise<{ id: string; revokedAt: Date | null }[]> {
+    return this.#revokedSince.execute({ since });
+  }
+}

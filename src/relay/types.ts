@@ -1,0 +1,50 @@
+/** The engine's vocabulary, shared by its entry points (HTTP layer, RelayService) and its parts. */
+import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import type { Usage } from "../providers/types.js";
+import type { HeaderInput } from "./headers.js";
+
+export interface RelayInput {
+  providerId: string;
+  method: string;
+  /** Path below the provider root, starting with `/`. */
+  path: string;
+  query: URLSearchParams | undefined;
+  headers: HeaderInput;
+  body: Buffer;
+  /** The relay token as the client sent it. */
+  token: string | undefined;
+  origin: string | undefined;
+  /** Aborts when the client goes away; passed on to the upstream request. */
+  signal: AbortSignal;
+}
+
+export interface RelayEnd {
+  outcome: Outcome;
+  usage: Usage | undefined;
+  callsLeft: number | null;
+  /** Fixed, secret-free text when the outcome is not COMPLETE. */
+  error: string | undefined;
+}
+
+/** Where the answer goes: an HTTP response or a RelayService stream. */
+export interface RelaySink {
+  head(status: number, headers: Record<string, string | string[]>): void;
+  /** Resolves when the chunk may be followed by the next one (backpressure). */
+  write(chunk: Buffer): void | Promise<void>;
+  end(end: RelayEnd): void | Promise<void>;
+}
+
+/** One finished call, for usage records and metrics. Holds ids only, never secrets. */
+export interface CallRecord {
+  tokenId: string;
+  subject: string;
+  provider: string;
+  model: string | undefined;
+  /** Id of the pool key that served the call; undefined for an inline key. */
+  keyId: string | undefined;
+  status: number;
+  outcome: Outcome;
+  usage: Usage | undefined;
+  bytes: number;
+  latencyMs: number;
+}

@@ -1,0 +1,15 @@
+/**
+ * `relayapi/sdk`: what app developers import, in Node and in browsers. Mint sealed tokens
+ * offline (`sealToken`, `sealTokenForRelay`), point an official provider SDK at the relay
+ * (`relayBaseURL`), and call the relay's Connect services (`createRelayClients`).
+ *
+ * Built to `dist/` by `npm run build:sdk` (run by `npm ci`'s prepare step); it imports no
+ * `node:` module, so bundlers take it as it is.
+ */
+export { DEFAULT_TTL_SECONDS, newJti, sealToken, sealTokenForRelay, type IssuerKey, type SealedTokenClaims, type SealInput } from "./seal-token.js";
+export { relayBaseURL } from "./relay-base-url.js";
+export { createRelayClients, type RelayClientOptions, type RelayClients } from "./relay-clients.js";
+export { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
+export { Outcome, TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
+export { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
+export { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";

@@ -1,0 +1,247 @@
+/**
+ * Usage records off the hot path (DESIGN 3.3, 10, 11). The engine hands every counted call to
+ * `record()`, which only queues it (synchronous, O(1), never throws, never touches the
+ * database). The queue is written in batches, one statement per batch (rows + per-token metered
+ * LLM tokens + per-key calls, src/db/queries/usage.ts), when `batchSize` rows wait or every
+ * `intervalMs`, one batch at a time. A failed batch stays queued and is retried with backoff; the
+ * queue is bounded, and records that do not fit are counted in `dropped`. `close()` writes what
+ * is left on shutdown.
+ *
+ * Delivery is at least once: a batch whose commit succeeded but whose answer was lost (the
+ * connection dropped in between) is written again.
+ *
+ * The live feed (`subscribe`) is in-process: each instance sees the calls it relayed itself, so
+ * with several instances a watcher sees one instance's calls (the one it is connected to).
+ */
+import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import type { Db } from "../db/client.js";
+import { insertUsageBatch, type UsageInsert } from "../db/queries/usage.js";
+import type { Logger } from "../log.js";
+import type { CallRecord } from "../relay/engine.js";
+
+/** A finished call as the live feed delivers it. */
+export interface UsageEvent extends CallRecord {
+  /** When the call ended. */
+  at: Date;
+}
+
+export type UsageListener = (event: UsageEvent) => void;
+
+export interface UsageFilter {
+  /** Only calls to this provider. */
+  provider?: string | undefined;
+}
+
+export interface UsageWriterOptions {
+  /** Rows per statement, and the queue length that triggers a write at once. */
+  batchSize?: number;
+  /** Longest time a record waits before it is written. */
+  intervalMs?: number;
+  /** Records kept while the database is failing; beyond it records are dropped and counted. */
+  maxQueue?: number;
+  log?: Logger;
+}
+
+const MAX_TEXT = 256;
+const MAX_BACKOFF_MS = 5_000;
+const CLOSE_ATTEMPTS = 3;
+
+interface Subscription {
+  listener: UsageListener;
+  provider: string | undefined;
+}
+
+export class UsageWriter {
+  readonly #db: Db;
+  readonly #batchSize: number;
+  readonly #intervalMs: number;
+  readonly #maxQueue: number;
+  readonly #log: Logger | undefined;
+  #queue: UsageInsert[] = [];
+  #subscriptions = new Set<Subscription>();
+  /** The batch being written, if any: one at a time. */
+  #writing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #soon = false;
+  #inFlight = 0;
+  #failures = 0;
+  #retryAt = 0;
+  #closed = false;
+  #dropped = 0;
+
+  constructor(db: Db, opts: UsageWriterOptions = {}) {
+    this.#db = db;
+    this.#batchSize = opts.batchSize ?? 500;
+    this.#intervalMs = opts.intervalMs ?? 250;
+    this.#maxQueue = opts.maxQueue ?? 100_000;
+    this.#log = opts.log;
+    this.#timer = setInterval(() => this.#tick(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Records not yet written (queued, or in the batch being written). */
+  get queueDepth(): number {
+    return this.#queue.length + this.#inFlight;
+  }
+
+  /** Records lost because the queue was full (or arrived after close). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Live-feed listeners. */
+  get watchers(): number {
+    return this.#subscriptions.size;
+  }
+
+  /** Queues one finished call and hands it to live-feed listeners. Never throws. */
+  record(r: CallRecord): void {
+    try {
+      const at = Date.now();
+      if (this.#closed || this.#queue.length >= this.#maxQueue) this.#dropped++;
+      else this.#queue.push(toRow(r, at));
+      if (this.#subscriptions.size > 0) this.#publish({ ...r, at: new Date(at) });
+      if (this.#queue.length >= this.#batchSize && !this.#soon) {
+        // Written on a later turn of the event loop, never inside the call that ended.
+        this.#soon = true;
+        setImmediate(() => {
+          this.#soon = false;
+          this.#tick();
+        });
+      }
+    } catch {
+      // A usage record must never break the call that produced it.
+      this.#dropped++;
+    }
+  }
+
+  /** Delivers every later call (matching `filter`) to `listener`; returns the unsubscribe. */
+  subscribe(listener: UsageListener, filter: UsageFilter = {}): () => void {
+    const sub: Subscription = { listener, provider: filter.provider || undefined };
+    this.#subscriptions.add(sub);
+    return () => void this.#subscriptions.delete(sub);
+  }
+
+  /** Writes everything queued so far; rejects (keeping the rows) when a batch fails. */
+  async flush(): Promise<void> {
+    while (this.#queue.length > 0 || this.#writing) {
+      if (this.#writing) {
+        await this.#writing;
+        continue;
+      }
+      await this.#writeBatch();
+    }
+  }
+
+  /** Stops the timer and writes what is left. Call after in-flight calls ended. */
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.flush();
+        break;
+      } catch (e) {
+        if (attempt >= CLOSE_ATTEMPTS) {
+          this.#log?.error("usage records lost on shutdown", { count: this.#queue.length, err: e });
+          this.#dropped += this.#queue.length;
+          this.#queue = [];
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+    this.#closed = true;
+    this.#subscriptions.clear();
+  }
+
+  #tick(): void {
+    if (this.#writing || this.#closed || this.#queue.length === 0 || Date.now() < this.#retryAt) return;
+    this.#writeBatch().then(
+      () => {
+        // A backlog (after an outage, or under load) drains batch after batch, not one per tick.
+        if (this.#queue.length >= this.#batchSize) setImmediate(() => this.#tick());
+      },
+      () => {},
+    );
+  }
+
+  /** Writes the oldest batch; on failure puts it back in front and backs off. */
+  #writeBatch(): Promise<void> {
+    const batch = this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
+    this.#queue = this.#queue.length <= this.#batchSize ? [] : this.#queue.slice(this.#batchSize);
+    this.#inFlight = batch.length;
+    const writing = insertUsageBatch(this.#db, batch).then(
+      () => {
+        this.#inFlight = 0;
+        this.#failures = 0;
+        this.#retryAt = 0;
+      },
+      (e: unknown) => {
+        this.#inFlight = 0;
+        // Newer records arrived meanwhile: the failed batch goes back in front, within the bound.
+        const room = Math.max(0, this.#maxQueue - this.#queue.length);
+        this.#dropped += Math.max(0, batch.length - room);
+        this.#queue = batch.slice(0, room).concat(this.#queue);
+        this.#failures++;
+        this.#retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, this.#intervalMs * 2 ** this.#failures);
+        this.#log?.warn("usage batch failed; will retry", { rows: batch.length, queued: this.#queue.length, err: e });
+        throw e;
+      },
+    );
+    // Settles (never rejects) once the batch is done, so waiters need no error handling.
+    this.#writing = writing.then(
+      () => {},
+      () => {},
+    ).then(() => {
+      this.#writing = undefined;
+    });
+    return writing;
+  }
+
+  #publish(event: UsageEvent): void {
+    for (const sub of this.#subscriptions) {
+      if (sub.provider !== undefined && sub.provider !== event.provider) continue;
+      try {
+        sub.listener(event);
+      } catch {
+        // One broken listener does not stop the others, nor the call.
+      }
+    }
+  }
+}
+
+/** The stored form: bounded, well-formed strings (a lone surrogate or NUL would fail the whole batch). */
+function toRow(r: CallRecord, at: number): UsageInsert {
+  const prompt = count(r.usage?.promptTokens);
+  const completion = count(r.usage?.completionTokens);
+  return {
+    at,
+    tokenId: text(r.tokenId),
+    subject: text(r.subject),
+    provider: text(r.provider),
+    model: text(r.model ?? ""),
+    keyId: text(r.keyId ?? ""),
+    status: Math.min(Math.max(Math.trunc(r.status) || 0, 0), 999),
+    outcome: r.outcome satisfies Outcome,
+    promptTokens: prompt,
+    completionTokens: completion,
+    totalTokens: count(r.usage?.totalTokens) || prompt + completion,
+    bytes: count(r.bytes),
+    latencyMs: Math.min(count(r.latencyMs), 2_147_483_647),
+  };
+}
+
+/** With the `u` flag a surrogate range matches only unpaired halves, which PostgreSQL refuses. */
+const UNSTORABLE = /[\uD800-\uDFFF]|\0/gu;
+
+function text(s: string): string {
+  const clipped = s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : s;
+  // Node 20 has String#isWellFormed (ES2024); the es2023 lib does not declare it.
+  const wellFormed = (clipped as string & { isWellFormed(): boolean }).isWellFormed();
+  return wellFormed && !clipped.includes("\0") ? clipped : clipped.replace(UNSTORABLE, (c) => (c === "\0" ? "" : "\uFFFD"));
+}
+
+function count(n: number | undefined): number {
+  return n !== undefined && Number.isFinite(n) && n > 0 ? Math.min(Math.round(n), Number.MAX_SAFE_INTEGER) : 0;
+}

@@ -1,0 +1,66 @@
+/**
+ * Exact counting for sealed tokens on both drivers (PGlite and PostgreSQL): the first use
+ * inserts the row by `<issuer>:<jti>` and every use increments it in one statement, so 500
+ * concurrent first uses of a max-50 token succeed exactly 50 times, through the query alone and
+ * end-to-end through the HTTP layer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Agent, request } from "undici";
+import { findTokenById, useSealedCall } from "../src/db/queries/tokens.js";
+import { sealToken } from "../src/sdk/index.js";
+import { postgresAvailable } from "./support/databases.js";
+import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
+import { createIssuer, type TestIssuer } from "./support/sealed.js";
+
+const drivers: Driver[] = (await postgresAvailable()) ? ["pglite", "postgres"] : ["pglite"];
+
+describe.each(drivers)("sealed-token counting on %s", (driver) => {
+  let mock: MockProvider;
+  let relay: TestRelay;
+  let issuer: TestIssuer;
+  beforeAll(async () => {
+    mock = await startMockProvider();
+    relay = await startRelay({ mock, driver });
+    issuer = await createIssuer(relay, "count-app");
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await mock?.close();
+  });
+
+  it("500 concurrent first uses through the query insert one row and succeed exactly 50 times", async () => {
+    const db = relay.app.database.db;
+    const first = { id: "count-app:q-race", kind: 2, provider: "openai", maxCalls: 50, expiresAt: new Date(Date.now() + 600_000) };
+    const results = await Promise.all(Array.from({ length: 500 }, () => useSealedCall(db, first)));
+    expect(results.filter(Boolean)).toHaveLength(50);
+    expect(results.filter(Boolean).map((r) => r!.used).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect((await findTokenById(db, first.id))?.used).toBe(50);
+  });
+
+  it("500 concurrent HTTP calls on a sealed max-50 token forward exactly 50; the rest get 429", async () => {
+    const token = await sealToken({ jti: "http-race", prv: "openai", key: "sk-sealed-count-upstream-01", max: 50 }, issuer.issuerKey);
+    mock.reset();
+    const agent = new Agent({ connections: 128 });
+    const body = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
+    const responses = await Promise.all(
+      Array.from({ length: 500 }, async () => {
+        const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body,
+          dispatcher: agent,
+        });
+        return { status: res.statusCode, json: (await res.body.json()) as { error?: { code?: string } } };
+      }),
+    );
+    await agent.close();
+    expect(responses.filter((r) => r.status === 200)).toHaveLength(50);
+    const limited = responses.filter((r) => r.status === 429);
+    expect(limited).toHaveLength(450);
+    for (const r of limited) expect(r.json.error?.code).toBe("calls_exhausted");
+    expect(mock.requests.filter((r) => r.path.endsWith("/chat/completions"))).toHaveLength(50);
+    const row = (await relay.tokens.getToken({ id: "count-app:http-race" })).token;
+    expect(row).toMatchObject({ callsUsed: 50n, callsLeft: 0n, kind: 2 });
+  });
+});

@@ -1,0 +1,114 @@
+/**
+ * The storage layer on both drivers (PGlite and PostgreSQL): migrations, token queries, and the
+ * exact count: 500 concurrent uses of a max-50 token succeed exactly 50 times, through the
+ * query alone and end-to-end through the HTTP layer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Agent, request } from "undici";
+import { migrateDatabase } from "../src/db/migrate.js";
+import { findTokenById, insertToken, listTokens, refundCall, revokeToken, useCall } from "../src/db/queries/tokens.js";
+import { postgresAvailable } from "./support/databases.js";
+import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
+
+const drivers: Driver[] = (await postgresAvailable()) ? ["pglite", "postgres"] : ["pglite"];
+
+describe.each(drivers)("storage on %s", (driver) => {
+  let mock: MockProvider;
+  let relay: TestRelay;
+  beforeAll(async () => {
+    mock = await startMockProvider();
+    relay = await startRelay({ mock, driver });
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await mock?.close();
+  });
+
+  const row = (id: string, maxCalls: number | null, expiresInMs = 3_600_000) => ({
+    id,
+    kind: 1,
+    secretHash: `hash-${id}`,
+    provider: "openai",
+    maxCalls,
+    expiresAt: new Date(Date.now() + expiresInMs),
+  });
+
+  it("runs on the expected driver, and migrating again is a no-op", async () => {
+    expect(relay.app.database.driver).toBe(driver);
+    await migrateDatabase(relay.app.database);
+    await migrateDatabase(relay.app.database);
+  });
+
+  it("counts, refuses past the cap, refunds and revokes", async () => {
+    const db = relay.app.database.db;
+    await insertToken(db, row("tok_q1", 2));
+    expect(await useCall(db, "tok_q1")).toEqual({ used: 1, maxCalls: 2 });
+    expect(await useCall(db, "tok_q1")).toEqual({ used: 2, maxCalls: 2 });
+    expect(await useCall(db, "tok_q1")).toBeUndefined();
+    expect(await refundCall(db, "tok_q1")).toEqual({ used: 1, maxCalls: 2 });
+    expect(await useCall(db, "tok_q1")).toEqual({ used: 2, maxCalls: 2 });
+    const revoked = await revokeToken(db, "tok_q1");
+    expect(revoked?.revokedAt).toBeInstanceOf(Date);
+    await refundCall(db, "tok_q1");
+    expect(await useCall(db, "tok_q1")).toBeUndefined();
+    // A refund never takes the counter below zero.
+    await insertToken(db, row("tok_q2", null));
+    expect(await refundCall(db, "tok_q2")).toBeUndefined();
+    expect((await findTokenById(db, "tok_q2"))?.used).toBe(0);
+  });
+
+  it("refuses an expired token in the same statement", async () => {
+    const db = relay.app.database.db;
+    await insertToken(db, row("tok_exp", 10, -1000));
+    expect(await useCall(db, "tok_exp")).toBeUndefined();
+  });
+
+  it("lists by keyset, newest first, with status filters", async () => {
+    const db = relay.app.database.db;
+    const all = await listTokens(db, {}, 100);
+    const ids = all.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const firstPage = await listTokens(db, {}, 2);
+    const next = await listTokens(db, {}, 100, { createdAt: firstPage[1]!.createdAt, id: firstPage[1]!.id });
+    expect([...firstPage, ...next].map((t) => t.id)).toEqual(ids);
+    expect((await listTokens(db, { status: "revoked" }, 100)).map((t) => t.id)).toContain("tok_q1");
+    expect((await listTokens(db, { status: "expired" }, 100)).map((t) => t.id)).toEqual(["tok_exp"]);
+  });
+
+  it("500 concurrent uses of a max-50 token succeed exactly 50 times", async () => {
+    const db = relay.app.database.db;
+    await insertToken(db, row("tok_race", 50));
+    const results = await Promise.all(Array.from({ length: 500 }, () => useCall(db, "tok_race")));
+    expect(results.filter(Boolean)).toHaveLength(50);
+    expect((await findTokenById(db, "tok_race"))?.used).toBe(50);
+  });
+
+  it("500 concurrent HTTP calls on a max-50 token forward exactly 50; the rest get 429", async () => {
+    const { secret, id } = await relay.issue({ limits: { maxCalls: 50n } });
+    mock.reset();
+    const agent = new Agent({ connections: 128 });
+    const body = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
+    const responses = await Promise.all(
+      Array.from({ length: 500 }, async () => {
+        const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body,
+          dispatcher: agent,
+        });
+        return { status: res.statusCode, json: (await res.body.json()) as { error?: { type?: string; code?: string } } };
+      }),
+    );
+    await agent.close();
+    const ok = responses.filter((r) => r.status === 200);
+    const limited = responses.filter((r) => r.status === 429);
+    expect(ok).toHaveLength(50);
+    expect(limited).toHaveLength(450);
+    expect(mock.requests.filter((r) => r.path.endsWith("/chat/completions"))).toHaveLength(50);
+    for (const r of limited) expect(r.json.error).toMatchObject({ type: "insufficient_quota", code: "calls_exhausted" });
+    const token = await relay.tokens.getToken({ id });
+    expect(token.token?.callsUsed).toBe(50n);
+    expect(token.token?.callsLeft).toBe(0n);
+  });
+});
