@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    // Prints the generated fuzz and fault case counts of the run (test/support/fuzz.ts).
+    globalSetup: ["test/support/fuzz-summary.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Test files boot their own relays and databases; two cores -> two at a time.

@@ -1,9 +1,15 @@
 /**
- * The one place that reads the environment. Everything else receives a typed Config.
+ * The one place that reads the environment and the config file. Everything else receives a
+ * typed Config (STYLE habit 9).
  *
- * Precedence: built-in defaults < environment (`RELAYAPI_*`, `DATABASE_URL`) < command-line flags.
+ * Precedence: built-in defaults < config file (`relayapi.config.json` in the working directory,
+ * or `--config FILE` / `RELAYAPI_CONFIG`) < environment (`RELAYAPI_*`, `DATABASE_URL`,
+ * `REDIS_URL`) < command-line flags. The file uses the Config field names below; an unknown key
+ * or a value of the wrong type is an error that names the key.
  */
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { trustMatcher } from "./limits/client-ip.js";
 
 export interface Config {
   host: string;
@@ -28,18 +34,42 @@ export interface Config {
   corsOrigins: string[];
   /** How long the metadata of a token is cached (its counters and revocation never are). */
   tokenCacheMs: number;
+  /** Largest block of calls an instance leases at once (1: one statement per call). */
+  leaseMax: number;
+  /** Leased calls unused for this long go back to the database. */
+  leaseIdleMs: number;
   /**
    * Accept ECDH-ES sealed tokens that carry their holder's own upstream key (DESIGN 3.2). Off by
    * default: it makes the relay usable by anyone who brings a key.
    */
   acceptByokTokens: boolean;
+  /**
+   * The origin clients use to reach this relay (`https://relay.example`), for DPoP's `htu`:
+   * never taken from the Host header. Defaults to http://host:port.
+   */
+  publicOrigin: string | undefined;
+  /** Require server nonces in DPoP proofs (RFC 9449 section 8), stateless (HMAC of time). */
+  dpopNonces: boolean;
+  /** Requests per minute per client IP, checked before the token (0: off). */
+  ipRpm: number;
+  /** Calls in flight per instance (0: unlimited). */
+  maxConcurrency: number;
+  /** Calls in flight per pool key per instance (0: unlimited). */
+  keyConcurrency: number;
+  /** Proxies (IPs or CIDRs) whose X-Forwarded-For is believed; empty: the socket address only. */
+  trustProxy: string[];
+  /** Redis for cluster-wide rate limits; unset: limits per instance. */
+  redisUrl: string | undefined;
+  /** Share per-IP limits through Redis too (costly: a heartbeat per active IP). */
+  redisPerIp: boolean;
   /** Deadline for in-flight streams on shutdown. */
   shutdownGraceMs: number;
   /** Log level: silent, error, warn, info, debug. */
   logLevel: LogLevel;
 }
 
-export type LogLevel = "silent" | "error" | "warn" | "info" | "debug";
+export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type ConfigOverrides = Partial<Config>;
 
@@ -47,32 +77,163 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+export interface LoadOptions {
+  /**
+   * The config file: a path (it must exist), `false` for none, or undefined for `RELAYAPI_CONFIG`,
+   * else `relayapi.config.json` in `cwd` when it exists.
+   */
+  configFile?: string | false | undefined;
+  /** Where the default config file is looked for (default: the process's working directory). */
+  cwd?: string;
+}
+
+export const DEFAULT_CONFIG_FILE = "relayapi.config.json";
+
+/** How one field is read from the environment and from the file. */
+interface Field<T> {
+  env: string;
+  default: T;
+  /** From an environment string; undefined when the string means "not set". */
+  fromEnv(raw: string, name: string): T | undefined;
+  /** From a JSON value; throws a ConfigError naming `name`. */
+  fromJson(value: unknown, name: string): T;
+}
+
+const intField = (env: string, dflt: number): Field<number> => ({
+  env,
+  default: dflt,
+  fromEnv: (raw, name) => (raw === "" ? undefined : nonNegativeInt(Number(raw), name)),
+  fromJson: (v, name) => nonNegativeInt(v, name),
+});
+
+const stringField = (env: string, dflt: string): Field<string> => ({
+  env,
+  default: dflt,
+  fromEnv: (raw) => (raw === "" ? undefined : raw),
+  fromJson: (v, name) => {
+    if (typeof v !== "string") throw new ConfigError(`${name} must be a string`);
+    return v;
+  },
+});
+
+/** An optional string: "" (env) or null (file) leave it unset. */
+const optionalField = (env: string): Field<string | undefined> => ({
+  env,
+  default: undefined,
+  fromEnv: (raw) => (raw === "" ? undefined : raw),
+  fromJson: (v, name) => {
+    if (v === null) return undefined;
+    if (typeof v !== "string") throw new ConfigError(`${name} must be a string`);
+    return v || undefined;
+  },
+});
+
+const boolField = (env: string, dflt: boolean): Field<boolean> => ({
+  env,
+  default: dflt,
+  fromEnv: (raw, name) => {
+    if (raw === "") return undefined;
+    if (raw === "1" || raw === "true") return true;
+    if (raw === "0" || raw === "false") return false;
+    throw new ConfigError(`${name} must be true or false`);
+  },
+  fromJson: (v, name) => {
+    if (typeof v !== "boolean") throw new ConfigError(`${name} must be true or false`);
+    return v;
+  },
+});
+
+/** A list: comma-separated in the environment ("" is the empty list), an array in the file. */
+const listField = (env: string, dflt: string[]): Field<string[]> => ({
+  env,
+  default: dflt,
+  fromEnv: (raw) => list(raw),
+  fromJson: (v, name) => {
+    if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) throw new ConfigError(`${name} must be an array of strings`);
+    return v.map((s) => s.trim()).filter(Boolean);
+  },
+});
+
+const levelField: Field<LogLevel> = {
+  env: "RELAYAPI_LOG_LEVEL",
+  default: "info",
+  fromEnv: (raw, name) => (raw === "" ? undefined : logLevel(raw, name)),
+  fromJson: (v, name) => logLevel(v, name),
+};
+
+const providerUrlsField: Field<Record<string, string>> = {
+  env: "RELAYAPI_PROVIDER_<ID>_BASE_URL",
+  default: {},
+  fromEnv: () => undefined, // read by pattern in loadConfig
+  fromJson: (v, name) => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConfigError(`${name} must be an object of provider id -> URL`);
+    for (const [id, url] of Object.entries(v)) {
+      if (typeof url !== "string") throw new ConfigError(`${name}.${id} must be a string`);
+    }
+    return { ...(v as Record<string, string>) };
+  },
+};
+
+/** Every Config field: its environment variable, default and parsers. */
+export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
+  host: stringField("RELAYAPI_HOST", "127.0.0.1"),
+  port: intField("RELAYAPI_PORT", 8080),
+  dataDir: stringField("RELAYAPI_DATA_DIR", "./data"),
+  databaseUrl: optionalField("DATABASE_URL"),
+  adminKey: optionalField("RELAYAPI_ADMIN_KEY"),
+  masterKey: optionalField("RELAYAPI_MASTER_KEY"),
+  providerBaseUrls: providerUrlsField,
+  maxBodyBytes: intField("RELAYAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
+  upstreamHeadersTimeoutMs: intField("RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS", 120_000),
+  upstreamIdleTimeoutMs: intField("RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS", 120_000),
+  corsOrigins: listField("RELAYAPI_CORS_ORIGINS", ["*"]),
+  tokenCacheMs: intField("RELAYAPI_TOKEN_CACHE_MS", 5_000),
+  leaseMax: intField("RELAYAPI_LEASE_MAX", 64),
+  leaseIdleMs: intField("RELAYAPI_LEASE_IDLE_MS", 1_000),
+  acceptByokTokens: boolField("RELAYAPI_ACCEPT_BYOK_TOKENS", false),
+  publicOrigin: optionalField("RELAYAPI_PUBLIC_ORIGIN"),
+  dpopNonces: boolField("RELAYAPI_DPOP_NONCES", false),
+  ipRpm: intField("RELAYAPI_IP_RPM", 600),
+  maxConcurrency: intField("RELAYAPI_MAX_CONCURRENCY", 4096),
+  keyConcurrency: intField("RELAYAPI_KEY_CONCURRENCY", 0),
+  trustProxy: listField("RELAYAPI_TRUST_PROXY", []),
+  redisUrl: optionalField("REDIS_URL"),
+  redisPerIp: boolField("RELAYAPI_REDIS_PER_IP", false),
+  shutdownGraceMs: intField("RELAYAPI_SHUTDOWN_GRACE_MS", 10_000),
+  logLevel: levelField,
+};
+
+const KEYS = Object.keys(FIELDS) as (keyof Config)[];
 const PROVIDER_URL_ENV = /^RELAYAPI_PROVIDER_([A-Z0-9_]+)_BASE_URL$/;
 
-/** Reads defaults, then the environment, then `overrides` (parsed flags), and validates once. */
-export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
-  const providerBaseUrls: Record<string, string> = {};
+/**
+ * Reads defaults, then the config file, then the environment, then `overrides` (parsed flags),
+ * and validates once.
+ */
+export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
+  // Copies, so a caller changing its Config cannot change the defaults.
+  const config = Object.fromEntries(KEYS.map((k) => [k, copy(FIELDS[k].default)])) as unknown as Config;
+  const values = config as unknown as Record<keyof Config, unknown>;
+
+  const file = configFilePath(env, opts);
+  if (file !== undefined) {
+    const fromFile = readConfigFile(file);
+    Object.assign(config, fromFile);
+    config.providerBaseUrls = { ...fromFile.providerBaseUrls };
+  }
+
+  for (const key of KEYS) {
+    const { env: name } = FIELDS[key];
+    const raw = env[name];
+    if (raw === undefined) continue;
+    const value = FIELDS[key].fromEnv(raw, name);
+    if (value !== undefined) values[key] = value;
+  }
   for (const [name, value] of Object.entries(env)) {
     const m = PROVIDER_URL_ENV.exec(name);
-    if (m?.[1] && value) providerBaseUrls[m[1].toLowerCase().replaceAll("_", "-")] = value;
+    if (m?.[1] && value) config.providerBaseUrls[m[1].toLowerCase().replaceAll("_", "-")] = value;
   }
-  const config: Config = {
-    host: env.RELAYAPI_HOST ?? "127.0.0.1",
-    port: int(env.RELAYAPI_PORT, 8080, "RELAYAPI_PORT"),
-    dataDir: resolve(env.RELAYAPI_DATA_DIR ?? "./data"),
-    databaseUrl: env.DATABASE_URL || undefined,
-    adminKey: env.RELAYAPI_ADMIN_KEY || undefined,
-    masterKey: env.RELAYAPI_MASTER_KEY || undefined,
-    providerBaseUrls,
-    maxBodyBytes: int(env.RELAYAPI_MAX_BODY_BYTES, 10 * 1024 * 1024, "RELAYAPI_MAX_BODY_BYTES"),
-    upstreamHeadersTimeoutMs: int(env.RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS, 120_000, "RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS"),
-    upstreamIdleTimeoutMs: int(env.RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS, 120_000, "RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS"),
-    corsOrigins: (env.RELAYAPI_CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
-    tokenCacheMs: int(env.RELAYAPI_TOKEN_CACHE_MS, 5_000, "RELAYAPI_TOKEN_CACHE_MS"),
-    acceptByokTokens: bool(env.RELAYAPI_ACCEPT_BYOK_TOKENS, false, "RELAYAPI_ACCEPT_BYOK_TOKENS"),
-    shutdownGraceMs: int(env.RELAYAPI_SHUTDOWN_GRACE_MS, 10_000, "RELAYAPI_SHUTDOWN_GRACE_MS"),
-    logLevel: level(env.RELAYAPI_LOG_LEVEL ?? "info"),
-  };
+
   const merged: Config = { ...config, ...definedOnly(overrides) };
   if (overrides.providerBaseUrls) merged.providerBaseUrls = { ...config.providerBaseUrls, ...overrides.providerBaseUrls };
   merged.dataDir = resolve(merged.dataDir);
@@ -80,38 +241,127 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   return merged;
 }
 
+function configFilePath(env: NodeJS.ProcessEnv, opts: LoadOptions): string | undefined {
+  if (opts.configFile === false) return undefined;
+  const explicit = opts.configFile || env.RELAYAPI_CONFIG || undefined;
+  if (explicit !== undefined) {
+    const path = resolve(opts.cwd ?? process.cwd(), explicit);
+    if (!existsSync(path)) throw new ConfigError(`config file ${explicit} does not exist`);
+    return path;
+  }
+  const path = resolve(opts.cwd ?? process.cwd(), DEFAULT_CONFIG_FILE);
+  return existsSync(path) ? path : undefined;
+}
+
+/** The file's settings; a relative `dataDir` is taken relative to the file. */
+function readConfigFile(path: string): Partial<Config> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!Object.hasOwn(FIELDS, key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
+    const field = FIELDS[key as keyof Config] as Field<unknown>;
+    try {
+      out[key] = field.fromJson(value, `"${key}"`);
+    } catch (e) {
+      throw new ConfigError(`config file ${path}: ${(e as Error).message}`);
+    }
+  }
+  if (typeof out.dataDir === "string") out.dataDir = resolve(dirname(path), out.dataDir);
+  return out as Partial<Config>;
+}
+
+/** Checks across the merged result, whatever layer a value came from; names the key. */
 function validate(c: Config): void {
-  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) throw new ConfigError(`port must be 0-65535, got ${c.port}`);
-  if (c.maxBodyBytes < 1) throw new ConfigError("maxBodyBytes must be positive");
+  const name = (key: keyof Config): string => `${key} (${FIELDS[key].env})`;
+  for (const key of KEYS) {
+    const v = c[key];
+    if (typeof FIELDS[key].default === "number") nonNegativeInt(v, name(key));
+  }
+  if (c.port > 65535) throw new ConfigError(`${name("port")} must be 0-65535, got ${c.port}`);
+  if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
+  if (c.leaseMax < 1) throw new ConfigError(`${name("leaseMax")} must be at least 1`);
+  logLevel(c.logLevel, name("logLevel"));
+  if (c.redisUrl && !/^rediss?:\/\//.test(c.redisUrl)) throw new ConfigError(`${name("redisUrl")} must start with redis:// or rediss://`);
+  try {
+    trustMatcher(c.trustProxy);
+  } catch {
+    throw new ConfigError(`${name("trustProxy")} must list IP addresses or CIDRs`);
+  }
   if (c.databaseUrl && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
-    throw new ConfigError("DATABASE_URL must start with postgres:// or postgresql://");
+    throw new ConfigError(`${name("databaseUrl")} must start with postgres:// or postgresql://`);
   }
   for (const [id, url] of Object.entries(c.providerBaseUrls)) {
     if (!/^https?:\/\//.test(url)) throw new ConfigError(`base URL of provider ${id} must be http(s)`);
   }
 }
 
+function copy<T>(v: T): T {
+  return Array.isArray(v) ? (v.slice() as T) : typeof v === "object" && v !== null ? { ...v } : v;
+}
+
 function definedOnly<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-function int(raw: string | undefined, fallback: number, name: string): number {
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name} must be a non-negative integer`);
-  return n;
+function nonNegativeInt(v: unknown, name: string): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${name} must be a non-negative integer`);
+  return v;
 }
 
-function bool(raw: string | undefined, fallback: boolean, name: string): boolean {
-  if (raw === undefined || raw === "") return fallback;
-  if (raw === "1" || raw === "true") return true;
-  if (raw === "0" || raw === "false") return false;
-  throw new ConfigError(`${name} must be true or false`);
+function list(raw: string): string[] {
+  return raw.split(",").map((s) => s.trim()).filter(Boolean);
 }
 
-function level(raw: string): LogLevel {
-  if (raw === "silent" || raw === "error" || raw === "warn" || raw === "info" || raw === "debug") return raw;
-  throw new ConfigError(`RELAYAPI_LOG_LEVEL must be one of silent, error, warn, info, debug`);
+function logLevel(v: unknown, name: string): LogLevel {
+  if (typeof v === "string" && (LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel;
+  throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(", ")}`);
+}
+
+const MASK = "[redacted]";
+
+/**
+ * The config as `serve --print-config` shows it: secrets masked (the admin and master keys,
+ * passwords and secret-looking query parameters of URLs), everything else as it will be used.
+ */
+export function printableConfig(c: Config): Record<string, unknown> {
+  const providerBaseUrls: Record<string, string> = {};
+  for (const [id, url] of Object.entries(c.providerBaseUrls)) providerBaseUrls[id] = maskUrl(url);
+  const shown: Record<string, unknown> = {
+    ...c,
+    adminKey: c.adminKey === undefined ? undefined : MASK,
+    masterKey: c.masterKey === undefined ? undefined : MASK,
+    databaseUrl: c.databaseUrl === undefined ? undefined : maskUrl(c.databaseUrl),
+    redisUrl: c.redisUrl === undefined ? undefined : maskUrl(c.redisUrl),
+    providerBaseUrls,
+  };
+  // Unset values print as null, so every key shows.
+  for (const k in shown) if (shown[k] === undefined) shown[k] = null;
+  return shown;
+}
+
+const SECRET_PARAM = /pass|secret|token|key|auth/i;
+
+/** A URL with its password (and secret-looking query values) masked; unparsable: all of it. */
+export function maskUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return MASK;
+  }
+  const secretParams = [...url.searchParams.keys()].filter((name) => SECRET_PARAM.test(name));
+  if (!url.password && secretParams.length === 0) return raw;
+  if (url.password) url.password = "****";
+  for (const name of secretParams) url.searchParams.set(name, "****");
+  return url.toString();
 }
 
 /**

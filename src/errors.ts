@@ -13,6 +13,7 @@ export type RelayErrorCode =
   | "payload_too_large"
   | "rate_limited"
   | "calls_exhausted"
+  | "budget_exhausted"
   | "already_exists"
   | "failed_precondition"
   | "upstream_unreachable"
@@ -30,6 +31,7 @@ export const HTTP_STATUS: Record<RelayErrorCode, number> = {
   payload_too_large: 413,
   rate_limited: 429,
   calls_exhausted: 429,
+  budget_exhausted: 429,
   already_exists: 409,
   failed_precondition: 412,
   upstream_unreachable: 502,
@@ -43,11 +45,14 @@ export class RelayError extends Error {
   readonly code: RelayErrorCode;
   /** Seconds, for `Retry-After`. */
   readonly retryAfter: number | undefined;
+  /** Response headers the error needs (e.g. `WWW-Authenticate`, `DPoP-Nonce`); never secrets. */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: RelayErrorCode, message: string, opts: { retryAfter?: number; cause?: unknown } = {}) {
+  constructor(code: RelayErrorCode, message: string, opts: { retryAfter?: number; cause?: unknown; headers?: Record<string, string> } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.retryAfter = opts.retryAfter;
+    this.headers = opts.headers;
   }
 
   get status(): number {

@@ -2,16 +2,22 @@
  * build(): the whole relay as one object, not yet listening. `main.ts` listens; tests call
  * build() and listen on port 0, so they boot the real server in-process.
  */
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { AuditLog } from "./audit/audit-log.js";
 import type { Config } from "./config.js";
 import { routes } from "./connect.js";
 import { openDatabase, type Database } from "./db/client.js";
-import { migrateDatabase } from "./db/migrate.js";
+import { appliedMigrationCount, expectedMigrations, migrateDatabase } from "./db/migrate.js";
 import { createApiHandler, API_PREFIX } from "./http/api-route.js";
 import { Cors } from "./http/cors.js";
-import { healthz, readyz } from "./http/health.js";
+import { createConsoleHandler, isConsolePath } from "./http/console-route.js";
+import { healthz, readyz, type ReadinessDeps } from "./http/health.js";
+import { Metrics } from "./http/metrics.js";
 import { sendJson, type AnyResponse } from "./http/render-error.js";
 import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
@@ -22,7 +28,15 @@ import { RelayEngine, type CallRecord } from "./relay/engine.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
 import { adminAuthInterceptor } from "./services/auth.js";
 import { errorInterceptor } from "./services/errors.js";
+import { createHmac } from "node:crypto";
 import { PoolRegistry } from "./keys/pool-registry.js";
+import { DpopGate } from "./relay/dpop-gate.js";
+import { createLeakHandler, LEAKED_TOKENS_PATH } from "./http/leaked-tokens.js";
+import { HmacNonceIssuer, MemoryReplayCache } from "./tokens/dpop.js";
+import { RedisReplayCache } from "./tokens/dpop-replay-redis.js";
+import { clientIp } from "./limits/client-ip.js";
+import { Limits } from "./limits/limits.js";
+import { ipLimitInterceptor, kClientIp } from "./services/client-ip.js";
 import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
@@ -42,6 +56,7 @@ export interface RelayApp {
   usage: UsageWriter;
   audit: AuditLog;
   adminKey: string;
+  metrics: Metrics;
   /** Set by listen(): `http://host:port`. */
   url: string;
   listen(port?: number, host?: string): Promise<AddressInfo>;
@@ -54,6 +69,14 @@ const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-af
 /** How often custom providers and issuer keys are re-read, so other instances' changes arrive within it. */
 const PROVIDER_REFRESH_MS = 1000;
 const KEY_REFRESH_MS = 1000;
+/** How often revocations made on other instances are picked up (issue 5: within 1 s). */
+const REVOCATION_POLL_MS = 500;
+/** Rate limiter entries idle this long are forgotten (memory follows active clients). */
+const LIMITER_IDLE_MS = 120_000;
+
+function headerText(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(",") : v;
+}
 
 export async function build(config: Config, opts: BuildOptions = {}): Promise<RelayApp> {
   const log = opts.log ?? createLogger(config.logLevel);
@@ -80,45 +103,98 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const keyring = new IssuerKeyring(db, box);
   await keyring.start(KEY_REFRESH_MS);
   const relayKey = await loadRelayKey(db, box);
-  const tokens = new TokenStore(db, box, config.tokenCacheMs, {
+  const tokens = new TokenStore(db, box, {
+    cacheMs: config.tokenCacheMs,
+    maxLease: config.leaseMax,
+    idleMs: config.leaseIdleMs,
+    revocationPollMs: REVOCATION_POLL_MS,
+  }, {
     keyring,
     providers,
     pools,
     relayKey: config.acceptByokTokens ? relayKey : undefined,
   });
+  tokens.start();
   const upstream = new UpstreamClient({
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
+  const limits = await Limits.create({
+    perIp: config.ipRpm > 0 ? { rpm: config.ipRpm } : null,
+    globalConcurrency: config.maxConcurrency || null,
+    perKeyConcurrency: config.keyConcurrency || null,
+    idleMs: LIMITER_IDLE_MS,
+    ...(config.redisUrl ? { redis: { url: config.redisUrl, prefix: "relayapi:", perIp: config.redisPerIp } } : {}),
+  });
+  const metrics = new Metrics({ limits, pools, usage });
   const onCall = (record: CallRecord): void => {
     usage.record(record);
+    metrics.observe(record);
+    // Ids and numbers only (CallRecord holds no secret); a no-op below debug.
+    log.debug("call finished", {
+      requestId: record.requestId,
+      tokenId: record.tokenId,
+      keyId: record.keyId,
+      provider: record.provider,
+      model: record.model,
+      status: record.status,
+      outcome: Outcome[record.outcome],
+      latencyMs: Math.round(record.latencyMs),
+      upstreamMs: record.upstreamMs === undefined ? undefined : Math.round(record.upstreamMs),
+      bytes: record.bytes,
+    });
     opts.onCall?.(record);
   };
-  const engine = new RelayEngine({ providers, tokens, upstream, pools, onCall });
+  const readiness: ReadinessDeps = {
+    pingDatabase: database.ping,
+    appliedMigrations: () => appliedMigrationCount(db),
+    expectedMigrations: expectedMigrations(),
+    pingRedis: () => limits.ping(),
+    redisConfigured: config.redisUrl !== undefined,
+    stopping: () => stopping.signal.aborted,
+  };
+  const ipOf = (req: IncomingMessage | Http2ServerRequest): string =>
+    clientIp(req.socket?.remoteAddress, headerText(req.headers["x-forwarded-for"]), config.trustProxy);
+  const replay = config.redisUrl ? new RedisReplayCache(config.redisUrl) : new MemoryReplayCache();
+  const dpop = new DpopGate(
+    () => config.publicOrigin ?? app.url,
+    replay,
+    config.dpopNonces ? new HmacNonceIssuer(createHmac("sha256", box.derivationKey).update("relayapi dpop nonces").digest()) : undefined,
+  );
+  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, onCall });
 
   const cors = new Cors(config.corsOrigins);
-  const api = createApiHandler({ engine, providers, cors, maxBodyBytes: config.maxBodyBytes, log });
+  const leaks = createLeakHandler({ db, tokens, limits, audit, ipOf });
+  const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, log });
   const rpc = connectNodeAdapter({
     routes: routes({
       db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit,
       acceptByokTokens: config.acceptByokTokens,
       shutdown: stopping.signal,
     }),
-    interceptors: [errorInterceptor(log), adminAuthInterceptor(adminKey.value)],
+    interceptors: [errorInterceptor(log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey.value)],
+    contextValues: (req) => createContextValues().set(kClientIp, ipOf(req)),
     readMaxBytes: config.maxBodyBytes,
     fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
   });
 
+  const serveConsole = createConsoleHandler();
   const handler: Handler = (req, res) => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const pathname = q === -1 ? url : url.slice(0, q);
     if (pathname.startsWith(API_PREFIX)) {
       void api(req, res, pathname, q === -1 ? "" : url.slice(q));
+    } else if (pathname === LEAKED_TOKENS_PATH) {
+      void leaks(req, res);
     } else if (pathname === "/healthz") {
       healthz(res);
     } else if (pathname === "/readyz") {
-      void readyz(res, database.ping);
+      void readyz(res, readiness);
+    } else if (pathname === "/metrics") {
+      void serveMetrics(res, metrics, log);
+    } else if (isConsolePath(pathname)) {
+      void serveConsole(req, res, pathname);
     } else {
       // Connect-web and gRPC-web pages on another origin need CORS on the RPC paths too.
       const origin = req.headers.origin;
@@ -144,6 +220,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     tokens,
     usage,
     audit,
+    metrics,
     adminKey: adminKey.value,
     url: "",
     async listen(port = config.port, host = config.host) {
@@ -159,9 +236,23 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       pools.stop();
       await upstream.close();
       // After every call ended (their records are queued) and before the database goes.
+      await tokens.close();
+      await limits.close();
+      if (replay instanceof RedisReplayCache) await replay.close();
       await usage.close();
       await database.close();
     },
   };
   return app;
+}
+
+async function serveMetrics(res: AnyResponse, metrics: Metrics, log: Logger): Promise<void> {
+  try {
+    const body = await metrics.render();
+    res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
+    res.end(body);
+  } catch (e) {
+    log.error("metrics failed", { err: e });
+    sendJson(res, 500, { error: { message: "metrics failed", type: "server_error", code: "internal" } });
+  }
 }

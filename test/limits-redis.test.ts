@@ -164,5 +164,10 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
     const t0 = performance.now();
     await promisify(execFile)(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { timeout: 15_000 });
     expect(performance.now() - t0).toBeLessThan(15_000);
+    // Nothing this file created stays in Redis for ever.
+    const keys = await raw.keys(`b_${prefix}*`);
+    expect(keys.length).toBeGreaterThan(0);
+    const ttls = await Promise.all(keys.map((k) => raw.pttl(k)));
+    expect(ttls.filter((t) => t < 0)).toEqual([]);
   });
 });

@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
-import { findTokenById, useSealedCall } from "../src/db/queries/tokens.js";
+import { CallCounter } from "../src/db/queries/call-counter.js";
+import { findTokenById } from "../src/db/queries/tokens.js";
 import { sealToken } from "../src/sdk/index.js";
 import { postgresAvailable } from "./support/databases.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
@@ -32,7 +33,8 @@ describe.each(drivers)("sealed-token counting on %s", (driver) => {
   it("500 concurrent first uses through the query insert one row and succeed exactly 50 times", async () => {
     const db = relay.app.database.db;
     const first = { id: "count-app:q-race", kind: 2, provider: "openai", maxCalls: 50, expiresAt: new Date(Date.now() + 600_000) };
-    const results = await Promise.all(Array.from({ length: 500 }, () => useSealedCall(db, first)));
+    const counter = new CallCounter(db);
+    const results = await Promise.all(Array.from({ length: 500 }, () => counter.useSealed(first, 1)));
     expect(results.filter(Boolean)).toHaveLength(50);
     expect(results.filter(Boolean).map((r) => r!.used).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     expect((await findTokenById(db, first.id))?.used).toBe(50);

@@ -96,8 +96,8 @@ describe("each failure is the same fixed 401 and counts nothing", () => {
     ["tls not a boolean", () => raw(valid("c-tls", { tls: "yes" }))],
     ["jti with a space", () => raw(valid("c jti"))],
     ["key with a space", () => raw(valid("c-keysp", { key: "sk bad key" }))],
-    ["rpm (not enforced yet, so refused)", () => raw(valid("c-rpm", { rpm: 10 }))],
-    ["cnf (not enforced yet, so refused)", () => raw(valid("c-cnf", { cnf: { jkt: "abc" } }))],
+    ["rpm that is not a whole number", () => raw(valid("c-rpm", { rpm: 0.5 }))],
+    ["cnf whose jkt is not a thumbprint", () => raw(valid("c-cnf", { cnf: { jkt: "abc" } }))],
   ];
   it.each(cases)("%s", async (_what, make) => {
     const token = await make();

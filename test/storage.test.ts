@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
 import { migrateDatabase } from "../src/db/migrate.js";
-import { findTokenById, insertToken, listTokens, refundCall, revokeToken, useCall } from "../src/db/queries/tokens.js";
+import { CallCounter } from "../src/db/queries/call-counter.js";
+import { findTokenById, insertToken, listTokens, revokeToken } from "../src/db/queries/tokens.js";
 import { postgresAvailable } from "./support/databases.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
@@ -42,26 +43,35 @@ describe.each(drivers)("storage on %s", (driver) => {
 
   it("counts, refuses past the cap, refunds and revokes", async () => {
     const db = relay.app.database.db;
+    const counter = new CallCounter(db);
+    const useCall = (id: string, n = 1) => counter.use(id, n);
+    const refundCall = (id: string, n = 1) => counter.refund(id, n);
     await insertToken(db, row("tok_q1", 2));
-    expect(await useCall(db, "tok_q1")).toEqual({ used: 1, maxCalls: 2 });
-    expect(await useCall(db, "tok_q1")).toEqual({ used: 2, maxCalls: 2 });
-    expect(await useCall(db, "tok_q1")).toBeUndefined();
-    expect(await refundCall(db, "tok_q1")).toEqual({ used: 1, maxCalls: 2 });
-    expect(await useCall(db, "tok_q1")).toEqual({ used: 2, maxCalls: 2 });
+    expect(await useCall("tok_q1")).toEqual({ used: 1, maxCalls: 2 });
+    expect(await useCall("tok_q1")).toEqual({ used: 2, maxCalls: 2 });
+    expect(await useCall("tok_q1")).toBeUndefined();
+    expect(await refundCall("tok_q1")).toEqual({ used: 1, maxCalls: 2 });
+    expect(await useCall("tok_q1")).toEqual({ used: 2, maxCalls: 2 });
     const revoked = await revokeToken(db, "tok_q1");
     expect(revoked?.revokedAt).toBeInstanceOf(Date);
-    await refundCall(db, "tok_q1");
-    expect(await useCall(db, "tok_q1")).toBeUndefined();
+    await refundCall("tok_q1");
+    expect(await useCall("tok_q1")).toBeUndefined();
+    // A block is taken whole or not at all.
+    await insertToken(db, row("tok_blk", 5));
+    expect(await useCall("tok_blk", 4)).toEqual({ used: 4, maxCalls: 5 });
+    expect(await useCall("tok_blk", 2)).toBeUndefined();
+    expect(await useCall("tok_blk", 1)).toEqual({ used: 5, maxCalls: 5 });
+    expect(await refundCall("tok_blk", 3)).toEqual({ used: 2, maxCalls: 5 });
     // A refund never takes the counter below zero.
     await insertToken(db, row("tok_q2", null));
-    expect(await refundCall(db, "tok_q2")).toBeUndefined();
+    expect(await refundCall("tok_q2")).toBeUndefined();
     expect((await findTokenById(db, "tok_q2"))?.used).toBe(0);
   });
 
   it("refuses an expired token in the same statement", async () => {
     const db = relay.app.database.db;
     await insertToken(db, row("tok_exp", 10, -1000));
-    expect(await useCall(db, "tok_exp")).toBeUndefined();
+    expect(await new CallCounter(db).use("tok_exp", 1)).toBeUndefined();
   });
 
   it("lists by keyset, newest first, with status filters", async () => {
@@ -79,7 +89,8 @@ describe.each(drivers)("storage on %s", (driver) => {
   it("500 concurrent uses of a max-50 token succeed exactly 50 times", async () => {
     const db = relay.app.database.db;
     await insertToken(db, row("tok_race", 50));
-    const results = await Promise.all(Array.from({ length: 500 }, () => useCall(db, "tok_race")));
+    const counter = new CallCounter(db);
+    const results = await Promise.all(Array.from({ length: 500 }, () => counter.use("tok_race", 1)));
     expect(results.filter(Boolean)).toHaveLength(50);
     expect((await findTokenById(db, "tok_race"))?.used).toBe(50);
   });
@@ -104,6 +115,7 @@ describe.each(drivers)("storage on %s", (driver) => {
     const ok = responses.filter((r) => r.status === 200);
     const limited = responses.filter((r) => r.status === 429);
     expect(ok).toHaveLength(50);
+    expect(responses.filter((r) => r.status !== 200 && r.status !== 429).map((r) => [r.status, r.json])).toEqual([]);
     expect(limited).toHaveLength(450);
     expect(mock.requests.filter((r) => r.path.endsWith("/chat/completions"))).toHaveLength(50);
     for (const r of limited) expect(r.json.error).toMatchObject({ type: "insufficient_quota", code: "calls_exhausted" });

@@ -1,36 +1,74 @@
 /** `relayapi serve` and `relayapi migrate`: commands that run the relay's own code locally. */
-import { loadConfig, type ConfigOverrides } from "../config.js";
+import { LOG_LEVELS, loadConfig, printableConfig, type ConfigOverrides, type LoadOptions, type LogLevel } from "../config.js";
 import { openDatabase } from "../db/client.js";
 import { migrateDatabase } from "../db/migrate.js";
-import { serve } from "../main.js";
-import { intFlag, parse, UsageError } from "./args.js";
+import { intFlag, listFlag, parse, UsageError } from "./args.js";
 
 const STORAGE_FLAGS = {
+  config: { type: "string" },
   "data-dir": { type: "string" },
   "database-url": { type: "string" },
 } as const;
 
-function storageOverrides(values: { "data-dir"?: string | undefined; "database-url"?: string | undefined }): ConfigOverrides {
+const SERVE_FLAGS = {
+  ...STORAGE_FLAGS,
+  host: { type: "string" },
+  port: { type: "string" },
+  "log-level": { type: "string" },
+  "redis-url": { type: "string" },
+  "trust-proxy": { type: "string" },
+  "ip-rpm": { type: "string" },
+  "print-config": { type: "boolean" },
+} as const;
+
+interface StorageValues {
+  config?: string | undefined;
+  "data-dir"?: string | undefined;
+  "database-url"?: string | undefined;
+}
+
+function storageOverrides(values: StorageValues): ConfigOverrides {
   const o: ConfigOverrides = {};
   if (values["data-dir"] !== undefined) o.dataDir = values["data-dir"];
   if (values["database-url"] !== undefined) o.databaseUrl = values["database-url"];
   return o;
 }
 
+function loadOptions(values: StorageValues): LoadOptions {
+  return values.config === undefined ? {} : { configFile: values.config };
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { ...STORAGE_FLAGS, host: { type: "string" }, port: { type: "string" } });
+  const { values, positionals } = parse(argv, SERVE_FLAGS);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const overrides = storageOverrides(values);
   if (values.host !== undefined) overrides.host = values.host;
   const port = intFlag("port", values.port);
   if (port !== undefined) overrides.port = port;
-  await serve(overrides);
+  const level = values["log-level"];
+  if (level !== undefined) {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+    overrides.logLevel = level as LogLevel;
+  }
+  if (values["redis-url"] !== undefined) overrides.redisUrl = values["redis-url"];
+  if (values["trust-proxy"] !== undefined) overrides.trustProxy = listFlag(values["trust-proxy"]);
+  const ipRpm = intFlag("ip-rpm", values["ip-rpm"]);
+  if (ipRpm !== undefined) overrides.ipRpm = ipRpm;
+
+  if (values["print-config"]) {
+    const config = loadConfig(overrides, process.env, loadOptions(values));
+    console.log(JSON.stringify(printableConfig(config), null, 2));
+    return;
+  }
+  // Loaded here, not at the top: --print-config needs none of the relay.
+  const { serve } = await import("../main.js");
+  await serve(overrides, loadOptions(values));
 }
 
 export async function migrateCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, STORAGE_FLAGS);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  const config = loadConfig(storageOverrides(values));
+  const config = loadConfig(storageOverrides(values), process.env, loadOptions(values));
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrateDatabase(database);

@@ -15,8 +15,9 @@ import { tokenCommand } from "./token-commands.js";
 const HELP = `relayapi — a relay for LLM APIs with short-lived, limited tokens
 
 Usage:
-  relayapi serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--database-url URL]
-  relayapi migrate [--data-dir DIR | --database-url URL]
+  relayapi serve [--config FILE] [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--database-url URL]
+                 [--log-level info] [--redis-url URL] [--trust-proxy IP,CIDR] [--ip-rpm N] [--print-config]
+  relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]
   relayapi provider add <id> --base-url URL [--auth bearer|header:NAME|query:NAME] [--header K=V ...] [--shape openai|anthropic|gemini]
   relayapi provider list | rm <id>
   relayapi token issue --provider <id> (--upstream-key <key> | --pool <name>) [--max-calls N] [--expires-in 1h] [--subject S]

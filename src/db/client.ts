@@ -32,6 +32,10 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const client = postgres(opts.databaseUrl, {
       max: opts.maxConnections ?? 10,
       onnotice: () => {},
+      // postgres.js's automatic server-side prepared statements left a connection waiting in
+      // ClientRead (a request never answered) under bursts from two relays in one process;
+      // the hot statements are still built once by drizzle's prepare().
+      prepare: false,
       connect_timeout: 5,
     });
     const db = drizzle(client, { schema }) as unknown as Db;

@@ -5,7 +5,7 @@
  */
 import type { AnyResponse } from "./render-error.js";
 
-const EXPOSE = "retry-after, x-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type";
+const EXPOSE = "retry-after, x-request-id, x-relay-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type";
 
 export class Cors {
   readonly #any: boolean;

@@ -22,7 +22,16 @@ export class HttpSink implements RelaySink {
   head(status: number, headers: Record<string, string | string[]>): void {
     const ct = headers["content-type"];
     this.#sse = typeof ct === "string" && ct.includes("text/event-stream");
-    this.res.writeHead(status, { ...headers, ...this.extraHeaders });
+    const merged: Record<string, string | string[]> = { ...headers, ...this.extraHeaders };
+    // The provider's own x-request-id passes through untouched (its SDKs and support use it);
+    // the relay's id then moves to x-relay-request-id.
+    const upstreamId = headers["x-request-id"];
+    const relayId = this.extraHeaders["x-request-id"];
+    if (upstreamId !== undefined && relayId !== undefined) {
+      merged["x-request-id"] = upstreamId;
+      merged["x-relay-request-id"] = relayId;
+    }
+    this.res.writeHead(status, merged);
     // HTTP/2 sends headers on writeHead; HTTP/1.1 needs a flush for an SSE stream to start at once.
     if (this.#sse && "flushHeaders" in this.res) this.res.flushHeaders();
   }

@@ -15,6 +15,7 @@ export function sendError(res: AnyResponse, err: RelayError, shape: ApiShape = o
   const body = shape.errorBody(err);
   const headers: Record<string, string | number> = {
     ...extraHeaders,
+    ...err.headers,
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
     "cache-control": "no-store",

@@ -10,8 +10,11 @@ const HEADER_CARRIERS = ["x-api-key", "api-key", "x-goog-api-key"] as const;
 
 export function tokenFromRequest(headers: HeaderInput, query: URLSearchParams | undefined): string | undefined {
   const auth = headers.authorization;
-  if (typeof auth === "string" && auth.length > 7 && auth.slice(0, 7).toLowerCase() === "bearer ") {
-    return auth.slice(7).trim();
+  if (typeof auth === "string" && auth.length > 7) {
+    const scheme = auth.slice(0, 7).toLowerCase();
+    // `DPoP <token>` is RFC 9449's scheme for bound tokens; Bearer is what SDKs send.
+    if (scheme === "bearer ") return auth.slice(7).trim();
+    if (scheme.startsWith("dpop ")) return auth.slice(5).trim();
   }
   for (const name of HEADER_CARRIERS) {
     const v = headers[name];

@@ -36,6 +36,19 @@ interface PoolState {
   row: KeyPoolRow;
   selector: Selector;
   keys: PoolKey[];
+  /** Keys of the pool disabled (by an admin or after a 401/403), as of the last reload. */
+  disabled: number;
+}
+
+/** One pool's keys by state, for /metrics. */
+export interface PoolHealth {
+  pool: string;
+  provider: string;
+  /** Enabled and usable now. */
+  enabled: number;
+  /** Enabled but resting after a 429. */
+  cooling: number;
+  disabled: number;
 }
 
 export interface AddKeysResult {
@@ -99,6 +112,18 @@ export class PoolRegistry {
     return this.#pools.get(pool)?.keys.some((k) => k.cooldownUntilMs <= now && !exclude.has(k.id)) ?? false;
   }
 
+  /** Keys per pool by state, from memory (no query: it answers while the database is down). */
+  health(): PoolHealth[] {
+    const now = Date.now();
+    const out: PoolHealth[] = [];
+    for (const [pool, state] of this.#pools) {
+      let cooling = 0;
+      for (const k of state.keys) if (k.cooldownUntilMs > now) cooling++;
+      out.push({ pool, provider: state.row.provider, enabled: state.keys.length - cooling, cooling, disabled: state.disabled });
+    }
+    return out;
+  }
+
   /** Rests a key after a 429 until `until` (milliseconds). */
   async cooldown(key: PoolKey, untilMs: number): Promise<void> {
     key.cooldownUntilMs = untilMs;
@@ -109,7 +134,10 @@ export class PoolRegistry {
   /** Disables a key the provider refused (401/403). */
   async disable(key: PoolKey, reason: string): Promise<void> {
     const state = this.#pools.get(key.pool);
-    if (state) state.keys = state.keys.filter((k) => k.id !== key.id);
+    if (state && state.keys.some((k) => k.id === key.id)) {
+      state.keys = state.keys.filter((k) => k.id !== key.id);
+      state.disabled++;
+    }
     await setKeyEnabled(this.db, key.id, false, reason);
     this.#listener?.({ keyId: key.id, pool: key.pool, action: "key.disabled", detail: reason });
   }
@@ -121,11 +149,15 @@ export class PoolRegistry {
       const old = this.#pools.get(row.name);
       const strategy = STRATEGY_BY_NUMBER[row.strategy] ?? "round_robin";
       const selector = old && old.selector.strategy === strategy ? old.selector : new Selector(strategy);
-      next.set(row.name, { row, selector, keys: [] });
+      next.set(row.name, { row, selector, keys: [], disabled: 0 });
     }
     for (const k of keys) {
       const state = next.get(k.pool);
-      if (!state || !k.enabled) continue;
+      if (!state) continue;
+      if (!k.enabled) {
+        state.disabled++;
+        continue;
+      }
       const previous = this.#pools.get(k.pool)?.keys.find((p) => p.id === k.id);
       state.keys.push({
         id: k.id,

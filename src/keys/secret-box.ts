@@ -3,7 +3,7 @@
  * The row id is bound as additional data, so a ciphertext copied into another row fails.
  * Format: `v1.` + base64url(iv[12] | ciphertext | tag[16]).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 
 export class SecretBox {
   readonly #key: Buffer;
@@ -11,6 +11,11 @@ export class SecretBox {
   constructor(masterKey: Buffer) {
     if (masterKey.length !== 32) throw new Error("master key must be 32 bytes");
     this.#key = masterKey;
+  }
+
+  /** A key for deriving other secrets by HMAC (never the encryption key itself). */
+  get derivationKey(): Buffer {
+    return createHmac("sha256", this.#key).update("relayapi derivation key").digest();
   }
 
   seal(plaintext: string, boundTo: string): string {

@@ -82,7 +82,7 @@ describe("rates", () => {
   it("rejects invalid configuration", async () => {
     const bad: Partial<LimitsConfig>[] = [
       { perIp: { rpm: 0 } }, { perIp: { rpm: 60, burst: 0.5 } }, { globalConcurrency: 0 }, { perKeyConcurrency: 1.5 }, { idleMs: 0 },
-      { redis: { url: "http://x", prefix: "", perIp: false } },
+      { redis: { url: "http://x", prefix: "", perIp: false } }, { redis: { url: "redis://x", prefix: "a{b}:", perIp: false } },
     ];
     for (const cfg of bad) await expect(Limits.create({ ...base, ...cfg }), JSON.stringify(cfg)).rejects.toThrow(RangeError);
   });

@@ -22,10 +22,13 @@
  * - Idle keys are forgotten after `idleMs` (and once their bucket is full again), so memory
  *   follows the number of recently active clients, not every client ever seen.
  *
- * Cost: local checks are a Map lookup (measured with limits.bench.ts, ~0.2-1 µs). Bottleneck's
- * local datastore was measured at ~3-6 ms latency and ~0.4-0.8 ms CPU per job (each job awaits
- * several setTimeout hops) plus a 250 ms timer and ~6 KB per key, so it is used only where it
- * adds something: the shared Redis state.
+ * Cost (limits.bench.ts, 2 shared cores under load, CPU per check): local checks ~0.3-0.5 µs
+ * admitted, ~3-5 µs rejected (LimitExceeded carries no stack: capturing one cost ~6 µs), ~2-3 µs
+ * for a new key, ~160 bytes per key. Bottleneck's local datastore costs ~6-10 ms latency and
+ * ~0.5-1 ms CPU per job (each job awaits several setTimeout hops), ~6 KB and a 250 ms timer per
+ * key, so it is used only where it adds something: the shared Redis state. That path costs
+ * ~4-7 ms latency per check (three scripts in sequence) and ~0.35 ms CPU per second per live key
+ * for heartbeats, which is why per-IP on Redis is off unless asked for.
  */
 import { RelayError } from "../errors.js";
 import { formatIp, isV4, parseIp } from "./client-ip.js";
@@ -180,4 +183,5 @@ function validate(cfg: LimitsConfig): void {
   if (!count(cfg.perKeyConcurrency)) throw new RangeError("limits.perKeyConcurrency must be an integer >= 1 or null");
   if (!positive(cfg.idleMs)) throw new RangeError("limits.idleMs must be positive");
   if (cfg.redis !== undefined && !/^rediss?:\/\//.test(cfg.redis.url)) throw new RangeError("limits.redis.url must be redis:// or rediss://");
+  if (cfg.redis !== undefined && /[{}]/.test(cfg.redis.prefix)) throw new RangeError("limits.redis.prefix must not contain { or } (Redis Cluster hash tags)");
 }

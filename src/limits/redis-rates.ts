@@ -38,6 +38,9 @@ const CONNECT_WAIT_MS = 2_000;
 /** `heartbeatInterval` is read by Bottleneck's Redis datastore but missing from its typings. */
 type GroupOptions = Bottleneck.ConstructorOptions & { heartbeatInterval: number };
 
+/** The keys Bottleneck 2.19.5 keeps per limiter (Scripts.allKeys): `b_${id}_${suffix}`. */
+const KEY_SUFFIXES = ["settings", "job_weights", "job_expirations", "job_clients", "client_running", "client_num_queued", "client_last_registered", "client_last_seen"];
+
 let jobSeq = 0;
 
 /** Whole-millisecond leak steps for `rpm` tokens a minute (Bottleneck stores them as integers). */
@@ -56,7 +59,8 @@ function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 }
 
 export class RedisRates {
-  private readonly groups = new Map<string, Bottleneck.Group>();
+  /** Groups by `${scope}:${rpm}/${burst}`, with the TTL their keys get in Redis. */
+  private readonly groups = new Map<string, { group: Bottleneck.Group; ttlMs: number }>();
   /** Per limiter: checks waiting for their turn, and the end of the line. */
   private readonly lanes = new Map<Bottleneck, { pending: number; tail: Promise<void> }>();
   /** Jobs inside Bottleneck, by id: called if the job loses the register race. */
@@ -123,9 +127,10 @@ export class RedisRates {
 
   private group(scope: string, rpm: number, burst: number, idleMs: number): Bottleneck.Group {
     const name = `${scope}:${rpm}/${burst}`;
-    let group = this.groups.get(name);
-    if (group === undefined) {
+    let entry = this.groups.get(name);
+    if (entry === undefined) {
       const { interval, amount } = leakOf(rpm);
+      const ttlMs = Math.max(idleMs, Math.ceil(burst / amount) * interval);
       const options: GroupOptions = {
         datastore: "ioredis",
         connection: this.connection,
@@ -133,7 +138,7 @@ export class RedisRates {
         // per limiter, so Redis Cluster can run its multi-key scripts (no CROSSSLOT).
         id: `${this.prefix}rl-{${name}`,
         // Keys live in Redis until idle and full again: expiring a partly drained bucket would refill it.
-        timeout: Math.max(idleMs, Math.ceil(burst / amount) * interval),
+        timeout: ttlMs,
         heartbeatInterval: HEARTBEAT_MS,
         highWater: 0,
         strategy: Bottleneck.strategy.OVERFLOW,
@@ -142,7 +147,7 @@ export class RedisRates {
         reservoirIncreaseAmount: amount,
         reservoirIncreaseMaximum: burst,
       };
-      group = new Bottleneck.Group(options);
+      const group = new Bottleneck.Group(options);
       // The only public signal of a lost race: the "Drained <id>" debug event with success false.
       group.on("created", (limiter: Bottleneck) =>
         limiter.on("debug", (_message: string, data: unknown) => {
@@ -150,15 +155,15 @@ export class RedisRates {
           if (d?.success === false && typeof d.options?.id === "string") this.racing.get(d.options.id)?.();
         }),
       );
-      this.groups.set(name, group);
+      this.groups.set(name, (entry = { group, ttlMs }));
     }
-    return group;
+    return entry.group;
   }
 
   /** Limiters alive in this process (Bottleneck drops those whose Redis keys expired). */
   get size(): number {
     let n = 0;
-    for (const g of this.groups.values()) n += g.keys().length;
+    for (const { group } of this.groups.values()) n += group.keys().length;
     return n;
   }
 
@@ -167,12 +172,23 @@ export class RedisRates {
     return within(this.client.ping().then(() => true), 1_000, false);
   }
 
-  /** Stops heartbeats and group sweeps, then quits both connections (forcefully after 1 s). */
+  /**
+   * Lets jobs inside Bottleneck finish (up to 1 s), stops heartbeats and group sweeps, then quits
+   * both connections (forcefully after 1 s). Bottleneck gives a limiter's per-client keys a TTL
+   * only when a job registers: a first job cut short by shutdown left 4 keys per limiter in Redis
+   * for ever (measured), so every local limiter's keys get their TTL here (a crash can still leak).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    // Group has no stop(): its sweep interval is unref'd but would keep querying a closed client.
-    for (const g of this.groups.values()) clearInterval((g as unknown as { interval?: ReturnType<typeof setInterval> }).interval);
+    await within(Promise.all([...this.lanes.values()].map((l) => l.tail)).then(() => true), 1_000, false);
+    const expire = this.client.pipeline();
+    for (const { group, ttlMs } of this.groups.values()) {
+      // Group has no stop(): its sweep interval is unref'd but would keep querying a closed client.
+      clearInterval((group as unknown as { interval?: ReturnType<typeof setInterval> }).interval);
+      for (const { limiter } of group.limiters()) for (const k of KEY_SUFFIXES) expire.pexpire(`b_${limiter.id}_${k}`, ttlMs);
+    }
+    if (this.client.status === "ready") await within(expire.exec().then(() => true), 1_000, false);
     const quit = await within(this.connection.disconnect(true).then(() => true), 1_000, false);
     if (!quit) await this.connection.disconnect(false);
   }

@@ -7,9 +7,8 @@
  * decoding escapes) and nesting deeper than MAX_DEPTH. Only top-level keys are materialised;
  * values are byte ranges read on demand. Splices edit a body without re-serialising it.
  *
- * Speed: string contents are skipped with memchr (Buffer#indexOf) for quotes and backslashes
- * and checked for raw control characters four bytes at a time; everything else is a byte loop.
- * The module keeps per-call state in module variables (calls are synchronous, never nested).
+ * Speed: string contents, most of a body, are read four bytes at a time (skipString); the
+ * rest is a byte loop. Per-call state lives in module variables (calls are synchronous).
  */
 
 /** Containers deeper than this are refused; the top-level object is depth 1. */
@@ -44,8 +43,6 @@ export interface ScanResult {
   objectEnd: number;
 }
 
-export type JsonKind = "object" | "array" | "string" | "number" | "boolean" | "null";
-
 /** Replace bytes [start, end) with text; start === end inserts. */
 export interface Splice {
   start: number;
@@ -54,18 +51,13 @@ export interface Splice {
 }
 
 const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a, MINUS = 0x2d, PLUS = 0x2b, DOT = 0x2e;
-const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d;
+const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d, T = 0x74, F = 0x66, N = 0x6e;
 const EMPTY = Buffer.alloc(0);
-/** Plain string bytes read one at a time before switching to words. */
-const BYTE_RUN = 12;
-
-/** Byte classes inside a string: 0 plain, 1 quote, 2 backslash, 3 raw control character. */
-const STRING_CLASS = new Uint8Array(256).fill(3, 0, 0x20);
-STRING_CLASS[QUOTE] = 1;
-STRING_CLASS[BACKSLASH] = 2;
 /** Bytes allowed after a backslash, apart from `u`. */
 const SIMPLE_ESCAPE = new Uint8Array(256);
 for (const c of '"\\/bfnrt') SIMPLE_ESCAPE[c.charCodeAt(0)] = 1;
+/** skipString's word tricks assume little-endian words; elsewhere strings go byte by byte. */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 // Per-call state.
 let b: Buffer = EMPTY;
@@ -76,22 +68,21 @@ let sawEscape = false; // set by skipString when the string held an escape
 let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
 let wordsOf: ArrayBufferLike = words.buffer;
 
-function begin(body: Buffer, end: number): void {
+/** Runs fn over body[..end) with the per-call state set, and drops the body afterwards. */
+function over<R>(body: Buffer, end: number, fn: () => R): R {
   b = body;
   n = end;
   base = body.byteOffset;
   const ab = body.buffer;
-  if (ab !== wordsOf) {
+  if (ab !== wordsOf && LITTLE_ENDIAN) {
     words = new Int32Array(ab, 0, ab.byteLength >> 2);
     wordsOf = ab;
   }
-}
-
-function end(): void {
-  b = EMPTY; // do not keep a large body alive
-  if (wordsOf.byteLength > 65536) {
-    words = new Int32Array(0);
-    wordsOf = words.buffer;
+  try {
+    return fn();
+  } finally {
+    b = EMPTY;
+    if (wordsOf.byteLength > 65536) wordsOf = (words = new Int32Array(0)).buffer;
   }
 }
 
@@ -99,45 +90,61 @@ function fail(message: JsonScanMessage, at: number): never {
   throw new JsonScanError(message, at);
 }
 
-function peek(i: number): number {
-  return i < n ? b[i]! : -1;
-}
+const peek = (i: number): number => (i < n ? b[i]! : -1);
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isHex = (c: number): boolean => isDigit(c) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
 
 function ws(i: number): number {
-  while (i < n) {
-    const c = b[i]!;
-    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
-    i++;
-  }
+  for (let c = 0; i < n && ((c = b[i]!) === 0x20 || c === 0x0a || c === 0x0d || c === 0x09); i++);
   return i;
 }
 
-function isDigit(c: number): boolean {
-  return c >= 0x30 && c <= 0x39;
+/**
+ * Flags (0x80 in a byte) the bytes of word x that are '"', '\\' or below 0x20. A byte below k
+ * (k <= 0x80) exists exactly when (x - k * 0x01010101) & ~x & 0x80808080 is not 0, and the
+ * lowest flag is exact. x ^ 0x02020202 turns '"' into 0x20 and keeps control characters below
+ * 0x20, so one test finds both; x ^ 0x5c5c5c5c turns a backslash into 0.
+ */
+function special(x: number): number {
+  const q = x ^ 0x02020202, s = x ^ 0x5c5c5c5c;
+  return (((q - 0x21212121) & ~q) | ((s - 0x01010101) & ~s)) & 0x80808080;
 }
 
-function isHex(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
-}
-
-/** i is just past the opening quote; returns the offset just past the closing quote. */
+/**
+ * i is just past the opening quote; returns the offset just past the closing quote. Reads
+ * aligned words; bytes past the range may be read (same ArrayBuffer), but a hit there fails.
+ */
 function skipString(i: number): number {
   sawEscape = false;
-  const buf = b;
+  const w = words, wl = w.length, off = base;
   for (;;) {
-    // Byte by byte while plain bytes are few (short strings, text between escapes), then from
-    // a 4-byte boundary whole words with nothing to look at.
-    let stop = i + BYTE_RUN;
-    while (i < stop || (base + i) & 3) {
-      if (i >= n) fail("invalid JSON", n);
-      const k = STRING_CLASS[buf[i]!]!;
-      if (k === 0) i++;
-      else if (k === 1) return i + 1;
-      else if (k === 2) stop = (i = skipEscape(i)) + BYTE_RUN;
-      else fail("invalid JSON", i);
+    let j = (off + i) >> 2;
+    if (j >= wl) return skipStringBytes(i);
+    const m = (1 << (8 * ((off + i) & 3))) - 1; // bytes of the first word before i count as plain
+    let f = special((w[j]! & ~m) | (0x41414141 & m));
+    if (f === 0) {
+      for (j++; j + 4 <= wl; j += 4) if (special(w[j]!) | special(w[j + 1]!) | special(w[j + 2]!) | special(w[j + 3]!)) break;
+      for (; j < wl && (f = special(w[j]!)) === 0; j++);
+      if (f === 0) return skipStringBytes(4 * j - off);
     }
-    i = skipPlainWords(i);
+    i = 4 * j - off + ((31 - Math.clz32(f & -f)) >> 3);
+    if (i >= n) fail("invalid JSON", n);
+    const c = b[i]!;
+    if (c === QUOTE) return i + 1;
+    if (c !== BACKSLASH) fail("invalid JSON", i);
+    i = skipEscape(i);
   }
+}
+
+/** The end of a string byte by byte (after the last whole word of the ArrayBuffer). */
+function skipStringBytes(i: number): number {
+  for (; i < n; i++) {
+    const c = b[i]!;
+    if (c === QUOTE) return i + 1;
+    if (c === BACKSLASH) i = skipEscape(i) - 1;
+    else if (c < 0x20) fail("invalid JSON", i);
+  }
+  return fail("invalid JSON", n);
 }
 
 /** i is at a backslash. */
@@ -149,73 +156,42 @@ function skipEscape(i: number): number {
   return fail("invalid JSON", i);
 }
 
-/**
- * From a 4-byte-aligned i, skips words holding no quote, backslash or control character and
- * returns the offset of the first word that holds one (or of the tail). A word x holds a byte
- * below k (k <= 0x80) exactly when (x - k * 0x01010101) & ~x & 0x80808080 is not 0; x ^
- * 0x02020202 turns '"' into 0x20 and keeps control characters below 0x20, so one test finds
- * both; x ^ 0x5c5c5c5c turns a backslash into 0.
- */
-function skipPlainWords(i: number): number {
-  const w = words;
-  const Q = 0x02020202, L = 0x21212121, S = 0x5c5c5c5c, O = 0x01010101;
-  let j = (base + i) >> 2;
-  const last = (base + n) >> 2; // words below last lie wholly before n
-  for (; j + 4 <= last; j += 4) {
-    const x0 = w[j]!, x1 = w[j + 1]!, x2 = w[j + 2]!, x3 = w[j + 3]!;
-    const q0 = x0 ^ Q, q1 = x1 ^ Q, q2 = x2 ^ Q, q3 = x3 ^ Q;
-    const s0 = x0 ^ S, s1 = x1 ^ S, s2 = x2 ^ S, s3 = x3 ^ S;
-    if (
-      (((q0 - L) & ~q0) | ((q1 - L) & ~q1) | ((q2 - L) & ~q2) | ((q3 - L) & ~q3) |
-        ((s0 - O) & ~s0) | ((s1 - O) & ~s1) | ((s2 - O) & ~s2) | ((s3 - O) & ~s3)) & 0x80808080
-    ) break;
-  }
-  for (; j < last; j++) {
-    const x = w[j]!, q = x ^ Q, s = x ^ S;
-    if ((((q - L) & ~q) | ((s - O) & ~s)) & 0x80808080) break;
-  }
-  return 4 * j - base;
-}
-
-/** Decoded top-level keys by a hash of their bytes, so a key costs no allocation when seen before. */
+/** Decoded keys by a hash of their bytes: a key seen before costs no allocation. */
 const keyCache = new Map<number, string>();
 
-/** The key held in bytes [s, e), which contain no escape. */
+/** The key in bytes [s, e), which hold no escape. */
 function keyOf(s: number, e: number): string {
-  const buf = b;
   let h = e - s;
   for (let k = s; k < e; k++) {
-    const c = buf[k]!;
-    if (c >= 0x80 || e - s > 64) return buf.toString("utf8", s, e);
+    const c = b[k]!;
+    if (c >= 0x80 || e - s > 64) return b.toString("utf8", s, e);
     h = (Math.imul(h, 31) + c) | 0;
   }
   const hit = keyCache.get(h);
   if (hit !== undefined && hit.length === e - s) {
     let k = 0;
-    while (k < hit.length && hit.charCodeAt(k) === buf[s + k]) k++;
+    while (k < hit.length && hit.charCodeAt(k) === b[s + k]) k++;
     if (k === hit.length) return hit;
   }
-  const key = buf.toString("latin1", s, e);
+  const key = b.toString("latin1", s, e);
   if (keyCache.size >= 512) keyCache.clear();
   keyCache.set(h, key);
   return key;
 }
 
+function skipDigits(i: number): number {
+  if (!isDigit(peek(i))) fail("invalid JSON", i);
+  while (isDigit(peek(++i)));
+  return i;
+}
+
 function skipNumber(i: number): number {
   if (peek(i) === MINUS) i++;
-  const c = peek(i);
-  if (c === 0x30) i++;
-  else if (c >= 0x31 && c <= 0x39) do i++; while (isDigit(peek(i)));
-  else fail("invalid JSON", i);
-  if (peek(i) === DOT) {
-    if (!isDigit(peek(++i))) fail("invalid JSON", i);
-    do i++; while (isDigit(peek(i)));
-  }
+  i = peek(i) === 0x30 ? i + 1 : skipDigits(i);
+  if (peek(i) === DOT) i = skipDigits(i + 1);
   if ((peek(i) | 0x20) === 0x65) {
     const s = peek(++i);
-    if (s === PLUS || s === MINUS) i++;
-    if (!isDigit(peek(i))) fail("invalid JSON", i);
-    do i++; while (isDigit(peek(i)));
+    i = skipDigits(s === PLUS || s === MINUS ? i + 1 : i);
   }
   return i;
 }
@@ -225,55 +201,55 @@ function skipLiteral(i: number, text: string): number {
   return i + text.length;
 }
 
-/** i is at the first byte of a value inside a container at `depth`; returns the offset past it. */
+/** Open containers of the value being skipped: their opening byte. */
+const stack = new Uint8Array(MAX_DEPTH + 1);
+
+/** i is at a key's opening quote; returns the offset of its value. */
+function skipKey(i: number): number {
+  if (peek(i) !== QUOTE) fail("invalid JSON", i);
+  i = ws(skipString(i + 1));
+  if (peek(i) !== COLON) fail("invalid JSON", i);
+  return ws(i + 1);
+}
+
+/**
+ * i is at the first byte of a value inside containers `depth` deep; returns the offset past the
+ * value. Iterative, with the open containers on `stack`.
+ */
 function skipValue(i: number, depth: number): number {
-  switch (peek(i)) {
-    case QUOTE: return skipString(i + 1);
-    case LBRACE: return skipObject(i + 1, depth + 1);
-    case LBRACKET: return skipArray(i + 1, depth + 1);
-    case 0x74: return skipLiteral(i, "true");
-    case 0x66: return skipLiteral(i, "false");
-    case 0x6e: return skipLiteral(i, "null");
-    default: return skipNumber(i);
-  }
-}
-
-function skipObject(i: number, depth: number): number {
-  if (depth > MAX_DEPTH) fail("JSON nested too deeply", i - 1);
-  i = ws(i);
-  if (peek(i) === RBRACE) return i + 1;
+  let sp = 0;
   for (;;) {
-    if (peek(i) !== QUOTE) fail("invalid JSON", i);
-    i = ws(skipString(i + 1));
-    if (peek(i) !== COLON) fail("invalid JSON", i);
-    i = ws(skipValue(ws(i + 1), depth));
-    const c = peek(i);
-    if (c === RBRACE) return i + 1;
-    if (c !== COMMA) fail("invalid JSON", i);
-    i = ws(i + 1);
-  }
-}
-
-/** Element count of the array skipArray last finished. */
-let arrayCount = 0;
-
-/** i is just past the `[`; returns the offset past the `]`. */
-function skipArray(i: number, depth: number): number {
-  if (depth > MAX_DEPTH) fail("JSON nested too deeply", i - 1);
-  i = ws(i);
-  let count = 0;
-  if (peek(i) !== RBRACKET) {
-    for (;;) {
-      i = ws(skipValue(i, depth));
-      count++;
-      const c = peek(i);
-      if (c === RBRACKET) break;
-      if (c !== COMMA) fail("invalid JSON", i);
+    let c = peek(i);
+    if (c === QUOTE) i = skipString(i + 1);
+    else if (c === LBRACE || c === LBRACKET) {
+      if (depth + sp >= MAX_DEPTH) fail("JSON nested too deeply", i);
       i = ws(i + 1);
+      if (peek(i) === c + 2) i++; // `{}` or `[]`: '}' and ']' are 2 past '{' and '['
+      else {
+        stack[sp++] = c;
+        if (c === LBRACE) i = skipKey(i);
+        continue;
+      }
+    } else if (c === T) i = skipLiteral(i, "true");
+    else if (c === F) i = skipLiteral(i, "false");
+    else if (c === N) i = skipLiteral(i, "null");
+    else i = skipNumber(i);
+    // After a value: a comma starts the next one, or containers close.
+    for (;;) {
+      if (sp === 0) return i;
+      i = ws(i);
+      c = peek(i);
+      const open = stack[sp - 1]!;
+      if (c === COMMA) {
+        i = ws(i + 1);
+        if (open === LBRACE) i = skipKey(i);
+        break;
+      }
+      if (c !== open + 2) fail("invalid JSON", i);
+      sp--;
+      i++;
     }
   }
-  arrayCount = count;
-  return i + 1;
 }
 
 /** Scans the object at [start, stop), which must hold exactly one JSON value. */
@@ -313,34 +289,12 @@ function scanObject(start: number): ScanResult {
  * object, a duplicate top-level key, nesting deeper than MAX_DEPTH, or trailing bytes.
  */
 export function scanTopLevel(body: Buffer): ScanResult {
-  begin(body, body.length);
-  try {
-    return scanObject(0);
-  } finally {
-    end();
-  }
+  return over(body, body.length, () => scanObject(0));
 }
 
 /** Scans a field's value as an object of its own (duplicate keys refused there too); undefined when not an object. */
 export function scanObjectValue(body: Buffer, f: TopLevelField): ScanResult | undefined {
-  if (body[f.valueStart] !== LBRACE) return undefined;
-  begin(body, f.valueEnd);
-  try {
-    return scanObject(f.valueStart);
-  } finally {
-    end();
-  }
-}
-
-export function kindOf(body: Buffer, f: TopLevelField): JsonKind {
-  switch (body[f.valueStart]) {
-    case LBRACE: return "object";
-    case LBRACKET: return "array";
-    case QUOTE: return "string";
-    case 0x74: case 0x66: return "boolean";
-    case 0x6e: return "null";
-    default: return "number";
-  }
+  return body[f.valueStart] === LBRACE ? over(body, f.valueEnd, () => scanObject(f.valueStart)) : undefined;
 }
 
 /** The decoded string, or undefined when the value is not a string. */
@@ -352,46 +306,39 @@ export function readString(body: Buffer, f: TopLevelField): string | undefined {
 
 /** The number (as JSON.parse reads it), or undefined when the value is not a number. */
 export function readNumber(body: Buffer, f: TopLevelField): number | undefined {
-  return kindOf(body, f) === "number" ? Number(body.toString("latin1", f.valueStart, f.valueEnd)) : undefined;
+  const c = body[f.valueStart]!;
+  return c === MINUS || isDigit(c) ? Number(body.toString("latin1", f.valueStart, f.valueEnd)) : undefined;
 }
 
 export function readBoolean(body: Buffer, f: TopLevelField): boolean | undefined {
   const c = body[f.valueStart];
-  return c === 0x74 ? true : c === 0x66 ? false : undefined;
+  return c === T ? true : c === F ? false : undefined;
 }
 
 export function isNull(body: Buffer, f: TopLevelField): boolean {
-  return body[f.valueStart] === 0x6e;
+  return body[f.valueStart] === N;
 }
 
 /** Element count of an array value, or undefined when the value is not an array. */
 export function readArrayLength(body: Buffer, f: TopLevelField): number | undefined {
   if (body[f.valueStart] !== LBRACKET) return undefined;
-  begin(body, f.valueEnd);
-  try {
-    skipArray(f.valueStart + 1, 1);
-    return arrayCount;
-  } finally {
-    end();
-  }
-}
-
-/** True when text is exactly one JSON value (surrounding whitespace allowed). */
-export function isJsonValue(text: string): boolean {
-  const buf = Buffer.from(text, "utf8");
-  begin(buf, buf.length);
-  try {
-    return ws(skipValue(ws(0), 0)) === n;
-  } catch (err) {
-    if (err instanceof JsonScanError) return false;
-    throw err;
-  } finally {
-    end();
-  }
+  return over(body, f.valueEnd, () => {
+    let i = ws(f.valueStart + 1);
+    if (peek(i) === RBRACKET) return 0;
+    for (let count = 1; ; count++) {
+      i = ws(skipValue(i, 1));
+      if (peek(i) !== COMMA) return count;
+      i = ws(i + 1);
+    }
+  });
 }
 
 function checkRaw(rawJsonValue: string): void {
-  if (!isJsonValue(rawJsonValue)) throw new TypeError("splice value is not one JSON value");
+  try {
+    JSON.parse(rawJsonValue);
+  } catch {
+    throw new TypeError("splice value is not one JSON value");
+  }
 }
 
 /** A splice adding fields before the object's closing brace. Throws if a key is already present. */
@@ -415,20 +362,24 @@ export function replacementSplice(f: TopLevelField, rawJsonValue: string): Splic
 /** Applies non-overlapping splices (any order) in one copy; no two may insert at the same offset. */
 export function applySplices(body: Buffer, splices: readonly Splice[]): Buffer {
   if (splices.length === 0) return body;
-  const sorted = [...splices].sort((x, y) => x.start - y.start || x.end - y.end);
-  const parts: Buffer[] = [];
-  let pos = 0;
-  let prev: Splice | undefined;
+  const sorted = splices.length === 1 ? splices : [...splices].sort((x, y) => x.start - y.start || x.end - y.end);
+  let size = body.length, pos = 0, point = -1;
   for (const s of sorted) {
-    if (s.start < pos || s.end < s.start || s.end > body.length || (prev && prev.start === prev.end && prev.start === s.start)) {
-      throw new RangeError("overlapping or out-of-range splice");
-    }
-    parts.push(body.subarray(pos, s.start), Buffer.from(s.text, "utf8"));
+    if (s.start < pos || s.end < s.start || s.end > body.length || s.start === point) throw new RangeError("overlapping or out-of-range splice");
+    size += Buffer.byteLength(s.text) - (s.end - s.start);
     pos = s.end;
-    prev = s;
+    point = s.start === s.end ? s.start : -1; // an insertion point, which nothing else may use
   }
-  parts.push(body.subarray(pos));
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(size); // every byte is written below
+  let at = 0;
+  pos = 0;
+  for (const s of sorted) {
+    at += body.copy(out, at, pos, s.start);
+    at += out.write(s.text, at);
+    pos = s.end;
+  }
+  body.copy(out, at, pos);
+  return out;
 }
 
 /** Inserts `"key":<raw>` before the closing brace; the rest of the body is kept byte for byte. */

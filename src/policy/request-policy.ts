@@ -54,6 +54,7 @@ export type PolicyMessage =
   | "stream_options must be an object"
   | "generationConfig must be an object"
   | "a field is given under two names"
+  | "a field name differs from a checked one only in case"
   | "duplicate key in a checked object";
 
 export class PolicyViolation extends Error {
@@ -88,6 +89,22 @@ const N_FIELDS: Record<PolicyShape, readonly string[]> = {
   gemini: ["candidateCount", "candidate_count"], // inside generationConfig
 };
 
+/**
+ * Checked top-level names by their case fold, per shape. Go's encoding/json (Ollama and other
+ * OpenAI-compatible servers) matches keys case-insensitively, Unicode folds included ("MODEL",
+ * "ſtream" with a long s): a key that folds onto a checked name must be that name exactly.
+ */
+const fold = (key: string): string => key.toUpperCase().toLowerCase();
+const CHECKED: Record<PolicyShape, Map<string, string>> = {
+  openai: foldMap(["model", "stream", "stream_options", ...TOOL_FIELDS.openai, ...CAP_FIELDS.openai, ...N_FIELDS.openai]),
+  anthropic: foldMap(["model", "stream", ...TOOL_FIELDS.anthropic, ...CAP_FIELDS.anthropic]),
+  gemini: foldMap(["model", "generationConfig", "generation_config", ...TOOL_FIELDS.gemini]),
+};
+
+function foldMap(names: string[]): Map<string, string> {
+  return new Map(names.map((name) => [fold(name), name]));
+}
+
 type Endpoint = "chat" | "completions" | "responses" | "messages" | "complete" | "generate" | "other";
 
 /**
@@ -107,8 +124,20 @@ const INSERT_CAP_AS: Partial<Record<Endpoint, string>> = {
   generate: "maxOutputTokens",
 };
 
+const endpoints = new Map<string, Endpoint>(); // memo: a relay sees few distinct paths
+
 /** Classifies a path as the upstream would route it: case, escapes and trailing slashes ignored. */
 function endpointOf(shape: PolicyShape, path: string): Endpoint {
+  const memoKey = shape + " " + path;
+  let e = endpoints.get(memoKey);
+  if (e === undefined) {
+    if (endpoints.size >= 1024) endpoints.clear();
+    endpoints.set(memoKey, (e = classify(shape, path)));
+  }
+  return e;
+}
+
+function classify(shape: PolicyShape, path: string): Endpoint {
   let p = path.replace(/[?#].*$/s, "");
   try {
     p = decodeURIComponent(p);
@@ -237,6 +266,10 @@ function forceUsage(req: PolicyRequest, inserts: [string, string][]): Splice[] {
 /** Applies the policy to a scanned body; throws PolicyViolation (a 400 or 403 for the caller). */
 export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): PolicyResult {
   const { shape, body, scan } = req;
+  for (const key of scan.fields.keys()) {
+    const name = CHECKED[shape].get(fold(key));
+    if (name !== undefined && name !== key) throw new PolicyViolation("malformed", "a field name differs from a checked one only in case");
+  }
   const model = checkModel(req, policy);
   if (!policy.toolsAllowed) {
     for (const name of TOOL_FIELDS[shape]) {

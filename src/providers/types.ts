@@ -30,8 +30,8 @@ export interface ApiShape {
   name: ShapeName;
   /** JSON error body in this API's own shape, so client SDKs show it well. */
   errorBody(err: RelayError): string;
-  /** The model a request names (body field or path segment), or undefined. */
-  modelOf(path: string, body: Buffer): string | undefined;
+  /** The model named by the path (Gemini), when the API puts it there; bodies are scanned. */
+  modelInPath?(path: string): string | undefined;
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
 }
@@ -42,6 +42,8 @@ export interface ProviderSpec {
   baseUrl: string;
   credential: CredentialStyle;
   defaultHeaders: Readonly<Record<string, string>>;
+  /** The field an inserted output cap goes in, when not the shape's default (src/policy). */
+  outputCapField?: string;
   /** Query parameters added when the client did not send them (e.g. Azure's `api-version`). */
   defaultQuery?: Readonly<Record<string, string>>;
   shape: ApiShape;

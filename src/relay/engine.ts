@@ -9,13 +9,17 @@
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { invalidToken, RelayError, toRelayError } from "../errors.js";
 import type { PoolRegistry } from "../keys/pool-registry.js";
+import type { Limits } from "../limits/limits.js";
+import type { ProviderSpec } from "../providers/types.js";
+import type { TokenMeta } from "../tokens/token-meta.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Usage } from "../providers/types.js";
 import type { TokenStore } from "../tokens/token-store.js";
+import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
 import { checkPolicy } from "./policy.js";
-import { ClientGone, type UpstreamClient } from "./upstream-client.js";
+import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
 import type { CallRecord, RelayInput, RelaySink } from "./types.js";
 import { assertSafePath } from "./upstream-url.js";
 
@@ -26,28 +30,49 @@ export interface RelayEngineDeps {
   tokens: TokenStore;
   upstream: UpstreamClient;
   pools: PoolRegistry;
+  limits: Limits;
+  dpop: DpopGate;
   /** Called once per counted call, after it ended. */
   onCall?: (record: CallRecord) => void;
 }
+
+type Recorder = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId?: string) => void;
 
 export class RelayEngine {
   constructor(private readonly deps: RelayEngineDeps) {}
 
   async relay(input: RelayInput, sink: RelaySink): Promise<void> {
     const started = performance.now();
-    const { providers, tokens, upstream, pools } = this.deps;
+    const { providers, tokens } = this.deps;
     const provider = providers.get(input.providerId);
     if (!provider) throw new RelayError("not_found", "unknown provider");
     if (input.token === undefined || input.token === "") throw invalidToken();
     const token = await tokens.authenticate(input.token);
-    const model = checkPolicy(token, provider, input);
+    await this.deps.dpop.check(token, input.token, input.dpop);
+    const { body, model } = checkPolicy(token, provider, input);
+    const forwarded = body === input.body ? input : { ...input, body };
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
     assertSafePath(input.path);
+    tokens.checkBudget(token);
+    if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
+    const release = await this.deps.limits.acquireGlobal();
+    try {
+      await this.#forward(token, provider, model, forwarded, sink, started);
+    } finally {
+      release();
+    }
+  }
 
+  /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
+  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: RelayInput, sink: RelaySink, started: number): Promise<void> {
+    const { tokens, upstream, pools, limits } = this.deps;
     const { callsLeft } = await tokens.use(token);
-    const record = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId?: string): void =>
+    const sendAt = performance.now();
+    let upstreamMs: number | undefined;
+    const record: Recorder = (status, outcome, usage, bytes, keyId) => {
+      if (usage) tokens.addUsage(token, usage.totalTokens);
       this.deps.onCall?.({
         tokenId: token.id,
         subject: token.subject,
@@ -59,11 +84,16 @@ export class RelayEngine {
         usage,
         bytes,
         latencyMs: performance.now() - started,
+        overheadMs: sendAt - started,
+        upstreamMs,
+        requestId: input.requestId,
       });
+    };
 
     let sent;
     try {
-      sent = await sendWithFailover(upstream, pools, token, provider, input);
+      sent = await sendWithFailover(upstream, pools, limits, token, provider, input);
+      upstreamMs = performance.now() - sendAt;
     } catch (e) {
       if (e instanceof ClientGone) {
         // The request was sent; the provider may be working on it: not refunded.
@@ -80,8 +110,23 @@ export class RelayEngine {
       }
       throw failed.error;
     }
-    const { res, keyId } = sent;
+    const { res, keyId, release } = sent;
+    try {
+      await this.#stream(res, keyId, provider, input, sink, callsLeft, record);
+    } finally {
+      release();
+    }
+  }
 
+  async #stream(
+    res: UpstreamResponse,
+    keyId: string | undefined,
+    provider: ProviderSpec,
+    input: RelayInput,
+    sink: RelaySink,
+    callsLeft: number | null,
+    record: Recorder,
+  ): Promise<void> {
     sink.head(res.statusCode, clientHeaders(res.headers));
     const contentType = res.headers["content-type"];
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);

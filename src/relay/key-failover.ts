@@ -5,7 +5,8 @@
  * RETRY_WINDOW_MS. When no other key is left, the provider's answer is passed through as is.
  * A call that never reached the provider is refunded by the caller (`reached` false).
  */
-import { RelayError } from "../errors.js";
+import { RelayError, toRelayError } from "../errors.js";
+import type { Limits } from "../limits/limits.js";
 import type { PoolKey, PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
@@ -22,7 +23,11 @@ const MAX_COOLDOWN_MS = 3_600_000;
 export interface Sent {
   res: UpstreamResponse;
   keyId: string | undefined;
+  /** Frees the key's concurrency slot once the answer has been streamed. */
+  release: () => void;
 }
+
+const noRelease = (): void => {};
 
 /** Thrown when no attempt got an answer; `reached` says whether any provider saw the call. */
 export class SendFailed extends Error {
@@ -38,6 +43,7 @@ export class SendFailed extends Error {
 export async function sendWithFailover(
   upstream: UpstreamClient,
   pools: PoolRegistry,
+  limits: Limits,
   token: TokenMeta,
   provider: ProviderSpec,
   input: RelayInput,
@@ -45,12 +51,21 @@ export async function sendWithFailover(
   const started = Date.now();
   const tried = new Set<string>();
   let reached = false;
-  let lastError = new RelayError("unavailable", "no upstream key available");
+  let lastError: RelayError | undefined;
   for (let attempt = 0; attempt < MAX_ATTEMPTS && Date.now() - started < RETRY_WINDOW_MS; attempt++) {
     const pooled = token.pool !== undefined ? pools.pick(token.pool, tried) : undefined;
     const key = pooled?.key ?? (attempt === 0 ? token.upstreamKey : undefined);
     if (key === undefined) break;
-    if (pooled) tried.add(pooled.id);
+    let release = noRelease;
+    if (pooled) {
+      tried.add(pooled.id);
+      try {
+        release = await limits.acquireKey(pooled.id);
+      } catch (e) {
+        lastError = toRelayError(e); // this key is busy: try the next one
+        continue;
+      }
+    }
     let res: UpstreamResponse;
     try {
       res = await upstream.send(
@@ -61,19 +76,21 @@ export async function sendWithFailover(
         input.signal,
       );
     } catch (e) {
+      release();
       if (e instanceof ClientGone) throw e;
       lastError = e instanceof RelayError ? e : new RelayError("upstream_unreachable", "upstream unreachable");
       continue;
     }
     reached = true;
-    if (!pooled || !retryable(res.statusCode)) return { res, keyId: pooled?.id };
+    if (!pooled || !retryable(res.statusCode)) return { res, keyId: pooled?.id, release };
     await markKey(pools, pooled, res);
     const another = attempt + 1 < MAX_ATTEMPTS && Date.now() - started < RETRY_WINDOW_MS && pools.hasUsable(pooled.pool, tried);
-    if (!another) return { res, keyId: pooled.id };
+    if (!another) return { res, keyId: pooled.id, release };
+    release();
     // Discard the refused answer (small: an error body) so the connection can be reused.
     await res.body.dump().catch(() => {});
   }
-  throw new SendFailed(lastError, reached);
+  throw new SendFailed(lastError ?? new RelayError("unavailable", "no upstream key available"), reached);
 }
 
 function retryable(status: number): boolean {

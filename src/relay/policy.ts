@@ -1,8 +1,13 @@
 /**
- * The per-token request policy, checked before a call is counted: path prefixes, browser
- * origin, body size and pinned models. Failures are 403 (or 413 for size) with fixed messages.
+ * The per-token request policy, checked before a call is counted (DESIGN 3.4): provider, path
+ * prefixes, browser origin, body size, then the body rules of src/policy/request-policy.ts
+ * (pinned models, output cap, `n` cap, no tools unless allowed, usage forced on for OpenAI
+ * streams) on a top-level scan that forwards the original bytes or a spliced copy.
+ * Failures are 403 (413 for size, 400 for malformed JSON) with fixed messages.
  */
 import { RelayError } from "../errors.js";
+import { JsonScanError, scanTopLevel } from "../policy/json-scan.js";
+import { applyRequestPolicy, PolicyViolation, type RequestPolicy } from "../policy/request-policy.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 
@@ -12,8 +17,14 @@ export interface PolicyInput {
   body: Buffer;
 }
 
-/** Returns the model the request names when it had to be read, else undefined. */
-export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): string | undefined {
+export interface Checked {
+  /** The body to forward: the client's own bytes unless a cap or usage option was spliced in. */
+  body: Buffer;
+  /** The model the request names, when it names one. */
+  model: string | undefined;
+}
+
+export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): Checked {
   if (token.provider !== provider.id) throw new RelayError("permission_denied", "token not valid for this provider");
   if (token.paths.length > 0 && !token.paths.some((p) => pathAllowed(req.path, p))) {
     throw new RelayError("permission_denied", "path not allowed for this token");
@@ -26,10 +37,54 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   if (token.maxBodyBytes !== null && req.body.length > token.maxBodyBytes) {
     throw new RelayError("payload_too_large", "request body too large for this token");
   }
-  if (token.models.size === 0) return undefined;
-  const model = provider.shape.modelOf(req.path, req.body);
-  if (model === undefined || !token.models.has(model)) throw new RelayError("permission_denied", "model not allowed for this token");
-  return model;
+  const pathModel = provider.shape.modelInPath?.(req.path);
+  if (!looksLikeJsonObject(req.body)) {
+    // No JSON body (a GET, an upload): only a model named by the path can satisfy a pin.
+    if (token.models.size > 0 && (pathModel === undefined || !token.models.has(pathModel))) {
+      throw new RelayError("permission_denied", "model not allowed for this token");
+    }
+    return { body: req.body, model: pathModel };
+  }
+  try {
+    return applyRequestPolicy(
+      {
+        shape: provider.shape.name,
+        path: req.path,
+        body: req.body,
+        scan: scanTopLevel(req.body),
+        ...(pathModel === undefined ? {} : { pathModel }),
+        ...(provider.outputCapField === undefined ? {} : { capField: provider.outputCapField }),
+      },
+      policyOf(token, provider),
+    );
+  } catch (e) {
+    if (e instanceof JsonScanError) throw new RelayError("bad_request", `request body: ${e.message}`);
+    if (e instanceof PolicyViolation) {
+      throw new RelayError(e.kind === "malformed" ? "bad_request" : "permission_denied", e.message);
+    }
+    throw e;
+  }
+}
+
+function policyOf(token: TokenMeta, provider: ProviderSpec): RequestPolicy {
+  return {
+    ...(token.models.size > 0 ? { models: token.models } : {}),
+    ...(token.maxOutputTokens === null ? {} : { maxOutputTokens: token.maxOutputTokens }),
+    ...(token.maxN === null ? {} : { maxN: token.maxN }),
+    toolsAllowed: token.toolsAllowed,
+    // Streams are metered from their final usage event: OpenAI sends one only when asked.
+    forceStreamUsage: provider.shape.name === "openai",
+  };
+}
+
+/** A body whose first non-blank byte is `{`: the only kind the body rules read. */
+function looksLikeJsonObject(body: Buffer): boolean {
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    return c === 0x7b;
+  }
+  return false;
 }
 
 /** A prefix matches whole path segments: `/v1/chat` allows `/v1/chat/completions`, not `/v1/chatx`. */

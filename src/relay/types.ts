@@ -1,6 +1,7 @@
 /** The engine's vocabulary, shared by its entry points (HTTP layer, RelayService) and its parts. */
 import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Usage } from "../providers/types.js";
+import type { DpopRequest } from "./dpop-gate.js";
 import type { HeaderInput } from "./headers.js";
 
 export interface RelayInput {
@@ -14,8 +15,12 @@ export interface RelayInput {
   /** The relay token as the client sent it. */
   token: string | undefined;
   origin: string | undefined;
+  /** The DPoP proof, method and path, for tokens bound to a client key. */
+  dpop?: DpopRequest;
   /** Aborts when the client goes away; passed on to the upstream request. */
   signal: AbortSignal;
+  /** The request's id (`x-request-id`), for logs. */
+  requestId?: string;
 }
 
 export interface RelayEnd {
@@ -47,4 +52,10 @@ export interface CallRecord {
   usage: Usage | undefined;
   bytes: number;
   latencyMs: number;
+  /** The request's id, when the entry point gave one. */
+  requestId?: string;
+  /** Time the relay spent before sending upstream (token check, limits, counting). */
+  overheadMs?: number;
+  /** From sending upstream to the upstream's response headers; unset when none arrived. */
+  upstreamMs?: number;
 }

@@ -55,6 +55,9 @@ export class UpstreamClient {
       if (signal.aborted) throw new ClientGone();
       const code = (e as { code?: string }).code;
       if (code === "UND_ERR_HEADERS_TIMEOUT") throw new RelayError("upstream_timeout", "upstream timed out", { cause: e });
+      // Refused by the client library before anything was sent (say, a header it will not
+      // write): the request's fault, not the provider's.
+      if (code === "UND_ERR_INVALID_ARG") throw new RelayError("bad_request", "invalid request", { cause: e });
       throw new RelayError("upstream_unreachable", "upstream unreachable", { cause: e });
     }
   }

@@ -13,3 +13,4 @@ export { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
 export { Outcome, TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 export { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 export { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
+export { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, type DpopKeyPair, type FetchLike } from "./dpop-fetch.js";

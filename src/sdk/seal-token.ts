@@ -10,8 +10,7 @@ import { base64url, EncryptJWT, importJWK, type JWK } from "jose";
 
 /**
  * The claims of a sealed token. Times are seconds since the epoch. Unknown claims are ignored
- * by the relay; `rpm`, `mtk`, `mxn`, `bud` and `cnf` (DESIGN 3.2) are not listed because this
- * relay cannot enforce them yet and refuses tokens that carry them.
+ * by the relay; a malformed known claim fails the token.
  */
 export interface SealedTokenClaims {
   /** Unique id, 1-128 of `A-Z a-z 0-9 . _ ~ : -`. The relay's id of the token is `<issuer>:<jti>`. */
@@ -40,8 +39,18 @@ export interface SealedTokenClaims {
   org?: string[];
   /** Largest request body in bytes. */
   mbb?: number;
-  /** Tools allowed. */
+  /** Tools, functions and similar request fields allowed (refused by default). */
   tls?: boolean;
+  /** Requests per minute (approximate: a token bucket). */
+  rpm?: number;
+  /** Cap on output tokens per request (above: refused; absent: inserted). */
+  mtk?: number;
+  /** Cap on `n` per request. */
+  mxn?: number;
+  /** Budget in LLM tokens (prompt + completion), metered from usage. */
+  bud?: number;
+  /** Proof-of-possession binding (RFC 7800 / RFC 9449): the client key's RFC 7638 thumbprint. */
+  cnf?: { jkt: string };
 }
 
 /** What `sealToken` takes: `jti` defaults to a random id, `exp` to one hour from now, `iat` to now. */

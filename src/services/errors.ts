@@ -16,6 +16,7 @@ const CODE: Record<RelayErrorCode, Code> = {
   payload_too_large: Code.InvalidArgument,
   rate_limited: Code.ResourceExhausted,
   calls_exhausted: Code.ResourceExhausted,
+  budget_exhausted: Code.ResourceExhausted,
   already_exists: Code.AlreadyExists,
   failed_precondition: Code.FailedPrecondition,
   upstream_unreachable: Code.Unavailable,
@@ -29,10 +30,23 @@ export function toConnectError(e: unknown, log?: Logger): ConnectError {
   if (e instanceof RelayError) {
     const meta = new Headers();
     if (e.retryAfter !== undefined) meta.set("retry-after", String(e.retryAfter));
+    for (const [name, value] of Object.entries(e.headers ?? {})) meta.set(name, value);
     return new ConnectError(e.message, CODE[e.code], meta);
   }
+  // SQLSTATE class 22 (data exception): a value the database cannot take, such as a NUL in
+  // text or a number out of a column's range. It came from the request, not from a fault.
+  if (/^22[0-9A-Z]{3}$/.test(sqlState(e) ?? "")) return new ConnectError("invalid argument", Code.InvalidArgument);
   log?.error("rpc failed", { err: e });
   return new ConnectError("internal error", Code.Internal);
+}
+
+/** The SQLSTATE of a database error, drivers' and drizzle's wrappers (`cause`) included. */
+function sqlState(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; typeof cur === "object" && cur !== null && depth < 4; cur = (cur as { cause?: unknown }).cause, depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
 }
 
 export function errorInterceptor(log: Logger): Interceptor {

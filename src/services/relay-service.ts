@@ -16,6 +16,9 @@ export interface RelayServiceDeps {
 }
 
 const METHOD = /^(GET|POST|PUT|PATCH|DELETE|HEAD)$/;
+/** RFC 9110 5.1 token; field values without control characters other than tab (5.5). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<typeof RelayService>> {
   return {
@@ -23,7 +26,12 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
       const method = req.method === "" ? "POST" : req.method.toUpperCase();
       if (!METHOD.test(method)) throw new RelayError("bad_request", "unsupported method");
       const headers: Record<string, string> = {};
-      for (const h of req.headers) headers[h.name.toLowerCase()] = h.value;
+      for (const h of req.headers) {
+        // HTTP/1.1 and h2 clients cannot send these; a message can. Refused before the call is
+        // counted, so a CRLF can never split an upstream request (header injection).
+        if (!HEADER_NAME.test(h.name) || !HEADER_VALUE.test(h.value)) throw new RelayError("bad_request", "invalid header");
+        headers[h.name.toLowerCase()] = h.value;
+      }
       const channel = new Channel<RelayResponse>();
       const sink: RelaySink = {
         head: (status, hs) => {
@@ -57,6 +65,7 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
             headers,
             body: Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength),
             token: bearerOf(ctx.requestHeader),
+            dpop: { proof: ctx.requestHeader.get("dpop") ?? undefined, method: "POST", path: `/${RelayService.typeName}/Relay` },
             origin: ctx.requestHeader.get("origin") ?? undefined,
             signal: ctx.signal,
           },

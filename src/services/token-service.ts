@@ -22,7 +22,7 @@ import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { DEFAULT_TTL_MS, issueToken } from "../tokens/issue-token.js";
 import type { RelayKey } from "../tokens/relay-key.js";
-import { TOKEN_KIND_SEALED } from "../tokens/sealed-token.js";
+import { JKT, TOKEN_KIND_SEALED } from "../tokens/sealed-token.js";
 import type { TokenStore } from "../tokens/token-store.js";
 import { MAX_TTL_MS } from "../tokens/limits.js";
 import { bearerOf } from "./auth.js";
@@ -51,8 +51,8 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
   return {
     async issueToken(req) {
       const limits = req.limits;
-      if (limits && (limits.rpm !== undefined || limits.maxOutputTokens !== undefined || limits.maxN !== undefined || limits.budgetTokens !== undefined || limits.bindJkt !== "")) {
-        throw new RelayError("failed_precondition", "rpm, max_output_tokens, max_n, budget_tokens and bind_jkt are not enforced yet");
+      if (limits && limits.bindJkt !== "" && !JKT.test(limits.bindJkt)) {
+        throw new RelayError("bad_request", "bind_jkt must be an RFC 7638 SHA-256 thumbprint (base64url, 43 characters)");
       }
       const expiresAt =
         req.expiry.case === "expiresAt"
@@ -68,6 +68,12 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         paths: limits?.paths ?? [],
         origins: limits?.origins ?? [],
         maxBodyBytes: limits?.maxBodyBytes === undefined ? undefined : Number(limits.maxBodyBytes),
+        rpm: limits?.rpm,
+        maxOutputTokens: limits?.maxOutputTokens,
+        maxN: limits?.maxN,
+        toolsAllowed: limits?.toolsAllowed ?? false,
+        budgetTokens: limits?.budgetTokens === undefined ? undefined : Number(limits.budgetTokens),
+        bindJkt: limits?.bindJkt || undefined,
         expiresAt,
       });
       await deps.audit.record({ actor: "admin", action: "IssueToken", target: issued.row.id, detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}` });

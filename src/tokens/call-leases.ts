@@ -71,11 +71,12 @@ export class CallLeases {
     }
   }
 
-  /** Gives back a call that never reached the provider: it goes back to this instance's lease. */
+  /**
+   * Gives back a call that never reached the provider, in the database at once (a rare path),
+   * so the token's count is exact even while this instance holds a lease.
+   */
   async giveBack(meta: TokenMeta): Promise<void> {
-    const lease = this.#leases.get(meta.id);
-    if (lease) lease.left++;
-    else await this.counter.refund(meta.id, 1);
+    await this.counter.refund(meta.id, 1);
   }
 
   /** Drops a token's lease without giving it back (the token was revoked). */

@@ -25,6 +25,12 @@ export interface IssueInput {
   paths: string[];
   origins: string[];
   maxBodyBytes: number | undefined;
+  rpm: number | undefined;
+  maxOutputTokens: number | undefined;
+  maxN: number | undefined;
+  toolsAllowed: boolean;
+  budgetTokens: number | undefined;
+  bindJkt: string | undefined;
   expiresAt: Date;
 }
 
@@ -42,6 +48,10 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
   }
   const key = input.upstreamKey;
   validateLimits(input);
+  checkRange("rpm", input.rpm, 1_000_000);
+  checkRange("max_output_tokens", input.maxOutputTokens, 10_000_000);
+  checkRange("max_n", input.maxN, 1_000);
+  checkRange("budget_tokens", input.budgetTokens, Number.MAX_SAFE_INTEGER);
   const ttl = input.expiresAt.getTime() - Date.now();
   if (!(ttl > 0) || ttl > MAX_TTL_MS) throw new RelayError("bad_request", "expiry must be in the future and within 366 days");
 
@@ -61,7 +71,17 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
     paths: input.paths,
     origins: input.origins,
     maxBodyBytes: input.maxBodyBytes ?? null,
+    rpm: input.rpm ?? null,
+    maxOutputTokens: input.maxOutputTokens ?? null,
+    maxN: input.maxN ?? null,
+    toolsAllowed: input.toolsAllowed,
+    budgetTokens: input.budgetTokens ?? null,
+    bindJkt: input.bindJkt ?? null,
     expiresAt: input.expiresAt,
   });
   return { secret, row };
+}
+
+function checkRange(name: string, v: number | undefined, max: number): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1 && v <= max)) throw new RelayError("bad_request", `${name} must be 1-${max}`);
 }

@@ -30,6 +30,8 @@ export function validateLimits(l: Limits): void {
     throw new RelayError("bad_request", "max_body_bytes must be positive");
   }
   if (l.subject.length > 256) throw new RelayError("bad_request", "subject is at most 256 characters");
+  // PostgreSQL text cannot hold NUL: refused here, not failed later in the database (a 5xx).
+  if (l.subject.includes("\0")) throw new RelayError("bad_request", "subject must not contain NUL");
   checkList("models", l.models, (m) => m.length > 0 && m.length <= 256 && !/[\0-\x1f]/.test(m));
   checkList("paths", l.paths, (p) => /^\/[A-Za-z0-9\-._~/:]{0,255}$/.test(p) && !p.includes(".."));
   checkList("origins", l.origins, isOrigin);

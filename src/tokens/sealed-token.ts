@@ -5,8 +5,7 @@
  * or `pool` (issuer tokens only); `max`, `mdl`, `pth`, `org`, `mbb`, `tls` limits; `sub`, `nbf`, `iat`.
  *
  * Every failure is the same fixed 401 (`invalidToken()`): nothing about why, nothing from the
- * token. Claims this relay cannot enforce yet (`rpm`, `mtk`, `mxn`, `bud`, `cnf`) make the
- * token fail closed rather than be accepted with a limit silently dropped.
+ * token. A malformed claim fails the token; unknown claims are ignored.
  */
 import { createHash } from "node:crypto";
 import { jwtDecrypt, type JWTPayload } from "jose";
@@ -24,7 +23,8 @@ export const TOKEN_KIND_SEALED = 2;
 export const CLOCK_SKEW_SECONDS = 60;
 const JWE_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const JTI = /^[A-Za-z0-9._~:-]{1,128}$/;
-const UNENFORCED = ["rpm", "mtk", "mxn", "bud", "cnf"] as const;
+/** An RFC 7638 SHA-256 thumbprint, base64url. */
+export const JKT = /^[A-Za-z0-9_-]{43}$/;
 
 export function looksSealed(token: string): boolean {
   return JWE_SHAPE.test(token);
@@ -95,15 +95,25 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
   if (exp * 1000 <= now || exp * 1000 - now > MAX_TTL_MS) throw bad();
   // jose accepts any iat; one from the future beyond the skew is a wrong clock or a forgery.
   if (typeof c.iat === "number" && c.iat * 1000 > now + CLOCK_SKEW_SECONDS * 1000) throw bad();
-  for (const name of UNENFORCED) if (c[name] !== undefined) throw bad();
   const provider = c.prv;
   if (typeof provider !== "string" || !providers.get(provider)) throw bad();
   const key = optional(c.key, "string");
   const pool = optional(c.pool, "string");
   // An ECDH-ES token may never name a server-held pool (DESIGN 3.2), whatever else it says.
   if (!issuer && pool !== undefined) throw bad();
-  // Issuer tokens may name one once key pools exist; until then they need an inline key.
-  if (key === undefined || pool !== undefined) throw bad();
+  // Exactly one credential; a pool must exist and serve the token's provider.
+  if ((key === undefined) === (pool === undefined)) throw bad();
+  if (pool !== undefined && pools.providerOf(pool) !== provider) throw bad();
+  const rpm = positiveInt(c.rpm, 1_000_000);
+  const mtk = positiveInt(c.mtk, 10_000_000);
+  const mxn = positiveInt(c.mxn, 1_000);
+  const bud = positiveInt(c.bud, Number.MAX_SAFE_INTEGER);
+  let jkt: string | undefined;
+  if (c.cnf !== undefined) {
+    const cnf = c.cnf as { jkt?: unknown } | null;
+    if (typeof cnf !== "object" || cnf === null || typeof cnf.jkt !== "string" || !JKT.test(cnf.jkt)) throw bad();
+    jkt = cnf.jkt;
+  }
   const limits = {
     subject: optional(c.sub, "string") ?? "",
     upstreamKey: key,
@@ -134,6 +144,12 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
     paths,
     origins: new Set(origins),
     maxBodyBytes: limits.maxBodyBytes ?? null,
+    rpm: rpm ?? null,
+    maxOutputTokens: mtk ?? null,
+    maxN: mxn ?? null,
+    toolsAllowed: c.tls === true,
+    budgetTokens: bud ?? null,
+    bindJkt: jkt ?? null,
     expiresAtMs: expiresAt.getTime(),
     sealed: {
       kid,
@@ -149,11 +165,23 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
         paths,
         origins,
         maxBodyBytes: limits.maxBodyBytes ?? null,
+        rpm: rpm ?? null,
+        maxOutputTokens: mtk ?? null,
+        maxN: mxn ?? null,
+        budgetTokens: bud ?? null,
+        bindJkt: jkt ?? null,
         toolsAllowed: c.tls === true,
         expiresAt,
       },
     },
   };
+}
+
+/** An optional whole-number claim in [1, max]; anything else fails the token. */
+function positiveInt(v: unknown, max: number): number | undefined {
+  const n = optional(v, "number");
+  if (n !== undefined && !(Number.isSafeInteger(n) && n >= 1 && n <= max)) throw bad();
+  return n;
 }
 
 function optional(v: unknown, type: "string"): string | undefined;

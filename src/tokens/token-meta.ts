@@ -21,6 +21,18 @@ export interface TokenMeta {
   /** Empty set: any origin. */
   origins: ReadonlySet<string>;
   maxBodyBytes: number | null;
+  /** Requests per minute (approximate, src/limits); null: no per-token rate. */
+  rpm: number | null;
+  /** Cap on the output tokens a request may ask for; null: none. */
+  maxOutputTokens: number | null;
+  /** Cap on `n` (choices per request); null: none. */
+  maxN: number | null;
+  /** Tools, functions and similar fields are refused unless true. */
+  toolsAllowed: boolean;
+  /** LLM tokens (prompt + completion) the token may spend in all; null: no budget. */
+  budgetTokens: number | null;
+  /** RFC 7638 thumbprint of the client key the token is bound to (DPoP); null: a bearer token. */
+  bindJkt: string | null;
   expiresAtMs: number;
   /** Sealed tokens: the key id that opened it, and the row its first use inserts. */
   sealed?: { kid: string; firstRow: NewTokenRow };
@@ -39,6 +51,12 @@ export function tokenMetaFromRow(row: TokenRow, box: SecretBox): TokenMeta {
     paths: row.paths,
     origins: new Set(row.origins),
     maxBodyBytes: row.maxBodyBytes,
+    rpm: row.rpm,
+    maxOutputTokens: row.maxOutputTokens,
+    maxN: row.maxN,
+    toolsAllowed: row.toolsAllowed,
+    budgetTokens: row.budgetTokens,
+    bindJkt: row.bindJkt,
     expiresAtMs: row.expiresAt.getTime(),
   };
 }

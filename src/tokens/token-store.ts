@@ -2,14 +2,17 @@
  * The one check path for relay tokens: authenticate a secret, count a call atomically, refund a
  * call that never reached the provider.
  *
- * A token's metadata (provider, limits, decrypted key) is cached for `cacheMs`; its counter,
- * expiry and revocation are not: every call runs the one atomic statement of `useCall`, which
- * refuses a revoked, expired or exhausted token, so revocation is immediate on every instance.
+ * A token's metadata (provider, limits, decrypted key) is cached for `cacheMs`. Calls are
+ * counted through CallLeases (one atomic statement per call or per leased block; never past the
+ * cap). Expiry is checked on every call. Revocation is immediate on the instance that revokes,
+ * and reaches the others within `revocationPollMs`: they drop the token's cache entry and lease.
  */
 import type { Db } from "../db/client.js";
-import { findTokenBySecretHash, findTokenById, refundCall, useCall, useSealedCall } from "../db/queries/tokens.js";
+import { CallCounter } from "../db/queries/call-counter.js";
+import { findTokenBySecretHash, findTokenById } from "../db/queries/tokens.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
+import { CallLeases, type LeaseOptions } from "./call-leases.js";
 import { hashSecret, ISSUED_PREFIX, isWellFormedIssued } from "./issued-token.js";
 import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
 import { tokenMetaFromRow, type TokenMeta } from "./token-meta.js";
@@ -28,15 +31,48 @@ export interface UseOutcome {
   callsLeft: number | null;
 }
 
+export interface TokenStoreOptions extends LeaseOptions {
+  cacheMs: number;
+  revocationPollMs: number;
+}
+
+/** How far back each poll looks for revocations (covers clock skew between instances and DB). */
+const REVOCATION_LOOKBACK_MS = 5000;
+
 export class TokenStore {
   readonly #cache = new Map<string, CacheEntry>();
+  /** LLM tokens spent per token id, for budgets (only tokens that have one). */
+  readonly #spent = new Map<string, number>();
+  readonly #counter: CallCounter;
+  readonly #leases: CallLeases;
+  #poll: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly box: SecretBox,
-    private readonly cacheMs: number,
+    private readonly opts: TokenStoreOptions,
     private readonly sealed: SealedDeps,
-  ) {}
+  ) {
+    this.#counter = new CallCounter(db);
+    this.#leases = new CallLeases(this.#counter, opts);
+  }
+
+  start(): void {
+    this.#leases.start();
+    this.#poll = setInterval(() => void this.#dropRevoked().catch(() => {}), this.opts.revocationPollMs);
+    this.#poll.unref();
+  }
+
+  /** Gives back every leased, unused call; after the server stopped taking requests. */
+  async close(): Promise<void> {
+    clearInterval(this.#poll);
+    await this.#leases.close().catch(() => {});
+  }
+
+  async #dropRevoked(): Promise<void> {
+    const rows = await this.#counter.revokedSince(new Date(Date.now() - REVOCATION_LOOKBACK_MS));
+    for (const row of rows) this.forget(row.id);
+  }
 
   /**
    * The token a secret names, or a 401 with a fixed message. Issued and sealed tokens end up
@@ -56,11 +92,36 @@ export class TokenStore {
       if (meta.sealed && !this.#sealingKeyActive(meta.sealed.kid)) throw invalidToken();
     } else {
       meta = issued ? await this.#loadIssued(hash) : await openSealedToken(secret, this.sealed);
+      if (meta.budgetTokens !== null) await this.#loadSpent(meta);
       if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
-      this.#cache.set(hash, { meta, until: now + this.cacheMs });
+      this.#cache.set(hash, { meta, until: now + this.opts.cacheMs });
     }
     if (meta.expiresAtMs <= now) throw invalidToken();
     return meta;
+  }
+
+  /**
+   * Budgets (LLM tokens) are metered from usage, so they are soft: the database's count (written
+   * by the usage writer every ~250 ms) when the token was last loaded, plus what this instance
+   * metered since. Other instances' spending arrives with the next load (`cacheMs`).
+   */
+  checkBudget(meta: TokenMeta): void {
+    if (meta.budgetTokens === null) return;
+    const spent = this.#spent.get(meta.id);
+    if (spent !== undefined && spent >= meta.budgetTokens) {
+      throw new RelayError("budget_exhausted", "this token has used all of its LLM token budget");
+    }
+  }
+
+  /** Meters a finished call's LLM tokens against the token's budget. */
+  addUsage(meta: TokenMeta, totalTokens: number): void {
+    if (meta.budgetTokens === null || totalTokens <= 0) return;
+    this.#spent.set(meta.id, (this.#spent.get(meta.id) ?? 0) + totalTokens);
+  }
+
+  async #loadSpent(meta: TokenMeta): Promise<void> {
+    const row = await guard(findTokenById(this.db, meta.id));
+    this.#spent.set(meta.id, Math.max(row?.tokensUsed ?? 0, this.#spent.get(meta.id) ?? 0));
   }
 
   async #loadIssued(hash: string): Promise<TokenMeta> {
@@ -75,8 +136,8 @@ export class TokenStore {
 
   /** Counts one call before it is forwarded; refuses when the token may not make it. */
   async use(meta: TokenMeta): Promise<UseOutcome> {
-    const result = await guard(meta.sealed ? useSealedCall(this.db, meta.sealed.firstRow) : useCall(this.db, meta.id));
-    if (result) return { callsLeft: result.maxCalls === null ? null : Math.max(0, result.maxCalls - result.used) };
+    const taken = await guard(this.#leases.take(meta));
+    if (taken) return taken;
     // The statement refused: tell exhaustion (429) from revocation or expiry (401).
     const row = await guard(findTokenById(this.db, meta.id));
     if (row && !row.revokedAt && row.expiresAt.getTime() > Date.now() && row.maxCalls !== null && row.used >= row.maxCalls) {
@@ -87,14 +148,13 @@ export class TokenStore {
   }
 
   /** Gives back a call that never reached the provider (DESIGN 3.3). */
-  async refund(meta: TokenMeta): Promise<UseOutcome> {
-    const result = await guard(refundCall(this.db, meta.id));
-    if (!result) return { callsLeft: null };
-    return { callsLeft: result.maxCalls === null ? null : Math.max(0, result.maxCalls - result.used) };
+  async refund(meta: TokenMeta): Promise<void> {
+    await guard(this.#leases.giveBack(meta));
   }
 
-  /** Drops a token from the local cache (after revocation on this instance). */
+  /** Drops a token's cache entry and lease (after a revocation). */
   forget(id: string): void {
+    this.#leases.drop(id);
     for (const [hash, entry] of this.#cache) if (entry.meta.id === id) this.#cache.delete(hash);
   }
 }

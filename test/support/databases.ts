@@ -53,3 +53,25 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+export const REDIS_URL = process.env.RELAYAPI_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** True when Redis answers PING; throws when it does not and RELAYAPI_REQUIRE_REDIS=1. */
+export async function redisAvailable(): Promise<boolean> {
+  const { createConnection } = await import("node:net");
+  const url = new URL(REDIS_URL);
+  const ok = await new Promise<boolean>((resolve) => {
+    const socket = createConnection({ host: url.hostname, port: Number(url.port || 6379) });
+    const done = (v: boolean): void => {
+      socket.destroy();
+      resolve(v);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on("error", () => done(false));
+    socket.on("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (d) => done(d.toString().startsWith("+PONG")));
+  });
+  if (!ok && process.env.RELAYAPI_REQUIRE_REDIS === "1") throw new Error(`Redis required (RELAYAPI_REQUIRE_REDIS=1) but ${REDIS_URL} does not answer`);
+  if (!ok) console.warn(`[skip] Redis suites skipped: nothing answers at ${REDIS_URL}`);
+  return ok;
+}

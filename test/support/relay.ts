@@ -13,6 +13,7 @@ import type { TokenLimits } from "../../gen/relayapi/v1/common_pb.js";
 import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
 import { loadConfig, type ConfigOverrides } from "../../src/config.js";
 import type { CallRecord } from "../../src/relay/engine.js";
+import type { Logger } from "../../src/log.js";
 import { build, type RelayApp } from "../../src/server.js";
 import { createTestDatabase, type TestDatabase } from "./databases.js";
 import type { MockProvider } from "./mock-provider.js";
@@ -47,6 +48,8 @@ export interface StartOptions {
   driver?: Driver;
   mock?: MockProvider;
   config?: ConfigOverrides;
+  /** The relay's logger (default: silent, from `config.logLevel`). */
+  log?: Logger;
 }
 
 export const UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef";
@@ -63,13 +66,16 @@ export async function startRelay(opts: StartOptions = {}): Promise<TestRelay> {
       logLevel: "silent",
       databaseUrl: pg?.url,
       adminKey: undefined,
+      // Tests send bursts from one address; suites about limits turn this on themselves.
+      ipRpm: 0,
       providerBaseUrls: mockUrl ? { openai: mockUrl, anthropic: mockUrl, gemini: mockUrl } : {},
       ...opts.config,
     },
     {},
+    { configFile: false },
   );
   const calls: CallRecord[] = [];
-  const app = await build(config, { onCall: (r) => calls.push(r) });
+  const app = await build(config, { log: opts.log, onCall: (r) => calls.push(r) });
   await app.listen(0, "127.0.0.1");
   const transport = createConnectTransport({
     baseUrl: app.url,

@@ -24,37 +24,6 @@ export interface UseResult {
   maxCalls: number | null;
 }
 
-/**
- * Counts one call, atomically: the row changes only while the token is unrevoked, unexpired and
- * under its cap, so any number of concurrent callers on any number of instances can never pass
- * `max_calls` (DESIGN 3.3). Returns undefined when the call may not be made.
- */
-export async function useCall(db: Db, id: string): Promise<UseResult | undefined> {
-  const [row] = await db
-    .update(tokens)
-    .set({ used: sql`${tokens.used} + 1`, lastUsedAt: sql`now()` })
-    .where(
-      and(
-        eq(tokens.id, id),
-        isNull(tokens.revokedAt),
-        gt(tokens.expiresAt, sql`now()`),
-        or(isNull(tokens.maxCalls), lt(tokens.used, tokens.maxCalls)),
-      ),
-    )
-    .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
-  return row;
-}
-
-/** Gives back one call that never reached the provider. */
-export async function refundCall(db: Db, id: string): Promise<UseResult | undefined> {
-  const [row] = await db
-    .update(tokens)
-    .set({ used: sql`${tokens.used} - 1` })
-    .where(and(eq(tokens.id, id), gt(tokens.used, 0)))
-    .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
-  return row;
-}
-
 /** Revokes a token; returns the row (already revoked rows keep their first revocation time). */
 export async function revokeToken(db: Db, id: string): Promise<TokenRow | undefined> {
   const [row] = await db
@@ -125,28 +94,6 @@ export async function listTokens(
     .where(and(...where))
     .orderBy(desc(tokens.createdAt), desc(tokens.id))
     .limit(limit);
-}
-
-/**
- * Counts one call of a sealed token (DESIGN 3.2): the first use inserts its row by id
- * (issuer and jti), every later use increments it, in one statement. A revoked, expired or
- * exhausted row is left as it is and nothing is returned.
- */
-export async function useSealedCall(db: Db, first: NewTokenRow): Promise<UseResult | undefined> {
-  const [row] = await db
-    .insert(tokens)
-    .values({ ...first, used: 1, lastUsedAt: sql`now()` })
-    .onConflictDoUpdate({
-      target: tokens.id,
-      set: { used: sql`${tokens.used} + 1`, lastUsedAt: sql`now()` },
-      setWhere: and(
-        isNull(tokens.revokedAt),
-        gt(tokens.expiresAt, sql`now()`),
-        or(isNull(tokens.maxCalls), lt(tokens.used, tokens.maxCalls)),
-      ),
-    })
-    .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
-  return row;
 }
 
 /** Revokes a sealed token that was never used: its row is inserted already revoked. */

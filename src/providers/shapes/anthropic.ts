@@ -1,7 +1,6 @@
 /** The Anthropic Messages API shape. */
 import type { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
-import { modelFromJsonBody } from "./json-model.js";
 import { createUsageMeter, isObject, num } from "./usage-meter.js";
 
 // https://docs.anthropic.com/en/api/errors
@@ -13,6 +12,7 @@ const TYPE: Record<string, string> = {
   payload_too_large: "request_too_large",
   rate_limited: "rate_limit_error",
   calls_exhausted: "rate_limit_error",
+  budget_exhausted: "rate_limit_error",
   upstream_timeout: "timeout_error",
   unavailable: "overloaded_error",
 };
@@ -32,6 +32,5 @@ export const anthropicShape: ApiShape = {
   errorBody(err: RelayError): string {
     return JSON.stringify({ type: "error", error: { type: TYPE[err.code] ?? "api_error", message: err.message } });
   },
-  modelOf: (_path, body) => modelFromJsonBody(body),
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"')),
 };

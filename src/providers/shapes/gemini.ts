@@ -1,5 +1,5 @@
 /** The Gemini generateContent shape: the model is a path segment, usage is `usageMetadata`. */
-import type { RelayError } from "../../errors.js";
+import { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
 import { createUsageMeter, isObject, num } from "./usage-meter.js";
 
@@ -12,6 +12,7 @@ const STATUS: Record<string, string> = {
   payload_too_large: "INVALID_ARGUMENT",
   rate_limited: "RESOURCE_EXHAUSTED",
   calls_exhausted: "RESOURCE_EXHAUSTED",
+  budget_exhausted: "RESOURCE_EXHAUSTED",
   upstream_timeout: "DEADLINE_EXCEEDED",
   unavailable: "UNAVAILABLE",
 };
@@ -31,9 +32,15 @@ export const geminiShape: ApiShape = {
   errorBody(err: RelayError): string {
     return JSON.stringify({ error: { code: err.status, message: err.message, status: STATUS[err.code] ?? "INTERNAL" } });
   },
-  modelOf(path: string): string | undefined {
+  modelInPath(path: string): string | undefined {
     const m = MODEL_IN_PATH.exec(path);
-    return m?.[1] ? decodeURIComponent(m[1]) : undefined;
+    if (!m?.[1]) return undefined;
+    try {
+      return decodeURIComponent(m[1]);
+    } catch {
+      // `%zz`, a cut UTF-8 sequence: the client's mistake, never a 500.
+      throw new RelayError("bad_request", "invalid path");
+    }
   },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usageMetadata"')),
 };

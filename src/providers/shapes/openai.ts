@@ -1,7 +1,6 @@
 /** The OpenAI API shape, shared by every OpenAI-compatible provider. */
 import type { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
-import { modelFromJsonBody } from "./json-model.js";
 import { createUsageMeter, isObject, num } from "./usage-meter.js";
 
 const TYPE: Record<string, string> = {
@@ -12,6 +11,7 @@ const TYPE: Record<string, string> = {
   payload_too_large: "invalid_request_error",
   rate_limited: "rate_limit_error",
   calls_exhausted: "insufficient_quota",
+  budget_exhausted: "insufficient_quota",
 };
 
 /** OpenAI sends `"usage":null` on every chunk but the last when include_usage is on. */
@@ -32,6 +32,5 @@ export const openaiShape: ApiShape = {
       error: { message: err.message, type: TYPE[err.code] ?? "api_error", param: null, code: err.code },
     });
   },
-  modelOf: (_path, body) => modelFromJsonBody(body),
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"') && !NULL_USAGE.test(line)),
 };

@@ -1,0 +1,64 @@
+/** Audit log: admin actions, newest first, paged (ListAuditEvents). Rows hold ids only, never secrets. */
+import type { AuditEvent } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import { errorMessage, isCanceled } from "../api.js";
+import { h } from "../dom.js";
+import { fmtDate, t } from "../i18n.js";
+import type { Page } from "../page.js";
+import { button, empty, errorBox, loading, pager, section, table } from "../ui.js";
+
+const PAGE_SIZE = 25;
+
+export const auditPage: Page = async (ctx, root) => {
+  const { api, signal } = ctx;
+  const body = h("div", { "aria-live": "polite" }, loading());
+  let cursors = [""];
+  let page = 0;
+
+  async function load(): Promise<void> {
+    try {
+      const res = await api.admin.listAuditEvents({ pageSize: PAGE_SIZE, pageToken: cursors[page] ?? "" }, { signal });
+      const next = res.nextPageToken;
+      body.replaceChildren(
+        res.events.length === 0
+          ? empty(t("audit.none"))
+          : table(
+              t("nav.audit"),
+              [
+                { label: t("audit.at"), cell: (e: AuditEvent) => (e.at ? h("time", { datetime: fmtDate(e.at, true) }, fmtDate(e.at)) : "—") },
+                { label: t("audit.actor"), cell: (e) => e.actor },
+                { label: t("audit.action"), cell: (e) => h("strong", null, e.action) },
+                { label: t("audit.target"), cell: (e) => h("code", { class: "break" }, e.target) },
+                { label: t("audit.detail"), cell: (e) => h("span", { class: "break" }, e.detail || "—") },
+              ],
+              res.events,
+            ),
+        page > 0 || next
+          ? pager({
+              page: page + 1,
+              hasPrev: page > 0,
+              hasNext: next !== "",
+              onPrev: () => {
+                page--;
+                void load();
+              },
+              onNext: () => {
+                cursors = cursors.slice(0, page + 1).concat(next);
+                page++;
+                void load();
+              },
+            })
+          : "",
+      );
+    } catch (e) {
+      if (!isCanceled(e)) body.replaceChildren(errorBox(errorMessage(e)));
+    }
+  }
+
+  const refresh = button(t("common.refresh"), () => {
+    cursors = [""];
+    page = 0;
+    void load();
+  });
+  root.append(h("h1", null, t("nav.audit")), section(t("audit.title"), h("div", { class: "actions" }, refresh), body));
+  await load();
+};

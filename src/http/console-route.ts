@@ -1,0 +1,133 @@
+/**
+ * `/console` and `/console/*`: the admin console's static files, built by `npm run
+ * build:console` into dist/console/ (issue 7). Files under `/console/assets/` are served as
+ * they are; every other path (`/console`, `/console/playground`, `/console/tokens`, ...) is a
+ * route of the single-page app and gets index.html. A strict CSP lets the page load only its
+ * own files and call only this origin; the admin key never travels in a URL.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { readFile, stat } from "node:fs/promises";
+import { extname, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { sendJson, type AnyResponse } from "./render-error.js";
+
+export const CONSOLE_PREFIX = "/console";
+
+/** Where `npm run build:console` writes the console. */
+export const CONSOLE_DIST = fileURLToPath(new URL("../../dist/console/", import.meta.url));
+
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".map": "application/json; charset=utf-8",
+  ".json": "application/json; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".txt": "text/plain; charset=utf-8",
+};
+
+/** Nothing but this origin's own files and RPCs; no inline script, no framing. */
+export const CONSOLE_CSP = [
+  "default-src 'self'",
+  "connect-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+const SECURITY_HEADERS = {
+  "content-security-policy": CONSOLE_CSP,
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-opener-policy": "same-origin",
+};
+
+const NOT_BUILT = "The RelayAPI console is not built. Run `npm run build:console` (npm install runs it), then reload.\n";
+
+export function isConsolePath(pathname: string): boolean {
+  return pathname === CONSOLE_PREFIX || pathname.startsWith(CONSOLE_PREFIX + "/");
+}
+
+export type ConsoleHandler = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse, pathname: string) => Promise<void>;
+
+/** A handler serving the console built into `root` (default: dist/console/). */
+export function createConsoleHandler(root: string = CONSOLE_DIST): ConsoleHandler {
+  const base = resolve(root);
+  return async function serveConsole(req, res, pathname) {
+    try {
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.setHeader("allow", "GET, HEAD");
+        return sendJson(res, 405, { error: { message: "method not allowed", type: "invalid_request_error", code: "method_not_allowed" } });
+      }
+      const rest = pathname.slice(CONSOLE_PREFIX.length).replace(/^\/+/, "");
+      const last = rest.slice(rest.lastIndexOf("/") + 1);
+      // A last segment with a dot names a file; anything else is a route of the app.
+      const file = rest.startsWith("assets/") || last.includes(".") ? inside(base, rest) : join(base, "index.html");
+      if (file === undefined) return notFound(res);
+      let body: Buffer;
+      try {
+        if (!(await stat(file)).isFile()) return notFound(res);
+        body = await readFile(file);
+      } catch {
+        if (file === join(base, "index.html") || !(await exists(join(base, "index.html")))) return notBuilt(req, res);
+        return notFound(res);
+      }
+      const isIndex = file === join(base, "index.html");
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        "content-type": CONTENT_TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
+        "content-length": body.length,
+        // Hashed asset names change with their content; index.html names the current ones.
+        "cache-control": isIndex || !rest.startsWith("assets/") ? "no-cache" : "public, max-age=31536000, immutable",
+      });
+      if (req.method === "HEAD") res.end();
+      else res.end(body);
+    } catch {
+      if (!res.headersSent) notFound(res);
+      else res.destroy();
+    }
+  };
+}
+
+/** The file `rel` (still percent-encoded) names below `base`, or undefined when it leaves it. */
+function inside(base: string, rel: string): string | undefined {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rel);
+  } catch {
+    return undefined;
+  }
+  if (decoded.includes("\0") || decoded.includes("\\")) return undefined;
+  const full = resolve(base, decoded);
+  return full.startsWith(base + sep) ? full : undefined;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function notFound(res: AnyResponse): void {
+  sendJson(res, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } });
+}
+
+function notBuilt(req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void {
+  res.writeHead(503, {
+    "content-type": "text/plain; charset=utf-8",
+    "content-length": Buffer.byteLength(NOT_BUILT),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+  });
+  if (req.method === "HEAD") res.end();
+  else res.end(NOT_BUILT);
+}

@@ -1,0 +1,80 @@
+/**
+ * `POST /v1/leaked-tokens` (issue 9): anyone holding a token can kill it in one call, so
+ * secret scanners and users need no account. The token proves possession; nothing else is
+ * asked. Accepts `{"token": "..."}`, a JSON array of such objects (the shape secret-scanning
+ * services send), or text with one token per line. Answers per token with its SHA-256 and
+ * whether it was revoked now (`true_positive`), never the token itself. Per-IP limited like
+ * every route, and at most MAX_TOKENS tokens per request.
+ */
+import { createHash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { Db } from "../db/client.js";
+import { insertRevokedSealed, revokeToken } from "../db/queries/tokens.js";
+import { RelayError, toRelayError } from "../errors.js";
+import type { Limits } from "../limits/limits.js";
+import type { TokenStore } from "../tokens/token-store.js";
+import { readBody } from "./read-body.js";
+import { sendError, sendJson, type AnyResponse } from "./render-error.js";
+
+export const LEAKED_TOKENS_PATH = "/v1/leaked-tokens";
+const MAX_TOKENS = 100;
+const MAX_BODY = 256 * 1024;
+
+export interface LeakDeps {
+  db: Db;
+  tokens: TokenStore;
+  limits: Limits;
+  audit: AuditLog;
+  ipOf: (req: IncomingMessage | Http2ServerRequest) => string;
+}
+
+export function createLeakHandler(deps: LeakDeps) {
+  return async function handleLeak(req: IncomingMessage | Http2ServerRequest, res: AnyResponse): Promise<void> {
+    try {
+      await deps.limits.checkIp(deps.ipOf(req));
+      if (req.method !== "POST") throw new RelayError("method_not_allowed", "use POST");
+      const secrets = parseTokens(await readBody(req, MAX_BODY));
+      const results = [];
+      for (const secret of secrets) results.push({ sha256: createHash("sha256").update(secret).digest("hex"), label: (await revoke(deps, secret)) ? "true_positive" : "false_positive" });
+      sendJson(res, 200, { revoked: results.filter((r) => r.label === "true_positive").length, results });
+    } catch (e) {
+      sendError(res, toRelayError(e));
+    }
+  };
+}
+
+async function revoke(deps: LeakDeps, secret: string): Promise<boolean> {
+  let meta;
+  try {
+    meta = await deps.tokens.authenticate(secret);
+  } catch (e) {
+    if (e instanceof RelayError && e.code === "unavailable") throw e;
+    return false; // unknown, expired or already revoked: nothing to do
+  }
+  const row = meta.sealed ? await insertRevokedSealed(deps.db, meta.id, new Date(meta.expiresAtMs)) : await revokeToken(deps.db, meta.id);
+  deps.tokens.forget(meta.id);
+  await deps.audit.record({ actor: "leak-report", action: "token.revoked", target: meta.id, detail: "reported leaked" }).catch(() => {});
+  return row !== undefined;
+}
+
+function parseTokens(body: Buffer): string[] {
+  const text = body.toString("utf8").trim();
+  let found: string[];
+  if (text.startsWith("{") || text.startsWith("[")) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new RelayError("bad_request", "body must be JSON or one token per line");
+    }
+    const items = Array.isArray(value) ? value : [value];
+    found = items.map((item) => (typeof item === "object" && item !== null ? (item as { token?: unknown }).token : undefined)).filter((t): t is string => typeof t === "string");
+  } else {
+    found = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  }
+  if (found.length === 0) throw new RelayError("bad_request", "no token in the body");
+  if (found.length > MAX_TOKENS) throw new RelayError("bad_request", `at most ${MAX_TOKENS} tokens per request`);
+  return [...new Set(found)];
+}

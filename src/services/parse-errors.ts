@@ -1,0 +1,119 @@
+/**
+ * connect-es answers a request message that is not valid protobuf binary ("parse binary: ...")
+ * or a request body its brotli decoder refuses ("decompression failed") with `internal`: an HTTP
+ * 500 on unary Connect, grpc-status 13 on gRPC and gRPC-Web, as if the relay had failed.
+ * (Invalid JSON and bad gzip already get `invalid_argument`.) Both happen before any interceptor
+ * runs, so this wraps the router's handlers and rewrites exactly those errors to
+ * `invalid_argument` in each protocol's own framing. Bad input is never a 5xx.
+ */
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+
+/** Messages of connect-es's request-decoding failures, as sent and URI-encoded (grpc-message). */
+const DECODE_ERROR = /^(?:parse binary:|decompression failed$)/;
+const DECODE_ERROR_ENCODED = /^grpc-message:\s*(?:parse%20binary%3A|decompression%20failed\r?$)/im;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function parseErrorsAsInvalidArgument(handler: UniversalHandler): UniversalHandler {
+  const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
+    const res = await handler(req);
+    if (!res.body || res.header?.has("content-encoding")) return res;
+    const type = res.header?.get("content-type") ?? "";
+    if (res.status === 500 && type.startsWith("application/json")) return unary(res, res.body);
+    if (res.status !== 200) return res;
+    if (type.startsWith("application/connect+")) return { ...res, body: mapEnvelopes(res.body, 0x02, connectEnd) };
+    if (type.startsWith("application/grpc-web")) return { ...res, body: mapEnvelopes(res.body, 0x80, grpcWebTrailer) };
+    if (type.startsWith("application/grpc")) {
+      fixGrpcStatus(res.header);
+      return { ...res, body: afterLast(res.body, () => fixGrpcStatus(res.trailer)) };
+    }
+    return res;
+  };
+  return Object.assign(wrapped, {
+    protocolNames: handler.protocolNames,
+    service: handler.service,
+    method: handler.method,
+    requestPath: handler.requestPath,
+    allowedMethods: handler.allowedMethods,
+    supportedContentType: handler.supportedContentType,
+  });
+}
+
+interface ErrorJson {
+  code?: unknown;
+  message?: unknown;
+}
+
+const isParseError = (e: ErrorJson | undefined): boolean => e?.code === "internal" && typeof e.message === "string" && DECODE_ERROR.test(e.message);
+
+async function unary(res: UniversalServerResponse, body: AsyncIterable<Uint8Array>): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of body) chunks.push(c);
+  const bytes = Buffer.concat(chunks);
+  let error: ErrorJson | undefined;
+  try {
+    error = JSON.parse(bytes.toString("utf8")) as ErrorJson;
+  } catch {
+    // not a Connect error body: passed on as it is
+  }
+  if (!isParseError(error)) return { ...res, body: once(bytes) };
+  const fixed = encoder.encode(JSON.stringify({ ...error, code: "invalid_argument" }));
+  res.header?.set("content-length", String(fixed.byteLength));
+  return { ...res, status: 400, body: once(fixed) };
+}
+
+function connectEnd(data: Uint8Array): Uint8Array {
+  let end: { error?: ErrorJson } | undefined;
+  try {
+    end = JSON.parse(decoder.decode(data)) as { error?: ErrorJson };
+  } catch {
+    return data;
+  }
+  return isParseError(end?.error) ? encoder.encode(JSON.stringify({ ...end, error: { ...end!.error, code: "invalid_argument" } })) : data;
+}
+
+function grpcWebTrailer(data: Uint8Array): Uint8Array {
+  const text = decoder.decode(data);
+  if (!/^grpc-status:\s*13\r?$/m.test(text) || !DECODE_ERROR_ENCODED.test(text)) return data;
+  return encoder.encode(text.replace(/^grpc-status:\s*13/m, "grpc-status: 3"));
+}
+
+function fixGrpcStatus(h: Headers | undefined): void {
+  if (h?.get("grpc-status") === "13" && DECODE_ERROR_ENCODED.test(`grpc-message: ${h.get("grpc-message") ?? ""}`)) h.set("grpc-status", "3");
+}
+
+/** Re-frames an enveloped stream, passing envelopes whose flags include `flag` (uncompressed) through `fix`. */
+async function* mapEnvelopes(body: AsyncIterable<Uint8Array>, flag: number, fix: (data: Uint8Array) => Uint8Array): AsyncIterable<Uint8Array> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of body) {
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    pending = pending.length === 0 ? bytes : Buffer.concat([pending, bytes]);
+    while (pending.length >= 5) {
+      const size = pending.readUInt32BE(1);
+      if (pending.length < 5 + size) break;
+      const flags = pending[0]!;
+      const frame = pending.subarray(0, 5 + size);
+      pending = pending.subarray(5 + size);
+      // Only the uncompressed end-of-stream / trailer envelope can carry the error.
+      yield (flags & flag) === 0 || (flags & 0x01) !== 0 ? frame : envelope(flags, fix(frame.subarray(5)));
+    }
+  }
+  if (pending.length > 0) yield pending;
+}
+
+function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = Buffer.alloc(5 + data.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(data.byteLength, 1);
+  out.set(data, 5);
+  return out;
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+async function* afterLast(body: AsyncIterable<Uint8Array>, done: () => void): AsyncIterable<Uint8Array> {
+  yield* body;
+  done();
+}

@@ -1,0 +1,83 @@
+/**
+ * Proof of possession end to end (RFC 9449, issue 9): a token bound to a client key is refused
+ * without a valid DPoP proof on the HTTP layer and on RelayService; the official openai client
+ * with the SDK's dpopFetch completes chats, streaming and not, including getting a server
+ * nonce; replayed and mis-bound proofs are refused. And POST /v1/leaked-tokens kills a token.
+ */
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import OpenAI from "openai";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
+import { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, type DpopKeyPair } from "../src/sdk/dpop-fetch.js";
+import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { startRelay, type TestRelay } from "./support/relay.js";
+
+let mock: MockProvider;
+let relay: TestRelay;
+let keys: DpopKeyPair;
+let bound: string;
+
+beforeAll(async () => {
+  mock = await startMockProvider();
+  relay = await startRelay({ mock, config: { dpopNonces: true } });
+  keys = await generateDpopKeyPair();
+  bound = (await relay.issue({ limits: { bindJkt: await jwkThumbprint(keys.publicKey) } })).secret;
+});
+afterAll(async () => {
+  await relay?.close();
+  await mock?.close();
+});
+
+const chatUrl = () => `${relay.url}/api/openai/v1/chat/completions`;
+const body = JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] });
+
+it("refuses a bound token copied without its key, on HTTP and on RelayService", async () => {
+  const res = await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${bound}` }, body });
+  expect(res.status).toBe(401);
+  expect(res.headers.get("www-authenticate")).toMatch(/^DPoP error="invalid_dpop_proof"/);
+  expect(res.headers.get("dpop-nonce")).toBeTruthy();
+  const client = createClient(RelayService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
+  const stream = client.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) }, { headers: { authorization: `Bearer ${bound}` } });
+  await expect((async () => { for await (const _ of stream) void _; })()).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.Unauthenticated);
+});
+
+it("lets the openai client with dpopFetch chat, streaming and not, fetching the server nonce itself", async () => {
+  const client = new OpenAI({ apiKey: bound, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0, fetch: dpopFetch(keys) });
+  const res = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+  expect(res.choices[0]?.message.content).toContain("tok0");
+  const stream = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }], stream: true });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  expect(text).toContain("tok4");
+});
+
+it("refuses replayed, mis-bound and foreign-key proofs", async () => {
+  const nonceRes = await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${bound}` }, body });
+  const nonce = nonceRes.headers.get("dpop-nonce")!;
+  const send = (proof: string, url = chatUrl()) => fetch(url, { method: "POST", headers: { authorization: `Bearer ${bound}`, dpop: proof }, body }).then((r) => r.status);
+  const good = await createDpopProof(keys, "POST", chatUrl(), bound, nonce);
+  expect(await send(good)).toBe(200);
+  expect(await send(good)).toBe(401); // replay
+  expect(await send(await createDpopProof(keys, "GET", chatUrl(), bound, nonce))).toBe(401); // htm
+  expect(await send(await createDpopProof(keys, "POST", `${relay.url}/api/openai/v1/models`, bound, nonce))).toBe(401); // htu
+  expect(await send(await createDpopProof(keys, "POST", chatUrl(), "another-token", nonce))).toBe(401); // ath
+  const stranger = await generateDpopKeyPair();
+  expect(await send(await createDpopProof(stranger, "POST", chatUrl(), bound, nonce))).toBe(401); // jkt
+  expect(await send(await createDpopProof(keys, "POST", chatUrl(), bound, "stale-nonce"))).toBe(401);
+});
+
+it("POST /v1/leaked-tokens revokes a posted token at once, without echoing it", async () => {
+  const { secret, id } = await relay.issue();
+  expect((await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${secret}` }, body })).status).toBe(200);
+  const res = await fetch(`${relay.url}/v1/leaked-tokens`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify([{ token: secret, type: "relayapi_token", url: "https://example.com/leak" }]) });
+  expect(res.status).toBe(200);
+  const text = await res.text();
+  expect(text).not.toContain(secret);
+  expect(JSON.parse(text)).toMatchObject({ revoked: 1, results: [{ label: "true_positive" }] });
+  expect((await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${secret}` }, body })).status).toBe(401);
+  expect((await relay.tokens.getToken({ id })).token?.revokedAt).toBeDefined();
+  const again = await fetch(`${relay.url}/v1/leaked-tokens`, { method: "POST", body: secret });
+  expect(await again.json()).toMatchObject({ revoked: 0, results: [{ label: "false_positive" }] });
+  expect((await fetch(`${relay.url}/v1/leaked-tokens`, { method: "POST", body: "{" })).status).toBe(400);
+});
