@@ -21,7 +21,7 @@ Usage:
   relayapi provider add <id> --base-url URL [--auth bearer|header:NAME|query:NAME] [--header K=V ...] [--shape openai|anthropic|gemini]
   relayapi provider list | rm <id>
   relayapi token issue --provider <id> (--upstream-key <key> | --pool <name>) [--max-calls N] [--expires-in 1h] [--subject S]
-                       [--models a,b] [--paths /v1/chat] [--origins https://app.example] [--json]
+                       [--models a,b] [--paths /v1/chat] [--origins https://app.example] [--bind-jkt JKT] [--json]
   relayapi token inspect <token> | list [--provider P] [--subject S] | get <id> | revoke <id>
   relayapi token seal (--issuer-key <kid>:<secret> | --relay-key <jwk-json-or-file>) --provider <id>
                       (--upstream-key K | --pool P) [--max-calls N] [--expires-in 10m] [--subject S] [--models a,b]

@@ -24,6 +24,7 @@ const FLAGS = {
   origins: { type: "string" },
   "max-body-bytes": { type: "string" },
   tools: { type: "boolean" },
+  "bind-jkt": { type: "string" },
   jti: { type: "string" },
   json: { type: "boolean" },
 } as const;
@@ -57,6 +58,10 @@ export async function sealCommand(argv: string[]): Promise<void> {
     if (list.length > 0) claims[claim] = list;
   }
   if (values.tools) claims.tls = true;
+  if (values["bind-jkt"] !== undefined) {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(values["bind-jkt"])) throw new UsageError("--bind-jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)");
+    claims.cnf = { jkt: values["bind-jkt"] };
+  }
 
   let token: string;
   let kid: string;

@@ -20,6 +20,7 @@ const FLAGS = {
   models: { type: "string" },
   paths: { type: "string" },
   origins: { type: "string" },
+  "bind-jkt": { type: "string" },
 } as const;
 
 export async function tokenCommand(argv: string[]): Promise<void> {
@@ -45,6 +46,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
           models: listFlag(values.models),
           paths: listFlag(values.paths),
           origins: listFlag(values.origins),
+          bindJkt: values["bind-jkt"] ?? "",
         },
         expiry: expiresMs === undefined ? { case: undefined } : { case: "expiresIn", value: { seconds: BigInt(Math.floor(expiresMs / 1000)) } },
       });
