@@ -5,6 +5,7 @@
  * database so every instance sees them; the pools are re-read after every local change and
  * every `refreshMs`.
  */
+import { PeriodicReload } from "../db/periodic-reload.js";
 import { createHash } from "node:crypto";
 import type { Db } from "../db/client.js";
 import {
@@ -65,7 +66,7 @@ const MAX_BATCH = 1000;
 
 export class PoolRegistry {
   #pools = new Map<string, PoolState>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #refresh = new PeriodicReload(() => this.reload());
   #listener: KeyHealthListener | undefined;
 
   constructor(
@@ -74,16 +75,12 @@ export class PoolRegistry {
     private readonly providers: ProviderRegistry,
   ) {}
 
-  async start(refreshMs: number): Promise<void> {
-    await this.reload();
-    if (refreshMs > 0) {
-      this.#timer = setInterval(() => void this.reload().catch(() => {}), refreshMs);
-      this.#timer.unref();
-    }
+  start(refreshMs: number): Promise<void> {
+    return this.#refresh.start(refreshMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#refresh.stop();
   }
 
   onHealthChange(listener: KeyHealthListener): void {

@@ -4,6 +4,7 @@
  * is reloaded after every local change and every `refreshMs`, so other instances' changes
  * arrive within that time. No client input ever adds a host to this set.
  */
+import { PeriodicReload } from "../db/periodic-reload.js";
 import type { Db } from "../db/client.js";
 import { deleteProvider, listCustomProviders, upsertProvider } from "../db/queries/providers.js";
 import type { ProviderRow } from "../db/schema/index.js";
@@ -15,7 +16,7 @@ import { PROVIDER_ID, type CredentialStyle, type ProviderSpec } from "./types.js
 export class ProviderRegistry {
   readonly #builtins: Map<string, ProviderSpec>;
   #all: Map<string, ProviderSpec>;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #refresh = new PeriodicReload(() => this.reload());
 
   constructor(
     private readonly db: Db,
@@ -28,16 +29,12 @@ export class ProviderRegistry {
   }
 
   /** Loads custom providers and keeps them fresh every `refreshMs` (0: never). */
-  async start(refreshMs: number): Promise<void> {
-    await this.reload();
-    if (refreshMs > 0) {
-      this.#timer = setInterval(() => void this.reload().catch(() => {}), refreshMs);
-      this.#timer.unref();
-    }
+  start(refreshMs: number): Promise<void> {
+    return this.#refresh.start(refreshMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#refresh.stop();
   }
 
   get(id: string): ProviderSpec | undefined {

@@ -4,6 +4,7 @@
  * working on all of them within that time. Admin operations (create, rotate, disable) live here
  * too so the cache is refreshed by the same code that changes the rows.
  */
+import { PeriodicReload } from "../db/periodic-reload.js";
 import { randomBytes } from "node:crypto";
 import type { Db } from "../db/client.js";
 import { addIssuerKey, createIssuer, disableIssuer, listActiveIssuerKeys, listIssuers, type IssuerWithKeys } from "../db/queries/issuers.js";
@@ -31,23 +32,19 @@ const PUBLISHED_KEY_HEX = "0123456789abcdef".repeat(4);
 
 export class IssuerKeyring {
   #keys = new Map<string, IssuerKey>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #refresh = new PeriodicReload(() => this.reload());
 
   constructor(
     private readonly db: Db,
     private readonly box: SecretBox,
   ) {}
 
-  async start(refreshMs: number): Promise<void> {
-    await this.reload();
-    if (refreshMs > 0) {
-      this.#timer = setInterval(() => void this.reload().catch(() => {}), refreshMs);
-      this.#timer.unref();
-    }
+  start(refreshMs: number): Promise<void> {
+    return this.#refresh.start(refreshMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#refresh.stop();
   }
 
   /** The active key with this kid, or undefined (unknown or disabled). */
