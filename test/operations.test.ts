@@ -372,8 +372,11 @@ function parsePrometheus(text: string): Sample[] {
       labels[l![1]!] = l![2]!;
       rest = rest.slice(l![0].length);
     }
-    const value = rawValue === "+Inf" ? Infinity : rawValue === "-Inf" ? -Infinity : Number(rawValue);
-    expect(rawValue === "NaN" || !Number.isNaN(value), `value in: ${line}`).toBe(true);
+    // Prometheus reads values with Go's ParseFloat: NaN and Inf in any letter case (prom-client
+    // writes "Nan" for an event-loop histogram with no samples yet).
+    const lower = rawValue!.toLowerCase();
+    const value = lower === "+inf" || lower === "inf" ? Infinity : lower === "-inf" ? -Infinity : lower === "nan" ? NaN : Number(rawValue);
+    expect(lower === "nan" || !Number.isNaN(value), `value in: ${line}`).toBe(true);
     const family = types.has(name!) ? name! : name!.replace(/_(bucket|sum|count)$/, "");
     expect(types.has(family), `TYPE declared for ${name}`).toBe(true);
     samples.push({ name: name!, labels, value });
