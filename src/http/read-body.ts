@@ -13,6 +13,7 @@ export function readBody(req: IncomingMessage | Http2ServerRequest, limit: numbe
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size <= limit) {
@@ -23,11 +24,20 @@ export function readBody(req: IncomingMessage | Http2ServerRequest, limit: numbe
       // Discard the rest instead of destroying the request: a request destroyed mid-body leaves
       // an HTTP/1.1 keep-alive connection stuck, and the client's next request on it hangs.
       req.resume();
+      settled = true;
       reject(tooLarge());
     };
-    // Settling twice is a no-op, so these stay attached (an `error` without a listener throws).
-    const onEnd = (): void => resolve(chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    const onGone = (cause?: unknown): void => reject(new RelayError("bad_request", "request body incomplete", { cause }));
+    // These stay attached (an `error` without a listener throws); `close` follows every `end`,
+    // so the error is built only when the body really was cut short (not on the hot path).
+    const onEnd = (): void => {
+      settled = true;
+      resolve(chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onGone = (cause?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      reject(new RelayError("bad_request", "request body incomplete", { cause }));
+    };
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", onGone);
