@@ -16,6 +16,19 @@ export function assertSafePath(path: string): void {
   if (!path.startsWith("/") || BAD_PATH.test(path)) throw new RelayError("bad_request", "invalid path");
 }
 
+/** A provider's base URL parsed once, not per request (specs are immutable; registry reloads make new ones). */
+const bases = new WeakMap<ProviderSpec, { origin: string; path: string }>();
+
+function baseOf(provider: ProviderSpec): { origin: string; path: string } {
+  let base = bases.get(provider);
+  if (!base) {
+    const u = new URL(provider.baseUrl);
+    base = { origin: u.origin, path: u.pathname.replace(/\/$/, "") };
+    bases.set(provider, base);
+  }
+  return base;
+}
+
 export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): string {
   assertSafePath(path);
   let search = "";
@@ -36,8 +49,8 @@ export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSear
   const url = provider.baseUrl + path + search;
   // Belt and braces: the parsed result must stay on the provider's origin and base path.
   const parsed = new URL(url);
-  const base = new URL(provider.baseUrl);
-  if (parsed.origin !== base.origin || !parsed.pathname.startsWith(base.pathname.replace(/\/$/, ""))) {
+  const base = baseOf(provider);
+  if (parsed.origin !== base.origin || !parsed.pathname.startsWith(base.path)) {
     throw new RelayError("bad_request", "invalid path");
   }
   return url;
