@@ -50,6 +50,8 @@ export interface Config {
   publicOrigin: string | undefined;
   /** Require server nonces in DPoP proofs (RFC 9449 section 8), stateless (HMAC of time). */
   dpopNonces: boolean;
+  /** How long one DPoP nonce lasts, in seconds; the previous one is still accepted (1-86400). */
+  dpopNonceSeconds: number;
   /** Requests per minute per client IP, checked before the token (0: off). */
   ipRpm: number;
   /** Calls in flight per instance (0: unlimited). */
@@ -193,6 +195,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   acceptByokTokens: boolField("RELAYAPI_ACCEPT_BYOK_TOKENS", false),
   publicOrigin: optionalField("RELAYAPI_PUBLIC_ORIGIN"),
   dpopNonces: boolField("RELAYAPI_DPOP_NONCES", false),
+  dpopNonceSeconds: intField("RELAYAPI_DPOP_NONCE_SECONDS", 300),
   ipRpm: intField("RELAYAPI_IP_RPM", 600),
   maxConcurrency: intField("RELAYAPI_MAX_CONCURRENCY", 4096),
   keyConcurrency: intField("RELAYAPI_KEY_CONCURRENCY", 0),
@@ -287,6 +290,7 @@ function validate(c: Config): void {
   }
   if (c.port > 65535) throw new ConfigError(`${name("port")} must be 0-65535, got ${c.port}`);
   if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
+  if (c.dpopNonceSeconds < 1 || c.dpopNonceSeconds > 86_400) throw new ConfigError(`${name("dpopNonceSeconds")} must be 1-86400`);
   if (c.leaseMax < 1) throw new ConfigError(`${name("leaseMax")} must be at least 1`);
   logLevel(c.logLevel, name("logLevel"));
   if (c.redisUrl && !/^rediss?:\/\//.test(c.redisUrl)) throw new ConfigError(`${name("redisUrl")} must start with redis:// or rediss://`);

@@ -159,7 +159,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const dpop = new DpopGate(
     () => config.publicOrigin ?? app.url,
     replay,
-    config.dpopNonces ? new HmacNonceIssuer(createHmac("sha256", box.derivationKey).update("relayapi dpop nonces").digest()) : undefined,
+    config.dpopNonces ? new HmacNonceIssuer(createHmac("sha256", box.derivationKey).update("relayapi dpop nonces").digest(), config.dpopNonceSeconds) : undefined,
   );
   const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, onCall });
 

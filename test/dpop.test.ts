@@ -2,16 +2,20 @@
  * Proof of possession end to end (RFC 9449, issue 9): a token bound to a client key is refused
  * without a valid DPoP proof on the HTTP layer and on RelayService; the official openai client
  * with the SDK's dpopFetch completes chats, streaming and not, including getting a server
- * nonce; replayed and mis-bound proofs are refused. And POST /v1/leaked-tokens kills a token.
+ * nonce and a nonce rotating mid-run; replayed and mis-bound proofs are refused; a sealed token
+ * bound with the SDK's `bindKey` (a public JWK). And POST /v1/leaked-tokens kills a token.
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import OpenAI from "openai";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
+import { exportJWK } from "jose";
 import { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, type DpopKeyPair } from "../src/sdk/dpop-fetch.js";
+import { sealToken } from "../src/sdk/seal-token.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { createIssuer } from "./support/sealed.js";
 
 let mock: MockProvider;
 let relay: TestRelay;
@@ -50,6 +54,52 @@ it("lets the openai client with dpopFetch chat, streaming and not, fetching the 
   let text = "";
   for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
   expect(text).toContain("tok4");
+});
+
+it("follows a nonce that rotates mid-run: the stale nonce gets one 401 and the retry goes through", async () => {
+  const quick = await startRelay({ mock, config: { dpopNonces: true, dpopNonceSeconds: 1 } });
+  try {
+    const token = (await quick.issue({ limits: { bindJkt: await jwkThumbprint(keys.publicKey) } })).secret;
+    const seen: { status: number; nonce: string | null }[] = [];
+    const recording = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const res = await fetch(input, init);
+      seen.push({ status: res.status, nonce: res.headers.get("dpop-nonce") });
+      return res;
+    };
+    const client = new OpenAI({ apiKey: token, baseURL: `${quick.url}/api/openai/v1`, maxRetries: 0, fetch: dpopFetch(keys, recording) });
+    const ask = () => client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+    expect((await ask()).choices[0]?.message.content).toContain("tok0");
+    expect(seen.map((s) => s.status)).toEqual([401, 200]);
+    const first = seen[0]!.nonce;
+    // Two whole buckets later the client's nonce is neither current nor previous.
+    await new Promise((r) => setTimeout(r, 2_100));
+    seen.length = 0;
+    const stream = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }], stream: true });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    expect(text).toContain("tok4");
+    expect(seen.map((s) => s.status)).toEqual([401, 200]);
+    expect(seen[0]!.nonce).toBeTruthy();
+    expect(seen[0]!.nonce).not.toBe(first);
+    expect((await ask()).choices[0]?.message.content).toContain("tok0"); // the fresh nonce is kept
+    expect(seen.map((s) => s.status)).toEqual([401, 200, 200]);
+  } finally {
+    await quick.close();
+  }
+});
+
+it("seals a token bound to a public JWK (the SDK's bindKey) that only its key can spend", async () => {
+  const issuer = await createIssuer(relay, "dpop-app");
+  const publicJwk = await exportJWK(keys.publicKey);
+  const token = await sealToken({ prv: "openai", key: UPSTREAM_KEY, max: 5, bindKey: publicJwk }, issuer.issuerKey);
+  const chat = (f?: typeof fetch) => new OpenAI({ apiKey: token, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0, fetch: f }).chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+  await expect(chat()).rejects.toMatchObject({ status: 401 });
+  expect((await chat(dpopFetch(keys))).choices[0]?.message.content).toContain("tok0");
+  const stranger = await generateDpopKeyPair();
+  await expect(chat(dpopFetch(stranger))).rejects.toMatchObject({ status: 401 });
+  const withPrivate = await exportJWK((await generateDpopKeyPair(true)).privateKey);
+  await expect(sealToken({ prv: "openai", key: UPSTREAM_KEY, bindKey: withPrivate }, issuer.issuerKey)).rejects.toThrow(/bindKey must be a public/);
+  await expect(sealToken({ prv: "openai", key: UPSTREAM_KEY, bindKey: { kty: "RSA", n: "x", e: "AQAB" } }, issuer.issuerKey)).rejects.toThrow(/bindKey/);
 });
 
 it("refuses replayed, mis-bound and foreign-key proofs", async () => {

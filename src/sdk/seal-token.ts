@@ -6,7 +6,7 @@
  * The checks here mirror the relay's, so a mistake fails at mint time with a message instead
  * of later as the relay's one fixed 401.
  */
-import { base64url, EncryptJWT, importJWK, type JWK } from "jose";
+import { base64url, calculateJwkThumbprint, EncryptJWT, importJWK, type JWK } from "jose";
 
 /**
  * The claims of a sealed token. Times are seconds since the epoch. Unknown claims are ignored
@@ -53,8 +53,13 @@ export interface SealedTokenClaims {
   cnf?: { jkt: string };
 }
 
-/** What `sealToken` takes: `jti` defaults to a random id, `exp` to one hour from now, `iat` to now. */
-export type SealInput = Omit<SealedTokenClaims, "jti" | "exp"> & { jti?: string; exp?: number };
+/**
+ * What `sealToken` takes: `jti` defaults to a random id, `exp` to one hour from now, `iat` to now.
+ * `bindKey` is the client's public JWK (EC P-256 or OKP Ed25519, as the browser or app exported
+ * it): the token is then bound to it (`cnf.jkt` = its RFC 7638 thumbprint) and every request
+ * must carry a DPoP proof signed by the matching private key.
+ */
+export type SealInput = Omit<SealedTokenClaims, "jti" | "exp"> & { jti?: string; exp?: number; bindKey?: JWK };
 
 /** An issuer key as `relayapi issuer create` prints it: the kid and the base64url 32-byte secret. */
 export interface IssuerKey {
@@ -78,7 +83,7 @@ export function newJti(): string {
  */
 export async function sealToken(claims: SealInput, issuerKey: IssuerKey | string): Promise<string> {
   const { kid, secret } = parseIssuerKey(issuerKey);
-  const payload = complete(claims);
+  const payload = await complete(claims);
   return new EncryptJWT({ ...payload }).setProtectedHeader({ alg: "dir", enc: "A256GCM", kid }).encrypt(secret);
 }
 
@@ -95,7 +100,7 @@ export async function sealTokenForRelay(claims: SealInput, relayPublicJwk: JWK |
   }
   if (typeof jwk.kid !== "string" || jwk.kid === "") throw new TypeError("the relay key has no kid");
   if (claims.pool !== undefined) throw new TypeError("an ECDH-ES token may not name a pool: it must carry its own key");
-  const payload = complete(claims);
+  const payload = await complete(claims);
   const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, "ECDH-ES");
   return new EncryptJWT({ ...payload }).setProtectedHeader({ alg: "ECDH-ES", enc: "A256GCM", kid: jwk.kid }).encrypt(key);
 }
@@ -122,12 +127,17 @@ function parseIssuerKey(k: IssuerKey | string): { kid: string; secret: Uint8Arra
 }
 
 /** Fills the defaults and checks the claims as the relay will. */
-function complete(input: SealInput): SealedTokenClaims {
-  const now = Math.floor(Date.now() / 1000);
-  const c: SealedTokenClaims = { ...input, jti: input.jti ?? newJti(), exp: input.exp ?? now + DEFAULT_TTL_SECONDS, iat: input.iat ?? now };
+async function complete(input: SealInput): Promise<SealedTokenClaims> {
   const fail = (why: string): never => {
     throw new TypeError(`sealed token: ${why}`);
   };
+  const now = Math.floor(Date.now() / 1000);
+  const { bindKey, ...claims } = input;
+  const c: SealedTokenClaims = { ...claims, jti: input.jti ?? newJti(), exp: input.exp ?? now + DEFAULT_TTL_SECONDS, iat: input.iat ?? now };
+  if (bindKey !== undefined) {
+    if (input.cnf !== undefined) fail("give bindKey or cnf, not both");
+    c.cnf = { jkt: await bindingThumbprint(bindKey).catch(() => fail("bindKey must be a public EC P-256 or OKP Ed25519 JWK")) };
+  }
   if (!JTI.test(c.jti)) fail("jti must be 1-128 of A-Z a-z 0-9 . _ ~ : -");
   if (!Number.isFinite(c.exp) || c.exp <= now || c.exp > now + MAX_TTL_SECONDS) fail("exp must be in the future and within 366 days");
   if (typeof c.prv !== "string" || !PROVIDER.test(c.prv)) fail("prv must be a provider id");
@@ -143,5 +153,14 @@ function complete(input: SealInput): SealedTokenClaims {
   }
   if (c.sub !== undefined && (typeof c.sub !== "string" || c.sub.length > 256)) fail("sub must be at most 256 characters");
   if (c.tls !== undefined && typeof c.tls !== "boolean") fail("tls must be a boolean");
+  if (c.cnf !== undefined && (typeof c.cnf !== "object" || c.cnf === null || !/^[A-Za-z0-9_-]{43}$/.test(String(c.cnf.jkt)))) fail("cnf.jkt must be a SHA-256 JWK thumbprint");
   return c;
+}
+
+/** The thumbprint of a client's public DPoP key; a JWK with private parts is refused. */
+async function bindingThumbprint(jwk: JWK): Promise<string> {
+  const ok = (jwk.kty === "EC" && jwk.crv === "P-256" && typeof jwk.y === "string") || (jwk.kty === "OKP" && jwk.crv === "Ed25519");
+  if (!ok || typeof jwk.x !== "string" || jwk.d !== undefined) throw new TypeError("not a public DPoP key");
+  await importJWK(jwk.kty === "EC" ? { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } : { kty: "OKP", crv: "Ed25519", x: jwk.x }, jwk.kty === "EC" ? "ES256" : "EdDSA");
+  return calculateJwkThumbprint(jwk, "sha256");
 }
