@@ -2,10 +2,15 @@
  * CORS for the HTTP layer. Preflights are answered by the relay from the configured origins
  * (a preflight carries no token) and are never counted; a token's own origin pin is enforced
  * on the real request (src/relay/policy.ts).
+ *
+ * Exposed to scripts: besides the rate and request-id headers, `DPoP-Nonce` and
+ * `WWW-Authenticate`, without which a browser's DPoP client cannot read the server nonce of a
+ * 401 `use_dpop_nonce` and retry with it (RFC 9449 8; issue 9).
  */
 import type { AnyResponse } from "./render-error.js";
 
-const EXPOSE = "retry-after, x-request-id, x-relay-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type";
+const EXPOSE =
+  "retry-after, x-request-id, x-relay-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type, dpop-nonce, www-authenticate";
 
 export class Cors {
   readonly #any: boolean;

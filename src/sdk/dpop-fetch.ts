@@ -22,10 +22,11 @@ export async function generateDpopKeyPair(extractable = false): Promise<DpopKeyP
 
 /** RFC 7638 SHA-256 thumbprint of the public key: the token's `jkt`. */
 export async function jwkThumbprint(publicKey: CryptoKey): Promise<string> {
-  return calculateJwkThumbprint(await publicJwk(publicKey), "sha256");
+  return calculateJwkThumbprint(await publicDpopJwk(publicKey), "sha256");
 }
 
-async function publicJwk(publicKey: CryptoKey): Promise<JWK> {
+/** The public key as a JWK with only its public members: what a backend binds a token to (`bindKey`). */
+export async function publicDpopJwk(publicKey: CryptoKey): Promise<JWK> {
   const { kty, crv, x, y } = await exportJWK(publicKey);
   return { kty, crv, x, y } as JWK;
 }
@@ -50,7 +51,7 @@ export async function createDpopProof(keys: DpopKeyPair, method: string, url: st
   if (accessToken) claims.ath = await sha256b64url(accessToken);
   if (nonce) claims.nonce = nonce;
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk: await publicJwk(keys.publicKey) })
+    .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk: await publicDpopJwk(keys.publicKey) })
     .setIssuedAt()
     .sign(keys.privateKey);
 }

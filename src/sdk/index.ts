@@ -1,7 +1,8 @@
 /**
  * `relayapi/sdk`: what app developers import, in Node and in browsers. Mint sealed tokens
  * offline (`sealToken`, `sealTokenForRelay`), point an official provider SDK at the relay
- * (`relayBaseURL`), and call the relay's Connect services (`createRelayClients`).
+ * (`relayBaseURL`), call the relay's Connect services (`createRelayClients`), and hold a
+ * proof-of-possession key (`dpopFetch`; in browsers `browserDpopKey`, kept in IndexedDB).
  *
  * Built to `dist/` by `npm run build:sdk` (run by `npm ci`'s prepare step); it imports no
  * `node:` module, so bundlers take it as it is.
@@ -13,4 +14,5 @@ export { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
 export { Outcome, TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 export { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 export { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
-export { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, type DpopKeyPair, type FetchLike } from "./dpop-fetch.js";
+export { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, publicDpopJwk, type DpopKeyPair, type FetchLike } from "./dpop-fetch.js";
+export { browserDpopKey, forgetBrowserDpopKey, type BrowserDpopKeyOptions } from "./browser-key.js";
