@@ -64,7 +64,8 @@ export interface RelayApp {
 }
 
 /** Headers a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After. */
-const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after";
+// DPoP-Nonce and WWW-Authenticate: a browser must read them to follow a nonce on RelayService.
+const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after, dpop-nonce, www-authenticate";
 
 /** How often custom providers and issuer keys are re-read, so other instances' changes arrive within it. */
 const PROVIDER_REFRESH_MS = 1000;

@@ -44,6 +44,10 @@ it("refuses a bound token copied without its key, on HTTP and on RelayService", 
   const client = createClient(RelayService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
   const stream = client.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) }, { headers: { authorization: `Bearer ${bound}` } });
   await expect((async () => { for await (const _ of stream) void _; })()).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.Unauthenticated);
+  // A browser on RelayService must be able to read the nonce it is told to use.
+  const rpc = await fetch(`${relay.url}/relayapi.v1.RelayService/Relay`, { method: "POST", headers: { origin: "https://app.example", "content-type": "application/connect+json", authorization: `Bearer ${bound}` }, body: new Uint8Array(5) });
+  expect(rpc.headers.get("access-control-expose-headers")).toMatch(/dpop-nonce.*www-authenticate/);
+  await rpc.arrayBuffer();
 });
 
 it("lets the openai client with dpopFetch chat, streaming and not, fetching the server nonce itself", async () => {
