@@ -1,4 +1,6 @@
 /** The targets of issue 6, checked against a run's summary: met, not met or not measured. */
+import type { DpopCost } from "./dpop-cost.js";
+import type { PolicyCost } from "./policy-cost.js";
 import type { Summary } from "./summarise.js";
 
 export type GoalStatus = "met" | "not met" | "not measured";
@@ -56,5 +58,18 @@ export function evaluateGoals(s: Summary, opts: { peersMeasured: boolean; tokenR
     if (r.rows < 1_000_000 && g.status === "met") g.value += " (fewer rows than the target's 1,000,000)";
     out.push(g);
   }
+  return out;
+}
+
+/** What the per-token safety checks add to a call, measured in-process on the real functions. */
+export interface CheckCosts {
+  policy: PolicyCost;
+  dpop: DpopCost[];
+}
+
+/** The targets of issue 9: policy <= 10 µs on a 3 KB body, DPoP verification <= 150 µs (CPU, key cached). */
+export function evaluateCheckGoals(c: CheckCosts): GoalResult[] {
+  const out = [check("request policy per call, 3 KB body (scan + every rule + inserted cap)", "relay", c.policy.policyUs, 10, false, " µs")];
+  for (const d of c.dpop) out.push(check(`DPoP proof verification per call (${d.alg}, key cached, CPU)`, "relay", d.cachedKey[1], 150, false, " µs"));
   return out;
 }

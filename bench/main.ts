@@ -7,13 +7,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { createBenchDatabase, type BenchDatabase } from "./bench-database.js";
-import { evaluateGoals, type TokenRowsResult } from "./goals.js";
+import { measureDpopCost } from "./dpop-cost.js";
+import { evaluateCheckGoals, evaluateGoals, type CheckCosts, type TokenRowsResult } from "./goals.js";
 import { BENCH_UPSTREAM_KEY, countedCalls, issueBenchToken } from "./issue-bench-token.js";
 import { installPortkey, PORTKEY_VERSION } from "./install-portkey.js";
 import { probe, type HttpCall } from "./load.js";
 import { parseOptions } from "./options.js";
 import { formatProfile, summariseProfile, type ProfileSummary } from "./profile-summary.js";
-import { formatReport, writeJson } from "./report.js";
+import { measurePolicyCost } from "./policy-cost.js";
+import { formatCheckCosts, formatReport, writeJson } from "./report.js";
 import { measureThroughput, runRound, warmUp, type BenchTarget, type RoundResult } from "./rounds.js";
 import { summarise } from "./summarise.js";
 import { killAllTargets, startTarget, type TargetHandle } from "./targets.js";
@@ -136,6 +138,10 @@ async function main(): Promise<void> {
   const lifetime = Object.fromEntries(await Promise.all(targets.map(async (t) => [t.name, (await t.handle.sample()).maxRss / 2 ** 20] as const)));
 
   await cleanup(); // stops children (writes the CPU profile), drops the database
+  // Measured with the targets gone, so nothing competes with these microsecond figures.
+  log("safety checks: request policy and DPoP verification, in-process");
+  const checks: CheckCosts = { policy: measurePolicyCost("3kb")[0]!, dpop: [await measureDpopCost("ES256"), await measureDpopCost("EdDSA")] };
+  const checkGoals = evaluateCheckGoals(checks);
   let profileSummary: ProfileSummary | undefined;
   if (profDir) {
     profileSummary = summariseProfile(profDir);
@@ -147,6 +153,7 @@ async function main(): Promise<void> {
   const goals = evaluateGoals(summary, { peersMeasured: opts.peers, tokenRows });
   const header = `RelayAPI bench ${new Date().toISOString()}: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GB; ${opts.rounds} rounds x ${opts.duration} s at ${opts.connections} connections; SSE ${opts.chunks} frames ${opts.chunkDelayMs} ms apart; load avg ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after`;
   console.log(formatReport(summary, goals, names, header));
+  console.log(`\n${formatCheckCosts(checks, checkGoals)}`);
   console.log(`\ncalls counted on the bench token (IntrospectToken): ${Object.entries(counted).map(([n, c]) => `${n} ${c}`).join(", ")}`);
   if (!opts.peers) console.log("\npeers: not measured (run with --peers to add Portkey's gateway)");
   const out = resolve(opts.out);
@@ -159,6 +166,8 @@ async function main(): Promise<void> {
     database: db?.name,
     summary,
     goals,
+    checks,
+    checkGoals,
     lifetimeMaxRssMb: lifetime,
     loadAverage: { before: loadBefore, after: loadAfter },
     countedCalls: counted,
