@@ -142,6 +142,22 @@ describe("path tricks are refused with 400 and never reach the provider", () => 
   );
 });
 
+describe("response framing", () => {
+  it("a JSON answer keeps the provider's length (no chunking); an event stream is chunked", async () => {
+    const { secret } = await relay.issue();
+    const headers = { authorization: `Bearer ${secret}`, "content-type": "application/json" };
+    const json = await rawRequest(relay.url, { method: "POST", target: CHAT, headers, body: chat });
+    expect(json.status).toBe(200);
+    expect(json.headers["transfer-encoding"]).toBeUndefined();
+    expect(Number(json.headers["content-length"])).toBe(json.body.length);
+    expect(JSON.parse(json.body.toString()).choices).toBeDefined();
+    const sse = await rawRequest(relay.url, { method: "POST", target: CHAT, headers, body: JSON.stringify({ ...JSON.parse(chat), stream: true }) });
+    expect(sse.status).toBe(200);
+    expect(sse.headers["content-length"]).toBeUndefined();
+    expect(sse.headers["transfer-encoding"]).toBe("chunked");
+  });
+});
+
 describe("the relay's body limit", () => {
   /** A valid JSON chat body of exactly `size` bytes. */
   const padded = (size: number) => {

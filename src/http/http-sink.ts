@@ -19,10 +19,13 @@ export class HttpSink implements RelaySink {
     private readonly shape: ApiShape,
   ) {}
 
-  head(status: number, headers: Record<string, string | string[]>): void {
+  head(status: number, headers: Record<string, string | string[]>, bodyLength?: number): void {
     const ct = headers["content-type"];
     this.#sse = typeof ct === "string" && ct.includes("text/event-stream");
     const merged: Record<string, string | string[]> = { ...headers, ...this.extraHeaders };
+    // A known length spares chunked framing and the separate write of its last chunk; a body
+    // that breaks off short of it is cut (end() destroys), so the client never takes it as whole.
+    if (bodyLength !== undefined && !this.#sse) merged["content-length"] = String(bodyLength);
     // The provider's own x-request-id passes through untouched (its SDKs and support use it);
     // the relay's id then moves to x-relay-request-id.
     const upstreamId = headers["x-request-id"];

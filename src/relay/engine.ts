@@ -127,8 +127,8 @@ export class RelayEngine {
     callsLeft: number | null,
     record: Recorder,
   ): Promise<void> {
-    sink.head(res.statusCode, clientHeaders(res.headers));
     const contentType = res.headers["content-type"];
+    sink.head(res.statusCode, clientHeaders(res.headers), res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
@@ -153,4 +153,11 @@ export class RelayEngine {
     record(res.statusCode, outcome, usage, bytes, keyId);
     await sink.end({ outcome, usage, callsLeft, error });
   }
+}
+
+/** A declared length the client may be given: a plain integer, never for an event stream. */
+function bodyLengthOf(contentLength: string | string[] | undefined, contentType: string | string[] | undefined): number | undefined {
+  if (typeof contentLength !== "string" || !/^\d{1,15}$/.test(contentLength)) return undefined;
+  if (typeof contentType === "string" && contentType.includes("text/event-stream")) return undefined;
+  return Number(contentLength);
 }

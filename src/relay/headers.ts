@@ -80,8 +80,11 @@ export function upstreamHeaders(input: HeaderInput, provider: ProviderSpec, upst
   return out;
 }
 
-/** Response headers for the client. Content length is dropped because the relay may end a
- * broken stream with an explicit error event of its own. */
+/**
+ * Response headers for the client. Content length is not copied: the engine hands the sink a
+ * checked length apart (never for an event stream, which the relay may end with an error event
+ * of its own), and RelayService answers carry no HTTP framing of the upstream's.
+ */
 export function clientHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const listed = connectionListed(upstream);

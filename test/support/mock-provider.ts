@@ -45,8 +45,10 @@ function intHeader(req: IncomingMessage, name: string, dflt: number): number {
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.destroyed) return;
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body));
+  // As the providers answer: a JSON body with its length (streams are chunked).
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
 }
 
 function openaiError(status: number, message: string): Json {
