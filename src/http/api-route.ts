@@ -16,6 +16,7 @@ import type { Logger } from "../log.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { openaiShape } from "../providers/shapes/openai.js";
 import type { RelayEngine } from "../relay/engine.js";
+import { ClientAbort } from "./client-abort.js";
 import type { Cors } from "./cors.js";
 import { HttpSink } from "./http-sink.js";
 import { readBody } from "./read-body.js";
@@ -60,9 +61,9 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
       cors.preflight(origin, header(req.headers["access-control-request-headers"]), res);
       return;
     }
-    const ac = new AbortController();
+    const gone = new ClientAbort();
     res.on("close", () => {
-      if (!res.writableFinished) ac.abort();
+      if (!res.writableFinished) gone.abort();
     });
     try {
       const body = await readBody(req, maxBodyBytes);
@@ -78,7 +79,7 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
           token: tokenFromRequest(req.headers, query),
           dpop: { proof: header(req.headers.dpop), method: req.method ?? "GET", path: pathname },
           origin,
-          signal: ac.signal,
+          signal: gone,
           requestId,
         },
         new HttpSink(res, corsHeaders, shape),

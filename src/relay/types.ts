@@ -1,8 +1,12 @@
 /** The engine's vocabulary, shared by its entry points (HTTP layer, RelayService) and its parts. */
+import type { EventEmitter } from "node:events";
 import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Usage } from "../providers/types.js";
 import type { DpopRequest } from "./dpop-gate.js";
 import type { HeaderInput } from "./headers.js";
+
+/** An AbortSignal, or any emitter of `abort` with `aborted` (undici takes both as a signal). */
+export type CallSignal = AbortSignal | (EventEmitter & { readonly aborted: boolean });
 
 export interface RelayInput {
   providerId: string;
@@ -18,7 +22,7 @@ export interface RelayInput {
   /** The DPoP proof, method and path, for tokens bound to a client key. */
   dpop?: DpopRequest;
   /** Aborts when the client goes away; passed on to the upstream request. */
-  signal: AbortSignal;
+  signal: CallSignal;
   /** The request's id (`x-request-id`), for logs. */
   requestId?: string;
 }
@@ -33,7 +37,11 @@ export interface RelayEnd {
 
 /** Where the answer goes: an HTTP response or a RelayService stream. */
 export interface RelaySink {
-  head(status: number, headers: Record<string, string | string[]>): void;
+  /**
+   * The answer's status and headers. `bodyLength` is the upstream's Content-Length when the body
+   * is not an event stream and passes unchanged, so an HTTP answer can be sent unchunked.
+   */
+  head(status: number, headers: Record<string, string | string[]>, bodyLength?: number): void;
   /** Resolves when the chunk may be followed by the next one (backpressure). */
   write(chunk: Buffer): void | Promise<void>;
   end(end: RelayEnd): void | Promise<void>;

@@ -5,6 +5,7 @@
  */
 import { Agent, request, type Dispatcher } from "undici";
 import { RelayError } from "../errors.js";
+import type { CallSignal } from "./types.js";
 
 export interface UpstreamOptions {
   headersTimeoutMs: number;
@@ -40,7 +41,7 @@ export class UpstreamClient {
     method: string,
     headers: Record<string, string>,
     body: Buffer | undefined,
-    signal: AbortSignal,
+    signal: CallSignal,
   ): Promise<UpstreamResponse> {
     try {
       const res = await request(url, {
