@@ -109,6 +109,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     maxLease: config.leaseMax,
     idleMs: config.leaseIdleMs,
     revocationPollMs: REVOCATION_POLL_MS,
+    prepare: database.prepare,
   }, {
     keyring,
     providers,

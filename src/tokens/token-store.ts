@@ -8,6 +8,7 @@
  * and reaches the others within `revocationPollMs`: they drop the token's cache entry and lease.
  */
 import type { Db } from "../db/client.js";
+import type { Prepare } from "../db/prepared.js";
 import { CallCounter } from "../db/queries/call-counter.js";
 import { findTokenBySecretHash, findTokenById } from "../db/queries/tokens.js";
 import { invalidToken, RelayError } from "../errors.js";
@@ -34,6 +35,8 @@ export interface UseOutcome {
 export interface TokenStoreOptions extends LeaseOptions {
   cacheMs: number;
   revocationPollMs: number;
+  /** The database's own prepared statements, where it has them (Database.prepare). */
+  prepare?: Prepare | undefined;
 }
 
 /** How far back each poll looks for revocations (covers clock skew between instances and DB). */
@@ -53,7 +56,7 @@ export class TokenStore {
     private readonly opts: TokenStoreOptions,
     private readonly sealed: SealedDeps,
   ) {
-    this.#counter = new CallCounter(db);
+    this.#counter = new CallCounter(db, opts.prepare);
     this.#leases = new CallLeases(this.#counter, opts);
   }
 

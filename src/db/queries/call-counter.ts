@@ -7,16 +7,23 @@
 import { and, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
 import type { Db } from "../client.js";
 import { tokens, type NewTokenRow } from "../schema/index.js";
+import type { Prepare, PreparedRun } from "../prepared.js";
 import type { UseResult } from "./tokens.js";
 
 export class CallCounter {
   readonly #use;
   readonly #refund;
   readonly #revokedSince;
+  /** The same two statements prepared in the database itself, where that pays (PGlite). */
+  readonly #usePrepared: PreparedRun | undefined;
+  readonly #refundPrepared: PreparedRun | undefined;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    prepare?: Prepare,
+  ) {
     const n = sql.placeholder("n");
-    this.#use = db
+    const use = db
       .update(tokens)
       .set({ used: sql`${tokens.used} + ${n}`, lastUsedAt: sql`now()` })
       .where(
@@ -27,14 +34,16 @@ export class CallCounter {
           or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls)),
         ),
       )
-      .returning({ used: tokens.used, maxCalls: tokens.maxCalls })
-      .prepare("relay_use_calls");
-    this.#refund = db
+      .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
+    const refund = db
       .update(tokens)
       .set({ used: sql`greatest(0, ${tokens.used} - ${n})` })
       .where(and(eq(tokens.id, sql.placeholder("id")), gt(tokens.used, 0)))
-      .returning({ used: tokens.used, maxCalls: tokens.maxCalls })
-      .prepare("relay_refund_calls");
+      .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
+    this.#use = use.prepare("relay_use_calls");
+    this.#refund = refund.prepare("relay_refund_calls");
+    this.#usePrepared = prepare?.("relay_use_calls", use.toSQL());
+    this.#refundPrepared = prepare?.("relay_refund_calls", refund.toSQL());
     this.#revokedSince = db
       .select({ id: tokens.id, revokedAt: tokens.revokedAt })
       .from(tokens)
@@ -44,6 +53,7 @@ export class CallCounter {
 
   /** Takes `n` calls at once (all or none); undefined when they may not be taken. */
   async use(id: string, n: number): Promise<UseResult | undefined> {
+    if (this.#usePrepared) return useResult(await this.#usePrepared({ id, n }));
     const [row] = await this.#use.execute({ id, n });
     return row;
   }
@@ -71,6 +81,7 @@ export class CallCounter {
 
   /** Gives back `n` calls that were never used (refunds, unused leases). */
   async refund(id: string, n: number): Promise<UseResult | undefined> {
+    if (this.#refundPrepared) return useResult(await this.#refundPrepared({ id, n }));
     const [row] = await this.#refund.execute({ id, n });
     return row;
   }
@@ -79,4 +90,11 @@ export class CallCounter {
   async revokedSince(since: Date): Promise<{ id: string; revokedAt: Date | null }[]> {
     return this.#revokedSince.execute({ since });
   }
+}
+
+/** `returning used, max_calls` as an array row. */
+function useResult(rows: unknown[][]): UseResult | undefined {
+  const row = rows[0];
+  if (!row) return undefined;
+  return { used: Number(row[0]), maxCalls: row[1] === null ? null : Number(row[1]) };
 }
