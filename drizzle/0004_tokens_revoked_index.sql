@@ -1,0 +1,1 @@
+CREATE INDEX "tokens_revoked_idx" ON "tokens" USING btree ("revoked_at") WHERE "tokens"."revoked_at" is not null;
