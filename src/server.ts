@@ -93,7 +93,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     throw e;
   }
   const { db } = database;
-  const usage = new UsageWriter(db, { log, prepare: database.prepare });
+  const usage = new UsageWriter(db, { log });
   const audit = new AuditLog(db);
   /** Aborted first on close(): long-lived streams (WatchUsage) end so connections can drain. */
   const stopping = new AbortController();

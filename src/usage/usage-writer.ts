@@ -15,8 +15,7 @@
  */
 import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
-import type { Prepare } from "../db/prepared.js";
-import { UsageBatchInsert, type UsageInsert } from "../db/queries/usage.js";
+import { insertUsageBatch, type UsageInsert } from "../db/queries/usage.js";
 import type { Logger } from "../log.js";
 import type { CallRecord } from "../relay/engine.js";
 
@@ -41,8 +40,6 @@ export interface UsageWriterOptions {
   /** Records kept while the database is failing; beyond it records are dropped and counted. */
   maxQueue?: number;
   log?: Logger;
-  /** The database's own prepared statements, where it has them (Database.prepare). */
-  prepare?: Prepare | undefined;
 }
 
 const MAX_TEXT = 256;
@@ -55,7 +52,7 @@ interface Subscription {
 }
 
 export class UsageWriter {
-  readonly #insert: UsageBatchInsert;
+  readonly #db: Db;
   readonly #batchSize: number;
   readonly #intervalMs: number;
   readonly #maxQueue: number;
@@ -73,7 +70,7 @@ export class UsageWriter {
   #dropped = 0;
 
   constructor(db: Db, opts: UsageWriterOptions = {}) {
-    this.#insert = new UsageBatchInsert(db, opts.prepare);
+    this.#db = db;
     this.#batchSize = opts.batchSize ?? 500;
     this.#intervalMs = opts.intervalMs ?? 250;
     this.#maxQueue = opts.maxQueue ?? 100_000;
@@ -174,7 +171,7 @@ export class UsageWriter {
     const batch = this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
     this.#queue = this.#queue.length <= this.#batchSize ? [] : this.#queue.slice(this.#batchSize);
     this.#inFlight = batch.length;
-    const writing = this.#insert.insert(batch).then(
+    const writing = insertUsageBatch(this.#db, batch).then(
       () => {
         this.#inFlight = 0;
         this.#failures = 0;

@@ -2,11 +2,10 @@
  * Queries on `usage_events` (and the counters a batch of them adds to `tokens` and
  * `upstream_keys`). Each takes the db first and returns explicit columns.
  */
-import { and, gte, lt, sql, type Placeholder, type SQL } from "drizzle-orm";
-import { PgDialect, type AnyPgColumn } from "drizzle-orm/pg-core";
+import { and, gte, lt, sql, type SQL } from "drizzle-orm";
+import type { AnyPgColumn } from "drizzle-orm/pg-core";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../client.js";
-import type { Prepare, PreparedRun } from "../prepared.js";
 import { usageEvents } from "../schema/index.js";
 
 /** One usage record as written; strings already cleaned (src/usage/usage-writer.ts). */
@@ -38,29 +37,10 @@ export interface UsageInsert {
  * event loop) that took ~40-45 µs of main-thread CPU per row in batches of 500-1000, against
  * ~110 µs for drizzle's VALUES list of 13 parameters per row plus a separate counter update
  * (measured side by side on one loaded machine), and it never nears the 65535-parameter limit.
- * On PGlite the statement is prepared once: planning it was most of a small batch's cost, and a
- * small batch is what a quiet relay writes every 250 ms, blocking the event loop meanwhile.
  */
-export class UsageBatchInsert {
-  readonly #prepared: PreparedRun | undefined;
-
-  constructor(
-    private readonly db: Db,
-    prepare?: Prepare,
-  ) {
-    this.#prepared = prepare?.("relay_usage_batch", new PgDialect().sqlToQuery(batchStatement(sql.placeholder("rows"))));
-  }
-
-  async insert(rows: readonly UsageInsert[]): Promise<void> {
-    if (rows.length === 0) return;
-    const json = batchJson(rows);
-    if (this.#prepared) await this.#prepared({ rows: json });
-    else await this.db.execute(batchStatement(sql`${json}`));
-  }
-}
-
-function batchJson(rows: readonly UsageInsert[]): string {
-  return JSON.stringify(
+export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Promise<void> {
+  if (rows.length === 0) return;
+  const json = JSON.stringify(
     rows.map((r) => ({
       at: new Date(r.at).toISOString(),
       token_id: r.tokenId,
@@ -77,12 +57,9 @@ function batchJson(rows: readonly UsageInsert[]): string {
       latency_ms: r.latencyMs,
     })),
   );
-}
-
-function batchStatement(rows: SQL | Placeholder): SQL {
-  return sql`
+  await db.execute(sql`
     with batch as (
-      select * from json_to_recordset(${rows}::json) as x(
+      select * from json_to_recordset(${json}::json) as x(
         at timestamptz, token_id text, subject text, provider text, model text, key_id text,
         status smallint, outcome smallint, prompt_tokens bigint, completion_tokens bigint,
         total_tokens bigint, bytes bigint, latency_ms integer)
@@ -104,7 +81,7 @@ function batchStatement(rows: SQL | Placeholder): SQL {
       ) s
       where k.id = s.key_id
     )
-    select 1`;
+    select 1`);
 }
 
 export type UsageDimension = "token" | "subject" | "provider" | "model";
