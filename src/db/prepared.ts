@@ -5,6 +5,11 @@
  * once from drizzle's own SQL and EXECUTEd with its values written as SQL literals (integers, and
  * strings with quotes doubled: standard_conforming_strings is on). PostgreSQL plans such a
  * statement in its own process, so it goes through drizzle unchanged.
+ *
+ * Only for statements whose plan cannot depend on table sizes (a primary-key lookup): after five
+ * executions PostgreSQL may keep a generic plan for good, and PGlite never runs ANALYZE. The
+ * usage batch, prepared, joined `tokens` by a full scan once it held 1M rows (27x the CPU per
+ * request), so it is not prepared.
  */
 import type { PGlite } from "@electric-sql/pglite";
 
