@@ -55,7 +55,7 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
         ...(pathModel === undefined ? {} : { pathModel }),
         ...(provider.outputCapField === undefined ? {} : { capField: provider.outputCapField }),
       },
-      policyOf(token, provider),
+      policyOf(token),
     );
   } catch (e) {
     if (e instanceof JsonScanError) throw new RelayError("bad_request", `request body: ${e.message}`);
@@ -66,14 +66,15 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   }
 }
 
-function policyOf(token: TokenMeta, provider: ProviderSpec): RequestPolicy {
+function policyOf(token: TokenMeta): RequestPolicy {
   return {
     ...(token.models.size > 0 ? { models: token.models } : {}),
     ...(token.maxOutputTokens === null ? {} : { maxOutputTokens: token.maxOutputTokens }),
     ...(token.maxN === null ? {} : { maxN: token.maxN }),
     toolsAllowed: token.toolsAllowed,
-    // Streams are metered from their final usage event: OpenAI sends one only when asked.
-    forceStreamUsage: provider.shape.name === "openai",
+    // Streams are metered from their final usage event; the request policy knows which shapes
+    // send one only when asked (OpenAI's) and asks for it there.
+    forceStreamUsage: true,
   };
 }
 
