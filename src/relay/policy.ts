@@ -66,7 +66,16 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   }
 }
 
+/** Built once per token metadata object (the token store caches those), not per request. */
+const policies = new WeakMap<TokenMeta, RequestPolicy>();
+
 function policyOf(token: TokenMeta): RequestPolicy {
+  let policy = policies.get(token);
+  if (policy === undefined) policies.set(token, (policy = buildPolicy(token)));
+  return policy;
+}
+
+function buildPolicy(token: TokenMeta): RequestPolicy {
   return {
     ...(token.models.size > 0 ? { models: token.models } : {}),
     ...(token.maxOutputTokens === null ? {} : { maxOutputTokens: token.maxOutputTokens }),
