@@ -10,9 +10,8 @@ import { cliDefaults } from "../config.js";
 import { newJti, sealToken, sealTokenForRelay, type SealInput } from "../sdk/seal-token.js";
 import { durationFlag, intFlag, listFlag, parse, UsageError } from "./args.js";
 
-const FLAGS = {
-  "issuer-key": { type: "string" },
-  "relay-key": { type: "string" },
+/** What a token is for and its limits: the flags `token issue` and `token seal` share. */
+export const TOKEN_FLAGS = {
   provider: { type: "string" },
   "upstream-key": { type: "string" },
   pool: { type: "string" },
@@ -22,11 +21,17 @@ const FLAGS = {
   models: { type: "string" },
   paths: { type: "string" },
   origins: { type: "string" },
+  "bind-jkt": { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+const FLAGS = {
+  ...TOKEN_FLAGS,
+  "issuer-key": { type: "string" },
+  "relay-key": { type: "string" },
   "max-body-bytes": { type: "string" },
   tools: { type: "boolean" },
-  "bind-jkt": { type: "string" },
   jti: { type: "string" },
-  json: { type: "boolean" },
 } as const;
 
 const USAGE = "usage: relayapi token seal (--issuer-key <kid>:<secret> | --relay-key <jwk-or-file>) --provider <id> (--upstream-key K | --pool P) [...]";

@@ -5,22 +5,12 @@ import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
 import { cliDefaults } from "../config.js";
 import { durationFlag, intFlag, listFlag, parse, UsageError } from "./args.js";
 import { serverClient } from "./client.js";
-import { sealCommand } from "./seal-command.js";
+import { sealCommand, TOKEN_FLAGS } from "./seal-command.js";
 
 const FLAGS = {
+  ...TOKEN_FLAGS,
   server: { type: "string" },
   "admin-key": { type: "string" },
-  json: { type: "boolean" },
-  provider: { type: "string" },
-  "upstream-key": { type: "string" },
-  pool: { type: "string" },
-  "max-calls": { type: "string" },
-  "expires-in": { type: "string" },
-  subject: { type: "string" },
-  models: { type: "string" },
-  paths: { type: "string" },
-  origins: { type: "string" },
-  "bind-jkt": { type: "string" },
 } as const;
 
 export async function tokenCommand(argv: string[]): Promise<void> {
