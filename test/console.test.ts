@@ -445,4 +445,33 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
     await expectNoSecrets([...secrets, relay.adminKey], "after sign-out");
   });
+
+  it("pages through the token list with Next and Previous (20 a page)", async () => {
+    const subject = `paged-user-${rand()}`;
+    for (let i = 0; i < 23; i++) await relay.issue({ subject });
+    await page.goto(`${relay.url}/console`);
+    await page.getByLabel("Admin key").fill(relay.adminKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { level: 1, name: "Tokens" }).waitFor();
+    await page.getByRole("search").getByLabel("Subject").fill(subject);
+    await page.getByRole("button", { name: "Apply filters" }).click();
+    const rows = page.locator("tr[data-token-id]");
+    const pager = page.getByRole("navigation", { name: "Pages" });
+    await expect.poll(() => pager.textContent()).toContain("Page 1");
+    expect(await rows.count()).toBe(20);
+    const first = await rows.first().getAttribute("data-token-id");
+    expect(await pager.getByRole("button", { name: "Previous" }).isDisabled()).toBe(true);
+    await pager.getByRole("button", { name: "Next" }).click();
+    await expect.poll(() => pager.textContent()).toContain("Page 2");
+    expect(await rows.count()).toBe(3);
+    expect(await pager.getByRole("button", { name: "Next" }).isDisabled()).toBe(true);
+    await pager.getByRole("button", { name: "Previous" }).click();
+    await expect.poll(() => pager.textContent()).toContain("Page 1");
+    expect(await rows.first().getAttribute("data-token-id")).toBe(first);
+    // New filters go back to the first page; a list that fits on one page has no pager.
+    await page.getByRole("search").getByLabel("Subject").fill(`${subject}-none`);
+    await page.getByRole("button", { name: "Apply filters" }).click();
+    await page.getByText("No token matches these filters.").waitFor();
+    expect(await pager.count()).toBe(0);
+  });
 });

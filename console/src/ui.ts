@@ -86,12 +86,44 @@ export function table<T>(caption: string, columns: Column<T>[], rows: T[], rowAt
 }
 
 /** Previous / next page buttons over a page-token cursor. */
-export function pager(opts: { page: number; hasPrev: boolean; hasNext: boolean; onPrev: () => void; onNext: () => void }): HTMLElement {
-  const prev = button(t("common.prev"), opts.onPrev);
-  const next = button(t("common.next"), opts.onNext);
-  prev.disabled = !opts.hasPrev;
-  next.disabled = !opts.hasNext;
-  return h("nav", { class: "pager", "aria-label": t("common.paging") }, prev, h("span", null, t("common.page", { n: opts.page })), next);
+/**
+ * Cursor paging for a list RPC: the page token to ask for, and the pager for the page that came
+ * back. Remembers the tokens of the pages seen, so Previous needs no token of its own.
+ */
+export class CursorPager {
+  #cursors = [""];
+  #page = 0;
+
+  /** `reload` fetches the current page again (after Previous or Next). */
+  constructor(private readonly reload: () => void) {}
+
+  /** The page token of the current page ("" for the first). */
+  get cursor(): string {
+    return this.#cursors[this.#page] ?? "";
+  }
+
+  /** Back to the first page (a refresh, new filters); the caller reloads. */
+  reset(): void {
+    this.#cursors = [""];
+    this.#page = 0;
+  }
+
+  /** The pager for a page whose next-page token is `next` ("" on the last); "" when all fits on one page. */
+  view(next: string): HTMLElement | "" {
+    if (this.#page === 0 && next === "") return "";
+    const prev = button(t("common.prev"), () => {
+      this.#page--;
+      this.reload();
+    });
+    const more = button(t("common.next"), () => {
+      this.#cursors = this.#cursors.slice(0, this.#page + 1).concat(next);
+      this.#page++;
+      this.reload();
+    });
+    prev.disabled = this.#page === 0;
+    more.disabled = next === "";
+    return h("nav", { class: "pager", "aria-label": t("common.paging") }, prev, h("span", null, t("common.page", { n: this.#page + 1 })), more);
+  }
 }
 
 /** A modal confirm; resolves true when confirmed. Escape or Cancel resolve false. */

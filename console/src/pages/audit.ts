@@ -4,20 +4,18 @@ import { errorMessage, isCanceled } from "../api.js";
 import { h } from "../dom.js";
 import { fmtDate, t } from "../i18n.js";
 import type { Page } from "../page.js";
-import { button, empty, errorBox, loading, pager, section, table } from "../ui.js";
+import { button, CursorPager, empty, errorBox, loading, section, table } from "../ui.js";
 
 const PAGE_SIZE = 25;
 
 export const auditPage: Page = async (ctx, root) => {
   const { api, signal } = ctx;
   const body = h("div", { "aria-live": "polite" }, loading());
-  let cursors = [""];
-  let page = 0;
+  const paging = new CursorPager(() => void load());
 
   async function load(): Promise<void> {
     try {
-      const res = await api.admin.listAuditEvents({ pageSize: PAGE_SIZE, pageToken: cursors[page] ?? "" }, { signal });
-      const next = res.nextPageToken;
+      const res = await api.admin.listAuditEvents({ pageSize: PAGE_SIZE, pageToken: paging.cursor }, { signal });
       body.replaceChildren(
         res.events.length === 0
           ? empty(t("audit.none"))
@@ -32,22 +30,7 @@ export const auditPage: Page = async (ctx, root) => {
               ],
               res.events,
             ),
-        page > 0 || next
-          ? pager({
-              page: page + 1,
-              hasPrev: page > 0,
-              hasNext: next !== "",
-              onPrev: () => {
-                page--;
-                void load();
-              },
-              onNext: () => {
-                cursors = cursors.slice(0, page + 1).concat(next);
-                page++;
-                void load();
-              },
-            })
-          : "",
+        paging.view(res.nextPageToken),
       );
     } catch (e) {
       if (!isCanceled(e)) body.replaceChildren(errorBox(errorMessage(e)));
@@ -55,8 +38,7 @@ export const auditPage: Page = async (ctx, root) => {
   }
 
   const refresh = button(t("common.refresh"), () => {
-    cursors = [""];
-    page = 0;
+    paging.reset();
     void load();
   });
   root.append(h("h1", null, t("nav.audit")), section(t("audit.title"), h("div", { class: "actions" }, refresh), body));

@@ -12,7 +12,7 @@ import type { Page } from "../page.js";
 import { defaultModel } from "../relay-call.js";
 import { openaiSnippet } from "../snippet.js";
 import { issueForm } from "../tokens-issue.js";
-import { badge, button, confirmDialog, copyButton, empty, errorBox, field, loading, notify, pager, secretOnce, section, select, submit, table, type Column } from "../ui.js";
+import { badge, button, confirmDialog, copyButton, CursorPager, empty, errorBox, field, loading, notify, secretOnce, section, select, submit, table, type Column } from "../ui.js";
 
 const PAGE_SIZE = 20;
 
@@ -32,8 +32,7 @@ function statusBadge(s: TokenStatus): HTMLElement {
 export const tokensPage: Page = async (ctx, root) => {
   const { api, signal } = ctx;
   const filters = { provider: "", subject: "", status: TokenStatus.UNSPECIFIED };
-  let cursors = [""]; // page tokens of the pages seen, for Previous
-  let page = 0;
+  const paging = new CursorPager(() => void load());
 
   const oneTime = h("div");
   const listBody = h("div", { "aria-live": "polite" }, loading());
@@ -62,8 +61,7 @@ export const tokensPage: Page = async (ctx, root) => {
       }),
     );
     oneTime.scrollIntoView({ block: "nearest" });
-    cursors = [""];
-    page = 0;
+    paging.reset();
     void load();
   };
 
@@ -106,31 +104,15 @@ export const tokensPage: Page = async (ctx, root) => {
     listBody.replaceChildren(loading());
     try {
       const res = await api.tokens.listTokens(
-        { pageSize: PAGE_SIZE, pageToken: cursors[page] ?? "", provider: filters.provider, subject: filters.subject, status: filters.status },
+        { pageSize: PAGE_SIZE, pageToken: paging.cursor, provider: filters.provider, subject: filters.subject, status: filters.status },
         { signal },
       );
       const filtered = filters.provider !== "" || filters.subject !== "" || filters.status !== TokenStatus.UNSPECIFIED;
-      const next = res.nextPageToken;
       listBody.replaceChildren(
         res.tokens.length === 0
           ? empty(filtered ? t("tokens.noneMatch") : t("tokens.none"))
           : table(t("nav.tokens"), columns, res.tokens, (r) => ({ "data-token-id": r.id })),
-        page > 0 || next
-          ? pager({
-              page: page + 1,
-              hasPrev: page > 0,
-              hasNext: next !== "",
-              onPrev: () => {
-                page--;
-                void load();
-              },
-              onNext: () => {
-                cursors = cursors.slice(0, page + 1).concat(next);
-                page++;
-                void load();
-              },
-            })
-          : "",
+        paging.view(res.nextPageToken),
       );
     } catch (e) {
       if (!isCanceled(e)) listBody.replaceChildren(errorBox(errorMessage(e)));
@@ -159,8 +141,7 @@ export const tokensPage: Page = async (ctx, root) => {
     filters.provider = fProvider.value;
     filters.subject = fSubject.value.trim();
     filters.status = Number(fStatus.value) as TokenStatus;
-    cursors = [""];
-    page = 0;
+    paging.reset();
     void load();
   });
 
