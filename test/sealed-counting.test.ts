@@ -5,11 +5,11 @@
  * end-to-end through the HTTP layer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Agent, request } from "undici";
 import { CallCounter } from "../src/db/queries/call-counter.js";
 import { findTokenById } from "../src/db/queries/tokens.js";
 import { sealToken } from "../src/sdk/index.js";
 import { postgresAvailable } from "./support/databases.js";
+import { burstChats } from "./support/http.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
 import { createIssuer, type TestIssuer } from "./support/sealed.js";
@@ -43,20 +43,7 @@ describe.each(drivers)("sealed-token counting on %s", (driver) => {
   it("500 concurrent HTTP calls on a sealed max-50 token forward exactly 50; the rest get 429", async () => {
     const token = await sealToken({ jti: "http-race", prv: "openai", key: "sk-sealed-count-upstream-01", max: 50 }, issuer.issuerKey);
     mock.reset();
-    const agent = new Agent({ connections: 128 });
-    const body = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
-    const responses = await Promise.all(
-      Array.from({ length: 500 }, async () => {
-        const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body,
-          dispatcher: agent,
-        });
-        return { status: res.statusCode, json: (await res.body.json()) as { error?: { code?: string } } };
-      }),
-    );
-    await agent.close();
+    const responses = await burstChats(relay.url, token, 500);
     expect(responses.filter((r) => r.status === 200)).toHaveLength(50);
     const limited = responses.filter((r) => r.status === 429);
     expect(limited).toHaveLength(450);

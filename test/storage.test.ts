@@ -4,11 +4,11 @@
  * query alone and end-to-end through the HTTP layer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Agent, request } from "undici";
 import { migrateDatabase } from "../src/db/migrate.js";
 import { CallCounter } from "../src/db/queries/call-counter.js";
 import { findTokenById, insertToken, listTokens, revokeToken } from "../src/db/queries/tokens.js";
 import { postgresAvailable } from "./support/databases.js";
+import { burstChats } from "./support/http.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
 
@@ -98,20 +98,7 @@ describe.each(drivers)("storage on %s", (driver) => {
   it("500 concurrent HTTP calls on a max-50 token forward exactly 50; the rest get 429", async () => {
     const { secret, id } = await relay.issue({ limits: { maxCalls: 50n } });
     mock.reset();
-    const agent = new Agent({ connections: 128 });
-    const body = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
-    const responses = await Promise.all(
-      Array.from({ length: 500 }, async () => {
-        const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
-          body,
-          dispatcher: agent,
-        });
-        return { status: res.statusCode, json: (await res.body.json()) as { error?: { type?: string; code?: string } } };
-      }),
-    );
-    await agent.close();
+    const responses = await burstChats(relay.url, secret, 500);
     const ok = responses.filter((r) => r.status === 200);
     const limited = responses.filter((r) => r.status === 429);
     expect(ok).toHaveLength(50);

@@ -6,6 +6,7 @@
  */
 import { connect as h2connect } from "node:http2";
 import { connect } from "node:net";
+import { Agent, request } from "undici";
 import { expect } from "vitest";
 import type { RecordedRequest } from "./mock-provider.js";
 
@@ -140,3 +141,29 @@ export function openaiError(body: Buffer | string): { message: string; type: str
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface BurstAnswer {
+  status: number;
+  json: { error?: { type?: string; code?: string } };
+}
+
+/** `n` chat completions at once through `/api/openai` with `token` (128 connections): the race a cap must win. */
+export async function burstChats(relayUrl: string, token: string, n: number): Promise<BurstAnswer[]> {
+  const agent = new Agent({ connections: 128 });
+  const body = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
+  try {
+    return await Promise.all(
+      Array.from({ length: n }, async () => {
+        const res = await request(`${relayUrl}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body,
+          dispatcher: agent,
+        });
+        return { status: res.statusCode, json: (await res.body.json()) as BurstAnswer["json"] };
+      }),
+    );
+  } finally {
+    await agent.close();
+  }
+}
