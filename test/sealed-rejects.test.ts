@@ -184,9 +184,14 @@ describe("RevokeToken of <issuer>:<jti>", () => {
 
   it("after some use: the next call gets the fixed 401 at once, cached or not", async () => {
     const token = await sealToken(valid("revoke-late"), issuer.issuerKey);
+    // The same jti sealed again is another secret (a new JWE), cached apart: both must go.
+    const again = await sealToken(valid("revoke-late"), issuer.issuerKey);
+    expect(again).not.toBe(token);
     expect((await chat(relay, token)).status).toBe(200);
+    expect((await chat(relay, again)).status).toBe(200);
     await relay.tokens.revokeToken({ id: "reject-app:revoke-late" });
     expectFixed401(await chat(relay, token));
-    expect(await callsUsed(relay, "reject-app:revoke-late")).toBe(1);
+    expectFixed401(await chat(relay, again));
+    expect(await callsUsed(relay, "reject-app:revoke-late")).toBe(2);
   });
 });

@@ -44,6 +44,8 @@ const REVOCATION_LOOKBACK_MS = 5000;
 
 export class TokenStore {
   readonly #cache = new Map<string, CacheEntry>();
+  /** The cache's keys by token id (a sealed token may arrive under several secrets), for forget(). */
+  readonly #hashesById = new Map<string, Set<string>>();
   /** LLM tokens spent per token id, for budgets (only tokens that have one). */
   readonly #spent = new Map<string, number>();
   readonly #counter: CallCounter;
@@ -96,8 +98,14 @@ export class TokenStore {
     } else {
       meta = issued ? await this.#loadIssued(hash) : await openSealedToken(secret, this.sealed);
       if (meta.budgetTokens !== null) await this.#loadSpent(meta);
-      if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
+      if (this.#cache.size >= MAX_CACHE_ENTRIES) {
+        this.#cache.clear();
+        this.#hashesById.clear();
+      }
       this.#cache.set(hash, { meta, until: now + this.opts.cacheMs });
+      let hashes = this.#hashesById.get(meta.id);
+      if (hashes === undefined) this.#hashesById.set(meta.id, (hashes = new Set()));
+      hashes.add(hash);
     }
     if (meta.expiresAtMs <= now) throw invalidToken();
     return meta;
@@ -158,7 +166,10 @@ export class TokenStore {
   /** Drops a token's cache entry and lease (after a revocation). */
   forget(id: string): void {
     this.#leases.drop(id);
-    for (const [hash, entry] of this.#cache) if (entry.meta.id === id) this.#cache.delete(hash);
+    // By id, not by a walk of the cache: the revocation poll forgets every token revoked in
+    // the last seconds, twice a second, and the cache holds up to MAX_CACHE_ENTRIES.
+    for (const hash of this.#hashesById.get(id) ?? []) this.#cache.delete(hash);
+    this.#hashesById.delete(id);
   }
 }
 
