@@ -12,7 +12,7 @@
  * Labels are provider ids, status codes, outcome names, limit scopes and pool names: never a
  * token, a key or anything a client chose. The hot path costs two map lookups and prom-client's
  * updates on label children bound once per provider/status/outcome: ~1.5 µs of CPU per call on a
- * loaded 2-core machine (metrics.bench.ts), most of it prom-client hashing the labels again.
+ * loaded 2-core machine (bench/metrics-cost.ts), most of it prom-client hashing the labels again.
  */
 import { collectDefaultMetrics, Counter, Histogram, Gauge, Registry } from "prom-client";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";

@@ -22,7 +22,7 @@
  * - Idle keys are forgotten after `idleMs` (and once their bucket is full again), so memory
  *   follows the number of recently active clients, not every client ever seen.
  *
- * Cost (limits.bench.ts, 2 shared cores under load, CPU per check): local checks ~0.3-0.5 µs
+ * Cost (bench/limits-cost.ts, 2 shared cores under load, CPU per check): local checks ~0.3-0.5 µs
  * admitted, ~3-5 µs rejected (LimitExceeded carries no stack: capturing one cost ~6 µs), ~2-3 µs
  * for a new key, ~160 bytes per key. Bottleneck's local datastore costs ~6-10 ms latency and
  * ~0.5-1 ms CPU per job (each job awaits several setTimeout hops), ~6 KB and a 250 ms timer per

@@ -1,5 +1,5 @@
 /**
- * Hot-path cost of src/limits: `node bin/run-ts.js src/limits/limits.bench.ts [redis-url]`.
+ * Hot-path cost of src/limits: `node bin/run-ts.js bench/limits-cost.ts [redis-url]`.
  * Prints wall and CPU µs per check for checkIp on 1 key (admitted and rejected), on 100k
  * distinct keys (with heap before, after and once idle keys expired), through Redis, and the
  * same admission through a plain Bottleneck local Group for comparison. CPU is this process's
@@ -9,7 +9,7 @@ import Bottleneck from "bottleneck";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { setTimeout as sleep } from "node:timers/promises";
-import { LimitExceeded, Limits, type LimitsConfig } from "./limits.js";
+import { LimitExceeded, Limits, type LimitsConfig } from "../src/limits/limits.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;

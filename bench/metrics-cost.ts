@@ -1,11 +1,11 @@
 /**
- * Hot-path cost of Metrics.observe: `node bin/run-ts.js src/http/metrics.bench.ts`. Prints wall
+ * Hot-path cost of Metrics.observe: `node bin/run-ts.js bench/metrics-cost.ts`. Prints wall
  * and CPU ns per call for a realistic mix (3 providers, a few statuses and outcomes, timings
  * set), a single hot series, and the cost of one scrape. CPU is this process's user+system time.
  */
-import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
-import type { CallRecord } from "../relay/types.js";
-import { Metrics } from "./metrics.js";
+import { Outcome } from "../gen/relayapi/v1/common_pb.js";
+import type { CallRecord } from "../src/relay/types.js";
+import { Metrics } from "../src/http/metrics.js";
 
 const metrics = new Metrics({
   limits: { stats: () => ({ rejections: { ip: 3, token: 1, global: 0, key: 0 }, redisFallbacks: 0 }) },
