@@ -23,6 +23,8 @@ export interface BenchTarget {
 export interface MeasuredThroughput extends ThroughputResult {
   cpuMsPerReq: number;
   peakRssMb: number;
+  /** The target's event-loop delay under this load (ms): what a ready socket or chunk waited. */
+  loopP99Ms: number;
 }
 
 export interface TargetRound {
@@ -46,7 +48,7 @@ export async function measureThroughput(t: BenchTarget, connections: number, dur
   const r = await runThroughput(t.call, connections, durationS);
   const after = await t.handle.sample();
   if (profileTo) await t.handle.stopProfile(profileTo);
-  return { ...r, cpuMsPerReq: (after.cpuUs - before.cpuUs) / 1000 / Math.max(1, r.ok + r.non2xx), peakRssMb: after.peakRss / 2 ** 20 };
+  return { ...r, cpuMsPerReq: (after.cpuUs - before.cpuUs) / 1000 / Math.max(1, r.ok + r.non2xx), peakRssMb: after.peakRss / 2 ** 20, loopP99Ms: after.loopDelayP99Ms };
 }
 
 export function connectCall(t: BenchTarget): HttpCall {

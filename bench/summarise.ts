@@ -9,6 +9,7 @@ export interface TargetSummary {
   cpuMsPerReq: number;
   /** Highest RSS seen under load in any round. */
   peakRssMb: number;
+  loopP99Ms: number;
   c1P50Ms: number;
   c1P99Ms: number;
   /** Median over rounds of (this target's c1 p50 - direct's c1 p50). */
@@ -60,6 +61,7 @@ export function summarise(rounds: RoundResult[], names: string[]): Summary {
       p99Ms: median(per(name, (r) => t(r).throughput.p99Ms)),
       cpuMsPerReq: median(per(name, (r) => t(r).throughput.cpuMsPerReq)),
       peakRssMb: Math.max(...per(name, (r) => t(r).throughput.peakRssMb)),
+      loopP99Ms: median(per(name, (r) => t(r).throughput.loopP99Ms)),
       c1P50Ms: median(per(name, (r) => t(r).c1.p50Ms)),
       c1P99Ms: median(per(name, (r) => t(r).c1.p99Ms)),
       c1AddedP50Ms: added((r) => (d(r) ? t(r).c1.p50Ms - d(r)!.c1.p50Ms : undefined)),

@@ -1,6 +1,6 @@
 /**
  * Entry point of one benchmark target's child process:
- * `node bin/run-ts.js bench/target-process.ts '<TargetConfig JSON>'` (forked with IPC).
+ * `node dist/bench/target-process.js '<TargetConfig JSON>'` (bundled from this file by bench/targets.ts, forked with IPC).
  *
  * It starts the mock upstream, the reference pass-through, the relay or (with --peers) Portkey's
  * gateway on 127.0.0.1, sends
@@ -11,6 +11,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { MockUpstreamOptions } from "./mock-upstream.js";
 
 export type TargetConfig =
@@ -35,6 +36,9 @@ export interface SampleMessage {
   peakRss: number;
   /** Highest RSS over the process lifetime (getrusage), in bytes. */
   maxRss: number;
+  /** Event-loop delay since the previous sample (ms): how long a ready socket could wait. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 }
 
 const send = (m: unknown): void => {
@@ -94,6 +98,8 @@ async function main(): Promise<void> {
     if (rss > peak) peak = rss;
   }, 50);
   poll.unref();
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
 
   let target: Started;
   try {
@@ -131,8 +137,11 @@ async function main(): Promise<void> {
         rss,
         peakRss: Math.max(peak, rss),
         maxRss: process.resourceUsage().maxRSS * 1024,
+        loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+        loopDelayMaxMs: loopDelay.max / 1e6,
       };
       peak = rss;
+      loopDelay.reset();
       send(msg);
     } else if (m.type === "profile-start") {
       session = new Session();

@@ -1,10 +1,12 @@
 /**
- * Starts each benchmark target in its own child process (bench/target-process.ts via
- * bin/run-ts.js) and talks to it over IPC. Every child is tracked so `killAllTargets()` can
+ * Starts each benchmark target in its own child process (bench/target-process.ts, bundled
+ * into dist/bench/ as the relay is into dist/server/) and talks to it over IPC. Every child is tracked so `killAllTargets()` can
  * end them on any exit path.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { bundleFresh, ROOT } from "../scripts/build-server.js";
 import type { ReadyMessage, SampleMessage, TargetConfig } from "./target-process.js";
 
 export interface TargetHandle {
@@ -25,12 +27,19 @@ export interface TargetHandle {
 }
 
 const live = new Set<ChildProcess>();
-const RUN_TS = resolve("bin/run-ts.js");
-const ENTRY = resolve("bench/target-process.ts");
+
+/** The relay runs with the Node flags of `npm start` (`node <flags> bin/relayapi.js serve`). */
+const RELAY_NODE_FLAGS = (() => {
+  const start = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start;
+  const words = start.split(/\s+/);
+  return words.slice(1, words.indexOf("bin/relayapi.js"));
+})();
 
 export async function startTarget(name: string, cfg: TargetConfig, opts: { execArgv?: string[]; startTimeoutMs?: number; quiet?: boolean } = {}): Promise<TargetHandle> {
-  const child = fork(RUN_TS, [ENTRY, JSON.stringify(cfg)], {
-    execArgv: opts.execArgv ?? [],
+  // Plain JavaScript bundled as the relay ships (no TypeScript loader in the measured process).
+  const entry = await bundleFresh(join(ROOT, "bench", "target-process.ts"), join(ROOT, "dist", "bench", "target-process.js"));
+  const child = fork(entry, [JSON.stringify(cfg)], {
+    execArgv: opts.execArgv ?? (cfg.kind === "relay" ? RELAY_NODE_FLAGS : []),
     stdio: ["ignore", opts.quiet ? "ignore" : "inherit", "inherit", "ipc"],
     env: { ...process.env, NODE_ENV: "production" },
   });

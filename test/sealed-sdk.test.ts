@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
@@ -51,7 +51,9 @@ afterAll(async () => {
 });
 
 it("is built JavaScript with no node: module or Node global, so browsers and bundlers take it", () => {
-  const js = files(DIST).filter((f) => f.endsWith(".js"));
+  // dist/server/ and dist/bench/ hold the bundled relay and bench targets, Node programs.
+  const nodeOnly = [join(DIST, "server"), join(DIST, "bench")].map((d) => d + sep);
+  const js = files(DIST).filter((f) => f.endsWith(".js") && !nodeOnly.some((d) => f.startsWith(d)));
   expect(js.map((f) => f.slice(DIST.length + 1)).sort()).toContain("src/sdk/index.js");
   for (const f of js) {
     const text = readFileSync(f, "utf8");

@@ -5,8 +5,8 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { PACKAGE_ROOT } from "../package-root.js";
 import { pglitePrepare, type Prepare } from "./prepared.js";
 import * as schema from "./schema/index.js";
 
@@ -79,7 +79,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 
 function initInChild(dir: string, startParams: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const script = fileURLToPath(new URL("./pglite-initdb.js", import.meta.url));
+    const script = join(PACKAGE_ROOT, "src", "db", "pglite-initdb.js");
     const child = spawn(process.execPath, [script, dir, JSON.stringify(startParams)], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => void (stderr = (stderr + d).slice(-2000)));

@@ -4,12 +4,12 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { count } from "drizzle-orm";
 import { pgSchema, serial } from "drizzle-orm/pg-core";
+import { PACKAGE_ROOT } from "../package-root.js";
 import type { Database, Db } from "./client.js";
 
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
+export const MIGRATIONS_FOLDER = join(PACKAGE_ROOT, "drizzle");
 
 /**
  * drizzle's own bookkeeping table (one row per applied migration). Declared here, not in

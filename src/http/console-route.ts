@@ -9,13 +9,13 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PACKAGE_ROOT } from "../package-root.js";
 import { sendJson, type AnyResponse } from "./render-error.js";
 
 export const CONSOLE_PREFIX = "/console";
 
 /** Where `npm run build:console` writes the console. */
-export const CONSOLE_DIST = fileURLToPath(new URL("../../dist/console/", import.meta.url));
+export const CONSOLE_DIST = join(PACKAGE_ROOT, "dist", "console");
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

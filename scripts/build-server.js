@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// The server runs as one JavaScript file bundled by esbuild from src/ (packages stay external
+// imports of node_modules), not through a TypeScript loader: tsx's loader thread and its esbuild
+// service process cost ~45 MB of memory and start-up time for every process.
+//
+// `bundleFresh(entry, outfile)` rebuilds only when a file the last bundle was made from changed
+// (the list is kept beside the bundle), so `bin/relayapi.js` is always current after an edit
+// and costs a few stat calls otherwise. Writes go to a temporary file renamed into place, so
+// processes starting at the same moment never read half a bundle.
+//
+// `node scripts/build-server.js` (run by `npm install`'s prepare step) builds the relay.
+import { build } from "esbuild";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const SERVER_ENTRY = join(ROOT, "src", "cli", "main.ts");
+export const SERVER_BUNDLE = join(ROOT, "dist", "server", "relayapi.js");
+
+/** Bundles `entry` into `outfile` unless the bundle is newer than every file it was built from. */
+export async function bundleFresh(entry, outfile) {
+  if (isFresh(outfile)) return outfile;
+  const started = Date.now();
+  const result = await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    sourcemap: "linked",
+    metafile: true,
+    write: false,
+    outfile,
+    absWorkingDir: ROOT, // the metafile's input paths are relative to it
+    logLevel: "warning",
+  });
+  mkdirSync(dirname(outfile), { recursive: true });
+  const inputs = Object.keys(result.metafile.inputs).map((f) => relative(dirname(outfile), resolve(ROOT, f)));
+  const files = [...result.outputFiles.map((f) => [f.path, f.contents]), [inputsFile(outfile), JSON.stringify({ started, inputs })]];
+  // The inputs list and the map first, the bundle last: a bundle present means its list is too.
+  files.sort(([a], [b]) => (a === outfile ? 1 : b === outfile ? -1 : 0));
+  for (const [path, contents] of files) {
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, contents);
+    renameSync(tmp, path);
+  }
+  return outfile;
+}
+
+const inputsFile = (outfile) => `${outfile}.inputs.json`;
+
+/** Fresh when every input is older than the start of the build that read it (an edit made
+ *  while esbuild ran counts as newer). */
+function isFresh(outfile) {
+  let record;
+  try {
+    statSync(outfile);
+    record = JSON.parse(readFileSync(inputsFile(outfile), "utf8"));
+  } catch {
+    return false;
+  }
+  try {
+    return record.inputs.every((f) => statSync(resolve(dirname(outfile), f)).mtimeMs < record.started);
+  } catch {
+    return false; // an input was removed or renamed
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  rmSync(dirname(SERVER_BUNDLE), { recursive: true, force: true });
+  await bundleFresh(SERVER_ENTRY, SERVER_BUNDLE);
+}
