@@ -11,7 +11,7 @@
 // `node scripts/build-server.js` (run by `npm install`'s prepare step) builds the relay.
 import { build } from "esbuild";
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -23,8 +23,13 @@ export async function bundleFresh(entry, outfile) {
   if (isFresh(outfile)) return outfile;
   const started = Date.now();
   const result = await build({
-    entryPoints: [entry],
+    entryPoints: { [basename(outfile, ".js")]: entry },
     bundle: true,
+    // A module src/ imports with `await import()` becomes a chunk loaded at that moment, with the
+    // packages it imports (ioredis and Bottleneck only when Redis is configured). Chunk names
+    // carry a hash; a rebuild leaves old ones behind until `npm run build:server`.
+    splitting: true,
+    chunkNames: "chunks/[name]-[hash]",
     platform: "node",
     format: "esm",
     target: "node20",
@@ -32,14 +37,14 @@ export async function bundleFresh(entry, outfile) {
     sourcemap: "linked",
     metafile: true,
     write: false,
-    outfile,
+    outdir: dirname(outfile),
     absWorkingDir: ROOT, // the metafile's input paths are relative to it
     logLevel: "warning",
   });
-  mkdirSync(dirname(outfile), { recursive: true });
+  mkdirSync(join(dirname(outfile), "chunks"), { recursive: true });
   const inputs = Object.keys(result.metafile.inputs).map((f) => relative(dirname(outfile), resolve(ROOT, f)));
   const files = [...result.outputFiles.map((f) => [f.path, f.contents]), [inputsFile(outfile), JSON.stringify({ started, inputs })]];
-  // The inputs list and the map first, the bundle last: a bundle present means its list is too.
+  // Chunks, maps and the inputs list first, the entry last: an entry present means they are too.
   files.sort(([a], [b]) => (a === outfile ? 1 : b === outfile ? -1 : 0));
   for (const [path, contents] of files) {
     const tmp = `${path}.${process.pid}.tmp`;

@@ -33,7 +33,6 @@ import { PoolRegistry } from "./keys/pool-registry.js";
 import { DpopGate } from "./relay/dpop-gate.js";
 import { createLeakHandler, LEAKED_TOKENS_PATH } from "./http/leaked-tokens.js";
 import { HmacNonceIssuer, MemoryReplayCache } from "./tokens/dpop.js";
-import { RedisReplayCache } from "./tokens/dpop-replay-redis.js";
 import { clientIp } from "./limits/client-ip.js";
 import { Limits } from "./limits/limits.js";
 import { ipLimitInterceptor, kClientIp } from "./services/client-ip.js";
@@ -157,7 +156,8 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   };
   const ipOf = (req: IncomingMessage | Http2ServerRequest): string =>
     clientIp(req.socket?.remoteAddress, headerText(req.headers["x-forwarded-for"]), config.trustProxy);
-  const replay = config.redisUrl ? new RedisReplayCache(config.redisUrl) : new MemoryReplayCache();
+  // ioredis is loaded only when Redis is configured (as in Limits).
+  const replay = config.redisUrl ? new (await import("./tokens/dpop-replay-redis.js")).RedisReplayCache(config.redisUrl) : new MemoryReplayCache();
   const dpop = new DpopGate(
     () => config.publicOrigin ?? app.url,
     replay,
@@ -240,7 +240,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       // After every call ended (their records are queued) and before the database goes.
       await tokens.close();
       await limits.close();
-      if (replay instanceof RedisReplayCache) await replay.close();
+      if ("close" in replay) await replay.close();
       await usage.close();
       await database.close();
     },

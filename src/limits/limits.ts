@@ -33,7 +33,7 @@
 import { RelayError } from "../errors.js";
 import { formatIp, isV4, parseIp } from "./client-ip.js";
 import { LocalRates, Slots } from "./local-limits.js";
-import { RedisRates } from "./redis-rates.js";
+import type { RedisRates } from "./redis-rates.js";
 
 export interface LimitsConfig {
   /** Per client IP, checked before the token. */
@@ -94,7 +94,8 @@ export class Limits {
 
   static async create(cfg: LimitsConfig): Promise<Limits> {
     validate(cfg);
-    const redis = cfg.redis === undefined ? null : await RedisRates.connect(cfg.redis.url, cfg.redis.prefix);
+    // Loaded only when configured: ioredis and Bottleneck are ~25 MB of a relay's memory.
+    const redis = cfg.redis === undefined ? null : await (await import("./redis-rates.js")).RedisRates.connect(cfg.redis.url, cfg.redis.prefix);
     return new Limits(cfg, redis);
   }
 
