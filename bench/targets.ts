@@ -1,7 +1,7 @@
 /**
  * Starts each benchmark target in its own child process (bench/target-process.ts, bundled
- * into dist/bench/ as the relay is into dist/server/) and talks to it over IPC. Every child is tracked so `killAllTargets()` can
- * end them on any exit path.
+ * into dist/bench/ as the relay is into dist/server/) and talks to it over IPC. Every child is
+ * tracked so `killAllTargets()` can end them on any exit path.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";

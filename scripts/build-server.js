@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// The server runs as one JavaScript file bundled by esbuild from src/ (packages stay external
-// imports of node_modules), not through a TypeScript loader: tsx's loader thread and its esbuild
-// service process cost ~45 MB of memory and start-up time for every process.
+// The relay runs as JavaScript bundled by esbuild from src/ (an entry file and chunks; packages
+// stay imports of node_modules), not through a TypeScript loader: tsx's loader thread and its
+// esbuild service process cost ~45 MB of memory and start-up time for every process.
 //
 // `bundleFresh(entry, outfile)` rebuilds only when a file the last bundle was made from changed
 // (the list is kept beside the bundle), so `bin/relayapi.js` is always current after an edit
-// and costs a few stat calls otherwise. Writes go to a temporary file renamed into place, so
-// processes starting at the same moment never read half a bundle.
+// and costs a few stat calls otherwise. Each file is written to a temporary name and renamed into
+// place, the entry last, so processes starting at the same moment never read half a bundle.
 //
 // `node scripts/build-server.js` (run by `npm install`'s prepare step) builds the relay.
 import { build } from "esbuild";
