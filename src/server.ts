@@ -66,7 +66,13 @@ export interface RelayApp {
 // DPoP-Nonce and WWW-Authenticate: a browser must read them to follow a nonce on RelayService.
 const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after, dpop-nonce, www-authenticate";
 
-/** How often custom providers and issuer keys are re-read, so other instances' changes arrive within it. */
+/**
+ * How often custom providers and issuer keys are re-read, so other instances' changes arrive
+ * within it. Only on PostgreSQL: PGlite's data directory belongs to this one process, whose own
+ * changes reach its views at once (each registry reloads after a write; a revoked token is
+ * dropped by the instance that revokes it), and PGlite runs every query synchronously on the
+ * event loop, where five polls a second held requests and stream chunks for nothing.
+ */
 const PROVIDER_REFRESH_MS = 1000;
 const KEY_REFRESH_MS = 1000;
 /** How often revocations made on other instances are picked up (issue 5: within 1 s). */
@@ -96,18 +102,19 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const audit = new AuditLog(db);
   /** Aborted first on close(): long-lived streams (WatchUsage) end so connections can drain. */
   const stopping = new AbortController();
+  const shared = database.driver === "postgres";
   const providers = new ProviderRegistry(db, config.providerBaseUrls);
-  await providers.start(PROVIDER_REFRESH_MS);
+  await providers.start(shared ? PROVIDER_REFRESH_MS : 0);
   const pools = new PoolRegistry(db, box, providers);
-  await pools.start(KEY_REFRESH_MS);
+  await pools.start(shared ? KEY_REFRESH_MS : 0);
   const keyring = new IssuerKeyring(db, box);
-  await keyring.start(KEY_REFRESH_MS);
+  await keyring.start(shared ? KEY_REFRESH_MS : 0);
   const relayKey = await loadRelayKey(db, box);
   const tokens = new TokenStore(db, box, {
     cacheMs: config.tokenCacheMs,
     maxLease: config.leaseMax,
     idleMs: config.leaseIdleMs,
-    revocationPollMs: REVOCATION_POLL_MS,
+    revocationPollMs: shared ? REVOCATION_POLL_MS : 0,
     prepare: database.prepare,
   }, {
     keyring,

@@ -5,7 +5,8 @@
  * A token's metadata (provider, limits, decrypted key) is cached for `cacheMs`. Calls are
  * counted through CallLeases (one atomic statement per call or per leased block; never past the
  * cap). Expiry is checked on every call. Revocation is immediate on the instance that revokes,
- * and reaches the others within `revocationPollMs`: they drop the token's cache entry and lease.
+ * and reaches the others within `revocationPollMs` (0: one instance, no poll): they drop the
+ * token's cache entry and lease.
  */
 import type { Db } from "../db/client.js";
 import type { Prepare } from "../db/prepared.js";
@@ -64,6 +65,7 @@ export class TokenStore {
 
   start(): void {
     this.#leases.start();
+    if (this.opts.revocationPollMs <= 0) return;
     this.#poll = setInterval(() => void this.#dropRevoked().catch(() => {}), this.opts.revocationPollMs);
     this.#poll.unref();
   }
