@@ -84,6 +84,9 @@ async function start(cfg: TargetConfig): Promise<Started> {
     },
     {},
   );
+  // The V8 settings `relayapi serve` makes (src/main.ts), so the relay is measured as it runs.
+  const { tuneHeap } = await import("../src/v8-tuning.js");
+  tuneHeap();
   const app = await build(config);
   await app.listen(0, "127.0.0.1");
   const { seedTokens } = await import("./seed-tokens.js");

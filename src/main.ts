@@ -2,6 +2,7 @@
 import { loadConfig, type ConfigOverrides, type LoadOptions } from "./config.js";
 import { createLogger } from "./log.js";
 import { build } from "./server.js";
+import { tuneHeap } from "./v8-tuning.js";
 
 /**
  * Runs the relay until SIGTERM or SIGINT, then shuts down gracefully: stop accepting, let
@@ -10,6 +11,7 @@ import { build } from "./server.js";
  */
 export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions = {}): Promise<void> {
   const config = loadConfig(overrides, process.env, opts);
+  tuneHeap();
   const log = createLogger(config.logLevel);
   const app = await build(config, { log });
   await app.listen();

@@ -9,6 +9,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { PACKAGE_ROOT } from "../package-root.js";
 import { pglitePrepare, type Prepare } from "./prepared.js";
 import * as schema from "./schema/index.js";
+import { LIFTOFF_ONLY_ARGS, wasmLiftoffOnly } from "../v8-tuning.js";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
@@ -53,6 +54,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       close: () => client.end({ timeout: 5 }),
     };
   }
+  wasmLiftoffOnly(); // before PGlite's WASM is compiled: ~60 MB less RSS (src/v8-tuning.ts)
   const { PGlite } = await import("@electric-sql/pglite");
   const { drizzle } = await import("drizzle-orm/pglite");
   const dir = join(opts.dataDir, "pgdata");
@@ -80,7 +82,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 function initInChild(dir: string, startParams: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const script = join(PACKAGE_ROOT, "src", "db", "pglite-initdb.js");
-    const child = spawn(process.execPath, [script, dir, JSON.stringify(startParams)], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [...LIFTOFF_ONLY_ARGS, script, dir, JSON.stringify(startParams)], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => void (stderr = (stderr + d).slice(-2000)));
     child.once("error", reject);
