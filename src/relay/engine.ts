@@ -134,11 +134,12 @@ export class RelayEngine {
     let error: string | undefined;
     let bytes = 0;
     try {
-      for await (const chunk of res.body) {
+      // Each chunk is metered and written as the socket delivers it (src/relay/upstream-client.ts).
+      await res.body.pipe((chunk) => {
         bytes += chunk.length;
         meter.feed(chunk);
-        await sink.write(chunk);
-      }
+        return sink.write(chunk);
+      });
     } catch (e) {
       outcome = Outcome.TRUNCATED;
       error = input.signal.aborted

@@ -2,8 +2,14 @@
  * The HTTP client for providers: one undici Agent, which keeps a keep-alive pool per upstream
  * origin. Failures before the response headers are classified here, because the refund rule
  * (DESIGN 3.3) depends on them.
+ *
+ * Calls go through undici's dispatch API, not `request()`: the answer's body is handed on
+ * chunk by chunk as the socket delivers it (`UpstreamBody.pipe`), with no Readable stream, no
+ * async iterator and no event-loop turn between a chunk's arrival and its write to the client.
+ * Backpressure: while the sink is busy, chunks wait in a small queue; past HIGH_WATER bytes
+ * the upstream socket is paused until the sink has caught up.
  */
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, type Dispatcher } from "undici";
 import { RelayError } from "../errors.js";
 import type { CallSignal } from "./types.js";
 
@@ -15,8 +21,28 @@ export interface UpstreamOptions {
 export interface UpstreamResponse {
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
-  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown; dump(opts?: { limit?: number }): Promise<void> };
+  body: UpstreamBody;
 }
+
+/** Where a chunk goes; a returned promise holds the next chunks until it settles. */
+export type ChunkWriter = (chunk: Buffer) => void | Promise<void>;
+
+export interface UpstreamBody {
+  /**
+   * Hands every chunk to `write`, in order, as it arrives. Resolves when the body ended whole;
+   * rejects when it broke off (the error keeps undici's `code`, e.g. UND_ERR_BODY_TIMEOUT) or
+   * when `write` threw or rejected (the upstream call is then aborted). Call it once.
+   */
+  pipe(write: ChunkWriter): Promise<void>;
+  /** Aborts the upstream call; chunks not yet handed on are dropped. */
+  destroy(err?: Error): void;
+  /** Reads and discards the body (up to `limit` bytes, then aborts) so the connection is reused. */
+  dump(limit?: number): Promise<void>;
+}
+
+/** Bytes queued for a busy sink before the upstream socket is paused. */
+const HIGH_WATER = 64 * 1024;
+const DUMP_LIMIT = 128 * 1024;
 
 export class UpstreamClient {
   readonly #agent: Agent;
@@ -34,7 +60,7 @@ export class UpstreamClient {
 
   /**
    * Sends the request. A failure before the response headers throws a RelayError with
-   * `cause` set and `reachedProvider` false (502/504); the caller refunds the call.
+   * `cause` set (502/504); the caller refunds the call. A client that went away throws ClientGone.
    */
   async send(
     url: string,
@@ -44,16 +70,16 @@ export class UpstreamClient {
     signal: CallSignal,
   ): Promise<UpstreamResponse> {
     try {
-      const res = await request(url, {
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body && body.length > 0 ? body : undefined,
-        signal,
-        dispatcher: this.#agent,
+      return await new Promise<UpstreamResponse>((resolve, reject) => {
+        const { origin, pathname, search } = new URL(url);
+        const call = new UpstreamCall(signal, resolve, reject);
+        this.#agent.dispatch(
+          { origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: body && body.length > 0 ? body : null },
+          call,
+        );
       });
-      return res as unknown as UpstreamResponse;
     } catch (e) {
-      if (signal.aborted) throw new ClientGone();
+      if (e instanceof ClientGone || signal.aborted) throw new ClientGone();
       const code = (e as { code?: string }).code;
       if (code === "UND_ERR_HEADERS_TIMEOUT") throw new RelayError("upstream_timeout", "upstream timed out", { cause: e });
       // Refused by the client library before anything was sent (say, a header it will not
@@ -71,4 +97,155 @@ export class UpstreamClient {
 /** The client went away before the upstream answered. */
 export class ClientGone extends Error {
   override name = "ClientGone";
+}
+
+/** One upstream call: undici's handler for it, and the body handed to the engine. */
+class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
+  #controller: Dispatcher.DispatchController | undefined;
+  #started = false;
+  #writer: ChunkWriter | undefined;
+  #queue: Buffer[] = [];
+  #queued = 0;
+  /** A write whose promise has not settled: later chunks wait behind it. */
+  #busy = false;
+  #ended = false;
+  #failed: Error | undefined;
+  #settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #unlisten: (() => void) | undefined;
+
+  constructor(
+    private readonly signal: CallSignal,
+    private readonly resolveResponse: (res: UpstreamResponse) => void,
+    private readonly rejectResponse: (e: unknown) => void,
+  ) {
+    if (signal.aborted) return;
+    const onAbort = (): void => this.destroy(new ClientGone());
+    if ("addEventListener" in signal) {
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#unlisten = () => signal.removeEventListener("abort", onAbort);
+    } else {
+      signal.once("abort", onAbort);
+      this.#unlisten = () => signal.off("abort", onAbort);
+    }
+  }
+
+  // --- undici's side -------------------------------------------------------------------
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.signal.aborted || this.#failed) controller.abort(this.#failed ?? new ClientGone());
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx informational: the real answer follows
+    this.#started = true;
+    this.resolveResponse({ statusCode, headers, body: this });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#failed) return;
+    if (this.#writer && !this.#busy && this.#queue.length === 0) {
+      this.#write(chunk);
+      return;
+    }
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
+    if (this.#queued > HIGH_WATER) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.#ended = true;
+    this.#unlisten?.();
+    if (this.#writer && !this.#busy && this.#queue.length === 0) this.#settle?.resolve();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.#unlisten?.();
+    if (!this.#started) {
+      this.rejectResponse(err);
+      return;
+    }
+    this.#fail(err);
+  }
+
+  // --- the engine's side ---------------------------------------------------------------
+
+  pipe(write: ChunkWriter): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.#failed) {
+        reject(this.#failed);
+        return;
+      }
+      this.#settle = { resolve, reject };
+      this.#writer = write;
+      this.#drain();
+    });
+  }
+
+  destroy(err: Error = new Error("upstream call aborted")): void {
+    if (this.#failed || (this.#ended && !this.#busy && this.#queue.length === 0 && this.#writer)) return;
+    this.#fail(err);
+    this.#unlisten?.();
+    if (!this.#started) this.rejectResponse(err);
+    // Never from inside undici's own callback: abort on the next microtask.
+    const controller = this.#controller;
+    if (controller) queueMicrotask(() => controller.abort(err));
+  }
+
+  dump(limit = DUMP_LIMIT): Promise<void> {
+    let seen = 0;
+    return this.pipe((chunk) => {
+      seen += chunk.length;
+      if (seen > limit) this.destroy();
+    }).catch(() => {});
+  }
+
+  // --- inside ---------------------------------------------------------------------------
+
+  /** Hands one chunk to the writer; a promise makes the chunks after it wait. */
+  #write(chunk: Buffer): void {
+    let pending: void | Promise<void>;
+    try {
+      pending = this.#writer!(chunk);
+    } catch (e) {
+      this.destroy(asError(e));
+      return;
+    }
+    if (pending === undefined) return;
+    this.#busy = true;
+    pending.then(
+      () => {
+        this.#busy = false;
+        this.#drain();
+      },
+      (e: unknown) => {
+        this.#busy = false;
+        this.destroy(asError(e));
+      },
+    );
+  }
+
+  /** Writes queued chunks until one makes us wait; resumes the socket once below the mark. */
+  #drain(): void {
+    while (!this.#busy && !this.#failed && this.#queue.length > 0) {
+      const chunk = this.#queue.shift()!;
+      this.#queued -= chunk.length;
+      this.#write(chunk);
+    }
+    if (this.#failed || this.#busy) return;
+    if (this.#controller?.paused && this.#queued <= HIGH_WATER) this.#controller.resume();
+    if (this.#ended && this.#queue.length === 0) this.#settle?.resolve();
+  }
+
+  #fail(err: Error): void {
+    if (this.#failed) return;
+    this.#failed = err;
+    this.#queue = [];
+    this.#queued = 0;
+    this.#settle?.reject(err);
+  }
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
 }
