@@ -12,6 +12,8 @@ import type { AnyResponse } from "./render-error.js";
 
 export class HttpSink implements RelaySink {
   #sse = false;
+  /** Body bytes (or the end) handed to the response: its headers went with them. */
+  #written = false;
 
   constructor(
     private readonly res: AnyResponse,
@@ -35,13 +37,23 @@ export class HttpSink implements RelaySink {
       merged["x-relay-request-id"] = relayId;
     }
     this.res.writeHead(status, merged);
-    // HTTP/2 sends headers on writeHead; HTTP/1.1 needs a flush for an SSE stream to start at once.
-    if (this.#sse && "flushHeaders" in this.res) this.res.flushHeaders();
+    // HTTP/2 sends headers on writeHead. HTTP/1.1 holds them until the first write, which is
+    // what we want when the first chunk came with the provider's headers (one packet, one
+    // read for the client); an event stream whose first event is slow must still start at
+    // once, so the headers go out on their own after this turn of the event loop.
+    if (this.#sse && "flushHeaders" in this.res) setImmediate(flushHeadersOf, this);
+  }
+
+  /** The headers of an event stream whose first chunk has not come yet go out alone. */
+  flushHeadersIfUnwritten(): void {
+    const res = this.res;
+    if (!this.#written && !res.destroyed && "flushHeaders" in res) res.flushHeaders();
   }
 
   write(chunk: Buffer): void | Promise<void> {
     const res = this.res;
     if (res.destroyed) throw new Error("client went away");
+    this.#written = true;
     if ((res as { write(c: Buffer): boolean }).write(chunk)) return;
     return new Promise<void>((resolve) => {
       const done = (): void => {
@@ -56,6 +68,7 @@ export class HttpSink implements RelaySink {
 
   end(end: RelayEnd): void {
     const res = this.res;
+    this.#written = true;
     if (res.destroyed) return;
     if (end.outcome !== Outcome.TRUNCATED) {
       res.end();
@@ -69,4 +82,8 @@ export class HttpSink implements RelaySink {
     // A JSON body cut in the middle: abort the connection so the client cannot take it as whole.
     res.destroy();
   }
+}
+
+function flushHeadersOf(sink: HttpSink): void {
+  sink.flushHeadersIfUnwritten();
 }
