@@ -1,6 +1,8 @@
 // Proxy hygiene of the HTTP layer: every token carrier of DESIGN 4 works and is stripped,
 // browser and hop-by-hop headers stay at the relay, path tricks are refused before they reach
 // the provider, the relay's body limit holds, and the call cap holds under concurrency.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -155,6 +157,36 @@ describe("response framing", () => {
     expect(sse.status).toBe(200);
     expect(sse.headers["content-length"]).toBeUndefined();
     expect(sse.headers["transfer-encoding"]).toBe("chunked");
+  });
+  it("an event stream whose first event is slow starts at once: its headers do not wait for it", async () => {
+    const FIRST_EVENT_MS = 800;
+    const slow = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.flushHeaders();
+      setTimeout(() => res.end('data: {"choices":[]}\n\ndata: [DONE]\n\n'), FIRST_EVENT_MS);
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    const port = (slow.address() as AddressInfo).port;
+    const other = await startRelay({ config: { providerBaseUrls: { openai: `http://127.0.0.1:${port}` } } });
+    try {
+      const { secret } = await other.issue();
+      const t0 = performance.now();
+      const res = await request(other.url + CHAT, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+        body: JSON.stringify({ ...JSON.parse(chat), stream: true }),
+      });
+      const headersAfter = performance.now() - t0;
+      expect(res.statusCode).toBe(200);
+      expect(res.headers["content-type"]).toBe("text/event-stream");
+      expect(headersAfter).toBeLessThan(FIRST_EVENT_MS / 2);
+      expect(await res.body.text()).toContain("data: [DONE]");
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(FIRST_EVENT_MS - 50);
+    } finally {
+      await other.close();
+      await new Promise((r) => slow.close(r));
+    }
   });
 });
 
