@@ -66,6 +66,24 @@ export interface Config {
   redisPerIp: boolean;
   /** Deadline for in-flight streams on shutdown. */
   shutdownGraceMs: number;
+  /** Provider attempts per call at most, failovers included (1-10). */
+  upstreamAttempts: number;
+  /** Longest rest a 429/403 gives a key for one model, whatever its Retry-After says. */
+  keyCooldownMaxMs: number;
+  /** Answers proving a key bad (401, an "invalid key" body) before the key is disabled. */
+  keyAuthStrikes: number;
+  /** Key errors (401/403/429) one token may draw per minute before its own calls are refused (0: off). */
+  tokenKeyErrorsPerMinute: number;
+  /** Bytes of request bodies held in memory across all requests; past it, 503 (0: off). */
+  bodyMemoryBytes: number;
+  /** Time a client has to send a request head (and, on h2c, a stream's headers). */
+  headersTimeoutMs: number;
+  /** Time a client has to send a whole request body, on HTTP/1.1 and h2c streams. */
+  requestTimeoutMs: number;
+  /** Concurrent streams per h2c session. */
+  h2MaxStreams: number;
+  /** Open connections (HTTP/1.1 and h2c) per client address (0: unlimited). */
+  maxConnectionsPerIp: number;
   /** Log level: silent, error, warn, info, debug. */
   logLevel: LogLevel;
 }
@@ -203,6 +221,15 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   redisUrl: optionalField("REDIS_URL"),
   redisPerIp: boolField("RELAYAPI_REDIS_PER_IP", false),
   shutdownGraceMs: intField("RELAYAPI_SHUTDOWN_GRACE_MS", 10_000),
+  upstreamAttempts: intField("RELAYAPI_UPSTREAM_ATTEMPTS", 3),
+  keyCooldownMaxMs: intField("RELAYAPI_KEY_COOLDOWN_MAX_MS", 60_000),
+  keyAuthStrikes: intField("RELAYAPI_KEY_AUTH_STRIKES", 3),
+  tokenKeyErrorsPerMinute: intField("RELAYAPI_TOKEN_KEY_ERRORS_PER_MINUTE", 5),
+  bodyMemoryBytes: intField("RELAYAPI_BODY_MEMORY_BYTES", 256 * 1024 * 1024),
+  headersTimeoutMs: intField("RELAYAPI_HEADERS_TIMEOUT_MS", 30_000),
+  requestTimeoutMs: intField("RELAYAPI_REQUEST_TIMEOUT_MS", 300_000),
+  h2MaxStreams: intField("RELAYAPI_H2_MAX_STREAMS", 100),
+  maxConnectionsPerIp: intField("RELAYAPI_MAX_CONNECTIONS_PER_IP", 256),
   logLevel: levelField,
 };
 
@@ -292,6 +319,11 @@ function validate(c: Config): void {
   if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
   if (c.dpopNonceSeconds < 1 || c.dpopNonceSeconds > 86_400) throw new ConfigError(`${name("dpopNonceSeconds")} must be 1-86400`);
   if (c.leaseMax < 1) throw new ConfigError(`${name("leaseMax")} must be at least 1`);
+  if (c.upstreamAttempts < 1 || c.upstreamAttempts > 10) throw new ConfigError(`${name("upstreamAttempts")} must be 1-10`);
+  if (c.keyAuthStrikes < 1) throw new ConfigError(`${name("keyAuthStrikes")} must be at least 1`);
+  if (c.headersTimeoutMs < 1000) throw new ConfigError(`${name("headersTimeoutMs")} must be at least 1000`);
+  if (c.requestTimeoutMs < c.headersTimeoutMs) throw new ConfigError(`${name("requestTimeoutMs")} must be at least headersTimeoutMs`);
+  if (c.h2MaxStreams < 1) throw new ConfigError(`${name("h2MaxStreams")} must be at least 1`);
   logLevel(c.logLevel, name("logLevel"));
   if (c.redisUrl && !/^rediss?:\/\//.test(c.redisUrl)) throw new ConfigError(`${name("redisUrl")} must start with redis:// or rediss://`);
   try {

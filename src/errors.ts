@@ -11,6 +11,7 @@ export type RelayErrorCode =
   | "not_found"
   | "method_not_allowed"
   | "payload_too_large"
+  | "unsupported_media_type"
   | "rate_limited"
   | "calls_exhausted"
   | "budget_exhausted"
@@ -29,6 +30,7 @@ export const HTTP_STATUS: Record<RelayErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   rate_limited: 429,
   calls_exhausted: 429,
   budget_exhausted: 429,

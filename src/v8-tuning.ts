@@ -1,8 +1,8 @@
 /**
  * V8 settings the relay sets on itself at start (so `npm start`, `npx relayapi serve` and the
  * benchmark run alike), each measured under load on the 2-core machine (README, Performance).
- * A flag already on node's command line (`node --heap-growing-percent=50 bin/relayapi.js`) is
- * left as given.
+ * A flag already given to node (`node --heap-growing-percent=50 bin/relayapi.js`, or in
+ * NODE_OPTIONS) is left as given.
  */
 import { setFlagsFromString } from "node:v8";
 
@@ -33,6 +33,7 @@ export const LIFTOFF_ONLY_ARGS = ["--liftoff-only"];
 
 function setUnlessGiven(flag: string): void {
   const name = flag.replace(/^--(no-)?/, "").split("=")[0]!;
-  if (process.execArgv.some((a) => a.replace(/^--(no-)?/, "").replace(/_/g, "-").split("=")[0] === name)) return;
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
+  if (given.some((a) => a.replace(/^--(no-)?/, "").replace(/_/g, "-").split("=")[0] === name)) return;
   setFlagsFromString(flag);
 }

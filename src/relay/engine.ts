@@ -20,7 +20,7 @@ import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
 import { checkPolicy } from "./policy.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
-import type { CallRecord, RelayInput, RelaySink } from "./types.js";
+import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
 import { assertSafePath } from "./upstream-url.js";
 
 export type { CallRecord, RelayEnd, RelayInput, RelaySink } from "./types.js";
@@ -49,8 +49,10 @@ export class RelayEngine {
     if (input.token === undefined || input.token === "") throw invalidToken();
     const token = await tokens.authenticate(input.token);
     await this.deps.dpop.check(token, input.token, input.dpop);
-    const { body, model } = checkPolicy(token, provider, input);
-    const forwarded = body === input.body ? input : { ...input, body };
+    // The body is read only now, after the credentials: an unauthenticated client holds no memory.
+    const read: ReadInput = { ...input, body: typeof input.body === "function" ? await input.body() : input.body };
+    const { body, model } = checkPolicy(token, provider, read);
+    const forwarded = body === read.body ? read : { ...read, body };
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
@@ -66,7 +68,7 @@ export class RelayEngine {
   }
 
   /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
-  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: RelayInput, sink: RelaySink, started: number): Promise<void> {
+  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number): Promise<void> {
     const { tokens, upstream, pools, limits } = this.deps;
     const { callsLeft } = await tokens.use(token);
     const sendAt = performance.now();
@@ -122,7 +124,7 @@ export class RelayEngine {
     res: UpstreamResponse,
     keyId: string | undefined,
     provider: ProviderSpec,
-    input: RelayInput,
+    input: ReadInput,
     sink: RelaySink,
     callsLeft: number | null,
     record: Recorder,

@@ -10,7 +10,7 @@ import type { Limits } from "../limits/limits.js";
 import type { PoolKey, PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
-import type { RelayInput } from "./types.js";
+import type { ReadInput } from "./types.js";
 import { upstreamHeaders } from "./headers.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
 import { upstreamUrl } from "./upstream-url.js";
@@ -46,7 +46,7 @@ export async function sendWithFailover(
   limits: Limits,
   token: TokenMeta,
   provider: ProviderSpec,
-  input: RelayInput,
+  input: ReadInput,
 ): Promise<Sent> {
   const started = Date.now();
   const tried = new Set<string>();

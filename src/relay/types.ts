@@ -5,7 +5,7 @@ import type { Usage } from "../providers/types.js";
 import type { DpopRequest } from "./dpop-gate.js";
 import type { HeaderInput } from "./headers.js";
 
-/** An AbortSignal, or any emitter of `abort` with `aborted` (undici takes both as a signal). */
+/** An AbortSignal, or any emitter of `abort` with `aborted` (the upstream client listens to either). */
 export type CallSignal = AbortSignal | (EventEmitter & { readonly aborted: boolean });
 
 export interface RelayInput {
@@ -15,7 +15,11 @@ export interface RelayInput {
   path: string;
   query: URLSearchParams | undefined;
   headers: HeaderInput;
-  body: Buffer;
+  /**
+   * The request body, or a reader of it: the HTTP layer passes a reader, so no byte of the body
+   * is read (or held in memory) before the token was checked (issue 17).
+   */
+  body: Buffer | BodyReader;
   /** The relay token as the client sent it. */
   token: string | undefined;
   origin: string | undefined;
@@ -25,6 +29,13 @@ export interface RelayInput {
   signal: CallSignal;
   /** The request's id (`x-request-id`), for logs. */
   requestId?: string;
+}
+
+export type BodyReader = () => Promise<Buffer>;
+
+/** A RelayInput whose body has been read (and decoded): what the policy and the sender see. */
+export interface ReadInput extends RelayInput {
+  body: Buffer;
 }
 
 export interface RelayEnd {

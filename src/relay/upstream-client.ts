@@ -63,7 +63,7 @@ export class UpstreamClient {
    * `cause` set (502/504); the caller refunds the call. A client that went away throws ClientGone.
    */
   async send(
-    url: string,
+    url: URL | string,
     method: string,
     headers: Record<string, string>,
     body: Buffer | undefined,
@@ -71,7 +71,7 @@ export class UpstreamClient {
   ): Promise<UpstreamResponse> {
     try {
       return await new Promise<UpstreamResponse>((resolve, reject) => {
-        const { origin, pathname, search } = new URL(url);
+        const { origin, pathname, search } = typeof url === "string" ? new URL(url) : url;
         const call = new UpstreamCall(signal, resolve, reject);
         this.#agent.dispatch(
           { origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: body && body.length > 0 ? body : null },
@@ -144,7 +144,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#failed) return;
-    if (this.#writer && !this.#busy && this.#queue.length === 0) {
+    if (this.#idle()) {
       this.#write(chunk);
       return;
     }
@@ -156,7 +156,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
   onResponseEnd(): void {
     this.#ended = true;
     this.#unlisten?.();
-    if (this.#writer && !this.#busy && this.#queue.length === 0) this.#settle?.resolve();
+    if (this.#writer) this.#drain();
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
@@ -183,7 +183,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
   }
 
   destroy(err: Error = new Error("upstream call aborted")): void {
-    if (this.#failed || (this.#ended && !this.#busy && this.#queue.length === 0 && this.#writer)) return;
+    if (this.#failed || (this.#ended && this.#idle())) return; // already over
     this.#fail(err);
     this.#unlisten?.();
     if (!this.#started) this.rejectResponse(err);
@@ -201,6 +201,11 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
   }
 
   // --- inside ---------------------------------------------------------------------------
+
+  /** A writer is attached and nothing waits for it: a chunk can go straight through. */
+  #idle(): boolean {
+    return this.#writer !== undefined && !this.#busy && this.#queue.length === 0;
+  }
 
   /** Hands one chunk to the writer; a promise makes the chunks after it wait. */
   #write(chunk: Buffer): void {

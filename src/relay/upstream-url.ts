@@ -29,7 +29,8 @@ function baseOf(provider: ProviderSpec): { origin: string; path: string } {
   return base;
 }
 
-export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): string {
+/** The upstream URL, parsed (the check below needs it parsed, and the HTTP client takes it so). */
+export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): URL {
   assertSafePath(path);
   let search = "";
   let params = query && query.size > 0 ? new URLSearchParams(query) : undefined;
@@ -46,12 +47,11 @@ export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSear
   } else if (params && params.size > 0) {
     search = "?" + params.toString();
   }
-  const url = provider.baseUrl + path + search;
   // Belt and braces: the parsed result must stay on the provider's origin and base path.
-  const parsed = new URL(url);
+  const parsed = new URL(provider.baseUrl + path + search);
   const base = baseOf(provider);
   if (parsed.origin !== base.origin || !parsed.pathname.startsWith(base.path)) {
     throw new RelayError("bad_request", "invalid path");
   }
-  return url;
+  return parsed;
 }

@@ -14,6 +14,7 @@ const CODE: Record<RelayErrorCode, Code> = {
   not_found: Code.NotFound,
   method_not_allowed: Code.InvalidArgument,
   payload_too_large: Code.InvalidArgument,
+  unsupported_media_type: Code.InvalidArgument,
   rate_limited: Code.ResourceExhausted,
   calls_exhausted: Code.ResourceExhausted,
   budget_exhausted: Code.ResourceExhausted,

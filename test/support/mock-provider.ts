@@ -7,8 +7,15 @@
  *
  * Per-request knobs (request headers): `x-mock-status: NNN` answers NNN with an OpenAI-shaped
  * error; `x-mock-chunks: N` and `x-mock-delay-ms: N` override the stream length / chunk delay.
+ * `x-mock-headers-delay-ms: N` waits N ms after the body before answering (a slow provider);
+ * `x-mock-reset: after-body` destroys the socket once the body was read, `mid-stream` after the
+ * first SSE frame. `behave(fn)` sets the same per request from code (chaos tests), by
+ * request (path, headers, key): what it returns wins over the headers.
  * Generated text is "tok0 tok1 ... tok{N-1} " (one token per chunk); prompt tokens are always
  * MOCK_PROMPT_TOKENS, completion tokens = N.
+ *
+ * `requests` is appended to when a request's head arrives, before its body is read: its length
+ * is the count of calls that reached the provider, whatever happened to them after.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,8 +30,23 @@ export interface MockProvider {
   failNext(status: number, body: unknown, headers?: Record<string, string>): void;
   reset(): void;               // clears requests and pending failures
   close(): Promise<void>;
+  /** decides how the mock answers each request (see Behaviour); `undefined` clears it */
+  behave(fn: ((rec: RecordedRequest) => Behaviour | undefined) | undefined): void;
 }
 export interface MockOptions { chunks?: number; chunkDelayMs?: number; }
+/** One request's answer, chosen by `behave`; unset fields fall back to the headers' knobs. */
+export interface Behaviour {
+  /** answer this status with an OpenAI-shaped error body (or `body`) */
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** wait this long after the body before the response head */
+  headersDelayMs?: number;
+  /** destroy the socket: after the body was read, or after the first stream frame */
+  reset?: 'after-body' | 'mid-stream';
+  chunks?: number;
+  chunkDelayMs?: number;
+}
 
 /** prompt/input token count reported by every route */
 export const MOCK_PROMPT_TOKENS = 10;
@@ -60,10 +82,16 @@ function openaiError(status: number, message: string): Json {
 async function sendSse(res: ServerResponse, frames: string[], delayMs: number): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
   res.flushHeaders();
+  const resetMidStream = midStreamReset.has(res);
   for (let i = 0; i < frames.length; i++) {
     if (i > 0) await sleep(delayMs);
     if (res.destroyed) return;
     res.write(frames[i]);
+    if (resetMidStream) {
+      await sleep(5);
+      res.socket?.destroy();
+      return;
+    }
   }
   if (!res.destroyed) res.end();
 }
@@ -71,6 +99,8 @@ const data = (obj: unknown) => `data: ${JSON.stringify(obj)}\n\n`;
 const event = (name: string, obj: Json) => `event: ${name}\ndata: ${JSON.stringify({ type: name, ...obj })}\n\n`;
 
 let seq = 0;
+/** Responses whose socket is destroyed after their first stream frame. */
+const midStreamReset = new WeakSet<ServerResponse>();
 
 async function openaiChat(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
   const id = `chatcmpl-mock-${++seq}`, created = now(), model = String(body.model ?? 'gpt-mock');
@@ -141,6 +171,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
   const failures: Failure[] = [];
   let waiters: AbortWaiter[] = [];
   const delivered = new Set<RecordedRequest>();
+  let behaviour: ((rec: RecordedRequest) => Behaviour | undefined) | undefined;
 
   const notifyAbort = (rec: RecordedRequest) => {
     const w = waiters.find((x) => rec.path.includes(x.pathPart));
@@ -171,15 +202,26 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
     }
     rec.body = Buffer.concat(bufs);
 
+    const b = behaviour?.(rec) ?? {};
+    const reset = b.reset ?? req.headers['x-mock-reset'];
+    if (reset === 'after-body') {
+      req.socket.destroy();
+      return;
+    }
+    if (reset === 'mid-stream') midStreamReset.add(res);
+    const headersDelay = b.headersDelayMs ?? intHeader(req, 'x-mock-headers-delay-ms', 0);
+    if (headersDelay > 0) await sleep(headersDelay);
+    if (res.destroyed) return;
     const failure = failures.shift();
     if (failure) return sendJson(res, failure.status, failure.body, failure.headers);
+    if (b.status !== undefined) return sendJson(res, b.status, b.body ?? openaiError(b.status, `mock error ${b.status}`), b.headers);
     const forced = Number(req.headers['x-mock-status']);
     if (Number.isInteger(forced) && forced >= 100 && forced <= 599) {
       return sendJson(res, forced, openaiError(forced, `mock error ${forced}`));
     }
 
-    const n = intHeader(req, 'x-mock-chunks', defChunks);
-    const delay = intHeader(req, 'x-mock-delay-ms', defDelay);
+    const n = b.chunks ?? intHeader(req, 'x-mock-chunks', defChunks);
+    const delay = b.chunkDelayMs ?? intHeader(req, 'x-mock-delay-ms', defDelay);
     const p = u.pathname;
     const gem = /\/models\/([^/]+):(generateContent|streamGenerateContent)$/.exec(p);
     const post = rec.method === 'POST';
@@ -242,7 +284,8 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       });
     },
     failNext(status, body, headers) { failures.push({ status, body, headers }); },
-    reset() { requests.length = 0; failures.length = 0; delivered.clear(); },
+    reset() { requests.length = 0; failures.length = 0; delivered.clear(); behaviour = undefined; },
+    behave(fn) { behaviour = fn; },
     close() {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -4,3 +4,4 @@ export * from "./providers.js";
 export * from "./issuers.js";
 export * from "./pools.js";
 export * from "./usage.js";
+export * from "./settings.js";

@@ -27,6 +27,11 @@ export const upstreamKeys = pgTable(
     weight: integer("weight").notNull().default(1),
     enabled: boolean("enabled").notNull().default(true),
     disabledReason: text("disabled_reason").notNull().default(""),
+    /**
+     * Answers that proved the key bad (401, a provider's "invalid key" body) since its last
+     * success: the key is disabled only once these reach a threshold, never from one call.
+     */
+    authStrikes: integer("auth_strikes").notNull().default(0),
     cooldownUntil: timestamp("cooldown_until", { withTimezone: true, mode: "date" }),
     lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
     calls: bigint("calls", { mode: "number" }).notNull().default(0),

@@ -29,9 +29,28 @@ export const usageEvents = pgTable(
     totalTokens: bigint("total_tokens", { mode: "number" }).notNull().default(0),
     bytes: bigint("bytes", { mode: "number" }).notNull().default(0),
     latencyMs: integer("latency_ms").notNull().default(0),
+    /**
+     * Every provider attempt of the call when there was more than one (failover), in order:
+     * `key_id:status` joined by commas (`key_a:429,key_b:200`); `connect` for an attempt that
+     * never reached the provider. Empty for the usual single attempt.
+     */
+    attempts: text("attempts").notNull().default(""),
+    /** UsageFlag bits (src/usage/usage-flags.ts): e.g. usage numbers the provider sent out of range. */
+    flags: smallint("flags").notNull().default(0),
   },
   (t) => [index("usage_events_at_brin").using("brin", t.at)],
 );
+
+/**
+ * Usage records the database refused (a data error in one row of a batch): kept as JSON text
+ * so one poison row never blocks the queue and nothing is silently lost.
+ */
+export const usageDeadLetters = pgTable("usage_dead_letters", {
+  id: bigserial("id", { mode: "number" }).primaryKey(),
+  at: timestamp("at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  record: text("record").notNull(),
+  error: text("error").notNull().default(""),
+});
 
 export const auditEvents = pgTable(
   "audit_events",

@@ -10,6 +10,7 @@ const TYPE: Record<string, string> = {
   permission_denied: "permission_error",
   not_found: "not_found_error",
   payload_too_large: "request_too_large",
+  unsupported_media_type: "invalid_request_error",
   rate_limited: "rate_limit_error",
   calls_exhausted: "rate_limit_error",
   budget_exhausted: "rate_limit_error",

@@ -10,6 +10,7 @@ const STATUS: Record<string, string> = {
   permission_denied: "PERMISSION_DENIED",
   not_found: "NOT_FOUND",
   payload_too_large: "INVALID_ARGUMENT",
+  unsupported_media_type: "INVALID_ARGUMENT",
   rate_limited: "RESOURCE_EXHAUSTED",
   calls_exhausted: "RESOURCE_EXHAUSTED",
   budget_exhausted: "RESOURCE_EXHAUSTED",

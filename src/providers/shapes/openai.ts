@@ -9,6 +9,7 @@ const TYPE: Record<string, string> = {
   permission_denied: "permission_error",
   not_found: "invalid_request_error",
   payload_too_large: "invalid_request_error",
+  unsupported_media_type: "invalid_request_error",
   rate_limited: "rate_limit_error",
   calls_exhausted: "insufficient_quota",
   budget_exhausted: "insufficient_quota",
