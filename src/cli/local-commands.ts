@@ -60,6 +60,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     console.log(JSON.stringify(printableConfig(config), null, 2));
     return;
   }
+  privateFiles();
   // Loaded here, not at the top: --print-config needs none of the relay.
   const { serve } = await import("../main.js");
   await serve(overrides, loadOptions(values));
@@ -69,6 +70,7 @@ export async function migrateCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, STORAGE_FLAGS);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const config = loadConfig(storageOverrides(values), process.env, loadOptions(values));
+  privateFiles();
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrateDatabase(database);
@@ -76,4 +78,13 @@ export async function migrateCommand(argv: string[]): Promise<void> {
   } finally {
     await database.close();
   }
+}
+
+/**
+ * What the relay writes (the database's files, key files, the lock) is its user's alone
+ * (issue 17, finding 7): PGlite makes its directories through the process's umask (files it
+ * chmods itself; src/db/client.ts puts those right).
+ */
+function privateFiles(): void {
+  process.umask(0o077);
 }

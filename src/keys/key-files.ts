@@ -3,7 +3,7 @@
  * the data directory with mode 0600, created once. Explicit configuration always wins.
  */
 import { randomBytes, createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface KeyFile {
@@ -15,10 +15,23 @@ export interface KeyFile {
 function loadOrCreate(dataDir: string, name: string, make: () => string): KeyFile {
   const path = join(dataDir, name);
   if (existsSync(path)) return { value: readFileSync(path, "utf8").trim() };
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const value = make();
-  writeFileSync(path, value + "\n", { mode: 0o600, flag: "wx" });
-  chmodSync(path, 0o600);
+  // Written aside and linked into place: two instances starting at once on a new directory
+  // (allowed with DATABASE_URL) agree on one key, and neither ever reads a half-written file.
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, value + "\n", { mode: 0o600, flag: "wx" });
+  try {
+    chmodSync(tmp, 0o600);
+    linkSync(tmp, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    if (code === "EEXIST") return { value: readFileSync(path, "utf8").trim() };
+    if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes(code)) throw e;
+    writeFileSync(path, value + "\n", { mode: 0o600, flag: "wx" }); // no hard links here
+  } finally {
+    unlinkSync(tmp);
+  }
   return { value, createdAt: path };
 }
 

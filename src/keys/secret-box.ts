@@ -18,6 +18,15 @@ export class SecretBox {
     return createHmac("sha256", this.#key).update("relayapi derivation key").digest();
   }
 
+  /**
+   * The master key's check value, kept in the database: a MAC of a fixed string under a key
+   * derived from the master key. It shows whether two master keys are the same and reveals
+   * nothing of either (src/keys/master-key-check.ts).
+   */
+  get checkValue(): string {
+    return "v1." + createHmac("sha256", this.derivationKey).update("relayapi master key check").digest("base64url");
+  }
+
   seal(plaintext: string, boundTo: string): string {
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", this.#key, iv);
