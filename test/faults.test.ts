@@ -4,7 +4,8 @@
  * 429 with and without Retry-After), behind the HTTP layer and RelayService. Each case checks
  * what the client got (a clear error in the API's shape, or a stream that ends with an explicit
  * error, never a silent clean end), the outcome recorded, and the refund rule of DESIGN 3.3
- * (given back only when the provider was never reached) through TokenService.GetToken.
+ * (given back only when no request byte left for the provider: a timeout or reset after the
+ * request was written is counted) through TokenService.GetToken.
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -150,20 +151,28 @@ async function expectUsed(id: string, expected: number): Promise<void> {
   expect(await callsUsed(relay, id), `calls_used of ${id}`).toBe(expected);
 }
 
-describe("faults before the response headers: a 502/504 in the API's shape, refunded", () => {
+describe("faults before the response headers: a 502/504 in the API's shape", () => {
+  it("connection refused: no byte left for the provider, refunded", async () => {
+    const { id, res } = await call("-", "refusing");
+    expect(res.status).toBe(502);
+    expect(openaiError(await res.text()).code).toBe("upstream_unreachable");
+    expect(await outcomeOf(id)).toEqual({ outcome: Outcome.REFUNDED, status: 502 });
+    await expectUsed(id, 0);
+  });
+
+  // Issue 17: these used to be refunded, but the provider had read the request by then.
   it.each([
-    ["connection refused", "-", "refusing", 502, "upstream_unreachable"],
-    ["reset before headers", "reset-before-headers", "faulty", 502, "upstream_unreachable"],
-    ["reset in the middle of the headers", "partial-head", "faulty", 502, "upstream_unreachable"],
-    ["a malformed response head", "bad-head", "faulty", 502, "upstream_unreachable"],
-    ["stall before headers (upstreamHeadersTimeoutMs)", "stall-headers", "faulty", 504, "upstream_timeout"],
-  ])("%s", async (_name, name, provider, status, code) => {
+    ["reset before headers", "reset-before-headers", 502, "upstream_unreachable"],
+    ["reset in the middle of the headers", "partial-head", 502, "upstream_unreachable"],
+    ["a malformed response head", "bad-head", 502, "upstream_unreachable"],
+    ["stall before headers (upstreamHeadersTimeoutMs)", "stall-headers", 504, "upstream_timeout"],
+  ])("%s, after the request was written: UPSTREAM_ERROR, counted", async (_name, name, status, code) => {
     const started = performance.now();
-    const { id, res } = await call(name, provider);
+    const { id, res } = await call(name);
     expect(res.status).toBe(status);
     expect(openaiError(await res.text()).code).toBe(code);
-    expect(await outcomeOf(id)).toEqual({ outcome: Outcome.REFUNDED, status });
-    await expectUsed(id, 0);
+    expect(await outcomeOf(id)).toEqual({ outcome: Outcome.UPSTREAM_ERROR, status });
+    await expectUsed(id, 1);
     if (name === "stall-headers") {
       expect(performance.now() - started).toBeLessThan(TIMEOUT_MS + 2000);
       for (let i = 0; i < 50 && !upstreamClosed.includes(name); i++) await sleep(20);
@@ -265,13 +274,14 @@ describe("RelayService: the same faults, as RPC codes and `end` outcomes", () =>
   }
 
   it.each([
-    ["connection refused", "-", "refusing", Code.Unavailable],
-    ["stall before headers", "stall-headers", "faulty", Code.DeadlineExceeded],
-  ])("%s -> an RPC error, refunded", async (_n, name, provider, code) => {
+    ["connection refused", "-", "refusing", Code.Unavailable, Outcome.REFUNDED, 0],
+    // Issue 17: the request was written, so the call is counted (it used to be refunded).
+    ["stall before headers", "stall-headers", "faulty", Code.DeadlineExceeded, Outcome.UPSTREAM_ERROR, 1],
+  ])("%s -> an RPC error", async (_n, name, provider, code, outcome, used) => {
     const r = await relayCall(name, provider);
     expect(r.error?.code).toBe(code);
-    expect(await outcomeOf(r.id)).toMatchObject({ outcome: Outcome.REFUNDED });
-    await expectUsed(r.id, 0);
+    expect(await outcomeOf(r.id)).toMatchObject({ outcome });
+    await expectUsed(r.id, used);
   });
 
   it("reset mid-stream -> head, the chunks, then `end` TRUNCATED with its reason", async () => {

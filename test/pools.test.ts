@@ -1,7 +1,8 @@
 /**
- * Key pools end to end: round robin spreads calls evenly, a 429 rests a key, a 401 disables it
- * and the call succeeds on the next key, a stream broken after its first byte is not retried,
- * and keys never come back whole from any rpc or database row.
+ * Key pools end to end: round robin spreads calls evenly, a 429 rests a key, a 401 is a strike
+ * (the key is disabled at the third, never by one call) and the call succeeds on the next key,
+ * a stream broken after its first byte is not retried, and keys never come back whole from any
+ * rpc or database row. Hostile tokens and the other failover rules: test/pool-knockout.test.ts.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -77,20 +78,31 @@ it("a key answering 429 rests until its cool-down ends", async () => {
   expect(mock.requests.map((r) => keyOf(r.headers.authorization))).toContain(resting);
 });
 
-it("a key answering 401 is disabled with a reason and the call succeeds on the next key", async () => {
+it("a key answering 401 gets a strike and the call succeeds on the next key; the third strike disables it", async () => {
   const secret = await poolWithKeys("dis");
   mock.reset();
-  mock.failNext(401, { error: { message: "bad key", type: "invalid_request_error" } });
+  const refusal = { status: 401, body: { error: { message: "bad key", type: "invalid_request_error" } } };
+  mock.failNext(refusal.status, refusal.body);
   const res = await chat(secret);
   expect(res.status).toBe(200);
   const dead = keyOf(mock.requests[0]!.headers.authorization);
-  const keys = (await relay.admin.listKeys({ pool: "dis" })).keys;
+  let keys = (await relay.admin.listKeys({ pool: "dis" })).keys;
+  // Issue 17: one 401 no longer disables a key (it used to).
+  expect(keys.filter((k) => !k.enabled)).toHaveLength(0);
+  const served = relay.calls.at(-1)!;
+  expect(served.keyId).toBe(keys.find((k) => k.enabled && mock.requests[1]!.headers.authorization === `Bearer ${KEYS.find((x) => x.endsWith(k.masked.slice(-4)))}`)?.id);
+  // The same key keeps answering 401: disabled at its third strike, every call still served.
+  mock.behave((rec) => (keyOf(rec.headers.authorization) === dead ? refusal : undefined));
+  for (let i = 0; i < 9 && keys.every((k) => k.enabled); i++) {
+    expect((await chat(secret)).status).toBe(200);
+    keys = (await relay.admin.listKeys({ pool: "dis" })).keys;
+  }
+  mock.behave(undefined);
   const disabled = keys.filter((k) => !k.enabled);
   expect(disabled).toHaveLength(1);
   expect(disabled[0]!.disabledReason).toBe("upstream answered 401");
   expect(disabled[0]!.masked).toBe(`sk-...${dead.slice(-4)}`);
-  const served = relay.calls.at(-1)!;
-  expect(served.keyId).toBe(keys.find((k) => k.enabled && mock.requests[1]!.headers.authorization === `Bearer ${KEYS.find((x) => x.endsWith(k.masked.slice(-4)))}`)?.id);
+  expect(mock.requests.filter((r) => keyOf(r.headers.authorization) === dead)).toHaveLength(3);
 });
 
 it("passes the provider's error through when no other key is left", async () => {

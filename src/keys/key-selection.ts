@@ -1,7 +1,8 @@
 /**
  * How a pool picks its next key (DESIGN 8): round robin, smooth weighted round robin (the
  * nginx algorithm: deterministic, spreads a weight-3 key as A A B A rather than A A A B), or
- * least recently used. Pure and in memory; keys resting after a 429 or disabled are skipped.
+ * least recently used. Pure and in memory; the registry hands it only the keys usable for the
+ * call (not disabled, not resting for its model, not tried yet).
  */
 export type Strategy = "round_robin" | "weighted" | "least_recently_used";
 

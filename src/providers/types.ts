@@ -34,6 +34,12 @@ export interface ApiShape {
   modelInPath?(path: string): string | undefined;
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
+  /**
+   * True when a parsed error body says the upstream key itself is invalid (revoked, mistyped,
+   * expired): a strike against a pool key (DESIGN 8). Reads only fields the provider sets,
+   * never message text, which may echo the client's own input.
+   */
+  keyInvalid?(body: unknown): boolean;
 }
 
 export interface ProviderSpec {

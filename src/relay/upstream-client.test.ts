@@ -2,15 +2,16 @@
  * UpstreamClient against a real node:http server on 127.0.0.1: the body handed on in order
  * with sync and async writers, the socket paused behind a slow writer (and nothing lost), a
  * writer that throws aborting the upstream call, dump(), aborts before and after the headers,
- * and the error classes the refund rule depends on. End-to-end behaviour (SSE, faults,
- * backpressure through the HTTP layer and RelayService) is in test/.
+ * and what the refund rule depends on: whether a failed request was sent (DESIGN 3.3).
+ * End-to-end behaviour (SSE, faults, backpressure through the HTTP layer and RelayService) is
+ * in test/.
  */
 import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RelayError } from "../errors.js";
-import { ClientGone, UpstreamClient } from "./upstream-client.js";
+import { ClientGone, UpstreamClient, UpstreamFailed } from "./upstream-client.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -56,6 +57,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     pump();
   } else if (url.pathname === "/stall") {
     // never answers
+  } else if (url.pathname === "/reset") {
+    // reads the whole request, then resets the connection without a word
+    req.resume();
+    req.on("end", () => req.socket.resetAndDestroy());
   } else if (url.pathname === "/early") {
     res.writeEarlyHints({ link: "</a.css>; rel=preload" });
     setTimeout(() => res.writeHead(201, { "x-late": "yes" }).end("done"), 5);
@@ -147,14 +152,23 @@ describe("UpstreamClient", () => {
     await up.close();
   });
 
-  it("classifies failures before the headers: timeout 504, refused 502, client gone", async () => {
+  it("classifies failures before the headers, and says whether the request was sent", async () => {
     const up = client();
-    const timeout = await up.send(`${base}/stall`, "GET", {}, undefined, new Signal()).catch((e: unknown) => e);
-    expect(timeout).toBeInstanceOf(RelayError);
-    expect((timeout as RelayError).code).toBe("upstream_timeout");
-
-    const refused = await up.send("http://127.0.0.1:1/x", "GET", {}, undefined, new Signal()).catch((e: unknown) => e);
-    expect((refused as RelayError).code).toBe("upstream_unreachable");
+    const failure = async (url: string, headers: Record<string, string> = {}, body?: Buffer) => {
+      const e = await up.send(url, body ? "POST" : "GET", headers, body, new Signal()).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(UpstreamFailed);
+      expect(e).toBeInstanceOf(RelayError); // rendered like any other RelayError
+      return { code: (e as UpstreamFailed).code, sent: (e as UpstreamFailed).sent };
+    };
+    // Written, then no headers in time: the provider has the request (counted, never refunded).
+    expect(await failure(`${base}/stall`)).toEqual({ code: "upstream_timeout", sent: true });
+    expect(await failure(`${base}/stall`, { "content-type": "application/json" }, Buffer.from('{"model":"m"}'))).toEqual({ code: "upstream_timeout", sent: true });
+    // Read whole, then reset: sent too.
+    expect(await failure(`${base}/reset`, {}, Buffer.from("x".repeat(100_000)))).toEqual({ code: "upstream_unreachable", sent: true });
+    // Never connected, or never written: provably not sent.
+    expect(await failure("http://127.0.0.1:1/x")).toEqual({ code: "upstream_unreachable", sent: false });
+    expect(await failure("http://relayapi-no-such-host.invalid/x")).toEqual({ code: "upstream_unreachable", sent: false });
+    expect(await failure(`${base}/chunks?n=1`, { "x-bad": "a\r\nb" })).toEqual({ code: "bad_request", sent: false });
 
     const gone = new Signal();
     const pending = up.send(`${base}/stall`, "GET", {}, undefined, gone).catch((e: unknown) => e);
@@ -165,8 +179,6 @@ describe("UpstreamClient", () => {
     already.abort();
     expect(await up.send(`${base}/chunks?n=1`, "GET", {}, undefined, already).catch((e: unknown) => e)).toBeInstanceOf(ClientGone);
 
-    const bad = await up.send(`${base}/chunks?n=1`, "GET", { "x-bad": "a\r\nb" }, undefined, new Signal()).catch((e: unknown) => e);
-    expect((bad as RelayError).code).toBe("bad_request");
     await up.close();
   });
 

@@ -1,7 +1,8 @@
 /**
  * The HTTP client for providers: one undici Agent, which keeps a keep-alive pool per upstream
- * origin. Failures before the response headers are classified here, because the refund rule
- * (DESIGN 3.3) depends on them.
+ * origin. A failure before the response headers says whether the request was sent
+ * (`UpstreamFailed.sent`), because the refund rule (DESIGN 3.3) depends on it: undici reports
+ * it, the error code is not guessed from.
  *
  * Calls go through undici's dispatch API, not `request()`: the answer's body is handed on
  * chunk by chunk as the socket delivers it (`UpstreamBody.pipe`), with no Readable stream, no
@@ -10,7 +11,7 @@
  * the upstream socket is paused until the sink has caught up.
  */
 import { Agent, type Dispatcher } from "undici";
-import { RelayError } from "../errors.js";
+import { RelayError, type RelayErrorCode } from "../errors.js";
 import type { CallSignal } from "./types.js";
 
 export interface UpstreamOptions {
@@ -59,8 +60,9 @@ export class UpstreamClient {
   }
 
   /**
-   * Sends the request. A failure before the response headers throws a RelayError with
-   * `cause` set (502/504); the caller refunds the call. A client that went away throws ClientGone.
+   * Sends the request. A failure before the response headers throws UpstreamFailed (502/504,
+   * `cause` set), whose `sent` says whether a byte may have reached the provider. A client that
+   * went away throws ClientGone.
    */
   async send(
     url: URL | string,
@@ -69,10 +71,11 @@ export class UpstreamClient {
     body: Buffer | undefined,
     signal: CallSignal,
   ): Promise<UpstreamResponse> {
+    let call: UpstreamCall | undefined;
     try {
       return await new Promise<UpstreamResponse>((resolve, reject) => {
         const { origin, pathname, search } = typeof url === "string" ? new URL(url) : url;
-        const call = new UpstreamCall(signal, resolve, reject);
+        call = new UpstreamCall(signal, resolve, reject);
         this.#agent.dispatch(
           { origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: body && body.length > 0 ? body : null },
           call,
@@ -80,12 +83,13 @@ export class UpstreamClient {
       });
     } catch (e) {
       if (e instanceof ClientGone || signal.aborted) throw new ClientGone();
+      const sent = call?.sent ?? false;
       const code = (e as { code?: string }).code;
-      if (code === "UND_ERR_HEADERS_TIMEOUT") throw new RelayError("upstream_timeout", "upstream timed out", { cause: e });
+      if (code === "UND_ERR_HEADERS_TIMEOUT") throw new UpstreamFailed("upstream_timeout", "upstream timed out", sent, e);
       // Refused by the client library before anything was sent (say, a header it will not
       // write): the request's fault, not the provider's.
-      if (code === "UND_ERR_INVALID_ARG") throw new RelayError("bad_request", "invalid request", { cause: e });
-      throw new RelayError("upstream_unreachable", "upstream unreachable", { cause: e });
+      if (code === "UND_ERR_INVALID_ARG") throw new UpstreamFailed("bad_request", "invalid request", sent, e);
+      throw new UpstreamFailed("upstream_unreachable", sent ? "upstream connection lost" : "upstream unreachable", sent, e);
     }
   }
 
@@ -99,9 +103,29 @@ export class ClientGone extends Error {
   override name = "ClientGone";
 }
 
+/**
+ * No answer from the provider. `sent` is false only when undici never began to write the
+ * request to a connection (connection refused, DNS or TLS failure, a request undici would not
+ * write): then no byte can have reached the provider, and the call may be refunded or tried on
+ * another key. When true (a timeout or reset after the request was written), the provider may
+ * have done, and billed, the work.
+ */
+export class UpstreamFailed extends RelayError {
+  override name = "UpstreamFailed";
+  constructor(
+    code: RelayErrorCode,
+    message: string,
+    readonly sent: boolean,
+    cause: unknown,
+  ) {
+    super(code, message, { cause });
+  }
+}
+
 /** One upstream call: undici's handler for it, and the body handed to the engine. */
 class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
   #controller: Dispatcher.DispatchController | undefined;
+  #sent = false;
   #started = false;
   #writer: ChunkWriter | undefined;
   #queue: Buffer[] = [];
@@ -129,11 +153,26 @@ class UpstreamCall implements Dispatcher.DispatchHandler, UpstreamBody {
     }
   }
 
+  /** Undici began writing the request to a connection: a byte may have reached the provider. */
+  get sent(): boolean {
+    return this.#sent;
+  }
+
   // --- undici's side -------------------------------------------------------------------
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.signal.aborted || this.#failed) controller.abort(this.#failed ?? new ClientGone());
+    if (this.signal.aborted || this.#failed) {
+      // Aborted here, undici writes nothing (writeH1/writeH2 return on `request.aborted`).
+      controller.abort(this.#failed ?? new ClientGone());
+      return;
+    }
+    // Undici calls this (the legacy `onConnect`, through its UnwrapHandler) only from writeH1
+    // and writeH2 (lib/dispatcher/client-h1.js, client-h2.js), on a connected socket or
+    // session, right before it writes the request head, synchronously. Connect, DNS and TLS
+    // errors, and requests it refuses, fail before it. `onRequestSent`/`onBodySent` would come
+    // later, after the body, and UnwrapHandler does not pass them to a handler of this style.
+    this.#sent = true;
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {

@@ -1,5 +1,5 @@
 /** Queries on `key_pools` and `upstream_keys`. Keys leave the database only encrypted. */
-import { and, count, eq, sql } from "drizzle-orm";
+import { and, count, eq, gt, sql } from "drizzle-orm";
 import type { Db } from "../client.js";
 import { keyPools, upstreamKeys, type KeyPoolRow, type UpstreamKeyRow } from "../schema/index.js";
 
@@ -60,17 +60,38 @@ export async function listKeys(db: Db, pool?: string): Promise<UpstreamKeyRow[]>
     .orderBy(upstreamKeys.pool, upstreamKeys.createdAt, upstreamKeys.id);
 }
 
+/** Enables (with a clean slate: no rest, no strikes) or disables a key. */
 export async function setKeyEnabled(db: Db, id: string, enabled: boolean, reason: string): Promise<UpstreamKeyRow | undefined> {
   const [row] = await db
     .update(upstreamKeys)
-    .set({ enabled, disabledReason: enabled ? "" : reason, cooldownUntil: enabled ? null : undefined })
+    .set(enabled ? { enabled, disabledReason: "", cooldownUntil: null, authStrikes: 0 } : { enabled, disabledReason: reason })
     .where(eq(upstreamKeys.id, id))
     .returning();
   return row;
 }
 
-export async function setKeyCooldown(db: Db, id: string, until: Date): Promise<void> {
-  await db.update(upstreamKeys).set({ cooldownUntil: until }).where(and(eq(upstreamKeys.id, id)));
+/**
+ * One more strike against an enabled key (an answer that proved it bad), disabling it with
+ * `reason` in the same statement once the strikes reach `limit`: atomic across instances.
+ * Undefined when the key is gone or already disabled.
+ */
+export async function addKeyStrike(db: Db, id: string, limit: number, reason: string): Promise<{ authStrikes: number; enabled: boolean } | undefined> {
+  const strikes = sql`${upstreamKeys.authStrikes} + 1`;
+  const [row] = await db
+    .update(upstreamKeys)
+    .set({
+      authStrikes: strikes,
+      enabled: sql`${strikes} < ${limit}`,
+      disabledReason: sql`case when ${strikes} < ${limit} then ${upstreamKeys.disabledReason} else ${reason} end`,
+    })
+    .where(and(eq(upstreamKeys.id, id), eq(upstreamKeys.enabled, true)))
+    .returning({ authStrikes: upstreamKeys.authStrikes, enabled: upstreamKeys.enabled });
+  return row;
+}
+
+/** A key answered well: its strikes start again from 0. */
+export async function clearKeyStrikes(db: Db, id: string): Promise<void> {
+  await db.update(upstreamKeys).set({ authStrikes: 0 }).where(and(eq(upstreamKeys.id, id), gt(upstreamKeys.authStrikes, 0)));
 }
 
 export async function deleteKey(db: Db, id: string): Promise<boolean> {
