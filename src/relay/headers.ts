@@ -1,7 +1,8 @@
 /**
  * Proxy hygiene in one place (STYLE habit 7): which request headers reach the provider and
  * which response headers reach the client. Hop-by-hop headers (RFC 9110 7.6.1), `host`,
- * every token carrier (DESIGN 4), cookies and browser-only headers never pass.
+ * every token carrier (DESIGN 4), cookies and browser-only headers never pass; nor does a
+ * request's `content-encoding`, since the body goes upstream decoded.
  */
 import type { ProviderSpec } from "../providers/types.js";
 
@@ -25,6 +26,9 @@ const DROP_REQUEST = new Set([
   ...HOP_BY_HOP,
   "host",
   "content-length",
+  // The engine forwards a body decoded from its content coding (src/relay/request-body.ts),
+  // so the provider reads exactly what the policy read; it refuses codings it cannot decode.
+  "content-encoding",
   "accept-encoding",
   "expect",
   // token carriers (DESIGN 4)
@@ -32,6 +36,11 @@ const DROP_REQUEST = new Set([
   "x-api-key",
   "api-key",
   "x-goog-api-key",
+  // The account a key bills to is the key's (or the provider's default headers'), never the
+  // client's: an organization or project the key does not belong to draws a 401, which would
+  // strike the key (DESIGN 8) and let one token take a shared pool down.
+  "openai-organization",
+  "openai-project",
   // the relay is the upstream's client: the browser's identity stays here
   "cookie",
   "origin",

@@ -3,13 +3,18 @@
  * prefixes, browser origin, body size, then the body rules of src/policy/request-policy.ts
  * (pinned models, output cap, `n` cap, no tools unless allowed, usage forced on for OpenAI
  * streams) on a top-level scan that forwards the original bytes or a spliced copy.
- * Failures are 403 (413 for size, 400 for malformed JSON) with fixed messages.
+ * The body comes decoded (src/relay/request-body.ts); every body that is a JSON object is
+ * scanned, whatever its content type, and one in UTF-16/32 is refused when the token has body
+ * rules. Failures are 403 (413 for size, 400 for malformed JSON, 415 for JSON the scanner
+ * cannot read) with fixed messages.
  */
+import { isUtf8 } from "node:buffer";
 import { RelayError } from "../errors.js";
 import { JsonScanError, scanTopLevel } from "../policy/json-scan.js";
 import { applyRequestPolicy, PolicyViolation, type RequestPolicy } from "../policy/request-policy.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
+import { bodyKind } from "./request-body.js";
 
 export interface PolicyInput {
   path: string;
@@ -38,7 +43,14 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
     throw new RelayError("payload_too_large", "request body too large for this token");
   }
   const pathModel = provider.shape.modelInPath?.(req.path);
-  if (!looksLikeJsonObject(req.body)) {
+  const kind = bodyKind(req.body);
+  if (kind === "wide-json" && hasBodyRules(token, provider)) {
+    throw new RelayError("unsupported_media_type", "request body: JSON must be UTF-8 (RFC 8259)");
+  }
+  // Invalid UTF-8 is read as U+FFFD here and may be read otherwise upstream (an overlong
+  // "o" in "tools"): RFC 8259 8.1 makes it not JSON, so it is refused.
+  if (kind === "json" && !isUtf8(req.body)) throw new RelayError("bad_request", "request body: JSON must be valid UTF-8");
+  if (kind !== "json") {
     // No JSON body (a GET, an upload): only a model named by the path can satisfy a pin.
     if (token.models.size > 0 && (pathModel === undefined || !token.models.has(pathModel))) {
       throw new RelayError("permission_denied", "model not allowed for this token");
@@ -87,14 +99,19 @@ function buildPolicy(token: TokenMeta): RequestPolicy {
   };
 }
 
-/** A body whose first non-blank byte is `{`: the only kind the body rules read. */
-function looksLikeJsonObject(body: Buffer): boolean {
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
-    return c === 0x7b;
-  }
-  return false;
+/**
+ * Whether the token has a rule the body must be read for: a pin, a cap, no tools, a budget, or
+ * (OpenAI's shape) the usage option forced on streams so they can be metered.
+ */
+function hasBodyRules(token: TokenMeta, provider: ProviderSpec): boolean {
+  return (
+    token.models.size > 0 ||
+    token.maxOutputTokens !== null ||
+    token.maxN !== null ||
+    !token.toolsAllowed ||
+    token.budgetTokens !== null ||
+    provider.shape.name === "openai"
+  );
 }
 
 /** A prefix matches whole path segments: `/v1/chat` allows `/v1/chat/completions`, not `/v1/chatx`. */

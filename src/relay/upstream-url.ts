@@ -2,18 +2,59 @@
  * Builds the upstream URL from a provider's base URL and the client's path and query. The
  * result always has the provider's origin and lies below its base path: dot segments, encoded
  * slashes or backslashes, and anything that could change the host are refused (SSRF).
+ *
+ * safePath is the one check of a client's path for both entry points (issue 17 finding 4): the
+ * engine calls it before the policy reads the path, so the policy, the model in the path and
+ * the provider all see the same string.
  */
 import { RelayError } from "../errors.js";
 import type { ProviderSpec } from "../providers/types.js";
 
-const BAD_PATH = /(?:^|\/)\.\.?(?:\/|$)|%2e|%2f|%5c|\\|[\0-\x1f\x7f]|@|\/\//i;
+/**
+ * Dot segments, encoded dots, slashes and backslashes, control characters, userinfo, empty
+ * segments; and `?` or `#`: a query travels in its own field, so a path never carries one (a
+ * `?` in a path would put client-named parameters before a query-style key; the model pin
+ * would read a model from the query part).
+ */
+const BAD_PATH = /(?:^|\/)\.\.?(?:\/|$)|%2e|%2f|%5c|\\|[\0-\x1f\x7f]|@|\/\/|[?#]/i;
+/** Paths of RFC 3986 pchars only, no escapes: the common case, already normal. */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:/]*$/;
+/** A `%` not followed by two hex digits (a URL parser would pass it through, a server may not). */
+const BAD_ESCAPE = /%(?![0-9A-Fa-f]{2})/;
+const ESCAPE = /%([0-9A-Fa-f]{2})/g;
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 /** Query parameters that carry relay tokens (DESIGN 4) and never go upstream. */
 export const TOKEN_QUERY_PARAMS = ["key", "token"] as const;
 
-/** Refuses a path that could leave the provider's base path (before the call is counted). */
-export function assertSafePath(path: string): void {
-  if (!path.startsWith("/") || BAD_PATH.test(path)) throw new RelayError("bad_request", "invalid path");
+const invalidPath = (): RelayError => new RelayError("bad_request", "invalid path");
+
+/**
+ * The client's path (below the provider root) in normal form, or a 400. An empty path is `/`
+ * and a missing leading slash is added (a RelayRequest may say `v1/models`). Characters a URL
+ * would percent-encode are encoded as the upstream URL will be (so the policy reads what the
+ * provider reads), and escapes of unreserved characters are decoded (RFC 3986 6.2.2.2), so
+ * `/v1/ch%61t` is `/v1/chat` to a path pin as it is to the provider. Other escapes are kept
+ * as sent (a pin on a model or path with an escape in it compares decoded or fails closed).
+ */
+export function safePath(raw: string): string {
+  const path = raw.startsWith("/") ? raw : "/" + raw;
+  if (BAD_PATH.test(path)) throw invalidPath();
+  if (PLAIN_PATH.test(path)) return path;
+  if (BAD_ESCAPE.test(path)) throw invalidPath();
+  let normal: string;
+  try {
+    normal = new URL(path, "http://relay.invalid").pathname;
+  } catch {
+    throw invalidPath();
+  }
+  normal = normal.replace(ESCAPE, (escape, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(c) ? c : escape;
+  });
+  // The decoding above cannot make a bad path (%2e is refused first); checked again all the same.
+  if (BAD_PATH.test(normal)) throw invalidPath();
+  return normal;
 }
 
 /** A provider's base URL parsed once, not per request (specs are immutable; registry reloads make new ones). */
@@ -30,8 +71,9 @@ function baseOf(provider: ProviderSpec): { origin: string; path: string } {
 }
 
 /** The upstream URL, parsed (the check below needs it parsed, and the HTTP client takes it so). */
-export function upstreamUrl(provider: ProviderSpec, path: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): URL {
-  assertSafePath(path);
+export function upstreamUrl(provider: ProviderSpec, clientPath: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): URL {
+  // Normal already (the engine ran safePath); run again so no caller can skip the check.
+  const path = safePath(clientPath);
   let search = "";
   let params = query && query.size > 0 ? new URLSearchParams(query) : undefined;
   if (params) for (const p of TOKEN_QUERY_PARAMS) params.delete(p);

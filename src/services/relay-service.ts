@@ -30,7 +30,10 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
         // HTTP/1.1 and h2 clients cannot send these; a message can. Refused before the call is
         // counted, so a CRLF can never split an upstream request (header injection).
         if (!HEADER_NAME.test(h.name) || !HEADER_VALUE.test(h.value)) throw new RelayError("bad_request", "invalid header");
-        headers[h.name.toLowerCase()] = h.value;
+        // Repeats are joined as Node joins them on the HTTP layer, so `content-encoding: gzip`
+        // twice reads as two codings (refused) there and here alike.
+        const name = h.name.toLowerCase();
+        headers[name] = headers[name] === undefined ? h.value : `${headers[name]}, ${h.value}`;
       }
       const channel = new Channel<RelayResponse>();
       const sink: RelaySink = {
@@ -60,7 +63,9 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
           {
             providerId: req.provider,
             method,
-            path: req.path.startsWith("/") ? req.path : "/" + req.path,
+            // A path only: the engine normalises and checks it as it does the HTTP layer's
+            // (src/relay/upstream-url.ts safePath: no `?`, no `#`); a query goes in `query`.
+            path: req.path,
             query: req.query ? new URLSearchParams(req.query) : undefined,
             headers,
             body: Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength),
