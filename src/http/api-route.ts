@@ -10,20 +10,29 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { toRelayError } from "../errors.js";
+import { RelayError, toRelayError } from "../errors.js";
 import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { openaiShape } from "../providers/shapes/openai.js";
 import type { RelayEngine } from "../relay/engine.js";
+import type { BodyAccount, BodyBudget } from "./body-budget.js";
 import { ClientAbort } from "./client-abort.js";
 import type { Cors } from "./cors.js";
 import { HttpSink } from "./http-sink.js";
-import { readBody } from "./read-body.js";
+import { discardUnread, readBody } from "./read-body.js";
 import { sendError, type AnyResponse } from "./render-error.js";
 import { tokenFromRequest } from "./token-carrier.js";
 
 export const API_PREFIX = "/api/";
+
+/**
+ * The methods forwarded to a provider; OPTIONS is the relay's own preflight. Anything else Node
+ * parses (TRACE, CONNECT, WebDAV's PROPFIND, ...) is no LLM API call and would only carry the
+ * real key somewhere unplanned: 405 before anything else is spent on it.
+ */
+const FORWARDED = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]);
+const ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 export interface ApiRouteDeps {
   engine: RelayEngine;
@@ -33,13 +42,15 @@ export interface ApiRouteDeps {
   /** The client's address: the socket's, or X-Forwarded-For's through trusted proxies. */
   ipOf: (req: IncomingMessage | Http2ServerRequest) => string;
   maxBodyBytes: number;
+  /** Bytes of request bodies held across all requests (DESIGN 3.4). */
+  budget: BodyBudget;
   log: Logger;
 }
 
 export type ApiHandler = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse, pathname: string, search: string) => Promise<void>;
 
 export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
-  const { engine, providers, cors, limits, ipOf, maxBodyBytes, log } = deps;
+  const { engine, providers, cors, limits, ipOf, maxBodyBytes, budget, log } = deps;
   return async function handleApi(req, res, pathname, search) {
     const rest = pathname.slice(API_PREFIX.length);
     const slash = rest.indexOf("/");
@@ -49,35 +60,54 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
     const origin = req.headers.origin;
     const requestId = requestIdOf(req.headers["x-request-id"]);
     const corsHeaders = { ...cors.headersFor(origin), "x-request-id": requestId };
+    const method = req.method ?? "GET";
+    // Every early answer below leaves the body unread: it is let go once the answer is out.
+    if (!FORWARDED.has(method) && method !== "OPTIONS") {
+      sendError(res, new RelayError("method_not_allowed", "method not allowed", { headers: { allow: ALLOW } }), shape, corsHeaders);
+      discardUnread(req, maxBodyBytes);
+      return;
+    }
     // Per IP first, before the token is looked at: bad tokens are limited too.
     try {
       await limits.checkIp(ipOf(req));
     } catch (e) {
       sendError(res, toRelayError(e), shape, corsHeaders);
+      discardUnread(req, maxBodyBytes);
       return;
     }
-    if (req.method === "OPTIONS") {
+    if (method === "OPTIONS") {
       res.setHeader("x-request-id", requestId);
       cors.preflight(origin, header(req.headers["access-control-request-headers"]), res);
+      discardUnread(req, maxBodyBytes);
       return;
     }
     const gone = new ClientAbort();
+    // The body's share of the budget, taken by the reader and given back when the request ends.
+    let account: BodyAccount | undefined;
     res.on("close", () => {
+      account?.release();
       if (!res.writableFinished) gone.abort();
     });
+    // The engine calls this only after the token (and DPoP proof) passed: no byte of the body
+    // is read, or held, for a client that has no valid token (issue 17).
+    const body = (): Promise<Buffer> => {
+      if (gone.aborted) return Promise.reject(new RelayError("bad_request", "request body incomplete"));
+      account = budget.open(maxBodyBytes);
+      return readBody(req, maxBodyBytes, account);
+    };
     try {
-      const body = await readBody(req, maxBodyBytes);
       const query = search.length > 1 ? new URLSearchParams(search) : undefined;
       await engine.relay(
         {
           providerId,
-          method: req.method ?? "GET",
+          method,
           path,
           query,
           headers: req.headers,
           body,
+          holdDecoded: (extra) => account?.take(extra),
           token: tokenFromRequest(req.headers, query),
-          dpop: { proof: header(req.headers.dpop), method: req.method ?? "GET", path: pathname },
+          dpop: { proof: header(req.headers.dpop), method, path: pathname },
           origin,
           signal: gone,
           requestId,
@@ -89,6 +119,9 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
       if (err.code === "internal") log.error("relay failed", { err: e, requestId, path: pathname.slice(0, 256) });
       else log.debug("request refused", { requestId, provider: providerId.slice(0, 64), status: err.status, code: err.code });
       sendError(res, err, shape, corsHeaders);
+    } finally {
+      // Refused before (or while) its body was read: the rest goes, the connection stays usable.
+      discardUnread(req, maxBodyBytes);
     }
   };
 }

@@ -1,31 +1,67 @@
-/** Reads a request body into one buffer, refusing (413) past a byte limit without buffering it. */
+/**
+ * Request bodies: read into one buffer within a byte limit (413 past it, without buffering the
+ * rest) and within the global body budget (503 past it), or let go unread after an early answer
+ * without leaving the client's connection stuck.
+ */
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { RelayError } from "../errors.js";
+import type { BodyAccount } from "./body-budget.js";
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
 
 const EMPTY = Buffer.alloc(0);
 
 const tooLarge = (): RelayError => new RelayError("payload_too_large", "request body too large");
 
-export function readBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Buffer> {
-  // Left unread, the body is discarded by Node once the response ends.
-  if (Number(req.headers["content-length"]) > limit) return Promise.reject(tooLarge());
+/** The declared length, when it is a plain number. */
+export function declaredLength(req: AnyRequest): number | undefined {
+  const v = req.headers["content-length"];
+  if (typeof v !== "string" || !/^\d{1,15}$/.test(v)) return undefined;
+  return Number(v);
+}
+
+/**
+ * Reads the body. Its bytes are taken from `account` first (the declared length at once, else
+ * chunk by chunk); the caller gives them back when the request ends.
+ */
+export function readBody(req: AnyRequest, limit: number, account?: BodyAccount): Promise<Buffer> {
+  const declared = declaredLength(req);
+  if (declared !== undefined) {
+    // Refused before a byte is read; the caller lets the body go once it has answered.
+    if (declared > limit) return Promise.reject(tooLarge());
+    if (account !== undefined && declared > 0) {
+      try {
+        account.take(declared);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+  }
+  const metered = declared === undefined ? account : undefined;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size <= limit) {
-        chunks.push(chunk);
-        return;
-      }
+    const refuse = (err: RelayError): void => {
       req.off("data", onData);
       // Discard the rest instead of destroying the request: a request destroyed mid-body leaves
       // an HTTP/1.1 keep-alive connection stuck, and the client's next request on it hangs.
-      req.resume();
+      discardUnread(req, limit);
       settled = true;
-      reject(tooLarge());
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) return refuse(tooLarge());
+      if (metered !== undefined) {
+        try {
+          metered.take(chunk.length);
+        } catch (e) {
+          return refuse(e as RelayError);
+        }
+      }
+      chunks.push(chunk);
     };
     // These stay attached (an `error` without a listener throws); `close` follows every `end`,
     // so the error is built only when the body really was cut short (not on the hot path).
@@ -43,4 +79,32 @@ export function readBody(req: IncomingMessage | Http2ServerRequest, limit: numbe
     req.on("error", onGone);
     req.on("close", onGone);
   });
+}
+
+/** Bytes of an unwanted body read and dropped before its connection is closed instead. */
+const DISCARD_MIN_BYTES = 64 * 1024 * 1024;
+const discarding = new WeakSet<AnyRequest>();
+const ignore = (): void => {};
+
+/**
+ * Lets the unread rest of a body go, once the answer no longer depends on it (called after an
+ * early answer: 401, 405, 413, 429, 503). On HTTP/1.1 the rest must be read off the socket for
+ * the keep-alive connection to carry the next request; closing instead while the client is
+ * still sending makes the kernel reset the connection, which can destroy the answer before the
+ * client read it. The bytes are dropped as they come (nothing is held). Past the body limit or
+ * DISCARD_MIN_BYTES, whichever is more, the client is not worth waiting for: the request (its
+ * connection on HTTP/1.1, its stream on h2) is destroyed. Safe to call more than once, and on a
+ * body already read.
+ */
+export function discardUnread(req: AnyRequest, limit: number): void {
+  if (req.complete || req.readableEnded || req.destroyed || discarding.has(req)) return;
+  discarding.add(req);
+  const most = Math.max(limit, DISCARD_MIN_BYTES);
+  let seen = 0;
+  req.on("error", ignore);
+  req.on("data", (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > most) req.destroy();
+  });
+  req.resume();
 }

@@ -2,8 +2,14 @@
  * Who may call what. AdminService and TokenService's admin rpcs need the admin key as a bearer
  * token; RelayService, IntrospectToken, GetSealingKey and reflection authenticate otherwise
  * (with the relay token itself, or not at all for public data).
+ *
+ * The key is checked twice on the server: from the request headers by the RPC front door
+ * (src/services/rpc-gate.ts), before connect-node reads a byte of the body, and again by the
+ * interceptor below, which also covers routes reached another way (in-process transports).
  */
+import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { bearerCredential } from "../http/token-carrier.js";
 import { secretsEqual } from "../keys/key-files.js";
 
 const PUBLIC_METHODS = new Set([
@@ -13,20 +19,34 @@ const PUBLIC_METHODS = new Set([
 ]);
 const PUBLIC_SERVICES = new Set(["grpc.reflection.v1.ServerReflection"]);
 
-export function bearerOf(headers: Headers): string | undefined {
-  const auth = headers.get("authorization");
-  if (!auth || auth.length <= 7 || auth.slice(0, 7).toLowerCase() !== "bearer ") return undefined;
-  return auth.slice(7).trim();
+/** Whether `service/method` may be called without the admin key. */
+export function isPublicMethod(service: string, method: string): boolean {
+  return PUBLIC_SERVICES.has(service) || PUBLIC_METHODS.has(`${service}/${method}`);
 }
+
+/** The request paths (`/<service>/<method>`) of every method of `services` that needs the admin key. */
+export function adminOnlyPaths(services: readonly DescService[]): ReadonlySet<string> {
+  const paths = new Set<string>();
+  for (const s of services) for (const m of s.methods) if (!isPublicMethod(s.typeName, m.name)) paths.add(`/${s.typeName}/${m.name}`);
+  return paths;
+}
+
+export function bearerOf(headers: Headers): string | undefined {
+  return bearerCredential(headers.get("authorization") ?? undefined);
+}
+
+/** Whether an `Authorization` header value carries the admin key (compared in constant time). */
+export function isAdminAuthorization(authorization: string | undefined, adminKey: string): boolean {
+  const presented = bearerCredential(authorization);
+  return presented !== undefined && secretsEqual(presented, adminKey);
+}
+
+export const adminKeyRequired = (): ConnectError => new ConnectError("admin key required", Code.Unauthenticated);
 
 export function adminAuthInterceptor(adminKey: string): Interceptor {
   return (next) => async (req) => {
-    const service = req.service.typeName;
-    if (!PUBLIC_SERVICES.has(service) && !PUBLIC_METHODS.has(`${service}/${req.method.name}`)) {
-      const presented = bearerOf(req.header);
-      if (presented === undefined || !secretsEqual(presented, adminKey)) {
-        throw new ConnectError("admin key required", Code.Unauthenticated);
-      }
+    if (!isPublicMethod(req.service.typeName, req.method.name) && !isAdminAuthorization(req.header.get("authorization") ?? undefined, adminKey)) {
+      throw adminKeyRequired();
     }
     return next(req);
   };

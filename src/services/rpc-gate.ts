@@ -1,0 +1,165 @@
+/**
+ * The front door of the Connect routes (DESIGN 3.4 and 9, issue 17). connect-node's adapter
+ * reads a request's whole body (up to readMaxBytes) before any interceptor runs, so checks that
+ * must come before the body are made here, on the Node request, before it is handed over:
+ * - the per-IP limit (every route, as on the HTTP layer);
+ * - the admin key of admin-only methods, from the `authorization` header;
+ * - the global body budget: the declared length is taken at once; a body without one (h2,
+ *   chunked) is counted as connect-node reads it, up to the body limit per request (the most
+ *   connect-node holds for one request: one message of at most readMaxBytes).
+ * A refusal is answered in the request's own protocol (Connect JSON error with the status
+ * Connect uses, a Connect end-of-stream message, or gRPC / gRPC-Web trailers-only) from the one
+ * RelayError -> ConnectError mapping (errors.ts). The interceptors stay as the second line.
+ */
+import type { ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, endStreamFlag, endStreamToJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { BodyAccount, BodyBudget } from "../http/body-budget.js";
+import { declaredLength, discardUnread } from "../http/read-body.js";
+import type { Limits } from "../limits/limits.js";
+import { adminKeyRequired, isAdminAuthorization } from "./auth.js";
+import { toConnectError } from "./errors.js";
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+export interface RpcGateDeps {
+  limits: Limits;
+  ipOf: (req: AnyRequest) => string;
+  adminKey: string;
+  /** `/<service>/<method>` of every admin-only method (auth.ts adminOnlyPaths). */
+  adminOnly: ReadonlySet<string>;
+  budget: BodyBudget;
+  /** The adapter's readMaxBytes. */
+  maxBodyBytes: number;
+}
+
+export interface RpcGate {
+  /** Applies the checks. True: hand the request to the adapter; false: it has been answered. */
+  admit(req: AnyRequest, res: AnyResponse, pathname: string): Promise<boolean>;
+  /** The address the per-IP limit was applied to for this request, if the gate admitted it. */
+  checkedIp(req: AnyRequest): string | undefined;
+}
+
+export function createRpcGate(deps: RpcGateDeps): RpcGate {
+  const { limits, ipOf, adminKey, adminOnly, budget, maxBodyBytes } = deps;
+  const admitted = new WeakMap<AnyRequest, string>();
+  return {
+    async admit(req, res, pathname) {
+      let ip: string;
+      try {
+        ip = ipOf(req);
+        await limits.checkIp(ip);
+        if (adminOnly.has(pathname) && !isAdminAuthorization(headerText(req.headers.authorization), adminKey)) throw adminKeyRequired();
+        if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes);
+      } catch (e) {
+        refuse(req, res, toConnectError(e));
+        discardUnread(req, maxBodyBytes);
+        return false;
+      }
+      admitted.set(req, ip);
+      // A body the adapter answered without reading (404, 415, over readMaxBytes) is let go,
+      // within a bound, once the answer is out (Node's own discard has none).
+      res.once("finish", () => discardUnread(req, maxBodyBytes));
+      return true;
+    },
+    checkedIp: (req) => admitted.get(req),
+  };
+}
+
+/** Takes the body's bytes from the budget (throws past it) and gives them back when the request ends. */
+function holdBody(req: AnyRequest, res: AnyResponse, account: BodyAccount, limit: number): void {
+  const declared = declaredLength(req);
+  if (declared === 0 || req.complete) return;
+  res.once("close", account.release);
+  // Over the limit the adapter refuses it unread (readMaxBytes): nothing will be held.
+  if (declared !== undefined) {
+    if (declared <= limit) account.take(declared);
+    return;
+  }
+  countAsRead(req, account, limit);
+}
+
+/**
+ * Counts a body of unknown length as connect-node reads it. The adapter reads the request with
+ * `for await`, so the request's async iterator is wrapped (on this one object): every chunk is
+ * taken from the budget before it is handed on. A 'data' listener would switch the stream to
+ * flowing mode and lose chunks before the adapter starts reading. The inner iterator does not
+ * destroy the request when the reader stops early (over the budget, or over readMaxBytes):
+ * the rest is discarded, so the error answer reaches the client and its connection stays usable.
+ */
+function countAsRead(req: AnyRequest, account: BodyAccount, limit: number): void {
+  const chunks = async function* (): AsyncGenerator<Buffer> {
+    let ended = false;
+    try {
+      for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        try {
+          account.take(chunk.length);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+        yield chunk;
+      }
+      ended = true;
+    } finally {
+      if (!ended) discardUnread(req, limit);
+    }
+  };
+  Object.defineProperty(req, Symbol.asyncIterator, { value: chunks, configurable: true });
+}
+
+const GRPC = /^application\/grpc(-web(-text)?)?([+;]|$)/i;
+const CONNECT_STREAM = /^application\/connect\+/i;
+
+/** Answers `err` the way the request's protocol expects an error before any message. */
+function refuse(req: AnyRequest, res: AnyResponse, err: ConnectError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const contentType = headerText(req.headers["content-type"]) ?? "";
+  const headers: Record<string, string> = {};
+  let status = 200;
+  let body: Uint8Array | undefined;
+  if (GRPC.test(contentType)) {
+    // Trailers-only: status and message in the one header block, no body.
+    setTrailerStatus(new Headers(), err).forEach((value, name) => (headers[name] = value));
+    headers["content-type"] = contentType;
+  } else if (CONNECT_STREAM.test(contentType)) {
+    headers["content-type"] = contentType;
+    err.metadata.forEach((value, name) => (headers[name] = value));
+    body = envelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(err.metadata, err, undefined))));
+  } else {
+    // Connect unary (POST or GET), and anything unrecognised: the adapter would answer it so.
+    status = codeToHttpStatus(err.code);
+    headers["content-type"] = "application/json";
+    err.metadata.forEach((value, name) => (headers[name] = value));
+    body = errorToJsonBytes(err, undefined);
+  }
+  if (body !== undefined) headers["content-length"] = String(body.byteLength);
+  headers["cache-control"] = "no-store";
+  if (body === undefined && "stream" in res) {
+    // gRPC's trailers-only answer is one HEADERS frame that ends the stream; the compatibility
+    // API would send the headers, then an empty DATA frame to end it.
+    res.stream.respond({ ...res.getHeaders(), ...headers, ":status": status }, { endStream: true });
+    return;
+  }
+  res.writeHead(status, headers);
+  if (body === undefined) res.end();
+  else res.end(body);
+}
+
+/** One enveloped message: a flags byte, a big-endian length, the data (Connect streaming framing). */
+function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, 5);
+  return out;
+}
+
+function headerText(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(",") : v;
+}
