@@ -6,94 +6,162 @@
  * Pitfalls handled (../shared/STACK.md): an `error` listener from the first byte, `noDelay`
  * on the net server (handed-over sockets skip Node's setNoDelay; SSE would stall ~40 ms), and
  * `listening` emitted on the inner servers so their timeouts and connection tracking run.
+ *
+ * Bounds (DESIGN 12), the same on both protocols where the protocol allows: connections per
+ * client address; the first request head within `headersTimeoutMs` of accept; a whole request
+ * body within `requestTimeoutMs` (HTTP/1.1 through Node's checks, h2c per stream here); streams
+ * per h2c session (SETTINGS_MAX_CONCURRENT_STREAMS, nghttp2 refuses the excess); idle
+ * keep-alive connections and sessions closed after `keepAliveTimeoutMs`.
  */
 import { createServer as createHttp1, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createHttp2, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import {
+  constants,
+  createServer as createHttp2,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from "node:http2";
 import { createServer as createNet, type AddressInfo, type Socket } from "node:net";
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
 const PREFACE = Buffer.from("PRI ");
-/** How long an idle keep-alive connection (HTTP/1.1) or session (h2c) stays open. */
-const KEEP_ALIVE_MS = 65_000;
 
 export interface OnePortOptions {
   /** Largest request head (HTTP/1.1); past it the answer is 431. */
   maxHeaderSize?: number;
   /**
-   * Time a client has to send a complete request head. It also bounds the wait for a new
-   * connection's first bytes (before the protocol is known), so an idle or trickling socket
-   * cannot be held open forever (slowloris).
+   * Time a client has to send a complete request head. For a connection's first request it
+   * runs from accept, through the protocol sniff (an idle or trickling socket, an h2c session
+   * that never opens a stream: slowloris); later HTTP/1.1 heads are timed by Node.
    */
   headersTimeoutMs?: number;
-  /** Time a client has to send a whole request, body included (HTTP/1.1). */
+  /** Time a client has to send a whole request, body included (HTTP/1.1 request, h2c stream). */
   requestTimeoutMs?: number;
-  /** How often HTTP/1.1 connections are checked against the two timeouts above. */
+  /**
+   * How often Node checks HTTP/1.1 connections against the two timeouts above: it only looks
+   * then, so a head is cut up to this late (Node's default, 30 s, let a 30 s limit run to 60).
+   */
   connectionsCheckingIntervalMs?: number;
+  /** How long an idle keep-alive connection (HTTP/1.1) or a session without streams (h2c) stays. */
+  keepAliveTimeoutMs?: number;
+  /** Concurrent streams per h2c session, announced in SETTINGS. */
+  h2MaxStreams?: number;
+  /** Open connections per client address, whatever the protocol (0: unlimited). */
+  maxConnectionsPerIp?: number;
+  /** The key a socket address is counted under; undefined exempts it (a trusted proxy). */
+  connectionKey?: (address: string) => string | undefined;
 }
 
 export interface OnePortServer {
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Stops accepting, lets requests finish up to `graceMs`, then closes every connection. */
   close(graceMs: number): Promise<void>;
+  /** Open sockets, h2c sessions, and client addresses being counted (tests, metrics). */
+  stats(): { sockets: number; sessions: number; addresses: number };
 }
 
 export function createOnePortServer(handler: Handler, opts: OnePortOptions = {}): OnePortServer {
   const headersTimeout = opts.headersTimeoutMs ?? 30_000;
+  const requestTimeout = Math.max(opts.requestTimeoutMs ?? 300_000, headersTimeout);
+  const keepAlive = opts.keepAliveTimeoutMs ?? 65_000;
+  const maxPerAddress = opts.maxConnectionsPerIp ?? 0;
   const h1 = createHttp1(
     {
       maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024,
-      requestTimeout: Math.max(opts.requestTimeoutMs ?? 300_000, headersTimeout),
+      requestTimeout,
       headersTimeout,
-      keepAliveTimeout: KEEP_ALIVE_MS,
-      connectionsCheckingInterval: opts.connectionsCheckingIntervalMs ?? 30_000,
+      keepAliveTimeout: keepAlive,
+      connectionsCheckingInterval: opts.connectionsCheckingIntervalMs ?? 500,
     },
     handler,
   );
-  const h2 = createHttp2({ maxSessionMemory: 32 }, handler);
+  // maxSessionMemory (MB) is per session: nghttp2 state, header tables, queued output. It does
+  // not count the JS side of a stream (~17 KB of heap each, held in a handler): the stream cap does.
+  const h2 = createHttp2({ maxSessionMemory: 32, settings: { maxConcurrentStreams: opts.h2MaxStreams ?? 100 } }, (req, res) => {
+    if (!req.stream.endAfterHeaders) bodyDeadline(req, requestTimeout);
+    handler(req, res);
+  });
+
+  // Sockets whose first request head has not arrived: each with its deadline from accept.
+  const firstHead = new Map<Socket, NodeJS.Timeout>();
+  const headArrived = (socket: Socket): void => {
+    const timer = firstHead.get(socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    firstHead.delete(socket);
+  };
+  // An `upgrade` listener (WebSockets), when one is added, must call headArrived as well.
+  h1.on("request", (req: IncomingMessage) => headArrived(req.socket));
+
   const sessions = new Set<Http2Session>();
+  // `session` is emitted synchronously inside `emit("connection")`: this names its socket.
+  let handing: Socket | undefined;
   h2.on("session", (s) => {
+    const socket = handing;
     sessions.add(s);
-    // Like HTTP/1.1's headersTimeout and keepAliveTimeout: a session must open a stream (its
-    // request headers complete) in time, and may not sit without one forever.
+    // Like HTTP/1.1's keepAliveTimeout: a session may not sit without streams forever.
     let open = 0;
-    let timer: NodeJS.Timeout | undefined = setTimeout(() => s.destroy(), headersTimeout);
+    let idle: NodeJS.Timeout | undefined;
     s.on("stream", (stream) => {
-      open++;
-      clearTimeout(timer);
-      stream.on("close", () => {
+      if (open++ === 0) clearTimeout(idle);
+      if (socket !== undefined) headArrived(socket);
+      stream.once("close", () => {
         if (--open > 0 || s.destroyed) return;
-        clearTimeout(timer);
-        timer = setTimeout(() => s.close(), KEEP_ALIVE_MS);
+        idle = setTimeout(() => s.close(), keepAlive);
       });
     });
     s.on("close", () => {
-      clearTimeout(timer);
+      clearTimeout(idle);
       sessions.delete(s);
     });
     s.on("error", () => {});
   });
+
+  const perAddress = new Map<string, number>();
+  /** Counts the socket under its address; false when that address is at the cap. */
+  const admit = (socket: Socket): boolean => {
+    if (maxPerAddress <= 0) return true;
+    const address = socket.remoteAddress;
+    if (address === undefined) return false; // already gone
+    const key = opts.connectionKey ? opts.connectionKey(address) : address;
+    if (key === undefined) return true;
+    const n = perAddress.get(key) ?? 0;
+    if (n >= maxPerAddress) return false;
+    perAddress.set(key, n + 1);
+    socket.once("close", () => {
+      const left = (perAddress.get(key) ?? 1) - 1;
+      if (left === 0) perAddress.delete(key);
+      else perAddress.set(key, left);
+    });
+    return true;
+  };
+
   const sockets = new Set<Socket>();
   const net = createNet({ noDelay: true, keepAlive: true }, (socket) => {
-    sockets.add(socket);
     socket.on("error", () => socket.destroy());
-    // Until the protocol is known no inner server watches the socket: bound the wait here.
-    const sniffing = setTimeout(() => socket.destroy(), headersTimeout);
+    if (!admit(socket)) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    firstHead.set(socket, setTimeout(() => socket.destroy(), headersTimeout));
     socket.on("close", () => {
-      clearTimeout(sniffing);
+      headArrived(socket);
       sockets.delete(socket);
     });
     let seen: Buffer = Buffer.alloc(0);
     const onData = (data: Buffer): void => {
       seen = seen.length === 0 ? data : Buffer.concat([seen, data]);
       if (seen.length < PREFACE.length && PREFACE.subarray(0, seen.length).equals(seen)) return;
-      clearTimeout(sniffing);
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
       if (seen.subarray(0, PREFACE.length).equals(PREFACE)) {
         // http2 reads the buffered bytes itself, then the native handle: no resume here.
+        handing = socket;
         h2.emit("connection", socket);
+        handing = undefined;
       } else {
         h1.emit("connection", socket);
         socket.resume();
@@ -130,5 +198,30 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
       await Promise.all([closed, drained]);
       clearTimeout(deadline);
     },
+    stats: () => ({ sockets: sockets.size, sessions: sessions.size, addresses: perAddress.size }),
   };
+}
+
+const ignore = (): void => {};
+
+/**
+ * HTTP/1.1's requestTimeout for an h2c stream: a request body that has not ended `ms` after
+ * its headers is cut, with a 408 when no response has started (as Node answers on HTTP/1.1).
+ */
+function bodyDeadline(req: Http2ServerRequest, ms: number): void {
+  const stream = req.stream;
+  const timer = setTimeout(() => {
+    // remoteClose: the client's END_STREAM arrived (whether or not the handler read it all).
+    if (stream.closed || stream.destroyed || stream.state.remoteClose === 1) return;
+    // Fail the request before the stream goes: a stream closed under it ends the request
+    // cleanly, and a handler would act on a truncated body. Its readers have an `error`
+    // listener; this one keeps a request nobody reads from throwing.
+    req.on("error", ignore);
+    req.destroy(Object.assign(new Error("request body not received in time"), { code: "ERR_HTTP_REQUEST_TIMEOUT" }));
+    if (!stream.headersSent) stream.respond({ ":status": 408 }, { endStream: true });
+    // After a complete response NO_ERROR only asks the client to stop sending (RFC 9113 8.1).
+    // Closing now also makes the handler's own late writes no-ops.
+    stream.close(stream.writableEnded ? constants.NGHTTP2_NO_ERROR : constants.NGHTTP2_CANCEL);
+  }, ms);
+  stream.once("close", () => clearTimeout(timer));
 }

@@ -50,7 +50,8 @@ beforeAll(async () => {
     })();
   });
   await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
-  relay = await startRelay({ config: { maxBodyBytes: MAX_BODY, leaseIdleMs: 100 } });
+  // 300 slow sockets from one address below: over the per-address cap (256), which h2-limits tests.
+  relay = await startRelay({ config: { maxBodyBytes: MAX_BODY, leaseIdleMs: 100, maxConnectionsPerIp: 0 } });
   const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
   await relay.admin.upsertProvider({ provider: { id: "flood", baseUrl: base, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
 });
