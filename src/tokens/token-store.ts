@@ -14,6 +14,7 @@ import { CallCounter } from "../db/queries/call-counter.js";
 import { findTokenBySecretHash, findTokenById } from "../db/queries/tokens.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
+import { MAX_TOKENS_PER_FIELD } from "../providers/shapes/usage-meter.js";
 import { CallLeases, type LeaseOptions } from "./call-leases.js";
 import { hashSecret, ISSUED_PREFIX, isWellFormedIssued } from "./issued-token.js";
 import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
@@ -126,10 +127,15 @@ export class TokenStore {
     }
   }
 
-  /** Meters a finished call's LLM tokens against the token's budget. */
+  /**
+   * Meters a finished call's LLM tokens against the token's budget. The meters already clamp
+   * what providers report (src/providers/shapes/usage-meter.ts); this holds whatever the source:
+   * never NaN, never more than one call's sane maximum (issue 18, finding 3).
+   */
   addUsage(meta: TokenMeta, totalTokens: number): void {
-    if (meta.budgetTokens === null || totalTokens <= 0) return;
-    this.#spent.set(meta.id, (this.#spent.get(meta.id) ?? 0) + totalTokens);
+    if (meta.budgetTokens === null || !(totalTokens > 0)) return;
+    const charged = Math.min(Math.round(totalTokens), MAX_TOKENS_PER_FIELD);
+    this.#spent.set(meta.id, Math.min((this.#spent.get(meta.id) ?? 0) + charged, Number.MAX_SAFE_INTEGER));
   }
 
   async #loadSpent(meta: TokenMeta): Promise<void> {

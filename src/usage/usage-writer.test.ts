@@ -1,7 +1,8 @@
 /**
  * UsageWriter against a fake database: batching by size and by time, one write at a time,
- * retries that keep rows, the queue bound, the live feed, close(). The SQL itself runs on real
- * databases in test/usage.test.ts.
+ * retries that keep rows, the queue bound, the live feed, close(); poison rows isolated by
+ * bisection into dead letters while the rest is written, flags set at ingestion (issue 18). The
+ * SQL itself runs on real databases in test/usage.test.ts and test/poison-usage.test.ts.
  */
 import { PgDialect } from "drizzle-orm/pg-core";
 import type { SQL } from "drizzle-orm";
@@ -9,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
 import type { CallRecord } from "../relay/engine.js";
+import { UsageFlag } from "./usage-flags.js";
 import { UsageWriter, type UsageEvent } from "./usage-writer.js";
 
 const dialect = new PgDialect();
@@ -19,18 +21,32 @@ interface StoredRow {
   token_id: string;
   model: string;
   latency_ms: number;
+  prompt_tokens: number;
+  completion_tokens: number;
   total_tokens: number;
+  flags: number;
 }
 
-/** A Db whose execute() decodes the batch statement's JSON rows; `failures` makes the next N calls fail. */
-function fakeDb(opts: { failures?: number; delayMs?: number } = {}) {
+/** As drizzle throws it: the driver's error (with its SQLSTATE) in `cause`, the batch in the message. */
+function drizzleError(code: string, message: string, params: unknown[]): Error {
+  return new Error(`Failed query: insert ...\nparams: ${params.join(",")}`, { cause: Object.assign(new Error(message), { code }) });
+}
+
+/**
+ * A Db whose execute() decodes the batch statement's JSON rows; `failures` makes the next N calls
+ * fail (a connection error); a batch holding a row `poison` matches fails with SQLSTATE 22003.
+ */
+function fakeDb(opts: { failures?: number; delayMs?: number; poison?: (row: StoredRow) => boolean } = {}) {
   const batches: StoredRow[][] = [];
+  const deadLetters: { record: string; error: string }[] = [];
   let failures = opts.failures ?? 0;
   let running = 0;
   let maxRunning = 0;
+  let statements = 0;
   const db = {
     async execute(query: SQL) {
       running++;
+      statements++;
       maxRunning = Math.max(maxRunning, running);
       try {
         if (opts.delayMs) await sleep(opts.delayMs);
@@ -38,8 +54,14 @@ function fakeDb(opts: { failures?: number; delayMs?: number } = {}) {
           failures--;
           throw new Error("database down");
         }
-        const { params } = dialect.sqlToQuery(query);
-        batches.push(JSON.parse(String(params[0])) as StoredRow[]);
+        const { sql: text, params } = dialect.sqlToQuery(query);
+        if (text.includes("usage_dead_letters")) {
+          deadLetters.push({ record: String(params[0]), error: String(params[1]) });
+          return [];
+        }
+        const rows = JSON.parse(String(params[0])) as StoredRow[];
+        if (opts.poison && rows.some(opts.poison)) throw drizzleError("22003", "bigint out of range", params);
+        batches.push(rows);
         return [];
       } finally {
         running--;
@@ -49,8 +71,10 @@ function fakeDb(opts: { failures?: number; delayMs?: number } = {}) {
   return {
     db: db as unknown as Db,
     batches,
+    deadLetters,
     rows: () => batches.flat(),
     maxRunning: () => maxRunning,
+    statements: () => statements,
     fail: (n: number) => void (failures = n),
   };
 }
@@ -177,13 +201,107 @@ describe("UsageWriter", () => {
     const fake = fakeDb();
     const w = new UsageWriter(fake.db, { intervalMs: 60_000 });
     w.record(call(1, { model: "bad\uD800model\0" + "x".repeat(1000), latencyMs: 12.7, usage: { promptTokens: 3, completionTokens: 4, totalTokens: 0 } }));
+    w.record(call(2, { subject: "sub\0ject\uDC00", tokenId: "tok\0_2" }));
     await w.flush();
-    const [row] = fake.rows();
-    expect(row!.model.startsWith("bad\uFFFDmodel")).toBe(true);
-    expect(row!.model).not.toContain("\0");
-    expect(row!.model.length).toBeLessThanOrEqual(256);
+    const [row, second] = fake.rows() as (StoredRow & { subject: string })[];
+    expect(row!.model).toBe("bad_model" + "x".repeat(119));
+    expect(row!.flags).toBe(UsageFlag.MODEL_CHANGED);
     expect(row!.latency_ms).toBe(13);
     expect(row!.total_tokens).toBe(7);
+    expect(second).toMatchObject({ token_id: "tok_2", subject: "subject\uFFFD", flags: 0 });
+    expect(w.anomalies).toEqual({ USAGE_OUT_OF_RANGE: 0, MODEL_CHANGED: 1 });
+    await w.close();
+  });
+
+  it("clamps usage that no meter checked, flags it and counts it; publishes the stored model", async () => {
+    const fake = fakeDb();
+    const w = new UsageWriter(fake.db, { intervalMs: 60_000 });
+    const seen: UsageEvent[] = [];
+    w.subscribe((e) => seen.push(e));
+    w.record(call(1, { usage: { promptTokens: -1, completionTokens: Number.NaN, totalTokens: 1e300 }, model: "m\u0007odel" }));
+    await w.flush();
+    expect(fake.rows()[0]).toMatchObject({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, flags: UsageFlag.USAGE_OUT_OF_RANGE | UsageFlag.MODEL_CHANGED, model: "model" });
+    expect(w.anomalies).toEqual({ USAGE_OUT_OF_RANGE: 1, MODEL_CHANGED: 1 });
+    expect(seen[0]!.model).toBe("model");
+    await w.close();
+  });
+
+  it("bisects a batch refused for its data: the poison row becomes a dead letter, the rest is written once, in order", async () => {
+    const fake = fakeDb({ poison: (r) => r.token_id === "tok_37" });
+    const w = new UsageWriter(fake.db, { batchSize: 100, intervalMs: 60_000 });
+    for (let i = 0; i < 100; i++) w.record(call(i));
+    await w.flush();
+    expect(fake.rows().map((r) => r.token_id)).toEqual(Array.from({ length: 100 }, (_, i) => `tok_${i}`).filter((t) => t !== "tok_37"));
+    expect(fake.deadLetters).toHaveLength(1);
+    expect(JSON.parse(fake.deadLetters[0]!.record)).toMatchObject({ tokenId: "tok_37", totalTokens: 15 });
+    // The driver's SQLSTATE and message, never drizzle's wrapper (it holds the whole batch).
+    expect(fake.deadLetters[0]!.error).toBe("22003 bigint out of range");
+    expect(w.deadLetters).toBe(1);
+    expect(w.queueDepth).toBe(0);
+    expect(w.dropped).toBe(0);
+    // 1 whole batch + 2 per level of the bisection + the dead letter.
+    expect(fake.statements()).toBeLessThanOrEqual(1 + 2 * Math.ceil(Math.log2(100)) + 1);
+    // The queue goes on: later records are written as usual.
+    w.record(call(200));
+    await w.flush();
+    expect(fake.rows().at(-1)!.token_id).toBe("tok_200");
+    await w.close();
+  });
+
+  it("isolates every poison row, even when all of a batch is poison", async () => {
+    const some = fakeDb({ poison: (r) => r.token_id.endsWith("3") });
+    const w = new UsageWriter(some.db, { batchSize: 50, intervalMs: 60_000 });
+    for (let i = 0; i < 50; i++) w.record(call(i));
+    await w.flush();
+    expect(some.rows()).toHaveLength(45);
+    expect(some.deadLetters.map((d) => (JSON.parse(d.record) as { tokenId: string }).tokenId)).toEqual(["tok_3", "tok_13", "tok_23", "tok_33", "tok_43"]);
+    await w.close();
+
+    const all = fakeDb({ poison: () => true });
+    const w2 = new UsageWriter(all.db, { batchSize: 8, intervalMs: 60_000 });
+    for (let i = 0; i < 8; i++) w2.record(call(i));
+    await w2.flush();
+    expect(all.rows()).toHaveLength(0);
+    expect(all.deadLetters).toHaveLength(8);
+    expect(w2.deadLetters).toBe(8);
+    await w2.close();
+  });
+
+  it("a connection error during the bisection keeps only the unwritten rows, retried later, none twice", async () => {
+    let broken = false;
+    const fake = fakeDb({ poison: (r) => r.token_id === "tok_5" });
+    const db = {
+      async execute(query: SQL) {
+        // The third statement (after the whole batch and its first half) finds the database gone.
+        if (!broken && fake.statements() === 2) {
+          broken = true;
+          fake.fail(1);
+        }
+        return (fake.db as unknown as { execute(q: SQL): Promise<unknown> }).execute(query);
+      },
+    } as unknown as Db;
+    const w = new UsageWriter(db, { batchSize: 16, intervalMs: 60_000 });
+    for (let i = 0; i < 16; i++) w.record(call(i));
+    await expect(w.flush()).rejects.toThrow("database down");
+    expect(w.queueDepth).toBe(16 - fake.rows().length);
+    await w.flush();
+    expect(fake.rows().map((r) => r.token_id)).toEqual(Array.from({ length: 16 }, (_, i) => `tok_${i}`).filter((t) => t !== "tok_5"));
+    expect(fake.deadLetters).toHaveLength(1);
+    expect(w.queueDepth).toBe(0);
+    await w.close();
+  });
+
+  it("keeps retrying a batch that fails for the database's fault, within the queue bound", async () => {
+    const fake = fakeDb({ failures: 1_000 });
+    const w = new UsageWriter(fake.db, { batchSize: 4, intervalMs: 60_000, maxQueue: 6 });
+    for (let i = 0; i < 10; i++) w.record(call(i));
+    for (let i = 0; i < 3; i++) await expect(w.flush()).rejects.toThrow("database down");
+    expect(fake.deadLetters).toHaveLength(0);
+    expect(w.queueDepth).toBe(6);
+    expect(w.dropped).toBe(4);
+    fake.fail(0);
+    await w.flush();
+    expect(fake.rows()).toHaveLength(6);
     await w.close();
   });
 });

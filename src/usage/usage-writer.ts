@@ -3,9 +3,15 @@
  * `record()`, which only queues it (synchronous, O(1), never throws, never touches the
  * database). The queue is written in batches, one statement per batch (rows + per-token metered
  * LLM tokens + per-key calls, src/db/queries/usage.ts), when `batchSize` rows wait or every
- * `intervalMs`, one batch at a time. A failed batch stays queued and is retried with backoff; the
- * queue is bounded, and records that do not fit are counted in `dropped`. `close()` writes what
- * is left on shutdown.
+ * `intervalMs`, one batch at a time. A batch the database cannot take (connection lost,
+ * unavailable) stays queued and is retried with backoff; the queue is bounded, and records that
+ * do not fit are counted in `dropped`. A batch refused for its DATA (SQLSTATE class 22 or 23) is
+ * bisected: the rows that fail alone go to `usage_dead_letters`, the rest is written, so one
+ * poison row never blocks the queue (issue 18, finding 3). `close()` writes what is left on
+ * shutdown.
+ *
+ * Rows are made storable at ingestion (`toRow`): numbers clamped, strings bounded and well
+ * formed, model names clipped to a safe set; what was changed is kept in `flags` and counted.
  *
  * Delivery is at least once: a batch whose commit succeeded but whose answer was lost (the
  * connection dropped in between) is written again.
@@ -15,9 +21,12 @@
  */
 import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
-import { insertUsageBatch, type UsageInsert } from "../db/queries/usage.js";
+import { insertUsageDeadLetter, type UsageInsert } from "../db/queries/usage.js";
 import type { Logger } from "../log.js";
+import { usageOf } from "../providers/shapes/usage-meter.js";
 import type { CallRecord } from "../relay/engine.js";
+import { describeError, isDataError, writeIsolating } from "./usage-batches.js";
+import { FLAG_NAMES, UsageFlag, usageFlags, type UsageFlagName } from "./usage-flags.js";
 
 /** A finished call as the live feed delivers it. */
 export interface UsageEvent extends CallRecord {
@@ -43,6 +52,8 @@ export interface UsageWriterOptions {
 }
 
 const MAX_TEXT = 256;
+const MAX_MODEL = 128;
+const MAX_ERROR_TEXT = 1000;
 const MAX_BACKOFF_MS = 5_000;
 const CLOSE_ATTEMPTS = 3;
 
@@ -68,6 +79,8 @@ export class UsageWriter {
   #retryAt = 0;
   #closed = false;
   #dropped = 0;
+  #deadLetters = 0;
+  readonly #anomalies = Object.fromEntries(FLAG_NAMES.map((n) => [n, 0])) as Record<UsageFlagName, number>;
 
   constructor(db: Db, opts: UsageWriterOptions = {}) {
     this.#db = db;
@@ -89,6 +102,16 @@ export class UsageWriter {
     return this.#dropped;
   }
 
+  /** Records the database refused for their data, kept in `usage_dead_letters`. */
+  get deadLetters(): number {
+    return this.#deadLetters;
+  }
+
+  /** Records flagged at ingestion, by flag (a record may count under several). */
+  get anomalies(): Readonly<Record<UsageFlagName, number>> {
+    return this.#anomalies;
+  }
+
   /** Live-feed listeners. */
   get watchers(): number {
     return this.#subscriptions.size;
@@ -98,9 +121,12 @@ export class UsageWriter {
   record(r: CallRecord): void {
     try {
       const at = Date.now();
+      const row = toRow(r, at);
+      if (row.flags !== 0) this.#countFlags(row.flags);
       if (this.#closed || this.#queue.length >= this.#maxQueue) this.#dropped++;
-      else this.#queue.push(toRow(r, at));
-      if (this.#subscriptions.size > 0) this.#publish({ ...r, at: new Date(at) });
+      else this.#queue.push(row);
+      // Watchers see the model as it is stored (GetUsage shows the same).
+      if (this.#subscriptions.size > 0) this.#publish({ ...r, model: r.model === undefined ? undefined : row.model, at: new Date(at) });
       if (this.#queue.length >= this.#batchSize && !this.#soon) {
         // Written on a later turn of the event loop, never inside the call that ended.
         this.#soon = true;
@@ -166,29 +192,31 @@ export class UsageWriter {
     );
   }
 
-  /** Writes the oldest batch; on failure puts it back in front and backs off. */
+  /**
+   * Writes the oldest batch; on a failure that is not the rows' fault, puts what is unwritten
+   * back in front and backs off.
+   */
   #writeBatch(): Promise<void> {
     const batch = this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
     this.#queue = this.#queue.length <= this.#batchSize ? [] : this.#queue.slice(this.#batchSize);
     this.#inFlight = batch.length;
-    const writing = insertUsageBatch(this.#db, batch).then(
-      () => {
-        this.#inFlight = 0;
+    const writing = writeIsolating(this.#db, batch, (row, e) => this.#deadLetter(row, e)).then((failed) => {
+      this.#inFlight = 0;
+      if (failed === undefined) {
         this.#failures = 0;
         this.#retryAt = 0;
-      },
-      (e: unknown) => {
-        this.#inFlight = 0;
-        // Newer records arrived meanwhile: the failed batch goes back in front, within the bound.
-        const room = Math.max(0, this.#maxQueue - this.#queue.length);
-        this.#dropped += Math.max(0, batch.length - room);
-        this.#queue = batch.slice(0, room).concat(this.#queue);
-        this.#failures++;
-        this.#retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, this.#intervalMs * 2 ** this.#failures);
-        this.#log?.warn("usage batch failed; will retry", { rows: batch.length, queued: this.#queue.length, err: e });
-        throw e;
-      },
-    );
+        return;
+      }
+      // Newer records arrived meanwhile: the unwritten rows go back in front, within the bound.
+      const { unwritten, error } = failed;
+      const room = Math.max(0, this.#maxQueue - this.#queue.length);
+      this.#dropped += Math.max(0, unwritten.length - room);
+      this.#queue = unwritten.slice(0, room).concat(this.#queue);
+      this.#failures++;
+      this.#retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, this.#intervalMs * 2 ** this.#failures);
+      this.#log?.warn("usage batch failed; will retry", { rows: unwritten.length, queued: this.#queue.length, err: describeError(error) });
+      throw error;
+    });
     // Settles (never rejects) once the batch is done, so waiters need no error handling.
     this.#writing = writing.then(
       () => {},
@@ -197,6 +225,29 @@ export class UsageWriter {
       this.#writing = undefined;
     });
     return writing;
+  }
+
+  /** Keeps a refused row in `usage_dead_letters`; returns the error when that could not be written now. */
+  async #deadLetter(row: UsageInsert, refusal: unknown): Promise<unknown> {
+    const error = text(describeError(refusal), MAX_ERROR_TEXT);
+    // Ids and numbers only (never a secret): the same fields the row would have had.
+    const record = JSON.stringify({ ...row, at: new Date(row.at).toISOString() });
+    try {
+      await insertUsageDeadLetter(this.#db, record, error);
+      this.#deadLetters++;
+      this.#log?.warn("usage record refused by the database; kept as a dead letter", { tokenId: row.tokenId, err: error });
+      return undefined;
+    } catch (e) {
+      if (!isDataError(e)) return e;
+      // JSON text always fits a text column; if even that is refused, the record is lost, counted.
+      this.#dropped++;
+      this.#log?.error("usage record refused, and its dead letter too", { tokenId: row.tokenId, err: error });
+      return undefined;
+    }
+  }
+
+  #countFlags(flags: number): void {
+    for (const name of FLAG_NAMES) if ((flags & UsageFlag[name]) !== 0) this.#anomalies[name]++;
   }
 
   #publish(event: UsageEvent): void {
@@ -211,35 +262,58 @@ export class UsageWriter {
   }
 }
 
-/** The stored form: bounded, well-formed strings (a lone surrogate or NUL would fail the whole batch). */
-function toRow(r: CallRecord, at: number): UsageInsert {
-  const prompt = count(r.usage?.promptTokens);
-  const completion = count(r.usage?.completionTokens);
+/**
+ * The stored form: bounded, well-formed strings (a lone surrogate or NUL would fail the whole
+ * batch), usage clamped to sane counts (src/providers/shapes/usage-meter.ts: the meters already
+ * did; this holds for any other source), what was changed recorded in `flags`.
+ */
+function toRow(r: CallRecord, at: number): UsageInsert & { flags: number } {
+  const usage = r.usage === undefined ? undefined : usageOf(r.usage.promptTokens, r.usage.completionTokens, r.usage.totalTokens, usageFlags(r.usage));
+  const model = modelName(r.model ?? "");
   return {
     at,
     tokenId: text(r.tokenId),
     subject: text(r.subject),
     provider: text(r.provider),
-    model: text(r.model ?? ""),
+    model,
     keyId: text(r.keyId ?? ""),
+    attempts: text(r.attempts ?? ""),
     status: Math.min(Math.max(Math.trunc(r.status) || 0, 0), 999),
     outcome: r.outcome satisfies Outcome,
-    promptTokens: prompt,
-    completionTokens: completion,
-    totalTokens: count(r.usage?.totalTokens) || prompt + completion,
+    promptTokens: usage?.promptTokens ?? 0,
+    completionTokens: usage?.completionTokens ?? 0,
+    totalTokens: usage?.totalTokens ?? 0,
     bytes: count(r.bytes),
     latencyMs: Math.min(count(r.latencyMs), 2_147_483_647),
+    flags: usageFlags(usage) | (model === r.model || r.model === undefined ? 0 : UsageFlag.MODEL_CHANGED),
   };
 }
 
 /** With the `u` flag a surrogate range matches only unpaired halves, which PostgreSQL refuses. */
 const UNSTORABLE = /[\uD800-\uDFFF]|\0/gu;
 
-function text(s: string): string {
-  const clipped = s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : s;
+function text(s: string, max = MAX_TEXT): string {
+  const clipped = s.length > max ? s.slice(0, max) : s;
   // Node 20 has String#isWellFormed (ES2024); the es2023 lib does not declare it.
   const wellFormed = (clipped as string & { isWellFormed(): boolean }).isWellFormed();
   return wellFormed && !clipped.includes("\0") ? clipped : clipped.replace(UNSTORABLE, (c) => (c === "\0" ? "" : "\uFFFD"));
+}
+
+/** Characters a model name keeps as is: every real model id fits (`ft:gpt-4o:org::id`, `@cf/meta/llama-3`). */
+const MODEL_SAFE = /^[A-Za-z0-9._:@/+=~-]{0,128}$/;
+/** Control characters (C0, DEL, C1): removed. */
+const CONTROL = /[\u0000-\u001F\u007F-\u009F]/g;
+const UNSAFE = /[^A-Za-z0-9._:@/+=~-]/g;
+
+/**
+ * A client-chosen model name as stored (issue 18, finding 7): at most 128 characters of a safe
+ * set; control characters removed, any other outside the set replaced by `_`, so the name stays
+ * recognisable and can never be poison for the database, a log line or the console.
+ */
+function modelName(model: string): string {
+  if (MODEL_SAFE.test(model)) return model;
+  // Bounded before the replacements: a 1 MB name costs no more than a 512-character one.
+  return model.slice(0, MAX_MODEL * 4).replace(CONTROL, "").replace(UNSAFE, "_").slice(0, MAX_MODEL);
 }
 
 function count(n: number | undefined): number {

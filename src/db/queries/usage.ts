@@ -1,12 +1,12 @@
 /**
  * Queries on `usage_events` (and the counters a batch of them adds to `tokens` and
- * `upstream_keys`). Each takes the db first and returns explicit columns.
+ * `upstream_keys`) and `usage_dead_letters`. Each takes the db first and returns explicit columns.
  */
 import { and, gte, lt, sql, type SQL } from "drizzle-orm";
 import type { AnyPgColumn } from "drizzle-orm/pg-core";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../client.js";
-import { usageEvents } from "../schema/index.js";
+import { usageDeadLetters, usageEvents } from "../schema/index.js";
 
 /** One usage record as written; strings already cleaned (src/usage/usage-writer.ts). */
 export interface UsageInsert {
@@ -26,7 +26,14 @@ export interface UsageInsert {
   totalTokens: number;
   bytes: number;
   latencyMs: number;
+  /** Failover attempts, `key_id:status,...` ("" for a single attempt). */
+  attempts?: string;
+  /** UsageFlag bits (src/usage/usage-flags.ts); 0 when absent. */
+  flags?: number;
 }
+
+/** The largest bigint: a counter saturates there instead of failing the batch (SQLSTATE 22003). */
+const BIGINT_MAX = "9223372036854775807";
 
 /**
  * Writes a batch in ONE statement: the rows, plus per token the metered LLM tokens added to
@@ -55,6 +62,8 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       total_tokens: r.totalTokens,
       bytes: r.bytes,
       latency_ms: r.latencyMs,
+      attempts: r.attempts ?? "",
+      flags: r.flags ?? 0,
     })),
   );
   await db.execute(sql`
@@ -62,15 +71,17 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       select * from json_to_recordset(${json}::json) as x(
         at timestamptz, token_id text, subject text, provider text, model text, key_id text,
         status smallint, outcome smallint, prompt_tokens bigint, completion_tokens bigint,
-        total_tokens bigint, bytes bigint, latency_ms integer)
+        total_tokens bigint, bytes bigint, latency_ms integer, attempts text, flags smallint)
     ), inserted as (
       insert into usage_events (at, token_id, subject, provider, model, key_id, status, outcome,
-        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms)
+        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms, attempts, flags)
       select at, token_id, subject, provider, model, key_id, status, outcome,
-        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms
+        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms, coalesce(attempts, ''), coalesce(flags, 0)
       from batch
     ), metered as (
-      update tokens t set tokens_used = t.tokens_used + m.n
+      -- Saturates (numeric, then capped) rather than overflowing bigint: a full counter must not
+      -- make every later batch that meters the same token fail.
+      update tokens t set tokens_used = least(t.tokens_used::numeric + m.n, ${BIGINT_MAX}::numeric)::bigint
       from (select token_id, sum(total_tokens) as n from batch group by token_id having sum(total_tokens) > 0) m
       where t.id = m.token_id
     ), served as (
@@ -82,6 +93,14 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       where k.id = s.key_id
     )
     select 1`);
+}
+
+/**
+ * Keeps a usage record the database refused (a data error: SQLSTATE class 22 or 23), as JSON
+ * text with the error, so one poison row never blocks the queue and is never silently lost.
+ */
+export async function insertUsageDeadLetter(db: Db, record: string, error: string): Promise<void> {
+  await db.execute(sql`insert into ${usageDeadLetters} (record, error) values (${record}, ${error})`);
 }
 
 export type UsageDimension = "token" | "subject" | "provider" | "model";

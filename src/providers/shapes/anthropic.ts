@@ -1,7 +1,8 @@
 /** The Anthropic Messages API shape. */
 import type { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
-import { createUsageMeter, isObject, num } from "./usage-meter.js";
+import { usageFlags } from "../../usage/usage-flags.js";
+import { createUsageMeter, isObject, usageOf } from "./usage-meter.js";
 
 // https://docs.anthropic.com/en/api/errors
 const TYPE: Record<string, string> = {
@@ -23,9 +24,10 @@ function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(value)) return seen;
   const usage = isObject(value.usage) ? value.usage : isObject(value.message) && isObject(value.message.usage) ? value.message.usage : undefined;
   if (!usage) return seen;
-  const prompt = usage.input_tokens !== undefined ? num(usage.input_tokens) : (seen?.promptTokens ?? 0);
-  const completion = usage.output_tokens !== undefined ? num(usage.output_tokens) : (seen?.completionTokens ?? 0);
-  return { promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion };
+  // A count carried from an earlier event was already checked; its flag is carried with it.
+  const prompt = usage.input_tokens !== undefined ? usage.input_tokens : (seen?.promptTokens ?? 0);
+  const completion = usage.output_tokens !== undefined ? usage.output_tokens : (seen?.completionTokens ?? 0);
+  return usageOf(prompt, completion, undefined, usageFlags(seen));
 }
 
 export const anthropicShape: ApiShape = {
@@ -34,4 +36,6 @@ export const anthropicShape: ApiShape = {
     return JSON.stringify({ type: "error", error: { type: TYPE[err.code] ?? "api_error", message: err.message } });
   },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"')),
+  // `{"type":"error","error":{"type":"authentication_error",...}}`
+  keyInvalid: (body) => isObject(body) && body.type === "error" && isObject(body.error) && body.error.type === "authentication_error",
 };

@@ -1,7 +1,7 @@
 /** The Gemini generateContent shape: the model is a path segment, usage is `usageMetadata`. */
 import { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
-import { createUsageMeter, isObject, num } from "./usage-meter.js";
+import { createUsageMeter, isObject, usageOf } from "./usage-meter.js";
 
 // Google APIs' error status names (https://cloud.google.com/apis/design/errors).
 const STATUS: Record<string, string> = {
@@ -23,9 +23,7 @@ const MODEL_IN_PATH = /\/models\/([^/:]+)(?::|$)/;
 function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
   const u = value.usageMetadata;
-  const prompt = num(u.promptTokenCount);
-  const completion = num(u.candidatesTokenCount);
-  return { promptTokens: prompt, completionTokens: completion, totalTokens: num(u.totalTokenCount) || prompt + completion };
+  return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
 }
 
 export const geminiShape: ApiShape = {
@@ -44,4 +42,7 @@ export const geminiShape: ApiShape = {
     }
   },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usageMetadata"')),
+  // A 400 INVALID_ARGUMENT whose google.rpc.ErrorInfo says `"reason": "API_KEY_INVALID"`.
+  keyInvalid: (body) =>
+    isObject(body) && isObject(body.error) && Array.isArray(body.error.details) && body.error.details.some((d) => isObject(d) && d.reason === "API_KEY_INVALID"),
 };

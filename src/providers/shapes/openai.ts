@@ -1,7 +1,7 @@
 /** The OpenAI API shape, shared by every OpenAI-compatible provider. */
 import type { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
-import { createUsageMeter, isObject, num } from "./usage-meter.js";
+import { createUsageMeter, isObject, usageOf } from "./usage-meter.js";
 
 const TYPE: Record<string, string> = {
   bad_request: "invalid_request_error",
@@ -21,9 +21,7 @@ const NULL_USAGE = /"usage":\s*null/;
 function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(value) || !isObject(value.usage)) return seen;
   const u = value.usage;
-  const prompt = num(u.prompt_tokens ?? u.input_tokens);
-  const completion = num(u.completion_tokens ?? u.output_tokens);
-  return { promptTokens: prompt, completionTokens: completion, totalTokens: num(u.total_tokens) || prompt + completion };
+  return usageOf(u.prompt_tokens ?? u.input_tokens, u.completion_tokens ?? u.output_tokens, u.total_tokens);
 }
 
 export const openaiShape: ApiShape = {
@@ -34,4 +32,6 @@ export const openaiShape: ApiShape = {
     });
   },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"') && !NULL_USAGE.test(line)),
+  // `{"error":{"code":"invalid_api_key",...}}` (https://platform.openai.com/docs/guides/error-codes)
+  keyInvalid: (body) => isObject(body) && isObject(body.error) && body.error.code === "invalid_api_key",
 };
