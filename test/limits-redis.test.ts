@@ -1,8 +1,9 @@
 /**
  * Limits in cluster mode against a real Redis on 127.0.0.1:6379: two instances sharing one
  * Redis together admit the configured rate (not twice it), reject at once with Retry-After,
- * expire idle keys in Redis and in memory, degrade to local limits when Redis is unreachable,
- * and let the process exit after close(). Skipped (with the reason printed) when Redis is absent,
+ * shed a flood instead of deciding it locally, expire idle keys in Redis and in memory, degrade
+ * to local limits (from empty buckets) when Redis is unreachable, and let the process exit after
+ * close(). Outages mid-run, with two relays: test/redis-faults.test.ts. Skipped (with the reason printed) when Redis is absent,
  * unless RELAYAPI_REQUIRE_REDIS=1, which makes its absence a failure.
  */
 import { execFile } from "node:child_process";
@@ -129,7 +130,8 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
   it("expires idle keys in Redis and in memory", async () => {
     const l = await limits({ perIp: { rpm: 60_000, burst: 1 }, idleMs: 300, redis: { url: REDIS_URL, prefix, perIp: true } });
     await Promise.all(Array.from({ length: 20 }, (_, i) => l.checkIp(`198.51.100.${i}`)));
-    expect(l.stats().localKeys).toBe(20);
+    // Per IP: its Bottleneck limiter and the shared state last seen (where a fallback starts).
+    expect(l.stats().localKeys).toBe(40);
     expect((await redisKeys()).filter((k) => k.includes("{ip:60000/1-")).length).toBe(20);
     const t0 = performance.now();
     while (l.stats().localKeys > 0 && performance.now() - t0 < 3_000) await sleep(50);
@@ -144,13 +146,39 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
     expect(keys.length).toBeGreaterThan(3);
   });
 
-  it("falls back to local limits when Redis is unreachable, and ping() says so", async () => {
+  it("falls back to local limits when Redis is unreachable, from empty buckets, and ping() says so", async () => {
     const l = await limits({ redis: { url: "redis://127.0.0.1:1", prefix, perIp: true }, perIp: { rpm: 60, burst: 2 } });
     expect(await l.ping()).toBe(false);
+    expect(l.stats().redisUp).toBe(false);
+    // Never seen shared: no fresh burst per instance (issue 18), the first call waits one refill.
     const t = await tally(Array.from({ length: 5 }, () => () => l.checkToken("tok_down", 3)));
-    expect(t.ok).toBe(3);
+    expect(t.ok).toBe(0);
+    expect(new Set(t.over.map((e) => `${e.scope}/${e.retryAfterSeconds}`))).toEqual(new Set(["token/20"]));
+    await expect(l.checkIp("203.0.113.9")).rejects.toMatchObject({ scope: "ip", retryAfterSeconds: 1 });
+    await sleep(1_100);
     await l.checkIp("203.0.113.9");
-    expect(l.stats().redisFallbacks).toBe(6);
+    expect(l.stats().redisFallbacks).toBe(7);
+  });
+
+  it("sheds a flood on one key with 429 instead of deciding it locally (issue 18)", async () => {
+    const [a, b] = [await limits(), await limits()];
+    const t0 = performance.now();
+    const admittedAt: number[] = [];
+    await Promise.all(
+      Array.from({ length: 1_000 }, (_, i) =>
+        (i % 2 ? a : b).checkToken("tok_flood", 30).then(
+          () => void admittedAt.push(performance.now() - t0),
+          (e: unknown) => expect(e).toBeInstanceOf(LimitExceeded),
+        ),
+      ),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`[limits-redis] flood of 1000 checks, rpm 30, two instances: ${admittedAt.filter((t) => t <= 1_000).length} admitted in the first second, ${admittedAt.length} in ${seconds.toFixed(2)} s`);
+    // Past 100 waiting checks per key these fell back to each instance's full bucket: 90 admitted.
+    expect(admittedAt.length).toBeLessThanOrEqual(30 + Math.ceil(seconds / 2) + 2);
+    expect(admittedAt.length).toBeGreaterThanOrEqual(28);
+    expect(a.stats().redisFallbacks + b.stats().redisFallbacks).toBe(0);
+    expect(a.stats().redisUp && b.stats().redisUp).toBe(true);
   });
 
   it("lets the process exit after close()", async () => {

@@ -1,4 +1,4 @@
-/** `/readyz`'s checks: database, migrations, Redis when configured, shutdown; first failure wins. */
+/** `/readyz`'s checks: database, migrations, shutdown (first failure wins); Redis down is only "degraded". */
 import { describe, expect, it } from "vitest";
 import { checkReadiness, type ReadinessDeps } from "./health.js";
 
@@ -13,7 +13,7 @@ const ok: ReadinessDeps = {
 
 describe("checkReadiness", () => {
   it("is ready when the database answers with every migration applied", async () => {
-    expect(await checkReadiness(ok)).toEqual({ ready: true, checks: { database: "ok", migrations: "3/3", redis: "not configured" } });
+    expect(await checkReadiness(ok)).toEqual({ ready: true, degraded: false, checks: { database: "ok", migrations: "3/3", redis: "not configured" } });
     expect((await checkReadiness({ ...ok, redisConfigured: true })).checks.redis).toBe("ok");
   });
 
@@ -35,10 +35,15 @@ describe("checkReadiness", () => {
     expect((await checkReadiness({ ...ok, appliedMigrations: async () => 4 })).ready).toBe(true);
   });
 
-  it("checks Redis only when configured", async () => {
+  it("checks Redis only when configured, and Redis down leaves it ready but degraded (issue 18)", async () => {
     const down = { ...ok, pingRedis: async () => false };
-    expect((await checkReadiness(down)).ready).toBe(true);
-    expect(await checkReadiness({ ...down, redisConfigured: true })).toMatchObject({ ready: false, reason: "redis unreachable", checks: { redis: "failed" } });
+    expect(await checkReadiness(down)).toMatchObject({ ready: true, degraded: false });
+    expect(await checkReadiness({ ...down, redisConfigured: true })).toEqual({ ready: true, degraded: true, checks: { database: "ok", migrations: "3/3", redis: "failed" } });
+    const hung = await checkReadiness({ ...ok, redisConfigured: true, pingRedis: () => new Promise(() => {}) });
+    expect(hung).toMatchObject({ ready: true, degraded: true });
+    // The database still decides readiness.
+    const both = await checkReadiness({ ...down, redisConfigured: true, pingDatabase: () => Promise.reject(new Error("ECONNREFUSED")) });
+    expect(both).toMatchObject({ ready: false, reason: "database unreachable", checks: { redis: "failed" } });
   });
 
   it("is not ready once shutdown began", async () => {

@@ -1,9 +1,13 @@
 /**
  * `/healthz`: the process answers. `/readyz`: the relay can serve calls, that is the database
- * answers, has every migration this build ships (counted once at start from the journal), and
- * Redis answers when one is configured. Not ready is a 503 with the first failing reason and
- * every check's state; each check is bounded by a timeout so a hung dependency cannot hang the
- * probe.
+ * answers and has every migration this build ships (counted once at start from the journal).
+ * Not ready is a 503 with the first failing reason and every check's state; each check is
+ * bounded by a timeout so a hung dependency cannot hang the probe.
+ *
+ * Redis is not a readiness condition (issue 18): without it every instance still serves, with
+ * rate limits and DPoP replay checks per instance. A 503 there made a load balancer drop every
+ * instance at once. So Redis down is 200 `{"status":"degraded","redis":"unreachable",...}`,
+ * and `relayapi_redis_up` (metrics.ts) says the same to alerting.
  */
 import type { AnyResponse } from "./render-error.js";
 import { sendJson } from "./render-error.js";
@@ -30,6 +34,8 @@ export type CheckState = "ok" | "failed" | "not configured" | "skipped";
 
 export interface Readiness {
   ready: boolean;
+  /** Ready, but Redis does not answer: limits and DPoP replay checks are per instance. */
+  degraded: boolean;
   /** The first failing check, in words. */
   reason?: string;
   checks: { database: CheckState; migrations: string; redis: CheckState };
@@ -38,7 +44,7 @@ export interface Readiness {
 const CHECK_TIMEOUT_MS = 2_000;
 
 export async function checkReadiness(deps: ReadinessDeps): Promise<Readiness> {
-  if (deps.stopping()) return { ready: false, reason: "shutting down", checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
+  if (deps.stopping()) return { ready: false, degraded: false, reason: "shutting down", checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
   const redisP = deps.redisConfigured ? bounded(deps.pingRedis()).catch(() => false) : Promise.resolve(true);
   let reason: string | undefined;
   let database: CheckState = "ok";
@@ -55,13 +61,14 @@ export async function checkReadiness(deps: ReadinessDeps): Promise<Readiness> {
   }
   const redisOk = await redisP;
   const redis: CheckState = !deps.redisConfigured ? "not configured" : redisOk ? "ok" : "failed";
-  if (!redisOk) reason ??= "redis unreachable";
-  return { ready: reason === undefined, ...(reason === undefined ? {} : { reason }), checks: { database, migrations, redis } };
+  return { ready: reason === undefined, degraded: !redisOk, ...(reason === undefined ? {} : { reason }), checks: { database, migrations, redis } };
 }
 
 export async function readyz(res: AnyResponse, deps: ReadinessDeps): Promise<void> {
   const r = await checkReadiness(deps);
-  sendJson(res, r.ready ? 200 : 503, r.ready ? { status: "ready", checks: r.checks } : { status: "not ready", reason: r.reason, checks: r.checks });
+  if (!r.ready) sendJson(res, 503, { status: "not ready", reason: r.reason, checks: r.checks });
+  else if (r.degraded) sendJson(res, 200, { status: "degraded", redis: "unreachable", detail: "rate limits and DPoP replay checks are per instance until Redis answers", checks: r.checks });
+  else sendJson(res, 200, { status: "ready", checks: r.checks });
 }
 
 /** `p`, or a rejection after CHECK_TIMEOUT_MS. */

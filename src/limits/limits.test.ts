@@ -55,6 +55,18 @@ describe("rates", () => {
     await expect(l.checkToken("tok_c", 0)).rejects.toThrow(RangeError);
   });
 
+  it("charges a per-IP check its cost, up to the burst (a leak report pays per token)", async () => {
+    const l = await limits({ perIp: { rpm: 60, burst: 10 } });
+    expect(l.ipBurst).toBe(10);
+    await l.checkIp("203.0.113.3", 6);
+    // 4 left: a cost of 5 waits for one more (1 s at one a second).
+    expect((await rejection(l.checkIp("203.0.113.3", 5))).retryAfterSeconds).toBe(1);
+    await l.checkIp("203.0.113.3", 4);
+    await expect(l.checkIp("203.0.113.4", 11)).rejects.toThrow(RangeError);
+    await expect(l.checkIp("203.0.113.4", 0)).rejects.toThrow(RangeError);
+    expect((await limits({})).ipBurst).toBeNull();
+  });
+
   it("refills continuously", async () => {
     const l = await limits({ perIp: { rpm: 600_000, burst: 1 } }); // one call per 0.1 ms
     await l.checkIp("198.51.100.1");

@@ -14,11 +14,16 @@
  *   memory, costs no round trip, and a crashed instance cannot leak Redis-held slots (Bottleneck
  *   frees those only on job expiry). Behind N instances a cluster-wide key cap is ~N x perKey.
  * - With `redis`, token rates (and IP rates if `redis.perIp`) are shared by all instances through
- *   Bottleneck's Redis datastore (redis-rates.ts). When Redis cannot decide (down, slower than
- *   500 ms, or one key flooded) the check falls back to this instance's bucket: limits degrade
- *   to per instance, never to none (counted in `stats().redisFallbacks`; ping() for /readyz).
+ *   Bottleneck's Redis datastore (redis-rates.ts). Only when Redis is unreachable does a check
+ *   fall back to this instance's bucket: limits degrade to per instance, never to none (counted
+ *   in `stats().redisFallbacks`; `stats().redisUp` for the metric, ping() for /readyz). A flood
+ *   on one key is shed with 429 instead: falling back then admitted 3x the rate (issue 18).
+ *   The local bucket of a shared key holds the shared state last seen, so a fallback starts
+ *   from it; a key first seen during an outage starts empty (its first call waits one refill,
+ *   60/rpm s), never full: each instance handing out a fresh burst gave +60 for rpm 30 on two.
  *   Per-IP on Redis is optional because every active key costs a heartbeat script every 250 ms
  *   and two subscriptions per instance; without it each instance limits IPs on its own.
+ * - A check may cost more than one call (`checkIp(ip, cost)`: a leak report pays per token).
  * - Idle keys are forgotten after `idleMs` (and once their bucket is full again), so memory
  *   follows the number of recently active clients, not every client ever seen.
  *
@@ -33,7 +38,7 @@
 import { RelayError } from "../errors.js";
 import { formatIp, isV4, parseIp } from "./client-ip.js";
 import { LocalRates, Slots } from "./local-limits.js";
-import type { RedisRates } from "./redis-rates.js";
+import type { RedisRates, SharedView } from "./redis-rates.js";
 
 export interface LimitsConfig {
   /** Per client IP, checked before the token. */
@@ -99,16 +104,25 @@ export class Limits {
     return new Limits(cfg, redis);
   }
 
-  async checkIp(ip: string): Promise<void> {
+  /** One request from `ip`, costing `cost` calls (1 to ipBurst, an integer). */
+  async checkIp(ip: string, cost = 1): Promise<void> {
     const rate = this.cfg.perIp;
     if (rate === null) return;
-    await this.rate("ip", this.ipRates, ipKey(ip), rate.rpm, rate.burst ?? wholeBurst(rate.rpm), this.cfg.redis?.perIp === true);
+    const burst = rate.burst ?? wholeBurst(rate.rpm);
+    if (!(Number.isSafeInteger(cost) && cost >= 1 && cost <= burst)) throw new RangeError(`cost must be an integer from 1 to ${burst}, got ${cost}`);
+    await this.rate("ip", this.ipRates, ipKey(ip), rate.rpm, burst, this.cfg.redis?.perIp === true, cost);
+  }
+
+  /** The most one IP may spend at once (its burst), or null without a per-IP limit. */
+  get ipBurst(): number | null {
+    const rate = this.cfg.perIp;
+    return rate === null ? null : (rate.burst ?? wholeBurst(rate.rpm));
   }
 
   /** `rpm` comes from the token (claims or issue options): a positive number. */
   async checkToken(tokenId: string, rpm: number): Promise<void> {
     if (!(rpm > 0 && Number.isFinite(rpm))) throw new RangeError(`rpm must be a positive number, got ${rpm}`);
-    await this.rate("token", this.tokenRates, tokenId, rpm, wholeBurst(rpm), true);
+    await this.rate("token", this.tokenRates, tokenId, rpm, wholeBurst(rpm), true, 1);
   }
 
   async acquireGlobal(): Promise<() => void> {
@@ -121,11 +135,13 @@ export class Limits {
     return this.keys.tryAcquire(keyId) ?? this.throwFull("key");
   }
 
-  stats(): { localKeys: number; rejections: Record<LimitScope, number>; redisFallbacks: number } {
+  /** `redisUp` only with Redis: false while shared checks are decided per instance (degraded). */
+  stats(): { localKeys: number; rejections: Record<LimitScope, number>; redisFallbacks: number; redisUp?: boolean } {
     return {
       localKeys: this.ipRates.size + this.tokenRates.size + (this.keys?.size ?? 0) + (this.redis?.size ?? 0),
       rejections: { ...this.rejections },
       redisFallbacks: this.redisFallbacks,
+      ...(this.redis === null ? {} : { redisUp: this.redis.up }),
     };
   }
 
@@ -140,12 +156,27 @@ export class Limits {
     await this.redis?.close();
   }
 
-  /** One token from the shared bucket when `shared` and Redis decides, else from the local one. */
-  private async rate(scope: "ip" | "token", local: LocalRates, key: string, rpm: number, burst: number, shared: boolean): Promise<void> {
-    let waitMs = shared && this.redis !== null ? await this.redis.admit(scope, key, rpm, burst, this.cfg.idleMs) : null;
-    if (waitMs === null) {
-      if (shared && this.redis !== null) this.redisFallbacks++;
-      waitMs = local.take(key, rpm, burst, Date.now());
+  /** `cost` tokens from the shared bucket when `shared` and Redis decides, else from the local one. */
+  private async rate(scope: "ip" | "token", local: LocalRates, key: string, rpm: number, burst: number, shared: boolean, cost: number): Promise<void> {
+    let waitMs: number;
+    if (shared && this.redis !== null) {
+      const view: SharedView = {
+        available: (now) => local.peek(key, rpm, burst, now),
+        seen: (tokens, now) => local.observe(key, rpm, burst, tokens, now),
+      };
+      const verdict = await this.redis.admit(scope, key, rpm, burst, this.cfg.idleMs, cost, view);
+      if (verdict === null) {
+        this.redisFallbacks++;
+        waitMs = local.take(key, rpm, burst, Date.now(), cost, 0);
+      } else if (verdict === "ok") {
+        waitMs = 0;
+      } else {
+        // Refused or shed: retry when the shared state last seen has `cost` again (1 s at least).
+        const now = Date.now();
+        waitMs = Math.max(1, (cost - (local.peek(key, rpm, burst, now) ?? 0)) / (rpm / 60_000));
+      }
+    } else {
+      waitMs = local.take(key, rpm, burst, Date.now(), cost);
     }
     if (waitMs > 0) {
       this.rejections[scope]++;

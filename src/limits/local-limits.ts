@@ -13,27 +13,49 @@ interface Bucket {
   until: number;
 }
 
-/** Token buckets: `burst` tokens, refilled at `rpm` per minute. */
+/**
+ * Token buckets: `burst` tokens, refilled at `rpm` per minute. With Redis, the buckets of shared
+ * keys also hold the shared state last seen (`observe`), so a fallback starts from it.
+ */
 export class LocalRates {
   private readonly buckets = new Map<string, Bucket>();
 
   constructor(private readonly idleMs: number) {}
 
-  /** Takes one token; returns 0 when admitted, else the milliseconds until a token is back. */
-  take(key: string, rpm: number, burst: number, now: number): number {
+  /**
+   * Takes `cost` tokens; returns 0 when admitted, else the milliseconds until they are back.
+   * A key not seen before starts with `initial` tokens (a full bucket unless told otherwise).
+   */
+  take(key: string, rpm: number, burst: number, now: number, cost = 1, initial = burst): number {
     const perMs = rpm / 60_000;
     let b = this.buckets.get(key);
     if (b === undefined) {
-      b = { tokens: burst, at: now, until: 0 };
+      b = { tokens: Math.min(burst, initial), at: now, until: 0 };
       this.buckets.set(key, b);
     } else {
       b.tokens = Math.min(burst, b.tokens + (now - b.at) * perMs);
       b.at = now;
     }
-    const admitted = b.tokens >= 1;
-    if (admitted) b.tokens -= 1;
+    const admitted = b.tokens >= cost;
+    if (admitted) b.tokens -= cost;
     b.until = now + Math.max(this.idleMs, (burst - b.tokens) / perMs);
-    return admitted ? 0 : (1 - b.tokens) / perMs;
+    return admitted ? 0 : (cost - b.tokens) / perMs;
+  }
+
+  /** Tokens the key's bucket holds at `now`, or undefined for a key not seen. */
+  peek(key: string, rpm: number, burst: number, now: number): number | undefined {
+    const b = this.buckets.get(key);
+    return b === undefined ? undefined : Math.min(burst, b.tokens + Math.max(0, now - b.at) * (rpm / 60_000));
+  }
+
+  /** Sets the key's bucket to `tokens` at `now` (what the shared bucket was seen to hold). */
+  observe(key: string, rpm: number, burst: number, tokens: number, now: number): void {
+    const perMs = rpm / 60_000;
+    const clamped = Math.max(0, Math.min(burst, tokens));
+    const b = this.buckets.get(key);
+    const until = now + Math.max(this.idleMs, (burst - clamped) / perMs);
+    if (b === undefined) this.buckets.set(key, { tokens: clamped, at: now, until });
+    else Object.assign(b, { tokens: clamped, at: now, until: Math.max(b.until, until) });
   }
 
   /** Forgets idle buckets; O(n), run every idleMs/2 by `Limits`. */

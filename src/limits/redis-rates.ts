@@ -5,7 +5,7 @@
  * `reservoirIncreaseAmount` every `reservoirIncreaseInterval`; Bottleneck's Lua scripts apply it
  * atomically, so N instances together admit the configured rate, not N times it.
  *
- * Bottleneck over Redis needs three guards (pitfalls measured while building this):
+ * Bottleneck over Redis needs these guards (pitfalls measured while building this):
  * - `highWater: 0` + OVERFLOW sheds only while the local queue is empty. A job that passed the
  *   `submit` script but lost the `register` script to another instance stays queued (a "ghost"),
  *   every job submitted after it queues too, and each later eats a refill nobody asked for (two
@@ -15,11 +15,23 @@
  *   through Bottleneck's "Drained" debug event) is answered "over" at once, and while a ghost
  *   waits the key answers "over" at once. A ghost that later runs wastes one call: at most one
  *   per instance per race. (Polling the job status instead misread slow registers as ghosts.)
- * - A check costs three scripts in sequence (submit, register, free) plus a timer hop. When Redis
- *   is down, slower than DEADLINE_MS, or MAX_PENDING checks wait on one key (a flood), `admit`
- *   answers "undecided" (null) and the caller uses its local bucket: limits degrade to per
- *   instance instead of vanishing or queueing without bound.
- * - The typings miss `heartbeatInterval` and declare `ready` a method (it is a promise).
+ * - The caller keeps, per key, the shared state last seen (a SharedView: every register answer
+ *   carries the reservoir left, every refusal says it is short). It is an upper bound of the
+ *   shared bucket (others only take from it; within one refill step, as Bottleneck refills in
+ *   whole steps), so a check it cannot pay for is answered "over" without Redis: once a flooded
+ *   key is seen empty its refusals cost no round trip. It is also where the local fallback
+ *   starts, so an outage hands out no fresh burst (issue 18).
+ * - A flood must not stop sharing (issue 18: falling back past 100 waiting checks admitted 3x the
+ *   rate). Past MAX_PENDING waiting checks on a key, or DEADLINE_MS without an answer, a check is
+ *   shed ("over": 429), never decided locally. Only when Redis is known unreachable (not
+ *   connected, a script failed, or a PING probe after a slow check got no answer within
+ *   PROBE_TIMEOUT_MS) does `admit` answer "undecided" (null) and the caller use its local bucket.
+ *   The probe repeats every PROBE_EVERY_MS until Redis answers, and ioredis reconnects at most
+ *   RECONNECT_MAX_MS apart (its default backs off to 5 s: sharing came back 4-5 s late), so
+ *   shared limits are back within about a second of Redis.
+ * - The typings miss `heartbeatInterval` and declare `ready` a method (it is a promise); the
+ *   reservoir a register leaves is read by wrapping the limiter's store (`_store.__register__`,
+ *   Bottleneck 2.19.5: its only carrier; without it the fallback starts from the last refusal).
  * Clocks: Bottleneck's scripts take `now` from each instance's clock; keep instances on NTP.
  */
 import Bottleneck from "bottleneck";
@@ -34,6 +46,28 @@ const HEARTBEAT_MS = 250;
 const DEADLINE_MS = 500;
 const MAX_PENDING = 100;
 const CONNECT_WAIT_MS = 2_000;
+const PROBE_TIMEOUT_MS = 1_000;
+const PROBE_EVERY_MS = 250;
+const RECONNECT_MAX_MS = 500;
+
+/** 100, 200, 400, then every 500 ms: a reconnect attempt to a dead Redis is one SYN. */
+const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 4), RECONNECT_MAX_MS);
+
+/** What the caller knows of one key's shared bucket (kept in its local bucket, limits.ts). */
+export interface SharedView {
+  /** At most what the shared bucket holds at `now` (last seen plus refill); undefined if never seen. */
+  available(now: number): number | undefined;
+  /** The shared bucket was seen holding `tokens` at `now`. */
+  seen(tokens: number, now: number): void;
+}
+
+/** "ok" (admitted), "over" (refused or shed: 429), null (undecided: Redis unreachable). */
+export type Verdict = "ok" | "over" | null;
+
+/** The part of Bottleneck's Redis store that reports the reservoir a register leaves. */
+interface RegisterStore {
+  __register__(index: string, weight: number, expiration: unknown): Promise<{ success: boolean; reservoir?: unknown }>;
+}
 
 /** `heartbeatInterval` is read by Bottleneck's Redis datastore but missing from its typings. */
 type GroupOptions = Bottleneck.ConstructorOptions & { heartbeatInterval: number };
@@ -58,6 +92,11 @@ function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   });
 }
 
+/** The shared bucket cannot hold `cost` tokens now (it never holds more than last seen plus refill). */
+function short(view: SharedView, cost: number): boolean {
+  return (view.available(Date.now()) ?? Infinity) < cost;
+}
+
 export class RedisRates {
   /** Groups by `${scope}:${rpm}/${burst}`, with the TTL their keys get in Redis. */
   private readonly groups = new Map<string, { group: Bottleneck.Group; ttlMs: number }>();
@@ -65,6 +104,11 @@ export class RedisRates {
   private readonly lanes = new Map<Bottleneck, { pending: number; tail: Promise<void> }>();
   /** Jobs inside Bottleneck, by id: called if the job loses the register race. */
   private readonly racing = new Map<string, () => void>();
+  /** Per limiter, the caller's view of its shared bucket (updated by every register). */
+  private readonly views = new WeakMap<Bottleneck, SharedView>();
+  /** A script failed or a probe went unanswered: Redis counts as unreachable until a PING answers. */
+  private suspect = false;
+  private probing = false;
   private closed = false;
 
   private constructor(
@@ -75,7 +119,7 @@ export class RedisRates {
 
   /** Connects (waiting up to 2 s); a relay still boots when Redis is down, and `ping()` tells. */
   static async connect(url: string, prefix: string): Promise<RedisRates> {
-    const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: CONNECT_WAIT_MS });
+    const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: CONNECT_WAIT_MS, retryStrategy });
     const connection = new Bottleneck.IORedisConnection({ client, Redis });
     const rates = new RedisRates(client, connection, prefix);
     // `ready` is a promise property at runtime, though the typings declare a method.
@@ -84,27 +128,45 @@ export class RedisRates {
     return rates;
   }
 
-  /** 0 when admitted, the milliseconds to wait (one leak step) when over, null when undecided. */
-  admit(scope: string, key: string, rpm: number, burst: number, idleMs: number): Promise<number | null> {
-    if (this.closed || this.client.status !== "ready") return Promise.resolve(null);
-    const retryMs = leakOf(rpm).interval;
+  /** Redis is connected and not known to be failing: checks are shared. */
+  get up(): boolean {
+    return !this.closed && this.client.status === "ready" && !this.suspect;
+  }
+
+  /** Takes `cost` tokens from the shared bucket of `key`; see Verdict. Never waits past DEADLINE_MS. */
+  admit(scope: string, key: string, rpm: number, burst: number, idleMs: number, cost: number, view: SharedView): Promise<Verdict> {
+    if (!this.up) return Promise.resolve(null);
+    if (short(view, cost)) return Promise.resolve("over");
     const limiter = this.group(scope, rpm, burst, idleMs).key(`${key}}`);
+    this.views.set(limiter, view);
     let lane = this.lanes.get(limiter);
     if (lane === undefined) this.lanes.set(limiter, (lane = { pending: 0, tail: Promise.resolve() }));
-    if (lane.pending >= MAX_PENDING) return Promise.resolve(null);
+    if (lane.pending >= MAX_PENDING) return Promise.resolve("over");
     const own = lane;
     own.pending++;
     return new Promise((resolve) => {
       let settled = false;
-      const settle = (ms: number | null): void => {
+      let entered = false;
+      const settle = (v: Verdict): void => {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
-        resolve(ms);
+        resolve(v);
       };
-      const deadline = setTimeout(() => settle(null), DEADLINE_MS).unref();
+      // Slow: a busy key or a busy process sheds the check; only a Redis that does not answer a
+      // probe turns checks local (a slow job inside Bottleneck starts one).
+      const deadline = setTimeout(() => {
+        if (entered) this.probe();
+        settle(this.up ? "over" : null);
+      }, DEADLINE_MS).unref();
       own.tail = own.tail
-        .then(() => (settled ? undefined : limiter.queued() > 0 ? settle(retryMs) : this.enter(limiter, retryMs, settle)))
+        .then(() => {
+          if (settled) return;
+          if (!this.up) return settle(null);
+          if (short(view, cost) || limiter.queued() > 0) return settle("over");
+          entered = true;
+          return this.enter(limiter, cost, view, settle);
+        })
         .finally(() => {
           if (--own.pending === 0 && this.lanes.get(limiter) === own) this.lanes.delete(limiter);
         });
@@ -112,17 +174,56 @@ export class RedisRates {
   }
 
   /** Runs one job; resolves when it ran, was dropped, failed, or lost its race (see above). */
-  private enter(limiter: Bottleneck, retryMs: number, settle: (ms: number | null) => void): Promise<void> {
+  private enter(limiter: Bottleneck, cost: number, view: SharedView, settle: (v: Verdict) => void): Promise<void> {
     return new Promise((leave) => {
       const id = `j${++jobSeq}`;
-      const end = (ms: number | null): void => {
+      const end = (v: Verdict): void => {
         this.racing.delete(id);
-        settle(ms);
+        settle(v);
         leave();
       };
-      this.racing.set(id, () => end(retryMs));
-      limiter.schedule({ id }, () => (end(0), Promise.resolve())).catch((e: unknown) => end(e instanceof Bottleneck.BottleneckError ? retryMs : null));
+      // Refused or lost: the shared bucket held less than `cost`.
+      const over = (): void => {
+        const now = Date.now();
+        view.seen(Math.min(view.available(now) ?? cost - 1, cost - 1), now);
+        end("over");
+      };
+      this.racing.set(id, over);
+      limiter.schedule({ id, weight: cost }, () => (end("ok"), Promise.resolve())).catch((e: unknown) => {
+        if (e instanceof Bottleneck.BottleneckError) return over();
+        this.distrust();
+        end(null);
+      });
     });
+  }
+
+  /** Counts Redis as unreachable until a probe answers. */
+  private distrust(): void {
+    this.suspect = true;
+    this.probe();
+  }
+
+  /** PINGs Redis (one at a time); no answer within PROBE_TIMEOUT_MS: unreachable, probe again soon. */
+  private probe(): void {
+    if (this.probing || this.closed) return;
+    this.probing = true;
+    void within(this.client.ping().then(() => true), PROBE_TIMEOUT_MS, false).then((ok) => {
+      this.probing = false;
+      this.suspect = !ok;
+      if (!ok && !this.closed) setTimeout(() => this.probe(), PROBE_EVERY_MS).unref();
+    });
+  }
+
+  /** Reads the reservoir each register leaves into the key's view (see the module comment). */
+  private watchRegister(limiter: Bottleneck): void {
+    const store = (limiter as unknown as { _store?: Partial<RegisterStore> })._store;
+    const register = store?.__register__;
+    if (store === undefined || typeof register !== "function") return;
+    store.__register__ = async (...args) => {
+      const r = await register.apply(store, args);
+      if (r.success && typeof r.reservoir === "number") this.views.get(limiter)?.seen(r.reservoir, Date.now());
+      return r;
+    };
   }
 
   private group(scope: string, rpm: number, burst: number, idleMs: number): Bottleneck.Group {
@@ -149,12 +250,13 @@ export class RedisRates {
       };
       const group = new Bottleneck.Group(options);
       // The only public signal of a lost race: the "Drained <id>" debug event with success false.
-      group.on("created", (limiter: Bottleneck) =>
+      group.on("created", (limiter: Bottleneck) => {
         limiter.on("debug", (_message: string, data: unknown) => {
           const d = data as { success?: unknown; options?: { id?: unknown } } | undefined;
           if (d?.success === false && typeof d.options?.id === "string") this.racing.get(d.options.id)?.();
-        }),
-      );
+        });
+        this.watchRegister(limiter);
+      });
       this.groups.set(name, (entry = { group, ttlMs }));
     }
     return entry.group;
@@ -167,9 +269,16 @@ export class RedisRates {
     return n;
   }
 
-  ping(): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
-    return within(this.client.ping().then(() => true), 1_000, false);
+  /**
+   * Redis answers a PING within PROBE_TIMEOUT_MS (for /readyz). Also a probe: a partition that
+   * leaves the connection open is noticed by the readiness checks even without traffic.
+   */
+  async ping(): Promise<boolean> {
+    if (this.closed) return false;
+    const ok = await within(this.client.ping().then(() => true), PROBE_TIMEOUT_MS, false);
+    if (ok) this.suspect = false;
+    else this.distrust();
+    return ok;
   }
 
   /**

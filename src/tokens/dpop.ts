@@ -39,10 +39,17 @@ export class DpopError extends Error {
   }
 }
 
-/** Remembers proof ids. A Redis implementation: `SET key 1 NX EX ttl`, seen when it fails. */
+/**
+ * Remembers proof ids. A Redis implementation (dpop-replay-redis.ts): `SET key 1 NX EX ttl`,
+ * seen when it fails.
+ */
 export interface ReplayCache {
-  /** True when `jti` was recorded within its TTL; otherwise records it for ttlSec and returns false. */
-  seen(jti: string, ttlSec: number): Promise<boolean>;
+  /**
+   * True when `jti` was recorded within its TTL; otherwise records it for ttlSec and returns
+   * false. `ageSec` is now - iat of the proof: a shared cache that cannot reach its store
+   * answers "stale" for proofs older (or newer) than the narrower window it can vouch for.
+   */
+  seen(jti: string, ttlSec: number, ageSec?: number): Promise<boolean | "stale">;
 }
 
 /**
@@ -57,6 +64,11 @@ export class MemoryReplayCache implements ReplayCache {
     private readonly maxEntries = 200_000,
     private readonly nowMs: () => number = Date.now,
   ) {}
+
+  /** True while `jti` is recorded (without recording it). */
+  has(jti: string): boolean {
+    return (this.expiry.get(jti) ?? 0) > this.nowMs();
+  }
 
   seen(jti: string, ttlSec: number): Promise<boolean> {
     const now = this.nowMs();
@@ -278,5 +290,7 @@ export async function verifyDpopProof(c: DpopCheck): Promise<void> {
   }
   // Last, so a refused proof does not use up its jti. Scoped by key: ids are the client's choice.
   const ttl = Math.max(1, Math.ceil(iat + window - c.nowSec) + 1);
-  if (await c.replay.seen(`${c.jkt}.${jti}`, ttl)) invalid("DPoP proof was already used");
+  const replay = await c.replay.seen(`${c.jkt}.${jti}`, ttl, c.nowSec - iat);
+  if (replay === "stale") invalid("DPoP proof is too old or in the future");
+  if (replay) invalid("DPoP proof was already used");
 }
