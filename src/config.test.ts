@@ -126,7 +126,7 @@ describe("errors name the key", () => {
 
   it("has a file key and an environment variable for every field", () => {
     for (const [key, field] of Object.entries(FIELDS)) {
-      expect(field.env, key).toMatch(/^(RELAYAPI_[A-Z_<>]+|DATABASE_URL|REDIS_URL)$/);
+      expect(field.env, key).toMatch(/^(RELAYAPI_[A-Z0-9_<>]+|DATABASE_URL|REDIS_URL)$/);
     }
   });
 });

@@ -7,10 +7,11 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { AuditLog } from "./audit/audit-log.js";
 import type { Config } from "./config.js";
-import { routes } from "./connect.js";
+import { routes, SERVICES } from "./connect.js";
 import { openDatabase, type Database } from "./db/client.js";
 import { appliedMigrationCount, expectedMigrations, migrateDatabase } from "./db/migrate.js";
 import { createApiHandler, API_PREFIX } from "./http/api-route.js";
@@ -21,21 +22,24 @@ import { Metrics } from "./http/metrics.js";
 import { sendJson, type AnyResponse } from "./http/render-error.js";
 import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
+import { checkMasterKey } from "./keys/master-key-check.js";
 import { createLogger, type Logger } from "./log.js";
 import { createOnePortServer, type Handler } from "./one-port.js";
 import { ProviderRegistry } from "./providers/registry.js";
 import { RelayEngine, type CallRecord } from "./relay/engine.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
-import { adminAuthInterceptor } from "./services/auth.js";
+import { adminAuthInterceptor, adminOnlyPaths } from "./services/auth.js";
 import { errorInterceptor } from "./services/errors.js";
 import { createHmac } from "node:crypto";
 import { PoolRegistry } from "./keys/pool-registry.js";
 import { DpopGate } from "./relay/dpop-gate.js";
 import { createLeakHandler, LEAKED_TOKENS_PATH } from "./http/leaked-tokens.js";
 import { HmacNonceIssuer, MemoryReplayCache } from "./tokens/dpop.js";
-import { clientIp } from "./limits/client-ip.js";
-import { Limits } from "./limits/limits.js";
-import { ipLimitInterceptor, kClientIp } from "./services/client-ip.js";
+import { clientIp, parseIp, trustMatcher } from "./limits/client-ip.js";
+import { ipKey, Limits } from "./limits/limits.js";
+import { ipLimitInterceptor, kClientIp, kIpChecked } from "./services/client-ip.js";
+import { createRpcGate } from "./services/rpc-gate.js";
+import { BodyBudget } from "./http/body-budget.js";
 import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
@@ -93,6 +97,8 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrateDatabase(database);
+    // Before anything is decrypted: another master key refuses here in plain words.
+    await checkMasterKey(database.db, box, config.masterKey ? "RELAYAPI_MASTER_KEY" : join(config.dataDir, "master.key"));
   } catch (e) {
     await database.close();
     throw e;
@@ -105,7 +111,15 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const shared = database.driver === "postgres";
   const providers = new ProviderRegistry(db, config.providerBaseUrls);
   await providers.start(shared ? PROVIDER_REFRESH_MS : 0);
-  const pools = new PoolRegistry(db, box, providers);
+  const pools = new PoolRegistry(db, box, providers, {
+    authStrikes: config.keyAuthStrikes,
+    cooldownMaxMs: config.keyCooldownMaxMs,
+    tokenKeyErrorsPerMinute: config.tokenKeyErrorsPerMinute,
+  });
+  // Automatic key health changes reach the audit log; writing it never holds up a call.
+  pools.onHealthChange((e) => {
+    audit.record({ actor: "system", action: e.action, target: e.keyId, detail: `pool ${e.pool}: ${e.detail}` }).catch((err: unknown) => log.warn("audit write failed", { err }));
+  });
   await pools.start(shared ? KEY_REFRESH_MS : 0);
   const keyring = new IssuerKeyring(db, box);
   await keyring.start(shared ? KEY_REFRESH_MS : 0);
@@ -170,11 +184,15 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     replay,
     config.dpopNonces ? new HmacNonceIssuer(createHmac("sha256", box.derivationKey).update("relayapi dpop nonces").digest(), config.dpopNonceSeconds) : undefined,
   );
-  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, onCall });
+  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, upstreamAttempts: config.upstreamAttempts, maxBodyBytes: config.maxBodyBytes, onCall });
 
   const cors = new Cors(config.corsOrigins);
   const leaks = createLeakHandler({ db, tokens, limits, audit, ipOf });
-  const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, log });
+  // One budget for the request bodies held in memory, on the HTTP layer and the RPC routes.
+  const budget = new BodyBudget(config.bodyMemoryBytes);
+  const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, budget, log });
+  // Per-IP limit, admin key and body budget before connect-node reads a byte of the body.
+  const rpcGate = createRpcGate({ limits, ipOf, adminKey: adminKey.value, adminOnly: adminOnlyPaths(SERVICES), budget, maxBodyBytes: config.maxBodyBytes });
   const rpc = connectNodeAdapter({
     routes: routes({
       db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit,
@@ -182,7 +200,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       shutdown: stopping.signal,
     }),
     interceptors: [errorInterceptor(log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey.value)],
-    contextValues: (req) => createContextValues().set(kClientIp, ipOf(req)),
+    contextValues: (req) => {
+      const checked = rpcGate.checkedIp(req);
+      return createContextValues().set(kClientIp, checked ?? ipOf(req)).set(kIpChecked, checked !== undefined);
+    },
     readMaxBytes: config.maxBodyBytes,
     fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
   });
@@ -217,10 +238,23 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
         for (const name in headers) res.setHeader(name, headers[name]!);
         if (headers["access-control-expose-headers"]) res.setHeader("access-control-expose-headers", RPC_EXPOSE);
       }
-      rpc(req, res);
+      void rpcGate.admit(req, res, pathname).then((admitted) => admitted && rpc(req, res));
     }
   };
-  const server = createOnePortServer(handler);
+  // Connections are counted per socket address (IPv6 per /64, as the per-IP limits); a trusted
+  // proxy carries many clients on its few addresses, so it is not capped here.
+  const trustedProxy = trustMatcher(config.trustProxy);
+  const server = createOnePortServer(handler, {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    connectionsCheckingIntervalMs: 500,
+    h2MaxStreams: config.h2MaxStreams,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    connectionKey: (address) => {
+      const ip = config.trustProxy.length > 0 ? parseIp(address) : null;
+      return ip !== null && trustedProxy(ip) ? undefined : ipKey(address);
+    },
+  });
 
   const app: RelayApp = {
     config,

@@ -7,7 +7,9 @@
  *   it sends upstream: token check, limits, counting).
  * - At scrape time, from the parts that own the numbers: limiter rejections by scope, Redis
  *   fallbacks, keys per pool by state (enabled, cooling, disabled), the usage writer's queue
- *   depth and dropped records; plus prom-client's process metrics (CPU, memory, event loop lag).
+ *   depth, dropped records, dead letters (rows the database refused) and anomalies (records
+ *   flagged at ingestion, by kind: src/usage/usage-flags.ts); plus prom-client's process
+ *   metrics (CPU, memory, event loop lag).
  *
  * Labels are provider ids, status codes, outcome names, limit scopes and pool names: never a
  * token, a key or anything a client chose. The hot path costs two map lookups and prom-client's
@@ -19,12 +21,19 @@ import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { PoolHealth } from "../keys/pool-registry.js";
 import type { LimitScope } from "../limits/limits.js";
 import type { CallRecord } from "../relay/types.js";
+import { ANOMALY_KIND, FLAG_NAMES, type UsageFlagName } from "../usage/usage-flags.js";
 
 /** What the scrape-time metrics read; each part keeps its own numbers. */
 export interface MetricsSources {
-  limits: { stats(): { rejections: Record<LimitScope, number>; redisFallbacks: number } };
+  /** `redisUp` is present only when Redis is configured. */
+  limits: { stats(): { rejections: Record<LimitScope, number>; redisFallbacks: number; redisUp?: boolean } };
   pools: { health(): PoolHealth[] };
-  usage: { readonly queueDepth: number; readonly dropped: number };
+  usage: {
+    readonly queueDepth: number;
+    readonly dropped: number;
+    readonly deadLetters?: number;
+    readonly anomalies?: Readonly<Record<UsageFlagName, number>>;
+  };
 }
 
 interface CallChildren {
@@ -96,6 +105,18 @@ export class Metrics {
         seenFallbacks = now;
       },
     });
+    // Only with Redis configured (an unset gauge would read 0, "down"). Issue 18: Redis down is
+    // degraded, not unready, so /readyz stays 200 and this is what alerting watches.
+    if (sources.limits.stats().redisUp !== undefined) {
+      new Gauge({
+        name: "relayapi_redis_up",
+        help: "1 while Redis answers and limits are shared across instances; 0 while they are per instance (degraded).",
+        registers,
+        collect() {
+          this.set(sources.limits.stats().redisUp === false ? 0 : 1);
+        },
+      });
+    }
     new Gauge({
       name: "relayapi_pool_keys",
       help: "Upstream keys per pool by state: enabled (usable now), cooling (resting after a 429), disabled.",
@@ -128,6 +149,31 @@ export class Metrics {
         const now = sources.usage.dropped;
         this.inc(Math.max(0, now - seenDropped));
         seenDropped = now;
+      },
+    });
+    let seenDeadLetters = 0;
+    new Counter({
+      name: "relayapi_usage_dead_letters_total",
+      help: "Usage records the database refused for their data (SQLSTATE class 22/23), kept in usage_dead_letters.",
+      registers,
+      collect() {
+        const now = sources.usage.deadLetters ?? 0;
+        this.inc(Math.max(0, now - seenDeadLetters));
+        seenDeadLetters = now;
+      },
+    });
+    const seenAnomalies: Partial<Record<UsageFlagName, number>> = {};
+    new Counter({
+      name: "relayapi_usage_anomalies_total",
+      help: "Usage records changed at ingestion, by kind: usage_out_of_range (provider usage clamped), model_name_changed (clipped).",
+      labelNames: ["kind"] as const,
+      registers,
+      collect() {
+        for (const name of FLAG_NAMES) {
+          const now = sources.usage.anomalies?.[name] ?? 0;
+          this.inc({ kind: ANOMALY_KIND[name] }, Math.max(0, now - (seenAnomalies[name] ?? 0)));
+          seenAnomalies[name] = now;
+        }
       },
     });
     if (processRegistry === undefined) {

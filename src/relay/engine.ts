@@ -19,9 +19,11 @@ import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
 import { checkPolicy } from "./policy.js";
+import { BodyRedactor, redactHeaders } from "./redact.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
 import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
-import { assertSafePath } from "./upstream-url.js";
+import { decodeRequestBody } from "./request-body.js";
+import { safePath } from "./upstream-url.js";
 
 export type { CallRecord, RelayEnd, RelayInput, RelaySink } from "./types.js";
 
@@ -32,8 +34,12 @@ export interface RelayEngineDeps {
   pools: PoolRegistry;
   limits: Limits;
   dpop: DpopGate;
+  /** Provider attempts per call at most, failovers included (config upstreamAttempts). */
+  upstreamAttempts: number;
   /** Called once per counted call, after it ended. */
   onCall?: (record: CallRecord) => void;
+  /** Largest request body, after its content coding is decoded (config maxBodyBytes). */
+  maxBodyBytes?: number;
 }
 
 type Recorder = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId?: string) => void;
@@ -46,17 +52,25 @@ export class RelayEngine {
     const { providers, tokens } = this.deps;
     const provider = providers.get(input.providerId);
     if (!provider) throw new RelayError("not_found", "unknown provider");
+    // Before anything reads the path (the policy, the model in a Gemini path): one check and
+    // one normal form for both entry points (src/relay/upstream-url.ts).
+    const path = safePath(input.path);
     if (input.token === undefined || input.token === "") throw invalidToken();
     const token = await tokens.authenticate(input.token);
     await this.deps.dpop.check(token, input.token, input.dpop);
     // The body is read only now, after the credentials: an unauthenticated client holds no memory.
-    const read: ReadInput = { ...input, body: typeof input.body === "function" ? await input.body() : input.body };
+    const raw = typeof input.body === "function" ? await input.body() : input.body;
+    // Decoded (Content-Encoding, a UTF-8 BOM) within the body limit: the policy reads, and the
+    // provider gets, the same bytes (src/relay/request-body.ts).
+    const limit = Math.min(this.deps.maxBodyBytes ?? Infinity, token.maxBodyBytes ?? Infinity);
+    const decoded = await decodeRequestBody(raw, input.headers, limit);
+    if (decoded.length > raw.length) input.holdDecoded?.(decoded.length - raw.length);
+    const read: ReadInput = { ...input, path, body: decoded };
     const { body, model } = checkPolicy(token, provider, read);
     const forwarded = body === read.body ? read : { ...read, body };
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
-    assertSafePath(input.path);
     tokens.checkBudget(token);
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const release = await this.deps.limits.acquireGlobal();
@@ -70,9 +84,12 @@ export class RelayEngine {
   /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
   async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number): Promise<void> {
     const { tokens, upstream, pools, limits } = this.deps;
+    // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
+    if (token.pool !== undefined) pools.keyErrors.admit(token.id);
     const { callsLeft } = await tokens.use(token);
     const sendAt = performance.now();
     let upstreamMs: number | undefined;
+    let attempts: string | undefined;
     const record: Recorder = (status, outcome, usage, bytes, keyId) => {
       if (usage) tokens.addUsage(token, usage.totalTokens);
       this.deps.onCall?.({
@@ -81,6 +98,7 @@ export class RelayEngine {
         provider: provider.id,
         model,
         keyId,
+        attempts,
         status,
         outcome,
         usage,
@@ -94,27 +112,31 @@ export class RelayEngine {
 
     let sent;
     try {
-      sent = await sendWithFailover(upstream, pools, limits, token, provider, input);
+      sent = await sendWithFailover({ upstream, pools, limits, attempts: this.deps.upstreamAttempts }, token, provider, model, input);
       upstreamMs = performance.now() - sendAt;
     } catch (e) {
       if (e instanceof ClientGone) {
-        // The request was sent; the provider may be working on it: not refunded.
+        // The client left: whatever was sent stays counted.
         record(499, Outcome.TRUNCATED, undefined, 0);
         throw new RelayError("bad_request", "client closed the request");
       }
+      // Anything unforeseen counts as reached: a call is refunded only on proof (DESIGN 3.3).
       const failed = e instanceof SendFailed ? e : new SendFailed(toRelayError(e), true);
+      attempts = failed.attempts;
       if (failed.reached) {
-        record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0);
+        // A byte may have reached a provider (a timeout or reset after the request was written).
+        record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0, failed.keyId);
       } else {
-        // Never reached the provider (connect error, timeout before headers): refunded.
+        // No byte left for any provider (connect, DNS or TLS failure, no key free): refunded.
         await tokens.refund(token).catch(() => {});
-        record(failed.error.status, Outcome.REFUNDED, undefined, 0);
+        record(failed.error.status, Outcome.REFUNDED, undefined, 0, failed.keyId);
       }
       throw failed.error;
     }
+    attempts = sent.attempts;
     const { res, keyId, release } = sent;
     try {
-      await this.#stream(res, keyId, provider, input, sink, callsLeft, record);
+      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record);
     } finally {
       release();
     }
@@ -123,6 +145,7 @@ export class RelayEngine {
   async #stream(
     res: UpstreamResponse,
     keyId: string | undefined,
+    key: string,
     provider: ProviderSpec,
     input: ReadInput,
     sink: RelaySink,
@@ -130,7 +153,15 @@ export class RelayEngine {
     record: Recorder,
   ): Promise<void> {
     const contentType = res.headers["content-type"];
-    sink.head(res.statusCode, clientHeaders(res.headers), res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
+    // An error answer may echo the key it was sent with: its headers and (bounded) body are
+    // scanned and the key redacted, so its length may change and it goes unframed
+    // (src/relay/redact.ts). Successful answers pass untouched.
+    const redactor = res.statusCode >= 400 ? new BodyRedactor(key) : undefined;
+    // A coded error body cannot be scanned, so it is not forwarded (identity was asked for).
+    const coded = redactor !== undefined && isCoded(res.headers["content-encoding"]);
+    const headers = redactor ? redactHeaders(clientHeaders(res.headers), key) : clientHeaders(res.headers);
+    if (coded) delete headers["content-encoding"];
+    sink.head(res.statusCode, headers, redactor || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
@@ -140,22 +171,41 @@ export class RelayEngine {
       await res.body.pipe((chunk) => {
         bytes += chunk.length;
         meter.feed(chunk);
-        return sink.write(chunk);
+        if (!redactor) return sink.write(chunk);
+        const safe = coded ? EMPTY : redactor.feed(chunk);
+        // Past the scan bound the rest is not read: the upstream call ends here.
+        if (coded || redactor.cut) res.body.destroy(ERROR_BODY_CUT);
+        return safe.length > 0 ? sink.write(safe) : undefined;
       });
+      const rest = redactor?.end();
+      if (rest !== undefined && rest.length > 0) await sink.write(rest);
     } catch (e) {
-      outcome = Outcome.TRUNCATED;
-      error = input.signal.aborted
-        ? "client went away"
-        : (e as { code?: string }).code === "UND_ERR_BODY_TIMEOUT"
-          ? "upstream stalled"
-          : "upstream stream interrupted";
-      res.body.destroy();
+      // An error body cut on purpose ends like a whole one: what was forwarded is complete.
+      if (e !== ERROR_BODY_CUT) {
+        outcome = Outcome.TRUNCATED;
+        error = input.signal.aborted
+          ? "client went away"
+          : (e as { code?: string }).code === "UND_ERR_BODY_TIMEOUT"
+            ? "upstream stalled"
+            : "upstream stream interrupted";
+        res.body.destroy();
+      }
     }
     if (outcome === Outcome.UPSTREAM_ERROR) error = "upstream returned an error";
     const usage = meter.result();
     record(res.statusCode, outcome, usage, bytes, keyId);
     await sink.end({ outcome, usage, callsLeft, error });
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** Ends the upstream call of an error body cut at the redaction scan's bound. */
+const ERROR_BODY_CUT = new Error("error body cut at the redaction bound");
+
+/** A `Content-Encoding` other than identity. */
+function isCoded(encoding: string | string[] | undefined): boolean {
+  const v = Array.isArray(encoding) ? encoding.join(",") : encoding;
+  return v !== undefined && v.trim() !== "" && v.trim().toLowerCase() !== "identity";
 }
 
 /** A declared length the client may be given: a plain integer, never for an event stream. */

@@ -20,6 +20,11 @@ export interface RelayInput {
    * is read (or held in memory) before the token was checked (issue 17).
    */
   body: Buffer | BodyReader;
+  /**
+   * Charges bytes a decoded body holds beyond its raw bytes to the global body budget (a small
+   * gzip body can decode to the body limit); throws a 503 RelayError when the budget is spent.
+   */
+  holdDecoded?: (extraBytes: number) => void;
   /** The relay token as the client sent it. */
   token: string | undefined;
   origin: string | undefined;
@@ -64,8 +69,13 @@ export interface CallRecord {
   subject: string;
   provider: string;
   model: string | undefined;
-  /** Id of the pool key that served the call; undefined for an inline key. */
+  /** Id of the pool key that served the call (or was tried last); undefined for an inline key. */
   keyId: string | undefined;
+  /**
+   * Every provider attempt, when there was more than one (failover): `key_id:status` joined by
+   * commas, `connect` for an attempt that never reached the provider (`key_a:429,key_b:200`).
+   */
+  attempts?: string;
   status: number;
   outcome: Outcome;
   usage: Usage | undefined;
