@@ -263,3 +263,54 @@ describe("names a case-insensitive upstream would match", () => {
     expect(refusal('{"Model":"x"}', {}, { shape: "anthropic" }).kind).toBe("malformed");
   });
 });
+
+describe("where the model lives (issue 18, finding 1)", () => {
+  const run = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
+    const raw = Buffer.from(body);
+    return applyRequestPolicy({ shape: "openai", path: "/deployments/x/chat/completions", body: raw, scan: scanTopLevel(raw), ...req }, { ...OPEN, ...policy });
+  };
+  const refused = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
+    try {
+      run(body, policy, req);
+    } catch (e) {
+      if (e instanceof PolicyViolation) return e.kind;
+      throw e;
+    }
+    return "admitted";
+  };
+  const pin = { models: new Set(["gpt-4o-mini"]) };
+
+  it("the path wins: the model is the path's, a body model under a pin may only repeat it", () => {
+    expect(run('{"model":"gpt-4o-mini"}', {}, { pathModel: "gpt-4-32k" }).model).toBe("gpt-4-32k");
+    expect(refused('{"model":"gpt-4o-mini"}', pin, { pathModel: "gpt-4-32k" })).toBe("model");
+    expect(refused('{"model":"gpt-4o-mini"}', pin, { pathModel: "gpt-4o-mini" })).toBe("admitted");
+    expect(refused('{"model":null}', pin, { pathModel: "gpt-4o-mini" })).toBe("model");
+    expect(refused('{"messages":[]}', pin, { pathModel: "gpt-4o-mini" })).toBe("admitted");
+  });
+
+  it("a body model the provider does not read names nothing", () => {
+    expect(run('{"model":"gpt-4o-mini"}', {}, { modelInBody: false }).model).toBeUndefined();
+    expect(refused('{"model":"gpt-4o-mini"}', pin, { modelInBody: false })).toBe("model");
+  });
+
+  it("fields that reroute are refused under a pin only, in their exact spelling", () => {
+    const rerouting = ["models", "preset"];
+    expect(refused('{"model":"gpt-4o-mini","models":["x"]}', pin, { rerouting })).toBe("model");
+    expect(refused('{"model":"gpt-4o-mini","preset":"p"}', pin, { rerouting })).toBe("model");
+    expect(refused('{"model":"gpt-4o-mini","models":null}', pin, { rerouting })).toBe("admitted");
+    expect(refused('{"model":"gpt-4o-mini","models":["x"]}', {}, { rerouting })).toBe("admitted");
+    expect(refused('{"model":"gpt-4o-mini","Models":["x"]}', pin, { rerouting })).toBe("malformed");
+  });
+
+  it("measures the output cap in force and the choices, for budget reservations", () => {
+    const chat = { path: "/v1/chat/completions" };
+    expect(run('{"max_tokens":50,"n":3}', { maxOutputTokens: 100, measure: true }, chat)).toMatchObject({ outputCap: 50, choices: 3 });
+    expect(run('{"messages":[]}', { maxOutputTokens: 100, measure: true }, chat)).toMatchObject({ outputCap: 100, choices: 1 });
+    expect(run('{"max_tokens":null}', { maxOutputTokens: 100, measure: true }, { path: "/v1/other" })).toMatchObject({ outputCap: 100 });
+    expect(run('{"input":"x"}', { maxOutputTokens: 100, measure: true }, { path: "/v1/embeddings" }).outputCap).toBeUndefined();
+    expect(run('{"max_tokens":50}', { maxOutputTokens: 100 }, chat).outputCap).toBeUndefined();
+    const gemini = { shape: "gemini" as const, path: "/v1beta/models/g:generateContent", pathModel: "g" };
+    expect(run('{"generationConfig":{"maxOutputTokens":64,"candidateCount":2}}', { measure: true }, gemini)).toMatchObject({ outputCap: 64, choices: 2 });
+    expect(run('{"contents":[]}', { maxOutputTokens: 99, measure: true }, gemini)).toMatchObject({ outputCap: 99, choices: 1 });
+  });
+});

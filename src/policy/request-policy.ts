@@ -1,6 +1,8 @@
 /**
- * The body half of a token's request policy (DESIGN 3.4, issue 9): pinned models, an output
- * cap, a cap on `n`, no tools unless allowed, and usage forced on for OpenAI-shaped streams.
+ * The body half of a token's request policy (DESIGN 3.4, issue 9): pinned models (checked
+ * where the provider reads its model: the path, the body, fields that reroute; issue 18), an
+ * output cap, a cap on `n`, no tools unless allowed, and usage forced on for OpenAI-shaped
+ * streams; with `measure`, what the request lets the model generate (for budget reservations).
  * Works on a scanTopLevel result (duplicate and escaped top-level keys are already handled
  * there) and returns the original bytes or a spliced copy; nothing is re-serialised. Pure.
  *
@@ -12,6 +14,8 @@ import {
   JsonScanError, applySplices, insertionSplice, isNull, readBoolean, readNumber, readString,
   replacementSplice, scanObjectValue, type ScanResult, type Splice, type TopLevelField,
 } from "./json-scan.js";
+import { endpointOf, type Endpoint } from "./endpoints.js";
+import { outputBound } from "./output-bound.js";
 
 export type PolicyShape = "openai" | "anthropic" | "gemini";
 
@@ -21,6 +25,8 @@ export interface RequestPolicy {
   maxN?: number;
   toolsAllowed: boolean;
   forceStreamUsage: boolean;
+  /** Report the request's output cap and choices (PolicyResult), for budget reservations. */
+  measure?: boolean;
 }
 
 export interface PolicyRequest {
@@ -29,8 +35,15 @@ export interface PolicyRequest {
   path: string;
   body: Buffer;
   scan: ScanResult;
-  /** The model named by the path (Gemini); the caller reads it with the shape's modelOf. */
+  /**
+   * The model named by the path (Gemini, Azure deployments), read by the provider's
+   * ModelLocation. Where it is set the path wins: the provider runs it, whatever the body says.
+   */
   pathModel?: string;
+  /** Whether the body's `model` names the model where the path names none (default true). */
+  modelInBody?: boolean;
+  /** Body fields that let the provider run another model (OpenRouter's `models`): refused under a pin. */
+  rerouting?: readonly string[];
   /** The provider's own field for an inserted output cap, when not the shape's default. */
   capField?: string;
 }
@@ -38,7 +51,12 @@ export interface PolicyRequest {
 export interface PolicyResult {
   /** The request body: the same Buffer when nothing was inserted. */
   body: Buffer;
+  /** The model the provider will run, as far as the request says. */
   model: string | undefined;
+  /** With `measure`: the output cap in force after the policy (the body's, or the inserted one). */
+  outputCap?: number;
+  /** With `measure`: the choices asked for (`n`, `best_of`, `candidateCount`), at least 1. */
+  choices?: number;
 }
 
 export type PolicyViolationKind = "model" | "max_tokens" | "n" | "tools" | "malformed";
@@ -105,8 +123,6 @@ function foldMap(names: string[]): Map<string, string> {
   return new Map(names.map((name) => [fold(name), name]));
 }
 
-type Endpoint = "chat" | "completions" | "responses" | "messages" | "complete" | "generate" | "other";
-
 /**
  * Where an absent cap is inserted. OpenAI chat gets `max_completion_tokens`: it is the field
  * OpenAI documents, it bounds reasoning tokens too, and its reasoning models refuse
@@ -124,33 +140,6 @@ const INSERT_CAP_AS: Partial<Record<Endpoint, string>> = {
   generate: "maxOutputTokens",
 };
 
-const endpoints = new Map<string, Endpoint>(); // memo: a relay sees few distinct paths
-
-/** Classifies a path as the upstream would route it: case, escapes and trailing slashes ignored. */
-function endpointOf(shape: PolicyShape, path: string): Endpoint {
-  const memoKey = shape + " " + path;
-  let e = endpoints.get(memoKey);
-  if (e === undefined) {
-    if (endpoints.size >= 1024) endpoints.clear();
-    endpoints.set(memoKey, (e = classify(shape, path)));
-  }
-  return e;
-}
-
-function classify(shape: PolicyShape, path: string): Endpoint {
-  let p = path.replace(/[?#].*$/s, "");
-  try {
-    p = decodeURIComponent(p);
-  } catch {
-    // keep the raw path: it matches nothing below unless it already did
-  }
-  p = p.toLowerCase().replace(/\/+$/, "");
-  if (shape === "gemini") return /:(?:stream)?generatecontent$/.test(p) ? "generate" : "other";
-  if (shape === "anthropic") return p.endsWith("/messages") ? "messages" : p.endsWith("/complete") ? "complete" : "other";
-  if (p.endsWith("/chat/completions")) return "chat";
-  if (p.endsWith("/completions")) return "completions";
-  return p.endsWith("/responses") ? "responses" : "other";
-}
 
 /** Scans an object-valued field, turning nested duplicates into a violation. */
 function scanNested(body: Buffer, f: TopLevelField): ScanResult | undefined {
@@ -173,16 +162,28 @@ function oneOf(scan: ScanResult, names: readonly string[]): TopLevelField | unde
   return found;
 }
 
+/**
+ * The model the provider will run: the path's when it names one (then a body `model` under a
+ * pin may only repeat it: the provider ignores it, another server might not), else the body's
+ * when the provider reads it there. Under a pin it must be pinned, and fields that could make
+ * the provider run another model must be absent.
+ */
 function checkModel(req: PolicyRequest, policy: RequestPolicy): string | undefined {
   const f = req.scan.fields.get("model");
   let model: string | undefined;
-  if (req.shape === "gemini") {
+  if (req.pathModel !== undefined) {
     model = req.pathModel;
-    // The path names Gemini's model; a body `model` could name another, so a pin refuses it.
-    if (f && policy.models) throw new PolicyViolation("model", "model not allowed for this token");
-  } else if (f) {
+    if (f && policy.models && (isNull(req.body, f) || readString(req.body, f) !== model)) throw new PolicyViolation("model", "model not allowed for this token");
+  } else if (f && req.modelInBody !== false) {
     model = readString(req.body, f);
     if (model === undefined) throw new PolicyViolation("malformed", "model must be a string");
+  }
+  for (const name of req.rerouting ?? []) {
+    for (const [key, field] of req.scan.fields) {
+      if (fold(key) !== fold(name)) continue;
+      if (key !== name) throw new PolicyViolation("malformed", "a field name differs from a checked one only in case");
+      if (policy.models && !isNull(req.body, field)) throw new PolicyViolation("model", "model not allowed for this token");
+    }
   }
   if (policy.models && (model === undefined || !policy.models.has(model))) {
     throw new PolicyViolation("model", "model not allowed for this token");
@@ -289,5 +290,10 @@ export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): P
     splices.push(...forceUsage(req, inserts));
   }
   if (inserts.length > 0) splices.push(insertionSplice(scan, inserts));
-  return { body: splices.length === 0 ? body : applySplices(body, splices), model };
+  const out = splices.length === 0 ? body : applySplices(body, splices);
+  if (!policy.measure) return { body: out, model };
+  // Gemini keeps its caps and candidateCount in generationConfig.
+  const gc = shape === "gemini" ? oneOf(scan, ["generationConfig", "generation_config"]) : undefined;
+  const fields = shape !== "gemini" ? scan : gc && !isNull(body, gc) ? scanNested(body, gc) : undefined;
+  return { body: out, model, ...outputBound(body, fields, CAP_FIELDS[shape], N_FIELDS[shape], policy.maxOutputTokens, insertAs !== undefined) };
 }

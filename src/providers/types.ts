@@ -25,13 +25,33 @@ export interface UsageMeter {
   result(): Usage | undefined;
 }
 
-/** The wire format family of an API: its error body, its model field, its usage reports. */
+/**
+ * Where an API names the model a request runs on (issue 18, finding 1). Model pins are checked,
+ * and usage recorded, against the model found here: the one the provider will run.
+ */
+export interface ModelLocation {
+  /**
+   * The model the path names (Gemini's `/models/<m>:…`, Azure's `/deployments/<d>/…`), read
+   * from the relay's normal path (src/relay/upstream-url.ts). Where it names one, the path wins:
+   * the provider routes by it, so a body `model` is only allowed to repeat it under a pin.
+   */
+  inPath?(path: string): string | undefined;
+  /** Whether a top-level body `model` names the model where the path names none. */
+  inBody: boolean;
+  /**
+   * Top-level body fields with which the provider may run another model than the one named
+   * (fallback lists, presets, agents): refused under a pin when present and not null.
+   */
+  rerouting?: readonly string[];
+}
+
+/** The wire format family of an API: its error body, where it names its model, its usage reports. */
 export interface ApiShape {
   name: ShapeName;
   /** JSON error body in this API's own shape, so client SDKs show it well. */
   errorBody(err: RelayError): string;
-  /** The model named by the path (Gemini), when the API puts it there; bodies are scanned. */
-  modelInPath?(path: string): string | undefined;
+  /** Where requests of this shape name their model (a provider may say otherwise: ProviderSpec.models). */
+  models: ModelLocation;
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
   /**
@@ -53,7 +73,14 @@ export interface ProviderSpec {
   /** Query parameters added when the client did not send them (e.g. Azure's `api-version`). */
   defaultQuery?: Readonly<Record<string, string>>;
   shape: ApiShape;
+  /** Where this provider's requests name their model, when not where its shape says. */
+  models?: ModelLocation;
   builtin: boolean;
+}
+
+/** Where a provider's requests name the model they run on. */
+export function modelLocationOf(provider: ProviderSpec): ModelLocation {
+  return provider.models ?? provider.shape.models;
 }
 
 export const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;

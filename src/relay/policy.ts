@@ -2,7 +2,9 @@
  * The per-token request policy, checked before a call is counted (DESIGN 3.4): provider, path
  * prefixes, browser origin, body size, then the body rules of src/policy/request-policy.ts
  * (pinned models, output cap, `n` cap, no tools unless allowed, usage forced on for OpenAI
- * streams) on a top-level scan that forwards the original bytes or a spliced copy.
+ * streams) on a top-level scan that forwards the original bytes or a spliced copy. Pins are
+ * checked where the provider reads its model (ProviderSpec/ApiShape `models`: the path, the
+ * body, or both with the path winning; issue 18, finding 1).
  * The body comes decoded (src/relay/request-body.ts); every body that is a JSON object is
  * scanned, whatever its content type, and one in UTF-16/32 is refused when the token has body
  * rules. Failures are 403 (413 for size, 400 for malformed JSON, 415 for JSON the scanner
@@ -12,7 +14,7 @@ import { isUtf8 } from "node:buffer";
 import { RelayError } from "../errors.js";
 import { JsonScanError, scanTopLevel } from "../policy/json-scan.js";
 import { applyRequestPolicy, PolicyViolation, type RequestPolicy } from "../policy/request-policy.js";
-import type { ProviderSpec } from "../providers/types.js";
+import { modelLocationOf, type ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { bodyKind } from "./request-body.js";
 
@@ -25,8 +27,13 @@ export interface PolicyInput {
 export interface Checked {
   /** The body to forward: the client's own bytes unless a cap or usage option was spliced in. */
   body: Buffer;
-  /** The model the request names, when it names one. */
+  /** The model the provider will run (where its ModelLocation says), when the request names one. */
   model: string | undefined;
+  /** The body is JSON (anything else generates nothing the relay can bound). */
+  json: boolean;
+  /** For a token with a budget: the output cap in force, and the choices asked for. */
+  outputCap: number | undefined;
+  choices: number;
 }
 
 export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): Checked {
@@ -42,7 +49,8 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   if (token.maxBodyBytes !== null && req.body.length > token.maxBodyBytes) {
     throw new RelayError("payload_too_large", "request body too large for this token");
   }
-  const pathModel = provider.shape.modelInPath?.(req.path);
+  const where = modelLocationOf(provider);
+  const pathModel = where.inPath?.(req.path);
   const kind = bodyKind(req.body);
   if (kind === "wide-json" && hasBodyRules(token, provider)) {
     throw new RelayError("unsupported_media_type", "request body: JSON must be UTF-8 (RFC 8259)");
@@ -55,20 +63,23 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
     if (token.models.size > 0 && (pathModel === undefined || !token.models.has(pathModel))) {
       throw new RelayError("permission_denied", "model not allowed for this token");
     }
-    return { body: req.body, model: pathModel };
+    return { body: req.body, model: pathModel, json: false, outputCap: undefined, choices: 1 };
   }
   try {
-    return applyRequestPolicy(
+    const checked = applyRequestPolicy(
       {
         shape: provider.shape.name,
         path: req.path,
         body: req.body,
         scan: scanTopLevel(req.body),
         ...(pathModel === undefined ? {} : { pathModel }),
+        modelInBody: where.inBody,
+        ...(where.rerouting === undefined ? {} : { rerouting: where.rerouting }),
         ...(provider.outputCapField === undefined ? {} : { capField: provider.outputCapField }),
       },
       policyOf(token),
     );
+    return { body: checked.body, model: checked.model, json: true, outputCap: checked.outputCap, choices: checked.choices ?? 1 };
   } catch (e) {
     if (e instanceof JsonScanError) throw new RelayError("bad_request", `request body: ${e.message}`);
     if (e instanceof PolicyViolation) {
@@ -96,6 +107,8 @@ function buildPolicy(token: TokenMeta): RequestPolicy {
     // Streams are metered from their final usage event; the request policy knows which shapes
     // send one only when asked (OpenAI's) and asks for it there.
     forceStreamUsage: true,
+    // A budget reserves each call's maximum, which the output cap and `n` bound.
+    measure: token.budgetTokens !== null,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Mock LLM provider for tests: a plain node:http server speaking the real wire formats of
- * OpenAI (chat/completions, models), Anthropic (messages) and Gemini (generateContent,
- * streamGenerateContent), streaming included. Routes match by path suffix, so any prefix
+ * OpenAI (chat/completions, responses, models), Anthropic (messages) and Gemini (generateContent,
+ * streamGenerateContent, with and without alt=sse), streaming included. Routes match by path suffix, so any prefix
  * (/v1, /v1beta, /openai/...) works. Every request is recorded (headers as received, full
  * body) before it is answered, and flagged `aborted` if its client hung up mid-response.
  *
@@ -10,7 +10,8 @@
  * `x-mock-headers-delay-ms: N` waits N ms after the body before answering (a slow provider);
  * `x-mock-reset: after-body` destroys the socket once the body was read, `mid-stream` after the
  * first SSE frame. `behave(fn)` sets the same per request from code (chaos tests), by
- * request (path, headers, key): what it returns wins over the headers.
+ * request (path, headers, key): what it returns wins over the headers; its `stream` answers
+ * recorded bytes verbatim, part by part.
  * Generated text is "tok0 tok1 ... tok{N-1} " (one token per chunk); prompt tokens are always
  * MOCK_PROMPT_TOKENS, completion tokens = N.
  *
@@ -46,6 +47,11 @@ export interface Behaviour {
   reset?: 'after-body' | 'mid-stream';
   chunks?: number;
   chunkDelayMs?: number;
+  /**
+   * answer 200 with these bytes verbatim (recorded fixtures), one socket write per part, waiting
+   * `delaysMs[i]` (else `delayMs`, else 0) before part i; stops early if the client left
+   */
+  stream?: { contentType: string; parts: (string | Buffer)[]; delayMs?: number; delaysMs?: number[] };
 }
 
 /** prompt/input token count reported by every route */
@@ -150,6 +156,66 @@ async function anthropicMessages(res: ServerResponse, body: Json, n: number, del
   await sendSse(res, frames, delay);
 }
 
+/** Writes recorded bytes verbatim, part by part (Behaviour.stream). */
+async function sendParts(res: ServerResponse, s: NonNullable<Behaviour['stream']>): Promise<void> {
+  res.writeHead(200, { 'content-type': s.contentType });
+  res.flushHeaders();
+  for (let i = 0; i < s.parts.length; i++) {
+    await sleep(s.delaysMs?.[i] ?? (i > 0 ? s.delayMs ?? 0 : 0));
+    if (res.destroyed) return;
+    res.write(s.parts[i]);
+  }
+  if (!res.destroyed) res.end();
+}
+
+/** OpenAI Responses API (POST /v1/responses): a response object, or its event stream ending in `response.completed`. */
+async function openaiResponses(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
+  const id = `resp_mock_${++seq}`, itemId = `msg_mock_${seq}`, model = String(body.model ?? 'gpt-mock');
+  const usage = {
+    input_tokens: MOCK_PROMPT_TOKENS, input_tokens_details: { cached_tokens: 0 },
+    output_tokens: n, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: MOCK_PROMPT_TOKENS + n,
+  };
+  const part = { type: 'output_text', annotations: [], logprobs: [], text: text(n) };
+  const item = { id: itemId, type: 'message', status: 'completed', content: [part], role: 'assistant' };
+  const response = (status: string, done: boolean) => ({
+    id, object: 'response', created_at: now(), status, background: false, error: null, incomplete_details: null,
+    instructions: null, max_output_tokens: body.max_output_tokens ?? null, model, output: done ? [item] : [],
+    parallel_tool_calls: true, previous_response_id: null, store: true, temperature: 1.0, text: { format: { type: 'text' } },
+    tool_choice: 'auto', tools: [], top_p: 1.0, truncation: 'disabled', usage: done ? usage : null, user: null, metadata: {},
+  });
+  if (body.stream !== true) return sendJson(res, 200, response('completed', true));
+  let sn = 0;
+  const ev = (type: string, obj: Json) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sn++, ...obj })}\n\n`;
+  const at = { item_id: itemId, output_index: 0, content_index: 0 };
+  const frames = [
+    ev('response.created', { response: response('in_progress', false) }),
+    ev('response.in_progress', { response: response('in_progress', false) }),
+    ev('response.output_item.added', { output_index: 0, item: { id: itemId, type: 'message', status: 'in_progress', content: [], role: 'assistant' } }),
+    ev('response.content_part.added', { ...at, part: { ...part, text: '' } }),
+    ...Array.from({ length: n }, (_, i) => ev('response.output_text.delta', { ...at, delta: tok(i), logprobs: [] })),
+    ev('response.output_text.done', { ...at, text: text(n), logprobs: [] }),
+    ev('response.content_part.done', { ...at, part }),
+    ev('response.output_item.done', { output_index: 0, item }),
+    ev('response.completed', { response: response('completed', true) }),
+  ];
+  await sendSse(res, frames, delay);
+}
+
+/**
+ * Gemini's streamGenerateContent without alt=sse: one JSON array, written element by element
+ * as Google frames it (`[{` pretty-printed objects separated by `\n,\r\n`, then `\n]`).
+ */
+async function sendJsonArrayStream(res: ServerResponse, items: unknown[], delayMs: number): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8' });
+  res.flushHeaders();
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0) await sleep(delayMs);
+    if (res.destroyed) return;
+    res.write((i === 0 ? '[' : '\n,\r\n') + JSON.stringify(items[i], null, 2));
+  }
+  if (!res.destroyed) res.end('\n]');
+}
+
 async function gemini(res: ServerResponse, model: string, stream: boolean, sse: boolean, n: number, delay: number): Promise<void> {
   const usageMetadata = { promptTokenCount: MOCK_PROMPT_TOKENS, candidatesTokenCount: n, totalTokenCount: MOCK_PROMPT_TOKENS + n };
   const chunk = (t: string, last: boolean) => ({
@@ -160,8 +226,8 @@ async function gemini(res: ServerResponse, model: string, stream: boolean, sse: 
   if (!stream) return sendJson(res, 200, chunk(text(n), true));
   const count = Math.max(n, 1);
   const parts = Array.from({ length: count }, (_, i) => chunk(n === 0 ? '' : tok(i), i === count - 1));
-  // Without alt=sse the real API streams one JSON array; mimic that (unchunked) for completeness.
-  if (!sse) return sendJson(res, 200, parts);
+  // Without alt=sse the real API streams one JSON array, element by element.
+  if (!sse) return sendJsonArrayStream(res, parts, delay);
   await sendSse(res, parts.map(data), delay);
 }
 
@@ -215,6 +281,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
     const failure = failures.shift();
     if (failure) return sendJson(res, failure.status, failure.body, failure.headers);
     if (b.status !== undefined) return sendJson(res, b.status, b.body ?? openaiError(b.status, `mock error ${b.status}`), b.headers);
+    if (b.stream !== undefined) return sendParts(res, b.stream);
     const forced = Number(req.headers['x-mock-status']);
     if (Number.isInteger(forced) && forced >= 100 && forced <= 599) {
       return sendJson(res, forced, openaiError(forced, `mock error ${forced}`));
@@ -226,6 +293,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
     const gem = /\/models\/([^/]+):(generateContent|streamGenerateContent)$/.exec(p);
     const post = rec.method === 'POST';
     const route = post && p.endsWith('/chat/completions') ? 'openai'
+      : post && p.endsWith('/responses') ? 'responses'
       : post && p.endsWith('/messages') ? 'anthropic'
       : post && gem ? 'gemini'
       : rec.method === 'GET' && p.endsWith('/models') ? 'models'
@@ -248,6 +316,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       return sendJson(res, 400, openaiError(400, 'invalid JSON body'));
     }
     if (route === 'openai') return openaiChat(res, body, n, delay);
+    if (route === 'responses') return openaiResponses(res, body, n, delay);
     if (route === 'anthropic') return anthropicMessages(res, body, n, delay);
     const [, model, method] = gem!;
     return gemini(res, decodeURIComponent(model!), method === 'streamGenerateContent', u.searchParams.get('alt') === 'sse', n, delay);

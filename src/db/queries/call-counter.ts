@@ -3,17 +3,23 @@
  * call otherwise, ~10% of the relay's CPU in profiles). Each is one atomic statement: a call or
  * a block of calls is taken only while the token is unrevoked, unexpired and the whole block
  * fits under its cap, so no number of callers or instances can pass `max_calls` (DESIGN 3.3).
+ * LLM-token budgets are reserved and settled here the same way (issue 18, finding 2).
  */
-import { and, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
+import { and, eq, gt, gte, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "../client.js";
 import { tokens, type NewTokenRow } from "../schema/index.js";
 import type { Prepare, PreparedRun } from "../prepared.js";
 import type { UseResult } from "./tokens.js";
 
+/** The largest bigint: a counter saturates there rather than failing (SQLSTATE 22003). */
+const BIGINT_MAX = "9223372036854775807";
+
 export class CallCounter {
   readonly #use;
   readonly #refund;
   readonly #revokedSince;
+  readonly #reserveTokens;
+  readonly #settleTokens;
   /** The same two statements prepared in the database itself, where that pays (PGlite). */
   readonly #usePrepared: PreparedRun | undefined;
   readonly #refundPrepared: PreparedRun | undefined;
@@ -49,6 +55,35 @@ export class CallCounter {
       .from(tokens)
       .where(gte(tokens.revokedAt, sql.placeholder("since")))
       .prepare("relay_revoked_since");
+    // Budgets (src/tokens/budget-reservations.ts): `tokens_used` is the settled usage plus the
+    // reservations of calls in flight, so one conditional statement admits a call on every
+    // instance at once. Numeric arithmetic saturates instead of failing at the bigint limit.
+    this.#reserveTokens = db
+      .update(tokens)
+      .set({ tokensUsed: sql`least(${tokens.tokensUsed}::numeric + ${sql.placeholder("n")}, ${BIGINT_MAX}::numeric)::bigint` })
+      .where(and(eq(tokens.id, sql.placeholder("id")), lt(tokens.tokensUsed, sql.placeholder("budget"))))
+      .returning({ tokensUsed: tokens.tokensUsed })
+      .prepare("relay_reserve_tokens");
+    this.#settleTokens = db
+      .update(tokens)
+      .set({ tokensUsed: sql`greatest(0, least(${tokens.tokensUsed}::numeric + ${sql.placeholder("delta")}, ${BIGINT_MAX}::numeric))::bigint` })
+      .where(eq(tokens.id, sql.placeholder("id")))
+      .returning({ tokensUsed: tokens.tokensUsed })
+      .prepare("relay_settle_tokens");
+  }
+
+  /**
+   * Adds `n` LLM tokens to a token's `tokens_used` if it is still below `budget` (used +
+   * reserved < budget); the new count, or undefined when refused (or the row is gone).
+   */
+  async reserveTokens(id: string, n: number, budget: number): Promise<number | undefined> {
+    const [row] = await this.#reserveTokens.execute({ id, n, budget });
+    return row?.tokensUsed;
+  }
+
+  /** Adds `delta` (negative: a reservation given back) to `tokens_used`, never below 0. */
+  async settleTokens(id: string, delta: number): Promise<void> {
+    await this.#settleTokens.execute({ id, delta });
   }
 
   /** Takes `n` calls at once (all or none); undefined when they may not be taken. */

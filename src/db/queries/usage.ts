@@ -22,7 +22,7 @@ export interface UsageInsert {
   outcome: Outcome;
   promptTokens: number;
   completionTokens: number;
-  /** Metered LLM tokens: added to the token's `tokens_used`. */
+  /** Metered LLM tokens: added to the token's `tokens_used` (unless it has a budget: reservations charge those). */
   totalTokens: number;
   bytes: number;
   latencyMs: number;
@@ -80,10 +80,11 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       from batch
     ), metered as (
       -- Saturates (numeric, then capped) rather than overflowing bigint: a full counter must not
-      -- make every later batch that meters the same token fail.
+      -- make every later batch that meters the same token fail. A token with a budget is
+      -- charged by its reservations instead, as each call ends (src/tokens/budget-reservations.ts).
       update tokens t set tokens_used = least(t.tokens_used::numeric + m.n, ${BIGINT_MAX}::numeric)::bigint
       from (select token_id, sum(total_tokens) as n from batch group by token_id having sum(total_tokens) > 0) m
-      where t.id = m.token_id
+      where t.id = m.token_id and t.budget_tokens is null
     ), served as (
       update upstream_keys k set calls = k.calls + s.n, last_used_at = greatest(k.last_used_at, s.last_at)
       from (

@@ -1,4 +1,13 @@
-/** OpenRouter: OpenAI-compatible, `Authorization: Bearer`. */
+/**
+ * OpenRouter: OpenAI-compatible, `Authorization: Bearer`. Besides `model`, a request may name
+ * fallback `models` (tried when the first fails) or a `preset` that sets the model: under a pin
+ * both are refused, or the pin would hold only until the pinned model errs (issue 18, finding 1).
+ */
+import { OPENAI_MODELS } from "../shapes/openai.js";
+import type { ProviderSpec } from "../types.js";
 import { openaiCompatible } from "./openai-compatible.js";
 
-export const openrouter = openaiCompatible("openrouter", "https://openrouter.ai/api");
+export const openrouter: ProviderSpec = {
+  ...openaiCompatible("openrouter", "https://openrouter.ai/api"),
+  models: { ...OPENAI_MODELS, rerouting: ["models", "preset"] },
+};

@@ -2,7 +2,7 @@
 import type { RelayError } from "../../errors.js";
 import type { ApiShape, Usage } from "../types.js";
 import { usageFlags } from "../../usage/usage-flags.js";
-import { createUsageMeter, isObject, usageOf } from "./usage-meter.js";
+import { createUsageMeter, isObject, USAGE_OBJECT, usageOf } from "./usage-meter.js";
 
 // https://docs.anthropic.com/en/api/errors
 const TYPE: Record<string, string> = {
@@ -19,15 +19,36 @@ const TYPE: Record<string, string> = {
   unavailable: "overloaded_error",
 };
 
-/** `message_start` carries input tokens; `message_delta` the running output count. */
+/**
+ * Input tokens as billed: `input_tokens` counts only what was neither written to nor read from
+ * the prompt cache, so the cache counts are added (OpenAI's and Gemini's prompt counts include
+ * cached tokens too). A bad count is handed on as is, for usageOf to clamp and flag.
+ */
+function inputOf(u: Record<string, unknown>): unknown {
+  const parts = [u.input_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens];
+  if (parts.every((p) => p === undefined || p === null)) return undefined;
+  let sum = 0;
+  for (const p of parts) {
+    if (p === undefined || p === null) continue;
+    if (typeof p !== "number" || !Number.isSafeInteger(p) || p < 0) return p;
+    sum += p;
+  }
+  return sum;
+}
+
+/**
+ * `message_start` carries input tokens (in `message.usage`), `message_delta` the running
+ * output count. Anthropic's OpenAI-compatible endpoint answers with OpenAI's names.
+ */
 function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(value)) return seen;
   const usage = isObject(value.usage) ? value.usage : isObject(value.message) && isObject(value.message.usage) ? value.message.usage : undefined;
   if (!usage) return seen;
+  const input = inputOf(usage) ?? usage.prompt_tokens;
+  const output = usage.output_tokens ?? usage.completion_tokens;
+  if (input === undefined && output === undefined) return seen;
   // A count carried from an earlier event was already checked; its flag is carried with it.
-  const prompt = usage.input_tokens !== undefined ? usage.input_tokens : (seen?.promptTokens ?? 0);
-  const completion = usage.output_tokens !== undefined ? usage.output_tokens : (seen?.completionTokens ?? 0);
-  return usageOf(prompt, completion, undefined, usageFlags(seen));
+  return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen));
 }
 
 export const anthropicShape: ApiShape = {
@@ -35,7 +56,9 @@ export const anthropicShape: ApiShape = {
   errorBody(err: RelayError): string {
     return JSON.stringify({ type: "error", error: { type: TYPE[err.code] ?? "api_error", message: err.message } });
   },
-  meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usage"')),
+  // The body's `model` (Messages, and the OpenAI-compatible endpoint).
+  models: { inBody: true },
+  meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
   // `{"type":"error","error":{"type":"authentication_error",...}}`
   keyInvalid: (body) => isObject(body) && body.type === "error" && isObject(body.error) && body.error.type === "authentication_error",
 };

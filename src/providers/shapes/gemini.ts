@@ -1,7 +1,12 @@
-/** The Gemini generateContent shape: the model is a path segment, usage is `usageMetadata`. */
+/**
+ * The Gemini generateContent shape: the model is a path segment, usage is `usageMetadata` on
+ * whole answers, on each event of an alt=sse stream and on each element of the JSON array
+ * streamed without it.
+ */
 import { RelayError } from "../../errors.js";
-import type { ApiShape, Usage } from "../types.js";
-import { createUsageMeter, isObject, usageOf } from "./usage-meter.js";
+import type { ApiShape } from "../types.js";
+import { openaiUsage } from "./openai.js";
+import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageReader } from "./usage-meter.js";
 
 // Google APIs' error status names (https://cloud.google.com/apis/design/errors).
 const STATUS: Record<string, string> = {
@@ -18,30 +23,42 @@ const STATUS: Record<string, string> = {
   unavailable: "UNAVAILABLE",
 };
 
-const MODEL_IN_PATH = /\/models\/([^/:]+)(?::|$)/;
+/**
+ * The model a Gemini path names: `/models/<m>[:method]`, or `/tunedModels/<t>` (named
+ * `tunedModels/<t>`, so a pin on a base model never allows a tuned model of the same name).
+ * Case-insensitive on the collection, so `/MODELS/…` cannot slip past to the body's `model`.
+ */
+const MODEL_IN_PATH = /\/(models|tunedmodels)\/([^/:]+)(?=[:/]|$)/i;
 
-function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
+function modelInPath(path: string): string | undefined {
+  const m = MODEL_IN_PATH.exec(path);
+  if (!m?.[2]) return undefined;
+  let name: string;
+  try {
+    name = decodeURIComponent(m[2]);
+  } catch {
+    // `%zz`, a cut UTF-8 sequence: the client's mistake, never a 500.
+    throw new RelayError("bad_request", "invalid path");
+  }
+  return m[1]!.toLowerCase() === "models" ? name : `tunedModels/${name}`;
+}
+
+/** `usageMetadata` (its total also counts thinking tokens); OpenAI's `usage` on the OpenAI-compatible endpoint. */
+const readUsage: UsageReader = readAll((value, seen) => {
   if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
   const u = value.usageMetadata;
   return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
-}
+}, (value, seen) => (isObject(value) && isObject(value.usage) ? openaiUsage(value.usage, seen) : seen));
 
 export const geminiShape: ApiShape = {
   name: "gemini",
   errorBody(err: RelayError): string {
     return JSON.stringify({ error: { code: err.status, message: err.message, status: STATUS[err.code] ?? "INTERNAL" } });
   },
-  modelInPath(path: string): string | undefined {
-    const m = MODEL_IN_PATH.exec(path);
-    if (!m?.[1]) return undefined;
-    try {
-      return decodeURIComponent(m[1]);
-    } catch {
-      // `%zz`, a cut UTF-8 sequence: the client's mistake, never a 500.
-      throw new RelayError("bad_request", "invalid path");
-    }
-  },
-  meter: (contentType) => createUsageMeter(contentType, readUsage, (line) => line.includes('"usageMetadata"')),
+  // The path names the model on the native API; the OpenAI-compatible endpoint
+  // (`/v1beta/openai/…`) names it in the body.
+  models: { inPath: modelInPath, inBody: true },
+  meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => text.includes('"usageMetadata"') || USAGE_OBJECT.test(text)),
   // A 400 INVALID_ARGUMENT whose google.rpc.ErrorInfo says `"reason": "API_KEY_INVALID"`.
   keyInvalid: (body) =>
     isObject(body) && isObject(body.error) && Array.isArray(body.error.details) && body.error.details.some((d) => isObject(d) && d.reason === "API_KEY_INVALID"),

@@ -1,84 +1,142 @@
 /**
- * The shared part of usage metering: SSE streams are split into lines and only `data:` lines
- * that mention usage are parsed; JSON answers are kept (up to a bound) and parsed once at the
- * end. What a usage object looks like is the shape's business (`read`); every number it reads
- * goes through `usageOf`, which clamps what no real call reports (issue 18, finding 3).
+ * The shared part of usage metering (issue 18, findings 2 and 3). Every streaming shape the
+ * built-in providers use is understood: server-sent events (OpenAI chat and Responses,
+ * Anthropic, Gemini with alt=sse, Azure), a JSON array streamed element by element (Gemini
+ * without alt=sse), NDJSON lines (Ollama's own API) and whole JSON answers; each frame is cut
+ * from the bytes however they are split (src/providers/shapes/stream-frames.ts), and only
+ * frames that may carry usage are parsed. What a usage object looks like is the shape's
+ * business (`read`); every number it reads goes through `usageOf`, which clamps what no real
+ * call reports.
  */
 import { UsageFlag, type FlaggedUsage } from "../../usage/usage-flags.js";
 import type { Usage, UsageMeter } from "../types.js";
+import { JsonArrayElements, LineSplitter, SseEvents } from "./stream-frames.js";
 
 /** Folds one parsed JSON value into the usage seen so far. */
 export type UsageReader = (value: unknown, seen: Usage | undefined) => Usage | undefined;
 
-const MAX_JSON_BYTES = 4 * 1024 * 1024;
-const MAX_LINE = 1024 * 1024;
+/** Says whether a frame's text may carry usage and is worth parsing. */
+export type UsageLineFilter = (text: string) => boolean;
 
-/** Says whether an SSE `data:` line may carry usage and is worth parsing. */
-export type UsageLineFilter = (line: string) => boolean;
+/** A whole JSON answer, or one frame of a stream, is parsed up to this size. */
+const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+
+/** A usage object (`"usage":{`), not the `"usage":null` OpenAI sends on every chunk but the last. */
+export const USAGE_OBJECT = { test: (text: string): boolean => text.includes('"usage"') && USAGE_OBJECT_RE.test(text) };
+const USAGE_OBJECT_RE = /"usage"\s*:\s*\{/;
 
 export function createUsageMeter(contentType: string | undefined, read: UsageReader, wants: UsageLineFilter): UsageMeter {
-  if (contentType?.includes("text/event-stream")) return new SseMeter(read, wants);
-  if (contentType?.includes("json")) return new JsonMeter(read);
+  const type = contentType?.toLowerCase();
+  if (type === undefined) return NO_METER;
+  if (type.includes("text/event-stream")) return new SseMeter(read, wants);
+  if (type.includes("ndjson") || type.includes("jsonl")) return new NdjsonMeter(read, wants);
+  if (type.includes("json")) return new JsonMeter(read, wants);
   return NO_METER;
+}
+
+/** Readers applied one after the other: each adds what it finds to what the others found. */
+export function readAll(...readers: UsageReader[]): UsageReader {
+  return (value, seen) => readers.reduce((acc, read) => read(value, acc), seen);
 }
 
 const NO_METER: UsageMeter = { feed() {}, result: () => undefined };
 
-class SseMeter implements UsageMeter {
-  #rest = "";
-  #usage: Usage | undefined;
-  constructor(
-    private readonly read: UsageReader,
-    private readonly wants: UsageLineFilter,
-  ) {}
+/** Parses `text` and folds it in; a frame that is not JSON is the client's to see, metering skips it. */
+function fold(read: UsageReader, text: string, seen: Usage | undefined): Usage | undefined {
+  try {
+    return read(JSON.parse(text), seen);
+  } catch {
+    return seen;
+  }
+}
 
-  feed(chunk: Buffer): void {
-    const text = this.#rest + chunk.toString("utf8");
-    let start = 0;
-    for (let nl = text.indexOf("\n", start); nl !== -1; nl = text.indexOf("\n", start)) {
-      this.#line(text.slice(start, nl));
-      start = nl + 1;
-    }
-    this.#rest = text.length - start > MAX_LINE ? "" : text.slice(start);
+class SseMeter implements UsageMeter {
+  #usage: Usage | undefined;
+  readonly #events: SseEvents;
+  #ended = false;
+
+  constructor(read: UsageReader, wants: UsageLineFilter) {
+    this.#events = new SseEvents(MAX_FRAME_BYTES, (data) => {
+      const text = data.length === 1 ? data[0]! : data.join("\n");
+      if (!wants(text)) return;
+      const before = this.#usage;
+      this.#usage = fold(read, text, before);
+      // Servers that forget the blank line between events: each data line on its own.
+      if (this.#usage === before && data.length > 1) for (const line of data) if (wants(line)) this.#usage = fold(read, line, this.#usage);
+    });
   }
 
-  #line(line: string): void {
-    if (!line.startsWith("data:") || !this.wants(line)) return;
-    try {
-      this.#usage = this.read(JSON.parse(line.slice(5)), this.#usage);
-    } catch {
-      // A malformed event is the client's to see; metering just skips it.
-    }
+  feed(chunk: Buffer): void {
+    this.#events.feed(chunk);
   }
 
   result(): Usage | undefined {
+    if (!this.#ended) {
+      this.#ended = true;
+      this.#events.end();
+    }
     return this.#usage;
   }
 }
 
+class NdjsonMeter implements UsageMeter {
+  #usage: Usage | undefined;
+  readonly #lines: LineSplitter;
+  #ended = false;
+
+  constructor(read: UsageReader, wants: UsageLineFilter) {
+    this.#lines = new LineSplitter(MAX_FRAME_BYTES, (line) => {
+      const text = line.toString("utf8");
+      if (wants(text)) this.#usage = fold(read, text, this.#usage);
+    });
+  }
+
+  feed(chunk: Buffer): void {
+    this.#lines.feed(chunk);
+  }
+
+  result(): Usage | undefined {
+    if (!this.#ended) {
+      this.#ended = true;
+      this.#lines.end();
+    }
+    return this.#usage;
+  }
+}
+
+/**
+ * A JSON answer: an array is read element by element as it streams (Gemini's JSON stream);
+ * anything else is kept (up to the bound) and parsed once at the end.
+ */
 class JsonMeter implements UsageMeter {
   #chunks: Buffer[] = [];
   #size = 0;
   #done = false;
   #usage: Usage | undefined;
-  constructor(private readonly read: UsageReader) {}
+  readonly #elements: JsonArrayElements;
+
+  constructor(
+    private readonly read: UsageReader,
+    wants: UsageLineFilter,
+  ) {
+    this.#elements = new JsonArrayElements(MAX_FRAME_BYTES, (element) => {
+      const text = element.toString("utf8");
+      if (wants(text)) this.#usage = fold(read, text, this.#usage);
+    });
+  }
 
   feed(chunk: Buffer): void {
+    this.#elements.feed(chunk);
+    if (!this.#elements.notArray || this.#size > MAX_FRAME_BYTES) return;
     this.#size += chunk.length;
-    if (this.#size > MAX_JSON_BYTES) this.#chunks = [];
+    if (this.#size > MAX_FRAME_BYTES) this.#chunks = [];
     else this.#chunks.push(chunk);
   }
 
   result(): Usage | undefined {
-    if (!this.#done) {
+    if (!this.#done && this.#elements.notArray) {
       this.#done = true;
-      if (this.#chunks.length > 0) {
-        try {
-          this.#usage = this.read(JSON.parse(Buffer.concat(this.#chunks).toString("utf8")), undefined);
-        } catch {
-          this.#usage = undefined;
-        }
-      }
+      if (this.#chunks.length > 0) this.#usage = fold(this.read, Buffer.concat(this.#chunks).toString("utf8"), undefined);
       this.#chunks = [];
     }
     return this.#usage;

@@ -1,0 +1,125 @@
+/**
+ * Budgets by "reserve, then settle" (issue 18, finding 2). A budget is a counter and a limit in
+ * a ledger (today: a token's `tokens_used` and its budget in LLM tokens, in the database, so
+ * every instance sees every reservation); the same two steps serve dollar budgets and plan
+ * quotas later, each with its own ledger.
+ *
+ * THE RULE. A call is admitted only while the counter (settled charges plus the reservations
+ * of calls in flight) is below the limit, and is then charged its whole maximum cost in the
+ * same atomic statement. When it ends, its real charge replaces that reservation. A settle can
+ * only lower the counter to what the call really cost, never below, so the counter never
+ * passes `limit + the largest single maximum`; once every call has settled it is the spend.
+ * Hence: spend < budget + one call's maximum, whatever the concurrency and however many
+ * instances share the database. (A call admitted below the limit may cost more than what was
+ * left: a budget smaller than one call's maximum still allows calls, and the call that
+ * crosses it is the last.) The bound assumes the input estimate is not below the real prompt;
+ * usage the provider reports replaces the estimate in every case.
+ *
+ * A call's maximum: its output bound (the body's output cap, else the token's, else
+ * DEFAULT_OUTPUT_RESERVE) times its choices (`n`), plus its input estimate (JSON body bytes /
+ * INPUT_BYTES_PER_TOKEN). A call without a JSON body (GET, DELETE, uploads) has maximum 0.
+ *
+ * What a call is charged (chargeOf): its reported usage when its answer was read to the end; 0
+ * when no byte left for the provider; for an error answer, what it reports or 0; otherwise
+ * (no answer after the request left, a stream cut short, a client that left and a stream that
+ * did not finish within the drain bounds, an answer without readable usage) its maximum.
+ */
+import type { Usage } from "../providers/types.js";
+import { MAX_TOKENS_PER_FIELD } from "../providers/shapes/usage-meter.js";
+
+/** Output tokens reserved for a call that names no output cap (and whose token has none). */
+export const DEFAULT_OUTPUT_RESERVE = 4096;
+/** Bytes of a JSON request body per input token, for the estimate (English text runs ~4). */
+export const INPUT_BYTES_PER_TOKEN = 4;
+
+/** Where a budget's counter lives. */
+export interface BudgetLedger {
+  /** Adds `amount` to the counter of `key` if it is below `limit`; the new count, or undefined when refused. */
+  reserve(key: string, amount: number, limit: number): Promise<number | undefined>;
+  /** Adds `delta` (negative: part of a reservation given back) to the counter. */
+  adjust(key: string, delta: number): Promise<void>;
+}
+
+/** What a call's request allows it to cost at most. */
+export interface CallShape {
+  /** The request carries a JSON body (anything else generates nothing the relay can bound). */
+  json: boolean;
+  bodyBytes: number;
+  /** The output cap in force (the body's, or the token's inserted one); undefined when none. */
+  outputCap: number | undefined;
+  /** Choices generated (`n`, `candidateCount`); 1 when not asked. */
+  choices: number;
+}
+
+export function callMaximum(call: CallShape): number {
+  if (!call.json) return 0;
+  const output = Math.min(call.outputCap ?? DEFAULT_OUTPUT_RESERVE, MAX_TOKENS_PER_FIELD) * Math.max(1, Math.min(call.choices, 128));
+  return Math.min(Math.ceil(output + call.bodyBytes / INPUT_BYTES_PER_TOKEN), MAX_TOKENS_PER_FIELD);
+}
+
+/** How a call ended, as far as its charge is concerned. */
+export type CallEnd =
+  /** No byte of the request left for any provider (refunded): nothing to charge. */
+  | { kind: "refunded" }
+  /** The request may have reached the provider, but no answer came (timeout, reset, client gone first). */
+  | { kind: "unanswered" }
+  /** An answer: its status, whether it was read to its end, the usage the meter found in it. */
+  | { kind: "answered"; status: number; whole: boolean; usage: Usage | undefined };
+
+/** The LLM tokens a call is charged; see the module comment. */
+export function chargeOf(maximum: number, end: CallEnd): number {
+  if (end.kind === "refunded") return 0;
+  if (end.kind === "unanswered") return maximum;
+  const reported = end.usage?.totalTokens;
+  // Providers bill no generation for an error answer.
+  if (end.status >= 400) return reported ?? 0;
+  if (end.whole && reported !== undefined) return reported;
+  return Math.max(maximum, reported ?? 0);
+}
+
+/** One admitted call's hold on a budget. */
+export class Reservation {
+  #settled = false;
+
+  constructor(
+    private readonly ledger: BudgetLedger,
+    readonly key: string,
+    /** What was reserved: the call's maximum. */
+    readonly amount: number,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /**
+   * Replaces the reservation by the call's real charge; once (later calls do nothing); never
+   * throws. A settle the ledger refuses is tried again once, off the call's path; if that
+   * fails too the whole maximum stays charged: a lost settle can over-charge, never under.
+   */
+  async settle(charge: number): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    const delta = Math.min(Math.max(Math.round(charge), 0), MAX_TOKENS_PER_FIELD) - this.amount;
+    if (delta === 0 || Number.isNaN(delta)) return;
+    try {
+      await this.ledger.adjust(this.key, delta);
+    } catch {
+      const retry = setTimeout(() => void this.ledger.adjust(this.key, delta).catch(this.onError), SETTLE_RETRY_MS);
+      retry.unref();
+    }
+  }
+}
+
+const SETTLE_RETRY_MS = 1000;
+
+export class BudgetReservations {
+  constructor(
+    private readonly ledger: BudgetLedger,
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {}
+
+  /** Reserves `maximum` against `limit`; undefined when the budget is spent (used + reserved >= limit). */
+  async reserve(key: string, maximum: number, limit: number): Promise<Reservation | undefined> {
+    const amount = Math.min(Math.max(Math.ceil(maximum), 0), MAX_TOKENS_PER_FIELD);
+    const count = await this.ledger.reserve(key, amount, limit);
+    return count === undefined ? undefined : new Reservation(this.ledger, key, amount, this.onError);
+  }
+}
