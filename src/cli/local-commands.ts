@@ -1,7 +1,12 @@
-/** `relayapi serve` and `relayapi migrate`: commands that run the relay's own code locally. */
+/**
+ * `relayapi serve` and `relayapi migrate`: commands that run the relay's own code locally.
+ * `migrate` then `serve --no-auto-migrate` is the split for a deploy that runs migrations as a
+ * job of its own; plain `serve` migrates at start (under an advisory lock on PostgreSQL).
+ */
 import { LOG_LEVELS, loadConfig, printableConfig, type ConfigOverrides, type LoadOptions, type LogLevel } from "../config.js";
-import { openDatabase } from "../db/client.js";
+import { databaseOptions, openDatabase } from "../db/client.js";
 import { migrateDatabase } from "../db/migrate.js";
+import { createLogger } from "../log.js";
 import { intFlag, listFlag, parse, UsageError } from "./args.js";
 
 const STORAGE_FLAGS = {
@@ -19,6 +24,7 @@ const SERVE_FLAGS = {
   "trust-proxy": { type: "string" },
   "ip-rpm": { type: "string" },
   "print-config": { type: "boolean" },
+  "no-auto-migrate": { type: "boolean" },
 } as const;
 
 interface StorageValues {
@@ -54,6 +60,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (values["trust-proxy"] !== undefined) overrides.trustProxy = listFlag(values["trust-proxy"]);
   const ipRpm = intFlag("ip-rpm", values["ip-rpm"]);
   if (ipRpm !== undefined) overrides.ipRpm = ipRpm;
+  if (values["no-auto-migrate"]) overrides.autoMigrate = false;
 
   if (values["print-config"]) {
     const config = loadConfig(overrides, process.env, loadOptions(values));
@@ -71,9 +78,11 @@ export async function migrateCommand(argv: string[]): Promise<void> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const config = loadConfig(storageOverrides(values), process.env, loadOptions(values));
   privateFiles();
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  // Info lines ("waiting for another instance ...") on stderr, as serve writes them.
+  const log = createLogger(config.logLevel);
+  const database = await openDatabase(databaseOptions(config, log));
   try {
-    await migrateDatabase(database);
+    await migrateDatabase(database, log);
     console.log(`migrations applied (${database.driver})`);
   } finally {
     await database.close();

@@ -5,13 +5,21 @@
  * The embedded database belongs to one process: the data directory is locked before PGlite
  * opens it (src/db/data-dir-lock.ts) and unlocked by close(). With a URL nothing is locked: the
  * data directory then holds at most the key files, which instances may share.
+ *
+ * PostgreSQL goes through a bounded pool (src/db/pg-pool.ts: pool size, wait for a connection,
+ * statement timeout, application_name), plus one connection for /readyz's ping, so the probe can
+ * tell a database that does not answer from a pool whose connections are all busy.
  */
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import type { Config } from "../config.js";
+import type { Logger } from "../log.js";
 import { PACKAGE_ROOT } from "../package-root.js";
 import { lockDataDir, type DataDirLock } from "./data-dir-lock.js";
+import { DatabaseStartError, describeDatabaseError, PoolExhaustedError } from "./db-errors.js";
 import { pglitePrepare, type Prepare } from "./prepared.js";
 import * as schema from "./schema/index.js";
 import { LIFTOFF_ONLY_ARGS, wasmLiftoffOnly } from "../v8-tuning.js";
@@ -21,10 +29,20 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   driver: "pglite" | "postgres";
-  /** Runs a trivial query; throws when the database is unreachable. */
+  /**
+   * Runs a trivial query; throws when the database is unreachable, and a PoolExhaustedError when
+   * it answers but every pooled connection is busy and waits for one are being refused.
+   */
   ping(): Promise<void>;
   /** Server-side prepared statements for hot queries (PGlite only: src/db/prepared.ts). */
   prepare?: Prepare;
+  /**
+   * PostgreSQL only: runs `fn` on one connection of its own, without a statement timeout, closed
+   * afterwards (migrations under an advisory lock: src/db/migrate.ts).
+   */
+  exclusive?<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  /** One readable line for a failure of this database (src/db/db-errors.ts), no password. */
+  describeError(e: unknown): string;
   close(): Promise<void>;
 }
 
@@ -32,33 +50,37 @@ export interface DatabaseOptions {
   databaseUrl?: string | undefined;
   /** Where PGlite keeps its files; `memory://` style is not used: state must survive restarts. */
   dataDir: string;
-  /** Pool size for PostgreSQL. */
-  maxConnections?: number;
+  /** PostgreSQL pool size (default 10). */
+  pool?: number;
+  /** PostgreSQL statement_timeout; the client gives up a second later (default 5000, 0: none). */
+  statementTimeoutMs?: number;
+  /** Longest wait for a free pooled connection (default 1000). */
+  acquireTimeoutMs?: number;
+  /** Longest wait for a new connection (default 5000). */
+  connectTimeoutMs?: number;
+  /** Shown as `relayapi/<instance>` in pg_stat_activity (default hostname:pid). */
+  instanceName?: string | undefined;
+  log?: Logger | undefined;
+}
+
+/** The database settings of a Config. */
+export function databaseOptions(config: Config, log?: Logger): DatabaseOptions {
+  return {
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    pool: config.dbPool,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    acquireTimeoutMs: config.dbAcquireTimeoutMs,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    instanceName: config.instanceName,
+    log,
+  };
 }
 
 const PGLITE_SHARED_BUFFERS = "16MB";
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  if (opts.databaseUrl) {
-    const { default: postgres } = await import("postgres");
-    const { drizzle } = await import("drizzle-orm/postgres-js");
-    const client = postgres(opts.databaseUrl, {
-      max: opts.maxConnections ?? 10,
-      onnotice: () => {},
-      // postgres.js's automatic server-side prepared statements left a connection waiting in
-      // ClientRead (a request never answered) under bursts from two relays in one process;
-      // the hot statements are still built once by drizzle's prepare().
-      prepare: false,
-      connect_timeout: 5,
-    });
-    const db = drizzle(client, { schema }) as unknown as Db;
-    return {
-      db,
-      driver: "postgres",
-      ping: async () => void (await client`select 1`),
-      close: () => client.end({ timeout: 5 }),
-    };
-  }
+  if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts);
   const lock = await lockDataDir(opts.dataDir);
   try {
     return await openPglite(opts.dataDir, lock);
@@ -66,6 +88,70 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     lock.release();
     throw e;
   }
+}
+
+/** The health connection's own bound: /readyz waits 2 s for the whole check. */
+const PING_STATEMENT_MS = 500;
+
+/**
+ * Opens the pool and checks, with one statement, that the database can be used: a missing
+ * database, a refused port or a failed login stops the start in one readable line.
+ */
+async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
+  const { default: postgres } = await import("postgres");
+  const { drizzle } = await import("drizzle-orm/postgres-js");
+  const { PgPool, applicationName } = await import("./pg-pool.js");
+  const name = applicationName(opts.instanceName || `${hostname()}:${process.pid}`);
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+  const onTrouble = (what: string, e: Error): void => opts.log?.warn(what, { reason: describeDatabaseError(e, url) });
+  const pool = new PgPool({
+    url,
+    size: opts.pool ?? 10,
+    statementTimeoutMs: opts.statementTimeoutMs ?? 5000,
+    acquireTimeoutMs: opts.acquireTimeoutMs ?? 3000,
+    connectTimeoutMs,
+    applicationName: name,
+    onTrouble,
+  });
+  const health = new PgPool({ url, size: 1, statementTimeoutMs: PING_STATEMENT_MS, acquireTimeoutMs: 1500, connectTimeoutMs, applicationName: name });
+  const db = drizzle(pool.client, { schema }) as unknown as Db;
+  const close = async (): Promise<void> => void (await Promise.all([pool.close(), health.close()]));
+  try {
+    await pool.run((sql) => sql`select 1`);
+  } catch (e) {
+    await close();
+    throw new DatabaseStartError(e, url);
+  }
+  return {
+    db,
+    driver: "postgres",
+    ping: async () => {
+      // Any failure of the ping's own connection is "unreachable", its wait included.
+      await health.run((sql) => sql`select 1`).catch((e: unknown) => {
+        throw Object.assign(new Error(`database unreachable: ${describeDatabaseError(e, url)}`), { code: "DATABASE_UNREACHABLE" });
+      });
+      if (pool.exhausted()) throw new PoolExhaustedError(pool.stats().size, opts.acquireTimeoutMs ?? 3000);
+    },
+    async exclusive(fn) {
+      const sql = postgres(url, {
+        max: 1,
+        onnotice: () => {},
+        prepare: false,
+        fetch_types: false,
+        connect_timeout: connectTimeoutMs / 1000,
+        // No statement_timeout (the server's own default applies): DDL on a large table may take
+        // longer than any request's statement, and waiting for the lock has no bound either.
+        connection: { application_name: name },
+      });
+      try {
+        return await fn(drizzle(sql, { schema }) as unknown as Db);
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+    },
+    describeError: (e) => describeDatabaseError(e, url),
+    close,
+  };
 }
 
 async function openPglite(dataDir: string, lock: DataDirLock): Promise<Database> {
@@ -93,6 +179,7 @@ async function openPglite(dataDir: string, lock: DataDirLock): Promise<Database>
     driver: "pglite",
     ping: async () => void (await client.query("select 1")),
     prepare: pglitePrepare(client),
+    describeError: (e) => describeDatabaseError(e),
     close: async () => {
       try {
         await client.close();
