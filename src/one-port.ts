@@ -12,6 +12,11 @@
  * body within `requestTimeoutMs` (HTTP/1.1 through Node's checks, h2c per stream here); streams
  * per h2c session (SETTINGS_MAX_CONCURRENT_STREAMS, nghttp2 refuses the excess); idle
  * keep-alive connections and sessions closed after `keepAliveTimeoutMs`.
+ *
+ * Shutdown (issue 19): `close()` stops accepting; answers in progress and later ones close their
+ * HTTP/1.1 connection, h2c sessions get GOAWAY; idle connections are closed only between
+ * requests (a request already in a socket's buffer is read and answered first); at the grace
+ * deadline the caller ends open streams, then the remaining connections are cut.
  */
 import { createServer as createHttp1, type IncomingMessage, type ServerResponse } from "node:http";
 import {
@@ -22,10 +27,20 @@ import {
   type Http2Session,
 } from "node:http2";
 import { createServer as createNet, type AddressInfo, type Socket } from "node:net";
+import { setImmediate as afterPoll, setTimeout as sleep } from "node:timers/promises";
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
 const PREFACE = Buffer.from("PRI ");
+/** After `onDeadline`, how long the streams it ended have to flush their last event. */
+const CUT_FLUSH_MS = 500;
+/** How often idle connections are looked for while draining. */
+const IDLE_SWEEP_MS = 25;
+
+/** What Node's HTTP/1.1 server hangs on a socket: the response being written (its closeIdleConnections reads it too). */
+interface Http1Socket extends Socket {
+  _httpMessage?: (ServerResponse & { _last?: boolean }) | null;
+}
 
 export interface OnePortOptions {
   /** Largest request head (HTTP/1.1); past it the answer is 431. */
@@ -53,10 +68,23 @@ export interface OnePortOptions {
   connectionKey?: (address: string) => string | undefined;
 }
 
+export interface CloseOptions {
+  /**
+   * Called once at the grace deadline while connections are still open: ends open streams so
+   * each can write its last event (they get CUT_FLUSH_MS) before the rest is cut.
+   */
+  onDeadline?: () => void;
+  /** Aborting it ends the grace at once (a second signal). */
+  hurry?: AbortSignal;
+}
+
 export interface OnePortServer {
   listen(port: number, host: string): Promise<AddressInfo>;
-  /** Stops accepting, lets requests finish up to `graceMs`, then closes every connection. */
-  close(graceMs: number): Promise<void>;
+  /**
+   * Stops accepting, lets requests finish up to `graceMs` (idle connections closed between
+   * requests, h2c sessions sent GOAWAY), then calls `onDeadline` and closes every connection.
+   */
+  close(graceMs: number, opts?: CloseOptions): Promise<void>;
   /** Open sockets, h2c sessions, and client addresses being counted (tests, metrics). */
   stats(): { sockets: number; sessions: number; addresses: number };
 }
@@ -66,6 +94,8 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
   const requestTimeout = Math.max(opts.requestTimeoutMs ?? 300_000, headersTimeout);
   const keepAlive = opts.keepAliveTimeoutMs ?? 65_000;
   const maxPerAddress = opts.maxConnectionsPerIp ?? 0;
+  /** close() began: answers close their connection, new h2c sessions take one round of streams. */
+  let closing = false;
   const h1 = createHttp1(
     {
       maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024,
@@ -74,7 +104,12 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
       keepAliveTimeout: keepAlive,
       connectionsCheckingInterval: opts.connectionsCheckingIntervalMs ?? 500,
     },
-    handler,
+    (req, res) => {
+      // Tells the client before its next request, so no request is ever sent on a connection
+      // that is about to close (merged with the handler's own writeHead headers).
+      if (closing) res.setHeader("connection", "close");
+      handler(req, res);
+    },
   );
   // maxSessionMemory (MB) is per session: nghttp2 state, header tables, queued output. It does
   // not count the JS side of a stream (~17 KB of heap each, held in a handler): the stream cap does.
@@ -100,6 +135,9 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
   h2.on("session", (s) => {
     const socket = handing;
     sessions.add(s);
+    // A session that began while closing (its bytes came before the listener closed): the
+    // streams its client sent with the preface are served, then GOAWAY.
+    if (closing) s.once("stream", () => setImmediate(() => s.close()));
     // Like HTTP/1.1's keepAliveTimeout: a session may not sit without streams forever.
     let open = 0;
     let idle: NodeJS.Timeout | undefined;
@@ -138,6 +176,11 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
   };
 
   const sockets = new Set<Socket>();
+  /**
+   * Accepted sockets that have not sent a byte: idle, yet unknown to both inner servers (their
+   * closeIdleConnections never sees them; undici opens such spare connections).
+   */
+  const silent = new Set<Socket>();
   const net = createNet({ noDelay: true, keepAlive: true }, (socket) => {
     socket.on("error", () => socket.destroy());
     if (!admit(socket)) {
@@ -145,13 +188,16 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
       return;
     }
     sockets.add(socket);
+    silent.add(socket);
     firstHead.set(socket, setTimeout(() => socket.destroy(), headersTimeout));
     socket.on("close", () => {
       headArrived(socket);
       sockets.delete(socket);
+      silent.delete(socket);
     });
     let seen: Buffer = Buffer.alloc(0);
     const onData = (data: Buffer): void => {
+      silent.delete(socket);
       seen = seen.length === 0 ? data : Buffer.concat([seen, data]);
       if (seen.length < PREFACE.length && PREFACE.subarray(0, seen.length).equals(seen)) return;
       socket.off("data", onData);
@@ -182,27 +228,52 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
         });
       });
     },
-    async close(graceMs) {
+    async close(graceMs, { onDeadline, hurry } = {}) {
+      closing = true;
       const closed = new Promise<void>((r) => net.close(() => r()));
-      h1.closeIdleConnections();
+      for (const socket of sockets) closeAfterAnswer(socket as Http1Socket);
       for (const s of sessions) s.close();
-      const deadline = setTimeout(() => {
+      const grace = new AbortController();
+      const timer = setTimeout(() => grace.abort(), graceMs);
+      const onHurry = (): void => grace.abort();
+      hurry?.addEventListener("abort", onHurry, { once: true });
+      if (hurry?.aborted) grace.abort();
+      // Idle connections are closed between requests only: each sweep runs after a poll phase
+      // (a timer, then setImmediate), so bytes a client already sent on a connection have been
+      // read and made it busy; destroying it then would reset a request (issue 19).
+      while (sockets.size > 0 && !grace.signal.aborted) {
+        await sleep(IDLE_SWEEP_MS);
+        await afterPoll();
+        h1.closeIdleConnections();
+        for (const s of silent) s.destroy();
+      }
+      clearTimeout(timer);
+      hurry?.removeEventListener("abort", onHurry);
+      if (sockets.size > 0) {
+        onDeadline?.();
+        const flushBy = Date.now() + CUT_FLUSH_MS;
+        while (sockets.size > 0 && Date.now() < flushBy) await sleep(IDLE_SWEEP_MS);
         for (const s of sockets) s.destroy();
-      }, graceMs);
-      const drained = (async () => {
-        while (sockets.size > 0) {
-          h1.closeIdleConnections();
-          await new Promise((r) => setTimeout(r, 25));
-        }
-      })();
-      await Promise.all([closed, drained]);
-      clearTimeout(deadline);
+      }
+      await closed;
     },
     stats: () => ({ sockets: sockets.size, sessions: sessions.size, addresses: perAddress.size }),
   };
 }
 
 const ignore = (): void => {};
+
+/**
+ * An HTTP/1.1 answer in progress ends its connection: with `Connection: close` when its head is
+ * not out yet, else (a stream) by closing right after its last byte, as Node does for a
+ * `Connection: close` answer (`_last`, read when the response finishes).
+ */
+function closeAfterAnswer(socket: Http1Socket): void {
+  const res = socket._httpMessage;
+  if (!res || res.writableEnded) return;
+  if (!res.headersSent) res.setHeader("connection", "close");
+  else res._last = true;
+}
 
 /**
  * HTTP/1.1's requestTimeout for an h2c stream: a request body that has not ended `ms` after

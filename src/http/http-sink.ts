@@ -2,12 +2,13 @@
  * Streams a relayed answer into an HTTP response: headers at once, every chunk written as it
  * arrives (no buffering; sockets have Nagle off), backpressure honoured. A stream the upstream
  * broke ends with an explicit SSE `error` event, or an aborted connection for other bodies,
- * never a silent clean end.
+ * never a silent clean end; so does a stream still open at shutdown's grace deadline (its event
+ * says the relay is shutting down, a 503-class error: the client may retry elsewhere).
  */
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { RelayError } from "../errors.js";
 import type { ApiShape } from "../providers/types.js";
-import type { RelayEnd, RelaySink } from "../relay/engine.js";
+import { RELAY_SHUTTING_DOWN, type RelayEnd, type RelaySink } from "../relay/engine.js";
 import type { AnyResponse } from "./render-error.js";
 
 export class HttpSink implements RelaySink {
@@ -75,7 +76,8 @@ export class HttpSink implements RelaySink {
       return;
     }
     if (this.#sse) {
-      const body = this.shape.errorBody(new RelayError("upstream_unreachable", end.error ?? "stream interrupted"));
+      const error = end.error === RELAY_SHUTTING_DOWN ? new RelayError("unavailable", RELAY_SHUTTING_DOWN) : new RelayError("upstream_unreachable", end.error ?? "stream interrupted");
+      const body = this.shape.errorBody(error);
       res.end(`event: error\ndata: ${body}\n\n`);
       return;
     }
