@@ -5,7 +5,7 @@
  */
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import type { CallRecord } from "../src/relay/types.js";
-import { Metrics } from "../src/http/metrics.js";
+import { Metrics } from "../src/observe/metrics.js";
 
 const metrics = new Metrics({
   limits: { stats: () => ({ rejections: { ip: 3, token: 1, global: 0, key: 0 }, redisFallbacks: 0 }) },

@@ -1,6 +1,6 @@
-/** The logger: JSON lines with string levels, level filtering, masking and pino redaction. */
+/** The logger: JSON lines with string levels, level filtering, masking, pino redaction, readable errors. */
 import { describe, expect, it } from "vitest";
-import { createLogger, REDACTED_NAMES } from "./log.js";
+import { createLogger, fatalLine, REDACTED_NAMES } from "./log.js";
 
 function collect(level: Parameters<typeof createLogger>[0]) {
   const lines: string[] = [];
@@ -56,7 +56,45 @@ describe("createLogger", () => {
     expect(entry.headers.authorization).toBe("[redacted]");
     expect(entry.headers.accept).toBe("text/plain");
     expect(entry.request.options.upstreamKey).toBe("[redacted]");
-    expect(entry.err).toEqual({ name: "Error" });
+    // Readable, with the URL's query masked.
+    expect(entry.err).toEqual({ name: "Error", message: "fetch https://api.example/v1?[redacted] failed" });
     expect(REDACTED_NAMES).toEqual(expect.arrayContaining(["authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "key", "token", "secret", "upstreamKey"]));
+  });
+
+  it("writes errors as name, message and code with their causes, without secrets or query parameters", () => {
+    const { log, lines, parsed } = collect("info");
+    const pg = Object.assign(new Error("terminating connection due to administrator command"), { name: "PostgresError", code: "57P01" });
+    const drizzle = new Error("Failed query: insert into usage_events values ($1, $2)\nparams: tok_1,sk-live-SECRET-0123456789", { cause: pg });
+    drizzle.name = "DrizzleQueryError";
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED", errno: -111 });
+    const agg = new AggregateError([refused], "");
+    const leaky = new Error(
+      "401 for Bearer rai_LEAKED0123456789abcdef at postgres://relay:hunter2@db:5432/relay with api_key=ABCDEF123 and x=QWErty0123456789QWErty0123456789",
+    );
+    log.warn("database down", { err: drizzle });
+    log.warn("connect", { err: agg });
+    log.warn("leaky", { err: leaky });
+    const [a, b, c] = parsed() as { err: Record<string, unknown> }[];
+    expect(a!.err).toEqual({
+      name: "DrizzleQueryError",
+      message: "Failed query: insert into usage_events values ($1, $2)",
+      cause: { name: "PostgresError", message: "terminating connection due to administrator command", code: "57P01" },
+    });
+    expect(b!.err).toEqual({ name: "AggregateError", errors: [{ name: "Error", message: "connect ECONNREFUSED 127.0.0.1:5432", code: "ECONNREFUSED" }] });
+    const text = lines.join("");
+    for (const s of ["SECRET-0123456789", "LEAKED0123456789", "hunter2", "ABCDEF123", "QWErty0123456789QWErty0123456789"]) expect(text).not.toContain(s);
+    expect(c!.err.message).toContain("postgres://[redacted]@db:5432/relay");
+  });
+
+  it("builds a fatal start-up line in the same JSON shape", () => {
+    const line = fatalLine("relay failed to start", new Error("data directory /tmp/x is in use by process 42"));
+    expect(line.endsWith("\n")).toBe(true);
+    expect(JSON.parse(line)).toMatchObject({
+      level: "fatal",
+      msg: "relay failed to start",
+      pid: process.pid,
+      time: expect.stringMatching(/^\d{4}-/),
+      err: { name: "Error", message: "data directory /tmp/x is in use by process 42" },
+    });
   });
 });

@@ -115,9 +115,9 @@ async function chat(url: string, secret: string): Promise<number> {
   return res.statusCode;
 }
 
-/** One `relayapi: ...` line on stderr, no stack trace. */
+/** One `relayapi: ...` line on stderr (beside `serve`'s JSON `fatal` line), no stack trace. */
 function oneLine(stderr: string): string {
-  const lines = stderr.trimEnd().split("\n");
+  const lines = stderr.trimEnd().split("\n").filter((l) => !l.startsWith("{"));
   expect(lines, stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^relayapi: /);
   expect(stderr).not.toMatch(/\bat .+:\d+:\d+/);

@@ -13,6 +13,7 @@ import type { Http2ServerRequest } from "node:http2";
 import { RelayError, toRelayError } from "../errors.js";
 import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
+import { answerOf } from "../observe/answer-counter.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { openaiShape } from "../providers/shapes/openai.js";
 import type { RelayEngine } from "../relay/engine.js";
@@ -61,6 +62,13 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
     const requestId = requestIdOf(req.headers["x-request-id"]);
     const corsHeaders = { ...cors.headersFor(origin), "x-request-id": requestId };
     const method = req.method ?? "GET";
+    // For the answer's 5xx log line (src/observe/call-observer.ts); the id is sane, the
+    // provider id bounded (it is the client's text until the registry knows it).
+    const answer = answerOf(res);
+    if (answer !== undefined) {
+      answer.requestId = requestId;
+      answer.provider = providerId.slice(0, 64);
+    }
     // Every early answer below leaves the body unread: it is let go once the answer is out.
     if (!FORWARDED.has(method) && method !== "OPTIONS") {
       sendError(res, new RelayError("method_not_allowed", "method not allowed", { headers: { allow: ALLOW } }), shape, corsHeaders);
@@ -116,8 +124,10 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
       );
     } catch (e) {
       const err = toRelayError(e);
-      if (err.code === "internal") log.error("relay failed", { err: e, requestId, path: pathname.slice(0, 256) });
-      else log.debug("request refused", { requestId, provider: providerId.slice(0, 64), status: err.status, code: err.code });
+      if (err.code === "internal") {
+        log.error("relay failed", { err: e, requestId, path: pathname.slice(0, 256) });
+        if (answer !== undefined) answer.logged = true;
+      } else log.debug("request refused", { requestId, provider: providerId.slice(0, 64), status: err.status, code: err.code });
       sendError(res, err, shape, corsHeaders);
     } finally {
       // Refused before (or while) its body was read: the rest goes, the connection stays usable.

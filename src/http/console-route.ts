@@ -10,7 +10,7 @@ import type { Http2ServerRequest } from "node:http2";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { PACKAGE_ROOT } from "../package-root.js";
-import { sendJson, type AnyResponse } from "./render-error.js";
+import { sendJson, UNAVAILABLE_RETRY_AFTER_S, type AnyResponse } from "./render-error.js";
 
 export const CONSOLE_PREFIX = "/console";
 
@@ -123,6 +123,8 @@ function notFound(res: AnyResponse): void {
 
 function notBuilt(req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void {
   res.writeHead(503, {
+    // Every 503 of the relay says when to come back (issue 19.6).
+    "retry-after": String(UNAVAILABLE_RETRY_AFTER_S),
     "content-type": "text/plain; charset=utf-8",
     "content-length": Buffer.byteLength(NOT_BUILT),
     "cache-control": "no-store",

@@ -19,6 +19,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { BodyAccount, BodyBudget } from "../http/body-budget.js";
 import { declaredLength, discardUnread } from "../http/read-body.js";
 import type { Limits } from "../limits/limits.js";
+import { answerOf, noteFailure } from "../observe/answer-counter.js";
 import { adminKeyRequired, isAdminAuthorization } from "./auth.js";
 import { toConnectError } from "./errors.js";
 
@@ -55,7 +56,10 @@ export function createRpcGate(deps: RpcGateDeps): RpcGate {
         if (adminOnly.has(pathname) && !isAdminAuthorization(headerText(req.headers.authorization), adminKey)) throw adminKeyRequired();
         if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes);
       } catch (e) {
-        refuse(req, res, toConnectError(e));
+        const err = toConnectError(e);
+        // Counted by the RelayError's reason (rate_limited, unauthenticated, unavailable).
+        noteFailure(answerOf(res), e, err);
+        refuse(req, res, err);
         discardUnread(req, maxBodyBytes);
         return false;
       }
@@ -98,7 +102,9 @@ function countAsRead(req: AnyRequest, account: BodyAccount, limit: number): void
         try {
           account.take(chunk.length);
         } catch (e) {
-          throw toConnectError(e);
+          const err = toConnectError(e);
+          noteFailure(answerOf(req), e, err);
+          throw err;
         }
         yield chunk;
       }

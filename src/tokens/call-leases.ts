@@ -51,6 +51,13 @@ export class CallLeases {
     this.#timer.unref();
   }
 
+  /** Tokens with a lease here, and the leased calls not used yet (for metrics). */
+  stats(): { tokens: number; calls: number } {
+    let calls = 0;
+    for (const lease of this.#leases.values()) calls += lease.left;
+    return { tokens: this.#leases.size, calls };
+  }
+
   /** Takes one call; undefined when the database refused (exhausted, revoked or expired). */
   async take(meta: TokenMeta): Promise<Taken | undefined> {
     for (;;) {

@@ -1,20 +1,26 @@
 /**
- * `/metrics` in the Prometheus text format, through prom-client (DESIGN 11).
+ * `/metrics` in the Prometheus text format, through prom-client (DESIGN 11, issue 19.4).
  *
  * - Per call (`observe`, from the engine's CallRecord): `relayapi_requests_total{provider,
  *   status, outcome}`, `relayapi_upstream_latency_seconds{provider}` (from sending upstream to
  *   its response headers) and `relayapi_relay_overhead_seconds` (the time the relay adds before
  *   it sends upstream: token check, limits, counting).
+ * - Per answer, HTTP and RPC, refusals included: answer-counter.ts registers
+ *   `relayapi_responses_total` and `relayapi_in_flight_requests` here; database-health.ts
+ *   `relayapi_database_up` and `relayapi_database_errors_total`.
  * - At scrape time, from the parts that own the numbers: limiter rejections by scope, Redis
  *   fallbacks, keys per pool by state (enabled, cooling, disabled), the usage writer's queue
- *   depth, dropped records, dead letters (rows the database refused) and anomalies (records
- *   flagged at ingestion, by kind: src/usage/usage-flags.ts); plus prom-client's process
- *   metrics (CPU, memory, event loop lag).
+ *   depth, dropped records, failed batch writes, dead letters (rows the database refused) and
+ *   anomalies (records flagged at ingestion, by kind: src/usage/usage-flags.ts), calls leased
+ *   from the database and unused, readiness (the /readyz checks, run by the scrape); plus
+ *   `relayapi_build_info{version,commit}` and prom-client's process metrics (CPU, memory,
+ *   event loop lag).
  *
- * Labels are provider ids, status codes, outcome names, limit scopes and pool names: never a
- * token, a key or anything a client chose. The hot path costs two map lookups and prom-client's
- * updates on label children bound once per provider/status/outcome: ~1.5 µs of CPU per call on a
- * loaded 2-core machine (bench/metrics-cost.ts), most of it prom-client hashing the labels again.
+ * Labels are provider ids, status codes, outcome names, reason codes, limit scopes, pool names
+ * and the build's version: never a token, a key or anything a client chose. The hot path costs
+ * two map lookups and prom-client's updates on label children bound once per
+ * provider/status/outcome: ~1.5 µs of CPU per call on a loaded 2-core machine
+ * (bench/metrics-cost.ts), most of it prom-client hashing the labels again.
  */
 import { collectDefaultMetrics, Counter, Histogram, Gauge, Registry } from "prom-client";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
@@ -22,6 +28,7 @@ import type { PoolHealth } from "../keys/pool-registry.js";
 import type { LimitScope } from "../limits/limits.js";
 import type { CallRecord } from "../relay/types.js";
 import { ANOMALY_KIND, FLAG_NAMES, type UsageFlagName } from "../usage/usage-flags.js";
+import { buildInfo, type BuildInfo } from "./build-info.js";
 
 /** What the scrape-time metrics read; each part keeps its own numbers. */
 export interface MetricsSources {
@@ -33,7 +40,13 @@ export interface MetricsSources {
     readonly dropped: number;
     readonly deadLetters?: number;
     readonly anomalies?: Readonly<Record<UsageFlagName, number>>;
+    /** Batch writes the database failed (retried, so rows are not lost until the queue is full). */
+    readonly failedWrites?: number;
   };
+  /** Calls this instance leased from the database and has not used, and the tokens they are for. */
+  tokens?: { leaseStats(): { tokens: number; calls: number } };
+  /** The /readyz verdict, checked at scrape time. */
+  ready?: () => Promise<boolean>;
 }
 
 interface CallChildren {
@@ -57,7 +70,7 @@ export class Metrics {
   /** provider -> status * 8 + outcome -> bound children. */
   readonly #children = new Map<string, Map<number, CallChildren>>();
 
-  constructor(sources: MetricsSources) {
+  constructor(sources: MetricsSources, build: BuildInfo = buildInfo()) {
     const registers = [this.registry];
     this.#requests = new Counter({
       name: "relayapi_requests_total",
@@ -162,6 +175,17 @@ export class Metrics {
         seenDeadLetters = now;
       },
     });
+    let seenFailedWrites = 0;
+    new Counter({
+      name: "relayapi_usage_write_failures_total",
+      help: "Usage batch writes the database failed (the rows stay queued and are retried with backoff).",
+      registers,
+      collect() {
+        const now = sources.usage.failedWrites ?? 0;
+        this.inc(Math.max(0, now - seenFailedWrites));
+        seenFailedWrites = now;
+      },
+    });
     const seenAnomalies: Partial<Record<UsageFlagName, number>> = {};
     new Counter({
       name: "relayapi_usage_anomalies_total",
@@ -176,6 +200,42 @@ export class Metrics {
         }
       },
     });
+    if (sources.tokens !== undefined) {
+      const tokens = sources.tokens;
+      new Gauge({
+        name: "relayapi_leased_calls",
+        help: "Calls this instance leased from the database in blocks and has not used yet (given back when idle and on shutdown).",
+        registers,
+        collect() {
+          this.set(tokens.leaseStats().calls);
+        },
+      });
+      new Gauge({
+        name: "relayapi_leased_tokens",
+        help: "Tokens this instance holds a lease for.",
+        registers,
+        collect() {
+          this.set(tokens.leaseStats().tokens);
+        },
+      });
+    }
+    if (sources.ready !== undefined) {
+      const ready = sources.ready;
+      new Gauge({
+        name: "relayapi_ready",
+        help: "1 when /readyz would answer ready (database answers, migrations applied, not shutting down), else 0; checked at each scrape.",
+        registers,
+        async collect() {
+          this.set((await ready().catch(() => false)) ? 1 : 0);
+        },
+      });
+    }
+    new Gauge({
+      name: "relayapi_build_info",
+      help: "The running build: package version and git commit (RELAYAPI_COMMIT, else the checkout's HEAD, else unknown). Always 1.",
+      labelNames: ["version", "commit"] as const,
+      registers,
+    }).set({ version: build.version, commit: build.commit }, 1);
     if (processRegistry === undefined) {
       processRegistry = new Registry();
       collectDefaultMetrics({ register: processRegistry });
