@@ -4,8 +4,10 @@
  * driven by playwright-core) against the real relay and the mock provider: the playground
  * streams token by token, an admin signs in, issues, lists and revokes a token, imports keys,
  * manages issuers and providers, watches a live usage event, and no secret outlives its
- * one-time display in the DOM or in storage. Screenshots of every page at 1280 and 390 px go to
- * test/.artifacts/screenshots/ for review.
+ * one-time display in the DOM or in storage. Text chosen by others (a subject with a right-to-left
+ * override, a 256-character subject, a 300-character model name with control characters) is
+ * isolated in <bdi dir=auto>, clipped, and widens no card (issue 18, finding 7). Screenshots of
+ * every page at 1280 and 390 px go to test/.artifacts/screenshots/ for review.
  *
  * Without /usr/bin/chromium the browser suites are skipped with a reason, unless
  * RELAYAPI_REQUIRE_BROWSER=1 (set by .ci/run), which makes that a failure.
@@ -473,5 +475,133 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     await page.getByRole("button", { name: "Apply filters" }).click();
     await page.getByText("No token matches these filters.").waitFor();
     expect(await pager.count()).toBe(0);
+  });
+
+  it("isolates and clips subjects, model names and key tails chosen by others, so none reorders or widens the page (issue 18, finding 7)", async () => {
+    const RLO = "\u202E";
+    // The relay refuses a 300-character subject (256 is its limit); the longest it takes is used.
+    await expect(relay.issue({ subject: "S".repeat(300) })).rejects.toThrow(/at most 256 characters/);
+    const spoofSubject = `spoof-${rand()}${RLO}gnp.exe`;
+    const longSubject = `long-${rand()}-${RLO}${"W".repeat(300)}`.slice(0, 256);
+    const sentModel = `gpt${RLO}-${"x".repeat(300)}\u0000-tail`;
+    // As the usage writer stores it: control characters gone, others outside the safe set "_", 128 long.
+    const storedModel = `gpt_-${"x".repeat(300)}`.slice(0, 128);
+    const spoof = await relay.issue({ subject: spoofSubject, limits: { maxCalls: 20n } });
+    const long = await relay.issue({ subject: longSubject, limits: { maxCalls: 20n } });
+    // An inline key whose tail is a right-to-left override: its masked hint ends in it.
+    const keyed = await relay.issue({ subject: `${RLO}keyed-${rand()}`, upstreamKey: `sk-hostile-${rand()}${rand()}${RLO}abc` });
+    const hostile = [spoofSubject, longSubject, storedModel];
+
+    // Signed out first, whatever the tests before left.
+    await page.goto(`${relay.url}/console`);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.goto(`${relay.url}/console`);
+    await page.getByLabel("Admin key").fill(relay.adminKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { level: 1, name: "Tokens" }).waitFor();
+    await go("Usage");
+    await page.getByText("Calls this relay instance finishes appear here").waitFor();
+    const feed = page.getByTestId("live-feed");
+    for (const tok of [spoof, long]) {
+      const item = feed.locator(`li[data-token-id="${tok.id}"]`);
+      for (let attempt = 0; attempt < 5 && (await item.count()) === 0; attempt++) {
+        const res = await fetch(`${relay.url}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${tok.secret}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: sentModel, messages: [{ role: "user", content: "hi" }] }),
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+        await item.first().waitFor({ timeout: 2_000 }).catch(() => {});
+      }
+      await item.first().waitFor();
+    }
+    await page.locator("figure.chart-box svg rect").first().waitFor({ timeout: 10_000 });
+
+    // The live feed (WatchUsage) carries the stored, clipped model name, never the one sent.
+    const spoofItem = feed.locator(`li[data-token-id="${spoof.id}"]`).first();
+    const bdis = await spoofItem.locator("bdi").evaluateAll((els) => els.map((e) => ({ text: e.textContent, dir: e.getAttribute("dir"), clip: e.classList.contains("clip"), title: e.getAttribute("title") })));
+    expect(bdis).toContainEqual({ text: storedModel, dir: "auto", clip: true, title: `\u2068${storedModel}\u2069` });
+    expect(bdis).toContainEqual({ text: spoofSubject, dir: "auto", clip: true, title: `\u2068${spoofSubject}\u2069` });
+    expect(bdis).toContainEqual({ text: spoof.id, dir: "auto", clip: false, title: null });
+    expect((await spoofItem.textContent()) ?? "").not.toContain(sentModel.slice(0, 10));
+    // The long subject is cut with an ellipsis, not wrapped over lines; its tooltip has all of it.
+    const longBdi = feed.locator(`li[data-token-id="${long.id}"]`).first().locator("bdi.clip", { hasText: longSubject });
+    expect(await longBdi.evaluate((e) => ({ cut: e.scrollWidth > e.clientWidth + 50, overflow: getComputedStyle(e).textOverflow, lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)) }))).toEqual({ cut: true, overflow: "ellipsis", lines: 1 });
+
+    /** At both widths: every hostile string isolated as a whole, nothing wider than its card; then screenshots. */
+    const checkAndShoot = async (name: string, mustShow: string[]): Promise<void> => {
+      for (const width of WIDTHS) {
+        await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+        await page.waitForTimeout(400); // the usage charts redraw for the new width
+        const problems = await page.evaluate(
+          ({ hostile, mustShow }) => {
+            const out: string[] = [];
+            const main = document.querySelector("main")!;
+            // 1. Bidi isolation: a text node holding a hostile string (or any bidi control) sits in a
+            //    <bdi>/dir=auto element whose text is that string alone, or (an SVG <title>, where
+            //    no element can go) has it between FSI and PDI.
+            const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+            const seen = new Set<string>();
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+              const text = n.textContent ?? "";
+              const found = hostile.filter((x) => text.includes(x));
+              if (found.length === 0 && !/[\u202A-\u202E\u2066-\u2069]/.test(text)) continue;
+              found.forEach((x) => seen.add(x));
+              const outside = text.replace(/\u2068[^\u2066-\u2069]*\u2069/g, "");
+              if (!hostile.some((x) => outside.includes(x)) && !/[\u202A-\u202E\u2066-\u2069]/.test(outside)) continue;
+              const iso = n.parentElement?.closest("bdi, [dir=auto]");
+              if (!iso || !main.contains(iso)) out.push(`not isolated: ${JSON.stringify(text.slice(0, 40))} in <${n.parentElement?.tagName.toLowerCase()}>`);
+              else if (found.some((x) => iso.textContent !== x)) out.push(`isolated with other text: ${JSON.stringify((iso.textContent ?? "").slice(0, 60))}`);
+            }
+            for (const x of mustShow) if (!seen.has(x)) out.push(`not shown: ${JSON.stringify(x.slice(0, 30))}`);
+            // 2. Widths: nothing reaches past its card, no table needs a scroll bar, the page none.
+            for (const card of Array.from(main.querySelectorAll(".card"))) {
+              const box = card.getBoundingClientRect();
+              if (card.scrollWidth > card.clientWidth + 1) out.push(`card "${card.querySelector("h2")?.textContent}" scrolls: ${card.scrollWidth} > ${card.clientWidth}`);
+              for (const el of Array.from(card.querySelectorAll("*"))) {
+                if (el.closest(".visually-hidden, .clip > *, svg > *")) continue;
+                const r = el.getBoundingClientRect();
+                if (r.width === 0 && r.height === 0) continue;
+                if (r.right > box.right + 1 || r.left < box.left - 1) out.push(`<${el.tagName.toLowerCase()} class="${el.getAttribute("class") ?? ""}"> spans ${Math.round(r.left)}..${Math.round(r.right)} outside its card ${Math.round(box.left)}..${Math.round(box.right)}`);
+              }
+              for (const wrap of Array.from(card.querySelectorAll(".table-wrap, .chart-scroll"))) {
+                if (wrap.scrollWidth > wrap.clientWidth + 1) out.push(`${wrap.className} scrolls: ${wrap.scrollWidth} > ${wrap.clientWidth}`);
+              }
+            }
+            if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page is ${document.documentElement.scrollWidth} px wide in ${window.innerWidth}`);
+            return out;
+          },
+          { hostile, mustShow },
+        );
+        expect(problems, `${name} at ${width} px`).toEqual([]);
+        await page.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
+      }
+      await page.setViewportSize({ width: 1280, height: 900 });
+    };
+
+    // Usage grouped by model, then by subject: the totals table and the legend hold them.
+    const group = page.getByLabel("Group by");
+    await group.selectOption({ label: "Model" });
+    await page.locator("table bdi", { hasText: storedModel }).first().waitFor();
+    await checkAndShoot("hostile-usage-model", [storedModel, spoofSubject, longSubject]);
+    await group.selectOption({ label: "Subject" });
+    await page.locator("table bdi", { hasText: longSubject }).first().waitFor();
+    await checkAndShoot("hostile-usage-subject", [storedModel, spoofSubject, longSubject]);
+
+    // The token list: subjects clipped and isolated, the key tail isolated.
+    await go("Tokens");
+    const keyedRow = page.locator(`tr[data-token-id="${keyed.id}"]`);
+    await keyedRow.waitFor();
+    const hint = await keyedRow.locator("code bdi", { hasText: "abc" }).evaluate((e) => ({ text: e.textContent, dir: e.getAttribute("dir") }));
+    expect(hint).toEqual({ text: `sk-...${RLO}abc`, dir: "auto" });
+    // In a table the long subject wraps and is cut after three lines (its column may be narrow).
+    const longCell = page.locator(`tr[data-token-id="${long.id}"] td.subject bdi.clip`);
+    expect(await longCell.evaluate((e) => ({ cut: e.scrollHeight > e.clientHeight + 2, lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)), title: e.getAttribute("title") }))).toEqual({
+      cut: true,
+      lines: 3,
+      title: `\u2068${longSubject}\u2069`,
+    });
+    await checkAndShoot("hostile-tokens", [spoofSubject, longSubject]);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * A stacked bar chart drawn as SVG by hand: one bar per time bucket, one colour per series.
  * Each bar segment has a <title> (hover / screen reader text); the legend is HTML beside it.
+ * Series labels may be subjects or model names: isolated and clipped (dom.ts `userText`).
  */
-import { h, svg } from "./dom.js";
+import { h, isolated, svg, userText } from "./dom.js";
 
 export interface Series {
   label: string;
@@ -67,7 +68,7 @@ export function stackedBars(o: ChartOptions): HTMLElement {
         svg(
           "rect",
           { x, y: y(base + v), width: barW, height: Math.max(0.5, y(base) - y(base + v)), fill: PALETTE[si % PALETTE.length] },
-          svg("title", null, `${s.label}: ${o.format(v)} (${o.timeLabel(b)})`),
+          svg("title", null, `${isolated(s.label)}: ${o.format(v)} (${o.timeLabel(b)})`),
         ),
       );
       base += v;
@@ -89,7 +90,8 @@ export function stackedBars(o: ChartOptions): HTMLElement {
         "li",
         null,
         svg("svg", { width: 12, height: 12, "aria-hidden": "true" }, svg("rect", { width: 12, height: 12, rx: 2, fill: PALETTE[si % PALETTE.length] })),
-        ` ${s.label}`,
+        " ",
+        userText(s.label, { clip: true }),
       ),
     ),
   );

@@ -1,6 +1,7 @@
 /**
  * A few DOM helpers instead of a framework. Text always goes in as text nodes and attributes
- * through setAttribute, never as HTML, so a subject or an audit detail cannot inject markup.
+ * through setAttribute, never as HTML, so a subject or an audit detail cannot inject markup;
+ * and such text is direction-isolated (`userText`), so it cannot reorder the text around it.
  */
 
 export type Child = Node | string | number | bigint | null | undefined | false;
@@ -39,6 +40,32 @@ export function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs?: Attrs 
   setAttrs(el, attrs);
   append(el, children);
   return el;
+}
+
+/** First strong isolate ... pop directional isolate (Unicode UAX #9). */
+const FSI = "\u2068";
+const PDI = "\u2069";
+
+/**
+ * `text` wrapped in FSI ... PDI, for the places an element cannot go: a title, an aria-label, a
+ * status message, an SVG <title>. Its direction marks then stay inside it.
+ */
+export function isolated(text: string): string {
+  return `${FSI}${text}${PDI}`;
+}
+
+/**
+ * Text the admin did not write: a subject (set by whoever issued the token), a model name (the
+ * client's), a key's masked tail, an audit detail (issue 18, finding 7). It goes in a
+ * `<bdi dir="auto">`, so a right-to-left override (U+202E) or an Arabic name reorders nothing
+ * around it: the token id and the numbers beside it read as they are. With `clip` it is cut
+ * with an ellipsis where its box ends, after one line (three in a table), the whole text in the
+ * tooltip; the box (styles.css `.clip-box`) is as wide as the text up to a cap but never demands
+ * width, so one 256-character subject cannot widen a table or a card.
+ */
+export function userText(text: string, opts: { clip?: boolean } = {}): HTMLElement {
+  if (!opts.clip) return h("bdi", { dir: "auto" }, text);
+  return h("span", { class: "clip-box" }, h("bdi", { dir: "auto", class: "clip", title: isolated(text) }, text));
 }
 
 let ids = 0;

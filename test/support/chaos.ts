@@ -1,13 +1,16 @@
 /**
  * The chaos test's pieces that are not the test itself (test/chaos.test.ts): a seeded PRNG and
- * its seed (`RELAYAPI_CHAOS_SEED=N` replays a schedule), the random plan of tokens and calls,
- * the mock provider's side (each call's first attempt misbehaves as planned, later failover
- * attempts of the same call answer normally; every attempt and every key strike is recorded),
- * and a plain-text table for the failure report.
+ * its seed (`RELAYAPI_CHAOS_SEED=N` replays a schedule), the random plan of tokens, calls and
+ * Redis outages, the mock provider's side (each call's first attempt misbehaves as planned,
+ * later failover attempts of the same call answer normally; every attempt and every key strike
+ * is recorded; "poison" answers are a normal 200 whose usage numbers are out of range), the
+ * rate bound a token's `rpm` allows across instances and Redis outages, and a plain-text table
+ * for the failure report.
  *
  * Calls carry their identity in headers the relay forwards (it strips only the token carriers
  * and hop-by-hop headers): `x-chaos-token` (token id), `x-chaos-call` (call number),
- * `x-chaos-proc` (which relay process it was sent to), `x-chaos-behaviour`, `x-chaos-model`.
+ * `x-chaos-proc` (which relay process it was sent to), `x-chaos-behaviour`, `x-chaos-model`,
+ * `x-chaos-poison`.
  */
 import type { Behaviour, MockProvider, RecordedRequest } from "./mock-provider.js";
 
@@ -65,7 +68,10 @@ export function rng(seed: number): Rng {
 // --- the plan --------------------------------------------------------------------------------
 
 /** What the provider does with a call's first attempt. */
-export type ProviderBehaviour = "json" | "sse" | "slow-head" | "reset-after-body" | "5xx" | "429" | "403" | "mid-stream-reset";
+export type ProviderBehaviour = "json" | "sse" | "slow-head" | "reset-after-body" | "5xx" | "429" | "403" | "mid-stream-reset" | "poison";
+/** How a poison answer's usage is out of range (issue 18, finding 3). */
+export type PoisonKind = "huge" | "negative" | "strings" | "fraction";
+export const POISON_KINDS: readonly PoisonKind[] = ["huge", "negative", "strings", "fraction"];
 /** What the client does. */
 export type ClientMode = "normal" | "abort-early" | "abort-mid-stream" | "slow-read";
 /** A: the instance killed mid-run (then restarted); B: the one that stays up. */
@@ -79,6 +85,10 @@ export interface PlannedToken {
   pool: boolean;
   /** Which instance its calls go to: only A, only B, or either at random. */
   group: "A" | "B" | "AB";
+  /** Requests per minute (a token bucket of burst rpm, shared through Redis), if limited. */
+  rpm?: number;
+  /** Budget in LLM tokens, if any. */
+  budget?: number;
 }
 
 export interface PlannedCall {
@@ -95,12 +105,22 @@ export interface PlannedCall {
   startAtMs: number;
   /** For `abort-early`: when the client gives up (ms after sending). */
   abortAfterMs: number;
+  /** For `poison`: which numbers are wrong. */
+  poison: PoisonKind;
+}
+
+/** Redis taken away from both instances: `cut` (connections reset) or `freeze` (no answers). */
+export interface RedisFault {
+  kind: "cut" | "freeze";
+  atMs: number;
+  forMs: number;
 }
 
 export interface ChaosPlan {
   seed: number;
   tokens: PlannedToken[];
   calls: PlannedCall[];
+  redis: RedisFault[];
 }
 
 export interface PlanOptions {
@@ -113,6 +133,8 @@ export interface PlanOptions {
   /** Calls start spread over [0, spreadMs]. */
   spreadMs?: number;
   models?: readonly string[];
+  /** Extra tokens with a small `rpm` (and a cap they cannot reach), many calls each. */
+  rpmTokens?: number;
 }
 
 export const CHAOS_MODELS = ["gpt-chaos-a", "gpt-chaos-b", "gpt-chaos-c"] as const;
@@ -126,12 +148,14 @@ const BEHAVIOURS: Record<ProviderBehaviour, number> = {
   "429": 8,
   "403": 8,
   "mid-stream-reset": 10,
+  poison: 10,
 };
 
 export function planChaos(seed: number, opts: PlanOptions = {}): ChaosPlan {
   const r = rng(seed);
   const n = opts.tokens ?? 20;
   const models = opts.models ?? CHAOS_MODELS;
+  const spread = opts.spreadMs ?? 9000;
   const groups = ["B", "A", "AB"] as const;
   const tokens: PlannedToken[] = Array.from({ length: n }, (_, i) => ({
     index: i,
@@ -140,13 +164,30 @@ export function planChaos(seed: number, opts: PlanOptions = {}): ChaosPlan {
     pool: i % 2 === 1,
     group: groups[i % 3]!,
   }));
+  // A fifth of the capped tokens (pool and inline alike) also have a budget: a few calls' worth
+  // (a call meters 15), far less than one poison answer (clamped to 10M).
+  for (const t of tokens) if (t.index % 5 === 3) t.budget = r.int(20, 120);
+  // Two Redis outages, one before and one after the kill of A1 (3.5 s), each long enough for
+  // every instance to notice (a frozen Redis takes 1 s to be declared unreachable).
+  const redis: RedisFault[] = [
+    { kind: r.pick(["cut", "freeze"] as const), atMs: r.int(800, 2000), forMs: r.int(1200, 1800) },
+    { kind: r.pick(["cut", "freeze"] as const), atMs: r.int(4500, 6000), forMs: r.int(1200, 1800) },
+  ];
+  const rpmCount = opts.rpmTokens ?? 3;
+  for (let i = 0; i < rpmCount; i++) {
+    tokens.push({ index: n + i, name: `r${i}`, cap: 60, pool: i % 2 === 1, group: "AB", rpm: r.pick([1, 2] as const) });
+  }
   const calls: PlannedCall[] = [];
   for (const t of tokens) {
-    const count = t.cap + r.int(opts.extraMin ?? 2, opts.extraMax ?? 6);
+    const limited = t.rpm !== undefined;
+    const count = limited ? r.int(14, 18) : t.cap + r.int(opts.extraMin ?? 2, opts.extraMax ?? 6);
     for (let k = 0; k < count; k++) {
       const behaviour = r.weighted(BEHAVIOURS);
-      const stream = behaviour === "sse" || behaviour === "mid-stream-reset" ? true : behaviour === "json" ? false : r.chance(0.3);
+      // Poison answers are JSON (the mock answers a `body` as JSON): a non-streamed call.
+      const stream = behaviour === "sse" || behaviour === "mid-stream-reset" ? true : behaviour === "json" || behaviour === "poison" ? false : r.chance(0.3);
       const client: ClientMode = stream ? r.weighted({ normal: 50, "abort-early": 15, "abort-mid-stream": 15, "slow-read": 20 }) : r.weighted({ normal: 80, "abort-early": 20 });
+      // Half of a rate-limited token's calls land in an outage, when each instance decides alone.
+      const fault = limited && k % 2 === 0 ? r.pick(redis) : undefined;
       calls.push({
         id: 0,
         token: t.index,
@@ -156,14 +197,63 @@ export function planChaos(seed: number, opts: PlanOptions = {}): ChaosPlan {
         client,
         stream,
         model: r.pick(models),
-        startAtMs: r.int(0, opts.spreadMs ?? 9000),
+        startAtMs: fault ? fault.atMs + r.int(0, fault.forMs) : r.int(0, spread),
         abortAfterMs: r.int(20, 400),
+        poison: r.pick(POISON_KINDS),
       });
     }
   }
   calls.sort((x, y) => x.startAtMs - y.startAtMs || x.token - y.token);
   calls.forEach((c, i) => (c.id = i + 1));
-  return { seed, tokens, calls };
+  return { seed, tokens, calls, redis };
+}
+
+/** A span of the run, in ms from its start. */
+export interface Span {
+  from: number;
+  to: number;
+}
+
+/** The spans merged where they overlap, in order. */
+export function mergeSpans(spans: readonly Span[]): Span[] {
+  const sorted = [...spans].filter((s) => s.to > s.from).sort((a, b) => a.from - b.from);
+  const out: Span[] = [];
+  for (const s of sorted) {
+    const last = out[out.length - 1];
+    if (last && s.from <= last.to) last.to = Math.max(last.to, s.to);
+    else out.push({ ...s });
+  }
+  return out;
+}
+
+/** One relay process: when it could admit calls, and when it may have decided rates alone. */
+export interface ProcessSpans {
+  life: Span;
+  /** Redis unreachable for it (from the fault until sharing was back); the whole run without Redis. */
+  local: readonly Span[];
+}
+
+/**
+ * The most calls a token of `rpm` can be admitted over a run of `runMs`, as README "Limits"
+ * documents it: a token bucket of burst = floor(rpm) refilled at rpm a minute, shared by every
+ * instance through Redis; while Redis is unreachable each instance decides alone from its own
+ * bucket, which starts from the shared state it last saw (at most a burst; empty for a key it
+ * never saw) and refills at rpm. So: one shared bucket over the run, plus for every process and
+ * every span it decided alone at most a burst and its refill over that span. Local admissions
+ * are not charged to the shared bucket, hence the sum. Without Redis (`shared` false, local
+ * spans over the whole run) it is one full bucket per process.
+ */
+export function rpmBound(rpm: number, runMs: number, processes: readonly ProcessSpans[], shared = true): number {
+  const burst = Math.max(1, Math.floor(rpm));
+  const refill = (ms: number): number => (rpm * Math.max(0, ms)) / 60_000;
+  let bound = shared ? burst + refill(runMs) : 0;
+  for (const p of processes) {
+    for (const o of p.local) {
+      const overlap = Math.min(o.to, p.life.to) - Math.max(o.from, p.life.from);
+      if (overlap > 0) bound += burst + refill(overlap);
+    }
+  }
+  return Math.floor(bound);
 }
 
 // --- the provider's side ---------------------------------------------------------------------
@@ -207,6 +297,26 @@ function errorBody(status: number): unknown {
   return { error: { message: `chaos ${status}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: CHAOS_ERROR_CODE } };
 }
 
+/** Numbers a provider should never report: each kind is clamped and flagged by the relay. */
+const POISON_USAGE: Record<PoisonKind, Record<string, unknown>> = {
+  huge: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 1e300 },
+  negative: { prompt_tokens: -10, completion_tokens: 5, total_tokens: -5 },
+  strings: { prompt_tokens: "10", completion_tokens: "5", total_tokens: "15" },
+  fraction: { prompt_tokens: 10.5, completion_tokens: 5, total_tokens: 15.5 },
+};
+
+/** A chat completion whose usage is poison (`x-chaos-poison` says which kind). */
+export function poisonAnswer(kind: PoisonKind, model: string): unknown {
+  return {
+    id: `chatcmpl-poison-${kind}`,
+    object: "chat.completion",
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{ index: 0, message: { role: "assistant", content: "poison" }, finish_reason: "stop" }],
+    usage: POISON_USAGE[kind],
+  };
+}
+
 /** The mock answer for a call's first attempt. */
 function misbehave(rec: RecordedRequest): { behaviour: Behaviour; answer: Answer } {
   const b = header(rec, "x-chaos-behaviour") as ProviderBehaviour;
@@ -226,6 +336,10 @@ function misbehave(rec: RecordedRequest): { behaviour: Behaviour; answer: Answer
       return { behaviour: { status: 403, body: errorBody(403) }, answer: 403 };
     case "mid-stream-reset":
       return { behaviour: { reset: "mid-stream", ...sse }, answer: "mid-stream-reset" };
+    case "poison": {
+      const kind = (POISON_KINDS as readonly string[]).includes(header(rec, "x-chaos-poison")) ? (header(rec, "x-chaos-poison") as PoisonKind) : "huge";
+      return { behaviour: { status: 200, body: poisonAnswer(kind, header(rec, "x-chaos-model")) }, answer: 200 };
+    }
     default:
       return { behaviour: sse, answer: 200 };
   }

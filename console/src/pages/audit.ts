@@ -1,7 +1,11 @@
-/** Audit log: admin actions, newest first, paged (ListAuditEvents). Rows hold ids only, never secrets. */
+/**
+ * Audit log: admin actions, newest first, paged (ListAuditEvents). Rows hold ids only, never
+ * secrets. Actor, target and detail may quote an issuer's name or a provider's error text: each
+ * is direction-isolated and wraps anywhere, so none can reorder or widen its row (issue 18).
+ */
 import type { AuditEvent } from "../../../gen/relayapi/v1/admin_service_pb.js";
 import { errorMessage, isCanceled } from "../api.js";
-import { h } from "../dom.js";
+import { h, userText } from "../dom.js";
 import { fmtDate, t } from "../i18n.js";
 import type { Page } from "../page.js";
 import { button, CursorPager, empty, errorBox, loading, section, table } from "../ui.js";
@@ -23,10 +27,10 @@ export const auditPage: Page = async (ctx, root) => {
               t("nav.audit"),
               [
                 { label: t("audit.at"), cell: (e: AuditEvent) => (e.at ? h("time", { datetime: fmtDate(e.at, true) }, fmtDate(e.at)) : "—") },
-                { label: t("audit.actor"), cell: (e) => e.actor },
+                { label: t("audit.actor"), cell: (e) => userText(e.actor) },
                 { label: t("audit.action"), cell: (e) => h("strong", null, e.action) },
-                { label: t("audit.target"), cell: (e) => h("code", { class: "break" }, e.target) },
-                { label: t("audit.detail"), cell: (e) => h("span", { class: "break" }, e.detail || "—") },
+                { label: t("audit.target"), cell: (e) => h("code", { class: "break" }, userText(e.target)) },
+                { label: t("audit.detail"), cell: (e) => (e.detail ? h("span", { class: "break" }, userText(e.detail)) : "—") },
               ],
               res.events,
             ),

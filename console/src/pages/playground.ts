@@ -10,7 +10,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { RelayService } from "../../../gen/relayapi/v1/relay_service_pb.js";
 import { TokenService } from "../../../gen/relayapi/v1/token_service_pb.js";
 import { isCanceled, errorMessage } from "../api.js";
-import { h, uid } from "../dom.js";
+import { h, uid, userText } from "../dom.js";
 import { fmtDate, fmtNumber, fmtRelative, t } from "../i18n.js";
 import type { PublicPage } from "../page.js";
 import { chatRequest, parseHeaderLines, PRESETS, shapeOf } from "../relay-call.js";
@@ -173,7 +173,8 @@ export const playgroundPage: PublicPage = (ctx, root) => {
             [t("play.time"), `${fmtNumber(Math.round(performance.now() - started))} ms`],
           ];
           const errors = [end.error, ...inBand].filter((s) => s !== "");
-          if (errors.length > 0) rows.push([t("play.error"), errors.join(" · ")]);
+          // The provider's words: isolated like any text the console did not write (dom.ts).
+          if (errors.length > 0) rows.push([t("play.error"), userText(errors.join(" · "))]);
           result.replaceChildren(
             h("dl", { class: "result-list", "data-testid": "end" }, ...rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)])),
           );

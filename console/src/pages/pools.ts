@@ -6,7 +6,7 @@
  */
 import { PoolStrategy, type Pool, type UpstreamKey } from "../../../gen/relayapi/v1/admin_service_pb.js";
 import { errorMessage, isCanceled } from "../api.js";
-import { h, listOf } from "../dom.js";
+import { h, isolated, listOf, userText } from "../dom.js";
 import { fmtDate, fmtNumber, t, type Key } from "../i18n.js";
 import type { Page, PageContext } from "../page.js";
 import { badge, button, confirmDialog, empty, errorBox, field, loading, notify, options, section, select, submit, table } from "../ui.js";
@@ -153,8 +153,10 @@ function keysSection(ctx: PageContext, pool: string, onChange: () => void): HTML
     table(
       t("keys.title", { name: pool }),
       [
-        { label: t("keys.key"), cell: (k) => h("code", null, k.masked) },
-        { label: t("common.status"), cell: (k) => (k.enabled ? badge(t("keys.enabled"), "ok") : h("span", null, badge(t("keys.disabled"), "bad"), k.disabledReason ? h("small", { class: "reason" }, ` ${k.disabledReason}`) : null)) },
+        // A key's tail is whatever was pasted, and a disabling reason quotes the provider's
+        // error: isolated (issue 18, finding 7); the reason may be long, so it is clipped.
+        { label: t("keys.key"), cell: (k) => h("code", null, userText(k.masked)) },
+        { label: t("common.status"), cell: (k) => (k.enabled ? badge(t("keys.enabled"), "ok") : h("span", null, badge(t("keys.disabled"), "bad"), k.disabledReason ? h("small", { class: "reason" }, " ", userText(k.disabledReason, { clip: true })) : null)) },
         { label: t("keys.weight"), cell: (k) => k.weight, class: "num" },
         { label: t("keys.calls"), cell: (k) => fmtNumber(k.calls), class: "num" },
         { label: t("keys.lastUsed"), cell: (k) => (k.lastUsedAt ? fmtDate(k.lastUsedAt) : "—") },
@@ -165,17 +167,17 @@ function keysSection(ctx: PageContext, pool: string, onChange: () => void): HTML
             h(
               "div",
               { class: "row-actions" },
-              button(k.enabled ? t("keys.disable") : t("keys.enable"), () => void act(() => api.admin.setKeyEnabled({ id: k.id, enabled: !k.enabled }, { signal }), k.enabled ? t("keys.disabledOne", { key: k.masked }) : t("keys.enabledOne", { key: k.masked })), "secondary", {
-                "aria-label": `${k.enabled ? t("keys.disable") : t("keys.enable")} ${k.masked}`,
+              button(k.enabled ? t("keys.disable") : t("keys.enable"), () => void act(() => api.admin.setKeyEnabled({ id: k.id, enabled: !k.enabled }, { signal }), k.enabled ? t("keys.disabledOne", { key: isolated(k.masked) }) : t("keys.enabledOne", { key: isolated(k.masked) })), "secondary", {
+                "aria-label": `${k.enabled ? t("keys.disable") : t("keys.enable")} ${isolated(k.masked)}`,
               }),
               button(
                 t("common.delete"),
                 () =>
-                  void confirmDialog(t("keys.deleteConfirm", { key: k.masked }), t("common.delete")).then((ok) => {
-                    if (ok) void act(() => api.admin.deleteKey({ id: k.id }, { signal }), t("keys.deleted", { key: k.masked }));
+                  void confirmDialog(t("keys.deleteConfirm", { key: isolated(k.masked) }), t("common.delete")).then((ok) => {
+                    if (ok) void act(() => api.admin.deleteKey({ id: k.id }, { signal }), t("keys.deleted", { key: isolated(k.masked) }));
                   }),
                 "danger",
-                { "aria-label": `${t("common.delete")} ${k.masked}` },
+                { "aria-label": `${t("common.delete")} ${isolated(k.masked)}` },
               ),
             ),
         },

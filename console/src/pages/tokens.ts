@@ -6,7 +6,7 @@
 import { TokenStatus, type Token } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Provider } from "../../../gen/relayapi/v1/admin_service_pb.js";
 import { errorMessage, isCanceled } from "../api.js";
-import { h } from "../dom.js";
+import { h, userText } from "../dom.js";
 import { fmtDate, fmtNumber, fmtRelative, t, type Key } from "../i18n.js";
 import type { Page } from "../page.js";
 import { defaultModel } from "../relay-call.js";
@@ -15,6 +15,8 @@ import { issueForm } from "../tokens-issue.js";
 import { badge, button, confirmDialog, copyButton, CursorPager, empty, errorBox, field, loading, notify, secretOnce, section, select, submit, table, type Column } from "../ui.js";
 
 const PAGE_SIZE = 20;
+/** Ids up to this long show whole (`tok_` ids are 26); an issuer's `issuer:jti` may reach 193. */
+const ID_SHOWN = 40;
 
 const STATUS: Record<TokenStatus, [Key, "ok" | "warn" | "bad" | "muted"]> = {
   [TokenStatus.UNSPECIFIED]: ["status.unknown", "muted"],
@@ -77,15 +79,17 @@ export const tokensPage: Page = async (ctx, root) => {
   };
 
   const columns: Column<Token>[] = [
-    { label: t("common.id"), cell: (r) => h("code", null, r.id) },
-    { label: t("common.provider"), cell: (r) => r.provider },
-    { label: t("common.subject"), cell: (r) => r.subject || "—" },
+    // The id's jti part, the subject and an inline key's tail come from whoever issued the
+    // token (a backend with an issuer key): isolated, and the subject clipped (issue 18, finding 7).
+    { label: t("common.id"), cell: (r) => h("code", null, userText(r.id, { clip: r.id.length > ID_SHOWN })) },
+    { label: t("common.provider"), cell: (r) => userText(r.provider) },
+    { label: t("common.subject"), cell: (r) => (r.subject ? userText(r.subject, { clip: true }) : "—"), class: "subject" },
     { label: t("common.status"), cell: (r) => statusBadge(r.status) },
     { label: t("tokens.calls"), cell: (r) => `${fmtNumber(r.callsUsed)} / ${r.limits?.maxCalls === undefined ? "∞" : fmtNumber(r.limits.maxCalls)}` },
     { label: t("tokens.left"), cell: (r) => (r.callsLeft === undefined ? t("tokens.unlimited") : fmtNumber(r.callsLeft)), class: "num" },
     { label: t("tokens.llmTokens"), cell: (r) => fmtNumber(r.tokensUsed), class: "num" },
     { label: t("tokens.expires"), cell: (r) => (r.expiresAt ? h("time", { datetime: fmtDate(r.expiresAt, true), title: fmtDate(r.expiresAt) }, fmtRelative(r.expiresAt)) : "—") },
-    { label: t("tokens.credential"), cell: (r) => (r.pool ? `${t("tokens.pool")}: ${r.pool}` : h("code", null, r.upstreamKeyHint || "—")) },
+    { label: t("tokens.credential"), cell: (r) => (r.pool ? h("span", null, `${t("tokens.pool")}: `, userText(r.pool)) : h("code", null, r.upstreamKeyHint ? userText(r.upstreamKeyHint) : "—")) },
     {
       label: t("common.actions"),
       cell: (r) =>

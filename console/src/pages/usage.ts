@@ -8,7 +8,7 @@ import { UsageGroup, type UsageEvent, type UsageRow } from "../../../gen/relayap
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import { errorMessage, isCanceled } from "../api.js";
 import { stackedBars, type Series } from "../chart.js";
-import { h } from "../dom.js";
+import { h, userText } from "../dom.js";
 import { fmtBucket, fmtDate, fmtNumber, fmtTime, t, type Key } from "../i18n.js";
 import type { Page } from "../page.js";
 import { badge, button, empty, errorBox, field, loading, options, section, select, table } from "../ui.js";
@@ -138,7 +138,7 @@ export const usagePage: Page = async (ctx, root) => {
       table(
         t("usage.totals"),
         [
-          { label: t("usage.key"), cell: (x: Totals) => labelOf(x.key) },
+          { label: t("usage.key"), cell: (x: Totals) => userText(labelOf(x.key), { clip: true }) },
           { label: t("usage.calls"), cell: (x) => fmtNumber(x.calls), class: "num" },
           { label: t("usage.errors"), cell: (x) => fmtNumber(x.errors), class: "num" },
           { label: t("usage.prompt"), cell: (x) => fmtNumber(x.prompt), class: "num" },
@@ -158,6 +158,8 @@ export const usagePage: Page = async (ctx, root) => {
     refreshTimer = setTimeout(() => void load(), 1500);
   };
 
+  // Model (the client's) and subject (the issuer's) are isolated and clipped: a right-to-left
+  // override in either once reversed the whole line, token id included (issue 18, finding 7).
   const eventItem = (e: UsageEvent): HTMLElement =>
     h(
       "li",
@@ -166,12 +168,12 @@ export const usagePage: Page = async (ctx, root) => {
       " ",
       outcomeBadge(e.outcome),
       " ",
-      h("strong", null, e.provider),
-      e.model ? ` · ${e.model}` : "",
+      h("strong", null, userText(e.provider)),
+      e.model ? [" · ", userText(e.model, { clip: true })] : "",
       " · ",
-      e.subject || t("usage.noSubject"),
+      e.subject ? userText(e.subject, { clip: true }) : t("usage.noSubject"),
       " · ",
-      h("code", null, e.tokenId),
+      h("code", null, userText(e.tokenId)),
       " · ",
       `HTTP ${e.status}`,
       " · ",
