@@ -18,6 +18,18 @@ export interface Config {
   dataDir: string;
   /** PostgreSQL URL; when absent the embedded PGlite database in `dataDir` is used. */
   databaseUrl: string | undefined;
+  /** PostgreSQL connections per instance for requests and background work (/readyz and migrations use one more each). */
+  dbPool: number;
+  /** PostgreSQL statement_timeout; the relay stops waiting 1 s later and closes the connection (0: no limit). */
+  dbStatementTimeoutMs: number;
+  /** Longest wait for a free pooled connection before a call is refused with 503. */
+  dbAcquireTimeoutMs: number;
+  /** Longest wait for a new PostgreSQL connection (TCP, TLS, login). */
+  dbConnectTimeoutMs: number;
+  /** Apply missing migrations at start (off: start refuses when some are missing; run `relayapi migrate`). */
+  autoMigrate: boolean;
+  /** This instance's name, in `application_name=relayapi/<name>` (default hostname:pid). */
+  instanceName: string | undefined;
   /** Admin key; when absent one is generated into `dataDir/admin.key` (mode 0600). */
   adminKey: string | undefined;
   /** 32-byte master key (base64/base64url/hex) for encryption at rest; else `dataDir/master.key`. */
@@ -64,8 +76,16 @@ export interface Config {
   redisUrl: string | undefined;
   /** Share per-IP limits through Redis too (costly: a heartbeat per active IP). */
   redisPerIp: boolean;
-  /** Deadline for in-flight streams on shutdown. */
+  /**
+   * Deadline for in-flight calls and streams on shutdown, from the signal (the drain delay
+   * included); leased calls and usage records get 2 s more (src/server.ts close()).
+   */
   shutdownGraceMs: number;
+  /**
+   * On shutdown, how long `/readyz` answers 503 while the listener still accepts, so load
+   * balancers take the instance out before its port closes (at most shutdownGraceMs).
+   */
+  drainDelayMs: number;
   /** Provider attempts per call at most, failovers included (1-10). */
   upstreamAttempts: number;
   /** Longest rest a 429/403 gives a key for one model, whatever its Retry-After says. */
@@ -86,6 +106,8 @@ export interface Config {
   maxConnectionsPerIp: number;
   /** Log level: silent, error, warn, info, debug. */
   logLevel: LogLevel;
+  /** The git commit this build is from, for relayapi_build_info (unset: read from .git, else "unknown"). */
+  buildCommit: string | undefined;
 }
 
 export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug"] as const;
@@ -200,6 +222,12 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   port: intField("RELAYAPI_PORT", 8080),
   dataDir: stringField("RELAYAPI_DATA_DIR", "./data"),
   databaseUrl: optionalField("DATABASE_URL"),
+  dbPool: intField("RELAYAPI_DB_POOL", 10),
+  dbStatementTimeoutMs: intField("RELAYAPI_DB_STATEMENT_TIMEOUT_MS", 5_000),
+  dbAcquireTimeoutMs: intField("RELAYAPI_DB_ACQUIRE_TIMEOUT_MS", 3_000),
+  dbConnectTimeoutMs: intField("RELAYAPI_DB_CONNECT_TIMEOUT_MS", 5_000),
+  autoMigrate: boolField("RELAYAPI_AUTO_MIGRATE", true),
+  instanceName: optionalField("RELAYAPI_INSTANCE_NAME"),
   adminKey: optionalField("RELAYAPI_ADMIN_KEY"),
   masterKey: optionalField("RELAYAPI_MASTER_KEY"),
   providerBaseUrls: providerUrlsField,
@@ -221,6 +249,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   redisUrl: optionalField("REDIS_URL"),
   redisPerIp: boolField("RELAYAPI_REDIS_PER_IP", false),
   shutdownGraceMs: intField("RELAYAPI_SHUTDOWN_GRACE_MS", 10_000),
+  drainDelayMs: intField("RELAYAPI_DRAIN_DELAY_MS", 5_000),
   upstreamAttempts: intField("RELAYAPI_UPSTREAM_ATTEMPTS", 3),
   keyCooldownMaxMs: intField("RELAYAPI_KEY_COOLDOWN_MAX_MS", 60_000),
   keyAuthStrikes: intField("RELAYAPI_KEY_AUTH_STRIKES", 3),
@@ -231,6 +260,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   h2MaxStreams: intField("RELAYAPI_H2_MAX_STREAMS", 100),
   maxConnectionsPerIp: intField("RELAYAPI_MAX_CONNECTIONS_PER_IP", 256),
   logLevel: levelField,
+  buildCommit: optionalField("RELAYAPI_COMMIT"),
 };
 
 const KEYS = Object.keys(FIELDS) as (keyof Config)[];
@@ -319,6 +349,8 @@ function validate(c: Config): void {
   if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
   if (c.dpopNonceSeconds < 1 || c.dpopNonceSeconds > 86_400) throw new ConfigError(`${name("dpopNonceSeconds")} must be 1-86400`);
   if (c.leaseMax < 1) throw new ConfigError(`${name("leaseMax")} must be at least 1`);
+  if (c.dbPool < 1) throw new ConfigError(`${name("dbPool")} must be at least 1`);
+  if (c.dbConnectTimeoutMs < 100) throw new ConfigError(`${name("dbConnectTimeoutMs")} must be at least 100`);
   if (c.upstreamAttempts < 1 || c.upstreamAttempts > 10) throw new ConfigError(`${name("upstreamAttempts")} must be 1-10`);
   if (c.keyAuthStrikes < 1) throw new ConfigError(`${name("keyAuthStrikes")} must be at least 1`);
   if (c.headersTimeoutMs < 1000) throw new ConfigError(`${name("headersTimeoutMs")} must be at least 1000`);

@@ -4,6 +4,8 @@
  * the HTTP layer (src/http/render-error.ts). Messages are fixed strings: they never echo
  * token contents, keys or decrypted data.
  */
+import { isTransientDatabaseError } from "./db/db-errors.js";
+
 export type RelayErrorCode =
   | "bad_request"
   | "unauthenticated"
@@ -69,8 +71,13 @@ export function invalidToken(): RelayError {
   return new RelayError("unauthenticated", INVALID_TOKEN);
 }
 
-/** Any thrown value as a RelayError; unknown errors become a fixed internal error. */
+/**
+ * Any thrown value as a RelayError; unknown errors become a fixed internal error. A database
+ * outage (unreachable, stalled, pool exhausted, statement timeout: src/db/db-errors.ts) is the
+ * service's, not the caller's: 503 `unavailable`, which both renderings give a Retry-After.
+ */
 export function toRelayError(e: unknown): RelayError {
   if (e instanceof RelayError) return e;
+  if (isTransientDatabaseError(e)) return new RelayError("unavailable", "database unavailable", { cause: e });
   return new RelayError("internal", "internal error", { cause: e });
 }

@@ -1,13 +1,20 @@
 /** loadConfig -> build(config) -> listen -> graceful shutdown on SIGTERM/SIGINT. */
 import { loadConfig, type ConfigOverrides, type LoadOptions } from "./config.js";
 import { createLogger } from "./log.js";
-import { build } from "./server.js";
+import { build, SHUTDOWN_MARGIN_MS } from "./server.js";
 import { tuneHeap } from "./v8-tuning.js";
 
 /**
- * Runs the relay until SIGTERM or SIGINT, then shuts down gracefully: stop accepting, let
- * in-flight calls and streams finish up to `shutdownGraceMs`, give back leased calls, flush the
- * usage records, close the pools; exit 0 (1 when the shutdown itself failed).
+ * Runs the relay until SIGTERM or SIGINT, then shuts down gracefully (issue 19): `/readyz` 503
+ * for `drainDelayMs` while the listener still accepts, then stop accepting, let in-flight calls
+ * and streams finish until `shutdownGraceMs` after the signal (streams still open then end with
+ * an error event), give back leased calls and write the usage records within SHUTDOWN_MARGIN_MS
+ * more (what is not written is spilled to the data directory), close the pools; exit 0 (1 when
+ * the shutdown itself failed).
+ *
+ * A second SIGTERM or SIGINT hurries: no more drain delay or grace, open streams end at once
+ * (with their error event and records), leases and usage still get the margin, so nothing is
+ * lost; further signals are ignored (SIGKILL remains).
  */
 export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions = {}): Promise<void> {
   const config = loadConfig(overrides, process.env, opts);
@@ -20,14 +27,25 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
   });
   let stopping = false;
+  const hurry = new AbortController();
   const stop = (signal: string): void => {
-    if (stopping) return;
+    if (stopping) {
+      if (hurry.signal.aborted) return;
+      log.warn("shutting down now", { signal });
+      hurry.abort();
+      return;
+    }
     stopping = true;
     const started = Date.now();
-    log.info("shutting down", { signal, graceMs: config.shutdownGraceMs });
-    app.close().then(
+    log.info("shutting down", { signal, graceMs: config.shutdownGraceMs, drainDelayMs: config.drainDelayMs });
+    // Every step of close() is bounded; this only guards against a bug holding the exit.
+    setTimeout(() => {
+      log.error("shutdown overran its deadline", { ms: Date.now() - started });
+      process.exit(1);
+    }, config.shutdownGraceMs + SHUTDOWN_MARGIN_MS + 5_000).unref();
+    app.close({ drainDelayMs: config.drainDelayMs, hurry: hurry.signal }).then(
       () => {
-        log.info("shut down", { ms: Date.now() - started, usageDropped: app.usage.dropped });
+        log.info("shut down", { ms: Date.now() - started, usageDropped: app.usage.dropped, usageSpilled: app.usage.spilled });
         process.exit(0);
       },
       (e: unknown) => {

@@ -8,17 +8,21 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { Outcome } from "../gen/relayapi/v1/common_pb.js";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AuditLog } from "./audit/audit-log.js";
 import type { Config } from "./config.js";
 import { routes, SERVICES } from "./connect.js";
-import { openDatabase, type Database } from "./db/client.js";
-import { appliedMigrationCount, expectedMigrations, migrateDatabase } from "./db/migrate.js";
+import { databaseOptions, openDatabase, type Database } from "./db/client.js";
+import { appliedMigrationCount, expectedMigrations, migrateDatabase, requireMigrations } from "./db/migrate.js";
 import { createApiHandler, API_PREFIX } from "./http/api-route.js";
 import { Cors } from "./http/cors.js";
 import { createConsoleHandler, isConsolePath } from "./http/console-route.js";
-import { healthz, readyz, type ReadinessDeps } from "./http/health.js";
-import { Metrics } from "./http/metrics.js";
+import { checkReadiness, healthz, readyz, type ReadinessDeps } from "./http/health.js";
+import { AnswerCounter, kAnswer, answerOf } from "./observe/answer-counter.js";
+import { buildInfo } from "./observe/build-info.js";
+import { callObserver, serverErrorObserver } from "./observe/call-observer.js";
+import { DatabaseHealth } from "./observe/database-health.js";
+import { Metrics } from "./observe/metrics.js";
 import { sendJson, type AnyResponse } from "./http/render-error.js";
 import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
@@ -35,7 +39,7 @@ import { PoolRegistry } from "./keys/pool-registry.js";
 import { DpopGate } from "./relay/dpop-gate.js";
 import { createLeakHandler, LEAKED_TOKENS_PATH } from "./http/leaked-tokens.js";
 import { HmacNonceIssuer, MemoryReplayCache } from "./tokens/dpop.js";
-import { clientIp, parseIp, trustMatcher } from "./limits/client-ip.js";
+import { clientIp, parseIp, trustMatcher, untrustedForwardWarning } from "./limits/client-ip.js";
 import { ipKey, Limits } from "./limits/limits.js";
 import { ipLimitInterceptor, kClientIp, kIpChecked } from "./services/client-ip.js";
 import { createRpcGate } from "./services/rpc-gate.js";
@@ -44,6 +48,7 @@ import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
 import { UsageWriter } from "./usage/usage-writer.js";
+import { replaySpilledUsage } from "./usage/usage-spill.js";
 
 export interface BuildOptions {
   log?: Logger;
@@ -63,8 +68,28 @@ export interface RelayApp {
   /** Set by listen(): `http://host:port`. */
   url: string;
   listen(port?: number, host?: string): Promise<AddressInfo>;
-  close(): Promise<void>;
+  /**
+   * Drains and stops (issue 19): `/readyz` 503 for `drainDelayMs` while the listener accepts,
+   * then calls and streams until `shutdownGraceMs` after the call (open streams then end with
+   * an error event), leased calls and usage until SHUTDOWN_MARGIN_MS later (the rest spilled).
+   */
+  close(opts?: ShutdownOptions): Promise<void>;
 }
+
+export interface ShutdownOptions {
+  /** How long `/readyz` says draining before the listener closes (main.ts: config.drainDelayMs; tests: 0). */
+  drainDelayMs?: number;
+  /** Aborting it cuts the drain delay and the grace short; leases and usage still get the margin. */
+  hurry?: AbortSignal;
+}
+
+/**
+ * After the grace, the time leased calls and usage records have to reach the database; what has
+ * not by then is spilled (usage) or stays counted (leases). Exit comes within grace + this.
+ */
+export const SHUTDOWN_MARGIN_MS = 2_000;
+/** Of that margin, what is kept for writing the spill file and closing the database. */
+const SPILL_RESERVE_MS = 250;
 
 /** Headers a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After. */
 // DPoP-Nonce and WWW-Authenticate: a browser must read them to follow a nonce on RelayService.
@@ -94,9 +119,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   if (adminKey.createdAt) log.info("generated an admin key", { path: adminKey.createdAt });
   const box = new SecretBox(loadMasterKey(config.masterKey, config.dataDir));
 
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase(databaseOptions(config, log));
   try {
-    await migrateDatabase(database);
+    // --no-auto-migrate: a separate `relayapi migrate` job owns the schema.
+    await (config.autoMigrate ? migrateDatabase(database, log) : requireMigrations(database));
     // Before anything is decrypted: another master key refuses here in plain words.
     await checkMasterKey(database.db, box, config.masterKey ? "RELAYAPI_MASTER_KEY" : join(config.dataDir, "master.key"));
   } catch (e) {
@@ -104,10 +130,14 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     throw e;
   }
   const { db } = database;
+  // Usage the last shutdown could not write (src/usage/usage-spill.ts), before any new call.
+  await replaySpilledUsage(config.dataDir, db, log);
   const usage = new UsageWriter(db, { log });
   const audit = new AuditLog(db);
-  /** Aborted first on close(): long-lived streams (WatchUsage) end so connections can drain. */
+  /** Aborted when the listener closes: long-lived streams (WatchUsage) end so connections can drain. */
   const stopping = new AbortController();
+  /** Shutdown began: `/readyz` says draining while calls are still served. */
+  let draining = false;
   const shared = database.driver === "postgres";
   const providers = new ProviderRegistry(db, config.providerBaseUrls);
   await providers.start(shared ? PROVIDER_REFRESH_MS : 0);
@@ -148,35 +178,27 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     idleMs: LIMITER_IDLE_MS,
     ...(config.redisUrl ? { redis: { url: config.redisUrl, prefix: "relayapi:", perIp: config.redisPerIp } } : {}),
   });
-  const metrics = new Metrics({ limits, pools, usage });
-  const onCall = (record: CallRecord): void => {
-    usage.record(record);
-    metrics.observe(record);
-    // Ids and numbers only (CallRecord holds no secret); a no-op below debug.
-    log.debug("call finished", {
-      requestId: record.requestId,
-      tokenId: record.tokenId,
-      keyId: record.keyId,
-      provider: record.provider,
-      model: record.model,
-      status: record.status,
-      outcome: Outcome[record.outcome],
-      latencyMs: Math.round(record.latencyMs),
-      upstreamMs: record.upstreamMs === undefined ? undefined : Math.round(record.upstreamMs),
-      bytes: record.bytes,
-    });
-    opts.onCall?.(record);
-  };
+  // Metrics, answer counting, the database state and the per-call fan-out: src/observe/.
+  const metrics = new Metrics({ limits, pools, usage, tokens, ready: async () => (await checkReadiness(readiness)).ready }, buildInfo(config.buildCommit));
+  const databaseHealth = new DatabaseHealth({ log, ping: database.ping, registry: metrics.registry });
+  const serverErrors = serverErrorObserver(log, databaseHealth);
+  const answers = new AnswerCounter(metrics.registry, serverErrors);
+  const onCall = callObserver({ usage, metrics, log, onCall: opts.onCall });
   const readiness: ReadinessDeps = {
-    pingDatabase: database.ping,
+    // /readyz and each scrape's relayapi_ready tell the database state their outcome.
+    pingDatabase: () => databaseHealth.watch(database.ping(), "readiness"),
     appliedMigrations: () => appliedMigrationCount(db),
     expectedMigrations: expectedMigrations(),
     pingRedis: () => limits.ping(),
     redisConfigured: config.redisUrl !== undefined,
-    stopping: () => stopping.signal.aborted,
+    stopping: () => draining,
   };
-  const ipOf = (req: IncomingMessage | Http2ServerRequest): string =>
-    clientIp(req.socket?.remoteAddress, headerText(req.headers["x-forwarded-for"]), config.trustProxy);
+  const warnForwarded = untrustedForwardWarning(config.trustProxy, log);
+  const ipOf = (req: IncomingMessage | Http2ServerRequest): string => {
+    const forwardedFor = headerText(req.headers["x-forwarded-for"]);
+    warnForwarded(req.socket?.remoteAddress, forwardedFor);
+    return clientIp(req.socket?.remoteAddress, forwardedFor, config.trustProxy);
+  };
   // ioredis is loaded only when Redis is configured (as in Limits).
   const replay = config.redisUrl ? new (await import("./tokens/dpop-replay-redis.js")).RedisReplayCache(config.redisUrl) : new MemoryReplayCache();
   const dpop = new DpopGate(
@@ -202,7 +224,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     interceptors: [errorInterceptor(log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey.value)],
     contextValues: (req) => {
       const checked = rpcGate.checkedIp(req);
-      return createContextValues().set(kClientIp, checked ?? ipOf(req)).set(kIpChecked, checked !== undefined);
+      return createContextValues().set(kClientIp, checked ?? ipOf(req)).set(kIpChecked, checked !== undefined).set(kAnswer, answerOf(req));
     },
     readMaxBytes: config.maxBodyBytes,
     fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
@@ -214,8 +236,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     const q = url.indexOf("?");
     const pathname = q === -1 ? url : url.slice(0, q);
     if (pathname.startsWith(API_PREFIX)) {
+      answers.track("http", req, res);
       void api(req, res, pathname, q === -1 ? "" : url.slice(q));
     } else if (pathname === LEAKED_TOKENS_PATH) {
+      answers.track("http", req, res);
       void leaks(req, res);
     } else if (pathname === "/healthz") {
       healthz(res);
@@ -238,6 +262,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
         for (const name in headers) res.setHeader(name, headers[name]!);
         if (headers["access-control-expose-headers"]) res.setHeader("access-control-expose-headers", RPC_EXPOSE);
       }
+      answers.track("rpc", req, res);
       void rpcGate.admit(req, res, pathname).then((admitted) => admitted && rpc(req, res));
     }
   };
@@ -271,22 +296,54 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       app.url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
       return address;
     },
-    async close() {
+    async close({ drainDelayMs = 0, hurry } = {}) {
+      // Deadlines run from here (the signal): calls and streams until graceEnd, then leased
+      // calls and usage records until hardEnd; a hurry (second signal) brings both forward.
+      const started = Date.now();
+      const graceEnd = started + config.shutdownGraceMs;
+      draining = true;
+      // The listener still accepts, so a balancer sees the 503 before connections are refused.
+      await sleep(Math.min(drainDelayMs, config.shutdownGraceMs), undefined, { signal: hurry }).catch(() => {});
+      log.info("stopped accepting", { drainedMs: Date.now() - started });
       stopping.abort();
-      await server.close(config.shutdownGraceMs);
+      const onDeadline = (): void => {
+        const cut = engine.cutStreams();
+        if (cut > 0) log.warn("streams cut at the shutdown deadline", { streams: cut });
+      };
+      await server.close(Math.max(0, graceEnd - Date.now()), { onDeadline, hurry });
+      const hardEnd = (hurry?.aborted ? Math.min(graceEnd, Date.now()) : graceEnd) + SHUTDOWN_MARGIN_MS;
+      databaseHealth.close();
+      serverErrors.close();
       providers.stop();
       keyring.stop();
       pools.stop();
-      await upstream.close();
-      // After every call ended (their records are queued) and before the database goes.
-      await tokens.close();
-      await limits.close();
-      if ("close" in replay) await replay.close();
-      await usage.close();
-      await database.close();
+      // Each step bounded, none stopping the others: a stalled or failing database, Redis or
+      // provider never holds the exit nor costs the usage records (issue 19). After every call
+      // ended (their records are queued) and before the database goes.
+      const steps = await Promise.allSettled([
+        usage.close({ deadline: hardEnd - SPILL_RESERVE_MS, spillDir: config.dataDir }),
+        settledBy(hardEnd, upstream.close()).then(() => settledBy(hardEnd, tokens.close())),
+        settledBy(hardEnd, limits.close()),
+        settledBy(hardEnd, "close" in replay ? replay.close() : Promise.resolve()),
+      ]);
+      if (steps[1].status === "fulfilled" && !steps[1].value) log.warn("leased calls not given back by the deadline: they stay counted");
+      await settledBy(hardEnd, database.close());
+      const failed = steps.find((step) => step.status === "rejected");
+      if (failed) throw failed.reason;
     },
   };
   return app;
+}
+
+/** Waits for `p` until epoch ms `at`: true when it settled by then (its failure is thrown). */
+async function settledBy(at: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, at - Date.now()))));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function serveMetrics(res: AnyResponse, metrics: Metrics, log: Logger): Promise<void> {

@@ -3,16 +3,18 @@
  * series and no secret; request ids and secret-free logs; `/readyz`; `serve --print-config`;
  * a Postgres outage mid-load (503s only, `/readyz` not ready, recovery without restart, and
  * exactly as many usage rows and counted calls as calls the provider saw); SIGTERM during 20
- * in-flight streams (all complete, exit 0, all usage rows present).
+ * in-flight streams (`/readyz` 503 draining while `/healthz` answers during the drain delay,
+ * then new connections refused; all streams complete, exit 0, all usage rows present; more in
+ * test/drain.test.ts).
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { openDatabase } from "../src/db/client.js";
 import { expectedMigrations } from "../src/db/migrate.js";
@@ -20,6 +22,7 @@ import { tokens as tokensTable, usageEvents } from "../src/db/schema/index.js";
 import { createLogger } from "../src/log.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { startPgProxy, type PgProxy } from "./support/pg-proxy.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -209,6 +212,13 @@ describe.skipIf(!pgUp)("PostgreSQL stops mid-load", () => {
       }
     };
     const workers = Array.from({ length: 4 }, () => worker());
+    // Handled from the start, and stopped if the test fails: a worker must never outlive the
+    // test and fetch from a relay afterAll closed (an unhandled rejection: issue 21, finding 2).
+    const allWorkers = Promise.all(workers);
+    allWorkers.catch(() => (running = false));
+    onTestFinished(() => {
+      running = false;
+    });
 
     await sleep(1000);
     const stoppedAt = Date.now();
@@ -224,7 +234,7 @@ describe.skipIf(!pgUp)("PostgreSQL stops mid-load", () => {
     expect((await pollReady(url, true, 30_000)).status).toBe(200);
     await waitFor(() => results.filter((r) => r.status === 200 && r.at > restartedAt).length >= 20, 30_000);
     running = false;
-    await Promise.all(workers);
+    await allWorkers;
 
     // Only successes and 503s: no other 5xx, and no call blamed on the client.
     expect(results.filter((r) => r.status !== 200 && r.status !== 503)).toEqual([]);
@@ -254,17 +264,18 @@ describe.skipIf(!pgUp)("PostgreSQL stops mid-load", () => {
 });
 
 describe("SIGTERM during 20 in-flight streams", () => {
-  it("lets every stream finish, writes every usage row and exits 0 within the deadline", { timeout: 180_000 }, async () => {
+  it("drains, lets every stream finish, writes every usage row and exits 0 within the deadline", { timeout: 180_000 }, async () => {
     const mock = await startMockProvider();
     const dir = mkdtempSync(join(tmpdir(), "relayapi-ops-"));
     const adminKey = "rak_ops-admin-key-0123456789";
-    const graceMs = 20_000;
+    const graceMs = 10_000;
     const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "--data-dir", dir, "--log-level", "info"], {
       cwd: ROOT,
       env: cleanEnv({
         RELAYAPI_ADMIN_KEY: adminKey,
         RELAYAPI_PROVIDER_OPENAI_BASE_URL: mock.url,
         RELAYAPI_SHUTDOWN_GRACE_MS: String(graceMs),
+        RELAYAPI_DRAIN_DELAY_MS: "1000",
         RELAYAPI_IP_RPM: "0",
       }),
     });
@@ -297,14 +308,24 @@ describe("SIGTERM during 20 in-flight streams", () => {
         }
         return { status: res.status, text };
       });
+      // Handled from the start: a stream failing early fails the test here, never as an
+      // unhandled rejection while the test waits for something else (issue 21, finding 2).
+      const allStreams = Promise.all(streams);
+      allStreams.catch(() => {});
       await waitFor(() => started === 20 || undefined, 60_000);
       const termAt = Date.now();
       child.kill("SIGTERM");
       await waitFor(() => logLine(stderr, "shutting down"), 10_000);
-      // Stopped accepting: a new connection is refused while the streams go on.
-      await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+      // Draining: still accepting, /readyz says so to the balancer, /healthz still answers.
+      const ready = await fetch(`${url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: "draining" });
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      // Then stopped accepting: a new connection is refused while the streams go on.
+      await waitFor(() => logLine(stderr, "stopped accepting"), 10_000);
+      expect(await connectError(url)).toBe("ECONNREFUSED");
 
-      const done = await Promise.all(streams);
+      const done = await allStreams;
       for (const s of done) {
         expect(s.status, `${s.text}\n${stderr}`).toBe(200);
         expect(s.text).toContain("tok9 ");
@@ -407,10 +428,27 @@ function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number 
 function logLine(stderr: string, msg: string): Record<string, unknown> | undefined {
   for (const line of stderr.split("\n")) {
     if (!line.startsWith("{")) continue;
-    const entry = JSON.parse(line) as Record<string, unknown>;
-    if (entry.msg === msg) return entry;
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry.msg === msg) return entry;
+    } catch {
+      // a line still being written
+    }
   }
   return undefined;
+}
+
+/** The error code of a new TCP connection to `url` ("" when it connects). */
+function connectError(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve("");
+    });
+    socket.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
+  });
 }
 
 async function waitFor<T>(probe: () => T | undefined | false, timeoutMs: number): Promise<T> {
@@ -444,87 +482,4 @@ async function flushWithRetry(relay: TestRelay): Promise<void> {
       await sleep(250);
     }
   }
-}
-
-interface PgProxy {
-  urlFor(databaseUrl: string): string;
-  /** Like a PostgreSQL shutdown: no new connections or queries, answers already due are delivered, then every connection closes. */
-  stop(): Promise<void>;
-  /** Listens again on the same port. */
-  start(): Promise<void>;
-  close(): Promise<void>;
-}
-
-/**
- * A TCP proxy in front of the shared PostgreSQL, so a test can take "the database" away without
- * stopping the server other tests use. stop() first drops what clients send (PostgreSQL stops
- * taking queries), waits until the answers to queries already sent have come back (a quiet
- * 300 ms), then destroys every connection: an answer is never lost after its commit, as with a
- * real shutdown. (A network partition can lose one; the relay then over-counts by that call, it
- * never under-counts: not what this test measures.)
- */
-async function startPgProxy(target: URL): Promise<PgProxy> {
-  const pairs = new Set<[Socket, Socket]>();
-  let cut = false;
-  let lastAnswer = 0;
-  let server: Server | undefined;
-  let port = 0;
-  const listen = async (): Promise<void> => {
-    cut = false;
-    server = createServer((client) => {
-      const upstream = connect(Number(target.port || 5432), target.hostname);
-      const pair: [Socket, Socket] = [client, upstream];
-      pairs.add(pair);
-      const end = (): void => {
-        client.destroy();
-        upstream.destroy();
-        pairs.delete(pair);
-      };
-      client.on("data", (d) => void (cut || upstream.write(d)));
-      upstream.on("data", (d) => {
-        lastAnswer = Date.now();
-        client.write(d);
-      });
-      for (const s of pair) {
-        s.on("error", end);
-        s.on("close", end);
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      server!.once("error", reject);
-      server!.listen(port, "127.0.0.1", () => resolve());
-    });
-    port = (server.address() as { port: number }).port;
-  };
-  await listen();
-  const closeServer = (): Promise<void> => new Promise((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  return {
-    urlFor(databaseUrl) {
-      const u = new URL(databaseUrl);
-      u.hostname = "127.0.0.1";
-      u.port = String(port);
-      return u.toString();
-    },
-    async stop() {
-      cut = true;
-      const closed = closeServer();
-      lastAnswer = Date.now();
-      const deadline = Date.now() + 10_000;
-      while (Date.now() - lastAnswer < 300 && Date.now() < deadline) await sleep(50);
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
-      await closed;
-    },
-    start: listen,
-    async close() {
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      await closeServer();
-    },
-  };
 }

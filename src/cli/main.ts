@@ -1,7 +1,8 @@
 /**
  * The `relayapi` command. `serve` and `migrate` run locally; the other commands are Connect
  * clients of a running relay (`--server`, `--admin-key`). Misuse prints one line and exits 2;
- * a failed call prints the server's message and exits 1.
+ * a failed call prints the server's message and exits 1. A `serve` that fails to start with
+ * stderr not a terminal writes a JSON `fatal` line before its `relayapi: ...` line.
  */
 import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../config.js";
@@ -17,6 +18,7 @@ const HELP = `relayapi — a relay for LLM APIs with short-lived, limited tokens
 Usage:
   relayapi serve [--config FILE] [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--database-url URL]
                  [--log-level info] [--redis-url URL] [--trust-proxy IP,CIDR] [--ip-rpm N] [--print-config]
+                 [--no-auto-migrate]   (start only; refuses when migrations are missing: run relayapi migrate)
   relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]
   relayapi provider add <id> --base-url URL [--auth bearer|header:NAME|query:NAME] [--header K=V ...] [--shape openai|anthropic|gemini]
   relayapi provider list | rm <id>
@@ -70,7 +72,15 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((e: unknown) => {
+main(process.argv.slice(2)).catch(async (e: unknown) => {
+  // `serve` writing to a pipe or a file (a container, systemd, a log shipper): the failure is
+  // also a JSON line like every other line it wrote, so a collector parsing them keeps it;
+  // the human line follows for whoever reads the stream. On a terminal, the human line only.
+  if (process.argv[2] === "serve" && !process.stderr.isTTY) {
+    // Loaded here: client commands start without pino.
+    const { fatalLine } = await import("../log.js");
+    process.stderr.write(fatalLine("relay failed to start", e));
+  }
   if (e instanceof UsageError || e instanceof ConfigError) {
     console.error(`relayapi: ${e.message}`);
     process.exit(2);

@@ -9,6 +9,7 @@
  * instance at once. So Redis down is 200 `{"status":"degraded","redis":"unreachable",...}`,
  * and `relayapi_redis_up` (metrics.ts) says the same to alerting.
  */
+import { isPoolExhausted, isTransientDatabaseError } from "../db/db-errors.js";
 import type { AnyResponse } from "./render-error.js";
 import { sendJson } from "./render-error.js";
 
@@ -43,21 +44,30 @@ export interface Readiness {
 
 const CHECK_TIMEOUT_MS = 2_000;
 
+/** The reason while shutdown drains (issue 19): the balancer should stop sending calls here. */
+const SHUTTING_DOWN = "shutting down";
+
 export async function checkReadiness(deps: ReadinessDeps): Promise<Readiness> {
-  if (deps.stopping()) return { ready: false, degraded: false, reason: "shutting down", checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
+  if (deps.stopping()) return { ready: false, degraded: false, reason: SHUTTING_DOWN, checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
   const redisP = deps.redisConfigured ? bounded(deps.pingRedis()).catch(() => false) : Promise.resolve(true);
   let reason: string | undefined;
   let database: CheckState = "ok";
   let migrations = "skipped";
   try {
     await bounded(deps.pingDatabase());
-    // A database that answers but has no migrations table was never migrated: 0 applied.
-    const applied = await bounded(deps.appliedMigrations()).catch(() => 0);
+    // A database that answers but has no migrations table was never migrated: 0 applied. An
+    // outage (the pool filled up since the ping) is reported as one, not as missing migrations.
+    const applied = await bounded(deps.appliedMigrations()).catch((e: unknown) => {
+      if (isTransientDatabaseError(e)) throw e;
+      return 0;
+    });
     migrations = `${applied}/${deps.expectedMigrations}`;
     if (applied < deps.expectedMigrations) reason = `database migrations not applied (${migrations}): run relayapi migrate`;
-  } catch {
+  } catch (e) {
     database = "failed";
-    reason = "database unreachable";
+    // The ping has a connection of its own (src/db/client.ts): it answered, but every pooled
+    // connection is busy (a lock, slow statements), which no restart of the database cures.
+    reason = isPoolExhausted(e) ? "database pool exhausted" : "database unreachable";
   }
   const redisOk = await redisP;
   const redis: CheckState = !deps.redisConfigured ? "not configured" : redisOk ? "ok" : "failed";
@@ -66,7 +76,8 @@ export async function checkReadiness(deps: ReadinessDeps): Promise<Readiness> {
 
 export async function readyz(res: AnyResponse, deps: ReadinessDeps): Promise<void> {
   const r = await checkReadiness(deps);
-  if (!r.ready) sendJson(res, 503, { status: "not ready", reason: r.reason, checks: r.checks });
+  // Draining: the listener still accepts (RELAYAPI_DRAIN_DELAY_MS) and calls are still served.
+  if (!r.ready) sendJson(res, 503, { status: r.reason === SHUTTING_DOWN ? "draining" : "not ready", reason: r.reason, checks: r.checks });
   else if (r.degraded) sendJson(res, 200, { status: "degraded", redis: "unreachable", detail: "rate limits and DPoP replay checks are per instance until Redis answers", checks: r.checks });
   else sendJson(res, 200, { status: "ready", checks: r.checks });
 }

@@ -24,6 +24,8 @@ import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstre
 import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
 import { decodeRequestBody } from "./request-body.js";
 import { safePath } from "./upstream-url.js";
+import { callMaximum, chargeOf, type CallEnd } from "../tokens/budget-reservations.js";
+import { Drain, DRAIN_CUT, onClientGone, SignalUntilAnswer } from "./usage-drain.js";
 
 export type { CallRecord, RelayEnd, RelayInput, RelaySink } from "./types.js";
 
@@ -42,10 +44,33 @@ export interface RelayEngineDeps {
   maxBodyBytes?: number;
 }
 
-type Recorder = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId?: string) => void;
+/** Reports a counted call's end; resolves once its budget reservation (if any) is settled. */
+type Recorder = (status: number, outcome: Outcome, usage: Usage | undefined, bytes: number, keyId: string | undefined, end: CallEnd) => Promise<void>;
+
+const SETTLED = Promise.resolve();
+const UNANSWERED: CallEnd = { kind: "unanswered" };
+const REFUNDED: CallEnd = { kind: "refunded" };
+
+/** A stream's `RelayEnd.error` when shutdown's grace deadline ended it (issue 19). */
+export const RELAY_SHUTTING_DOWN = "relay shutting down";
+/** Ends the upstream body of a stream still open at shutdown's grace deadline. */
+const SHUTDOWN_CUT = new Error(RELAY_SHUTTING_DOWN);
 
 export class RelayEngine {
+  /** Upstream answers being streamed: `cutStreams` ends them at shutdown's deadline. */
+  readonly #streaming = new Set<UpstreamResponse["body"]>();
+
   constructor(private readonly deps: RelayEngineDeps) {}
+
+  /**
+   * Shutdown's grace deadline: every answer still streaming ends as an upstream failure does,
+   * through its sink with the provider-shaped error event and a TRUNCATED record keeping the
+   * usage metered so far. Returns how many were cut.
+   */
+  cutStreams(): number {
+    for (const body of this.#streaming) body.destroy(SHUTDOWN_CUT);
+    return this.#streaming.size;
+  }
 
   async relay(input: RelayInput, sink: RelaySink): Promise<void> {
     const started = performance.now();
@@ -66,32 +91,36 @@ export class RelayEngine {
     const decoded = await decodeRequestBody(raw, input.headers, limit);
     if (decoded.length > raw.length) input.holdDecoded?.(decoded.length - raw.length);
     const read: ReadInput = { ...input, path, body: decoded };
-    const { body, model } = checkPolicy(token, provider, read);
+    const checked = checkPolicy(token, provider, read);
+    const { body, model } = checked;
     const forwarded = body === read.body ? read : { ...read, body };
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
-    tokens.checkBudget(token);
+    // What the call may cost at most, reserved against a budget (src/tokens/budget-reservations.ts).
+    const maximum = token.budgetTokens === null ? 0 : callMaximum({ json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices });
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const release = await this.deps.limits.acquireGlobal();
     try {
-      await this.#forward(token, provider, model, forwarded, sink, started);
+      await this.#forward(token, provider, model, forwarded, sink, started, maximum);
     } finally {
       release();
     }
   }
 
   /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
-  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number): Promise<void> {
+  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number, maximum: number): Promise<void> {
     const { tokens, upstream, pools, limits } = this.deps;
     // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
     if (token.pool !== undefined) pools.keyErrors.admit(token.id);
     const { callsLeft } = await tokens.use(token);
+    // Reserve, then settle: admitted only while the budget has room; refused, the call is given back.
+    const reservation = await tokens.reserveBudget(token, maximum);
     const sendAt = performance.now();
     let upstreamMs: number | undefined;
     let attempts: string | undefined;
-    const record: Recorder = (status, outcome, usage, bytes, keyId) => {
-      if (usage) tokens.addUsage(token, usage.totalTokens);
+    const record: Recorder = (status, outcome, usage, bytes, keyId, end) => {
+      const settled = reservation?.settle(chargeOf(reservation.amount, end)) ?? SETTLED;
       this.deps.onCall?.({
         tokenId: token.id,
         subject: token.subject,
@@ -108,16 +137,20 @@ export class RelayEngine {
         upstreamMs,
         requestId: input.requestId,
       });
+      return settled;
     };
 
     let sent;
+    // A budgeted call's upstream request follows the client only until the answer's head: after
+    // that the answer is drained for its usage (src/relay/usage-drain.ts).
+    const follow = reservation ? new SignalUntilAnswer(input.signal) : undefined;
     try {
-      sent = await sendWithFailover({ upstream, pools, limits, attempts: this.deps.upstreamAttempts }, token, provider, model, input);
+      sent = await sendWithFailover({ upstream, pools, limits, attempts: this.deps.upstreamAttempts }, token, provider, model, follow ? { ...input, signal: follow } : input);
       upstreamMs = performance.now() - sendAt;
     } catch (e) {
       if (e instanceof ClientGone) {
         // The client left: whatever was sent stays counted.
-        record(499, Outcome.TRUNCATED, undefined, 0);
+        await record(499, Outcome.TRUNCATED, undefined, 0, undefined, UNANSWERED);
         throw new RelayError("bad_request", "client closed the request");
       }
       // Anything unforeseen counts as reached: a call is refunded only on proof (DESIGN 3.3).
@@ -125,19 +158,23 @@ export class RelayEngine {
       attempts = failed.attempts;
       if (failed.reached) {
         // A byte may have reached a provider (a timeout or reset after the request was written).
-        record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0, failed.keyId);
+        await record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0, failed.keyId, UNANSWERED);
       } else {
         // No byte left for any provider (connect, DNS or TLS failure, no key free): refunded.
         await tokens.refund(token).catch(() => {});
-        record(failed.error.status, Outcome.REFUNDED, undefined, 0, failed.keyId);
+        await record(failed.error.status, Outcome.REFUNDED, undefined, 0, failed.keyId, REFUNDED);
       }
       throw failed.error;
+    } finally {
+      follow?.detach();
     }
     attempts = sent.attempts;
     const { res, keyId, release } = sent;
+    this.#streaming.add(res.body);
     try {
-      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record);
+      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record, reservation !== undefined);
     } finally {
+      this.#streaming.delete(res.body);
       release();
     }
   }
@@ -151,6 +188,7 @@ export class RelayEngine {
     sink: RelaySink,
     callsLeft: number | null,
     record: Recorder,
+    drains: boolean,
   ): Promise<void> {
     const contentType = res.headers["content-type"];
     // An error answer may echo the key it was sent with: its headers and (bounded) body are
@@ -166,34 +204,68 @@ export class RelayEngine {
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
     let bytes = 0;
+    /** The answer was read to its end (for the budget's charge). */
+    let whole = false;
+    // A budgeted call whose client left reads the rest unforwarded, within bounds, for its
+    // usage (src/relay/usage-drain.ts); other calls end with their client as before.
+    let drain: Drain | undefined;
+    const startDrain = (): void => {
+      drain ??= new Drain(() => res.body.destroy(DRAIN_CUT));
+    };
+    const unlisten = drains ? onClientGone(input.signal, startDrain) : undefined;
+    const forward = (chunk: Buffer): void | Promise<void> => {
+      if (!drains) return sink.write(chunk);
+      if (drain) return;
+      try {
+        const pending = sink.write(chunk);
+        return pending === undefined ? undefined : pending.catch(startDrain);
+      } catch {
+        startDrain();
+      }
+    };
     try {
       // Each chunk is metered and written as the socket delivers it (src/relay/upstream-client.ts).
       await res.body.pipe((chunk) => {
         bytes += chunk.length;
         meter.feed(chunk);
-        if (!redactor) return sink.write(chunk);
+        if (drain) {
+          if (drain.take(chunk.length)) res.body.destroy(DRAIN_CUT);
+          return;
+        }
+        if (!redactor) return forward(chunk);
         const safe = coded ? EMPTY : redactor.feed(chunk);
         // Past the scan bound the rest is not read: the upstream call ends here.
         if (coded || redactor.cut) res.body.destroy(ERROR_BODY_CUT);
-        return safe.length > 0 ? sink.write(safe) : undefined;
+        return safe.length > 0 ? forward(safe) : undefined;
       });
+      whole = true;
       const rest = redactor?.end();
-      if (rest !== undefined && rest.length > 0) await sink.write(rest);
+      if (rest !== undefined && rest.length > 0 && !drain) await forward(rest);
     } catch (e) {
       // An error body cut on purpose ends like a whole one: what was forwarded is complete.
       if (e !== ERROR_BODY_CUT) {
         outcome = Outcome.TRUNCATED;
-        error = input.signal.aborted
+        error = e === SHUTDOWN_CUT
+          ? RELAY_SHUTTING_DOWN
+          : drain !== undefined || input.signal.aborted
           ? "client went away"
           : (e as { code?: string }).code === "UND_ERR_BODY_TIMEOUT"
             ? "upstream stalled"
             : "upstream stream interrupted";
         res.body.destroy();
-      }
+      } else whole = true;
+    } finally {
+      drain?.stop();
+      unlisten?.();
+    }
+    // Drained to its end: metered whole, but the client did not get it all.
+    if (drain !== undefined && outcome === Outcome.COMPLETE) {
+      outcome = Outcome.TRUNCATED;
+      error = "client went away";
     }
     if (outcome === Outcome.UPSTREAM_ERROR) error = "upstream returned an error";
     const usage = meter.result();
-    record(res.statusCode, outcome, usage, bytes, keyId);
+    await record(res.statusCode, outcome, usage, bytes, keyId, { kind: "answered", status: res.statusCode, whole, usage });
     await sink.end({ outcome, usage, callsLeft, error });
   }
 }

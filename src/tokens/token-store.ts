@@ -1,6 +1,6 @@
 /**
- * The one check path for relay tokens: authenticate a secret, count a call atomically, refund a
- * call that never reached the provider.
+ * The one check path for relay tokens: authenticate a secret, count a call atomically, reserve
+ * its LLM-token budget, refund a call that never reached the provider.
  *
  * A token's metadata (provider, limits, decrypted key) is cached for `cacheMs`. Calls are
  * counted through CallLeases (one atomic statement per call or per leased block; never past the
@@ -14,7 +14,7 @@ import { CallCounter } from "../db/queries/call-counter.js";
 import { findTokenBySecretHash, findTokenById } from "../db/queries/tokens.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import { MAX_TOKENS_PER_FIELD } from "../providers/shapes/usage-meter.js";
+import { BudgetReservations, type Reservation } from "./budget-reservations.js";
 import { CallLeases, type LeaseOptions } from "./call-leases.js";
 import { hashSecret, ISSUED_PREFIX, isWellFormedIssued } from "./issued-token.js";
 import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
@@ -48,9 +48,8 @@ export class TokenStore {
   readonly #cache = new Map<string, CacheEntry>();
   /** The cache's keys by token id (a sealed token may arrive under several secrets), for forget(). */
   readonly #hashesById = new Map<string, Set<string>>();
-  /** LLM tokens spent per token id, for budgets (only tokens that have one). */
-  readonly #spent = new Map<string, number>();
   readonly #counter: CallCounter;
+  readonly #budgets: BudgetReservations;
   readonly #leases: CallLeases;
   #poll: NodeJS.Timeout | undefined;
 
@@ -62,12 +61,26 @@ export class TokenStore {
   ) {
     this.#counter = new CallCounter(db, opts.prepare);
     this.#leases = new CallLeases(this.#counter, opts);
+    const counter = this.#counter;
+    this.#budgets = new BudgetReservations({
+      reserve: (id, n, budget) => counter.reserveTokens(id, n, budget),
+      adjust: (id, delta) => counter.settleTokens(id, delta),
+    });
   }
 
   start(): void {
     this.#leases.start();
     if (this.opts.revocationPollMs <= 0) return;
-    this.#poll = setInterval(() => void this.#dropRevoked().catch(() => {}), this.opts.revocationPollMs);
+    // One poll at a time: behind a stalled or locked database, overlapping polls would take every
+    // pooled connection and starve the requests (issue 19).
+    let polling = false;
+    this.#poll = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      void this.#dropRevoked()
+        .catch(() => {})
+        .finally(() => (polling = false));
+    }, this.opts.revocationPollMs);
     this.#poll.unref();
   }
 
@@ -100,7 +113,6 @@ export class TokenStore {
       if (meta.sealed && !this.#sealingKeyActive(meta.sealed.kid)) throw invalidToken();
     } else {
       meta = issued ? await this.#loadIssued(hash) : await openSealedToken(secret, this.sealed);
-      if (meta.budgetTokens !== null) await this.#loadSpent(meta);
       if (this.#cache.size >= MAX_CACHE_ENTRIES) {
         this.#cache.clear();
         this.#hashesById.clear();
@@ -115,32 +127,23 @@ export class TokenStore {
   }
 
   /**
-   * Budgets (LLM tokens) are metered from usage, so they are soft: the database's count (written
-   * by the usage writer every ~250 ms) when the token was last loaded, plus what this instance
-   * metered since. Other instances' spending arrives with the next load (`cacheMs`).
+   * Admits a counted call against its token's LLM-token budget: reserves the call's maximum
+   * in the database, where every instance's reservations meet (src/tokens/budget-reservations.ts
+   * has the rule). Undefined for a token without a budget. When the budget is spent the call
+   * is given back (no byte of it left) and refused with 429 budget_exhausted.
    */
-  checkBudget(meta: TokenMeta): void {
-    if (meta.budgetTokens === null) return;
-    const spent = this.#spent.get(meta.id);
-    if (spent !== undefined && spent >= meta.budgetTokens) {
-      throw new RelayError("budget_exhausted", "this token has used all of its LLM token budget");
+  async reserveBudget(meta: TokenMeta, maximum: number): Promise<Reservation | undefined> {
+    if (meta.budgetTokens === null) return undefined;
+    let held: Reservation | undefined;
+    try {
+      held = await guard(this.#budgets.reserve(meta.id, maximum, meta.budgetTokens));
+    } catch (e) {
+      await this.refund(meta).catch(() => {});
+      throw e;
     }
-  }
-
-  /**
-   * Meters a finished call's LLM tokens against the token's budget. The meters already clamp
-   * what providers report (src/providers/shapes/usage-meter.ts); this holds whatever the source:
-   * never NaN, never more than one call's sane maximum (issue 18, finding 3).
-   */
-  addUsage(meta: TokenMeta, totalTokens: number): void {
-    if (meta.budgetTokens === null || !(totalTokens > 0)) return;
-    const charged = Math.min(Math.round(totalTokens), MAX_TOKENS_PER_FIELD);
-    this.#spent.set(meta.id, Math.min((this.#spent.get(meta.id) ?? 0) + charged, Number.MAX_SAFE_INTEGER));
-  }
-
-  async #loadSpent(meta: TokenMeta): Promise<void> {
-    const row = await guard(findTokenById(this.db, meta.id));
-    this.#spent.set(meta.id, Math.max(row?.tokensUsed ?? 0, this.#spent.get(meta.id) ?? 0));
+    if (held) return held;
+    await this.refund(meta).catch(() => {});
+    throw new RelayError("budget_exhausted", "this token has used all of its LLM token budget");
   }
 
   async #loadIssued(hash: string): Promise<TokenMeta> {
@@ -169,6 +172,11 @@ export class TokenStore {
   /** Gives back a call that never reached the provider (DESIGN 3.3). */
   async refund(meta: TokenMeta): Promise<void> {
     await guard(this.#leases.giveBack(meta));
+  }
+
+  /** Tokens with a lease on this instance and their unused leased calls (for metrics). */
+  leaseStats(): { tokens: number; calls: number } {
+    return this.#leases.stats();
   }
 
   /** Drops a token's cache entry and lease (after a revocation). */

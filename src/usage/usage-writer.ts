@@ -8,7 +8,8 @@
  * do not fit are counted in `dropped`. A batch refused for its DATA (SQLSTATE class 22 or 23) is
  * bisected: the rows that fail alone go to `usage_dead_letters`, the rest is written, so one
  * poison row never blocks the queue (issue 18, finding 3). `close()` writes what is left on
- * shutdown.
+ * shutdown, until a deadline: what is still unwritten then (the batch being written included)
+ * goes to a spill file that the next start writes (src/usage/usage-spill.ts; issue 19).
  *
  * Rows are made storable at ingestion (`toRow`): numbers clamped, strings bounded and well
  * formed, model names clipped to a safe set; what was changed is kept in `flags` and counted.
@@ -26,6 +27,7 @@ import type { Logger } from "../log.js";
 import { usageOf } from "../providers/shapes/usage-meter.js";
 import type { CallRecord } from "../relay/engine.js";
 import { describeError, isDataError, writeIsolating } from "./usage-batches.js";
+import { spillUsage } from "./usage-spill.js";
 import { FLAG_NAMES, UsageFlag, usageFlags, type UsageFlagName } from "./usage-flags.js";
 
 /** A finished call as the live feed delivers it. */
@@ -57,6 +59,13 @@ const MAX_ERROR_TEXT = 1000;
 const MAX_BACKOFF_MS = 5_000;
 const CLOSE_ATTEMPTS = 3;
 
+export interface CloseOptions {
+  /** Epoch ms: past it nothing more is awaited, what is unwritten is spilled. */
+  deadline?: number;
+  /** Where unwritten records are spilled (the data directory); without it they are dropped, counted. */
+  spillDir?: string;
+}
+
 interface Subscription {
   listener: UsageListener;
   provider: string | undefined;
@@ -79,7 +88,11 @@ export class UsageWriter {
   #retryAt = 0;
   #closed = false;
   #dropped = 0;
+  #spilled = 0;
+  /** The rows of the batch being written: spilled too when close() cannot wait for it. */
+  #batch: UsageInsert[] | undefined;
   #deadLetters = 0;
+  #failedWrites = 0;
   readonly #anomalies = Object.fromEntries(FLAG_NAMES.map((n) => [n, 0])) as Record<UsageFlagName, number>;
 
   constructor(db: Db, opts: UsageWriterOptions = {}) {
@@ -97,6 +110,11 @@ export class UsageWriter {
     return this.#queue.length + this.#inFlight;
   }
 
+  /** Records written to a spill file on close (the database did not take them in time). */
+  get spilled(): number {
+    return this.#spilled;
+  }
+
   /** Records lost because the queue was full (or arrived after close). */
   get dropped(): number {
     return this.#dropped;
@@ -105,6 +123,11 @@ export class UsageWriter {
   /** Records the database refused for their data, kept in `usage_dead_letters`. */
   get deadLetters(): number {
     return this.#deadLetters;
+  }
+
+  /** Batch writes that failed for a reason other than their data (retried with backoff). */
+  get failedWrites(): number {
+    return this.#failedWrites;
   }
 
   /** Records flagged at ingestion, by flag (a record may count under several). */
@@ -159,26 +182,45 @@ export class UsageWriter {
     }
   }
 
-  /** Stops the timer and writes what is left. Call after in-flight calls ended. */
-  async close(): Promise<void> {
+  /**
+   * Stops the timer and writes what is left (a failed batch is tried CLOSE_ATTEMPTS times) until
+   * `deadline`; what is unwritten then is spilled to `spillDir` (or dropped, counted). Call after
+   * in-flight calls ended.
+   */
+  async close({ deadline = Infinity, spillDir }: CloseOptions = {}): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Error>((resolve) => {
+      if (Number.isFinite(deadline)) timer = setTimeout(() => resolve(new Error("shutdown deadline passed")), Math.max(0, deadline - Date.now()));
+    });
+    let error: unknown;
     for (let attempt = 1; ; attempt++) {
-      try {
-        await this.flush();
-        break;
-      } catch (e) {
-        if (attempt >= CLOSE_ATTEMPTS) {
-          this.#log?.error("usage records lost on shutdown", { count: this.#queue.length, err: e });
-          this.#dropped += this.#queue.length;
-          this.#queue = [];
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 100 * attempt));
-      }
+      // A stalled database never answers: the deadline stops the wait, not the write.
+      const flushed = this.flush().then(() => undefined, (e: unknown) => e ?? new Error("usage write failed"));
+      error = await Promise.race([flushed, late]);
+      if (error === undefined || attempt >= CLOSE_ATTEMPTS || Date.now() >= deadline) break;
+      await Promise.race([new Promise((r) => setTimeout(r, 100 * attempt)), late]);
     }
+    clearTimeout(timer);
     this.#closed = true;
     this.#subscriptions.clear();
+    // The batch still on its way (it may yet commit: delivery is at least once) and the queue.
+    const left = [...(this.#batch ?? []), ...this.#queue];
+    this.#queue = [];
+    if (left.length === 0) return;
+    if (spillDir !== undefined) {
+      try {
+        const file = spillUsage(spillDir, left);
+        this.#spilled += left.length;
+        this.#log?.warn("usage records spilled", { count: left.length, file, err: describeError(error) });
+        return;
+      } catch (e) {
+        this.#log?.error("usage records could not be spilled", { count: left.length, err: e });
+      }
+    }
+    this.#log?.error("usage records lost on shutdown", { count: left.length, err: describeError(error) });
+    this.#dropped += left.length;
   }
 
   #tick(): void {
@@ -200,8 +242,10 @@ export class UsageWriter {
     const batch = this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
     this.#queue = this.#queue.length <= this.#batchSize ? [] : this.#queue.slice(this.#batchSize);
     this.#inFlight = batch.length;
+    this.#batch = batch;
     const writing = writeIsolating(this.#db, batch, (row, e) => this.#deadLetter(row, e)).then((failed) => {
       this.#inFlight = 0;
+      this.#batch = undefined;
       if (failed === undefined) {
         this.#failures = 0;
         this.#retryAt = 0;
@@ -213,6 +257,7 @@ export class UsageWriter {
       this.#dropped += Math.max(0, unwritten.length - room);
       this.#queue = unwritten.slice(0, room).concat(this.#queue);
       this.#failures++;
+      this.#failedWrites++;
       this.#retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, this.#intervalMs * 2 ** this.#failures);
       this.#log?.warn("usage batch failed; will retry", { rows: unwritten.length, queued: this.#queue.length, err: describeError(error) });
       throw error;
