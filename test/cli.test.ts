@@ -118,8 +118,8 @@ describe("against a running relay", { timeout: 90_000 }, () => {
 
     const list = await remote("token", "list", "--subject", "cli-user");
     expect(list.code).toBe(0);
-    expect(list.stdout.trim().split("\n")).toHaveLength(1);
-    expect(list.stdout).toMatch(new RegExp(`^${id}\\s+active\\s+openai\\s+calls 0/2`));
+    expect(list.stdout.trim().split("\n")).toHaveLength(2);
+    expect(list.stdout).toMatch(new RegExp(`^ID\\s+STATUS\\s+PROVIDER\\s+SUBJECT\\s+CALLS\\s+EXPIRES\n${id}\\s+active\\s+openai\\s+cli-user\\s+0/2\\s`));
     expect(list.stdout).not.toContain(token);
 
     const get = JSON.parse((await remote("token", "get", id, "--json")).stdout) as { id: string; subject: string };
@@ -132,25 +132,26 @@ describe("against a running relay", { timeout: 90_000 }, () => {
 
   it("server-side refusals exit 1 with the server's message and code", async () => {
     const [zero, wrongKey, unknown] = await Promise.all([
-      remote("token", "issue", "--provider", "openai", "--upstream-key", KEY, "--max-calls", "0"),
+      remote("token", "issue", "--provider", "no\u0007such-provider", "--upstream-key", KEY),
       run(["token", "list", "--server", relay.url, "--admin-key", "rak_wrong"]),
       remote("token", "get", "tok_nope"),
     ]);
-    expectOneLineError(zero, 1, /max_calls must be at least 1 \(invalid_argument\)$/);
-    expectOneLineError(wrongKey, 1, /admin key required \(unauthenticated\)$/);
+    // The id sent, sanitised, and the known ones (the admin caller may list them anyway).
+    expectOneLineError(zero, 1, /unknown provider "no\?such-provider"; known providers: (\S+, )*openai(, \S+)* \(invalid_argument\)$/);
+    expectOneLineError(wrongKey, 1, /the relay at http:\/\/127\.0\.0\.1:\d+ refused the admin key sent; check --admin-key or \$RELAYAPI_ADMIN_KEY \(a local relay writes its key to data\/admin\.key\): admin key required \(unauthenticated\)$/);
     expectOneLineError(unknown, 1, /no such token \(not_found\)$/);
   });
 
   it("misuse exits 2 with one line and no stack trace", async () => {
     const cases: [string[], RegExp][] = [
-      [["token", "issue", "--bogus"], /--bogus/],
+      [["token", "issue", "--bogus"], /unknown flag --bogus \(see relayapi token issue --help\)$/],
       [["token", "issue"], /--provider is required/],
       [["token", "issue", "--provider", "openai", "--upstream-key", KEY, "--max-calls", "x"], /--max-calls must be a non-negative integer/],
       [["token", "issue", "--provider", "openai", "--upstream-key", KEY, "--expires-in", "soon"], /--expires-in/],
-      [["token", "frobnicate"], /usage: relayapi token/],
+      [["token", "frobnicate"], /unknown command "token frobnicate"; usage: relayapi token issue\|seal/],
       [["provider", "add", "x"], /--base-url is required/],
       [["provider", "add", "x", "--base-url", "http://h", "--auth", "cookie"], /--auth must be/],
-      [["frobnicate"], /unknown command "frobnicate"/],
+      [["frobnicate"], /unknown command "frobnicate" \(see relayapi --help\)$/],
     ];
     const results = await Promise.all(cases.map(([args]) => remote(...args)));
     results.forEach((r, i) => expectOneLineError(r, 2, cases[i]![1]));

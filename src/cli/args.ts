@@ -1,5 +1,6 @@
 /** Flag parsing for the CLI on node:util parseArgs; misuse is a one-line UsageError. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { didYouMean } from "./help.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -11,7 +12,15 @@ export function parse<O extends Options>(argv: string[], options: O) {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message.split("\n")[0] ?? "bad arguments");
+    // Node's own text names the option but suggests `--` and positionals: ours names the
+    // closest known flag instead (main.ts adds the pointer to the command's --help).
+    const message = (e as Error).message;
+    const unknown = /^Unknown option '(-{1,2}[^']*)'/.exec(message)?.[1];
+    if (unknown !== undefined) {
+      const guess = didYouMean(unknown.replace(/^-+/, ""), Object.keys(options));
+      throw new UsageError(`unknown flag ${unknown}${guess ? `; did you mean --${guess}?` : ""}`);
+    }
+    throw new UsageError(message.split("\n")[0]?.replace(/\. To specify a positional.*$/, "") ?? "bad arguments");
   }
 }
 

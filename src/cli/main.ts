@@ -4,42 +4,58 @@
  * a failed call prints the server's message and exits 1. A `serve` that fails to start with
  * stderr not a terminal writes a JSON `fatal` line before its `relayapi: ...` line.
  */
+import { readFileSync } from "node:fs";
 import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../config.js";
 import { UsageError } from "./args.js";
+import { explain } from "./client.js";
+import { COMMANDS, didYouMean, helpText, subcommands } from "./help.js";
 import { issuerCommand, pubkeyCommand } from "./issuer-commands.js";
 import { keysCommand, poolCommand } from "./pool-commands.js";
 import { providerCommand } from "./provider-commands.js";
 import { raiCommand } from "./rai-import.js";
 import { tokenCommand } from "./token-commands.js";
 
-const HELP = `relayapi — a relay for LLM APIs with short-lived, limited tokens
+/** `--help` and `--version` anywhere before `--`, answered before any command module runs. */
+function wantsHelp(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).some((a) => a === "--help" || a === "-h");
+}
 
-Usage:
-  relayapi serve [--config FILE] [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--database-url URL]
-                 [--log-level info] [--redis-url URL] [--trust-proxy IP,CIDR] [--ip-rpm N] [--print-config]
-                 [--no-auto-migrate]   (start only; refuses when migrations are missing: run relayapi migrate)
-  relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]
-  relayapi provider add <id> --base-url URL [--auth bearer|header:NAME|query:NAME] [--header K=V ...] [--shape openai|anthropic|gemini]
-  relayapi provider list | rm <id>
-  relayapi token issue --provider <id> (--upstream-key <key> | --pool <name>) [--max-calls N] [--expires-in 1h] [--subject S]
-                       [--models a,b] [--paths /v1/chat] [--origins https://app.example] [--bind-jkt JKT] [--json]
-  relayapi token inspect <token> | list [--provider P] [--subject S] | get <id> | revoke <id>
-  relayapi token seal (--issuer-key <kid>:<secret> | --relay-key <jwk-json-or-file>) --provider <id>
-                      (--upstream-key K | --pool P) [--max-calls N] [--expires-in 10m] [--subject S] [--models a,b]
-                      [--paths ...] [--origins ...] [--max-body-bytes N] [--tools] [--jti J] [--json]   (offline)
-  relayapi issuer create <name> | rotate <name> | disable <name> [--kid K] | list   [--json]
-  relayapi pubkey                            the relay's public key (JWK) for ECDH-ES sealed tokens
-  relayapi rai import <file.rai> [--name N]  an original RelayAPI .rai config -> an issuer
-  relayapi pool create <name> --provider <id> [--strategy round-robin|weighted|lru] | list | rm <name>
-  relayapi keys add --pool <name> <key>... | --from-file F [--weight N]
-  relayapi keys list --pool <name> | enable <id> | disable <id> | rm <id>
+function version(): string {
+  // ../../package.json from src/cli/main.ts and from the bundle in dist/server alike.
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
 
-Commands that act on a server take --server URL (default $RELAYAPI_SERVER or http://127.0.0.1:8080)
-and --admin-key KEY (default $RELAYAPI_ADMIN_KEY); token seal takes --issuer-key from $RELAYAPI_ISSUER_KEY.`;
+/** Refuses an unknown command or subcommand, with the closest known one. */
+function checkCommand(command: string, sub: string | undefined, helping = false): void {
+  if (!(command in COMMANDS)) {
+    const guess = didYouMean(command, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command "${command}"${guess ? `; did you mean "${guess}"?` : ""}`);
+  }
+  const subs = subcommands(command);
+  if (subs === undefined || (sub !== undefined && subs.includes(sub))) return;
+  if (helping && sub === undefined) return;
+  if (sub === undefined || sub.startsWith("-")) throw new UsageError(`usage: relayapi ${command} ${subs.join("|")}`);
+  const guess = didYouMean(sub, subs);
+  throw new UsageError(`unknown command "${command} ${sub}"; usage: relayapi ${command} ${subs.join("|")}${guess ? `; did you mean "${command} ${guess}"?` : ""}`);
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (command === "--version" || command === "-V" || command === "version") {
+    console.log(version());
+    return;
+  }
+  if (command === undefined || command === "help" || wantsHelp(argv)) {
+    const [c, s] = command === "help" ? rest : argv;
+    const positional = (a: string | undefined) => (a === undefined || a.startsWith("-") ? undefined : a);
+    const named = positional(c);
+    if (named !== undefined) checkCommand(named, subcommands(named) ? positional(s) : undefined, true);
+    console.log(helpText(named, subcommands(named ?? "") ? positional(s) : undefined));
+    return;
+  }
+  checkCommand(command, rest[0]);
   switch (command) {
     // Loaded on demand: they pull in the whole relay, which the client commands do not need
     // (a client command starts in about half the time).
@@ -61,14 +77,8 @@ async function main(argv: string[]): Promise<void> {
       return poolCommand(rest);
     case "keys":
       return keysCommand(rest);
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      console.log(HELP);
-      return;
     default:
-      throw new UsageError(`unknown command "${command}" (see relayapi help)`);
+      throw new UsageError(`unknown command "${command}"`);
   }
 }
 
@@ -82,11 +92,11 @@ main(process.argv.slice(2)).catch(async (e: unknown) => {
     process.stderr.write(fatalLine("relay failed to start", e));
   }
   if (e instanceof UsageError || e instanceof ConfigError) {
-    console.error(`relayapi: ${e.message}`);
+    console.error(`relayapi: ${e.message}${e instanceof UsageError ? helpPointer(e.message) : ""}`);
     process.exit(2);
   }
   if (e instanceof ConnectError) {
-    console.error(`relayapi: ${e.rawMessage} (${e.code === undefined ? "error" : codeName(e.code)})`);
+    console.error(`relayapi: ${explain(e)} (${e.code === undefined ? "error" : codeName(e.code)})`);
     process.exit(1);
   }
   console.error(`relayapi: ${(e as Error).message ?? String(e)}`);
@@ -95,4 +105,13 @@ main(process.argv.slice(2)).catch(async (e: unknown) => {
 
 function codeName(code: number): string {
   return ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"][code] ?? String(code);
+}
+
+/** ` (see relayapi token issue --help)`: the help of the command the user was typing. */
+function helpPointer(message: string): string {
+  if (message.includes("--help")) return "";
+  const [command, sub] = process.argv.slice(2);
+  if (command === undefined || !(command in COMMANDS)) return " (see relayapi --help)";
+  const subs = subcommands(command);
+  return ` (see relayapi ${command}${subs && sub !== undefined && subs.includes(sub) ? ` ${sub}` : ""} --help)`;
 }

@@ -8,29 +8,13 @@ import { readFileSync } from "node:fs";
 import type { JWK } from "jose";
 import { cliDefaults } from "../config.js";
 import { newJti, sealToken, sealTokenForRelay, type SealInput } from "../sdk/seal-token.js";
-import { durationFlag, intFlag, listFlag, parse, UsageError } from "./args.js";
-
-/** What a token is for and its limits: the flags `token issue` and `token seal` share. */
-export const TOKEN_FLAGS = {
-  provider: { type: "string" },
-  "upstream-key": { type: "string" },
-  pool: { type: "string" },
-  "max-calls": { type: "string" },
-  "expires-in": { type: "string" },
-  subject: { type: "string" },
-  models: { type: "string" },
-  paths: { type: "string" },
-  origins: { type: "string" },
-  "bind-jkt": { type: "string" },
-  json: { type: "boolean" },
-} as const;
+import { durationFlag, parse, UsageError } from "./args.js";
+import { sealClaims, TOKEN_FLAGS } from "./token-flags.js";
 
 const FLAGS = {
   ...TOKEN_FLAGS,
   "issuer-key": { type: "string" },
   "relay-key": { type: "string" },
-  "max-body-bytes": { type: "string" },
-  tools: { type: "boolean" },
   jti: { type: "string" },
 } as const;
 
@@ -53,20 +37,8 @@ export async function sealCommand(argv: string[]): Promise<void> {
   const claims: SealInput = { jti: values.jti ?? newJti(), exp, prv: values.provider };
   if (key !== undefined) claims.key = key;
   if (pool !== undefined) claims.pool = pool;
-  const max = intFlag("max-calls", values["max-calls"]);
-  if (max !== undefined) claims.max = max;
-  const mbb = intFlag("max-body-bytes", values["max-body-bytes"]);
-  if (mbb !== undefined) claims.mbb = mbb;
   if (values.subject !== undefined) claims.sub = values.subject;
-  for (const [flag, claim] of [["models", "mdl"], ["paths", "pth"], ["origins", "org"]] as const) {
-    const list = listFlag(values[flag]);
-    if (list.length > 0) claims[claim] = list;
-  }
-  if (values.tools) claims.tls = true;
-  if (values["bind-jkt"] !== undefined) {
-    if (!/^[A-Za-z0-9_-]{43}$/.test(values["bind-jkt"])) throw new UsageError("--bind-jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)");
-    claims.cnf = { jkt: values["bind-jkt"] };
-  }
+  sealClaims(values, claims);
 
   let token: string;
   let kid: string;
@@ -88,7 +60,9 @@ export async function sealCommand(argv: string[]): Promise<void> {
     console.log(token);
     return;
   }
-  const out: Record<string, unknown> = { token, jti: claims.jti, kid, alg: relayKey === undefined ? "dir" : "ECDH-ES", expiresAt: new Date(exp * 1000).toISOString() };
+  // The claims as sealed, so a script can check its limits; never the upstream key.
+  const { key: _key, ...shown } = claims;
+  const out: Record<string, unknown> = { token, jti: claims.jti, kid, alg: relayKey === undefined ? "dir" : "ECDH-ES", expiresAt: new Date(exp * 1000).toISOString(), claims: shown };
   // An ECDH-ES token's id is known offline (an issuer token's is `<issuer name>:<jti>`).
   if (relayKey !== undefined) out.id = `byok-${createHash("sha256").update(key!).digest("hex").slice(0, 16)}:${claims.jti}`;
   console.log(JSON.stringify(out));

@@ -51,6 +51,13 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
   return {
     async issueToken(req) {
       const limits = req.limits;
+      // An admin caller may learn the provider ids (ListProviders shows them): name the one sent,
+      // clipped to printable ASCII, and the known ones, so a typo is fixed without a second call.
+      if (!providers.get(req.provider)) {
+        const sent = req.provider.replace(/[^\x21-\x7e]/g, "?").slice(0, 64);
+        const known = providers.list().map((p) => p.id).sort().join(", ");
+        throw new RelayError("bad_request", `unknown provider "${sent}"; known providers: ${known}`);
+      }
       if (limits && limits.bindJkt !== "" && !JKT.test(limits.bindJkt)) {
         throw new RelayError("bad_request", "bind_jkt must be an RFC 7638 SHA-256 thumbprint (base64url, 43 characters)");
       }
