@@ -604,4 +604,41 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     });
     await checkAndShoot("hostile-tokens", [spoofSubject, longSubject]);
   });
+
+  it("opens 'Issue a token' on an empty list, and shows refused requests by reason beside the usage charts (issue 21.10, 21.9)", async () => {
+    // A relay of its own: the shared one has tokens by now.
+    const fresh = await startRelay({ mock });
+    try {
+      // Refusals the relay counts: three bad tokens (401), two unpinned models (403).
+      const call = (secret: string, model: string) =>
+        fetch(`${fresh.url}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+        });
+      for (let i = 0; i < 3; i++) expect((await call(`rai_bogus-${i}`, "gpt-mock")).status).toBe(401);
+      await page.goto(`${fresh.url}/console`);
+      await page.getByLabel("Admin key").fill(fresh.adminKey);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("heading", { level: 1, name: "Tokens" }).waitFor();
+      await page.getByText("No tokens yet", { exact: false }).waitFor();
+      expect(await page.locator("details.issue").evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+      await expect.poll(() => page.getByLabel("Provider API key").isVisible()).toBe(true);
+
+      const { secret } = await fresh.issue({ limits: { models: ["gpt-4o"] } });
+      for (let i = 0; i < 2; i++) expect((await call(secret, "gpt-mock")).status).toBe(403);
+      await go("Usage");
+      const refusals = page.getByTestId("refusals");
+      await refusals.locator("[data-reason=unauthenticated]").waitFor();
+      const counts = await refusals.locator("tbody tr").evaluateAll((rows) => rows.map((r) => [r.querySelector("[data-reason]")?.getAttribute("data-reason"), r.querySelector("td.num")?.textContent]));
+      expect(counts).toEqual([["unauthenticated", "3"], ["permission_denied", "2"]]);
+      await shoot("usage-refusals");
+      // A list that is not empty keeps the form closed.
+      await go("Tokens");
+      await page.locator("tr[data-token-id]").first().waitFor();
+      expect(await page.locator("details.issue").evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    } finally {
+      await fresh.close();
+    }
+  });
 });

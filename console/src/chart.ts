@@ -20,6 +20,17 @@ function niceCeil(v: number): number {
   return 10 * p;
 }
 
+/**
+ * Whether the axis labels need the date: the buckets span more than one local calendar day. A
+ * 24-hour window from 14:00 crosses midnight, and "09:00" alone would not say which day.
+ */
+export function spansDays(buckets: readonly Date[]): boolean {
+  const first = buckets[0];
+  const last = buckets[buckets.length - 1];
+  if (first === undefined || last === undefined) return false;
+  return first.getFullYear() !== last.getFullYear() || first.getMonth() !== last.getMonth() || first.getDate() !== last.getDate();
+}
+
 export interface ChartOptions {
   title: string;
   buckets: Date[];

@@ -3,6 +3,10 @@
  * notes it on the request's Answer (src/observe/answer-counter.ts) so the answer is counted by
  * its reason. Every 503 the relay gives carries `Retry-After` (issue 19.6): a load balancer or
  * an SDK then backs off instead of retrying at once into the same outage.
+ *
+ * Codes no retry can cure (an exhausted, expired or revoked token) carry `x-should-retry: false`
+ * (issue 21.8a): the official SDKs otherwise retry any 429 twice, tripling the calls on a token
+ * that will never answer again. A `rate_limited` 429 keeps `Retry-After` and no such header.
  */
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
@@ -24,6 +28,17 @@ export function retryAfterOf(err: RelayError): number | undefined {
   return err.retryAfter ?? (err.status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined);
 }
 
+/** Codes whose answer will not change on retry, whatever the client waits. */
+const FINAL_CODES: ReadonlySet<RelayError["code"]> = new Set(["calls_exhausted", "budget_exhausted", "unauthenticated"]);
+
+/**
+ * Whether `err`'s answer tells SDKs not to retry (`x-should-retry: false`). A 401 carrying a
+ * challenge (`WWW-Authenticate`: DPoP, with a fresh nonce) invites a retry with a new proof.
+ */
+export function isFinal(err: RelayError): boolean {
+  return FINAL_CODES.has(err.code) && err.headers?.["www-authenticate"] === undefined;
+}
+
 export function sendError(res: AnyResponse, err: RelayError, shape: ApiShape = openaiShape, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
@@ -40,6 +55,7 @@ export function sendError(res: AnyResponse, err: RelayError, shape: ApiShape = o
   };
   const retryAfter = retryAfterOf(err);
   if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
+  if (isFinal(err)) headers["x-should-retry"] = "false";
   res.writeHead(err.status, headers);
   res.end(body);
 }

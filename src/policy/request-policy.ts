@@ -57,6 +57,8 @@ export interface PolicyResult {
   outputCap?: number;
   /** With `measure`: the choices asked for (`n`, `best_of`, `candidateCount`), at least 1. */
   choices?: number;
+  /** The relay turned `stream_options.include_usage` on itself: the usage-only chunk is its own. */
+  usageSpliced?: true;
 }
 
 export type PolicyViolationKind = "model" | "max_tokens" | "n" | "tools" | "malformed";
@@ -286,14 +288,18 @@ export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): P
       ? checkGeminiCaps(req, policy, endpoint === "generate", inserts)
       : checkCaps(body, scan, CAP_FIELDS[shape], N_FIELDS[shape], policy, insertAs, inserts);
   const stream = scan.fields.get("stream");
+  let usageSpliced = false;
   if (policy.forceStreamUsage && shape === "openai" && (endpoint === "chat" || endpoint === "completions") && stream && readBoolean(body, stream) === true) {
-    splices.push(...forceUsage(req, inserts));
+    const forced = forceUsage(req, inserts);
+    usageSpliced = forced.length > 0 || inserts.some(([name]) => name === "stream_options");
+    splices.push(...forced);
   }
   if (inserts.length > 0) splices.push(insertionSplice(scan, inserts));
   const out = splices.length === 0 ? body : applySplices(body, splices);
-  if (!policy.measure) return { body: out, model };
+  const flag = usageSpliced ? { usageSpliced: true as const } : {};
+  if (!policy.measure) return { body: out, model, ...flag };
   // Gemini keeps its caps and candidateCount in generationConfig.
   const gc = shape === "gemini" ? oneOf(scan, ["generationConfig", "generation_config"]) : undefined;
   const fields = shape !== "gemini" ? scan : gc && !isNull(body, gc) ? scanNested(body, gc) : undefined;
-  return { body: out, model, ...outputBound(body, fields, CAP_FIELDS[shape], N_FIELDS[shape], policy.maxOutputTokens, insertAs !== undefined) };
+  return { body: out, model, ...flag, ...outputBound(body, fields, CAP_FIELDS[shape], N_FIELDS[shape], policy.maxOutputTokens, insertAs !== undefined) };
 }

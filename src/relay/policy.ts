@@ -9,6 +9,11 @@
  * scanned, whatever its content type, and one in UTF-16/32 is refused when the token has body
  * rules. Failures are 403 (413 for size, 400 for malformed JSON, 415 for JSON the scanner
  * cannot read) with fixed messages.
+ *
+ * Two answers are rewritten for the client (src/relay/answer-filters.ts, issue 21.8): the
+ * usage-only stream chunk when the relay itself asked for it, and the model list (`GET
+ * /v1/models`, identified by shape: an answer shaped `{data: [{id}]}` on a path that names no
+ * model) on a pinned token, filtered to the pinned models instead of refused.
  */
 import { isUtf8 } from "node:buffer";
 import { RelayError } from "../errors.js";
@@ -16,6 +21,7 @@ import { JsonScanError, scanTopLevel } from "../policy/json-scan.js";
 import { applyRequestPolicy, PolicyViolation, type RequestPolicy } from "../policy/request-policy.js";
 import { modelLocationOf, type ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
+import { type AnswerFilter, ModelListFilter, UsageChunkFilter } from "./answer-filters.js";
 import { bodyKind } from "./request-body.js";
 
 export interface PolicyInput {
@@ -34,6 +40,17 @@ export interface Checked {
   /** For a token with a budget: the output cap in force, and the choices asked for. */
   outputCap: number | undefined;
   choices: number;
+  /** A rewrite of a successful answer the relay owes the client (src/relay/answer-filters.ts). */
+  answer?: AnswerFilter;
+}
+
+/** Shapes whose model list answers `{data: [{id}]}` at a path ending in `/models`. */
+const MODEL_LIST_SHAPES: ReadonlySet<string> = new Set(["openai"]);
+
+/** The path-less model list (`/v1/models`, `/models`): query, case and trailing slashes ignored. */
+function isModelList(provider: ProviderSpec, path: string, body: Buffer): boolean {
+  if (!MODEL_LIST_SHAPES.has(provider.shape.name) || body.length > 0) return false;
+  return /^(?:\/v\d+)?\/models$/.test(path.replace(/[?#].*$/s, "").toLowerCase().replace(/\/+$/, ""));
 }
 
 export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): Checked {
@@ -60,6 +77,9 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   if (kind === "json" && !isUtf8(req.body)) throw new RelayError("bad_request", "request body: JSON must be valid UTF-8");
   if (kind !== "json") {
     // No JSON body (a GET, an upload): only a model named by the path can satisfy a pin.
+    if (token.models.size > 0 && pathModel === undefined && isModelList(provider, req.path, req.body)) {
+      return { body: req.body, model: undefined, json: false, outputCap: undefined, choices: 1, answer: new ModelListFilter(token.models) };
+    }
     if (token.models.size > 0 && (pathModel === undefined || !token.models.has(pathModel))) {
       throw new RelayError("permission_denied", "model not allowed for this token");
     }
@@ -79,7 +99,9 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
       },
       policyOf(token),
     );
-    return { body: checked.body, model: checked.model, json: true, outputCap: checked.outputCap, choices: checked.choices ?? 1 };
+    const out: Checked = { body: checked.body, model: checked.model, json: true, outputCap: checked.outputCap, choices: checked.choices ?? 1 };
+    if (checked.usageSpliced) out.answer = new UsageChunkFilter();
+    return out;
   } catch (e) {
     if (e instanceof JsonScanError) throw new RelayError("bad_request", `request body: ${e.message}`);
     if (e instanceof PolicyViolation) {

@@ -8,10 +8,11 @@ import { auditRpcs, type AuditRpcDeps } from "./admin/audit.js";
 import { issuerRpcs, type IssuerRpcDeps } from "./admin/issuers.js";
 import { poolRpcs, type PoolRpcDeps } from "./admin/pools.js";
 import { providerRpcs, type ProviderRpcDeps } from "./admin/providers.js";
+import { refusalRpcs, type RefusalRpcDeps } from "./admin/refusals.js";
 import { usageRpcs, type UsageRpcDeps } from "./admin/usage.js";
 
-export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps;
+export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps & RefusalRpcDeps;
 
 export function createAdminService(deps: AdminServiceDeps): Partial<ServiceImpl<typeof AdminService>> {
-  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps) };
+  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps), ...refusalRpcs(deps) };
 }

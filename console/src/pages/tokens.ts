@@ -112,6 +112,8 @@ export const tokensPage: Page = async (ctx, root) => {
         { signal },
       );
       const filtered = filters.provider !== "" || filters.subject !== "" || filters.status !== TokenStatus.UNSPECIFIED;
+      // No token at all yet: the first thing to do here is issue one (issue 21.10).
+      if (res.tokens.length === 0 && !filtered && paging.cursor === "") issue.open = true;
       listBody.replaceChildren(
         res.tokens.length === 0
           ? empty(filtered ? t("tokens.noneMatch") : t("tokens.none"))

@@ -4,10 +4,10 @@
  * stream that runs while the page is open). The feed is per relay instance (README).
  */
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { UsageGroup, type UsageEvent, type UsageRow } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import { UsageGroup, type RefusalCount, type UsageEvent, type UsageRow } from "../../../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import { errorMessage, isCanceled } from "../api.js";
-import { stackedBars, type Series } from "../chart.js";
+import { spansDays, stackedBars, type Series } from "../chart.js";
 import { h, userText } from "../dom.js";
 import { fmtBucket, fmtDate, fmtNumber, fmtTime, t, type Key } from "../i18n.js";
 import type { Page } from "../page.js";
@@ -58,6 +58,7 @@ export const usagePage: Page = async (ctx, root) => {
     String(UsageGroup.PROVIDER),
   );
   const charts = h("div", { class: "charts", "aria-live": "polite" }, loading());
+  const refused = h("div", { "aria-live": "polite", "data-testid": "refusals" });
   const feed = h("ol", { class: "feed", "aria-live": "polite", "aria-label": t("usage.live"), "data-testid": "live-feed" });
   const feedState = h("p", { class: "feed-state", role: "status" });
   const feedEmpty = empty(t("usage.waiting"));
@@ -96,6 +97,23 @@ export const usagePage: Page = async (ctx, root) => {
     }
   }
 
+  /** Refusals by reason, from this instance's counters (they are not usage records: no call was made). */
+  async function loadRefusals(): Promise<void> {
+    try {
+      const { refusals } = await api.admin.getRefusals({}, { signal });
+      refused.replaceChildren(
+        refusals.length === 0
+          ? empty(t("usage.refusedNone"))
+          : table(t("usage.refused"), [
+              { label: t("usage.reason"), cell: (x: RefusalCount) => h("span", { "data-reason": x.reason }, refusalLabel(x.reason), " ", h("code", null, x.reason)) },
+              { label: t("usage.count"), cell: (x) => fmtNumber(x.count), class: "num" },
+            ], refusals),
+      );
+    } catch (e) {
+      if (!isCanceled(e)) refused.replaceChildren(errorBox(errorMessage(e)));
+    }
+  }
+
   function render(rows: UsageRow[], startMs: number, endMs: number, bucket: number): HTMLElement[] {
     if (rows.length === 0) return [empty(t("usage.none"))];
     const buckets: Date[] = [];
@@ -129,7 +147,9 @@ export const usagePage: Page = async (ctx, root) => {
     // The card's inner width (its padding and border are about 44px); SVG scales down below it.
     drawnWidth = charts.clientWidth;
     const width = Math.min(1160, (drawnWidth || root.clientWidth || 960) - 4);
-    const timeLabel = (d: Date): string => fmtBucket(d, bucket * buckets.length > 86400);
+    // Dates on the axis whenever the window crosses midnight, not only past 24 hours.
+    const withDay = spansDays(buckets);
+    const timeLabel = (d: Date): string => fmtBucket(d, withDay);
     const chart = (title: string, metric: (r: UsageRow) => number): HTMLElement =>
       stackedBars({ title, buckets, series: seriesOf(metric), width, format: (n) => fmtNumber(Math.round(n)), timeLabel });
     return [
@@ -155,7 +175,10 @@ export const usagePage: Page = async (ctx, root) => {
   /** New calls show in the chart too, a moment later (records are written in batches). */
   const refreshSoon = (): void => {
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(() => void load(), 1500);
+    refreshTimer = setTimeout(() => {
+      void load();
+      void loadRefusals();
+    }, 1500);
   };
 
   // Model (the client's) and subject (the issuer's) are isolated and clipped: a right-to-left
@@ -204,9 +227,27 @@ export const usagePage: Page = async (ctx, root) => {
 
   range.addEventListener("change", () => void load());
   group.addEventListener("change", () => void load());
-  const controls = h("form", { class: "filters", "aria-label": t("usage.controls") }, field(t("usage.range"), range), field(t("usage.group"), group), button(t("common.refresh"), () => void load()));
+  const controls = h("form", { class: "filters", "aria-label": t("usage.controls") }, field(t("usage.range"), range), field(t("usage.group"), group), button(t("common.refresh"), () => {
+    void load();
+    void loadRefusals();
+  }));
   controls.addEventListener("submit", (ev) => ev.preventDefault());
-  root.append(h("h1", null, t("nav.usage")), section(t("usage.overTime"), controls, charts), section(t("usage.live"), feedState, feedEmpty, feed));
+  root.append(h("h1", null, t("nav.usage")), section(t("usage.overTime"), controls, charts), section(t("usage.refused"), h("p", { class: "hint" }, t("usage.refusedNote")), refused), section(t("usage.live"), feedState, feedEmpty, feed));
   void watch();
+  void loadRefusals();
   await load();
 };
+
+const REFUSAL_KEYS: Record<string, Key> = {
+  unauthenticated: "refusal.unauthenticated",
+  permission_denied: "refusal.permission_denied",
+  rate_limited: "refusal.rate_limited",
+  calls_exhausted: "refusal.calls_exhausted",
+  budget_exhausted: "refusal.budget_exhausted",
+};
+
+/** A reason's words; a code the console does not know shows as its code alone. */
+function refusalLabel(reason: string): string {
+  const key = REFUSAL_KEYS[reason];
+  return key === undefined ? "" : t(key);
+}

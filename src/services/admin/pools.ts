@@ -1,4 +1,7 @@
-/** AdminService key pool rpcs. Keys go in whole and only ever come out masked. */
+/**
+ * AdminService key pool rpcs. Keys go in whole and only ever come out masked. Every change is
+ * in the audit log (issue 21.9) by pool name and key id: never a key, not even masked.
+ */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
@@ -17,12 +20,14 @@ import {
   type PoolStrategy,
   type UpstreamKey,
 } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import type { AuditLog } from "../../audit/audit-log.js";
 import type { PoolWithCounts } from "../../db/queries/pools.js";
 import type { UpstreamKeyRow } from "../../db/schema/index.js";
 import type { PoolRegistry } from "../../keys/pool-registry.js";
 
 export interface PoolRpcDeps {
   pools: PoolRegistry;
+  audit: AuditLog;
 }
 
 type Rpcs = Pick<
@@ -31,10 +36,11 @@ type Rpcs = Pick<
 >;
 
 export function poolRpcs(deps: PoolRpcDeps): Rpcs {
-  const { pools } = deps;
+  const { pools, audit } = deps;
   return {
     async createPool(req) {
       const row = await pools.create(req.name, req.provider, req.strategy);
+      await audit.record({ actor: "admin", action: "CreatePool", target: row.name, detail: `provider=${row.provider}` });
       return create(CreatePoolResponseSchema, { pool: poolToProto({ ...row, keyCount: 0, enabledKeyCount: 0 }) });
     },
 
@@ -44,11 +50,14 @@ export function poolRpcs(deps: PoolRpcDeps): Rpcs {
 
     async deletePool(req) {
       await pools.delete(req.name);
+      await audit.record({ actor: "admin", action: "DeletePool", target: req.name });
       return create(DeletePoolResponseSchema, {});
     },
 
     async addKeys(req) {
       const result = await pools.addKeys(req.pool, req.keys, req.weight);
+      const ids = result.added.map((k) => k.id).join(",");
+      await audit.record({ actor: "admin", action: "AddKeys", target: req.pool, detail: `added=${result.added.length} skipped=${result.skipped} failed=${result.failed}${ids ? ` ids=${ids}` : ""}` });
       return create(AddKeysResponseSchema, {
         added: result.added.length,
         skipped: result.skipped,
@@ -62,11 +71,14 @@ export function poolRpcs(deps: PoolRpcDeps): Rpcs {
     },
 
     async setKeyEnabled(req) {
-      return create(SetKeyEnabledResponseSchema, { key: keyToProto(await pools.setEnabled(req.id, req.enabled)) });
+      const key = await pools.setEnabled(req.id, req.enabled);
+      await audit.record({ actor: "admin", action: req.enabled ? "EnableKey" : "DisableKey", target: key.id, detail: `pool=${key.pool}` });
+      return create(SetKeyEnabledResponseSchema, { key: keyToProto(key) });
     },
 
     async deleteKey(req) {
       await pools.deleteKey(req.id);
+      await audit.record({ actor: "admin", action: "DeleteKey", target: req.id });
       return create(DeleteKeyResponseSchema, {});
     },
   };
