@@ -5,17 +5,23 @@
 // for good; index.html names them and is never cached. Nothing is fetched at run time.
 //
 // `node scripts/build-console.js [outdir]` builds elsewhere (tests use the default).
+//
+// The build writes into a temporary directory beside `outdir` and renames it into place (the old
+// one is renamed aside first and removed after), so a running relay serving /console never sees
+// a missing or half-written index.html.
 import { build } from "esbuild";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const out = resolve(process.argv[2] ?? join(root, "dist", "console"));
+const target = resolve(process.argv[2] ?? join(root, "dist", "console"));
+const out = `${target}.${process.pid}.tmp`;
 const assets = join(out, "assets");
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(assets, { recursive: true });
+process.on("exit", () => rmSync(out, { recursive: true, force: true })); // after a failed build
 
 const result = await build({
   entryPoints: { app: join(root, "console", "src", "main.ts"), styles: join(root, "console", "src", "styles.css") },
@@ -49,5 +55,10 @@ const html = readFileSync(join(root, "console", "index.html"), "utf8")
 writeFileSync(join(out, "index.html"), html);
 writeFileSync(join(assets, "favicon.svg"), readFileSync(join(root, "console", "favicon.svg")));
 
+const old = `${target}.old-${process.pid}.tmp`;
+if (existsSync(target)) renameSync(target, old);
+renameSync(out, target);
+rmSync(old, { recursive: true, force: true });
+
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-console.log(`console built into ${out} (${Math.round(bytes / 1024)} KiB)`);
+console.log(`console built into ${target} (${Math.round(bytes / 1024)} KiB)`);

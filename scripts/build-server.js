@@ -8,9 +8,13 @@
 // and costs a few stat calls otherwise. Each file is written to a temporary name and renamed into
 // place, the entry last, so processes starting at the same moment never read half a bundle.
 //
-// `node scripts/build-server.js` (run by `npm install`'s prepare step) builds the relay.
+// `node scripts/build-server.js` (run by `npm install`'s prepare step and `npm run build`) builds
+// the relay again whatever the record says, in place and file by file as above. Old chunks (a
+// chunk's name carries its hash) stay beside new ones while a relay may still load them: every
+// `await import()` in src/ runs while a process starts (serve, migrate, database, Redis), so this
+// removes only chunks the new build did not write and older than CHUNK_GRACE_MS.
 import { build } from "esbuild";
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,8 +23,8 @@ export const SERVER_ENTRY = join(ROOT, "src", "cli", "main.ts");
 export const SERVER_BUNDLE = join(ROOT, "dist", "server", "relayapi.js");
 
 /** Bundles `entry` into `outfile` unless the bundle is newer than every file it was built from. */
-export async function bundleFresh(entry, outfile) {
-  if (isFresh(outfile)) return outfile;
+export async function bundleFresh(entry, outfile, { force = false } = {}) {
+  if (!force && isFresh(outfile)) return outfile;
   const started = Date.now();
   const result = await build({
     entryPoints: { [basename(outfile, ".js")]: entry },
@@ -43,7 +47,8 @@ export async function bundleFresh(entry, outfile) {
   });
   mkdirSync(join(dirname(outfile), "chunks"), { recursive: true });
   const inputs = Object.keys(result.metafile.inputs).map((f) => relative(dirname(outfile), resolve(ROOT, f)));
-  const files = [...result.outputFiles.map((f) => [f.path, f.contents]), [inputsFile(outfile), JSON.stringify({ started, inputs })]];
+  const outputs = result.outputFiles.map((f) => relative(dirname(outfile), f.path));
+  const files = [...result.outputFiles.map((f) => [f.path, f.contents]), [inputsFile(outfile), JSON.stringify({ started, inputs, outputs })]];
   // Chunks, maps and the inputs list first, the entry last: an entry present means they are too.
   files.sort(([a], [b]) => (a === outfile ? 1 : b === outfile ? -1 : 0));
   for (const [path, contents] of files) {
@@ -52,6 +57,20 @@ export async function bundleFresh(entry, outfile) {
     renameSync(tmp, path);
   }
   return outfile;
+}
+
+const CHUNK_GRACE_MS = 10 * 60_000;
+
+/** Removes chunks beside `outfile` that its last build did not write, once older than the grace. */
+export function pruneChunks(outfile, now = Date.now()) {
+  const chunks = join(dirname(outfile), "chunks");
+  const { outputs } = JSON.parse(readFileSync(inputsFile(outfile), "utf8"));
+  if (!Array.isArray(outputs)) return; // recorded by an older build: keep everything
+  const current = new Set(outputs.map((f) => resolve(dirname(outfile), f)));
+  for (const name of readdirSync(chunks)) {
+    const path = join(chunks, name);
+    if (!current.has(path) && statSync(path).mtimeMs < now - CHUNK_GRACE_MS) rmSync(path, { force: true });
+  }
 }
 
 const inputsFile = (outfile) => `${outfile}.inputs.json`;
@@ -74,6 +93,6 @@ function isFresh(outfile) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  rmSync(dirname(SERVER_BUNDLE), { recursive: true, force: true });
-  await bundleFresh(SERVER_ENTRY, SERVER_BUNDLE);
+  await bundleFresh(SERVER_ENTRY, SERVER_BUNDLE, { force: true });
+  pruneChunks(SERVER_BUNDLE);
 }

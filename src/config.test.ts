@@ -124,6 +124,16 @@ describe("errors name the key", () => {
     expect(() => load({}, { RELAYAPI_REDIS_PER_IP: "maybe" }, false)).toThrow(/RELAYAPI_REDIS_PER_IP must be true or false/);
   });
 
+  it("refuses a base URL for a provider id that is not built in, naming it and the known ids", () => {
+    const unknown = /unknown provider "opneai" in providerBaseUrls \(RELAYAPI_PROVIDER_<ID>_BASE_URL\); known: .*\bopenai\b.*\bazure-openai\b/;
+    expect(() => load({}, { RELAYAPI_PROVIDER_OPNEAI_BASE_URL: "http://x" }, false)).toThrow(ConfigError);
+    expect(() => load({}, { RELAYAPI_PROVIDER_OPNEAI_BASE_URL: "http://x" }, false)).toThrow(unknown);
+    writeConfig({ providerBaseUrls: { opneai: "http://x" } });
+    expect(() => load()).toThrow(unknown);
+    // A dash in an id is an underscore in the variable's name.
+    expect(load({}, { RELAYAPI_PROVIDER_AZURE_OPENAI_BASE_URL: "http://azure" }, false).providerBaseUrls).toEqual({ "azure-openai": "http://azure" });
+  });
+
   it("has a file key and an environment variable for every field", () => {
     for (const [key, field] of Object.entries(FIELDS)) {
       expect(field.env, key).toMatch(/^(RELAYAPI_[A-Z0-9_<>]+|DATABASE_URL|REDIS_URL)$/);

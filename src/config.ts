@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { trustMatcher } from "./limits/client-ip.js";
+import { BUILTIN_PROVIDERS } from "./providers/builtin/index.js";
 
 export interface Config {
   host: string;
@@ -366,7 +367,13 @@ function validate(c: Config): void {
   if (c.databaseUrl && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     throw new ConfigError(`${name("databaseUrl")} must start with postgres:// or postgresql://`);
   }
+  const known = BUILTIN_PROVIDERS.map((p) => p.id);
   for (const [id, url] of Object.entries(c.providerBaseUrls)) {
+    // Only built-in providers take a base URL here (custom ones carry theirs: `provider add`); an
+    // unknown id would otherwise be ignored without a word, e.g. a misspelt environment variable.
+    if (!known.includes(id)) {
+      throw new ConfigError(`unknown provider "${id}" in ${name("providerBaseUrls")}; known: ${known.join(", ")}`);
+    }
     if (!/^https?:\/\//.test(url)) throw new ConfigError(`base URL of provider ${id} must be http(s)`);
   }
 }
