@@ -2,6 +2,7 @@
 import { loadConfig, type ConfigOverrides, type LoadOptions } from "./config.js";
 import { createLogger } from "./log.js";
 import { build, SHUTDOWN_MARGIN_MS } from "./server.js";
+import { shouldPrintStartupLine, startupLine } from "./startup-line.js";
 import { tuneHeap } from "./v8-tuning.js";
 
 /**
@@ -26,6 +27,10 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     url: app.url,
     database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
   });
+  // One human line for whoever started it in a terminal (src/startup-line.ts).
+  if (shouldPrintStartupLine(process.stderr)) {
+    process.stderr.write(startupLine({ url: app.url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) + "\n");
+  }
   let stopping = false;
   const hurry = new AbortController();
   const stop = (signal: string): void => {

@@ -217,7 +217,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const rpcGate = createRpcGate({ limits, ipOf, adminKey: adminKey.value, adminOnly: adminOnlyPaths(SERVICES), budget, maxBodyBytes: config.maxBodyBytes });
   const rpc = connectNodeAdapter({
     routes: routes({
-      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit,
+      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit, metrics,
       acceptByokTokens: config.acceptByokTokens,
       shutdown: stopping.signal,
     }),
@@ -249,6 +249,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       void serveMetrics(res, metrics, log);
     } else if (isConsolePath(pathname)) {
       void serveConsole(req, res, pathname);
+    } else if (pathname === "/" && (req.method === "GET" || req.method === "HEAD")) {
+      // A browser opening the relay's root lands on the console rather than a JSON 404.
+      res.writeHead(302, { location: "/console", "content-length": 0, "cache-control": "no-store" });
+      res.end();
     } else {
       // Connect-web and gRPC-web pages on another origin need CORS on the RPC paths too.
       const origin = req.headers.origin;

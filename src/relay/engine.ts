@@ -19,6 +19,7 @@ import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
 import { checkPolicy } from "./policy.js";
+import type { AnswerFilter } from "./answer-filters.js";
 import { BodyRedactor, redactHeaders } from "./redact.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
 import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
@@ -102,14 +103,14 @@ export class RelayEngine {
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const release = await this.deps.limits.acquireGlobal();
     try {
-      await this.#forward(token, provider, model, forwarded, sink, started, maximum);
+      await this.#forward(token, provider, model, forwarded, sink, started, maximum, checked.answer);
     } finally {
       release();
     }
   }
 
   /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
-  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number, maximum: number): Promise<void> {
+  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number, maximum: number, answer?: AnswerFilter): Promise<void> {
     const { tokens, upstream, pools, limits } = this.deps;
     // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
     if (token.pool !== undefined) pools.keyErrors.admit(token.id);
@@ -172,7 +173,7 @@ export class RelayEngine {
     const { res, keyId, release } = sent;
     this.#streaming.add(res.body);
     try {
-      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record, reservation !== undefined);
+      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record, reservation !== undefined, answer);
     } finally {
       this.#streaming.delete(res.body);
       release();
@@ -189,6 +190,7 @@ export class RelayEngine {
     callsLeft: number | null,
     record: Recorder,
     drains: boolean,
+    answer?: AnswerFilter,
   ): Promise<void> {
     const contentType = res.headers["content-type"];
     // An error answer may echo the key it was sent with: its headers and (bounded) body are
@@ -199,7 +201,9 @@ export class RelayEngine {
     const coded = redactor !== undefined && isCoded(res.headers["content-encoding"]);
     const headers = redactor ? redactHeaders(clientHeaders(res.headers), key) : clientHeaders(res.headers);
     if (coded) delete headers["content-encoding"];
-    sink.head(res.statusCode, headers, redactor || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
+    // The policy's rewrite of a successful answer (src/relay/answer-filters.ts): metered raw, forwarded rewritten.
+    const filter = redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
+    sink.head(res.statusCode, headers, redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
@@ -232,6 +236,10 @@ export class RelayEngine {
           if (drain.take(chunk.length)) res.body.destroy(DRAIN_CUT);
           return;
         }
+        if (filter) {
+          const kept = filter.feed(chunk);
+          return kept.length > 0 ? forward(kept) : undefined;
+        }
         if (!redactor) return forward(chunk);
         const safe = coded ? EMPTY : redactor.feed(chunk);
         // Past the scan bound the rest is not read: the upstream call ends here.
@@ -239,7 +247,7 @@ export class RelayEngine {
         return safe.length > 0 ? forward(safe) : undefined;
       });
       whole = true;
-      const rest = redactor?.end();
+      const rest = redactor ? redactor.end() : filter?.end();
       if (rest !== undefined && rest.length > 0 && !drain) await forward(rest);
     } catch (e) {
       // An error body cut on purpose ends like a whole one: what was forwarded is complete.
