@@ -24,6 +24,7 @@ import { createTestDatabase, postgresAvailable, type TestDatabase } from "./supp
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startPgProxy, type PgProxy } from "./support/pg-proxy.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { cleanEnv, logLineIn } from "./support/spawn-relay.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "relayapi.js");
@@ -407,11 +408,6 @@ function parsePrometheus(text: string): Sample[] {
   return samples;
 }
 
-/** The environment without any RELAYAPI_* / DATABASE_URL / REDIS_URL of the machine running the tests. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL" && k !== "REDIS_URL"));
-  return { ...env, ...extra };
-}
 
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -424,19 +420,7 @@ function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number 
   });
 }
 
-/** The fields of the first JSON log line with this msg, or undefined. */
-function logLine(stderr: string, msg: string): Record<string, unknown> | undefined {
-  for (const line of stderr.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      if (entry.msg === msg) return entry;
-    } catch {
-      // a line still being written
-    }
-  }
-  return undefined;
-}
+const logLine = logLineIn;
 
 /** The error code of a new TCP connection to `url` ("" when it connects). */
 function connectError(url: string): Promise<string> {

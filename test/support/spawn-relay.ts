@@ -36,6 +36,21 @@ export interface SpawnedRelay {
 }
 
 /** The environment without any RELAYAPI_* / DATABASE_URL / REDIS_URL of the machine running the tests. */
+/** The fields of the first JSON log line in `stderr` whose msg is `msg`, or undefined. */
+export function logLineIn(stderr: string, msg: string): Record<string, unknown> | undefined {
+  for (const line of stderr.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry.msg === msg) return entry;
+    } catch {
+      // a line still being written
+    }
+  }
+  return undefined;
+}
+
+/** The environment without any RELAYAPI_* / DATABASE_URL / REDIS_URL of the machine running the tests. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL" && k !== "REDIS_URL"));
   return { ...env, ...extra };
@@ -62,18 +77,7 @@ export async function spawnRelay(env: Record<string, string>, opts: { label?: st
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   child.stdout.on("data", () => {});
   const exited = new Promise<Exit>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  const logLine = (msg: string): Record<string, unknown> | undefined => {
-    for (const line of stderr.split("\n")) {
-      if (!line.startsWith("{")) continue;
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        if (entry.msg === msg) return entry;
-      } catch {
-        // a line still being written
-      }
-    }
-    return undefined;
-  };
+  const logLine = (msg: string): Record<string, unknown> | undefined => logLineIn(stderr, msg);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
   let listening: Record<string, unknown> | undefined;
