@@ -308,13 +308,16 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       draining = true;
       // The listener still accepts, so a balancer sees the 503 before connections are refused.
       await sleep(Math.min(drainDelayMs, config.shutdownGraceMs), undefined, { signal: hurry }).catch(() => {});
-      log.info("stopped accepting", { drainedMs: Date.now() - started });
       stopping.abort();
       const onDeadline = (): void => {
         const cut = engine.cutStreams();
         if (cut > 0) log.warn("streams cut at the shutdown deadline", { streams: cut });
       };
-      await server.close(Math.max(0, graceEnd - Date.now()), { onDeadline, hurry });
+      // close() shuts the listener before it first yields: only then is "stopped accepting" true
+      // (logged earlier, a connection could still land in the kernel's backlog and be reset).
+      const closing = server.close(Math.max(0, graceEnd - Date.now()), { onDeadline, hurry });
+      log.info("stopped accepting", { drainedMs: Date.now() - started });
+      await closing;
       const hardEnd = (hurry?.aborted ? Math.min(graceEnd, Date.now()) : graceEnd) + SHUTDOWN_MARGIN_MS;
       databaseHealth.close();
       serverErrors.close();
