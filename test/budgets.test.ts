@@ -159,6 +159,26 @@ describe.each<Driver>(["pglite", "postgres"])("budgets on %s", (driver) => {
     mock.reset();
   });
 
+  it("back-to-back calls never race their settle: a budgeted answer ends only once its charge is settled", async () => {
+    // A budget below one call's maximum (4,096 without an output cap): had the answer ended
+    // before its settle, the next call would find the budget still reserved and get a 429.
+    const { secret, id } = await relay.issue({ limits: { budgetTokens: 1000n } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${relay.url}/api/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}`, "content-type": "application/json", "x-mock-chunks": "5" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages }),
+      });
+      // Unframed, so its end waits for the settle (a Content-Length would end it at the last byte).
+      expect(res.headers.get("content-length")).toBeNull();
+      await res.text();
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual(Array(20).fill(200));
+    expect(await tokensUsed(relay, id)).toBe(20 * 15);
+  });
+
   it("(d) 50 concurrent calls: 2 admitted, spend within the budget", async () => {
     mock.behave(() => ({ stream: { contentType: SSE, parts: [CONTENT.slice(0, 500), CONTENT.slice(500), TAIL], delayMs: 400 } }));
     const { secret, id } = await relay.issue({ limits: BUDGET });

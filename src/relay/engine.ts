@@ -203,7 +203,9 @@ export class RelayEngine {
     if (coded) delete headers["content-encoding"];
     // The policy's rewrite of a successful answer (src/relay/answer-filters.ts): metered raw, forwarded rewritten.
     const filter = redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
-    sink.head(res.statusCode, headers, redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
+    // A budgeted answer goes unframed (chunked): it completes only at sink.end, after its charge
+    // is settled, so a client's next call never races the settle and finds the budget reserved.
+    sink.head(res.statusCode, headers, drains || redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
