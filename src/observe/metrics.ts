@@ -164,28 +164,8 @@ export class Metrics {
         seenDropped = now;
       },
     });
-    let seenDeadLetters = 0;
-    new Counter({
-      name: "relayapi_usage_dead_letters_total",
-      help: "Usage records the database refused for their data (SQLSTATE class 22/23), kept in usage_dead_letters.",
-      registers,
-      collect() {
-        const now = sources.usage.deadLetters ?? 0;
-        this.inc(Math.max(0, now - seenDeadLetters));
-        seenDeadLetters = now;
-      },
-    });
-    let seenFailedWrites = 0;
-    new Counter({
-      name: "relayapi_usage_write_failures_total",
-      help: "Usage batch writes the database failed (the rows stay queued and are retried with backoff).",
-      registers,
-      collect() {
-        const now = sources.usage.failedWrites ?? 0;
-        this.inc(Math.max(0, now - seenFailedWrites));
-        seenFailedWrites = now;
-      },
-    });
+    mirroredCounter(registers, "relayapi_usage_dead_letters_total", "Usage records the database refused for their data (SQLSTATE class 22/23), kept in usage_dead_letters.", () => sources.usage.deadLetters ?? 0);
+    mirroredCounter(registers, "relayapi_usage_write_failures_total", "Usage batch writes the database failed (the rows stay queued and are retried with backoff).", () => sources.usage.failedWrites ?? 0);
     const seenAnomalies: Partial<Record<UsageFlagName, number>> = {};
     new Counter({
       name: "relayapi_usage_anomalies_total",
@@ -283,4 +263,19 @@ function statusLabel(status: number): string {
 
 function outcomeLabel(outcome: Outcome): string {
   return (Outcome[outcome] as string | undefined)?.toLowerCase() ?? "unspecified";
+}
+
+/** A counter that follows a running total kept elsewhere (read at each scrape, never going back). */
+function mirroredCounter(registers: Registry[], name: string, help: string, read: () => number): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read();
+      this.inc(Math.max(0, now - seen));
+      seen = now;
+    },
+  });
 }
