@@ -2,14 +2,22 @@
  * RelayService.Relay: the engine of the HTTP layer behind a server stream. The stream sends
  * `head`, then `chunk`s, then exactly one `end`. A failure before the head is an RPC error
  * (same codes as the HTTP layer's statuses); after it, the `end` says how the call ended.
+ *
+ * `body_text` and `text_chunks` (issue 26) only change the rendering: the text is sent as its
+ * UTF-8 bytes, and the answer's bytes go out as whole-character text (src/services/text-chunks.ts),
+ * through the same engine, limits and counting as bytes.
  */
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { RelayResponseSchema, RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
+import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { RelayError } from "../errors.js";
 import type { RelayEngine, RelayEnd, RelaySink } from "../relay/engine.js";
-import { bearerOf } from "./auth.js";
+import { relayTokenFrom } from "../http/token-carrier.js";
+import { requestIdOf } from "../http/request-id.js";
+import { kAnswer } from "../observe/answer-counter.js";
 import { usageToProto } from "./convert.js";
+import { NOT_UTF8, TextChunks, utf8Body } from "./text-chunks.js";
 
 export interface RelayServiceDeps {
   engine: RelayEngine;
@@ -23,6 +31,11 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<typeof RelayService>> {
   return {
     async *relay(req, ctx) {
+      // The request's id as on the HTTP layer: echoed, on the 5xx log line and in the CallRecord.
+      const requestId = requestIdOf(ctx.requestHeader.get("x-request-id"));
+      ctx.responseHeader.set("x-request-id", requestId);
+      const answer = ctx.values.get(kAnswer);
+      if (answer !== undefined) answer.requestId = requestId;
       const method = req.method === "" ? "POST" : req.method.toUpperCase();
       if (!METHOD.test(method)) throw new RelayError("bad_request", "unsupported method");
       const headers: Record<string, string> = {};
@@ -35,14 +48,31 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
         const name = h.name.toLowerCase();
         headers[name] = headers[name] === undefined ? h.value : `${headers[name]}, ${h.value}`;
       }
+      // Refused before the call is counted: which of the two the client meant is unknowable.
+      if (req.body.byteLength > 0 && req.bodyText !== "") throw new RelayError("bad_request", "set body or body_text, not both");
+      const body = req.bodyText !== "" ? utf8Body(req.bodyText) : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
       const channel = new Channel<RelayResponse>();
+      const text = req.textChunks ? new TextChunks() : undefined;
       const sink: RelaySink = {
         head: (status, hs) => {
           const list = Object.entries(hs).flatMap(([name, v]) => (Array.isArray(v) ? v : [v]).map((value) => ({ name, value })));
           void channel.push(create(RelayResponseSchema, { part: { case: "head", value: { status, headers: list } } }));
         },
-        write: (data) => channel.push(create(RelayResponseSchema, { part: { case: "chunk", value: { data } } })),
+        write: (data) => {
+          if (!text) return channel.push(create(RelayResponseSchema, { part: { case: "chunk", value: { data } } }));
+          // Throws on bytes that are not UTF-8: the engine then stops reading the answer and
+          // ends the call as TRUNCATED, so nothing after the bad bytes is sent.
+          const piece = text.push(data);
+          // Only part of a character so far: nothing to send until the next chunk completes it.
+          if (piece === "") return;
+          return channel.push(create(RelayResponseSchema, { part: { case: "chunk", value: { text: piece } } }));
+        },
         end: (end: RelayEnd) => {
+          try {
+            text?.end(end.outcome === Outcome.TRUNCATED);
+          } catch {
+            // text.failed is now set: reported below.
+          }
           void channel.push(
             create(RelayResponseSchema, {
               part: {
@@ -51,7 +81,7 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
                   outcome: end.outcome,
                   usage: usageToProto(end.usage),
                   callsLeft: end.callsLeft === null ? undefined : BigInt(end.callsLeft),
-                  error: end.error ?? "",
+                  error: text?.failed ? NOT_UTF8 : (end.error ?? ""),
                 },
               },
             }),
@@ -68,16 +98,18 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
             path: req.path,
             query: req.query ? new URLSearchParams(req.query) : undefined,
             headers,
-            body: Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength),
-            token: bearerOf(ctx.requestHeader),
+            body,
+            token: relayTokenFrom(ctx.requestHeader),
             dpop: { proof: ctx.requestHeader.get("dpop") ?? undefined, method: "POST", path: `/${RelayService.typeName}/Relay` },
             origin: ctx.requestHeader.get("origin") ?? undefined,
             signal: ctx.signal,
+            requestId,
           },
           sink,
         )
         .then(
-          () => channel.close(),
+          // After `end`, an answer that could not be text fails the RPC with INVALID_ARGUMENT.
+          () => (text?.failed ? channel.fail(new RelayError("bad_request", NOT_UTF8)) : channel.close()),
           (e: unknown) => channel.fail(e),
         );
       yield* channel;

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relayapi/v1/relay_service.proto.
  */
 export const file_relayapi_v1_relay_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWxheWFwaS92MS9yZWxheV9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSKBAQoMUmVsYXlSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEg0KBXF1ZXJ5GAQgASgJEiQKB2hlYWRlcnMYBSADKAsyEy5yZWxheWFwaS52MS5IZWFkZXISDAoEYm9keRgGIAEoDCKAAQoNUmVsYXlSZXNwb25zZRIhCgRoZWFkGAEgASgLMhEucmVsYXlhcGkudjEuSGVhZEgAEiMKBWNodW5rGAIgASgLMhIucmVsYXlhcGkudjEuQ2h1bmtIABIfCgNlbmQYAyABKAsyEC5yZWxheWFwaS52MS5FbmRIAEIGCgRwYXJ0IjwKBEhlYWQSDgoGc3RhdHVzGAEgASgFEiQKB2hlYWRlcnMYAiADKAsyEy5yZWxheWFwaS52MS5IZWFkZXIiFQoFQ2h1bmsSDAoEZGF0YRgBIAEoDCKGAQoDRW5kEiUKB291dGNvbWUYASABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAIgASgLMhIucmVsYXlhcGkudjEuVXNhZ2USFwoKY2FsbHNfbGVmdBgDIAEoA0gAiAEBEg0KBWVycm9yGAQgASgJQg0KC19jYWxsc19sZWZ0MlAKDFJlbGF5U2VydmljZRJACgVSZWxheRIZLnJlbGF5YXBpLnYxLlJlbGF5UmVxdWVzdBoaLnJlbGF5YXBpLnYxLlJlbGF5UmVzcG9uc2UwAWIGcHJvdG8z", [file_relayapi_v1_common]);
+  fileDesc("Ch9yZWxheWFwaS92MS9yZWxheV9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSKpAQoMUmVsYXlSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEg0KBXF1ZXJ5GAQgASgJEiQKB2hlYWRlcnMYBSADKAsyEy5yZWxheWFwaS52MS5IZWFkZXISDAoEYm9keRgGIAEoDBIRCglib2R5X3RleHQYByABKAkSEwoLdGV4dF9jaHVua3MYCCABKAgigAEKDVJlbGF5UmVzcG9uc2USIQoEaGVhZBgBIAEoCzIRLnJlbGF5YXBpLnYxLkhlYWRIABIjCgVjaHVuaxgCIAEoCzISLnJlbGF5YXBpLnYxLkNodW5rSAASHwoDZW5kGAMgASgLMhAucmVsYXlhcGkudjEuRW5kSABCBgoEcGFydCI8CgRIZWFkEg4KBnN0YXR1cxgBIAEoBRIkCgdoZWFkZXJzGAIgAygLMhMucmVsYXlhcGkudjEuSGVhZGVyIiMKBUNodW5rEgwKBGRhdGEYASABKAwSDAoEdGV4dBgCIAEoCSKGAQoDRW5kEiUKB291dGNvbWUYASABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAIgASgLMhIucmVsYXlhcGkudjEuVXNhZ2USFwoKY2FsbHNfbGVmdBgDIAEoA0gAiAEBEg0KBWVycm9yGAQgASgJQg0KC19jYWxsc19sZWZ0MlAKDFJlbGF5U2VydmljZRJACgVSZWxheRIZLnJlbGF5YXBpLnYxLlJlbGF5UmVxdWVzdBoaLnJlbGF5YXBpLnYxLlJlbGF5UmVzcG9uc2UwAWIGcHJvdG8z", [file_relayapi_v1_common]);
 
 /**
  * RelayRequest is an HTTP request to the token's provider.
@@ -56,11 +56,38 @@ export type RelayRequest = Message<"relayapi.v1.RelayRequest"> & {
   headers: Header[];
 
   /**
-   * body bytes, sent as they are.
+   * body bytes, sent as they are. Use it for binary bodies (audio, images, multipart) and
+   * from code that already holds bytes. In JSON (`buf curl -d`) bytes are base64.
+   *
+   * Set `body` or `body_text`, not both (INVALID_ARGUMENT before the call is counted). They are
+   * two fields rather than a `oneof` on purpose: moving `body` into a oneof is a breaking
+   * change by buf's FILE and WIRE rules (it changes the field's presence and the generated
+   * code of every existing client), and this one rule keeps old clients as they are.
    *
    * @generated from field: bytes body = 6;
    */
   body: Uint8Array;
+
+  /**
+   * body_text is the body as UTF-8 text, sent as its UTF-8 bytes. Use it for JSON bodies typed
+   * by hand (`buf curl -d '{"body_text": "{\"model\": ...}"}'`) or built as strings in a
+   * browser: no base64.
+   *
+   * @generated from field: string body_text = 7;
+   */
+  bodyText: string;
+
+  /**
+   * text_chunks asks for the answer's chunks as UTF-8 text (`Chunk.text`) instead of bytes
+   * (`Chunk.data`): readable in `buf curl` and in Connect-web without decoding. A multi-byte
+   * character split between two upstream reads is held back and sent whole with the next chunk.
+   * An answer that is not valid UTF-8 is never sent garbled: the stream sends `end`, then fails
+   * with INVALID_ARGUMENT. Leave it unset for binary answers (audio, images) and to get the
+   * provider's bytes exactly as they came.
+   *
+   * @generated from field: bool text_chunks = 8;
+   */
+  textChunks: boolean;
 };
 
 /**
@@ -144,17 +171,27 @@ export const HeadSchema: GenMessage<Head> = /*@__PURE__*/
   messageDesc(file_relayapi_v1_relay_service, 2);
 
 /**
- * Chunk is a piece of the response body.
+ * Chunk is a piece of the response body: `data` by default, `text` when the request set
+ * `text_chunks`. Exactly one of them carries the piece (two fields, not a oneof, so existing
+ * clients that read `data` keep their generated code).
  *
  * @generated from message relayapi.v1.Chunk
  */
 export type Chunk = Message<"relayapi.v1.Chunk"> & {
   /**
-   * data bytes.
+   * data bytes, as the provider sent them; empty when the request set `text_chunks`.
    *
    * @generated from field: bytes data = 1;
    */
   data: Uint8Array;
+
+  /**
+   * text is the piece as UTF-8 text, set only when the request set `text_chunks`. It always
+   * holds whole characters; the concatenated texts are the provider's bytes decoded as UTF-8.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
 };
 
 /**
@@ -192,7 +229,9 @@ export type End = Message<"relayapi.v1.End"> & {
   callsLeft?: bigint | undefined;
 
   /**
-   * error is a fixed, secret-free message when the outcome is not COMPLETE.
+   * error is a fixed, secret-free message when the outcome is not COMPLETE, or when the answer
+   * could not be sent as `text_chunks` (not valid UTF-8; the stream then fails with
+   * INVALID_ARGUMENT after this message).
    *
    * @generated from field: string error = 4;
    */
