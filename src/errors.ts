@@ -1,10 +1,13 @@
 /**
- * One error type for every failure the relay reports on purpose. It is rendered centrally:
- * as a ConnectError for RPCs (src/services/errors.ts) and as the provider-shaped JSON body on
- * the HTTP layer (src/http/render-error.ts). Messages are fixed strings: they never echo
- * token contents, keys or decrypted data.
+ * One error type for every failure the relay reports on purpose, and its one mapping: each code's
+ * HTTP status and Connect code (ERROR_CODES), the `Retry-After` it asks for, whether a retry can
+ * cure it, and how any thrown value becomes one (toRelayError). The two renderings only format
+ * what is decided here: the provider-shaped JSON body on the HTTP layer (src/http/render-error.ts)
+ * and the ConnectError on the RPC routes (src/services/errors.ts). Messages are fixed strings:
+ * they never echo token contents, keys or decrypted data.
  */
-import { isTransientDatabaseError } from "./db/db-errors.js";
+import { Code } from "@connectrpc/connect";
+import { driverError, isTransientDatabaseError } from "./db/db-errors.js";
 
 export type RelayErrorCode =
   | "bad_request"
@@ -24,24 +27,24 @@ export type RelayErrorCode =
   | "unavailable"
   | "internal";
 
-/** HTTP status of each code (DESIGN section 5). */
-export const HTTP_STATUS: Record<RelayErrorCode, number> = {
-  bad_request: 400,
-  unauthenticated: 401,
-  permission_denied: 403,
-  not_found: 404,
-  method_not_allowed: 405,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  rate_limited: 429,
-  calls_exhausted: 429,
-  budget_exhausted: 429,
-  already_exists: 409,
-  failed_precondition: 412,
-  upstream_unreachable: 502,
-  upstream_timeout: 504,
-  unavailable: 503,
-  internal: 500,
+/** HTTP status (DESIGN section 5) and Connect code of each code. */
+export const ERROR_CODES: Readonly<Record<RelayErrorCode, { status: number; rpc: Code }>> = {
+  bad_request: { status: 400, rpc: Code.InvalidArgument },
+  unauthenticated: { status: 401, rpc: Code.Unauthenticated },
+  permission_denied: { status: 403, rpc: Code.PermissionDenied },
+  not_found: { status: 404, rpc: Code.NotFound },
+  method_not_allowed: { status: 405, rpc: Code.InvalidArgument },
+  payload_too_large: { status: 413, rpc: Code.InvalidArgument },
+  unsupported_media_type: { status: 415, rpc: Code.InvalidArgument },
+  rate_limited: { status: 429, rpc: Code.ResourceExhausted },
+  calls_exhausted: { status: 429, rpc: Code.ResourceExhausted },
+  budget_exhausted: { status: 429, rpc: Code.ResourceExhausted },
+  already_exists: { status: 409, rpc: Code.AlreadyExists },
+  failed_precondition: { status: 412, rpc: Code.FailedPrecondition },
+  upstream_unreachable: { status: 502, rpc: Code.Unavailable },
+  upstream_timeout: { status: 504, rpc: Code.DeadlineExceeded },
+  unavailable: { status: 503, rpc: Code.Unavailable },
+  internal: { status: 500, rpc: Code.Internal },
 };
 
 export class RelayError extends Error {
@@ -60,7 +63,12 @@ export class RelayError extends Error {
   }
 
   get status(): number {
-    return HTTP_STATUS[this.code];
+    return ERROR_CODES[this.code].status;
+  }
+
+  /** The Connect code RPCs answer it with. */
+  get rpcCode(): Code {
+    return ERROR_CODES[this.code].rpc;
   }
 }
 
@@ -72,12 +80,37 @@ export function invalidToken(): RelayError {
 }
 
 /**
+ * Seconds a 503 asks for when its error names none: a database outage or no upstream key free
+ * are not over in a second, and a client that waits this long costs nothing when they are.
+ */
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
+
+/** `Retry-After` seconds for `err`, on both renderings (issue 19.6): its own, else the default for a 503. */
+export function retryAfterOf(err: RelayError): number | undefined {
+  return err.retryAfter ?? (err.status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined);
+}
+
+/** Codes whose answer will not change on retry, whatever the client waits. */
+const FINAL_CODES: ReadonlySet<RelayErrorCode> = new Set(["calls_exhausted", "budget_exhausted", "unauthenticated"]);
+
+/**
+ * Whether `err`'s answer tells SDKs not to retry (`x-should-retry: false`, issue 21.8a). A 401
+ * carrying a challenge (`WWW-Authenticate`: DPoP, with a fresh nonce) invites a retry with a new proof.
+ */
+export function isFinal(err: RelayError): boolean {
+  return FINAL_CODES.has(err.code) && err.headers?.["www-authenticate"] === undefined;
+}
+
+/**
  * Any thrown value as a RelayError; unknown errors become a fixed internal error. A database
  * outage (unreachable, stalled, pool exhausted, statement timeout: src/db/db-errors.ts) is the
  * service's, not the caller's: 503 `unavailable`, which both renderings give a Retry-After.
+ * A database data exception (SQLSTATE class 22: a NUL in text, a number out of a column's range)
+ * came from the request, not from a fault: 400 / InvalidArgument on both entry points.
  */
 export function toRelayError(e: unknown): RelayError {
   if (e instanceof RelayError) return e;
   if (isTransientDatabaseError(e)) return new RelayError("unavailable", "database unavailable", { cause: e });
+  if (/^22[0-9A-Z]{3}$/.test(driverError(e).code ?? "")) return new RelayError("bad_request", "invalid argument", { cause: e });
   return new RelayError("internal", "internal error", { cause: e });
 }

@@ -2,8 +2,6 @@
  * build(): the whole relay as one object, not yet listening. `main.ts` listens; tests call
  * build() and listen on port 0, so they boot the real server in-process.
  */
-import { createContextValues } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -11,43 +9,39 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AuditLog } from "./audit/audit-log.js";
 import type { Config } from "./config.js";
-import { routes, SERVICES } from "./connect.js";
 import { databaseOptions, openDatabase, type Database } from "./db/client.js";
 import { appliedMigrationCount, expectedMigrations, migrateDatabase, requireMigrations } from "./db/migrate.js";
-import { createApiHandler, API_PREFIX } from "./http/api-route.js";
+import { createApiHandler } from "./http/api-route.js";
 import { Cors } from "./http/cors.js";
-import { createConsoleHandler, isConsolePath } from "./http/console-route.js";
-import { checkReadiness, healthz, readyz, type ReadinessDeps } from "./http/health.js";
-import { AnswerCounter, kAnswer, answerOf } from "./observe/answer-counter.js";
+import { createConsoleHandler } from "./http/console-route.js";
+import { checkReadiness, type ReadinessDeps } from "./http/health.js";
+import { createLeakHandler } from "./http/leaked-tokens.js";
+import { createRouter } from "./http/router.js";
+import { AnswerCounter } from "./observe/answer-counter.js";
 import { buildInfo } from "./observe/build-info.js";
 import { callObserver, serverErrorObserver } from "./observe/call-observer.js";
 import { DatabaseHealth } from "./observe/database-health.js";
 import { Metrics } from "./observe/metrics.js";
-import { sendJson, type AnyResponse } from "./http/render-error.js";
 import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
 import { checkMasterKey } from "./keys/master-key-check.js";
 import { createLogger, type Logger } from "./log.js";
-import { createOnePortServer, type Handler } from "./one-port.js";
+import { createOnePortServer } from "./one-port.js";
+import { RealtimeRelay } from "./realtime/realtime-relay.js";
 import { ProviderRegistry } from "./providers/registry.js";
 import { RelayEngine, type CallRecord } from "./relay/engine.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
-import { adminAuthInterceptor, adminOnlyPaths } from "./services/auth.js";
-import { errorInterceptor } from "./services/errors.js";
-import { createHmac } from "node:crypto";
 import { PoolRegistry } from "./keys/pool-registry.js";
-import { DpopGate } from "./relay/dpop-gate.js";
-import { createLeakHandler, LEAKED_TOKENS_PATH } from "./http/leaked-tokens.js";
-import { HmacNonceIssuer, MemoryReplayCache } from "./tokens/dpop.js";
+import { createDpopGate } from "./relay/dpop-gate.js";
 import { clientIp, parseIp, trustMatcher, untrustedForwardWarning } from "./limits/client-ip.js";
 import { ipKey, Limits } from "./limits/limits.js";
-import { ipLimitInterceptor, kClientIp, kIpChecked } from "./services/client-ip.js";
-import { createRpcGate } from "./services/rpc-gate.js";
+import { createRpcHandler } from "./services/rpc-handler.js";
 import { BodyBudget } from "./http/body-budget.js";
 import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
 import { UsageWriter } from "./usage/usage-writer.js";
+import { startUsageMaintenance, type UsageMaintenance } from "./usage/usage-maintenance.js";
 import { replaySpilledUsage } from "./usage/usage-spill.js";
 
 export interface BuildOptions {
@@ -62,6 +56,8 @@ export interface RelayApp {
   providers: ProviderRegistry;
   tokens: TokenStore;
   usage: UsageWriter;
+  /** Retention passes and storage samples (issue 23). */
+  usageMaintenance: UsageMaintenance;
   audit: AuditLog;
   adminKey: string;
   metrics: Metrics;
@@ -90,10 +86,6 @@ export interface ShutdownOptions {
 export const SHUTDOWN_MARGIN_MS = 2_000;
 /** Of that margin, what is kept for writing the spill file and closing the database. */
 const SPILL_RESERVE_MS = 250;
-
-/** Headers a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After. */
-// DPoP-Nonce and WWW-Authenticate: a browser must read them to follow a nonce on RelayService.
-const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after, dpop-nonce, www-authenticate";
 
 /**
  * How often custom providers and issuer keys are re-read, so other instances' changes arrive
@@ -133,6 +125,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   // Usage the last shutdown could not write (src/usage/usage-spill.ts), before any new call.
   await replaySpilledUsage(config.dataDir, db, log);
   const usage = new UsageWriter(db, { log });
+  const maintenance = startUsageMaintenance(database, config, log, { background: config.usageMaintenance });
   const audit = new AuditLog(db);
   /** Aborted when the listener closes: long-lived streams (WatchUsage) end so connections can drain. */
   const stopping = new AbortController();
@@ -179,7 +172,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     ...(config.redisUrl ? { redis: { url: config.redisUrl, prefix: "relayapi:", perIp: config.redisPerIp } } : {}),
   });
   // Metrics, answer counting, the database state and the per-call fan-out: src/observe/.
-  const metrics = new Metrics({ limits, pools, usage, tokens, ready: async () => (await checkReadiness(readiness)).ready }, buildInfo(config.buildCommit));
+  const metrics = new Metrics({ limits, pools, usage, tokens, storage: maintenance.storage, ready: async () => (await checkReadiness(readiness)).ready }, buildInfo(config.buildCommit));
   const databaseHealth = new DatabaseHealth({ log, ping: database.ping, registry: metrics.registry });
   const serverErrors = serverErrorObserver(log, databaseHealth);
   const answers = new AnswerCounter(metrics.registry, serverErrors);
@@ -199,77 +192,31 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     warnForwarded(req.socket?.remoteAddress, forwardedFor);
     return clientIp(req.socket?.remoteAddress, forwardedFor, config.trustProxy);
   };
-  // ioredis is loaded only when Redis is configured (as in Limits).
-  const replay = config.redisUrl ? new (await import("./tokens/dpop-replay-redis.js")).RedisReplayCache(config.redisUrl) : new MemoryReplayCache();
-  const dpop = new DpopGate(
-    () => config.publicOrigin ?? app.url,
-    replay,
-    config.dpopNonces ? new HmacNonceIssuer(createHmac("sha256", box.derivationKey).update("relayapi dpop nonces").digest(), config.dpopNonceSeconds) : undefined,
-  );
-  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, upstreamAttempts: config.upstreamAttempts, maxBodyBytes: config.maxBodyBytes, onCall });
+  const dpop = await createDpopGate({
+    publicOrigin: () => config.publicOrigin ?? app.url,
+    redisUrl: config.redisUrl,
+    derivationKey: box.derivationKey,
+    nonceSeconds: config.dpopNonces ? config.dpopNonceSeconds : undefined,
+  });
+  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, upstreamAttempts: config.upstreamAttempts, maxBodyBytes: config.maxBodyBytes, maxUploadBytes: config.maxUploadBytes, publicOrigin: () => config.publicOrigin ?? app.url, onCall });
+  // WebSocket sessions (issue 25): the one port's upgrade requests.
+  const realtime = new RealtimeRelay({ providers, tokens, pools, limits, dpop, ipOf, onCall, log, config });
 
   const cors = new Cors(config.corsOrigins);
-  const leaks = createLeakHandler({ db, tokens, limits, audit, ipOf });
+  const leaks = createLeakHandler({ tokens, limits, audit, ipOf });
   // One budget for the request bodies held in memory, on the HTTP layer and the RPC routes.
   const budget = new BodyBudget(config.bodyMemoryBytes);
   const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, budget, log });
   // Per-IP limit, admin key and body budget before connect-node reads a byte of the body.
-  const rpcGate = createRpcGate({ limits, ipOf, adminKey: adminKey.value, adminOnly: adminOnlyPaths(SERVICES), budget, maxBodyBytes: config.maxBodyBytes });
-  const rpc = connectNodeAdapter({
-    routes: routes({
-      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit, metrics,
+  const rpc = createRpcHandler({
+    services: {
+      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit, metrics, maintenance,
       acceptByokTokens: config.acceptByokTokens,
       shutdown: stopping.signal,
-    }),
-    interceptors: [errorInterceptor(log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey.value)],
-    contextValues: (req) => {
-      const checked = rpcGate.checkedIp(req);
-      return createContextValues().set(kClientIp, checked ?? ipOf(req)).set(kIpChecked, checked !== undefined).set(kAnswer, answerOf(req));
     },
-    readMaxBytes: config.maxBodyBytes,
-    fallback: (_req, res) => sendJson(res as AnyResponse, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } }),
+    limits, ipOf, adminKey: adminKey.value, budget, maxBodyBytes: config.maxBodyBytes, log,
   });
-
-  const serveConsole = createConsoleHandler();
-  const handler: Handler = (req, res) => {
-    const url = req.url ?? "/";
-    const q = url.indexOf("?");
-    const pathname = q === -1 ? url : url.slice(0, q);
-    if (pathname.startsWith(API_PREFIX)) {
-      answers.track("http", req, res);
-      void api(req, res, pathname, q === -1 ? "" : url.slice(q));
-    } else if (pathname === LEAKED_TOKENS_PATH) {
-      answers.track("http", req, res);
-      void leaks(req, res);
-    } else if (pathname === "/healthz") {
-      healthz(res);
-    } else if (pathname === "/readyz") {
-      void readyz(res, readiness);
-    } else if (pathname === "/metrics") {
-      void serveMetrics(res, metrics, log);
-    } else if (isConsolePath(pathname)) {
-      void serveConsole(req, res, pathname);
-    } else if (pathname === "/" && (req.method === "GET" || req.method === "HEAD")) {
-      // A browser opening the relay's root lands on the console rather than a JSON 404.
-      res.writeHead(302, { location: "/console", "content-length": 0, "cache-control": "no-store" });
-      res.end();
-    } else {
-      // Connect-web and gRPC-web pages on another origin need CORS on the RPC paths too.
-      const origin = req.headers.origin;
-      if (typeof origin === "string") {
-        if (req.method === "OPTIONS") {
-          const asked = req.headers["access-control-request-headers"];
-          cors.preflight(origin, typeof asked === "string" ? asked : undefined, res);
-          return;
-        }
-        const headers = cors.headersFor(origin);
-        for (const name in headers) res.setHeader(name, headers[name]!);
-        if (headers["access-control-expose-headers"]) res.setHeader("access-control-expose-headers", RPC_EXPOSE);
-      }
-      answers.track("rpc", req, res);
-      void rpcGate.admit(req, res, pathname).then((admitted) => admitted && rpc(req, res));
-    }
-  };
+  const handler = createRouter({ api, leaks, console: createConsoleHandler(), readiness, metrics, cors, rpc, answers, log });
   // Connections are counted per socket address (IPv6 per /64, as the per-IP limits); a trusted
   // proxy carries many clients on its few addresses, so it is not capped here.
   const trustedProxy = trustMatcher(config.trustProxy);
@@ -279,6 +226,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     connectionsCheckingIntervalMs: 500,
     h2MaxStreams: config.h2MaxStreams,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    upgrade: realtime.upgrade,
     connectionKey: (address) => {
       const ip = config.trustProxy.length > 0 ? parseIp(address) : null;
       return ip !== null && trustedProxy(ip) ? undefined : ipKey(address);
@@ -291,6 +239,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     providers,
     tokens,
     usage,
+    usageMaintenance: maintenance,
     audit,
     metrics,
     adminKey: adminKey.value,
@@ -309,7 +258,9 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       // The listener still accepts, so a balancer sees the 503 before connections are refused.
       await sleep(Math.min(drainDelayMs, config.shutdownGraceMs), undefined, { signal: hurry }).catch(() => {});
       stopping.abort();
+      realtime.goingAway();
       const onDeadline = (): void => {
+        realtime.terminate();
         const cut = engine.cutStreams();
         if (cut > 0) log.warn("streams cut at the shutdown deadline", { streams: cut });
       };
@@ -322,6 +273,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       databaseHealth.close();
       serverErrors.close();
       providers.stop();
+      realtime.close();
       keyring.stop();
       pools.stop();
       // Each step bounded, none stopping the others: a stalled or failing database, Redis or
@@ -331,7 +283,8 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
         usage.close({ deadline: hardEnd - SPILL_RESERVE_MS, spillDir: config.dataDir }),
         settledBy(hardEnd, upstream.close()).then(() => settledBy(hardEnd, tokens.close())),
         settledBy(hardEnd, limits.close()),
-        settledBy(hardEnd, "close" in replay ? replay.close() : Promise.resolve()),
+        settledBy(hardEnd, dpop.close()),
+        settledBy(hardEnd, maintenance.stop()),
       ]);
       if (steps[1].status === "fulfilled" && !steps[1].value) log.warn("leased calls not given back by the deadline: they stay counted");
       await settledBy(hardEnd, database.close());
@@ -350,16 +303,5 @@ async function settledBy(at: number, p: Promise<unknown>): Promise<boolean> {
     return await Promise.race([p.then(() => true), late]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function serveMetrics(res: AnyResponse, metrics: Metrics, log: Logger): Promise<void> {
-  try {
-    const body = await metrics.render();
-    res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
-    res.end(body);
-  } catch (e) {
-    log.error("metrics failed", { err: e });
-    sendJson(res, 500, { error: { message: "metrics failed", type: "server_error", code: "internal" } });
   }
 }

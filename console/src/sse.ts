@@ -5,7 +5,10 @@
  * `candidates[0].content.parts[].text`. No DOM: the tests run it in Node too.
  */
 
-export type Shape = "openai" | "anthropic" | "gemini";
+import type { ShapeName } from "../../src/providers/shape-name.js";
+
+/** The relay's own union of API shape names (declared once, in a file with no imports). */
+export type Shape = ShapeName;
 
 export interface SseEvent {
   event: string;

@@ -1,13 +1,15 @@
 /**
  * The Issue token form: provider, credential (an upstream key, sent once and stored encrypted,
- * or a key pool), subject, expiry and every limit of TokenLimits. The upstream key field is
+ * or a key pool), subject, expiry and every limit of the relay's limits table
+ * (src/tokens/token-limits.ts), one field each in the table's order. The upstream key field is
  * cleared as soon as the relay took it.
  */
 import type { IssueTokenResponse } from "../../gen/relayapi/v1/token_service_pb.js";
 import type { Provider } from "../../gen/relayapi/v1/admin_service_pb.js";
+import { LIMIT_NAMES, limitsToProto, noLimits, TOKEN_LIMITS, type LimitName, type TokenLimitValues } from "../../src/tokens/token-limits.js";
 import { errorMessage } from "./api.js";
 import { h, listOf, uid } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, type Key } from "./i18n.js";
 import type { PageContext } from "./page.js";
 import { checkbox, errorBox, field, select, submit } from "./ui.js";
 
@@ -18,11 +20,60 @@ function num(name: string, min = 1): HTMLInputElement {
 }
 
 /** An optional positive integer from a number input; NaN marks a bad value. */
-function optionalInt(input: HTMLInputElement): number | undefined {
+function optionalInt(input: HTMLInputElement): number | null {
   const v = input.value.trim();
-  if (v === "") return undefined;
+  if (v === "") return null;
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= 1 ? n : NaN;
+}
+
+/** Each limit's label, and its hint or placeholder: a new limit in the table needs its words here. */
+const LIMIT_TEXT: Record<LimitName, { label: Key; hint?: Key; placeholder?: string }> = {
+  maxCalls: { label: "issue.maxCalls", hint: "issue.emptyUnlimited" },
+  models: { label: "issue.models", hint: "issue.listHint", placeholder: "gpt-4o-mini, gpt-4o" },
+  paths: { label: "issue.paths", hint: "issue.listHint", placeholder: "/v1/chat" },
+  origins: { label: "issue.origins", hint: "issue.listHint", placeholder: "https://app.example" },
+  maxBodyBytes: { label: "issue.maxBody", hint: "issue.emptyUnlimited" },
+  rpm: { label: "issue.rpm", hint: "issue.emptyUnlimited" },
+  maxOutputTokens: { label: "issue.maxOutput", hint: "issue.emptyUnlimited" },
+  maxN: { label: "issue.maxN", hint: "issue.emptyUnlimited" },
+  budgetTokens: { label: "issue.budget", hint: "issue.emptyUnlimited" },
+  bindJkt: { label: "issue.bindJkt", hint: "issue.bindJktHint" },
+  toolsAllowed: { label: "issue.tools" },
+};
+
+/** One input per limit, named after its proto field (`max_output_tokens` -> `max-output-tokens`). */
+function limitInputs(): Record<LimitName, HTMLInputElement> {
+  const out = {} as Record<LimitName, HTMLInputElement>;
+  for (const name of LIMIT_NAMES) {
+    const spec = TOKEN_LIMITS[name];
+    const inputName = spec.snake.replaceAll("_", "-");
+    const { placeholder } = LIMIT_TEXT[name];
+    out[name] =
+      spec.kind === "int"
+        ? num(inputName)
+        : spec.kind === "flag"
+          ? h("input", { name: inputName })
+          : h("input", { name: inputName, type: "text", autocomplete: "off", ...(spec.kind === "jkt" ? { spellcheck: "false" } : {}), ...(placeholder ? { placeholder } : {}) });
+  }
+  return out;
+}
+
+/** The form's limits, or undefined when a number is not a positive integer. */
+function readLimits(inputs: Record<LimitName, HTMLInputElement>): TokenLimitValues | undefined {
+  const v: Record<string, unknown> = noLimits();
+  for (const name of LIMIT_NAMES) {
+    const spec = TOKEN_LIMITS[name];
+    const input = inputs[name];
+    if (spec.kind === "int") {
+      const n = optionalInt(input);
+      if (Number.isNaN(n)) return undefined;
+      v[name] = n;
+    } else if (spec.kind === "list") v[name] = listOf(input.value);
+    else if (spec.kind === "flag") v[name] = input.checked;
+    else v[name] = input.value.trim() || null;
+  }
+  return v as TokenLimitValues;
 }
 
 export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (res: IssueTokenResponse) => void): HTMLFormElement {
@@ -34,17 +85,7 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
   const subject = h("input", { name: "subject", type: "text", maxlength: 256, autocomplete: "off" });
   const expiresValue = h("input", { name: "expires-in", type: "number", min: 1, step: 1, value: 1, required: true });
   const expiresUnit = select("expires-unit", [["m", t("unit.minutes")], ["h", t("unit.hours")], ["d", t("unit.days")]], "h");
-  const maxCalls = num("max-calls");
-  const models = h("input", { name: "models", type: "text", placeholder: "gpt-4o-mini, gpt-4o", autocomplete: "off" });
-  const paths = h("input", { name: "paths", type: "text", placeholder: "/v1/chat", autocomplete: "off" });
-  const origins = h("input", { name: "origins", type: "text", placeholder: "https://app.example", autocomplete: "off" });
-  const rpm = num("rpm");
-  const maxOutput = num("max-output-tokens");
-  const maxN = num("max-n");
-  const maxBody = num("max-body-bytes");
-  const budget = num("budget-tokens");
-  const bindJkt = h("input", { name: "bind-jkt", type: "text", autocomplete: "off", spellcheck: "false" });
-  const tools = h("input", { name: "tools-allowed" });
+  const limits = limitInputs();
   const problem = h("div", { "aria-live": "assertive" });
 
   const keyField = field(t("issue.upstreamKey"), upstreamKey, t("issue.upstreamKeyHint"));
@@ -82,26 +123,19 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
     poolField,
     field(t("common.subject"), subject, t("issue.subjectHint")),
     h("div", { class: "field inline" }, field(t("issue.expiresIn"), expiresValue), field(t("issue.unit"), expiresUnit)),
-    field(t("issue.maxCalls"), maxCalls, t("issue.emptyUnlimited")),
-    field(t("issue.models"), models, t("issue.listHint")),
-    field(t("issue.paths"), paths, t("issue.listHint")),
-    field(t("issue.origins"), origins, t("issue.listHint")),
-    field(t("issue.maxBody"), maxBody, t("issue.emptyUnlimited")),
-    field(t("issue.rpm"), rpm, t("issue.emptyUnlimited")),
-    field(t("issue.maxOutput"), maxOutput, t("issue.emptyUnlimited")),
-    field(t("issue.maxN"), maxN, t("issue.emptyUnlimited")),
-    field(t("issue.budget"), budget, t("issue.emptyUnlimited")),
-    field(t("issue.bindJkt"), bindJkt, t("issue.bindJktHint")),
-    checkbox(t("issue.tools"), tools),
+    ...LIMIT_NAMES.map((name) => {
+      const { label, hint } = LIMIT_TEXT[name];
+      return TOKEN_LIMITS[name].kind === "flag" ? checkbox(t(label), limits[name]) : field(t(label), limits[name], hint && t(hint));
+    }),
     h("div", { class: "field full" }, problem, submit(t("issue.submit"))),
   );
 
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     problem.replaceChildren();
-    const ints = { maxCalls: optionalInt(maxCalls), rpm: optionalInt(rpm), maxOutput: optionalInt(maxOutput), maxN: optionalInt(maxN), maxBody: optionalInt(maxBody), budget: optionalInt(budget) };
+    const values = readLimits(limits);
     const seconds = Number(expiresValue.value) * (UNIT_SECONDS[expiresUnit.value] ?? 3600);
-    const bad = Object.values(ints).some((v) => Number.isNaN(v)) || !Number.isSafeInteger(seconds) || seconds < 1;
+    const bad = values === undefined || !Number.isSafeInteger(seconds) || seconds < 1;
     const credentialMissing = byKey.checked ? upstreamKey.value.trim() === "" : pool.value === "";
     if (bad || credentialMissing || provider.value === "") {
       problem.append(errorBox(credentialMissing ? t(byKey.checked ? "issue.needKey" : "issue.needPool") : t("issue.badNumber")));
@@ -109,7 +143,6 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
     }
     const button = form.querySelector<HTMLButtonElement>("button[type=submit]");
     if (button) button.disabled = true;
-    const big = (n: number | undefined): bigint | undefined => (n === undefined ? undefined : BigInt(n));
     ctx.api.tokens
       .issueToken(
         {
@@ -117,19 +150,7 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
           credential: byKey.checked ? { case: "upstreamKey", value: upstreamKey.value.trim() } : { case: "pool", value: pool.value },
           subject: subject.value.trim(),
           expiry: { case: "expiresIn", value: { seconds: BigInt(seconds) } },
-          limits: {
-            maxCalls: big(ints.maxCalls),
-            models: listOf(models.value),
-            paths: listOf(paths.value),
-            origins: listOf(origins.value),
-            maxBodyBytes: big(ints.maxBody),
-            rpm: ints.rpm,
-            maxOutputTokens: ints.maxOutput,
-            maxN: ints.maxN,
-            budgetTokens: big(ints.budget),
-            toolsAllowed: tools.checked,
-            bindJkt: bindJkt.value.trim(),
-          },
+          limits: limitsToProto(values),
         },
         { signal: ctx.signal },
       )

@@ -8,8 +8,8 @@
  * key disabling) should `void audit.record(...).catch(log)` instead of awaiting it.
  */
 import type { Db } from "../db/client.js";
+import { decodePageToken, integerField, pageOf, pageSizeOf } from "../db/page-cursor.js";
 import { insertAuditEvent, listAuditEvents } from "../db/queries/audit.js";
-import { RelayError } from "../errors.js";
 
 export interface AuditEntry {
   /** Who acted: "admin" (the admin key), "system" (the relay itself), or an issuer name. */
@@ -37,8 +37,6 @@ export interface AuditPage {
   nextPageToken: string;
 }
 
-export const DEFAULT_PAGE_SIZE = 50;
-export const MAX_PAGE_SIZE = 500;
 const MAX_FIELD = 500;
 
 export class AuditLog {
@@ -53,16 +51,12 @@ export class AuditLog {
     });
   }
 
-  /** One page, newest first. `pageSize` 0 means 50; at most 500. */
+  /** One page, newest first (src/db/page-cursor.ts: `pageSize` 0 means 50; at most 500). */
   async list(pageSize: number, pageToken = ""): Promise<AuditPage> {
-    const size = pageSize <= 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
-    const rows = await listAuditEvents(this.db, size + 1, pageToken ? decodePageToken(pageToken) : undefined);
-    const page = rows.slice(0, size);
-    const last = page[page.length - 1];
-    return {
-      events: page.map((r) => ({ ...r, id: String(r.id) })),
-      nextPageToken: rows.length > size && last ? Buffer.from(String(last.id)).toString("base64url") : "",
-    };
+    const size = pageSizeOf(pageSize);
+    const beforeId = pageToken ? integerField(decodePageToken(pageToken, 1)[0]!, 1) : undefined;
+    const page = pageOf(await listAuditEvents(this.db, size + 1, beforeId), size, (last) => [last.id]);
+    return { events: page.rows.map((r) => ({ ...r, id: String(r.id) })), nextPageToken: page.nextPageToken };
   }
 }
 
@@ -91,10 +85,4 @@ export function maskSecrets(text: string, freeText: boolean): string {
 
 function clip(s: string, max: number): string {
   return s.length > max ? s.slice(0, max) : s;
-}
-
-function decodePageToken(token: string): number {
-  const id = Number(Buffer.from(token, "base64url").toString("utf8"));
-  if (!Number.isSafeInteger(id) || id < 1) throw new RelayError("bad_request", "invalid page_token");
-  return id;
 }

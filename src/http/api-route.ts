@@ -2,12 +2,10 @@
  * The HTTP compatibility layer: `/api/<provider>/<rest>` -> `<provider base URL>/<rest>`, so
  * official SDKs work unchanged with `baseURL = http://relay/api/<provider>/...` (DESIGN 5).
  *
- * Every answer carries the request's id: the client's own `x-request-id` when it is sane, else a
- * new UUID, in `x-request-id`, or in `x-relay-request-id` when the provider's answer has an
- * `x-request-id` of its own (which passes through). The id is in the request's log lines and
- * the engine's CallRecord.
+ * Every answer carries the request's id (src/http/request-id.ts) in `x-request-id`, or in
+ * `x-relay-request-id` when the provider's answer has an `x-request-id` of its own (which
+ * passes through).
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { RelayError, toRelayError } from "../errors.js";
@@ -17,13 +15,15 @@ import { answerOf } from "../observe/answer-counter.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { openaiShape } from "../providers/shapes/openai.js";
 import type { RelayEngine } from "../relay/engine.js";
+import type { BodyReader } from "../relay/types.js";
 import type { BodyAccount, BodyBudget } from "./body-budget.js";
 import { ClientAbort } from "./client-abort.js";
 import type { Cors } from "./cors.js";
 import { HttpSink } from "./http-sink.js";
-import { discardUnread, readBody } from "./read-body.js";
+import { discardUnread, openUpload, readBody } from "./read-body.js";
 import { sendError, type AnyResponse } from "./render-error.js";
-import { tokenFromRequest } from "./token-carrier.js";
+import { requestIdOf } from "./request-id.js";
+import { relayTokenFrom } from "./token-carrier.js";
 
 export const API_PREFIX = "/api/";
 
@@ -98,9 +98,11 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
     });
     // The engine calls this only after the token (and DPoP proof) passed: no byte of the body
     // is read, or held, for a client that has no valid token (issue 17).
-    const body = (): Promise<Buffer> => {
+    const body: BodyReader = (opts) => {
       if (gone.aborted) return Promise.reject(new RelayError("bad_request", "request body incomplete"));
       account = budget.open(maxBodyBytes);
+      // An upload streams through, only its head held (issue 25); the engine applies its limits.
+      if (opts) return new Promise((resolve) => resolve(openUpload(req, opts.stream, account)));
       return readBody(req, maxBodyBytes, account);
     };
     try {
@@ -114,7 +116,7 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
           headers: req.headers,
           body,
           holdDecoded: (extra) => account?.take(extra),
-          token: tokenFromRequest(req.headers, query),
+          token: relayTokenFrom(req.headers, query),
           dpop: { proof: header(req.headers.dpop), method, path: pathname },
           origin,
           signal: gone,
@@ -134,13 +136,6 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
       discardUnread(req, maxBodyBytes);
     }
   };
-}
-
-/** Ids a client may choose: short, and safe in a header and a log line. */
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
-
-function requestIdOf(incoming: string | string[] | undefined): string {
-  return typeof incoming === "string" && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
 function header(v: string | string[] | undefined): string | undefined {

@@ -10,7 +10,8 @@ import type { Http2ServerRequest } from "node:http2";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { PACKAGE_ROOT } from "../package-root.js";
-import { sendJson, UNAVAILABLE_RETRY_AFTER_S, type AnyResponse } from "./render-error.js";
+import { RelayError } from "../errors.js";
+import { relayErrorShape, sendError, UNAVAILABLE_RETRY_AFTER_S, type AnyResponse } from "./render-error.js";
 
 export const CONSOLE_PREFIX = "/console";
 
@@ -63,8 +64,7 @@ export function createConsoleHandler(root: string = CONSOLE_DIST): ConsoleHandle
   return async function serveConsole(req, res, pathname) {
     try {
       if (req.method !== "GET" && req.method !== "HEAD") {
-        res.setHeader("allow", "GET, HEAD");
-        return sendJson(res, 405, { error: { message: "method not allowed", type: "invalid_request_error", code: "method_not_allowed" } });
+        return sendError(res, new RelayError("method_not_allowed", "method not allowed", { headers: { allow: "GET, HEAD" } }), relayErrorShape);
       }
       const rest = pathname.slice(CONSOLE_PREFIX.length).replace(/^\/+/, "");
       const last = rest.slice(rest.lastIndexOf("/") + 1);
@@ -118,7 +118,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 function notFound(res: AnyResponse): void {
-  sendJson(res, 404, { error: { message: "not found", type: "invalid_request_error", code: "not_found" } });
+  sendError(res, new RelayError("not_found", "not found"), relayErrorShape);
 }
 
 function notBuilt(req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void {

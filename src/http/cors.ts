@@ -1,16 +1,23 @@
 /**
- * CORS for the HTTP layer. Preflights are answered by the relay from the configured origins
- * (a preflight carries no token) and are never counted; a token's own origin pin is enforced
- * on the real request (src/relay/policy.ts).
+ * CORS for the HTTP layer and the Connect routes, from the configured origins. Preflights are
+ * answered by the relay (a preflight carries no token) and are never counted; a token's own
+ * origin pin is enforced on the real request (src/relay/policy.ts).
  *
  * Exposed to scripts: besides the rate and request-id headers, `DPoP-Nonce` and
  * `WWW-Authenticate`, without which a browser's DPoP client cannot read the server nonce of a
  * 401 `use_dpop_nonce` and retry with it (RFC 9449 8; issue 9).
  */
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import type { AnyResponse } from "./render-error.js";
 
 const EXPOSE =
   "retry-after, x-request-id, x-relay-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type, dpop-nonce, www-authenticate";
+/**
+ * What a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After, the
+ * request id, and DPoP-Nonce and WWW-Authenticate to follow a nonce on RelayService.
+ */
+const RPC_EXPOSE = "grpc-status, grpc-message, grpc-status-details-bin, retry-after, x-request-id, dpop-nonce, www-authenticate";
 
 export class Cors {
   readonly #any: boolean;
@@ -45,6 +52,24 @@ export class Cors {
       vary: "origin, access-control-request-headers",
     });
     res.end();
+  }
+
+  /**
+   * CORS on a Connect route, for Connect-web and gRPC-web pages on another origin: answers a
+   * preflight (true: the request is answered) or adds the headers to the RPC's answer.
+   */
+  rpc(req: IncomingMessage | Http2ServerRequest, res: AnyResponse): boolean {
+    const origin = req.headers.origin;
+    if (typeof origin !== "string") return false;
+    if (req.method === "OPTIONS") {
+      const asked = req.headers["access-control-request-headers"];
+      this.preflight(origin, typeof asked === "string" ? asked : undefined, res);
+      return true;
+    }
+    const headers = this.headersFor(origin);
+    for (const name in headers) res.setHeader(name, headers[name]!);
+    if (headers["access-control-expose-headers"]) res.setHeader("access-control-expose-headers", RPC_EXPOSE);
+    return false;
   }
 }
 

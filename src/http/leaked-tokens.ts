@@ -15,8 +15,6 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AuditLog } from "../audit/audit-log.js";
-import type { Db } from "../db/client.js";
-import { insertRevokedSealed, revokeToken } from "../db/queries/tokens.js";
 import { RelayError, toRelayError } from "../errors.js";
 import type { Limits } from "../limits/limits.js";
 import type { TokenStore } from "../tokens/token-store.js";
@@ -28,7 +26,6 @@ const MAX_TOKENS = 100;
 const MAX_BODY = 256 * 1024;
 
 export interface LeakDeps {
-  db: Db;
   tokens: TokenStore;
   limits: Limits;
   audit: AuditLog;
@@ -60,8 +57,8 @@ async function revoke(deps: LeakDeps, secret: string): Promise<boolean> {
     if (e instanceof RelayError && e.code === "unavailable") throw e;
     return false; // unknown, expired or already revoked: nothing to do
   }
-  const row = meta.sealed ? await insertRevokedSealed(deps.db, meta.id, new Date(meta.expiresAtMs)) : await revokeToken(deps.db, meta.id);
-  deps.tokens.forget(meta.id);
+  // The same revocation as RevokeToken's; a sealed token's row lives as long as the token.
+  const row = await deps.tokens.revoke(meta.id, meta.sealed ? new Date(meta.expiresAtMs) : undefined);
   await deps.audit.record({ actor: "leak-report", action: "token.revoked", target: meta.id, detail: "reported leaked" }).catch(() => {});
   return row !== undefined;
 }

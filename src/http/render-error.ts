@@ -10,36 +10,28 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
-import type { RelayError } from "../errors.js";
+import { isFinal, retryAfterOf, UNAVAILABLE_RETRY_AFTER_S, type RelayError } from "../errors.js";
 import { answerOf, noteFailure } from "../observe/answer-counter.js";
 import { openaiShape } from "../providers/shapes/openai.js";
 import type { ApiShape } from "../providers/types.js";
 
+// Decided with the error (src/errors.ts); re-exported for the HTTP layer's callers.
+export { isFinal, retryAfterOf, UNAVAILABLE_RETRY_AFTER_S };
+
 export type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/**
- * Seconds a 503 asks for when its error names none: a database outage or no upstream key free
- * are not over in a second, and a client that waits this long costs nothing when they are.
- */
-export const UNAVAILABLE_RETRY_AFTER_S = 5;
-
-/** `Retry-After` seconds for `err`: its own, else the default for a 503. */
-export function retryAfterOf(err: RelayError): number | undefined {
-  return err.retryAfter ?? (err.status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined);
-}
-
-/** Codes whose answer will not change on retry, whatever the client waits. */
-const FINAL_CODES: ReadonlySet<RelayError["code"]> = new Set(["calls_exhausted", "budget_exhausted", "unauthenticated"]);
+/** What renders an error body: a provider's API shape, or the relay's own (below). */
+export type ErrorBodyShape = Pick<ApiShape, "errorBody">;
 
 /**
- * Whether `err`'s answer tells SDKs not to retry (`x-should-retry: false`). A 401 carrying a
- * challenge (`WWW-Authenticate`: DPoP, with a fresh nonce) invites a retry with a new proof.
+ * The body of the relay's own routes' errors (the console, /metrics, an unknown path): the
+ * OpenAI error fields without the provider's `param`, as no provider's API was addressed.
  */
-export function isFinal(err: RelayError): boolean {
-  return FINAL_CODES.has(err.code) && err.headers?.["www-authenticate"] === undefined;
-}
+export const relayErrorShape: ErrorBodyShape = {
+  errorBody: (err) => JSON.stringify({ error: { message: err.message, type: err.status >= 500 ? "server_error" : "invalid_request_error", code: err.code } }),
+};
 
-export function sendError(res: AnyResponse, err: RelayError, shape: ApiShape = openaiShape, extraHeaders: Record<string, string> = {}): void {
+export function sendError(res: AnyResponse, err: RelayError, shape: ErrorBodyShape = openaiShape, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;

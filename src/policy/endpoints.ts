@@ -1,36 +1,33 @@
 /**
- * Which generation endpoint a path is, per API shape, as the upstream would route it (case,
+ * Which generation endpoint of its shape a path is, as the upstream would route it (case,
  * escapes and trailing slashes ignored): the request policy inserts output caps only there,
- * since other endpoints refuse unknown fields.
+ * since other endpoints refuse unknown fields. The endpoints are the shape's own data
+ * (ShapePolicy.endpoints).
  */
-import type { PolicyShape } from "./request-policy.js";
+import type { GenerationEndpoint, ShapePolicy } from "./shape-policy.js";
 
-export type Endpoint = "chat" | "completions" | "responses" | "messages" | "complete" | "generate" | "other";
+/** Per shape, path -> endpoint (null: none). A relay sees few distinct paths. */
+const memo = new WeakMap<ShapePolicy, Map<string, GenerationEndpoint | null>>();
 
-const endpoints = new Map<string, Endpoint>(); // memo: a relay sees few distinct paths
-
-/** Classifies a path as the upstream would route it: case, escapes and trailing slashes ignored. */
-export function endpointOf(shape: PolicyShape, path: string): Endpoint {
-  const memoKey = shape + " " + path;
-  let e = endpoints.get(memoKey);
+/** The generation endpoint a path is, or undefined for every other path. */
+export function endpointOf(shape: ShapePolicy, path: string): GenerationEndpoint | undefined {
+  let paths = memo.get(shape);
+  if (paths === undefined) memo.set(shape, (paths = new Map()));
+  let e = paths.get(path);
   if (e === undefined) {
-    if (endpoints.size >= 1024) endpoints.clear();
-    endpoints.set(memoKey, (e = classify(shape, path)));
+    if (paths.size >= 1024) paths.clear();
+    const p = normalise(path);
+    paths.set(path, (e = shape.endpoints.find((g) => g.path.test(p)) ?? null));
   }
-  return e;
+  return e ?? undefined;
 }
 
-function classify(shape: PolicyShape, path: string): Endpoint {
+function normalise(path: string): string {
   let p = path.replace(/[?#].*$/s, "");
   try {
     p = decodeURIComponent(p);
   } catch {
     // keep the raw path: it matches nothing below unless it already did
   }
-  p = p.toLowerCase().replace(/\/+$/, "");
-  if (shape === "gemini") return /:(?:stream)?generatecontent$/.test(p) ? "generate" : "other";
-  if (shape === "anthropic") return p.endsWith("/messages") ? "messages" : p.endsWith("/complete") ? "complete" : "other";
-  if (p.endsWith("/chat/completions")) return "chat";
-  if (p.endsWith("/completions")) return "completions";
-  return p.endsWith("/responses") ? "responses" : "other";
+  return p.toLowerCase().replace(/\/+$/, "");
 }

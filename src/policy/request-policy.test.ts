@@ -1,12 +1,14 @@
 /** Every rule of applyRequestPolicy, and the ways a client could try to get around them. */
 import { describe, expect, it } from "vitest";
 import { JsonScanError, scanTopLevel } from "./json-scan.js";
-import { PolicyViolation, applyRequestPolicy, type PolicyRequest, type PolicyShape, type RequestPolicy } from "./request-policy.js";
+import { PolicyViolation, applyRequestPolicy, type PolicyRequest, type RequestPolicy } from "./request-policy.js";
+import { SHAPES } from "../providers/shapes/index.js";
+import type { ShapeName } from "../providers/types.js";
 
 const OPEN: RequestPolicy = { toolsAllowed: true, forceStreamUsage: false };
 
 interface Call {
-  shape?: PolicyShape;
+  shape?: ShapeName;
   path?: string;
   pathModel?: string;
   capField?: string;
@@ -16,7 +18,7 @@ function apply(body: string | object, policy: Partial<RequestPolicy>, call: Call
   const raw = Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
   const shape = call.shape ?? "openai";
   const path = call.path ?? (shape === "anthropic" ? "/v1/messages" : shape === "gemini" ? "/v1beta/models/gemini-2.5-flash:generateContent" : "/v1/chat/completions");
-  const req: PolicyRequest = { shape, path, body: raw, scan: scanTopLevel(raw), pathModel: call.pathModel, capField: call.capField };
+  const req: PolicyRequest = { shape: SHAPES[shape].policy, path, body: raw, scan: scanTopLevel(raw), pathModel: call.pathModel, capField: call.capField };
   const { body: out, model } = applyRequestPolicy(req, { ...OPEN, ...policy });
   scanTopLevel(out); // still valid, no duplicate introduced
   return { out, text: out.toString(), model, same: out === raw };
@@ -267,7 +269,7 @@ describe("names a case-insensitive upstream would match", () => {
 describe("where the model lives (issue 18, finding 1)", () => {
   const run = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
     const raw = Buffer.from(body);
-    return applyRequestPolicy({ shape: "openai", path: "/deployments/x/chat/completions", body: raw, scan: scanTopLevel(raw), ...req }, { ...OPEN, ...policy });
+    return applyRequestPolicy({ shape: SHAPES.openai.policy, path: "/deployments/x/chat/completions", body: raw, scan: scanTopLevel(raw), ...req }, { ...OPEN, ...policy });
   };
   const refused = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
     try {
@@ -309,7 +311,7 @@ describe("where the model lives (issue 18, finding 1)", () => {
     expect(run('{"max_tokens":null}', { maxOutputTokens: 100, measure: true }, { path: "/v1/other" })).toMatchObject({ outputCap: 100 });
     expect(run('{"input":"x"}', { maxOutputTokens: 100, measure: true }, { path: "/v1/embeddings" }).outputCap).toBeUndefined();
     expect(run('{"max_tokens":50}', { maxOutputTokens: 100 }, chat).outputCap).toBeUndefined();
-    const gemini = { shape: "gemini" as const, path: "/v1beta/models/g:generateContent", pathModel: "g" };
+    const gemini = { shape: SHAPES.gemini.policy, path: "/v1beta/models/g:generateContent", pathModel: "g" };
     expect(run('{"generationConfig":{"maxOutputTokens":64,"candidateCount":2}}', { measure: true }, gemini)).toMatchObject({ outputCap: 64, choices: 2 });
     expect(run('{"contents":[]}', { maxOutputTokens: 99, measure: true }, gemini)).toMatchObject({ outputCap: 99, choices: 1 });
   });

@@ -1,8 +1,10 @@
 /**
  * The body half of a token's request policy (DESIGN 3.4, issue 9): pinned models (checked
  * where the provider reads its model: the path, the body, fields that reroute; issue 18), an
- * output cap, a cap on `n`, no tools unless allowed, and usage forced on for OpenAI-shaped
- * streams; with `measure`, what the request lets the model generate (for budget reservations).
+ * output cap, a cap on `n`, no tools unless allowed, and usage forced on for streams that
+ * report it only when asked; with `measure`, what the request lets the model generate (for
+ * budget reservations). Which fields those are is the API shape's data (ShapePolicy,
+ * src/providers/shapes/*.ts): nothing here names a provider.
  * Works on a scanTopLevel result (duplicate and escaped top-level keys are already handled
  * there) and returns the original bytes or a spliced copy; nothing is re-serialised. Pure.
  *
@@ -14,10 +16,9 @@ import {
   JsonScanError, applySplices, insertionSplice, isNull, readBoolean, readNumber, readString,
   replacementSplice, scanObjectValue, type ScanResult, type Splice, type TopLevelField,
 } from "./json-scan.js";
-import { endpointOf, type Endpoint } from "./endpoints.js";
+import { endpointOf } from "./endpoints.js";
 import { outputBound } from "./output-bound.js";
-
-export type PolicyShape = "openai" | "anthropic" | "gemini";
+import type { ShapePolicy, UsageOption } from "./shape-policy.js";
 
 export interface RequestPolicy {
   models?: ReadonlySet<string>;
@@ -30,7 +31,8 @@ export interface RequestPolicy {
 }
 
 export interface PolicyRequest {
-  shape: PolicyShape;
+  /** The API shape's policy data (ApiShape.policy). */
+  shape: ShapePolicy;
   /** Path below the provider root (e.g. `/v1/chat/completions`); picks where a cap goes. */
   path: string;
   body: Buffer;
@@ -71,8 +73,7 @@ export type PolicyMessage =
   | "n must be a number"
   | "tools not allowed for this token"
   | "model must be a string"
-  | "stream_options must be an object"
-  | "generationConfig must be an object"
+  | `${string} must be an object`
   | "a field is given under two names"
   | "a field name differs from a checked one only in case"
   | "duplicate key in a checked object";
@@ -86,62 +87,24 @@ export class PolicyViolation extends Error {
   }
 }
 
-/** Fields that give a model tools, functions or extra capabilities, by shape. */
-const TOOL_FIELDS: Record<PolicyShape, readonly string[]> = {
-  // `function_call` is the legacy form of tool_choice; `mcp_servers` is Anthropic's MCP connector.
-  openai: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"],
-  anthropic: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"],
-  // Google's JSON mapping accepts both the lowerCamelCase and the proto field name.
-  gemini: ["tools", "toolConfig", "tool_config"],
-};
-
-/** Output caps, by shape; each present one must be a number at or below the cap. */
-const CAP_FIELDS: Record<PolicyShape, readonly string[]> = {
-  openai: ["max_tokens", "max_completion_tokens", "max_output_tokens"],
-  anthropic: ["max_tokens", "max_tokens_to_sample"],
-  gemini: ["maxOutputTokens", "max_output_tokens"], // inside generationConfig
-};
-
-/** `best_of` (legacy completions) multiplies the generated tokens like `n` does. */
-const N_FIELDS: Record<PolicyShape, readonly string[]> = {
-  openai: ["n", "best_of"],
-  anthropic: [],
-  gemini: ["candidateCount", "candidate_count"], // inside generationConfig
-};
-
 /**
  * Checked top-level names by their case fold, per shape. Go's encoding/json (Ollama and other
  * OpenAI-compatible servers) matches keys case-insensitively, Unicode folds included ("MODEL",
  * "ſtream" with a long s): a key that folds onto a checked name must be that name exactly.
  */
 const fold = (key: string): string => key.toUpperCase().toLowerCase();
-const CHECKED: Record<PolicyShape, Map<string, string>> = {
-  openai: foldMap(["model", "stream", "stream_options", ...TOOL_FIELDS.openai, ...CAP_FIELDS.openai, ...N_FIELDS.openai]),
-  anthropic: foldMap(["model", "stream", ...TOOL_FIELDS.anthropic, ...CAP_FIELDS.anthropic]),
-  gemini: foldMap(["model", "generationConfig", "generation_config", ...TOOL_FIELDS.gemini]),
-};
+const checkedNames = new WeakMap<ShapePolicy, Map<string, string>>();
 
-function foldMap(names: string[]): Map<string, string> {
-  return new Map(names.map((name) => [fold(name), name]));
+function checkedOf(shape: ShapePolicy): Map<string, string> {
+  let names = checkedNames.get(shape);
+  if (names === undefined) {
+    const usage = shape.endpoints.flatMap((e) => (e.usageOption ? [e.usageOption.field] : []));
+    const caps = shape.capsIn ?? [...shape.capFields, ...shape.choiceFields];
+    const list = ["model", ...(shape.streamField ? [shape.streamField] : []), ...usage, ...shape.toolFields, ...caps];
+    checkedNames.set(shape, (names = new Map(list.map((name) => [fold(name), name]))));
+  }
+  return names;
 }
-
-/**
- * Where an absent cap is inserted. OpenAI chat gets `max_completion_tokens`: it is the field
- * OpenAI documents, it bounds reasoning tokens too, and its reasoning models refuse
- * `max_tokens`. The Responses API only knows `max_output_tokens`, legacy completions only
- * `max_tokens`. Anthropic requires `max_tokens` anyway (its legacy /v1/complete:
- * `max_tokens_to_sample`). OpenAI-compatible providers that know only `max_tokens` and ignore
- * unknown fields must set PolicyRequest.capField, or the inserted cap would be ignored.
- */
-const INSERT_CAP_AS: Partial<Record<Endpoint, string>> = {
-  chat: "max_completion_tokens",
-  responses: "max_output_tokens",
-  completions: "max_tokens",
-  messages: "max_tokens",
-  complete: "max_tokens_to_sample",
-  generate: "maxOutputTokens",
-};
-
 
 /** Scans an object-valued field, turning nested duplicates into a violation. */
 function scanNested(body: Buffer, f: TopLevelField): ScanResult | undefined {
@@ -227,42 +190,45 @@ function withinCap(body: Buffer, f: TopLevelField, cap: number, kind: "max_token
   return v <= cap;
 }
 
-/** Gemini keeps its caps in generationConfig (or generation_config). */
-function checkGeminiCaps(req: PolicyRequest, policy: RequestPolicy, insert: boolean, inserts: [string, string][]): Splice[] {
-  const gc = oneOf(req.scan, ["generationConfig", "generation_config"]);
-  const insertAs = insert ? (req.capField ?? INSERT_CAP_AS.generate) : undefined;
-  if (!gc || isNull(req.body, gc)) {
+/**
+ * Caps kept in one object of the body (Gemini's generationConfig, under either of its names):
+ * each name among aliases at most once, and an absent object made to hold an inserted cap.
+ */
+function checkNestedCaps(req: PolicyRequest, policy: RequestPolicy, capsIn: readonly string[], insertAs: string | undefined, inserts: [string, string][]): Splice[] {
+  const { shape } = req;
+  const outer = oneOf(req.scan, capsIn);
+  if (!outer || isNull(req.body, outer)) {
     if (insertAs === undefined || policy.maxOutputTokens === undefined) return [];
     const value = JSON.stringify({ [insertAs]: policy.maxOutputTokens });
-    if (!gc) {
-      inserts.push(["generationConfig", value]);
+    if (!outer) {
+      inserts.push([capsIn[0]!, value]);
       return [];
     }
-    return [replacementSplice(gc, value)];
+    return [replacementSplice(outer, value)];
   }
-  const inner = scanNested(req.body, gc);
-  if (!inner) throw new PolicyViolation("malformed", "generationConfig must be an object");
-  oneOf(inner, CAP_FIELDS.gemini);
-  oneOf(inner, N_FIELDS.gemini);
+  const inner = scanNested(req.body, outer);
+  if (!inner) throw new PolicyViolation("malformed", `${capsIn[0]!} must be an object`);
+  oneOf(inner, shape.capFields);
+  oneOf(inner, shape.choiceFields);
   const innerInserts: [string, string][] = [];
-  const splices = checkCaps(req.body, inner, CAP_FIELDS.gemini, N_FIELDS.gemini, policy, insertAs, innerInserts);
+  const splices = checkCaps(req.body, inner, shape.capFields, shape.choiceFields, policy, insertAs, innerInserts);
   if (innerInserts.length > 0) splices.push(insertionSplice(inner, innerInserts));
   return splices;
 }
 
-/** `stream_options.include_usage: true`, so a streamed answer always reports usage. */
-function forceUsage(req: PolicyRequest, inserts: [string, string][]): Splice[] {
-  const f = req.scan.fields.get("stream_options");
-  const value = '{"include_usage":true}';
+/** The usage option set on (`stream_options.include_usage: true`), so a streamed answer always reports usage. */
+function forceUsage(req: PolicyRequest, option: UsageOption, inserts: [string, string][]): Splice[] {
+  const f = req.scan.fields.get(option.field);
+  const value = JSON.stringify({ [option.key]: true });
   if (!f) {
-    inserts.push(["stream_options", value]);
+    inserts.push([option.field, value]);
     return [];
   }
   if (isNull(req.body, f)) return [replacementSplice(f, value)];
   const inner = scanNested(req.body, f);
-  if (!inner) throw new PolicyViolation("malformed", "stream_options must be an object");
-  const usage = inner.fields.get("include_usage");
-  if (!usage) return [insertionSplice(inner, [["include_usage", "true"]])];
+  if (!inner) throw new PolicyViolation("malformed", `${option.field} must be an object`);
+  const usage = inner.fields.get(option.key);
+  if (!usage) return [insertionSplice(inner, [[option.key, "true"]])];
   return readBoolean(req.body, usage) === true ? [] : [replacementSplice(usage, "true")];
 }
 
@@ -270,36 +236,36 @@ function forceUsage(req: PolicyRequest, inserts: [string, string][]): Splice[] {
 export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): PolicyResult {
   const { shape, body, scan } = req;
   for (const key of scan.fields.keys()) {
-    const name = CHECKED[shape].get(fold(key));
+    const name = checkedOf(shape).get(fold(key));
     if (name !== undefined && name !== key) throw new PolicyViolation("malformed", "a field name differs from a checked one only in case");
   }
   const model = checkModel(req, policy);
   if (!policy.toolsAllowed) {
-    for (const name of TOOL_FIELDS[shape]) {
+    for (const name of shape.toolFields) {
       const f = scan.fields.get(name);
       if (f && !isNull(body, f)) throw new PolicyViolation("tools", "tools not allowed for this token");
     }
   }
   const endpoint = endpointOf(shape, req.path);
-  const insertAs = INSERT_CAP_AS[endpoint] === undefined ? undefined : (req.capField ?? INSERT_CAP_AS[endpoint]);
+  const insertAs = endpoint === undefined ? undefined : (req.capField ?? endpoint.capField);
   const inserts: [string, string][] = []; // top-level fields to add, in one splice
-  const splices =
-    shape === "gemini"
-      ? checkGeminiCaps(req, policy, endpoint === "generate", inserts)
-      : checkCaps(body, scan, CAP_FIELDS[shape], N_FIELDS[shape], policy, insertAs, inserts);
-  const stream = scan.fields.get("stream");
+  const splices = shape.capsIn
+    ? checkNestedCaps(req, policy, shape.capsIn, insertAs, inserts)
+    : checkCaps(body, scan, shape.capFields, shape.choiceFields, policy, insertAs, inserts);
+  const stream = shape.streamField === undefined ? undefined : scan.fields.get(shape.streamField);
+  const option = endpoint?.usageOption;
   let usageSpliced = false;
-  if (policy.forceStreamUsage && shape === "openai" && (endpoint === "chat" || endpoint === "completions") && stream && readBoolean(body, stream) === true) {
-    const forced = forceUsage(req, inserts);
-    usageSpliced = forced.length > 0 || inserts.some(([name]) => name === "stream_options");
+  if (policy.forceStreamUsage && option && stream && readBoolean(body, stream) === true) {
+    const forced = forceUsage(req, option, inserts);
+    usageSpliced = forced.length > 0 || inserts.some(([name]) => name === option.field);
     splices.push(...forced);
   }
   if (inserts.length > 0) splices.push(insertionSplice(scan, inserts));
   const out = splices.length === 0 ? body : applySplices(body, splices);
   const flag = usageSpliced ? { usageSpliced: true as const } : {};
   if (!policy.measure) return { body: out, model, ...flag };
-  // Gemini keeps its caps and candidateCount in generationConfig.
-  const gc = shape === "gemini" ? oneOf(scan, ["generationConfig", "generation_config"]) : undefined;
-  const fields = shape !== "gemini" ? scan : gc && !isNull(body, gc) ? scanNested(body, gc) : undefined;
-  return { body: out, model, ...flag, ...outputBound(body, fields, CAP_FIELDS[shape], N_FIELDS[shape], policy.maxOutputTokens, insertAs !== undefined) };
+  // Caps and choice counts may live in one object (Gemini's generationConfig).
+  const outer = shape.capsIn ? oneOf(scan, shape.capsIn) : undefined;
+  const fields = !shape.capsIn ? scan : outer && !isNull(body, outer) ? scanNested(body, outer) : undefined;
+  return { body: out, model, ...flag, ...outputBound(body, fields, shape.capFields, shape.choiceFields, policy.maxOutputTokens, insertAs !== undefined) };
 }

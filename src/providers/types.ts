@@ -3,8 +3,10 @@
  * interfaces; each provider's or API shape's quirks stay in its own module.
  */
 import type { RelayError } from "../errors.js";
+import type { ShapePolicy } from "../policy/shape-policy.js";
+import type { ShapeName } from "./shape-name.js";
 
-export type ShapeName = "openai" | "anthropic" | "gemini";
+export type { ShapeName } from "./shape-name.js";
 
 /** How the upstream credential travels. */
 export type CredentialStyle =
@@ -52,6 +54,19 @@ export interface ApiShape {
   errorBody(err: RelayError): string;
   /** Where requests of this shape name their model (a provider may say otherwise: ProviderSpec.models). */
   models: ModelLocation;
+  /** Which body fields the request policy checks, caps and sets (src/policy). */
+  policy: ShapePolicy;
+  /**
+   * The model list (`GET /v1/models`) answers `{data: [{id}]}`: on a pinned token it is
+   * filtered to the pinned models instead of refused (src/relay/answer-filters.ts).
+   */
+  modelList?: boolean;
+  /**
+   * Resumable uploads (Gemini's Files API; issue 25): on `rawPaths`, the bytes of an upload
+   * command stream through unread whatever their type, and the answer headers `urlHeaders`
+   * (lower case) carry an upload URL that the relay points back at itself (src/relay/upload-url.ts).
+   */
+  uploads?: { rawPaths: RegExp; urlHeaders: readonly string[] };
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
   /**
@@ -75,7 +90,18 @@ export interface ProviderSpec {
   shape: ApiShape;
   /** Where this provider's requests name their model, when not where its shape says. */
   models?: ModelLocation;
+  /** WebSocket sessions it serves (issue 25); none when absent. */
+  websocket?: WebSocketSpec;
   builtin: boolean;
+}
+
+/**
+ * The paths (below the provider root, normal form) that upgrade to a WebSocket session, and
+ * the framing its messages are read with for model pins and usage (src/realtime/framing.ts).
+ */
+export interface WebSocketSpec {
+  paths: readonly RegExp[];
+  framing: "openai-realtime" | "gemini-live";
 }
 
 /** Where a provider's requests name the model they run on. */

@@ -48,9 +48,9 @@ export function safePath(raw: string): string {
   } catch {
     throw invalidPath();
   }
-  normal = normal.replace(ESCAPE, (escape, hex: string) => {
+  normal = normal.replace(ESCAPE, (match, hex: string) => {
     const c = String.fromCharCode(parseInt(hex, 16));
-    return UNRESERVED.test(c) ? c : escape;
+    return UNRESERVED.test(c) ? c : match;
   });
   // The decoding above cannot make a bad path (%2e is refused first); checked again all the same.
   if (BAD_PATH.test(normal)) throw invalidPath();

@@ -7,12 +7,15 @@
  * of later as the relay's one fixed 401.
  */
 import { base64url, calculateJwkThumbprint, EncryptJWT, importJWK, type JWK } from "jose";
+import { LimitError, limitsFromClaims, type LimitClaims } from "../tokens/token-limits.js";
 
 /**
  * The claims of a sealed token. Times are seconds since the epoch. Unknown claims are ignored
- * by the relay; a malformed known claim fails the token.
+ * by the relay; a malformed known claim fails the token. The limits (`max`, `mdl`, `pth`,
+ * `org`, `mbb`, `rpm`, `mtk`, `mxn`, `bud`, `cnf`, `tls`) are the relay's limits table's
+ * claims (src/tokens/token-limits.ts), documented there.
  */
-export interface SealedTokenClaims {
+export interface SealedTokenClaims extends LimitClaims {
   /** Unique id, 1-128 of `A-Z a-z 0-9 . _ ~ : -`. The relay's id of the token is `<issuer>:<jti>`. */
   jti: string;
   /** Expiry (exact: no clock tolerance), at most 366 days ahead. */
@@ -29,28 +32,6 @@ export interface SealedTokenClaims {
   key?: string;
   /** A key pool held by the relay (issuer tokens only, never ECDH-ES). */
   pool?: string;
-  /** Maximum number of calls, counted exactly by the relay. */
-  max?: number;
-  /** Allowed models (empty or absent: any). */
-  mdl?: string[];
-  /** Allowed path prefixes below the provider root, each starting with `/`. */
-  pth?: string[];
-  /** Allowed browser origins, e.g. `https://app.example`. */
-  org?: string[];
-  /** Largest request body in bytes. */
-  mbb?: number;
-  /** Tools, functions and similar request fields allowed (refused by default). */
-  tls?: boolean;
-  /** Requests per minute (approximate: a token bucket). */
-  rpm?: number;
-  /** Cap on output tokens per request (above: refused; absent: inserted). */
-  mtk?: number;
-  /** Cap on `n` per request. */
-  mxn?: number;
-  /** Budget in LLM tokens (prompt + completion), metered from usage. */
-  bud?: number;
-  /** Proof-of-possession binding (RFC 7800 / RFC 9449): the client key's RFC 7638 thumbprint. */
-  cnf?: { jkt: string };
 }
 
 /**
@@ -143,17 +124,13 @@ async function complete(input: SealInput): Promise<SealedTokenClaims> {
   if (typeof c.prv !== "string" || !PROVIDER.test(c.prv)) fail("prv must be a provider id");
   if ((c.key === undefined) === (c.pool === undefined)) fail("exactly one of key and pool");
   if (c.key !== undefined && (c.key === "" || c.key.length > 4096 || /[\0-\x20\x7f]/.test(c.key))) fail("key must be 1-4096 printable characters");
-  for (const name of ["max", "mbb"] as const) {
-    const v = c[name];
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) fail(`${name} must be a positive integer`);
-  }
-  for (const name of ["mdl", "pth", "org"] as const) {
-    const v = c[name];
-    if (v !== undefined && (!Array.isArray(v) || v.length > 100 || v.some((s) => typeof s !== "string"))) fail(`${name} must be a list of at most 100 strings`);
-  }
   if (c.sub !== undefined && (typeof c.sub !== "string" || c.sub.length > 256)) fail("sub must be at most 256 characters");
-  if (c.tls !== undefined && typeof c.tls !== "boolean") fail("tls must be a boolean");
-  if (c.cnf !== undefined && (typeof c.cnf !== "object" || c.cnf === null || !/^[A-Za-z0-9_-]{43}$/.test(String(c.cnf.jkt)))) fail("cnf.jkt must be a SHA-256 JWK thumbprint");
+  try {
+    limitsFromClaims(c);
+  } catch (e) {
+    if (e instanceof LimitError) fail(e.claimMessage);
+    throw e;
+  }
   return c;
 }
 

@@ -9,10 +9,11 @@ import { issuerRpcs, type IssuerRpcDeps } from "./admin/issuers.js";
 import { poolRpcs, type PoolRpcDeps } from "./admin/pools.js";
 import { providerRpcs, type ProviderRpcDeps } from "./admin/providers.js";
 import { refusalRpcs, type RefusalRpcDeps } from "./admin/refusals.js";
+import { retentionRpcs, type RetentionRpcDeps } from "./admin/retention.js";
 import { usageRpcs, type UsageRpcDeps } from "./admin/usage.js";
 
-export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps & RefusalRpcDeps;
+export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps & RefusalRpcDeps & RetentionRpcDeps;
 
 export function createAdminService(deps: AdminServiceDeps): Partial<ServiceImpl<typeof AdminService>> {
-  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps), ...refusalRpcs(deps) };
+  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps), ...refusalRpcs(deps), ...retentionRpcs(deps) };
 }

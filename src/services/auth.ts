@@ -8,8 +8,9 @@
  * interceptor below, which also covers routes reached another way (in-process transports).
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { bearerCredential } from "../http/token-carrier.js";
+import type { Interceptor } from "@connectrpc/connect";
+import { RelayError } from "../errors.js";
+import { bearerCredential, relayTokenFrom } from "../http/token-carrier.js";
 import { secretsEqual } from "../keys/key-files.js";
 
 const PUBLIC_METHODS = new Set([
@@ -31,8 +32,9 @@ export function adminOnlyPaths(services: readonly DescService[]): ReadonlySet<st
   return paths;
 }
 
+/** The relay token an RPC carries: the one extractor of every entry point (src/http/token-carrier.ts). */
 export function bearerOf(headers: Headers): string | undefined {
-  return bearerCredential(headers.get("authorization") ?? undefined);
+  return relayTokenFrom(headers);
 }
 
 /** Whether an `Authorization` header value carries the admin key (compared in constant time). */
@@ -41,7 +43,8 @@ export function isAdminAuthorization(authorization: string | undefined, adminKey
   return presented !== undefined && secretsEqual(presented, adminKey);
 }
 
-export const adminKeyRequired = (): ConnectError => new ConnectError("admin key required", Code.Unauthenticated);
+/** Rendered by the one RPC mapping (src/services/errors.ts), as every other refusal. */
+export const adminKeyRequired = (): RelayError => new RelayError("unauthenticated", "admin key required");
 
 export function adminAuthInterceptor(adminKey: string): Interceptor {
   return (next) => async (req) => {

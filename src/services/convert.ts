@@ -6,6 +6,7 @@ import { TokenSchema, TokenStatus, UsageSchema, type Token, type Usage as UsageM
 import type { TokenRow } from "../db/schema/index.js";
 import { shapeNumber } from "../providers/shapes/index.js";
 import type { ProviderSpec, Usage } from "../providers/types.js";
+import { limitsToProto } from "../tokens/token-limits.js";
 
 export function tokenStatus(row: TokenRow, now = Date.now()): TokenStatus {
   if (row.revokedAt) return TokenStatus.REVOKED;
@@ -20,19 +21,7 @@ export function tokenToProto(row: TokenRow): Token {
     kind: row.kind,
     provider: row.provider,
     subject: row.subject,
-    limits: {
-      maxCalls: row.maxCalls === null ? undefined : BigInt(row.maxCalls),
-      models: row.models,
-      paths: row.paths,
-      origins: row.origins,
-      maxBodyBytes: row.maxBodyBytes === null ? undefined : BigInt(row.maxBodyBytes),
-      toolsAllowed: row.toolsAllowed,
-      rpm: row.rpm ?? undefined,
-      maxOutputTokens: row.maxOutputTokens ?? undefined,
-      maxN: row.maxN ?? undefined,
-      budgetTokens: row.budgetTokens === null ? undefined : BigInt(row.budgetTokens),
-      bindJkt: row.bindJkt ?? "",
-    },
+    limits: limitsToProto(row),
     callsUsed: BigInt(row.used),
     callsLeft: row.maxCalls === null ? undefined : BigInt(Math.max(0, row.maxCalls - row.used)),
     expiresAt: timestampFromDate(row.expiresAt),

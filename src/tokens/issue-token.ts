@@ -11,26 +11,17 @@ import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { hashSecret, newIssuedSecret, newTokenId } from "./issued-token.js";
 import { MAX_TTL_MS, validateLimits } from "./limits.js";
+import { limitsOf, type TokenLimitValues } from "./token-limits.js";
 
 export const TOKEN_KIND_ISSUED = 1;
 export const DEFAULT_TTL_MS = 3600 * 1000;
 
-export interface IssueInput {
+/** The token's limits (src/tokens/token-limits.ts) and what identifies and authorises it. */
+export interface IssueInput extends TokenLimitValues {
   provider: string;
   upstreamKey: string | undefined;
   pool: string | undefined;
   subject: string;
-  maxCalls: number | undefined;
-  models: string[];
-  paths: string[];
-  origins: string[];
-  maxBodyBytes: number | undefined;
-  rpm: number | undefined;
-  maxOutputTokens: number | undefined;
-  maxN: number | undefined;
-  toolsAllowed: boolean;
-  budgetTokens: number | undefined;
-  bindJkt: string | undefined;
   expiresAt: Date;
 }
 
@@ -48,10 +39,6 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
   }
   const key = input.upstreamKey;
   validateLimits(input);
-  checkRange("rpm", input.rpm, 1_000_000);
-  checkRange("max_output_tokens", input.maxOutputTokens, 10_000_000);
-  checkRange("max_n", input.maxN, 1_000);
-  checkRange("budget_tokens", input.budgetTokens, Number.MAX_SAFE_INTEGER);
   const ttl = input.expiresAt.getTime() - Date.now();
   if (!(ttl > 0) || ttl > MAX_TTL_MS) throw new RelayError("bad_request", "expiry must be in the future and within 366 days");
 
@@ -66,22 +53,8 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
     upstreamKeyEnc: key === undefined ? null : box.seal(key, id),
     upstreamKeyHint: key === undefined ? "" : maskSecret(key),
     pool: input.pool ?? null,
-    maxCalls: input.maxCalls ?? null,
-    models: input.models,
-    paths: input.paths,
-    origins: input.origins,
-    maxBodyBytes: input.maxBodyBytes ?? null,
-    rpm: input.rpm ?? null,
-    maxOutputTokens: input.maxOutputTokens ?? null,
-    maxN: input.maxN ?? null,
-    toolsAllowed: input.toolsAllowed,
-    budgetTokens: input.budgetTokens ?? null,
-    bindJkt: input.bindJkt ?? null,
+    ...limitsOf(input),
     expiresAt: input.expiresAt,
   });
   return { secret, row };
-}
-
-function checkRange(name: string, v: number | undefined, max: number): void {
-  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1 && v <= max)) throw new RelayError("bad_request", `${name} must be 1-${max}`);
 }

@@ -2,7 +2,8 @@
  * Sealed tokens (DESIGN 3.2): a compact JWE minted offline, either `alg: dir` under an
  * issuer's 256-bit key (`kid`) or `alg: ECDH-ES` (X25519) to the relay's public key. Only
  * `enc: A256GCM`. Claims: `jti` and `exp` required; `prv` provider; `key` inline upstream key
- * or `pool` (issuer tokens only); `max`, `mdl`, `pth`, `org`, `mbb`, `tls` limits; `sub`, `nbf`, `iat`.
+ * or `pool` (issuer tokens only); the limits' claims (`max`, `mdl`, ... `cnf`: the table in
+ * src/tokens/token-limits.ts); `sub`, `nbf`, `iat`.
  *
  * Every failure is the same fixed 401 (`invalidToken()`): nothing about why, nothing from the
  * token. A malformed claim fails the token; unknown claims are ignored.
@@ -16,6 +17,7 @@ import type { ProviderRegistry } from "../providers/registry.js";
 import type { IssuerKeyring } from "./issuer-keyring.js";
 import { MAX_TTL_MS, validateLimits } from "./limits.js";
 import type { RelayKey } from "./relay-key.js";
+import { limitsFromClaims, metaLimitsOf } from "./token-limits.js";
 import type { TokenMeta } from "./token-meta.js";
 
 export const TOKEN_KIND_SEALED = 2;
@@ -23,8 +25,8 @@ export const TOKEN_KIND_SEALED = 2;
 export const CLOCK_SKEW_SECONDS = 60;
 const JWE_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const JTI = /^[A-Za-z0-9._~:-]{1,128}$/;
-/** An RFC 7638 SHA-256 thumbprint, base64url. */
-export const JKT = /^[A-Za-z0-9_-]{43}$/;
+/** An RFC 7638 SHA-256 thumbprint, base64url (a DPoP binding: the limits table's `bindJkt`). */
+export { JKT } from "./token-limits.js";
 
 export function looksSealed(token: string): boolean {
   return JWE_SHAPE.test(token);
@@ -97,59 +99,28 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
   if (typeof c.iat === "number" && c.iat * 1000 > now + CLOCK_SKEW_SECONDS * 1000) throw bad();
   const provider = c.prv;
   if (typeof provider !== "string" || !providers.get(provider)) throw bad();
-  const key = optional(c.key, "string");
-  const pool = optional(c.pool, "string");
+  const key = optionalString(c.key);
+  const pool = optionalString(c.pool);
   // An ECDH-ES token may never name a server-held pool (DESIGN 3.2), whatever else it says.
   if (!issuer && pool !== undefined) throw bad();
   // Exactly one credential; a pool must exist and serve the token's provider.
   if ((key === undefined) === (pool === undefined)) throw bad();
   if (pool !== undefined && pools.providerOf(pool) !== provider) throw bad();
-  const rpm = positiveInt(c.rpm, 1_000_000);
-  const mtk = positiveInt(c.mtk, 10_000_000);
-  const mxn = positiveInt(c.mxn, 1_000);
-  const bud = positiveInt(c.bud, Number.MAX_SAFE_INTEGER);
-  let jkt: string | undefined;
-  if (c.cnf !== undefined) {
-    const cnf = c.cnf as { jkt?: unknown } | null;
-    if (typeof cnf !== "object" || cnf === null || typeof cnf.jkt !== "string" || !JKT.test(cnf.jkt)) throw bad();
-    jkt = cnf.jkt;
-  }
-  const limits = {
-    subject: optional(c.sub, "string") ?? "",
-    upstreamKey: key,
-    maxCalls: optional(c.max, "number"),
-    models: optional(c.mdl, "object") ?? [],
-    paths: optional(c.pth, "object") ?? [],
-    origins: optional(c.org, "object") ?? [],
-    maxBodyBytes: optional(c.mbb, "number"),
-  };
-  validateLimits(limits as typeof limits & { models: string[]; paths: string[]; origins: string[] });
-  optional(c.tls, "boolean");
+  const subject = optionalString(c.sub) ?? "";
+  const limits = limitsFromClaims(c);
+  validateLimits({ subject, upstreamKey: key, ...limits });
   // ECDH-ES tokens are scoped by their key's hash: one key's holder cannot touch another's jti.
   const scope = issuer || "byok-" + createHash("sha256").update(key!).digest("hex").slice(0, 16);
   const id = `${scope}:${jti}`;
-  const models = limits.models as string[];
-  const paths = limits.paths as string[];
-  const origins = limits.origins as string[];
   const expiresAt = new Date(exp * 1000);
   return {
     id,
     kind: TOKEN_KIND_SEALED,
     provider,
-    subject: limits.subject,
+    subject,
     upstreamKey: key,
     pool,
-    maxCalls: limits.maxCalls ?? null,
-    models: new Set(models),
-    paths,
-    origins: new Set(origins),
-    maxBodyBytes: limits.maxBodyBytes ?? null,
-    rpm: rpm ?? null,
-    maxOutputTokens: mtk ?? null,
-    maxN: mxn ?? null,
-    toolsAllowed: c.tls === true,
-    budgetTokens: bud ?? null,
-    bindJkt: jkt ?? null,
+    ...metaLimitsOf(limits),
     expiresAtMs: expiresAt.getTime(),
     sealed: {
       kid,
@@ -157,40 +128,18 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
         id,
         kind: TOKEN_KIND_SEALED,
         provider,
-        subject: limits.subject,
+        subject,
         upstreamKeyHint: key === undefined ? "" : maskSecret(key),
         pool: pool ?? null,
-        maxCalls: limits.maxCalls ?? null,
-        models,
-        paths,
-        origins,
-        maxBodyBytes: limits.maxBodyBytes ?? null,
-        rpm: rpm ?? null,
-        maxOutputTokens: mtk ?? null,
-        maxN: mxn ?? null,
-        budgetTokens: bud ?? null,
-        bindJkt: jkt ?? null,
-        toolsAllowed: c.tls === true,
+        ...limits,
         expiresAt,
       },
     },
   };
 }
 
-/** An optional whole-number claim in [1, max]; anything else fails the token. */
-function positiveInt(v: unknown, max: number): number | undefined {
-  const n = optional(v, "number");
-  if (n !== undefined && !(Number.isSafeInteger(n) && n >= 1 && n <= max)) throw bad();
-  return n;
-}
-
-function optional(v: unknown, type: "string"): string | undefined;
-function optional(v: unknown, type: "number"): number | undefined;
-function optional(v: unknown, type: "boolean"): boolean | undefined;
-function optional(v: unknown, type: "object"): unknown[] | undefined;
-function optional(v: unknown, type: string): unknown {
-  if (v === undefined) return undefined;
-  if (type === "object" ? !Array.isArray(v) : typeof v !== type) throw bad();
+function optionalString(v: unknown): string | undefined {
+  if (v !== undefined && typeof v !== "string") throw bad();
   return v;
 }
 

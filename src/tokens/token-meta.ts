@@ -4,8 +4,10 @@
  */
 import type { NewTokenRow, TokenRow } from "../db/schema/index.js";
 import type { SecretBox } from "../keys/secret-box.js";
+import { metaLimitsOf, type MetaLimits } from "./token-limits.js";
 
-export interface TokenMeta {
+/** The limits (TokenMeta extends MetaLimits: one field per row of src/tokens/token-limits.ts) and the rest. */
+export interface TokenMeta extends MetaLimits {
   id: string;
   kind: number;
   provider: string;
@@ -13,26 +15,6 @@ export interface TokenMeta {
   /** Decrypted inline upstream key (memory only). */
   upstreamKey: string | undefined;
   pool: string | undefined;
-  maxCalls: number | null;
-  /** Empty set: any model. */
-  models: ReadonlySet<string>;
-  /** Empty: any path. Each entry is a prefix starting with `/`. */
-  paths: readonly string[];
-  /** Empty set: any origin. */
-  origins: ReadonlySet<string>;
-  maxBodyBytes: number | null;
-  /** Requests per minute (approximate, src/limits); null: no per-token rate. */
-  rpm: number | null;
-  /** Cap on the output tokens a request may ask for; null: none. */
-  maxOutputTokens: number | null;
-  /** Cap on `n` (choices per request); null: none. */
-  maxN: number | null;
-  /** Tools, functions and similar fields are refused unless true. */
-  toolsAllowed: boolean;
-  /** LLM tokens (prompt + completion) the token may spend in all; null: no budget. */
-  budgetTokens: number | null;
-  /** RFC 7638 thumbprint of the client key the token is bound to (DPoP); null: a bearer token. */
-  bindJkt: string | null;
   expiresAtMs: number;
   /** Sealed tokens: the key id that opened it, and the row its first use inserts. */
   sealed?: { kid: string; firstRow: NewTokenRow };
@@ -46,17 +28,7 @@ export function tokenMetaFromRow(row: TokenRow, box: SecretBox): TokenMeta {
     subject: row.subject,
     upstreamKey: row.upstreamKeyEnc ? box.open(row.upstreamKeyEnc, row.id) : undefined,
     pool: row.pool ?? undefined,
-    maxCalls: row.maxCalls,
-    models: new Set(row.models),
-    paths: row.paths,
-    origins: new Set(row.origins),
-    maxBodyBytes: row.maxBodyBytes,
-    rpm: row.rpm,
-    maxOutputTokens: row.maxOutputTokens,
-    maxN: row.maxN,
-    toolsAllowed: row.toolsAllowed,
-    budgetTokens: row.budgetTokens,
-    bindJkt: row.bindJkt,
+    ...metaLimitsOf(row),
     expiresAtMs: row.expiresAt.getTime(),
   };
 }

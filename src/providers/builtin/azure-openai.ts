@@ -32,5 +32,7 @@ export const azureOpenai: ProviderSpec = {
   defaultQuery: { "api-version": "2024-10-21" },
   shape: openaiShape,
   models: { inPath: deploymentInPath, inBody: true },
+  // Realtime (issue 25): `/realtime?deployment=…` and the v1 API's `/v1/realtime?model=…`.
+  websocket: { paths: [/^\/realtime$/, /^\/v1\/realtime$/], framing: "openai-realtime" },
   builtin: true,
 };

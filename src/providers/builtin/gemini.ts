@@ -8,5 +8,10 @@ export const gemini: ProviderSpec = {
   credential: { kind: "header", name: "x-goog-api-key" },
   defaultHeaders: {},
   shape: geminiShape,
+  // Gemini Live (issue 25), and its ephemeral-token (Constrained) variant.
+  websocket: {
+    paths: [/^\/ws\/google\.ai\.generativelanguage\.v1(?:alpha|beta)\.GenerativeService\.BidiGenerateContent(?:Constrained)?$/],
+    framing: "gemini-live",
+  },
   builtin: true,
 };

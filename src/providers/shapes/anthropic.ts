@@ -1,5 +1,6 @@
 /** The Anthropic Messages API shape. */
 import type { RelayError } from "../../errors.js";
+import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { ApiShape, Usage } from "../types.js";
 import { usageFlags } from "../../usage/usage-flags.js";
 import { createUsageMeter, isObject, USAGE_OBJECT, usageOf } from "./usage-meter.js";
@@ -51,6 +52,19 @@ function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen));
 }
 
+/** Messages requires `max_tokens` anyway; the legacy /v1/complete takes `max_tokens_to_sample`. */
+const POLICY: ShapePolicy = {
+  endpoints: [
+    { path: /\/messages$/, capField: "max_tokens" },
+    { path: /\/complete$/, capField: "max_tokens_to_sample" },
+  ],
+  // The OpenAI names too: Anthropic's OpenAI-compatible endpoint takes them.
+  toolFields: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"],
+  capFields: ["max_tokens", "max_tokens_to_sample"],
+  choiceFields: [],
+  streamField: "stream",
+};
+
 export const anthropicShape: ApiShape = {
   name: "anthropic",
   errorBody(err: RelayError): string {
@@ -58,6 +72,7 @@ export const anthropicShape: ApiShape = {
   },
   // The body's `model` (Messages, and the OpenAI-compatible endpoint).
   models: { inBody: true },
+  policy: POLICY,
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
   // `{"type":"error","error":{"type":"authentication_error",...}}`
   keyInvalid: (body) => isObject(body) && body.type === "error" && isObject(body.error) && body.error.type === "authentication_error",

@@ -4,6 +4,7 @@
  * streamed without it.
  */
 import { RelayError } from "../../errors.js";
+import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { ApiShape } from "../types.js";
 import { openaiUsage } from "./openai.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageReader } from "./usage-meter.js";
@@ -50,6 +51,19 @@ const readUsage: UsageReader = readAll((value, seen) => {
   return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
 }, (value, seen) => (isObject(value) && isObject(value.usage) ? openaiUsage(value.usage, seen) : seen));
 
+/**
+ * Caps and `candidateCount` live in generationConfig; Google's JSON mapping accepts both the
+ * lowerCamelCase and the proto field names. The path, not a body field, asks for a stream
+ * (`:streamGenerateContent`), and streams always report usageMetadata.
+ */
+const POLICY: ShapePolicy = {
+  endpoints: [{ path: /:(?:stream)?generatecontent$/, capField: "maxOutputTokens" }],
+  toolFields: ["tools", "toolConfig", "tool_config"],
+  capFields: ["maxOutputTokens", "max_output_tokens"],
+  choiceFields: ["candidateCount", "candidate_count"],
+  capsIn: ["generationConfig", "generation_config"],
+};
+
 export const geminiShape: ApiShape = {
   name: "gemini",
   errorBody(err: RelayError): string {
@@ -58,6 +72,9 @@ export const geminiShape: ApiShape = {
   // The path names the model on the native API; the OpenAI-compatible endpoint
   // (`/v1beta/openai/…`) names it in the body.
   models: { inPath: modelInPath, inBody: true },
+  policy: POLICY,
+  // The Files API's resumable upload: `start` answers with the URL the bytes go to.
+  uploads: { rawPaths: /^\/upload\//, urlHeaders: ["x-goog-upload-url", "x-goog-upload-control-url"] },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => text.includes('"usageMetadata"') || USAGE_OBJECT.test(text)),
   // A 400 INVALID_ARGUMENT whose google.rpc.ErrorInfo says `"reason": "API_KEY_INVALID"`.
   keyInvalid: (body) =>

@@ -4,6 +4,7 @@
  * whose `response.completed` event carries `response.usage`), embeddings, whole JSON answers.
  */
 import type { RelayError } from "../../errors.js";
+import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { ApiShape, ModelLocation, Usage } from "../types.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageLineFilter, type UsageReader } from "./usage-meter.js";
 
@@ -52,6 +53,31 @@ export function openaiShapeReading(read: UsageReader, wants?: UsageLineFilter): 
   return { ...openaiShape, meter: (contentType) => createUsageMeter(contentType, both, (text) => USAGE_OBJECT.test(text) || wants?.(text) === true) };
 }
 
+/** Streams of chat and legacy completions report usage only under `stream_options.include_usage`. */
+const STREAM_USAGE = { field: "stream_options", key: "include_usage" };
+
+/**
+ * The request policy's view of the shape. An absent cap goes in as `max_completion_tokens` on
+ * chat: it is the field OpenAI documents, it bounds reasoning tokens too, and its reasoning
+ * models refuse `max_tokens`. The Responses API only knows `max_output_tokens`, legacy
+ * completions only `max_tokens`. OpenAI-compatible providers that know only `max_tokens` and
+ * ignore unknown fields set ProviderSpec.outputCapField, or the inserted cap would be ignored.
+ */
+export const OPENAI_POLICY: ShapePolicy = {
+  endpoints: [
+    { path: /\/chat\/completions$/, capField: "max_completion_tokens", usageOption: STREAM_USAGE },
+    { path: /\/completions$/, capField: "max_tokens", usageOption: STREAM_USAGE },
+    { path: /\/responses$/, capField: "max_output_tokens" },
+  ],
+  // `function_call` is the legacy form of tool_choice; `mcp_servers` is Anthropic's MCP connector
+  // (its OpenAI-compatible endpoint takes it too).
+  toolFields: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"],
+  capFields: ["max_tokens", "max_completion_tokens", "max_output_tokens"],
+  // `best_of` (legacy completions) multiplies the generated tokens like `n` does.
+  choiceFields: ["n", "best_of"],
+  streamField: "stream",
+};
+
 export const openaiShape: ApiShape = {
   name: "openai",
   errorBody(err: RelayError): string {
@@ -60,6 +86,8 @@ export const openaiShape: ApiShape = {
     });
   },
   models: OPENAI_MODELS,
+  policy: OPENAI_POLICY,
+  modelList: true,
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
   // `{"error":{"code":"invalid_api_key",...}}` (https://platform.openai.com/docs/guides/error-codes)
   keyInvalid: (body) => isObject(body) && isObject(body.error) && body.error.code === "invalid_api_key",

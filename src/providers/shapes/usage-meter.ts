@@ -136,7 +136,9 @@ class JsonMeter implements UsageMeter {
   result(): Usage | undefined {
     if (!this.#done && this.#elements.notArray) {
       this.#done = true;
-      if (this.#chunks.length > 0) this.#usage = fold(this.read, Buffer.concat(this.#chunks).toString("utf8"), undefined);
+      // Most answers arrive in one chunk: decoded in place, not copied first.
+      const chunks = this.#chunks;
+      if (chunks.length > 0) this.#usage = fold(this.read, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8"), undefined);
       this.#chunks = [];
     }
     return this.#usage;
