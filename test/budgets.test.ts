@@ -10,16 +10,17 @@
  * a drain past its bounds the call's maximum (output cap + body bytes / 4).
  */
 import OpenAI from "openai";
-import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:net";
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { BudgetReservations, callMaximum, chargeOf, DEFAULT_OUTPUT_RESERVE, type BudgetLedger } from "../src/tokens/budget-reservations.js";
 import { Drain } from "../src/relay/usage-drain.js";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
-import { startMockProvider, type Behaviour, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
+import { postgresAvailable } from "./support/databases.js";
+import type { Behaviour } from "./support/mock-provider.js";
+import type { Driver, TestRelay } from "./support/relay.js";
+import { closedPort } from "./support/http.js";
+import { availableDrivers, useCluster, useRelay } from "./support/use-relay.js";
+import { sleep, waitFor } from "./support/wait.js";
 
 const CHAT = readFileSync(new URL("./fixtures/streams/openai-chat.sse", import.meta.url), "utf8");
 /** The recorded stream up to (not including) its usage chunk, and the rest. */
@@ -31,14 +32,6 @@ const BUDGET = { budgetTokens: 2000n, maxOutputTokens: 1000 };
 const messages = [{ role: "user" as const, content: "hi" }];
 const figures: string[] = [];
 afterAll(() => console.log(`[budgets] ${figures.join("; ")}`));
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  for (const end = Date.now() + ms; !(await check()); ) {
-    if (Date.now() > end) throw new Error("timed out waiting");
-    await sleep(20);
-  }
-}
 
 function chat(relay: TestRelay, secret: string, extraHeaders: Record<string, string> = {}): Promise<Response> {
   return fetch(`${relay.url}/api/openai/v1/chat/completions`, {
@@ -127,35 +120,13 @@ describe("the reservation rule", () => {
   });
 });
 
-describe.each<Driver>(["pglite", "postgres"])("budgets on %s", (driver) => {
-  let mock: MockProvider;
-  let relay: TestRelay;
-  let dead: Server;
-  let skip = false;
-
-  beforeAll(async () => {
-    if (driver === "postgres" && !(await postgresAvailable())) {
-      skip = true;
-      return;
-    }
-    mock = await startMockProvider();
+describe.each<Driver>(await availableDrivers())("budgets on %s", (driver) => {
+  const { relay, mock } = useRelay({
+    driver,
     // A port that refuses connections: no byte of a call to it can leave (a refund).
-    dead = createServer().listen(0, "127.0.0.1");
-    await new Promise((r) => dead.once("listening", r));
-    const deadPort = (dead.address() as { port: number }).port;
-    await new Promise((r) => dead.close(r));
-    relay = await startRelay({
-      driver,
-      mock,
-      config: { upstreamIdleTimeoutMs: 1000, providerBaseUrls: { openai: mock.url, xai: `http://127.0.0.1:${deadPort}` } },
-    });
+    config: async (m) => ({ upstreamIdleTimeoutMs: 1000, providerBaseUrls: { openai: m.url, xai: `http://127.0.0.1:${await closedPort()}` } }),
   });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
-  });
-  beforeEach(({ skip: skipTest }) => {
-    if (skip) skipTest();
+  beforeEach(() => {
     mock.reset();
   });
 
@@ -212,7 +183,7 @@ describe.each<Driver>(["pglite", "postgres"])("budgets on %s", (driver) => {
       }
     }
     const admitted = mock.requests.length;
-    await until(() => relay.calls.filter((c) => c.tokenId === id).length === admitted);
+    await waitFor(() => relay.calls.filter((c) => c.tokenId === id).length === admitted);
     const spent = await tokensUsed(relay, id);
     figures.push(`(c) ${driver}: ${admitted}/10 admitted, ${metered(relay, id)} metered, tokens_used ${spent}; ${statuses.join(",")}`);
     expect(admitted).toBe(2);
@@ -244,7 +215,7 @@ describe.each<Driver>(["pglite", "postgres"])("budgets on %s", (driver) => {
         for (let seen = ""; !seen.includes('"finish_reason":"stop"'); ) seen += new TextDecoder().decode((await reader.read()).value);
         ac.abort();
       } else await res.text();
-      await until(() => relay.calls.some((c) => c.tokenId === id), 8000);
+      await waitFor(() => relay.calls.some((c) => c.tokenId === id), 8000);
       const maximum = Math.ceil(1000 + mock.requests[0]!.body.length / 4);
       figures.push(`${driver} ${name}: charged ${await tokensUsed(relay, id)} (maximum ${maximum})`);
       expect(await tokensUsed(relay, id), name).toBe(maximum);
@@ -283,28 +254,10 @@ describe.each<Driver>(["pglite", "postgres"])("budgets on %s", (driver) => {
   });
 });
 
-describe("two instances on one PostgreSQL", () => {
-  let pg: TestDatabase | undefined;
-  let mock: MockProvider;
-  let a: TestRelay;
-  let b: TestRelay;
-  beforeAll(async () => {
-    if (!(await postgresAvailable())) return;
-    pg = await createTestDatabase();
-    mock = await startMockProvider();
-    const shared = { databaseUrl: pg.url, masterKey: randomBytes(32).toString("base64url"), adminKey: "rak_" + randomBytes(16).toString("hex") };
-    a = await startRelay({ mock, config: shared });
-    b = await startRelay({ mock, config: shared });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await mock?.close();
-    await pg?.drop();
-  });
+describe.skipIf(!(await postgresAvailable()))("two instances on one PostgreSQL", () => {
+  const { a, b, mock } = useCluster();
 
-  it("25 concurrent calls on each: the reservation holds across instances", async ({ skip }) => {
-    if (!pg) skip();
+  it("25 concurrent calls on each: the reservation holds across instances", async () => {
     mock.behave(() => ({ stream: { contentType: SSE, parts: [CONTENT, TAIL], delayMs: 800 } }));
     const { secret, id } = await a.issue({ limits: BUDGET });
     const statuses = await Promise.all(Array.from({ length: 50 }, async (_, i) => {

@@ -49,6 +49,7 @@ import { createTestDatabase, postgresAvailable, redisAvailable, REDIS_URL, REQUI
 import { startMockProvider } from "./support/mock-provider.js";
 import { startRedisProxy } from "./support/redis-proxy.js";
 import { buildRelayBundle, spawnRelay, type Exit, type SpawnedRelay } from "./support/spawn-relay.js";
+import { sleep } from "./support/wait.js";
 
 const HEADERS_TIMEOUT_MS = 400;
 const MAX_IN_FLIGHT = 12;
@@ -76,7 +77,6 @@ const INPUT_BYTES_PER_TOKEN = 4;
 /** `max_tokens` of a budgeted token's calls (the mock reports 5 completion tokens, 10 prompt). */
 const BUDGET_OUTPUT_CAP = 8;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const enabled = await postgresAvailable();
 if (!enabled && !REQUIRE_POSTGRES) console.warn("[skip] chaos test skipped: PostgreSQL unavailable (set RELAYAPI_REQUIRE_POSTGRES=1 to fail instead)");
 // Without Redis the run still goes, with per-instance limits and no outages (RELAYAPI_REQUIRE_REDIS=1 fails instead).

@@ -8,25 +8,15 @@
 import { execFile } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { describe, expect, it } from "vitest";
+import { useRelay } from "./support/use-relay.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "relayapi.js");
 const KEY = "sk-cli-tokens-upstream-0123456789";
 const JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay } = useRelay();
 
 interface Run {
   code: number;

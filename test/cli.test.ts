@@ -8,24 +8,17 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { cleanEnv } from "./support/clean-env.js";
+import { useRelay } from "./support/use-relay.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "relayapi.js");
 const KEY = "sk-cli-upstream-key-0123456789";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 const tmpDirs: string[] = [];
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
 afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -33,12 +26,6 @@ function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), "relayapi-cli-"));
   tmpDirs.push(d);
   return d;
-}
-
-/** The environment without any RELAYAPI_* / DATABASE_URL of the machine running the tests. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL"));
-  return { ...env, ...extra };
 }
 
 interface Run {

@@ -16,16 +16,16 @@ import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { RelayRequestSchema, RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { createOnePortServer } from "../src/one-port.js";
 import { RawClient, rssMb } from "./support/fuzz.js";
-import { sleep } from "./support/http.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { callsUsed } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const MB = 1024 * 1024;
 const STREAM_BYTES = 50 * MB;
 const FRAME = Buffer.from(`data: ${"z".repeat(64 * 1024 - 8)}\n\n`);
 const MAX_BODY = 64 * 1024;
 
-let relay: TestRelay;
+const { relay } = useRelay({ mock: false, config: { maxBodyBytes: MAX_BODY, leaseIdleMs: 100, maxConnectionsPerIp: 0 } });
 let upstream: Server;
 /** Bytes the upstream handed to its socket so far, per request path. */
 const written = new Map<string, number>();
@@ -51,13 +51,11 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
   // 300 slow sockets from one address below: over the per-address cap (256), which h2-limits tests.
-  relay = await startRelay({ config: { maxBodyBytes: MAX_BODY, leaseIdleMs: 100, maxConnectionsPerIp: 0 } });
   const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
   await relay.admin.upsertProvider({ provider: { id: "flood", baseUrl: base, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
 });
 afterAll(async () => {
   upstream?.closeAllConnections();
-  await relay?.close();
   await new Promise((r) => upstream?.close(r));
 });
 

@@ -24,8 +24,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dictionaries } from "../console/src/i18n.js";
 import { SseParser, textOf, type Shape } from "../console/src/sse.js";
 import { CONSOLE_CSP, createConsoleHandler } from "../src/http/console-route.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { startRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
@@ -61,16 +61,9 @@ function rawGet(base: string, path: string): Promise<{ status: number; headers: 
 
 // One relay (PGlite) and one mock provider for the whole file, on a console built from the
 // current sources.
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 5 } });
 beforeAll(async () => {
   buildConsole();
-  mock = await startMockProvider({ chunks: 5 });
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 describe("console: static route", () => {

@@ -24,10 +24,10 @@ import { startMockProvider, type MockProvider } from "./support/mock-provider.js
 import { startPgProxy, type PgProxy } from "./support/pg-proxy.js";
 import { startRelay, type TestRelay } from "./support/relay.js";
 import { buildRelayBundle, cleanEnv, spawnRelay } from "./support/spawn-relay.js";
+import { waitFor } from "./support/wait.js";
 import { ROOT } from "../scripts/build-server.js";
 
 const pgUp = await postgresAvailable();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Short bounds so the suite runs in seconds; the defaults (5 s, 1 s) behave the same, slower. */
 const STATEMENT_TIMEOUT_MS = 1000;
@@ -83,16 +83,6 @@ function p99(ms: number[]): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)]!;
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what} not seen within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 describe.skipIf(!pgUp)("a database that stalls", () => {
   let mock: MockProvider;
   let db: TestDatabase;
@@ -140,10 +130,10 @@ describe.skipIf(!pgUp)("a database that stalls", () => {
     expect(ready.ms).toBeLessThan(3000);
 
     proxy.resume();
-    const healed = await until(async () => {
+    const healed = await waitFor(async () => {
       const a = await call(relay!.url, secret, 5000);
       return a.status === 200 ? a : undefined;
-    }, 15_000, "a 200 after the stall");
+    }, 15_000, "a 200 after the stall", 100);
     expect(healed.status).toBe(200);
     expect((await readyz(relay.url)).status).toBe(200);
   });
@@ -202,10 +192,10 @@ describe.skipIf(!pgUp)("a table lock with a pool of 2", () => {
           while (Date.now() - started < 3000) answers.push(await call(url, s, 10_000));
         })),
       );
-      const exhausted = await until(async () => {
+      const exhausted = await waitFor(async () => {
         const r = await readyz(url);
         return r.status === 503 && r.body.reason?.includes("pool exhausted") ? r : undefined;
-      }, 6000, "/readyz saying pool exhausted").catch((e: unknown) => e as Error);
+      }, 6000, "/readyz saying pool exhausted", 100).catch((e: unknown) => e as Error);
       await load;
       const rpc = await rpcFailure(() => relay!.tokens.listTokens({}));
       expect(rpc).toMatchObject({ code: Code.Unavailable, retryAfter: expect.stringMatching(/^\d+$/) });
@@ -221,10 +211,10 @@ describe.skipIf(!pgUp)("a table lock with a pool of 2", () => {
     } finally {
       await unlock();
     }
-    const healed = await until(async () => {
+    const healed = await waitFor(async () => {
       const results = await Promise.all(secrets.map((s) => call(url, s, 5000)));
       return results.every((a) => a.status === 200) ? results : undefined;
-    }, 10_000, "200s after the lock");
+    }, 10_000, "200s after the lock", 100);
     expect(healed).toHaveLength(6);
     expect((await readyz(url)).status).toBe(200);
   });

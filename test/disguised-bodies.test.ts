@@ -12,26 +12,19 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import OpenAI from "openai";
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { startRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const MAX_BODY = 256 * 1024;
 const CAP = 100;
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 2 }, config: { maxBodyBytes: MAX_BODY } });
 /** A token with every body rule: output cap, `n` cap, no tools. */
 let ruled: string;
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 2 });
-  relay = await startRelay({ mock, config: { maxBodyBytes: MAX_BODY } });
   ruled = (await relay.issue({ limits: { maxOutputTokens: CAP, maxN: 1, toolsAllowed: false } })).secret;
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 beforeEach(() => mock.reset());
 

@@ -20,9 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoApp, tokenRoute } from "../examples/backend-route.js";
 import { browserDpopKey, forgetBrowserDpopKey } from "../src/sdk/browser-key.js";
 import { createDpopProof, dpopFetch, generateDpopKeyPair, publicDpopJwk } from "../src/sdk/dpop-fetch.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
 import { createIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
@@ -33,16 +33,13 @@ if (!HAVE_BROWSER && !REQUIRE_BROWSER) {
   console.warn(`[skip] test/dpop-browser.test.ts browser suite skipped: ${CHROMIUM} is missing (apt-get install chromium; RELAYAPI_REQUIRE_BROWSER=1 fails instead)`);
 }
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { dpopNonces: true } });
 let server: Server;
 let appUrl: string;
 
 beforeAll(async () => {
-  mock = await startMockProvider();
   // Nonces on: the page's first call gets a 401 with DPoP-Nonce and must read it. The public
   // origin is the relay's own URL (its fallback when RELAYAPI_PUBLIC_ORIGIN is unset).
-  relay = await startRelay({ mock, config: { dpopNonces: true } });
   const issuer = await createIssuer(relay, "dpop-browser");
   server = createServer();
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
@@ -52,8 +49,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-  await relay?.close();
-  await mock?.close();
 });
 
 const chatUrl = () => `${relay.url}/api/openai/v1/chat/completions`;

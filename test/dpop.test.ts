@@ -8,29 +8,22 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import OpenAI from "openai";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { exportJWK } from "jose";
 import { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, type DpopKeyPair } from "../src/sdk/dpop-fetch.js";
 import { sealToken } from "../src/sdk/seal-token.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { startRelay, UPSTREAM_KEY } from "./support/relay.js";
 import { createIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { dpopNonces: true } });
 let keys: DpopKeyPair;
 let bound: string;
 
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { dpopNonces: true } });
   keys = await generateDpopKeyPair();
   bound = (await relay.issue({ limits: { bindJkt: await jwkThumbprint(keys.publicKey) } })).secret;
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 const chatUrl = () => `${relay.url}/api/openai/v1/chat/completions`;

@@ -28,9 +28,9 @@ import { createTestDatabase, postgresAvailable, type TestDatabase } from "./supp
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startPgProxy } from "./support/pg-proxy.js";
 import { buildRelayBundle, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { sleep } from "./support/wait.js";
 
 const DRAIN_MS = 1000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pgUp = await postgresAvailable();
 const ADMIN_KEY = "rak_drain-admin-key-0123456789";
 const UPSTREAM_KEY = "sk-drain-upstream-key-0123456789abcdef";

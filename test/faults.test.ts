@@ -11,16 +11,17 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createNet, type AddressInfo, type Socket } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { RawClient, reportCases } from "./support/fuzz.js";
-import { openaiError, sleep } from "./support/http.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { closedPort, openaiError } from "./support/http.js";
 import { callsUsed } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const TIMEOUT_MS = 400;
 const BIG = 10 * 1024 * 1024;
@@ -36,9 +37,8 @@ const MALFORMED = [
 const bigBody = Buffer.from(`{"data":"${"x".repeat(BIG - 11)}"}`);
 const gzipped = gzipSync(JSON.stringify({ id: "gz", usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } }));
 
-let relay: TestRelay;
+const { relay } = useRelay({ mock: false, config: { upstreamHeadersTimeoutMs: TIMEOUT_MS, upstreamIdleTimeoutMs: TIMEOUT_MS, leaseIdleMs: 100 } });
 let fault: Server;
-let closedPort: number;
 const stalled = new Set<Socket>();
 const upstreamClosed: string[] = [];
 let cases = 0;
@@ -104,19 +104,12 @@ beforeAll(async () => {
     req.on("end", () => behave(String(req.headers["x-fault"]), req, res));
   });
   await new Promise<void>((r) => fault.listen(0, "127.0.0.1", r));
-  // A port that refuses: bound once, then closed.
-  const probe = createNet();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  closedPort = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  relay = await startRelay({ config: { upstreamHeadersTimeoutMs: TIMEOUT_MS, upstreamIdleTimeoutMs: TIMEOUT_MS, leaseIdleMs: 100 } });
   const base = `http://127.0.0.1:${(fault.address() as AddressInfo).port}`;
   await relay.admin.upsertProvider({ provider: { id: "faulty", baseUrl: base, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
-  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${closedPort}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
+  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
 });
 afterAll(async () => {
   for (const s of stalled) s.destroy();
-  await relay?.close();
   await new Promise((r) => fault?.close(r));
 });
 

@@ -9,16 +9,15 @@ import fc from "fast-check";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { expectNoFragment, fragments, RawClient, reportCases, rssMb } from "./support/fuzz.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const MAX_BODY = 64 * 1024;
 const ALLOWED = ["gpt-allowed", "m", "gpt-\u00e9t\u00e9", "claude-allowed"];
 const GEMINI_ALLOWED = "gemini-allowed";
 const RUNS = { json: 1500, raw: 500, gemini: 700 };
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 1 }, config: { maxBodyBytes: MAX_BODY }, log: createLogger("debug", (l) => logLines.push(l)) });
 let client: RawClient;
 const tokens: Record<string, string> = {};
 let frags: string[];
@@ -27,8 +26,6 @@ let cases = 0;
 let rssStart = 0;
 
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 1 });
-  relay = await startRelay({ mock, config: { maxBodyBytes: MAX_BODY }, log: createLogger("debug", (l) => logLines.push(l)) });
   client = RawClient.for(relay.url);
   tokens.openai = (await relay.issue({ limits: { models: ALLOWED } })).secret;
   tokens.anthropic = (await relay.issue({ provider: "anthropic", limits: { models: ALLOWED } })).secret;
@@ -38,8 +35,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   client?.close();
-  await relay?.close();
-  await mock?.close();
 });
 beforeEach(() => mock.reset());
 

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { createLogger } from "../src/log.js";
 import { encodeAny, expectNoFragment, fragments, RawClient, reportCases, rssMb, type WireResponse } from "./support/fuzz.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const KEY = "sk-echo-CANARY-upstream-5e6f7a8b9c0d";
 const RUNS = { paths: 1200, queries: 900, headers: 1100 };
@@ -26,7 +26,7 @@ interface Seen {
 let upstream: Server;
 let upstreamHost: string;
 const seen: Seen[] = [];
-let relay: TestRelay;
+const { relay } = useRelay({ mock: false, log: createLogger("debug", (l) => logLines.push(l)) });
 let client: RawClient;
 const tokens: Record<string, string> = {};
 let frags: string[];
@@ -45,7 +45,6 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
   upstreamHost = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-  relay = await startRelay({ log: createLogger("debug", (l) => logLines.push(l)) });
   client = RawClient.for(relay.url);
   const base = `http://${upstreamHost}/base/v1`;
   await relay.admin.upsertProvider({ provider: { id: "echo-h", baseUrl: base, authStyle: AuthStyle.HEADER, authName: "x-echo-key", shape: ApiShape.OPENAI } });
@@ -56,7 +55,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   client?.close();
-  await relay?.close();
   await new Promise((r) => upstream?.close(r));
 });
 

@@ -14,8 +14,8 @@ import { RelayRequestSchema } from "../gen/relayapi/v1/relay_service_pb.js";
 import { GetTokenRequestSchema, IssueTokenRequestSchema, ListTokensRequestSchema, RevokeTokenRequestSchema } from "../gen/relayapi/v1/token_service_pb.js";
 import { createLogger } from "../src/log.js";
 import { expectNoFragment, fragments, RawClient, reportCases, rssMb, type WireResponse } from "./support/fuzz.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const RUNS = { bytes: 1100, typed: 800, relay: 700 };
 const TOKEN_SERVICE = ["IssueToken", "GetToken", "ListTokens", "RevokeToken", "IntrospectToken", "GetSealingKey"].map((m) => `/relayapi.v1.TokenService/${m}`);
@@ -28,8 +28,7 @@ const RELAY = "/relayapi.v1.RelayService/Relay";
 const BAD_CODES = new Set(["unknown", "data_loss", "unavailable", "deadline_exceeded", "2", "4", "14", "15"]);
 const isRelayFailure = (e: RpcError): boolean => BAD_CODES.has(e.code) || ((e.code === "internal" || e.code === "13") && /^internal error$/i.test(e.message));
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 2 }, config: { maxBodyBytes: 1024 * 1024 }, log: createLogger("debug", (l) => logLines.push(l)) });
 let client: RawClient;
 let relayToken: string;
 let frags: string[];
@@ -38,8 +37,6 @@ let cases = 0;
 let rssStart = 0;
 
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 2 });
-  relay = await startRelay({ mock, config: { maxBodyBytes: 1024 * 1024 }, log: createLogger("debug", (l) => logLines.push(l)) });
   client = RawClient.for(relay.url);
   relayToken = (await relay.issue()).secret;
   frags = fragments(relay.adminKey, relayToken, UPSTREAM_KEY);
@@ -47,8 +44,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   client?.close();
-  await relay?.close();
-  await mock?.close();
 });
 
 const envelope = (data: Uint8Array, flags = 0): Buffer => {

@@ -14,9 +14,9 @@ import { createLogger } from "../src/log.js";
 import { sealToken, sealTokenForRelay } from "../src/sdk/index.js";
 import { newIssuedSecret } from "../src/tokens/issued-token.js";
 import { encodeAny, expectNoFragment, fragments, RawClient, reportCases, rssMb, type WireResponse } from "./support/fuzz.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
 import { createIssuer, seconds, type TestIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
 const SEALED_KEY = "sk-sealed-CANARY-key-7f3a9c2e51d04b8a";
 const BYOK_KEY = "sk-byok-CANARY-key-0c9d8e7f6a5b4c3d";
@@ -24,8 +24,7 @@ const SUBJECT = "subject-CANARY-decrypted-claim-91ab";
 const MODEL = "model-CANARY-claim-x7";
 const RUNS = { carriers: 900, issued: 600, jwe: 500, sealed: 700, introspect: 400 };
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 1 }, config: { acceptByokTokens: true }, log: createLogger("debug", (l) => logLines.push(l)) });
 let client: RawClient;
 let issuer: TestIssuer;
 let issued: string;
@@ -38,8 +37,6 @@ let cases = 0;
 let rssStart = 0;
 
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 1 });
-  relay = await startRelay({ mock, config: { acceptByokTokens: true }, log: createLogger("debug", (l) => logLines.push(l)) });
   client = RawClient.for(relay.url);
   issuer = await createIssuer(relay, "fuzz-app");
   issued = (await relay.issue()).secret;
@@ -53,8 +50,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   client?.close();
-  await relay?.close();
-  await mock?.close();
 });
 
 const CHAT = "/api/openai/v1/chat/completions";
@@ -63,7 +58,6 @@ const VALID = () => new Set([issued, sealed, byok]);
 
 type Carrier = "bearer" | "bearer-lower" | "x-api-key" | "api-key" | "x-goog-api-key" | "query-key" | "query-token" | "query-raw";
 const CARRIERS: Carrier[] = ["bearer", "bearer-lower", "x-api-key", "api-key", "x-goog-api-key", "query-key", "query-token", "query-raw"];
-
 
 function carry(carrier: Carrier, token: string): { target: string; headers: Record<string, string> } {
   switch (carrier) {

@@ -12,10 +12,9 @@ import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream }
 import { connect, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { describe, expect, it, vi } from "vitest";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const HEADERS_TIMEOUT_MS = 1500;
 const REQUEST_TIMEOUT_MS = 2500;
@@ -28,25 +27,14 @@ const CHAT = "/api/openai/v1/chat/completions";
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
-let relay: TestRelay;
-let mock: MockProvider;
-
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({
-    mock,
-    config: {
-      headersTimeoutMs: HEADERS_TIMEOUT_MS,
-      requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      h2MaxStreams: MAX_STREAMS,
-      maxConnectionsPerIp: MAX_PER_IP,
-      trustProxy: [PROXY],
-    },
-  });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
+const { relay, mock } = useRelay({
+  config: {
+    headersTimeoutMs: HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    h2MaxStreams: MAX_STREAMS,
+    maxConnectionsPerIp: MAX_PER_IP,
+    trustProxy: [PROXY],
+  },
 });
 
 const port = (): number => Number(new URL(relay.url).port);

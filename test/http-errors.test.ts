@@ -10,15 +10,11 @@ import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { INVALID_TOKEN } from "../src/errors.js";
 import { isWellFormedIssued, newIssuedSecret } from "../src/tokens/issued-token.js";
 import { openaiError, sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let broken: Server;
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   // An upstream that sends one SSE frame, then resets the connection.
   broken = createServer((_req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream" });
@@ -29,8 +25,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   broken?.close();
-  await relay?.close();
-  await mock?.close();
 });
 beforeEach(() => mock.reset());
 

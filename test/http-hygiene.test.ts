@@ -5,22 +5,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { Agent, request } from "undici";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { expectNoSecret, h2Request, openaiError, rawRequest } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { startRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const MAX_BODY = 1024;
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { maxBodyBytes: MAX_BODY } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay({ config: { maxBodyBytes: MAX_BODY } });
 beforeEach(() => mock.reset());
 
 const CHAT = "/api/openai/v1/chat/completions";

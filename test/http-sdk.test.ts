@@ -3,23 +3,15 @@
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { request } from "undici";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { expectNoSecret, h2Request } from "./support/http.js";
-import { MOCK_PROMPT_TOKENS, startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { MOCK_PROMPT_TOKENS } from "./support/mock-provider.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay();
 beforeEach(() => mock.reset());
 
 const EXPECTED = "tok0 tok1 tok2 tok3 tok4 ";

@@ -6,16 +6,10 @@
  * could never be paid for and is refused as a bad request.
  */
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { expect, it } from "vitest";
+import { useRelay } from "./support/use-relay.js";
 
-let relay: TestRelay;
-beforeAll(async () => {
-  relay = await startRelay({ config: { ipRpm: 60, trustProxy: ["127.0.0.1"] } });
-});
-afterAll(async () => {
-  await relay?.close();
-});
+const { relay } = useRelay({ mock: false, config: { ipRpm: 60, trustProxy: ["127.0.0.1"] } });
 
 const report = (tokens: number, ip: string): Promise<Response> =>
   fetch(`${relay.url}/v1/leaked-tokens`, {

@@ -3,26 +3,16 @@
  * X-Forwarded-For believed only from trusted proxies, per-token rpm with Retry-After, and the
  * same limits on RPC. With Redis, a token's rpm holds across two instances.
  */
-import { randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
 import { createDpopProof, generateDpopKeyPair, jwkThumbprint } from "../src/sdk/dpop-fetch.js";
-import { createTestDatabase, postgresAvailable, redisAvailable, REDIS_URL, type TestDatabase } from "./support/databases.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { postgresAvailable, redisAvailable, REDIS_URL } from "./support/databases.js";
 import { startRelay, type TestRelay } from "./support/relay.js";
+import { useCluster, useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { ipRpm: 5, trustProxy: ["127.0.0.1"] } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay({ config: { ipRpm: 5, trustProxy: ["127.0.0.1"] } });
 
 const chat = (r: TestRelay, token: string, headers: Record<string, string> = {}) =>
   fetch(`${r.url}/api/openai/v1/chat/completions`, {
@@ -80,20 +70,7 @@ const redisUp = await redisAvailable();
 const pgUp = await postgresAvailable();
 
 describe.skipIf(!redisUp || !pgUp)("two instances sharing Redis", () => {
-  let pg: TestDatabase;
-  let a: TestRelay;
-  let b: TestRelay;
-  beforeAll(async () => {
-    pg = await createTestDatabase();
-    const shared = { databaseUrl: pg.url, redisUrl: REDIS_URL, publicOrigin: "https://relay.test", masterKey: randomBytes(32).toString("base64url"), adminKey: "rak_" + randomBytes(12).toString("hex") };
-    a = await startRelay({ mock, config: shared });
-    b = await startRelay({ mock, config: shared });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await pg?.drop();
-  });
+  const { a, b } = useCluster({ config: { redisUrl: REDIS_URL, publicOrigin: "https://relay.test" } });
 
   it("a per-token rpm of 60 holds across both instances", async () => {
     const { secret } = await a.issue({ limits: { rpm: 60 } });

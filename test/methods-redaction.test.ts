@@ -12,12 +12,10 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { openaiError, rawRequest } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const KEY = `sk-echo-${randomBytes(18).toString("hex")}`;
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let echo: Server;
 let secret: string;
 let echoSecret: string;
@@ -51,8 +49,6 @@ function echoUpstream(): Server {
 }
 
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   echo = echoUpstream();
   await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
   await relay.admin.upsertProvider({
@@ -62,8 +58,6 @@ beforeAll(async () => {
   echoSecret = (await relay.issue({ provider: "echo", upstreamKey: KEY })).secret;
 });
 afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
   echo?.closeAllConnections();
   await new Promise((r) => echo?.close(r));
 });

@@ -6,27 +6,16 @@
  * naming another model where the provider reads it is refused before a byte reaches it.
  */
 import OpenAI, { AzureOpenAI } from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { BUILTIN_PROVIDERS } from "../src/providers/builtin/index.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const ALLOWED = "gpt-4o-mini";
 const EXPENSIVE = "gpt-4-32k-expensive";
 const messages = [{ role: "user", content: "hi" }];
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ allProviders: true });
 
-beforeAll(async () => {
-  mock = await startMockProvider();
-  const providerBaseUrls = Object.fromEntries(BUILTIN_PROVIDERS.map((p) => [p.id, mock.url + new URL(p.baseUrl).pathname.replace(/\/$/, "")]));
-  relay = await startRelay({ mock, config: { providerBaseUrls } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
 beforeEach(() => mock.reset());
 
 interface Req {

@@ -9,15 +9,16 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { DatabaseHealth } from "../src/observe/database-health.js";
 import { SampledWarn } from "../src/observe/sampled-warn.js";
-import { sleep } from "./support/http.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { closedPort } from "./support/http.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep, waitFor } from "./support/wait.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const RULES = join(ROOT, "deploy", "prometheus", "alerts.yml");
@@ -60,44 +61,17 @@ function value(samples: Sample[], name: string, labels: Record<string, string> =
   return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(25);
-  }
-}
-
 describe("answers, in-flight, build info, logs", () => {
-  let mock: MockProvider;
-  let relay: TestRelay;
   const lines: string[] = [];
   const parsed = (): Line[] => lines.map((l) => JSON.parse(l) as Line);
   const secrets: string[] = [UPSTREAM_KEY];
-  beforeAll(async () => {
-    mock = await startMockProvider();
-    const dead = `http://127.0.0.1:${await closedPort()}`;
-    relay = await startRelay({
-      mock,
-      log: createLogger("info", (l) => lines.push(l)),
-      // anthropic points at a closed port: its calls end in 502 upstream_unreachable.
-      config: { maxBodyBytes: 4096, providerBaseUrls: { openai: mock.url, anthropic: dead } },
-    });
-    secrets.push(relay.adminKey);
+  const { relay } = useRelay({
+    log: createLogger("info", (l) => lines.push(l)),
+    // anthropic points at a closed port: its calls end in 502 upstream_unreachable.
+    config: async (m) => ({ maxBodyBytes: 4096, providerBaseUrls: { openai: m.url, anthropic: `http://127.0.0.1:${await closedPort()}` } }),
   });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
+  beforeAll(() => {
+    secrets.push(relay.adminKey);
   });
 
   it("counts every refusal by entry, status class and reason", async () => {
@@ -314,13 +288,7 @@ describe("fatal start-up errors", () => {
 });
 
 describe("deploy/", () => {
-  let relay: TestRelay;
-  beforeAll(async () => {
-    relay = await startRelay();
-  });
-  afterAll(async () => {
-    await relay?.close();
-  });
+  const { relay } = useRelay({ mock: false });
 
   it("alert rules pass promtool check rules (when promtool is installed)", (ctx) => {
     expect(existsSync(RULES)).toBe(true);

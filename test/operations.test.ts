@@ -25,11 +25,12 @@ import { startMockProvider, type MockProvider } from "./support/mock-provider.js
 import { startPgProxy, type PgProxy } from "./support/pg-proxy.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 import { cleanEnv, logLineIn } from "./support/spawn-relay.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep, waitFor } from "./support/wait.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "relayapi.js");
 const POOL_KEYS = ["sk-ops-pool-key-AAAA1111", "sk-ops-pool-key-BBBB2222"];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const chat = (url: string, token: string, headers: Record<string, string> = {}, body: Record<string, unknown> = {}) =>
   fetch(`${url}/api/openai/v1/chat/completions`, {
@@ -39,18 +40,11 @@ const chat = (url: string, token: string, headers: Record<string, string> = {}, 
   });
 
 describe("metrics, request ids, logs, readiness", () => {
-  let mock: MockProvider;
-  let relay: TestRelay;
+  const { relay, mock } = useRelay({ log: createLogger("debug", (l) => logLines.push(l)) });
   const logLines: string[] = [];
   const secrets: string[] = [UPSTREAM_KEY, ...POOL_KEYS];
   beforeAll(async () => {
-    mock = await startMockProvider();
-    relay = await startRelay({ mock, log: createLogger("debug", (l) => logLines.push(l)) });
     secrets.push(relay.adminKey);
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
   });
 
   it("answers /metrics in Prometheus text with the expected series and no token or key", async () => {
@@ -408,7 +402,6 @@ function parsePrometheus(text: string): Sample[] {
   return samples;
 }
 
-
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env });
@@ -433,16 +426,6 @@ function connectError(url: string): Promise<string> {
     });
     socket.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
   });
-}
-
-async function waitFor<T>(probe: () => T | undefined | false, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(25);
-  }
 }
 
 async function pollReady(url: string, ready: boolean, timeoutMs: number): Promise<{ status: number; body: unknown }> {

@@ -6,13 +6,11 @@
  * `usage_dead_letters` and the rest of its batch is written; `/metrics` counts both.
  */
 import { eq, inArray, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { tokens as tokensTable, usageDeadLetters, usageEvents } from "../src/db/schema/index.js";
-import { postgresAvailable } from "./support/databases.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { availableDrivers, useRelay } from "./support/use-relay.js";
 
-const drivers = (await postgresAvailable()) ? (["pglite", "postgres"] as const) : (["pglite"] as const);
+const drivers = await availableDrivers();
 const BIGINT_MAX = "9223372036854775807";
 /** Flag bits of src/usage/usage-flags.ts, spelled out so the test fails if they move. */
 const USAGE_OUT_OF_RANGE = 1;
@@ -47,20 +45,13 @@ async function metric(url: string, name: string, labels = ""): Promise<number | 
 }
 
 describe.each(drivers)("poison usage (relay on %s)", (driver) => {
-  let mock: MockProvider;
-  let relay: TestRelay;
+  const { relay, mock } = useRelay({ mock: { chunks: 2 }, driver });
 
-  beforeAll(async () => {
-    mock = await startMockProvider({ chunks: 2 });
+  beforeAll(() => {
     mock.behave((rec) => {
       const poison = rec.headers["x-poison"];
       return typeof poison === "string" ? { status: 200, body: completion(JSON.parse(poison)) } : undefined;
     });
-    relay = await startRelay({ driver, mock });
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
   });
 
   const db = () => relay.app.database.db;
@@ -135,7 +126,8 @@ describe.each(drivers)("poison usage (relay on %s)", (driver) => {
   it("sends a row the database refuses to the dead letters and writes the rest of its batch", async () => {
     // Stands for any data error a row could still carry (SQLSTATE class 22/23): a CHECK the
     // rows of one model break.
-    await db().execute(sql.raw(`alter table usage_events add constraint poison_test check (model <> 'refused-model') not valid`));
+    // Model names are stored once, in usage_labels (issue 23): the CHECK goes there.
+    await db().execute(sql.raw(`alter table usage_labels add constraint poison_test check (value <> 'refused-model') not valid`));
     try {
       const victim = await relay.issue();
       const others = await Promise.all([1, 2, 3].map(() => relay.issue()));
@@ -157,7 +149,7 @@ describe.each(drivers)("poison usage (relay on %s)", (driver) => {
       expect(dead[0]!.error).not.toContain(victim.secret);
       expect(await metric(relay.url, "relayapi_usage_dead_letters_total")).toBe(1);
     } finally {
-      await db().execute(sql.raw(`alter table usage_events drop constraint poison_test`));
+      await db().execute(sql.raw(`alter table usage_labels drop constraint poison_test`));
     }
   });
 });

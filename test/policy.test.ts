@@ -6,21 +6,11 @@
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay();
 
 async function send(secret: string, body: string, path = "/api/openai/v1/chat/completions") {
   mock.reset();

@@ -8,18 +8,17 @@
  * third strike, never by one call. Arrivals are `mock.requests` (one per provider attempt).
  */
 import { and, eq, ne } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { PoolStrategy } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { listKeys } from "../src/db/queries/pools.js";
 import { usageEvents, type UpstreamKeyRow } from "../src/db/schema/index.js";
-import { sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider, type RecordedRequest } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import type { RecordedRequest } from "./support/mock-provider.js";
 import { callsUsed } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let pools = 0;
 /** Upstream keys that answer 401 `invalid_api_key`, and how many 401s a "flaky" key has left. */
 const badKeys = new Set<string>();
@@ -35,8 +34,6 @@ const modelOf = (rec: RecordedRequest): string => {
 const keyOf = (rec: RecordedRequest): string => String(rec.headers.authorization ?? rec.headers["x-goog-api-key"]).replace("Bearer ", "");
 
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   mock.behave((rec) => {
     const key = keyOf(rec);
     const model = modelOf(rec);
@@ -58,10 +55,6 @@ beforeAll(async () => {
     if (model === "broken") return { status: 500 };
     return undefined;
   });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 function geminiError(message: string, reason: string | undefined) {

@@ -2,18 +2,12 @@
  * Issue 21.9: every pool and key action (create, add keys, enable, disable, delete) is in the
  * audit log, by pool name and key id, never with a key or a piece of one.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { PoolStrategy } from "../gen/relayapi/v1/admin_service_pb.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const KEY = "sk-audit-pool-key-ZZZZ9876543210";
-let relay: TestRelay;
-beforeAll(async () => {
-  relay = await startRelay();
-});
-afterAll(async () => {
-  await relay?.close();
-});
+const { relay } = useRelay({ mock: false });
 
 it("pool and key actions are audited by id, without keys", async () => {
   await relay.admin.createPool({ name: "audited", provider: "openai", strategy: PoolStrategy.ROUND_ROBIN });

@@ -10,17 +10,13 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { AuthStyle, ApiShape, PoolStrategy } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { listKeys } from "../src/db/queries/pools.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const KEYS = ["sk-pool-key-AAAA1111", "sk-pool-key-BBBB2222", "sk-pool-key-CCCC3333"];
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let broken: Server;
 
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   // An upstream that sends one SSE event, then resets the connection.
   broken = createServer((_req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream" });
@@ -30,8 +26,6 @@ beforeAll(async () => {
   await new Promise<void>((r) => broken.listen(0, "127.0.0.1", r));
 });
 afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
   await new Promise((r) => broken?.close(r));
 });
 

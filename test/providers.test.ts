@@ -3,23 +3,12 @@
  * style (bearer, `x-api-key`, `x-goog-api-key`, `api-key`), its default headers and query, and
  * nothing of the relay token, whichever carrier the client used.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BUILTIN_PROVIDERS } from "../src/providers/builtin/index.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-
-beforeAll(async () => {
-  mock = await startMockProvider();
-  const providerBaseUrls = Object.fromEntries(BUILTIN_PROVIDERS.map((p) => [p.id, mock.url + new URL(p.baseUrl).pathname.replace(/\/$/, "")]));
-  relay = await startRelay({ mock, config: { providerBaseUrls } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay({ allProviders: true });
 
 const PATHS: Record<string, string> = {
   anthropic: "/v1/messages",

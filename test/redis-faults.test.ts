@@ -7,15 +7,15 @@
  * proofs are accepted only within a few seconds of their `iat`, so a proof replayed on another
  * instance later is refused. Skipped without PostgreSQL or Redis unless CI requires them.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateDpopKeyPair, jwkThumbprint, publicDpopJwk, type DpopKeyPair } from "../src/sdk/dpop-fetch.js";
-import { createTestDatabase, postgresAvailable, redisAvailable, REDIS_URL, type TestDatabase } from "./support/databases.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
+import { postgresAvailable, redisAvailable, REDIS_URL } from "./support/databases.js";
 import { startRedisProxy, type RedisProxy } from "./support/redis-proxy.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import type { TestRelay } from "./support/relay.js";
+import { useCluster } from "./support/use-relay.js";
+import { sleep, waitFor } from "./support/wait.js";
 
 const redisUp = await redisAvailable();
 const pgUp = await postgresAvailable();
@@ -41,14 +41,6 @@ async function metric(r: TestRelay, name: string): Promise<number | undefined> {
 }
 const fallbacks = async (r: TestRelay): Promise<number> => (await metric(r, "relayapi_limit_redis_fallbacks_total")) ?? 0;
 
-async function waitFor(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 /** A DPoP proof with a chosen `iat` (the SDK always signs "now"). */
 async function proofAt(keys: DpopKeyPair, token: string, iatSec: number): Promise<string> {
   const ath = Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).toString("base64url");
@@ -59,31 +51,18 @@ async function proofAt(keys: DpopKeyPair, token: string, iatSec: number): Promis
 }
 
 describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
-  let mock: MockProvider;
-  let pg: TestDatabase;
   let proxy: RedisProxy;
-  let a: TestRelay;
-  let b: TestRelay;
-
   beforeAll(async () => {
-    mock = await startMockProvider();
-    pg = await createTestDatabase();
     proxy = await startRedisProxy(new URL(REDIS_URL));
-    const shared = { databaseUrl: pg.url, redisUrl: proxy.url, publicOrigin: ORIGIN, maxConnectionsPerIp: 4_096, masterKey: randomBytes(32).toString("base64url"), adminKey: "rak_" + randomBytes(12).toString("hex") };
-    a = await startRelay({ mock, config: shared });
-    b = await startRelay({ mock, config: shared });
   });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+  const { a, b } = useCluster({ config: () => ({ redisUrl: proxy.url, publicOrigin: ORIGIN, maxConnectionsPerIp: 4_096 }) });
   afterEach(async () => {
     // Each test leaves Redis up and both instances sharing again.
     proxy.restore();
-    await waitFor("both instances ready", async () => (await readyz(a)).body.status === "ready" && (await readyz(b)).body.status === "ready", 10_000);
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await proxy?.close();
-    await pg?.drop();
-    await mock?.close();
+    await waitFor(async () => (await readyz(a)).body.status === "ready" && (await readyz(b)).body.status === "ready", 10_000, "both instances ready", 50);
   });
 
   it("(a) answers /readyz 200 'degraded' while Redis is down, still serves, and exports relayapi_redis_up", async () => {
@@ -91,7 +70,7 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     expect([await chat(a, secret), await chat(b, secret)]).toEqual([200, 200]);
     proxy.cut();
     let seen = await readyz(a);
-    await waitFor("readyz to notice", async () => (seen = await readyz(a)).body.status !== "ready", 5_000);
+    await waitFor(async () => (seen = await readyz(a)).body.status !== "ready", 5_000, "readyz to notice", 50);
     console.log(`[redis-faults] readyz while Redis is down: ${seen.status} ${JSON.stringify(seen.body)}`);
     expect(seen.status).toBe(200);
     expect(seen.body).toMatchObject({ status: "degraded", redis: "unreachable" });
@@ -99,7 +78,7 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     // Still serving, on the shared state each instance saw last (598 of 600 left).
     expect([await chat(a, secret), await chat(b, secret)]).toEqual([200, 200]);
     proxy.restore();
-    await waitFor("readyz ready again", async () => (seen = await readyz(a)).body.status === "ready", 5_000);
+    await waitFor(async () => (seen = await readyz(a)).body.status === "ready", 5_000, "readyz ready again", 50);
     expect(seen.status).toBe(200);
     expect(await metric(a, "relayapi_redis_up")).toBe(1);
   });
@@ -115,7 +94,7 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     expect(drained).toBeGreaterThanOrEqual(28);
     const before = (await fallbacks(a)) + (await fallbacks(b));
     proxy.cut();
-    await waitFor("both to see Redis down", async () => (await readyz(a)).body.status !== "ready" && (await readyz(b)).body.status !== "ready", 5_000);
+    await waitFor(async () => (await readyz(a)).body.status !== "ready" && (await readyz(b)).body.status !== "ready", 5_000, "both to see Redis down", 50);
     const t0 = Date.now();
     const burst = await Promise.all(Array.from({ length: 60 }, (_, i) => chat(i % 2 ? a : b, secret)));
     const admitted = burst.filter((x) => x === 200).length;
@@ -191,7 +170,7 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     expect(await chat(a, secret, { dpop: early })).toBe(200);
 
     proxy.cut();
-    await waitFor("both to see Redis down", async () => (await readyz(a)).body.status !== "ready" && (await readyz(b)).body.status !== "ready", 5_000);
+    await waitFor(async () => (await readyz(a)).body.status !== "ready" && (await readyz(b)).body.status !== "ready", 5_000, "both to see Redis down", 50);
     // Used on A before the outage: A still refuses its replay.
     expect(await chat(a, secret, { dpop: early })).toBe(401);
     // A fresh proof works on either instance; a 10 s old one no longer does.
@@ -208,10 +187,10 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     const q = await proofAt(keys, secret, now());
     expect(await chat(a, secret, { dpop: q })).toBe(200);
     proxy.restore();
-    await waitFor("A's proofs to reach Redis again", async () => {
+    await waitFor(async () => {
       const r = await proofAt(keys, secret, now());
       return (await chat(a, secret, { dpop: r })) === 200 && (await chat(b, secret, { dpop: r })) === 401;
-    }, 5_000);
+    }, 5_000, "A's proofs to reach Redis again", 50);
     expect(await chat(b, secret, { dpop: q })).toBe(401);
   });
 });

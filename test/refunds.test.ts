@@ -6,36 +6,23 @@
  * however often it retries, one after another or all at once. Arrivals are the mock's
  * `requests` (recorded when a request's head arrives), per token by its upstream key.
  */
-import { createServer as createNet, type AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
-import { openaiError, sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { closedPort, openaiError } from "./support/http.js";
 import { callsUsed } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const TIMEOUT_MS = 300;
 /** The provider's delay: well past the timeout, which undici keeps with a coarse (~1 s) timer. */
 const SLOW_MS = TIMEOUT_MS + 3000;
 const CAP = 3;
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { upstreamHeadersTimeoutMs: TIMEOUT_MS, leaseIdleMs: 100 } });
 let keys = 0;
 
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { upstreamHeadersTimeoutMs: TIMEOUT_MS, leaseIdleMs: 100 } });
-  // A port that refuses: bound once, then closed.
-  const probe = createNet();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const closedPort = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${closedPort}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
+  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
 });
 
 /** A token capped at CAP calls, with an upstream key of its own (how its arrivals are told apart). */

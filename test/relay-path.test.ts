@@ -12,11 +12,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { rawRequest } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 2 } });
 let session: Http2SessionManager;
 /** A token for `echoq`, a custom provider that takes its key in the query (`--auth query:key`). */
 let queryToken: string;
@@ -24,8 +23,6 @@ let queryToken: string;
 let pinned: string;
 
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 2 });
-  relay = await startRelay({ mock });
   await relay.admin.upsertProvider({ provider: { id: "echoq", baseUrl: mock.url, authStyle: AuthStyle.QUERY, authName: "key", shape: ApiShape.OPENAI } });
   queryToken = (await relay.issue({ provider: "echoq" })).secret;
   pinned = (await relay.issue({ provider: "gemini", limits: { models: ["gemini-pro"] } })).secret;
@@ -33,8 +30,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   session?.abort();
-  await relay?.close();
-  await mock?.close();
 });
 beforeEach(() => mock.reset());
 

@@ -1,14 +1,8 @@
 // Issue 21.10: a browser opening the relay's root lands on the console, not on a JSON 404.
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { expect, it } from "vitest";
+import { useRelay } from "./support/use-relay.js";
 
-let relay: TestRelay;
-beforeAll(async () => {
-  relay = await startRelay();
-});
-afterAll(async () => {
-  await relay?.close();
-});
+const { relay } = useRelay({ mock: false });
 
 it("GET / redirects (302) to /console; other paths keep their 404", async () => {
   const res = await fetch(`${relay.url}/`, { redirect: "manual" });

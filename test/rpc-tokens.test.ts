@@ -4,10 +4,10 @@
  */
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createHash, randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AdminService, ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_service_pb.js";
 import { TokenKind, TokenStatus } from "../gen/relayapi/v1/common_pb.js";
 import {
@@ -20,37 +20,22 @@ import {
 import { tokens as tokensTable } from "../src/db/schema/index.js";
 import { createAdminService } from "../src/services/admin-service.js";
 import { isWellFormedIssued } from "../src/tokens/issued-token.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { codeOf } from "./support/connect-code.js";
+import { useRelay } from "./support/use-relay.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { IssueTokenRequestSchema } from "../gen/relayapi/v1/token_service_pb.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 /** TokenService without the admin key, for IntrospectToken. */
 let anon: ReturnType<typeof createClient<typeof TokenService>>;
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   anon = createClient(TokenService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 const HINT = "sk-...cdef";
 const bearer = (secret: string) => ({ headers: { authorization: `Bearer ${secret}` } });
 const uniq = (p: string) => `${p}-${randomBytes(4).toString("hex")}`;
-
-async function codeOf(run: () => Promise<unknown>): Promise<Code> {
-  try {
-    await run();
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** One chat completion through the HTTP layer. */
 function httpChat(secret: string, provider = "openai"): Promise<Response> {

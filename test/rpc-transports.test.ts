@@ -11,20 +11,15 @@ import { AdminService } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { RelayService, type RelayResponse } from "../gen/relayapi/v1/relay_service_pb.js";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
-import { MOCK_PROMPT_TOKENS, startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { MOCK_PROMPT_TOKENS } from "./support/mock-provider.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { codeOf } from "./support/connect-code.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 const sessions: Http2SessionManager[] = [];
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
 afterAll(async () => {
   for (const s of sessions) s.abort();
-  await relay?.close();
-  await mock?.close();
 });
 
 /** A fresh h2c session per transport, so afterAll can close it (the relay waits for its sockets). */
@@ -63,16 +58,6 @@ async function collect(stream: AsyncIterable<RelayResponse>): Promise<RelayRespo
   const parts: RelayResponse["part"][] = [];
   for await (const res of stream) parts.push(res.part);
   return parts;
-}
-
-/** The ConnectError code a call (or a whole stream) fails with; throws if it succeeds. */
-async function codeOf(run: () => Promise<unknown>): Promise<Code> {
-  try {
-    await run();
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-  throw new Error("expected the call to fail");
 }
 
 /** Checks the head / chunk+ / end shape and returns the pieces. */

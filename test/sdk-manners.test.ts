@@ -3,23 +3,13 @@
 // retried per the SDK's rules; the usage-only chunk the relay asked for itself is metered but
 // not forwarded; `models.list()` on a model-pinned token lists the pinned models.
 import OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { RelayError } from "../src/errors.js";
 import { isFinal } from "../src/http/render-error.js";
 import { ModelListFilter, UsageChunkFilter } from "../src/relay/answer-filters.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider({ chunkDelayMs: 0 });
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay({ mock: { chunkDelayMs: 0 } });
 beforeEach(() => mock.reset());
 
 const messages = [{ role: "user" as const, content: "hi" }];

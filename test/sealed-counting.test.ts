@@ -4,30 +4,21 @@
  * concurrent first uses of a max-50 token succeed exactly 50 times, through the query alone and
  * end-to-end through the HTTP layer.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { CallCounter } from "../src/db/queries/call-counter.js";
 import { findTokenById } from "../src/db/queries/tokens.js";
 import { sealToken } from "../src/sdk/index.js";
-import { postgresAvailable } from "./support/databases.js";
 import { burstChats } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
 import { createIssuer, type TestIssuer } from "./support/sealed.js";
+import { availableDrivers, useRelay } from "./support/use-relay.js";
 
-const drivers: Driver[] = (await postgresAvailable()) ? ["pglite", "postgres"] : ["pglite"];
+const drivers = await availableDrivers();
 
 describe.each(drivers)("sealed-token counting on %s", (driver) => {
-  let mock: MockProvider;
-  let relay: TestRelay;
+  const { relay, mock } = useRelay({ driver });
   let issuer: TestIssuer;
   beforeAll(async () => {
-    mock = await startMockProvider();
-    relay = await startRelay({ mock, driver });
     issuer = await createIssuer(relay, "count-app");
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
   });
 
   it("500 concurrent first uses through the query insert one row and succeed exactly 50 times", async () => {

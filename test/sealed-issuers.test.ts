@@ -11,21 +11,15 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sealToken } from "../src/sdk/index.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { chat, cli, createIssuer, expectFixed401, type Run } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay } = useRelay();
 let dir: string;
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   dir = mkdtempSync(join(tmpdir(), "relayapi-rai-"));
 });
 afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

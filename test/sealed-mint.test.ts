@@ -7,26 +7,18 @@
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { sealToken, sealTokenForRelay } from "../src/sdk/index.js";
 import { expectNoSecret } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { callsUsed, chat, cli, createIssuer, ROOT, runFile, seconds, type TestIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { acceptByokTokens: true } });
 let issuer: TestIssuer;
 let relayJwk: string;
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { acceptByokTokens: true } });
   issuer = await createIssuer(relay, "mint-app");
   relayJwk = (await relay.tokens.getSealingKey({})).jwk;
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 /** Relays one call with the token; the upstream sees `upstreamKey` and never the token. */

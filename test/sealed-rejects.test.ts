@@ -6,26 +6,19 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EncryptJWT, importJWK, type JWK } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { INVALID_TOKEN } from "../src/errors.js";
 import { sealToken, sealTokenForRelay } from "../src/sdk/index.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { startRelay } from "./support/relay.js";
 import { callsUsed, chat, createIssuer, expectFixed401, seconds, type TestIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { acceptByokTokens: true } });
 let issuer: TestIssuer;
 let relayJwk: JWK;
 beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { acceptByokTokens: true } });
   issuer = await createIssuer(relay, "reject-app");
   relayJwk = JSON.parse((await relay.tokens.getSealingKey({})).jwk) as JWK;
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 const KEY = "sk-reject-suite-upstream-key";

@@ -12,9 +12,9 @@ import type { AddressInfo } from "node:net";
 import { join, sep } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { UPSTREAM_KEY } from "./support/relay.js";
 import { chat, createIssuer, ROOT, runFile, type TestIssuer } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
 type Sdk = typeof import("relayapi/sdk");
 
@@ -24,7 +24,9 @@ const files = (dir: string): string[] =>
 
 /** Builds dist/ (`npm run build:sdk`, which `npm ci` runs) when a source is newer than it. */
 function ensureSdkBuilt(): void {
-  const newest = Math.max(...[...files(join(ROOT, "src", "sdk")), ...files(join(ROOT, "gen"))].map((f) => statSync(f).mtimeMs));
+  // The SDK also compiles the limits table it shares with the relay (src/tokens/token-limits.ts).
+  const sources = [...files(join(ROOT, "src", "sdk")), ...files(join(ROOT, "gen")), join(ROOT, "src", "tokens", "token-limits.ts")];
+  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
   let built = 0;
   try {
     built = statSync(join(DIST, "src", "sdk", "index.js")).mtimeMs;
@@ -35,20 +37,13 @@ function ensureSdkBuilt(): void {
 }
 
 let sdk: Sdk;
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let issuer: TestIssuer;
 beforeAll(async () => {
   ensureSdkBuilt();
   sdk = await import("relayapi/sdk");
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   issuer = await createIssuer(relay, "sdk-app");
 }, 120_000);
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
 
 it("is built JavaScript with no node: module or Node global, so browsers and bundlers take it", () => {
   // dist/server/ and dist/bench/ hold the bundled relay and bench targets, Node programs.

@@ -14,7 +14,7 @@ import { is } from "drizzle-orm";
 import { PgTable } from "drizzle-orm/pg-core";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { AdminService, ApiShape, AuthStyle, PoolStrategy, UsageGroup } from "../gen/relayapi/v1/admin_service_pb.js";
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
@@ -22,10 +22,9 @@ import * as schema from "../src/db/schema/index.js";
 import { createLogger } from "../src/log.js";
 import { sealToken, sealTokenForRelay } from "../src/sdk/index.js";
 import { fragments } from "./support/fuzz.js";
-import { sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { seconds } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const KEYS = {
   issued: "sk-hyg-issued-9f8e7d6c5b4a39281706",
@@ -49,8 +48,7 @@ interface Seen {
 }
 const seen: Seen[] = [];
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ mock: { chunks: 3 }, config: { acceptByokTokens: true, leaseIdleMs: 100 }, log: createLogger("debug", (l) => logLines.push(l)) });
 
 /** fetch that keeps a copy of every response: status, headers and body (streams included). */
 const recordingFetch: typeof fetch = async (input, init) => {
@@ -82,14 +80,8 @@ async function minting<T>(name: string, fn: () => Promise<T>, secretOf: (r: T) =
 }
 
 beforeAll(async () => {
-  mock = await startMockProvider({ chunks: 3 });
-  relay = await startRelay({ mock, config: { acceptByokTokens: true, leaseIdleMs: 100 }, log: createLogger("debug", (l) => logLines.push(l)) });
   secrets.set("admin", relay.adminKey);
   secrets.set("master", readFileSync(join(relay.dataDir, "master.key"), "utf8").trim());
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
 });
 
 it("a full scenario leaves no secret in logs, responses, metrics or the database", async () => {

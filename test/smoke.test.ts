@@ -1,18 +1,9 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay, UPSTREAM_KEY } from "./support/relay.js";
+import { expect, it } from "vitest";
+import { UPSTREAM_KEY } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRelay();
 
 it("relays a chat completion, streaming and not", async () => {
   const { secret } = await relay.issue({ limits: { maxCalls: 5n } });

@@ -17,12 +17,10 @@ import { AdminService, ApiShape, AuthStyle } from "../gen/relayapi/v1/admin_serv
 import { RelayService } from "../gen/relayapi/v1/relay_service_pb.js";
 import { EncryptJWT } from "jose";
 import { RawClient } from "./support/fuzz.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { chat, createIssuer, expectFixed401, seconds } from "./support/sealed.js";
+import { useRelay } from "./support/use-relay.js";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay();
 let canary: Server;
 let canaryHost: string;
 /** Every TCP connection the canary accepted, for any reason. */
@@ -40,14 +38,10 @@ beforeAll(async () => {
     res.end('{"error":{"message":"moved","type":"x","code":"moved"}}');
   });
   await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", r));
-  mock = await startMockProvider();
-  relay = await startRelay({ mock });
   await relay.admin.upsertProvider({ provider: { id: "redirecting", baseUrl: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
   secret = (await relay.issue()).secret;
 });
 afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
   await new Promise((r) => canary?.close(r));
   await new Promise((r) => redirector?.close(r));
 });

@@ -3,28 +3,17 @@
  * exact count: 500 concurrent uses of a max-50 token succeed exactly 50 times, through the
  * query alone and end-to-end through the HTTP layer.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrateDatabase } from "../src/db/migrate.js";
 import { CallCounter } from "../src/db/queries/call-counter.js";
 import { findTokenById, insertToken, listTokens, revokeToken } from "../src/db/queries/tokens.js";
-import { postgresAvailable } from "./support/databases.js";
 import { burstChats } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type Driver, type TestRelay } from "./support/relay.js";
+import { availableDrivers, useRelay } from "./support/use-relay.js";
 
-const drivers: Driver[] = (await postgresAvailable()) ? ["pglite", "postgres"] : ["pglite"];
+const drivers = await availableDrivers();
 
 describe.each(drivers)("storage on %s", (driver) => {
-  let mock: MockProvider;
-  let relay: TestRelay;
-  beforeAll(async () => {
-    mock = await startMockProvider();
-    relay = await startRelay({ mock, driver });
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
-  });
+  const { relay, mock } = useRelay({ driver });
 
   const row = (id: string, maxCalls: number | null, expiresInMs = 3_600_000) => ({
     id,

@@ -10,11 +10,10 @@
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI, { AzureOpenAI } from "openai";
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { BUILTIN_PROVIDERS } from "../src/providers/builtin/index.js";
 import type { Usage } from "../src/providers/types.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { useRelay } from "./support/use-relay.js";
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/streams/${name}`, import.meta.url));
 /** What every fixture reports: 412 prompt + 588 completion tokens. */
@@ -81,17 +80,7 @@ describe.each(CASES)("$file", ({ file, contentType, providers }) => {
 });
 
 describe("through the relay", () => {
-  let mock: MockProvider;
-  let relay: TestRelay;
-  beforeAll(async () => {
-    mock = await startMockProvider();
-    const providerBaseUrls = Object.fromEntries(BUILTIN_PROVIDERS.map((p) => [p.id, mock.url + new URL(p.baseUrl).pathname.replace(/\/$/, "")]));
-    relay = await startRelay({ mock, config: { providerBaseUrls } });
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
-  });
+  const { relay, mock } = useRelay({ allProviders: true });
   beforeEach(() => mock.reset());
 
   /** Streams a fixture in 9 parts cut mid-event, 2 ms apart. */

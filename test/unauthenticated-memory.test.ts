@@ -13,11 +13,11 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { connect as h2connect } from "node:http2";
 import { connect } from "node:net";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { AdminService } from "../gen/relayapi/v1/admin_service_pb.js";
-import { openaiError, sleep } from "./support/http.js";
-import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
+import { openaiError } from "./support/http.js";
+import { useRelay } from "./support/use-relay.js";
+import { sleep } from "./support/wait.js";
 
 const MB = 1024 * 1024;
 /** Valid JSON (an object padded with spaces), so a relay that did read it would get past parsing. */
@@ -27,20 +27,10 @@ const BUDGET = 2 * MB;
 const IP_RPM = 5;
 const BOGUS = "Bearer rk_bogus_0123456789abcdefghijklmnopqrstuvwxyz";
 
-let mock: MockProvider;
-let relay: TestRelay;
+const { relay, mock } = useRelay({ config: { bodyMemoryBytes: BUDGET, ipRpm: IP_RPM, trustProxy: ["127.0.0.1"] } });
 let ipSeq = 0;
 /** A fresh client address (X-Forwarded-For from a trusted 127.0.0.1). */
 const freshIp = (): string => `10.17.${Math.floor(++ipSeq / 250)}.${(ipSeq % 250) + 1}`;
-
-beforeAll(async () => {
-  mock = await startMockProvider();
-  relay = await startRelay({ mock, config: { bodyMemoryBytes: BUDGET, ipRpm: IP_RPM, trustProxy: ["127.0.0.1"] } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
 
 interface Pushed {
   status: number;

@@ -6,7 +6,7 @@
  */
 import { toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { eq, inArray } from "drizzle-orm";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,33 +29,17 @@ import { migrateDatabase } from "../src/db/migrate.js";
 import { findTokenById, insertToken } from "../src/db/queries/tokens.js";
 import { aggregateUsage, insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
 import { auditEvents, keyPools, upstreamKeys, usageEvents } from "../src/db/schema/index.js";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
+import { createTestDatabase, type TestDatabase } from "./support/databases.js";
 import { MOCK_PROMPT_TOKENS, startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { codeOf } from "./support/connect-code.js";
+import { availableDrivers, useRelay } from "./support/use-relay.js";
+import { sleep, waitFor } from "./support/wait.js";
 
-const drivers = (await postgresAvailable()) ? (["pglite", "postgres"] as const) : (["pglite"] as const);
+const drivers = await availableDrivers();
 const CHUNKS = 5;
 const MOCK_USAGE = { promptTokens: MOCK_PROMPT_TOKENS, completionTokens: CHUNKS, totalTokens: MOCK_PROMPT_TOKENS + CHUNKS };
 const uniq = (p: string) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, ok: () => boolean, timeoutMs = 5000): Promise<void> {
-  const started = Date.now();
-  while (!ok()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-async function codeOf(run: () => Promise<unknown>): Promise<Code> {
-  try {
-    await run();
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-  throw new Error("expected the call to fail");
-}
-
 interface CallOptions {
   provider?: string;
   model?: string;
@@ -85,23 +69,16 @@ async function relayCall(url: string, secret: string, o: CallOptions = {}): Prom
 }
 
 describe("usage records, GetUsage, WatchUsage and the audit log (relay on PGlite)", () => {
-  let mock: MockProvider;
-  let relay: TestRelay;
+  const { relay } = useRelay({ mock: { chunks: CHUNKS } });
   const secrets: string[] = [];
   /** Every rpc response that must be secret-free, as JSON. */
   const responses: string[] = [];
   const started = new Date(Date.now() - 1000);
 
   beforeAll(async () => {
-    mock = await startMockProvider({ chunks: CHUNKS });
-    relay = await startRelay({ mock });
     await relay.admin.upsertProvider({
       provider: { id: "deadend", baseUrl: "http://127.0.0.1:1", authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI },
     });
-  });
-  afterAll(async () => {
-    await relay?.close();
-    await mock?.close();
   });
 
   const issue = async (o: Parameters<TestRelay["issue"]>[0] = {}) => {
@@ -242,7 +219,7 @@ describe("usage records, GetUsage, WatchUsage and the audit log (relay on PGlite
     const ac = new AbortController();
     const events = relay.admin.watchUsage({ provider: "openai" }, { signal: ac.signal })[Symbol.asyncIterator]();
     const first = events.next();
-    await waitFor("the watcher to subscribe", () => relay.app.usage.watchers > 0);
+    await waitFor(() => relay.app.usage.watchers > 0, 5000, "the watcher to subscribe");
 
     await relayCall(relay.url, gemini.secret, { provider: "gemini" }); // filtered out
     const t0 = performance.now();
@@ -259,7 +236,7 @@ describe("usage records, GetUsage, WatchUsage and the audit log (relay on PGlite
 
     ac.abort();
     await events.next().catch(() => undefined);
-    await waitFor("the server to drop the watcher", () => relay.app.usage.watchers === 0);
+    await waitFor(() => relay.app.usage.watchers === 0, 5000, "the server to drop the watcher");
   });
 
   it("ListAuditEvents shows every admin action, newest first, in stable pages", async () => {
@@ -356,11 +333,11 @@ describe("shutdown with calls in flight (PGlite)", () => {
       const watching = (async () => {
         for await (const _ of relay.admin.watchUsage({}, { signal: watch.signal }));
       })().catch(() => {});
-      await waitFor("the watcher", () => relay.app.usage.watchers > 0);
+      await waitFor(() => relay.app.usage.watchers > 0, 5000, "the watcher");
       const before = mock.requests.length;
       const headers = { "x-mock-chunks": String(opts.chunks), "x-mock-delay-ms": String(opts.delayMs) };
       const calls = Array.from({ length: 10 }, () => relayCall(relay.url, secret, { stream: true, headers }).catch(() => undefined));
-      await waitFor("10 forwarded calls", () => mock.requests.length - before >= 10);
+      await waitFor(() => mock.requests.length - before >= 10, 5000, "10 forwarded calls");
       const t0 = performance.now();
       await relay.app.close();
       const closeMs = performance.now() - t0;

@@ -71,7 +71,8 @@ describe("rates", () => {
     const l = await limits({ perIp: { rpm: 600_000, burst: 1 } }); // one call per 0.1 ms
     await l.checkIp("198.51.100.1");
     await sleep(5);
-    await l.checkIp("198.51.100.1");
+    await expect(l.checkIp("198.51.100.1")).resolves.toBeUndefined();
+    expect(l.stats().rejections.ip).toBe(0);
   });
 
   it("is not checked when off", async () => {
@@ -136,7 +137,10 @@ describe("concurrency", () => {
   it("is free when off", async () => {
     const l = await limits({});
     const releases = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? l.acquireGlobal() : l.acquireKey("k"))));
+    expect(releases).toHaveLength(100);
     for (const r of releases) r();
+    expect(l.stats().rejections).toEqual({ ip: 0, token: 0, global: 0, key: 0 });
+    expect(l.stats().localKeys).toBe(0);
   });
 });
 

@@ -5,7 +5,7 @@
  * reached the upstream.
  */
 import { connect as h2connect } from "node:http2";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import { Agent, request } from "undici";
 import { expect } from "vitest";
 import type { RecordedRequest } from "./mock-provider.js";
@@ -140,7 +140,17 @@ export function openaiError(body: Buffer | string): { message: string; type: str
   return parsed.error as { message: string; type: string; code: string };
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A port on 127.0.0.1 that refuses connections (bound once, then closed): an upstream no byte reaches. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+// Older suites import sleep from here; it lives in wait.ts.
+export { sleep } from "./wait.js";
 
 export interface BurstAnswer {
   status: number;

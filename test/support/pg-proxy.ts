@@ -12,6 +12,7 @@
  *   resume() lets bytes through again; connections that lost bytes stay broken, as they would.
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { sleep } from "./wait.js";
 
 export interface PgProxy {
   urlFor(databaseUrl: string): string;
@@ -25,8 +26,6 @@ export interface PgProxy {
   resume(): void;
   close(): Promise<void>;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function startPgProxy(target: URL): Promise<PgProxy> {
   const pairs = new Set<[Socket, Socket]>();

@@ -8,7 +8,10 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
 import { INVALID_TOKEN } from "../../src/errors.js";
+import { cleanEnv } from "./clean-env.js";
 import type { TestRelay } from "./relay.js";
+
+export { cleanEnv };
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "relayapi.js");
@@ -67,11 +70,6 @@ export interface Run {
   stderr: string;
 }
 
-/** The environment without any RELAYAPI_* / DATABASE_URL of the machine running the tests. */
-export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL"));
-  return { ...env, ...extra };
-}
 
 export function runFile(file: string, args: string[], opts: { env?: Record<string, string>; timeout?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {

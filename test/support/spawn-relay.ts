@@ -10,6 +10,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundleFresh, ROOT, SERVER_BUNDLE, SERVER_ENTRY } from "../../scripts/build-server.js";
+import { cleanEnv } from "./clean-env.js";
+
+export { cleanEnv };
 
 export interface Exit {
   code: number | null;
@@ -35,7 +38,6 @@ export interface SpawnedRelay {
   cleanup(): void;
 }
 
-/** The environment without any RELAYAPI_* / DATABASE_URL / REDIS_URL of the machine running the tests. */
 /** The fields of the first JSON log line in `stderr` whose msg is `msg`, or undefined. */
 export function logLineIn(stderr: string, msg: string): Record<string, unknown> | undefined {
   for (const line of stderr.split("\n")) {
@@ -50,11 +52,6 @@ export function logLineIn(stderr: string, msg: string): Record<string, unknown> 
   return undefined;
 }
 
-/** The environment without any RELAYAPI_* / DATABASE_URL / REDIS_URL of the machine running the tests. */
-export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL" && k !== "REDIS_URL"));
-  return { ...env, ...extra };
-}
 
 /** Builds dist/server/relayapi.js from src/ unless it is fresh; returns its path. */
 export function buildRelayBundle(): Promise<string> {
