@@ -15,6 +15,7 @@ import { keysCommand, poolCommand } from "./pool-commands.js";
 import { providerCommand } from "./provider-commands.js";
 import { raiCommand } from "./rai-import.js";
 import { tokenCommand } from "./token-commands.js";
+import { usageCommand } from "./usage-commands.js";
 
 /** `--help` and `--version` anywhere before `--`, answered before any command module runs. */
 function wantsHelp(argv: string[]): boolean {
@@ -77,6 +78,8 @@ async function main(argv: string[]): Promise<void> {
       return poolCommand(rest);
     case "keys":
       return keysCommand(rest);
+    case "usage":
+      return usageCommand(rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -29,16 +29,53 @@ const tempDir = (): string => {
   return d;
 };
 
+/**
+ * The label statements of a batch write (src/db/queries/usage-labels.ts), answered in memory:
+ * not counted as statements and never failed, since these tests are about the batch statement.
+ * `row` turns a batch's compact row (label ids) back into the names it stands for.
+ */
+function fakeLabels() {
+  const ids = new Map<string, number>();
+  const names: string[] = [];
+  return {
+    answer(text: string, params: unknown[]): unknown[] | undefined {
+      if (!text.includes("usage_labels") || text.includes("usage_calls")) return undefined;
+      const values = JSON.parse(String(params[0])) as string[];
+      if (text.startsWith("insert")) {
+        for (const v of values) if (!ids.has(v)) ids.set(v, names.push(v) - 1);
+        return [];
+      }
+      return values.map((value) => ({ id: ids.get(value), value }));
+    },
+    row(r: Record<string, number | string>) {
+      const name = (id: number | string): string => names[Number(id)]!;
+      return {
+        token_id: name(r.t!),
+        subject: name(r.s!),
+        model: name(r.m!),
+        latency_ms: Number(r.l),
+        prompt_tokens: Number(r.pt),
+        completion_tokens: Number(r.ct),
+        total_tokens: Number(r.tt),
+        flags: Number(r.f),
+      };
+    },
+  };
+}
+
 /** A Db that keeps the token ids of inserted rows; `stall` never answers, `failures` throw first. */
 function fakeDb(opts: { stall?: boolean; failures?: number } = {}) {
   const written: string[] = [];
   let failures = opts.failures ?? 0;
+  const labels = fakeLabels();
   const db = {
     async execute(query: SQL) {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      const answer = labels.answer(text, params);
+      if (answer !== undefined) return answer;
       if (opts.stall) return new Promise(() => {});
       if (failures-- > 0) throw new Error("connection lost");
-      const { params } = dialect.sqlToQuery(query);
-      const rows = JSON.parse(String(params[0])) as { token_id: string }[];
+      const rows = (JSON.parse(String(params[0])) as Record<string, number | string>[]).map(labels.row);
       written.push(...rows.map((r) => r.token_id));
       return [];
     },

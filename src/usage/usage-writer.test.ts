@@ -27,6 +27,40 @@ interface StoredRow {
   flags: number;
 }
 
+/**
+ * The label statements of a batch write (src/db/queries/usage-labels.ts), answered in memory:
+ * not counted as statements and never failed, since these tests are about the batch statement.
+ * `row` turns a batch's compact row (label ids) back into the names it stands for.
+ */
+function fakeLabels() {
+  const ids = new Map<string, number>();
+  const names: string[] = [];
+  return {
+    answer(text: string, params: unknown[]): unknown[] | undefined {
+      if (!text.includes("usage_labels") || text.includes("usage_calls")) return undefined;
+      const values = JSON.parse(String(params[0])) as string[];
+      if (text.startsWith("insert")) {
+        for (const v of values) if (!ids.has(v)) ids.set(v, names.push(v) - 1);
+        return [];
+      }
+      return values.map((value) => ({ id: ids.get(value), value }));
+    },
+    row(r: Record<string, number | string>) {
+      const name = (id: number | string): string => names[Number(id)]!;
+      return {
+        token_id: name(r.t!),
+        subject: name(r.s!),
+        model: name(r.m!),
+        latency_ms: Number(r.l),
+        prompt_tokens: Number(r.pt),
+        completion_tokens: Number(r.ct),
+        total_tokens: Number(r.tt),
+        flags: Number(r.f),
+      };
+    },
+  };
+}
+
 /** As drizzle throws it: the driver's error (with its SQLSTATE) in `cause`, the batch in the message. */
 function drizzleError(code: string, message: string, params: unknown[]): Error {
   return new Error(`Failed query: insert ...\nparams: ${params.join(",")}`, { cause: Object.assign(new Error(message), { code }) });
@@ -43,8 +77,12 @@ function fakeDb(opts: { failures?: number; delayMs?: number; poison?: (row: Stor
   let running = 0;
   let maxRunning = 0;
   let statements = 0;
+  const labels = fakeLabels();
   const db = {
     async execute(query: SQL) {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      const answer = labels.answer(text, params);
+      if (answer !== undefined) return answer;
       running++;
       statements++;
       maxRunning = Math.max(maxRunning, running);
@@ -54,12 +92,11 @@ function fakeDb(opts: { failures?: number; delayMs?: number; poison?: (row: Stor
           failures--;
           throw new Error("database down");
         }
-        const { sql: text, params } = dialect.sqlToQuery(query);
         if (text.includes("usage_dead_letters")) {
           deadLetters.push({ record: String(params[0]), error: String(params[1]) });
           return [];
         }
-        const rows = JSON.parse(String(params[0])) as StoredRow[];
+        const rows: StoredRow[] = (JSON.parse(String(params[0])) as Record<string, number | string>[]).map(labels.row);
         if (opts.poison && rows.some(opts.poison)) throw drizzleError("22003", "bigint out of range", params);
         batches.push(rows);
         return [];

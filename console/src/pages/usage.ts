@@ -17,6 +17,9 @@ const RANGES: Record<string, { seconds: number; bucket: number }> = {
   "1h": { seconds: 3600, bucket: 60 },
   "24h": { seconds: 86400, bucket: 3600 },
   "7d": { seconds: 7 * 86400, bucket: 6 * 3600 },
+  // Whole days and weeks: answered from the daily roll-ups (issue 23), whatever the raw retention.
+  "30d": { seconds: 30 * 86400, bucket: 86400 },
+  "365d": { seconds: 365 * 86400, bucket: 7 * 86400 },
 };
 const MAX_SERIES = 6;
 const FEED_MAX = 50;
@@ -45,7 +48,7 @@ interface Totals {
 
 export const usagePage: Page = async (ctx, root) => {
   const { api, signal } = ctx;
-  const range = select("range", options([["1h", "usage.lastHour"], ["24h", "usage.lastDay"], ["7d", "usage.lastWeek"]]), "24h");
+  const range = select("range", options([["1h", "usage.lastHour"], ["24h", "usage.lastDay"], ["7d", "usage.lastWeek"], ["30d", "usage.lastMonth"], ["365d", "usage.lastYear"]]), "24h");
   const group = select(
     "group",
     options([
@@ -59,6 +62,7 @@ export const usagePage: Page = async (ctx, root) => {
   );
   const charts = h("div", { class: "charts", "aria-live": "polite" }, loading());
   const refused = h("div", { "aria-live": "polite", "data-testid": "refusals" });
+  const storage = h("p", { class: "hint", "data-testid": "storage" });
   const feed = h("ol", { class: "feed", "aria-live": "polite", "aria-label": t("usage.live"), "data-testid": "live-feed" });
   const feedState = h("p", { class: "feed-state", role: "status" });
   const feedEmpty = empty(t("usage.waiting"));
@@ -94,6 +98,17 @@ export const usagePage: Page = async (ctx, root) => {
       drawn();
     } catch (e) {
       if (!isCanceled(e)) charts.replaceChildren(errorBox(errorMessage(e)));
+    }
+  }
+
+  /** The database's size and the retention settings (GetStorage); a failure leaves the line empty. */
+  async function loadStorage(): Promise<void> {
+    try {
+      const s = await api.admin.getStorage({}, { signal });
+      const days = (d: number | undefined): string => (d ? t("usage.days", { n: fmtNumber(d) }) : t("usage.forever"));
+      storage.replaceChildren(t("usage.storage", { db: (Number(s.databaseBytes) / 1_048_576).toFixed(1), raw: days(s.retentionDays[0]), rollups: days(s.retentionDays[1]) }));
+    } catch {
+      storage.replaceChildren();
     }
   }
 
@@ -232,9 +247,10 @@ export const usagePage: Page = async (ctx, root) => {
     void loadRefusals();
   }));
   controls.addEventListener("submit", (ev) => ev.preventDefault());
-  root.append(h("h1", null, t("nav.usage")), section(t("usage.overTime"), controls, charts), section(t("usage.refused"), h("p", { class: "hint" }, t("usage.refusedNote")), refused), section(t("usage.live"), feedState, feedEmpty, feed));
+  root.append(h("h1", null, t("nav.usage")), section(t("usage.overTime"), controls, charts, storage), section(t("usage.refused"), h("p", { class: "hint" }, t("usage.refusedNote")), refused), section(t("usage.live"), feedState, feedEmpty, feed));
   void watch();
   void loadRefusals();
+  void loadStorage();
   await load();
 };
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relayapi/v1/admin_service.proto.
  */
 export const file_relayapi_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWxheWFwaS92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSJ5CglJc3N1ZXJLZXkSCwoDa2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Rpc2FibGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+CgZJc3N1ZXISDAoEbmFtZRgBIAEoCRIkCgRrZXlzGAIgAygLMhYucmVsYXlhcGkudjEuSXNzdWVyS2V5EhAKCGRpc2FibGVkGAMgASgIEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKE0NyZWF0ZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzZWNyZXQYAiABKAwiWAoUQ3JlYXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiFAoSTGlzdElzc3VlcnNSZXF1ZXN0IjsKE0xpc3RJc3N1ZXJzUmVzcG9uc2USJAoHaXNzdWVycxgBIAMoCzITLnJlbGF5YXBpLnYxLklzc3VlciIjChNSb3RhdGVJc3N1ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiWAoUUm90YXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiMQoURGlzYWJsZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgNraWQYAiABKAkiPAoVRGlzYWJsZUlzc3VlclJlc3BvbnNlEiMKBmlzc3VlchgBIAEoCzITLnJlbGF5YXBpLnYxLklzc3VlciKZAgoIUHJvdmlkZXISCgoCaWQYASABKAkSEAoIYmFzZV91cmwYAiABKAkSKgoKYXV0aF9zdHlsZRgDIAEoDjIWLnJlbGF5YXBpLnYxLkF1dGhTdHlsZRIRCglhdXRoX25hbWUYBCABKAkSQgoPZGVmYXVsdF9oZWFkZXJzGAUgAygLMikucmVsYXlhcGkudjEuUHJvdmlkZXIuRGVmYXVsdEhlYWRlcnNFbnRyeRIkCgVzaGFwZRgGIAEoDjIVLnJlbGF5YXBpLnYxLkFwaVNoYXBlEg8KB2J1aWx0aW4YByABKAgaNQoTRGVmYXVsdEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhYKFExpc3RQcm92aWRlcnNSZXF1ZXN0IkEKFUxpc3RQcm92aWRlcnNSZXNwb25zZRIoCglwcm92aWRlcnMYASADKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJAChVVcHNlcnRQcm92aWRlclJlcXVlc3QSJwoIcHJvdmlkZXIYASABKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUucmVsYXlhcGkudjEuUHJvdmlkZXIiIwoVRGVsZXRlUHJvdmlkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UisQEKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIrCghzdHJhdGVneRgDIAEoDjIZLnJlbGF5YXBpLnYxLlBvb2xTdHJhdGVneRIRCglrZXlfY291bnQYBCABKAUSGQoRZW5hYmxlZF9rZXlfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5gEKC1Vwc3RyZWFtS2V5EgoKAmlkGAEgASgJEgwKBHBvb2wYAiABKAkSDgoGbWFza2VkGAMgASgJEg8KB2VuYWJsZWQYBCABKAgSFwoPZGlzYWJsZWRfcmVhc29uGAUgASgJEg4KBndlaWdodBgGIAEoBRIyCg5jb29sZG93bl91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjYWxscxgJIAEoAyJgChFDcmVhdGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEisKCHN0cmF0ZWd5GAMgASgOMhkucmVsYXlhcGkudjEuUG9vbFN0cmF0ZWd5IjUKEkNyZWF0ZVBvb2xSZXNwb25zZRIfCgRwb29sGAEgASgLMhEucmVsYXlhcGkudjEuUG9vbCIkChBMaXN0UG9vbHNSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJIjUKEUxpc3RQb29sc1Jlc3BvbnNlEiAKBXBvb2xzGAEgAygLMhEucmVsYXlhcGkudjEuUG9vbCIhChFEZWxldGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIhQKEkRlbGV0ZVBvb2xSZXNwb25zZSI8Cg5BZGRLZXlzUmVxdWVzdBIMCgRwb29sGAEgASgJEgwKBGtleXMYAiADKAkSDgoGd2VpZ2h0GAMgASgFImkKD0FkZEtleXNSZXNwb25zZRINCgVhZGRlZBgBIAEoBRIPCgdza2lwcGVkGAIgASgFEg4KBmZhaWxlZBgDIAEoBRImCgRrZXlzGAQgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHwoPTGlzdEtleXNSZXF1ZXN0EgwKBHBvb2wYASABKAkiOgoQTGlzdEtleXNSZXNwb25zZRImCgRrZXlzGAEgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiMwoUU2V0S2V5RW5hYmxlZFJlcXVlc3QSCgoCaWQYASABKAkSDwoHZW5hYmxlZBgCIAEoCCI+ChVTZXRLZXlFbmFibGVkUmVzcG9uc2USJQoDa2V5GAEgASgLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHgoQRGVsZXRlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSITChFEZWxldGVLZXlSZXNwb25zZSKoAQoPR2V0VXNhZ2VSZXF1ZXN0EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcucmVsYXlhcGkudjEuVXNhZ2VHcm91cBIWCg5idWNrZXRfc2Vjb25kcxgEIAEoBSKLAQoIVXNhZ2VSb3cSMAoMYnVja2V0X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYAiABKAkSDQoFY2FsbHMYAyABKAMSIQoFdXNhZ2UYBCABKAsyEi5yZWxheWFwaS52MS5Vc2FnZRIOCgZlcnJvcnMYBSABKAMiNwoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUucmVsYXlhcGkudjEuVXNhZ2VSb3cihQIKClVzYWdlRXZlbnQSEAoIdG9rZW5faWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIQCghwcm92aWRlchgDIAEoCRINCgVtb2RlbBgEIAEoCRIOCgZrZXlfaWQYBSABKAkSDgoGc3RhdHVzGAYgASgFEiUKB291dGNvbWUYByABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAggASgLMhIucmVsYXlhcGkudjEuVXNhZ2USEgoKbGF0ZW5jeV9tcxgJIAEoAxImCgJhdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYnl0ZXMYCyABKAMiJQoRV2F0Y2hVc2FnZVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkiPAoSV2F0Y2hVc2FnZVJlc3BvbnNlEiYKBWV2ZW50GAEgASgLMhcucmVsYXlhcGkudjEuVXNhZ2VFdmVudCJ/CgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEg0KBWFjdG9yGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDgoGZGV0YWlsGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlsKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLnJlbGF5YXBpLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhQKEkdldFJlZnVzYWxzUmVxdWVzdCJDCgxSZWZ1c2FsQ291bnQSDgoGcmVhc29uGAEgASgJEhQKDHN0YXR1c19jbGFzcxgCIAEoCRINCgVjb3VudBgDIAEoAyJCChNHZXRSZWZ1c2Fsc1Jlc3BvbnNlEisKCHJlZnVzYWxzGAEgAygLMhkucmVsYXlhcGkudjEuUmVmdXNhbENvdW50KmsKCUF1dGhTdHlsZRIaChZBVVRIX1NUWUxFX1VOU1BFQ0lGSUVEEAASFQoRQVVUSF9TVFlMRV9CRUFSRVIQARIVChFBVVRIX1NUWUxFX0hFQURFUhACEhQKEEFVVEhfU1RZTEVfUVVFUlkQAypqCghBcGlTaGFwZRIZChVBUElfU0hBUEVfVU5TUEVDSUZJRUQQABIUChBBUElfU0hBUEVfT1BFTkFJEAESFwoTQVBJX1NIQVBFX0FOVEhST1BJQxACEhQKEEFQSV9TSEFQRV9HRU1JTkkQAyqPAQoMUG9vbFN0cmF0ZWd5Eh0KGVBPT0xfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIdChlQT09MX1NUUkFURUdZX1JPVU5EX1JPQklOEAESGgoWUE9PTF9TVFJBVEVHWV9XRUlHSFRFRBACEiUKIVBPT0xfU1RSQVRFR1lfTEVBU1RfUkVDRU5UTFlfVVNFRBADKooBCgpVc2FnZUdyb3VwEhsKF1VTQUdFX0dST1VQX1VOU1BFQ0lGSUVEEAASFQoRVVNBR0VfR1JPVVBfVE9LRU4QARIXChNVU0FHRV9HUk9VUF9TVUJKRUNUEAISGAoUVVNBR0VfR1JPVVBfUFJPVklERVIQAxIVChFVU0FHRV9HUk9VUF9NT0RFTBAEMpgMCgxBZG1pblNlcnZpY2USUwoMQ3JlYXRlSXNzdWVyEiAucmVsYXlhcGkudjEuQ3JlYXRlSXNzdWVyUmVxdWVzdBohLnJlbGF5YXBpLnYxLkNyZWF0ZUlzc3VlclJlc3BvbnNlElUKC0xpc3RJc3N1ZXJzEh8ucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXF1ZXN0GiAucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXNwb25zZSIDkAIBElMKDFJvdGF0ZUlzc3VlchIgLnJlbGF5YXBpLnYxLlJvdGF0ZUlzc3VlclJlcXVlc3QaIS5yZWxheWFwaS52MS5Sb3RhdGVJc3N1ZXJSZXNwb25zZRJbCg1EaXNhYmxlSXNzdWVyEiEucmVsYXlhcGkudjEuRGlzYWJsZUlzc3VlclJlcXVlc3QaIi5yZWxheWFwaS52MS5EaXNhYmxlSXNzdWVyUmVzcG9uc2UiA5ACAhJbCg1MaXN0UHJvdmlkZXJzEiEucmVsYXlhcGkudjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIi5yZWxheWFwaS52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJeCg5VcHNlcnRQcm92aWRlchIiLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2UiA5ACAhJeCg5EZWxldGVQcm92aWRlchIiLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UiA5ACAhJNCgpDcmVhdGVQb29sEh4ucmVsYXlhcGkudjEuQ3JlYXRlUG9vbFJlcXVlc3QaHy5yZWxheWFwaS52MS5DcmVhdGVQb29sUmVzcG9uc2USTwoJTGlzdFBvb2xzEh0ucmVsYXlhcGkudjEuTGlzdFBvb2xzUmVxdWVzdBoeLnJlbGF5YXBpLnYxLkxpc3RQb29sc1Jlc3BvbnNlIgOQAgESUgoKRGVsZXRlUG9vbBIeLnJlbGF5YXBpLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0Gh8ucmVsYXlhcGkudjEuRGVsZXRlUG9vbFJlc3BvbnNlIgOQAgISRAoHQWRkS2V5cxIbLnJlbGF5YXBpLnYxLkFkZEtleXNSZXF1ZXN0GhwucmVsYXlhcGkudjEuQWRkS2V5c1Jlc3BvbnNlEkwKCExpc3RLZXlzEhwucmVsYXlhcGkudjEuTGlzdEtleXNSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElsKDVNldEtleUVuYWJsZWQSIS5yZWxheWFwaS52MS5TZXRLZXlFbmFibGVkUmVxdWVzdBoiLnJlbGF5YXBpLnYxLlNldEtleUVuYWJsZWRSZXNwb25zZSIDkAICEk8KCURlbGV0ZUtleRIdLnJlbGF5YXBpLnYxLkRlbGV0ZUtleVJlcXVlc3QaHi5yZWxheWFwaS52MS5EZWxldGVLZXlSZXNwb25zZSIDkAICEkwKCEdldFVzYWdlEhwucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEk8KCldhdGNoVXNhZ2USHi5yZWxheWFwaS52MS5XYXRjaFVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLldhdGNoVXNhZ2VSZXNwb25zZTABEmEKD0xpc3RBdWRpdEV2ZW50cxIjLnJlbGF5YXBpLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJC5yZWxheWFwaS52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIDkAIBElUKC0dldFJlZnVzYWxzEh8ucmVsYXlhcGkudjEuR2V0UmVmdXNhbHNSZXF1ZXN0GiAucmVsYXlhcGkudjEuR2V0UmVmdXNhbHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_relayapi_v1_common]);
+  fileDesc("Ch9yZWxheWFwaS92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSJ5CglJc3N1ZXJLZXkSCwoDa2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Rpc2FibGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+CgZJc3N1ZXISDAoEbmFtZRgBIAEoCRIkCgRrZXlzGAIgAygLMhYucmVsYXlhcGkudjEuSXNzdWVyS2V5EhAKCGRpc2FibGVkGAMgASgIEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKE0NyZWF0ZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzZWNyZXQYAiABKAwiWAoUQ3JlYXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiFAoSTGlzdElzc3VlcnNSZXF1ZXN0IjsKE0xpc3RJc3N1ZXJzUmVzcG9uc2USJAoHaXNzdWVycxgBIAMoCzITLnJlbGF5YXBpLnYxLklzc3VlciIjChNSb3RhdGVJc3N1ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiWAoUUm90YXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiMQoURGlzYWJsZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgNraWQYAiABKAkiPAoVRGlzYWJsZUlzc3VlclJlc3BvbnNlEiMKBmlzc3VlchgBIAEoCzITLnJlbGF5YXBpLnYxLklzc3VlciKZAgoIUHJvdmlkZXISCgoCaWQYASABKAkSEAoIYmFzZV91cmwYAiABKAkSKgoKYXV0aF9zdHlsZRgDIAEoDjIWLnJlbGF5YXBpLnYxLkF1dGhTdHlsZRIRCglhdXRoX25hbWUYBCABKAkSQgoPZGVmYXVsdF9oZWFkZXJzGAUgAygLMikucmVsYXlhcGkudjEuUHJvdmlkZXIuRGVmYXVsdEhlYWRlcnNFbnRyeRIkCgVzaGFwZRgGIAEoDjIVLnJlbGF5YXBpLnYxLkFwaVNoYXBlEg8KB2J1aWx0aW4YByABKAgaNQoTRGVmYXVsdEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhYKFExpc3RQcm92aWRlcnNSZXF1ZXN0IkEKFUxpc3RQcm92aWRlcnNSZXNwb25zZRIoCglwcm92aWRlcnMYASADKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJAChVVcHNlcnRQcm92aWRlclJlcXVlc3QSJwoIcHJvdmlkZXIYASABKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUucmVsYXlhcGkudjEuUHJvdmlkZXIiIwoVRGVsZXRlUHJvdmlkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UisQEKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIrCghzdHJhdGVneRgDIAEoDjIZLnJlbGF5YXBpLnYxLlBvb2xTdHJhdGVneRIRCglrZXlfY291bnQYBCABKAUSGQoRZW5hYmxlZF9rZXlfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5gEKC1Vwc3RyZWFtS2V5EgoKAmlkGAEgASgJEgwKBHBvb2wYAiABKAkSDgoGbWFza2VkGAMgASgJEg8KB2VuYWJsZWQYBCABKAgSFwoPZGlzYWJsZWRfcmVhc29uGAUgASgJEg4KBndlaWdodBgGIAEoBRIyCg5jb29sZG93bl91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjYWxscxgJIAEoAyJgChFDcmVhdGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEisKCHN0cmF0ZWd5GAMgASgOMhkucmVsYXlhcGkudjEuUG9vbFN0cmF0ZWd5IjUKEkNyZWF0ZVBvb2xSZXNwb25zZRIfCgRwb29sGAEgASgLMhEucmVsYXlhcGkudjEuUG9vbCIkChBMaXN0UG9vbHNSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJIjUKEUxpc3RQb29sc1Jlc3BvbnNlEiAKBXBvb2xzGAEgAygLMhEucmVsYXlhcGkudjEuUG9vbCIhChFEZWxldGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIhQKEkRlbGV0ZVBvb2xSZXNwb25zZSI8Cg5BZGRLZXlzUmVxdWVzdBIMCgRwb29sGAEgASgJEgwKBGtleXMYAiADKAkSDgoGd2VpZ2h0GAMgASgFImkKD0FkZEtleXNSZXNwb25zZRINCgVhZGRlZBgBIAEoBRIPCgdza2lwcGVkGAIgASgFEg4KBmZhaWxlZBgDIAEoBRImCgRrZXlzGAQgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHwoPTGlzdEtleXNSZXF1ZXN0EgwKBHBvb2wYASABKAkiOgoQTGlzdEtleXNSZXNwb25zZRImCgRrZXlzGAEgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiMwoUU2V0S2V5RW5hYmxlZFJlcXVlc3QSCgoCaWQYASABKAkSDwoHZW5hYmxlZBgCIAEoCCI+ChVTZXRLZXlFbmFibGVkUmVzcG9uc2USJQoDa2V5GAEgASgLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHgoQRGVsZXRlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSITChFEZWxldGVLZXlSZXNwb25zZSKoAQoPR2V0VXNhZ2VSZXF1ZXN0EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcucmVsYXlhcGkudjEuVXNhZ2VHcm91cBIWCg5idWNrZXRfc2Vjb25kcxgEIAEoBSKLAQoIVXNhZ2VSb3cSMAoMYnVja2V0X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYAiABKAkSDQoFY2FsbHMYAyABKAMSIQoFdXNhZ2UYBCABKAsyEi5yZWxheWFwaS52MS5Vc2FnZRIOCgZlcnJvcnMYBSABKAMiNwoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUucmVsYXlhcGkudjEuVXNhZ2VSb3ciQAoRUHJ1bmVVc2FnZVJlcXVlc3QSGgoSb2xkZXJfdGhhbl9zZWNvbmRzGAEgASgDEg8KB2RyeV9ydW4YAiABKAgijAEKElBydW5lVXNhZ2VSZXNwb25zZRIuCgpyYXdfY3V0b2ZmGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyYXdfcm93cxgCIAEoAxITCgtyb2xsdXBfcm93cxgDIAEoAxISCgphdWRpdF9yb3dzGAQgASgDEgsKA3JhbhgFIAEoCCITChFHZXRTdG9yYWdlUmVxdWVzdCI6CgxUYWJsZVN0b3JhZ2USDQoFdGFibGUYASABKAkSDQoFYnl0ZXMYAiABKAMSDAoEcm93cxgDIAEoAyKCAQoSR2V0U3RvcmFnZVJlc3BvbnNlEhYKDmRhdGFiYXNlX2J5dGVzGAEgASgDEikKBnRhYmxlcxgCIAMoCzIZLnJlbGF5YXBpLnYxLlRhYmxlU3RvcmFnZRIRCglkaXNrX3VzZWQYAyABKAESFgoOcmV0ZW50aW9uX2RheXMYBCADKAUihQIKClVzYWdlRXZlbnQSEAoIdG9rZW5faWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIQCghwcm92aWRlchgDIAEoCRINCgVtb2RlbBgEIAEoCRIOCgZrZXlfaWQYBSABKAkSDgoGc3RhdHVzGAYgASgFEiUKB291dGNvbWUYByABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAggASgLMhIucmVsYXlhcGkudjEuVXNhZ2USEgoKbGF0ZW5jeV9tcxgJIAEoAxImCgJhdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYnl0ZXMYCyABKAMiJQoRV2F0Y2hVc2FnZVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkiPAoSV2F0Y2hVc2FnZVJlc3BvbnNlEiYKBWV2ZW50GAEgASgLMhcucmVsYXlhcGkudjEuVXNhZ2VFdmVudCJ/CgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEg0KBWFjdG9yGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDgoGZGV0YWlsGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlsKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLnJlbGF5YXBpLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhQKEkdldFJlZnVzYWxzUmVxdWVzdCJDCgxSZWZ1c2FsQ291bnQSDgoGcmVhc29uGAEgASgJEhQKDHN0YXR1c19jbGFzcxgCIAEoCRINCgVjb3VudBgDIAEoAyJCChNHZXRSZWZ1c2Fsc1Jlc3BvbnNlEisKCHJlZnVzYWxzGAEgAygLMhkucmVsYXlhcGkudjEuUmVmdXNhbENvdW50KmsKCUF1dGhTdHlsZRIaChZBVVRIX1NUWUxFX1VOU1BFQ0lGSUVEEAASFQoRQVVUSF9TVFlMRV9CRUFSRVIQARIVChFBVVRIX1NUWUxFX0hFQURFUhACEhQKEEFVVEhfU1RZTEVfUVVFUlkQAypqCghBcGlTaGFwZRIZChVBUElfU0hBUEVfVU5TUEVDSUZJRUQQABIUChBBUElfU0hBUEVfT1BFTkFJEAESFwoTQVBJX1NIQVBFX0FOVEhST1BJQxACEhQKEEFQSV9TSEFQRV9HRU1JTkkQAyqPAQoMUG9vbFN0cmF0ZWd5Eh0KGVBPT0xfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIdChlQT09MX1NUUkFURUdZX1JPVU5EX1JPQklOEAESGgoWUE9PTF9TVFJBVEVHWV9XRUlHSFRFRBACEiUKIVBPT0xfU1RSQVRFR1lfTEVBU1RfUkVDRU5UTFlfVVNFRBADKooBCgpVc2FnZUdyb3VwEhsKF1VTQUdFX0dST1VQX1VOU1BFQ0lGSUVEEAASFQoRVVNBR0VfR1JPVVBfVE9LRU4QARIXChNVU0FHRV9HUk9VUF9TVUJKRUNUEAISGAoUVVNBR0VfR1JPVVBfUFJPVklERVIQAxIVChFVU0FHRV9HUk9VUF9NT0RFTBAEMrsNCgxBZG1pblNlcnZpY2USUwoMQ3JlYXRlSXNzdWVyEiAucmVsYXlhcGkudjEuQ3JlYXRlSXNzdWVyUmVxdWVzdBohLnJlbGF5YXBpLnYxLkNyZWF0ZUlzc3VlclJlc3BvbnNlElUKC0xpc3RJc3N1ZXJzEh8ucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXF1ZXN0GiAucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXNwb25zZSIDkAIBElMKDFJvdGF0ZUlzc3VlchIgLnJlbGF5YXBpLnYxLlJvdGF0ZUlzc3VlclJlcXVlc3QaIS5yZWxheWFwaS52MS5Sb3RhdGVJc3N1ZXJSZXNwb25zZRJbCg1EaXNhYmxlSXNzdWVyEiEucmVsYXlhcGkudjEuRGlzYWJsZUlzc3VlclJlcXVlc3QaIi5yZWxheWFwaS52MS5EaXNhYmxlSXNzdWVyUmVzcG9uc2UiA5ACAhJbCg1MaXN0UHJvdmlkZXJzEiEucmVsYXlhcGkudjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIi5yZWxheWFwaS52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJeCg5VcHNlcnRQcm92aWRlchIiLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2UiA5ACAhJeCg5EZWxldGVQcm92aWRlchIiLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UiA5ACAhJNCgpDcmVhdGVQb29sEh4ucmVsYXlhcGkudjEuQ3JlYXRlUG9vbFJlcXVlc3QaHy5yZWxheWFwaS52MS5DcmVhdGVQb29sUmVzcG9uc2USTwoJTGlzdFBvb2xzEh0ucmVsYXlhcGkudjEuTGlzdFBvb2xzUmVxdWVzdBoeLnJlbGF5YXBpLnYxLkxpc3RQb29sc1Jlc3BvbnNlIgOQAgESUgoKRGVsZXRlUG9vbBIeLnJlbGF5YXBpLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0Gh8ucmVsYXlhcGkudjEuRGVsZXRlUG9vbFJlc3BvbnNlIgOQAgISRAoHQWRkS2V5cxIbLnJlbGF5YXBpLnYxLkFkZEtleXNSZXF1ZXN0GhwucmVsYXlhcGkudjEuQWRkS2V5c1Jlc3BvbnNlEkwKCExpc3RLZXlzEhwucmVsYXlhcGkudjEuTGlzdEtleXNSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElsKDVNldEtleUVuYWJsZWQSIS5yZWxheWFwaS52MS5TZXRLZXlFbmFibGVkUmVxdWVzdBoiLnJlbGF5YXBpLnYxLlNldEtleUVuYWJsZWRSZXNwb25zZSIDkAICEk8KCURlbGV0ZUtleRIdLnJlbGF5YXBpLnYxLkRlbGV0ZUtleVJlcXVlc3QaHi5yZWxheWFwaS52MS5EZWxldGVLZXlSZXNwb25zZSIDkAICEkwKCEdldFVzYWdlEhwucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEk8KCldhdGNoVXNhZ2USHi5yZWxheWFwaS52MS5XYXRjaFVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLldhdGNoVXNhZ2VSZXNwb25zZTABEk0KClBydW5lVXNhZ2USHi5yZWxheWFwaS52MS5QcnVuZVVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLlBydW5lVXNhZ2VSZXNwb25zZRJSCgpHZXRTdG9yYWdlEh4ucmVsYXlhcGkudjEuR2V0U3RvcmFnZVJlcXVlc3QaHy5yZWxheWFwaS52MS5HZXRTdG9yYWdlUmVzcG9uc2UiA5ACARJhCg9MaXN0QXVkaXRFdmVudHMSIy5yZWxheWFwaS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQucmVsYXlhcGkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiA5ACARJVCgtHZXRSZWZ1c2FscxIfLnJlbGF5YXBpLnYxLkdldFJlZnVzYWxzUmVxdWVzdBogLnJlbGF5YXBpLnYxLkdldFJlZnVzYWxzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_relayapi_v1_common]);
 
 /**
  * IssuerKey is one symmetric key of an issuer.
@@ -1060,6 +1060,175 @@ export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*
   messageDesc(file_relayapi_v1_admin_service, 35);
 
 /**
+ * PruneUsageRequest says what to prune.
+ *
+ * @generated from message relayapi.v1.PruneUsageRequest
+ */
+export type PruneUsageRequest = Message<"relayapi.v1.PruneUsageRequest"> & {
+  /**
+   * older_than_seconds overrides the raw rows' retention for this run; 0 means the configured one.
+   *
+   * @generated from field: int64 older_than_seconds = 1;
+   */
+  olderThanSeconds: bigint;
+
+  /**
+   * dry_run counts what would be deleted and deletes nothing.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message relayapi.v1.PruneUsageRequest.
+ * Use `create(PruneUsageRequestSchema)` to create a new message.
+ */
+export const PruneUsageRequestSchema: GenMessage<PruneUsageRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 36);
+
+/**
+ * PruneUsageResponse says what was (or would be) deleted.
+ *
+ * @generated from message relayapi.v1.PruneUsageResponse
+ */
+export type PruneUsageResponse = Message<"relayapi.v1.PruneUsageResponse"> & {
+  /**
+   * raw_cutoff is the time raw rows older than went; absent when they are kept forever.
+   *
+   * @generated from field: google.protobuf.Timestamp raw_cutoff = 1;
+   */
+  rawCutoff?: Timestamp | undefined;
+
+  /**
+   * raw_rows deleted (or counted).
+   *
+   * @generated from field: int64 raw_rows = 2;
+   */
+  rawRows: bigint;
+
+  /**
+   * rollup_rows deleted (or counted).
+   *
+   * @generated from field: int64 rollup_rows = 3;
+   */
+  rollupRows: bigint;
+
+  /**
+   * audit_rows deleted (or counted).
+   *
+   * @generated from field: int64 audit_rows = 4;
+   */
+  auditRows: bigint;
+
+  /**
+   * ran is false when another instance was pruning (nothing was done).
+   *
+   * @generated from field: bool ran = 5;
+   */
+  ran: boolean;
+};
+
+/**
+ * Describes the message relayapi.v1.PruneUsageResponse.
+ * Use `create(PruneUsageResponseSchema)` to create a new message.
+ */
+export const PruneUsageResponseSchema: GenMessage<PruneUsageResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 37);
+
+/**
+ * GetStorageRequest has no fields.
+ *
+ * @generated from message relayapi.v1.GetStorageRequest
+ */
+export type GetStorageRequest = Message<"relayapi.v1.GetStorageRequest"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.GetStorageRequest.
+ * Use `create(GetStorageRequestSchema)` to create a new message.
+ */
+export const GetStorageRequestSchema: GenMessage<GetStorageRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 38);
+
+/**
+ * TableStorage is one table's size.
+ *
+ * @generated from message relayapi.v1.TableStorage
+ */
+export type TableStorage = Message<"relayapi.v1.TableStorage"> & {
+  /**
+   * table name (usage_calls, usage_rollups, usage_labels, usage_dead_letters, audit_events).
+   *
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * bytes with its indexes.
+   *
+   * @generated from field: int64 bytes = 2;
+   */
+  bytes: bigint;
+
+  /**
+   * rows, estimated (as of the table's last VACUUM or ANALYZE).
+   *
+   * @generated from field: int64 rows = 3;
+   */
+  rows: bigint;
+};
+
+/**
+ * Describes the message relayapi.v1.TableStorage.
+ * Use `create(TableStorageSchema)` to create a new message.
+ */
+export const TableStorageSchema: GenMessage<TableStorage> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 39);
+
+/**
+ * GetStorageResponse is the latest storage sample.
+ *
+ * @generated from message relayapi.v1.GetStorageResponse
+ */
+export type GetStorageResponse = Message<"relayapi.v1.GetStorageResponse"> & {
+  /**
+   * database_bytes is the whole database's size.
+   *
+   * @generated from field: int64 database_bytes = 1;
+   */
+  databaseBytes: bigint;
+
+  /**
+   * tables by name.
+   *
+   * @generated from field: repeated relayapi.v1.TableStorage tables = 2;
+   */
+  tables: TableStorage[];
+
+  /**
+   * disk_used is the used share (0..1) of the embedded database's disk; 0 on PostgreSQL.
+   *
+   * @generated from field: double disk_used = 3;
+   */
+  diskUsed: number;
+
+  /**
+   * retention_days of raw rows, roll-ups and audit events, in that order (0 means forever).
+   *
+   * @generated from field: repeated int32 retention_days = 4;
+   */
+  retentionDays: number[];
+};
+
+/**
+ * Describes the message relayapi.v1.GetStorageResponse.
+ * Use `create(GetStorageResponseSchema)` to create a new message.
+ */
+export const GetStorageResponseSchema: GenMessage<GetStorageResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 40);
+
+/**
  * UsageEvent is one finished call.
  *
  * @generated from message relayapi.v1.UsageEvent
@@ -1148,7 +1317,7 @@ export type UsageEvent = Message<"relayapi.v1.UsageEvent"> & {
  * Use `create(UsageEventSchema)` to create a new message.
  */
 export const UsageEventSchema: GenMessage<UsageEvent> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 36);
+  messageDesc(file_relayapi_v1_admin_service, 41);
 
 /**
  * WatchUsageRequest filters the live feed.
@@ -1169,7 +1338,7 @@ export type WatchUsageRequest = Message<"relayapi.v1.WatchUsageRequest"> & {
  * Use `create(WatchUsageRequestSchema)` to create a new message.
  */
 export const WatchUsageRequestSchema: GenMessage<WatchUsageRequest> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 37);
+  messageDesc(file_relayapi_v1_admin_service, 42);
 
 /**
  * WatchUsageResponse carries one event.
@@ -1190,7 +1359,7 @@ export type WatchUsageResponse = Message<"relayapi.v1.WatchUsageResponse"> & {
  * Use `create(WatchUsageResponseSchema)` to create a new message.
  */
 export const WatchUsageResponseSchema: GenMessage<WatchUsageResponse> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 38);
+  messageDesc(file_relayapi_v1_admin_service, 43);
 
 /**
  * AuditEvent is one admin action; it never holds secret values.
@@ -1246,7 +1415,7 @@ export type AuditEvent = Message<"relayapi.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 39);
+  messageDesc(file_relayapi_v1_admin_service, 44);
 
 /**
  * ListAuditEventsRequest pages.
@@ -1274,7 +1443,7 @@ export type ListAuditEventsRequest = Message<"relayapi.v1.ListAuditEventsRequest
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 40);
+  messageDesc(file_relayapi_v1_admin_service, 45);
 
 /**
  * ListAuditEventsResponse is one page.
@@ -1302,7 +1471,7 @@ export type ListAuditEventsResponse = Message<"relayapi.v1.ListAuditEventsRespon
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 41);
+  messageDesc(file_relayapi_v1_admin_service, 46);
 
 /**
  * GetRefusalsRequest has no fields: the counts are this instance's since it started.
@@ -1317,7 +1486,7 @@ export type GetRefusalsRequest = Message<"relayapi.v1.GetRefusalsRequest"> & {
  * Use `create(GetRefusalsRequestSchema)` to create a new message.
  */
 export const GetRefusalsRequestSchema: GenMessage<GetRefusalsRequest> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 42);
+  messageDesc(file_relayapi_v1_admin_service, 47);
 
 /**
  * RefusalCount is how many requests were refused for one reason.
@@ -1352,7 +1521,7 @@ export type RefusalCount = Message<"relayapi.v1.RefusalCount"> & {
  * Use `create(RefusalCountSchema)` to create a new message.
  */
 export const RefusalCountSchema: GenMessage<RefusalCount> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 43);
+  messageDesc(file_relayapi_v1_admin_service, 48);
 
 /**
  * GetRefusalsResponse lists the counts, largest first.
@@ -1373,7 +1542,7 @@ export type GetRefusalsResponse = Message<"relayapi.v1.GetRefusalsResponse"> & {
  * Use `create(GetRefusalsResponseSchema)` to create a new message.
  */
 export const GetRefusalsResponseSchema: GenMessage<GetRefusalsResponse> = /*@__PURE__*/
-  messageDesc(file_relayapi_v1_admin_service, 44);
+  messageDesc(file_relayapi_v1_admin_service, 49);
 
 /**
  * AuthStyle is how a provider receives the upstream credential.
@@ -1713,6 +1882,27 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchUsageRequestSchema;
     output: typeof WatchUsageResponseSchema;
+  },
+  /**
+   * PruneUsage deletes raw usage rows, roll-ups and audit events older than their retention now
+   * (or counts them with dry_run), as the background pass does.
+   *
+   * @generated from rpc relayapi.v1.AdminService.PruneUsage
+   */
+  pruneUsage: {
+    methodKind: "unary";
+    input: typeof PruneUsageRequestSchema;
+    output: typeof PruneUsageResponseSchema;
+  },
+  /**
+   * GetStorage reports the database's size and the usage and audit tables' bytes and rows.
+   *
+   * @generated from rpc relayapi.v1.AdminService.GetStorage
+   */
+  getStorage: {
+    methodKind: "unary";
+    input: typeof GetStorageRequestSchema;
+    output: typeof GetStorageResponseSchema;
   },
   /**
    * ListAuditEvents pages through admin actions, newest first.

@@ -1,12 +1,13 @@
 /**
- * Queries on `usage_events` (and the counters a batch of them adds to `tokens` and
- * `upstream_keys`) and `usage_dead_letters`. Each takes the db first and returns explicit columns.
+ * Writing usage: the compact rows of `usage_calls` with their roll-ups (and the counters a batch
+ * adds to `tokens` and `upstream_keys`), and `usage_dead_letters`. Reports: usage-report.ts.
+ * Each takes the db first.
  */
-import { and, gte, lt, sql, type SQL } from "drizzle-orm";
-import type { AnyPgColumn } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../client.js";
-import { usageDeadLetters, usageEvents } from "../schema/index.js";
+import { usageDeadLetters } from "../schema/index.js";
+import { labelIds } from "./usage-labels.js";
 
 /** One usage record as written; strings already cleaned (src/usage/usage-writer.ts). */
 export interface UsageInsert {
@@ -36,9 +37,11 @@ export interface UsageInsert {
 const BIGINT_MAX = "9223372036854775807";
 
 /**
- * Writes a batch in ONE statement: the rows, plus per token the metered LLM tokens added to
- * `tokens.tokens_used`, plus per pool key its served calls (refunds excluded) and last use. One
- * statement is atomic, so a failed batch can be retried whole without counting anything twice.
+ * Writes a batch: first the labels of strings not seen before (src/db/queries/usage-labels.ts),
+ * then ONE statement with the compact rows, their hourly and daily roll-ups (upserts adding the
+ * batch's sums, issue 23), per token the metered LLM tokens added to `tokens.tokens_used`, and
+ * per pool key its served calls (refunds excluded) and last use. The statement is atomic, so a
+ * failed batch can be retried whole without counting anything twice (labels are idempotent).
  *
  * The rows travel as one JSON parameter unpacked by `json_to_recordset`: on PGlite (WASM on the
  * event loop) that took ~40-45 µs of main-thread CPU per row in batches of 500-1000, against
@@ -47,49 +50,68 @@ const BIGINT_MAX = "9223372036854775807";
  */
 export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Promise<void> {
   if (rows.length === 0) return;
+  const names = new Set<string>();
+  for (const r of rows) names.add(r.tokenId).add(r.subject).add(r.provider).add(r.model).add(r.keyId);
+  const id = await labelIds(db, names);
   const json = JSON.stringify(
     rows.map((r) => ({
       at: new Date(r.at).toISOString(),
-      token_id: r.tokenId,
-      subject: r.subject,
-      provider: r.provider,
-      model: r.model,
-      key_id: r.keyId,
-      status: r.status,
-      outcome: r.outcome,
-      prompt_tokens: r.promptTokens,
-      completion_tokens: r.completionTokens,
-      total_tokens: r.totalTokens,
-      bytes: r.bytes,
-      latency_ms: r.latencyMs,
-      attempts: r.attempts ?? "",
-      flags: r.flags ?? 0,
+      t: id.get(r.tokenId),
+      s: id.get(r.subject),
+      p: id.get(r.provider),
+      m: id.get(r.model),
+      k: id.get(r.keyId),
+      st: r.status,
+      o: r.outcome,
+      pt: r.promptTokens,
+      ct: r.completionTokens,
+      tt: r.totalTokens,
+      b: r.bytes,
+      l: r.latencyMs,
+      a: r.attempts ?? "",
+      f: r.flags ?? 0,
     })),
   );
   await db.execute(sql`
     with batch as (
-      select * from json_to_recordset(${json}::json) as x(
-        at timestamptz, token_id text, subject text, provider text, model text, key_id text,
-        status smallint, outcome smallint, prompt_tokens bigint, completion_tokens bigint,
-        total_tokens bigint, bytes bigint, latency_ms integer, attempts text, flags smallint)
+      select * from json_to_recordset(${json}::json) as x(at timestamptz, t integer, s integer, p integer, m integer,
+        k integer, st smallint, o smallint, pt integer, ct integer, tt integer, b bigint, l integer, a text, f smallint)
     ), inserted as (
-      insert into usage_events (at, token_id, subject, provider, model, key_id, status, outcome,
-        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms, attempts, flags)
-      select at, token_id, subject, provider, model, key_id, status, outcome,
-        prompt_tokens, completion_tokens, total_tokens, bytes, latency_ms, coalesce(attempts, ''), coalesce(flags, 0)
-      from batch
+      insert into usage_calls (at, bytes, token, subject, provider, model, key, prompt_tokens, completion_tokens,
+        total_tokens, latency_ms, status, outcome, flags, attempts)
+      select at, b, t, s, p, m, k, pt, ct, tt, l, st, o, coalesce(f, 0), coalesce(a, '') from batch
+    ), rolled as (
+      -- Hour and day in one upsert, in key order: two instances adding to the same roll-ups lock
+      -- them in the same order (no deadlock). Epoch arithmetic, not date_trunc: no time zone.
+      insert into usage_rollups (start, period, token, subject, provider, model, outcome, calls, prompt_tokens,
+        completion_tokens, total_tokens, bytes, http_errors, latency_ms)
+      select to_timestamp((floor(extract(epoch from b.at) / w.period) * w.period)::float8), w.period, b.t, b.s, b.p, b.m, b.o,
+        count(*), sum(b.pt), sum(b.ct), sum(b.tt), sum(b.b), count(*) filter (where b.st >= 400), sum(b.l)
+      from batch b cross join (values (3600), (86400)) as w(period)
+      group by 1, 2, 3, 4, 5, 6, 7 order by 1, 2, 3, 4, 5, 6, 7
+      on conflict (start, period, token, subject, provider, model, outcome) do update set
+        calls = usage_rollups.calls + excluded.calls,
+        prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens,
+        total_tokens = usage_rollups.total_tokens + excluded.total_tokens,
+        bytes = usage_rollups.bytes + excluded.bytes,
+        http_errors = usage_rollups.http_errors + excluded.http_errors,
+        latency_ms = usage_rollups.latency_ms + excluded.latency_ms
     ), metered as (
       -- Saturates (numeric, then capped) rather than overflowing bigint: a full counter must not
       -- make every later batch that meters the same token fail. A token with a budget is
       -- charged by its reservations instead, as each call ends (src/tokens/budget-reservations.ts).
       update tokens t set tokens_used = least(t.tokens_used::numeric + m.n, ${BIGINT_MAX}::numeric)::bigint
-      from (select token_id, sum(total_tokens) as n from batch group by token_id having sum(total_tokens) > 0) m
+      from (
+        select l.value as token_id, sum(b.tt) as n from batch b join usage_labels l on l.id = b.t
+        group by l.value having sum(b.tt) > 0
+      ) m
       where t.id = m.token_id and t.budget_tokens is null
     ), served as (
       update upstream_keys k set calls = k.calls + s.n, last_used_at = greatest(k.last_used_at, s.last_at)
       from (
-        select key_id, count(*) as n, max(at) as last_at from batch
-        where key_id <> '' and outcome <> ${Outcome.REFUNDED} group by key_id
+        select l.value as key_id, count(*) as n, max(b.at) as last_at from batch b join usage_labels l on l.id = b.k
+        where l.value <> '' and b.o <> ${Outcome.REFUNDED} group by l.value
       ) s
       where k.id = s.key_id
     )
@@ -104,66 +126,4 @@ export async function insertUsageDeadLetter(db: Db, record: string, error: strin
   await db.execute(sql`insert into ${usageDeadLetters} (record, error) values (${record}, ${error})`);
 }
 
-export type UsageDimension = "token" | "subject" | "provider" | "model";
-
-const DIMENSION_COLUMN = {
-  token: usageEvents.tokenId,
-  subject: usageEvents.subject,
-  provider: usageEvents.provider,
-  model: usageEvents.model,
-} as const;
-
-export interface UsageQuery {
-  /** Inclusive. */
-  start: Date;
-  /** Exclusive. */
-  end: Date;
-  groupBy?: UsageDimension | undefined;
-  /** Width of a time bucket; buckets are aligned to the Unix epoch. 0: one bucket from `start`. */
-  bucketSeconds: number;
-  limit: number;
-}
-
-export interface UsageAggregate {
-  bucketStart: Date;
-  /** The group's value; "" when not grouped. */
-  key: string;
-  /** Calls counted: refunded calls excluded. */
-  calls: number;
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-  /** Calls that ended UPSTREAM_ERROR or TRUNCATED. */
-  errors: number;
-}
-
-/**
- * Sums usage over [start, end) by time bucket and one dimension, ordered by bucket then key.
- * Buckets use `floor(epoch / width)` arithmetic rather than `date_bin` so the same SQL runs on
- * every PostgreSQL version the relay supports.
- */
-export async function aggregateUsage(db: Db, q: UsageQuery): Promise<UsageAggregate[]> {
-  const width = q.bucketSeconds;
-  const bucket =
-    width > 0 ? sql<number>`floor(extract(epoch from ${usageEvents.at}) / ${width}::integer)::bigint * ${width}::integer` : sql<number>`0`;
-  const key = q.groupBy ? sql<string>`${DIMENSION_COLUMN[q.groupBy]}` : sql<string>`''`;
-  const count = (where: SQL) => sql<number>`count(*) filter (where ${where})`.mapWith(Number);
-  const total = (column: AnyPgColumn) => sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
-  const rows = await db
-    .select({
-      bucket: bucket.mapWith(Number),
-      key: key.mapWith(String),
-      calls: count(sql`${usageEvents.outcome} <> ${Outcome.REFUNDED}`),
-      promptTokens: total(usageEvents.promptTokens),
-      completionTokens: total(usageEvents.completionTokens),
-      totalTokens: total(usageEvents.totalTokens),
-      errors: count(sql`${usageEvents.outcome} in (${Outcome.UPSTREAM_ERROR}, ${Outcome.TRUNCATED})`),
-    })
-    .from(usageEvents)
-    .where(and(gte(usageEvents.at, q.start), lt(usageEvents.at, q.end)))
-    // By position: the bucket expression carries parameters, which GROUP BY could not match.
-    .groupBy(sql`1`, sql`2`)
-    .orderBy(sql`1`, sql`2`)
-    .limit(q.limit);
-  return rows.map(({ bucket: b, ...r }) => ({ bucketStart: width > 0 ? new Date(b * 1000) : q.start, ...r }));
-}
+export { aggregateUsage, type UsageAggregate, type UsageDimension, type UsageQuery } from "./usage-report.js";

@@ -1,0 +1,70 @@
+/**
+ * Disk and CPU cost of usage records (issue 23):
+ * `node bin/run-ts.js bench/usage-cost.ts [calls] [--tokens=N] [--json]`.
+ * Opens a fresh embedded database (PGlite) in a temporary directory, records `calls` finished
+ * calls (default 20,000) through the real UsageWriter (batches of 500, as the relay does) over
+ * N tokens (default 200; as many subjects up to 50), 4 models, 2 keys and 2 providers, so each
+ * batch adds to up to ~1,000 roll-up rows (--tokens=5: a few dozen), and prints the main thread's CPU per call (PGlite is WASM on
+ * the event loop, so its work is counted) and the bytes per call of the usage tables
+ * (pg_total_relation_size, partitions included) after a VACUUM.
+ * With `--json` the last line is `{"callsMeasured", "cpuUsPerCall", "bytesPerCall", "tables"}`.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { Outcome } from "../gen/relayapi/v1/common_pb.js";
+import { openDatabase } from "../src/db/client.js";
+import { migrateDatabase } from "../src/db/migrate.js";
+import { UsageWriter } from "../src/usage/usage-writer.js";
+
+const calls = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20_000);
+const asJson = process.argv.includes("--json");
+const tokenCount = Number(/^--tokens=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--tokens=")) ?? "")?.[1] ?? 200);
+const dir = mkdtempSync(join(tmpdir(), "relayapi-usage-cost-"));
+const database = await openDatabase({ dataDir: dir });
+try {
+  await migrateDatabase(database);
+  const writer = new UsageWriter(database.db, { batchSize: 500, intervalMs: 50 });
+  const models = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "gemini-2.0-flash"];
+  const tokens = Array.from({ length: tokenCount }, (_, i) => `tok_${String(i).padStart(20, "0")}`);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < calls; i++) {
+    writer.record({
+      tokenId: tokens[i % tokens.length]!,
+      subject: `user-${i % Math.min(50, tokenCount)}`,
+      provider: i % 3 === 0 ? "anthropic" : "openai",
+      model: models[i % models.length],
+      keyId: i % 2 === 0 ? "key_aaaaaaaaaaaaaaaa" : "key_bbbbbbbbbbbbbbbb",
+      status: i % 50 === 0 ? 429 : 200,
+      outcome: i % 50 === 0 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE,
+      usage: { promptTokens: 100 + (i % 900), completionTokens: 20 + (i % 300), totalTokens: 120 + (i % 900) + (i % 300) },
+      bytes: 1_000 + (i % 4_000),
+      latencyMs: 50 + (i % 2_000),
+    });
+    // Let batches go out as they would between calls (not one giant queue at the end).
+    if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+  }
+  await writer.flush();
+  const cpu = process.cpuUsage(c0);
+  const wallMs = performance.now() - t0;
+  await writer.close();
+  await database.db.execute(sql`vacuum`);
+  const rows = (await database.db.execute(sql`
+    select c.relname as name, pg_total_relation_size(c.oid)::bigint as bytes
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = 'public' and c.relkind in ('r', 'p') and (c.relname like 'usage%')
+    order by 1`)) as unknown as { rows?: { name: string; bytes: string | number }[] } | { name: string; bytes: string | number }[];
+  const list = Array.isArray(rows) ? rows : (rows.rows ?? []);
+  const tables = Object.fromEntries(list.map((r) => [r.name, Number(r.bytes)]));
+  const total = Object.values(tables).reduce((a, b) => a + b, 0);
+  const cpuUs = (cpu.user + cpu.system) / calls;
+  console.log(`usage records (${tokenCount} tokens): ${calls} calls in ${wallMs.toFixed(0)} ms; ${cpuUs.toFixed(1)} µs main-thread CPU per call`);
+  for (const [name, bytes] of Object.entries(tables)) console.log(`  ${name.padEnd(28)} ${String(bytes).padStart(12)} bytes`);
+  console.log(`  bytes per call (all usage tables): ${(total / calls).toFixed(1)}`);
+  if (asJson) console.log(JSON.stringify({ callsMeasured: calls, cpuUsPerCall: cpuUs, bytesPerCall: total / calls, tables }));
+} finally {
+  await database.close();
+  rmSync(dir, { recursive: true, force: true });
+}
