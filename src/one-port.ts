@@ -66,6 +66,12 @@ export interface OnePortOptions {
   maxConnectionsPerIp?: number;
   /** The key a socket address is counted under; undefined exempts it (a trusted proxy). */
   connectionKey?: (address: string) => string | undefined;
+  /**
+   * An HTTP/1.1 request asking to upgrade (WebSockets, issue 25): true when the handler took the
+   * socket. Any other upgrade request (`Upgrade: h2c`, a WebSocket to a path without sessions)
+   * is served as a plain request, as it was before there was an upgrade listener.
+   */
+  upgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
 }
 
 export interface CloseOptions {
@@ -126,8 +132,12 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
     clearTimeout(timer);
     firstHead.delete(socket);
   };
-  // An `upgrade` listener (WebSockets), when one is added, must call headArrived as well.
   h1.on("request", (req: IncomingMessage) => headArrived(req.socket));
+  h1.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    headArrived(socket);
+    if (closing) socket.destroy();
+    else if (!opts.upgrade?.(req, socket, head)) replayAsPlainRequest(h1, req, socket, head);
+  });
 
   const sessions = new Set<Http2Session>();
   // `session` is emitted synchronously inside `emit("connection")`: this names its socket.
@@ -262,6 +272,23 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
 }
 
 const ignore = (): void => {};
+
+/**
+ * Node hands every request with `Connection: upgrade` to the `upgrade` listener once there is
+ * one, parser detached: one the relay does not upgrade is written back in front of the socket
+ * without its `Upgrade` header (hop-by-hop, never forwarded anyway) and the socket given to the
+ * HTTP/1.1 server again, so it is answered (and the connection kept) as before.
+ */
+function replayAsPlainRequest(h1: ReturnType<typeof createHttp1>, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  const lines = [`${req.method ?? "GET"} ${req.url ?? "/"} HTTP/${req.httpVersion}`];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]!.toLowerCase() !== "upgrade") lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  }
+  socket.pause();
+  socket.unshift(Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), head]));
+  h1.emit("connection", socket);
+  socket.resume();
+}
 
 /**
  * An HTTP/1.1 answer in progress ends its connection: with `Connection: close` when its head is

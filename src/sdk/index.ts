@@ -2,7 +2,8 @@
  * `relayapi/sdk`: what app developers import, in Node and in browsers. Mint sealed tokens
  * offline (`sealToken`, `sealTokenForRelay`), point an official provider SDK at the relay
  * (`relayBaseURL`), call the relay's Connect services (`createRelayClients`), and hold a
- * proof-of-possession key (`dpopFetch`; in browsers `browserDpopKey`, kept in IndexedDB).
+ * proof-of-possession key (`dpopFetch`; in browsers `browserDpopKey`, kept in IndexedDB), and
+ * open a Realtime WebSocket through the relay (`openRealtimeSocket`).
  *
  * Built to `dist/` by `npm run build:sdk` (run by `npm ci`'s prepare step); it imports no
  * `node:` module, so bundlers take it as it is.
@@ -16,3 +17,4 @@ export { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 export { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
 export { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, publicDpopJwk, type DpopKeyPair, type FetchLike } from "./dpop-fetch.js";
 export { browserDpopKey, forgetBrowserDpopKey, type BrowserDpopKeyOptions } from "./browser-key.js";
+export { openRealtimeSocket, realtimeProtocols, realtimeUrl, type RealtimeProvider, type RealtimeSocketOptions, type WebSocketClass } from "./realtime-socket.js";

@@ -123,7 +123,9 @@ export class CallCounter {
 
   /** Tokens revoked at or after `since`, so other instances drop what they cached or leased. */
   async revokedSince(since: Date): Promise<{ id: string; revokedAt: Date | null }[]> {
-    return this.#revokedSince.execute({ since });
+    // As text: postgres.js cannot serialise a Date bound to this untyped placeholder (every poll
+    // failed on PostgreSQL, so revocations reached other instances only through a refused count).
+    return this.#revokedSince.execute({ since: since.toISOString() });
   }
 }
 

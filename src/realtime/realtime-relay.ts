@@ -1,0 +1,303 @@
+/**
+ * The WebSocket relay on the one port (issue 25): `GET /api/<provider>/<path>` with
+ * `Upgrade: websocket`, for the paths a provider's spec declares (OpenAI Realtime, Azure's,
+ * Gemini Live). Before the 101, as on the HTTP layer: the per-IP limit, the token (from a
+ * subprotocol, a header or the query: src/realtime/session-credentials.ts) and its DPoP proof,
+ * its provider, path, origin and (OpenAI) model pins, its rate, then the call is counted and
+ * its budget reserved; a refusal is an HTTP error in the provider's shape. A session is one
+ * call. After the 101 the provider is dialled (for Gemini once the first `setup` message passed
+ * the pin) and src/realtime/realtime-session.ts holds the caps. The call is refunded only when
+ * no connection to the provider was made (DESIGN 3.3). One usage record per session, at close.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import { WebSocketServer, type WebSocket } from "ws";
+import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import type { Config } from "../config.js";
+import { invalidToken, RelayError, toRelayError } from "../errors.js";
+import { requestIdOf } from "../http/request-id.js";
+import type { PoolRegistry } from "../keys/pool-registry.js";
+import type { Limits } from "../limits/limits.js";
+import type { Logger } from "../log.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import type { ProviderSpec, WebSocketSpec } from "../providers/types.js";
+import type { DpopGate } from "../relay/dpop-gate.js";
+import type { CallRecord } from "../relay/types.js";
+import { safePath } from "../relay/upstream-url.js";
+import { DEFAULT_OUTPUT_RESERVE, type Reservation } from "../tokens/budget-reservations.js";
+import type { TokenMeta } from "../tokens/token-meta.js";
+import type { TokenStore } from "../tokens/token-store.js";
+import { CLOSE } from "./close-codes.js";
+import type { RealtimeFraming } from "./framing.js";
+import { geminiLive } from "./gemini-live.js";
+import { OpenSessions } from "./open-sessions.js";
+import { openaiRealtime } from "./openai-realtime.js";
+import { RealtimeSession, type SessionEnd } from "./realtime-session.js";
+import { acceptedProtocol, DPOP_QUERY_PARAM, offeredProtocols, sessionToken } from "./session-credentials.js";
+import { checkHandshake, checkSessionPolicy, refuseUpgrade } from "./upgrade-checks.js";
+import { dialUpstream, refusalOf } from "./upstream-dial.js";
+
+const API_PREFIX = "/api/";
+/**
+ * LLM tokens a budgeted token's session reserves when it opens, and may use at most (or the
+ * token's whole budget when smaller): a session cannot know its length, so it holds a block.
+ */
+export const SESSION_TOKEN_RESERVE = 4 * DEFAULT_OUTPUT_RESERVE;
+
+export interface RealtimeDeps {
+  providers: ProviderRegistry;
+  tokens: TokenStore;
+  pools: PoolRegistry;
+  limits: Limits;
+  dpop: DpopGate;
+  ipOf: (req: IncomingMessage) => string;
+  /** Every counted session when it ends (usage records, metrics): the engine's own observer. */
+  onCall: (record: CallRecord) => void;
+  log: Logger;
+  config: Pick<Config, "maxSessionSeconds" | "sessionIdleMs" | "sessionMaxMessageBytes" | "upstreamHeadersTimeoutMs">;
+}
+
+function framingOf(spec: WebSocketSpec): RealtimeFraming {
+  return spec.framing === "gemini-live" ? geminiLive : openaiRealtime;
+}
+
+/** A counted session's state, from the count to its record. */
+interface Opened {
+  token: TokenMeta;
+  provider: ProviderSpec;
+  model: string | undefined;
+  reservation: Reservation | undefined;
+  release: () => void;
+  started: number;
+  requestId: string;
+  keyId?: string;
+  overheadMs?: number;
+  upstreamStatus?: number;
+}
+
+export class RealtimeRelay {
+  readonly #sessions = new OpenSessions();
+  readonly #wss: WebSocketServer;
+  readonly #unsubscribe: () => void;
+
+  constructor(private readonly deps: RealtimeDeps) {
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: deps.config.sessionMaxMessageBytes,
+      handleProtocols: acceptedProtocol,
+    });
+    this.#unsubscribe = deps.tokens.onForget((id) => this.#sessions.revoke(id));
+  }
+
+  /** Sessions open now. */
+  get open(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * The one-port server's upgrade hook: true when the request is a WebSocket upgrade to a
+   * provider path that has sessions (the relay answers it, 101 or an HTTP error), else false.
+   */
+  readonly upgrade = (req: IncomingMessage, socket: Socket, head: Buffer): boolean => {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const pathname = q === -1 ? url : url.slice(0, q);
+    if (!pathname.startsWith(API_PREFIX) || req.method !== "GET" || req.headers.upgrade?.toLowerCase() !== "websocket") return false;
+    const rest = pathname.slice(API_PREFIX.length);
+    const slash = rest.indexOf("/");
+    if (slash === -1) return false;
+    const provider = this.deps.providers.get(rest.slice(0, slash));
+    const spec = provider?.websocket;
+    const path = rest.slice(slash);
+    if (provider === undefined || spec === undefined || !spec.paths.some((p) => p.test(path))) return false;
+    const query = new URLSearchParams(q === -1 ? "" : url.slice(q));
+    void this.#open(req, socket, head, provider, framingOf(spec), path, pathname, query).catch((e: unknown) => {
+      this.deps.log.error("websocket session failed", { err: e });
+      socket.destroy();
+    });
+    return true;
+  };
+
+  /** Shutdown began: every session is told going-away (1001). */
+  goingAway(): void {
+    this.#sessions.goingAway();
+  }
+
+  /** The shutdown deadline: sessions still open are cut. Returns how many. */
+  terminate(): number {
+    return this.#sessions.terminate();
+  }
+
+  close(): void {
+    this.#unsubscribe();
+  }
+
+  async #open(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    provider: ProviderSpec,
+    framing: RealtimeFraming,
+    rawPath: string,
+    pathname: string,
+    query: URLSearchParams,
+  ): Promise<void> {
+    const { tokens, limits, pools } = this.deps;
+    const started = performance.now();
+    const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
+    let release: (() => void) | undefined;
+    let opened: Opened;
+    try {
+      checkHandshake(req, protocols);
+      // Per IP first, before the token is looked at: bad tokens are limited too.
+      await limits.checkIp(this.deps.ipOf(req));
+      const path = safePath(rawPath);
+      const secret = sessionToken(req.headers, query, protocols);
+      if (secret === undefined || secret === "") throw invalidToken();
+      const token = await tokens.authenticate(secret);
+      await this.deps.dpop.check(token, secret, { proof: query.get(DPOP_QUERY_PARAM) ?? undefined, method: "GET", path: pathname });
+      const model = checkSessionPolicy(token, provider, framing, path, req.headers.origin, query);
+      if (token.upstreamKey === undefined && token.pool === undefined) throw new RelayError("failed_precondition", "no upstream key for this token");
+      if (token.rpm !== null) await limits.checkToken(token.id, token.rpm);
+      // A session holds a slot of the global concurrency for its length, as a stream does.
+      release = await limits.acquireGlobal();
+      if (token.pool !== undefined) pools.keyErrors.admit(token.id);
+      await tokens.use(token);
+      const reserve = token.budgetTokens === null ? 0 : Math.min(SESSION_TOKEN_RESERVE, token.budgetTokens);
+      // Refused, it gives the call back itself.
+      const reservation = await tokens.reserveBudget(token, reserve);
+      opened = { token, provider, model, reservation, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
+    } catch (e) {
+      release?.();
+      const err = toRelayError(e);
+      if (err.code === "internal") this.deps.log.error("websocket upgrade failed", { err: e });
+      refuseUpgrade(req, socket, err, provider.shape);
+      return;
+    }
+    if (!socket.readable || !socket.writable) {
+      // The client left while its call was counted (ws would drop the socket without a word).
+      opened.release();
+      await opened.reservation?.settle(0);
+      await tokens.refund(opened.token).catch(() => {});
+      socket.destroy();
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (client) => {
+      void this.#run(client, opened, framing, req, rawPath, query, protocols).catch((e: unknown) => {
+        this.deps.log.error("websocket session failed", { err: e });
+        client.terminate();
+      });
+    });
+  }
+
+  /** After the 101: the session, the provider dialled (Gemini: after its setup), the record at close. */
+  async #run(
+    client: WebSocket,
+    o: Opened,
+    framing: RealtimeFraming,
+    req: IncomingMessage,
+    path: string,
+    query: URLSearchParams,
+    protocols: string[],
+  ): Promise<void> {
+    const { token } = o;
+    const endAt = Math.min(Date.now() + this.deps.config.maxSessionSeconds * 1000, token.expiresAtMs);
+    const session = new RealtimeSession(client, {
+      tokenId: token.id,
+      models: token.models,
+      framing,
+      shape: o.provider.shape,
+      endAt,
+      endIsExpiry: endAt === token.expiresAtMs,
+      idleMs: this.deps.config.sessionIdleMs,
+      maxMessageBytes: Math.min(this.deps.config.sessionMaxMessageBytes, token.maxBodyBytes ?? Infinity),
+      tokenCap: o.reservation?.amount,
+      onEnd: (end) => {
+        this.#sessions.delete(session);
+        void this.#record(o, end);
+      },
+    });
+    this.#sessions.add(session);
+    if (framing.modelInFirstMessage) {
+      // Held, checked against the pin by the session, and read for the record.
+      const first = await session.firstMessage();
+      if (first === undefined) return;
+      const named = framing.reader().clientModel(first);
+      if (typeof named === "string") o.model = named;
+    } else client.pause();
+    const pooled = token.pool !== undefined ? this.deps.pools.pick(token.pool, new Set(), o.model) : undefined;
+    const key = pooled?.key ?? token.upstreamKey;
+    if (key === undefined) {
+      session.fail(CLOSE.badGateway, new RelayError("unavailable", "no upstream key available"));
+      return;
+    }
+    if (pooled) {
+      o.keyId = pooled.id;
+      try {
+        const freeKey = await this.deps.limits.acquireKey(pooled.id);
+        const releaseAll = o.release;
+        o.release = () => {
+          freeKey();
+          releaseAll();
+        };
+      } catch (e) {
+        session.fail(CLOSE.badGateway, toRelayError(e));
+        return;
+      }
+    }
+    o.overheadMs = performance.now() - o.started;
+    const dialled = dialUpstream({
+      provider: o.provider,
+      path: safePath(path),
+      query,
+      headers: req.headers,
+      extraHeaders: framing.upstreamHeaders(protocols),
+      key,
+      maxPayload: this.deps.config.sessionMaxMessageBytes,
+      handshakeTimeoutMs: this.deps.config.upstreamHeadersTimeoutMs,
+      onConnected: () => session.markReached(),
+    });
+    session.attach(dialled.socket, () => {
+      const status = dialled.status();
+      o.upstreamStatus = status;
+      // A refused handshake says what a refused HTTP call says about its key (DESIGN 8).
+      if (pooled && status === 401) this.deps.pools.strike(pooled, "upstream answered 401").catch(() => {});
+      return refusalOf(status);
+    });
+  }
+
+  /** The session's one usage record; the call refunded when the provider was never reached. */
+  async #record(o: Opened, end: SessionEnd): Promise<void> {
+    o.release();
+    const used = end.usage?.totalTokens ?? 0;
+    let outcome = end.outcome;
+    let status = 101;
+    if (!end.reached) {
+      await this.deps.tokens.refund(o.token).catch(() => {});
+      outcome = Outcome.REFUNDED;
+      status = end.refusal?.status ?? 499;
+    } else if (o.upstreamStatus !== undefined) {
+      outcome = Outcome.UPSTREAM_ERROR;
+      status = o.upstreamStatus;
+    }
+    // Reported usage is the charge; a response cut before its usage came is charged its block.
+    const charge = !end.reached || o.upstreamStatus !== undefined ? 0 : end.busy ? Math.max(o.reservation?.amount ?? 0, used) : used;
+    await o.reservation?.settle(charge);
+    this.deps.onCall({
+      tokenId: o.token.id,
+      subject: o.token.subject,
+      provider: o.provider.id,
+      model: o.model,
+      keyId: o.keyId,
+      status,
+      outcome,
+      usage: end.usage,
+      bytes: end.bytes,
+      latencyMs: performance.now() - o.started,
+      requestId: o.requestId,
+      ...(o.overheadMs === undefined ? {} : { overheadMs: o.overheadMs }),
+    });
+  }
+}
