@@ -1,11 +1,13 @@
 /**
  * Request bodies: read into one buffer within a byte limit (413 past it, without buffering the
- * rest) and within the global body budget (503 past it), or let go unread after an early answer
- * without leaving the client's connection stuck.
+ * rest) and within the global body budget (503 past it), opened as an upload that streams
+ * through (issue 25), or let go unread after an early answer without leaving the client's
+ * connection stuck.
  */
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { RelayError } from "../errors.js";
+import { UPLOAD_HEAD_BYTES, UploadBody, type UploadKind } from "../relay/upload-body.js";
 import type { BodyAccount } from "./body-budget.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -107,4 +109,15 @@ export function discardUnread(req: AnyRequest, limit: number): void {
     if (seen > most) req.destroy();
   });
   req.resume();
+}
+
+/**
+ * Opens the body as an upload that streams through (issue 25) instead of reading it: only its
+ * head is ever held, so only that much is taken from `account`. The limit is the engine's to
+ * apply (the token's and the provider-wide upload limit), as the bytes go.
+ */
+export function openUpload(req: AnyRequest, kind: UploadKind, account?: BodyAccount): UploadBody {
+  account?.take(UPLOAD_HEAD_BYTES);
+  const type = req.headers["content-type"];
+  return new UploadBody(req, declaredLength(req), kind, typeof type === "string" ? type : "");
 }

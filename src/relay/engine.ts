@@ -18,7 +18,10 @@ import type { TokenStore } from "../tokens/token-store.js";
 import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
-import { checkPolicy } from "./policy.js";
+import { checkPolicy, type Checked } from "./policy.js";
+import { UploadBody, uploadKindOf } from "./upload-body.js";
+import { checkUpload, DEFAULT_MAX_UPLOAD_BYTES, uploadOf } from "./upload-gate.js";
+import { rewriteUploadUrls } from "./upload-url.js";
 import type { AnswerFilter } from "./answer-filters.js";
 import { BodyRedactor, redactHeaders } from "./redact.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
@@ -43,6 +46,10 @@ export interface RelayEngineDeps {
   onCall?: (record: CallRecord) => void;
   /** Largest request body, after its content coding is decoded (config maxBodyBytes). */
   maxBodyBytes?: number;
+  /** Largest streamed upload (config maxUploadBytes; issue 25). */
+  maxUploadBytes?: number;
+  /** The origin clients reach the relay at, for upload URLs pointed back at it (config publicOrigin). */
+  publicOrigin?: () => string;
 }
 
 /** Reports a counted call's end; resolves once its budget reservation (if any) is settled. */
@@ -85,7 +92,15 @@ export class RelayEngine {
     const token = await tokens.authenticate(input.token);
     await this.deps.dpop.check(token, input.token, input.dpop);
     // The body is read only now, after the credentials: an unauthenticated client holds no memory.
-    const raw = typeof input.body === "function" ? await input.body() : input.body;
+    // Forms and binary bodies stream through unheld (issue 25, src/relay/upload-gate.ts).
+    const stream = uploadKindOf(provider.shape, path, input.headers);
+    const given = typeof input.body === "function" ? await input.body(stream && { stream }) : input.body;
+    const raw = await uploadOf(given, stream, input.headers, this.deps.maxBodyBytes ?? Infinity, input.holdDecoded);
+    if (raw instanceof UploadBody) {
+      const limit = Math.min(this.deps.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES, token.maxBodyBytes ?? Infinity);
+      const checked = await checkUpload(token, provider, { path, origin: input.origin }, raw, limit).catch(raw.fail);
+      return this.#admit(token, provider, checked, { ...input, path, body: checked.body, upload: raw }, sink, started).finally(() => raw.release());
+    }
     // Decoded (Content-Encoding, a UTF-8 BOM) within the body limit: the policy reads, and the
     // provider gets, the same bytes (src/relay/request-body.ts).
     const limit = Math.min(this.deps.maxBodyBytes ?? Infinity, token.maxBodyBytes ?? Infinity);
@@ -93,8 +108,12 @@ export class RelayEngine {
     if (decoded.length > raw.length) input.holdDecoded?.(decoded.length - raw.length);
     const read: ReadInput = { ...input, path, body: decoded };
     const checked = checkPolicy(token, provider, read);
+    await this.#admit(token, provider, checked, checked.body === read.body ? read : { ...read, body: checked.body }, sink, started);
+  }
+
+  /** Past the policy: the key, the budget's maximum, the rate limits, then the call. */
+  async #admit(token: TokenMeta, provider: ProviderSpec, checked: Checked, forwarded: ReadInput, sink: RelaySink, started: number): Promise<void> {
     const { body, model } = checked;
-    const forwarded = body === read.body ? read : { ...read, body };
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
@@ -201,6 +220,8 @@ export class RelayEngine {
     const coded = redactor !== undefined && isCoded(res.headers["content-encoding"]);
     const headers = redactor ? redactHeaders(clientHeaders(res.headers), key) : clientHeaders(res.headers);
     if (coded) delete headers["content-encoding"];
+    // A resumable upload's URL names the provider: the client is sent back through the relay.
+    if (provider.shape.uploads) rewriteUploadUrls(headers, provider, this.deps.publicOrigin?.());
     // The policy's rewrite of a successful answer (src/relay/answer-filters.ts): metered raw, forwarded rewritten.
     const filter = redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
     // A budgeted answer goes unframed (chunked): it completes only at sink.end, after its charge

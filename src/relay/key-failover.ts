@@ -105,7 +105,7 @@ export async function sendWithFailover(
         upstreamUrl(provider, input.path, input.query, key),
         input.method,
         upstreamHeaders(input.headers, provider, key),
-        input.body,
+        input.upload ?? input.body,
         input.signal,
       );
     } catch (e) {
@@ -130,6 +130,8 @@ export async function sendWithFailover(
       attempt + 1 < deps.attempts &&
       Date.now() - started < RETRY_WINDOW_MS &&
       pools.keyErrors.allows(token.id) &&
+      // A streamed body went (in part) to the refused attempt: it cannot be sent again.
+      input.upload?.replayable !== false &&
       pools.hasUsable(pooled.pool, tried, model);
     if (!another) return { res: answer, keyId: pooled.id, key, attempts: listed(trail), release };
     release();

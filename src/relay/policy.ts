@@ -19,6 +19,7 @@ import { isUtf8 } from "node:buffer";
 import { RelayError } from "../errors.js";
 import { JsonScanError, scanTopLevel } from "../policy/json-scan.js";
 import { applyRequestPolicy, PolicyViolation, type RequestPolicy } from "../policy/request-policy.js";
+import { asksForUsage } from "../policy/shape-policy.js";
 import { modelLocationOf, type ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { type AnswerFilter, ModelListFilter, UsageChunkFilter } from "./answer-filters.js";
@@ -44,16 +45,14 @@ export interface Checked {
   answer?: AnswerFilter;
 }
 
-/** Shapes whose model list answers `{data: [{id}]}` at a path ending in `/models`. */
-const MODEL_LIST_SHAPES: ReadonlySet<string> = new Set(["openai"]);
-
 /** The path-less model list (`/v1/models`, `/models`): query, case and trailing slashes ignored. */
 function isModelList(provider: ProviderSpec, path: string, body: Buffer): boolean {
-  if (!MODEL_LIST_SHAPES.has(provider.shape.name) || body.length > 0) return false;
+  if (provider.shape.modelList !== true || body.length > 0) return false;
   return /^(?:\/v\d+)?\/models$/.test(path.replace(/[?#].*$/s, "").toLowerCase().replace(/\/+$/, ""));
 }
 
-export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): Checked {
+/** The rules that need no body: provider, path prefixes, browser origin (uploads too: src/relay/upload-gate.ts). */
+export function checkAccess(token: TokenMeta, provider: ProviderSpec, req: Pick<PolicyInput, "path" | "origin">): void {
   if (token.provider !== provider.id) throw new RelayError("permission_denied", "token not valid for this provider");
   if (token.paths.length > 0 && !token.paths.some((p) => pathAllowed(req.path, p))) {
     throw new RelayError("permission_denied", "path not allowed for this token");
@@ -63,6 +62,10 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   if (token.origins.size > 0 && req.origin !== undefined && !token.origins.has(req.origin)) {
     throw new RelayError("permission_denied", "origin not allowed for this token");
   }
+}
+
+export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput): Checked {
+  checkAccess(token, provider, req);
   if (token.maxBodyBytes !== null && req.body.length > token.maxBodyBytes) {
     throw new RelayError("payload_too_large", "request body too large for this token");
   }
@@ -88,7 +91,7 @@ export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: Polic
   try {
     const checked = applyRequestPolicy(
       {
-        shape: provider.shape.name,
+        shape: provider.shape.policy,
         path: req.path,
         body: req.body,
         scan: scanTopLevel(req.body),
@@ -136,7 +139,7 @@ function buildPolicy(token: TokenMeta): RequestPolicy {
 
 /**
  * Whether the token has a rule the body must be read for: a pin, a cap, no tools, a budget, or
- * (OpenAI's shape) the usage option forced on streams so they can be metered.
+ * (shapes whose streams report usage only when asked, OpenAI's) the usage option forced on.
  */
 function hasBodyRules(token: TokenMeta, provider: ProviderSpec): boolean {
   return (
@@ -145,7 +148,7 @@ function hasBodyRules(token: TokenMeta, provider: ProviderSpec): boolean {
     token.maxN !== null ||
     !token.toolsAllowed ||
     token.budgetTokens !== null ||
-    provider.shape.name === "openai"
+    asksForUsage(provider.shape.policy)
   );
 }
 

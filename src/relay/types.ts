@@ -4,6 +4,7 @@ import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Usage } from "../providers/types.js";
 import type { DpopRequest } from "./dpop-gate.js";
 import type { HeaderInput } from "./headers.js";
+import type { UploadBody, UploadKind } from "./upload-body.js";
 
 /** An AbortSignal, or any emitter of `abort` with `aborted` (the upstream client listens to either). */
 export type CallSignal = AbortSignal | (EventEmitter & { readonly aborted: boolean });
@@ -36,11 +37,17 @@ export interface RelayInput {
   requestId?: string;
 }
 
-export type BodyReader = () => Promise<Buffer>;
+/**
+ * Reads the body whole, or with `stream` (the engine asks for uploads: issue 25) opens it as
+ * an UploadBody that streams through; a reader that cannot stream returns the Buffer.
+ */
+export type BodyReader = (opts?: { stream: UploadKind }) => Promise<Buffer | UploadBody>;
 
 /** A RelayInput whose body has been read (and decoded): what the policy and the sender see. */
 export interface ReadInput extends RelayInput {
   body: Buffer;
+  /** A streamed body (then `body` is empty): sent in place of `body`. */
+  upload?: UploadBody;
 }
 
 export interface RelayEnd {

@@ -9,7 +9,12 @@
  * async iterator and no event-loop turn between a chunk's arrival and its write to the client.
  * Backpressure: while the sink is busy, chunks wait in a small queue; past HIGH_WATER bytes
  * the upstream socket is paused until the sink has caught up.
+ *
+ * A request body is a buffer or, for uploads, a stream (StreamedBody, issue 25) read as the
+ * upstream socket takes it; a RelayError it fails with (413 past the limit, 403 from the
+ * multipart watch) is the call's error, with `sent` as for any other failure.
  */
+import type { Readable } from "node:stream";
 import { Agent, type Dispatcher } from "undici";
 import { RelayError, type RelayErrorCode } from "../errors.js";
 import type { CallSignal } from "./types.js";
@@ -41,6 +46,14 @@ export interface UpstreamBody {
   dump(limit?: number): Promise<void>;
 }
 
+/** A request body sent as it streams in (src/relay/upload-body.ts). */
+export interface StreamedBody {
+  /** The declared length, sent as `Content-Length` (else the body goes chunked). */
+  readonly length: number | undefined;
+  /** The body for one attempt; throws when it can no longer be sent whole. */
+  open(): Readable;
+}
+
 /** Bytes queued for a busy sink before the upstream socket is paused. */
 const HIGH_WATER = 64 * 1024;
 const DUMP_LIMIT = 128 * 1024;
@@ -68,7 +81,7 @@ export class UpstreamClient {
     url: URL | string,
     method: string,
     headers: Record<string, string>,
-    body: Buffer | undefined,
+    body: Buffer | StreamedBody | undefined,
     signal: CallSignal,
   ): Promise<UpstreamResponse> {
     let call: UpstreamCall | undefined;
@@ -76,14 +89,19 @@ export class UpstreamClient {
       return await new Promise<UpstreamResponse>((resolve, reject) => {
         const { origin, pathname, search } = typeof url === "string" ? new URL(url) : url;
         call = new UpstreamCall(signal, resolve, reject);
-        this.#agent.dispatch(
-          { origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: body && body.length > 0 ? body : null },
-          call,
-        );
+        let payload: Buffer | Readable | null = null;
+        if (Buffer.isBuffer(body)) payload = body.length > 0 ? body : null;
+        else if (body !== undefined) {
+          payload = body.open();
+          if (body.length !== undefined) headers = { ...headers, "content-length": String(body.length) };
+        }
+        this.#agent.dispatch({ origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: payload }, call);
       });
     } catch (e) {
       if (e instanceof ClientGone || signal.aborted) throw new ClientGone();
       const sent = call?.sent ?? false;
+      // The streamed body's own verdict (its limit, the multipart watch): the client's error.
+      if (e instanceof RelayError) throw new UpstreamFailed(e.code, e.message, sent, e);
       const code = (e as { code?: string }).code;
       if (code === "UND_ERR_HEADERS_TIMEOUT") throw new UpstreamFailed("upstream_timeout", "upstream timed out", sent, e);
       // Refused by the client library before anything was sent (say, a header it will not
