@@ -1,12 +1,14 @@
 /**
- * Load drivers: autocannon for throughput (latencies taken from its per-response event, in
- * fractional ms, because its own histogram truncates to whole ms), and a sequential undici
- * loop on one keep-alive connection for latency at concurrency 1.
+ * Load drivers: wrk for throughput when installed (wrk.ts), autocannon otherwise (latencies
+ * taken from its per-response event, in fractional ms, because its own histogram truncates to
+ * whole ms), and a sequential undici loop on one keep-alive connection for latency at
+ * concurrency 1.
  */
 import autocannon from "autocannon";
 import { performance } from "node:perf_hooks";
 import { Pool, type Dispatcher } from "undici";
 import { quantile, Samples } from "./stats.js";
+import { runWrk, WRK } from "./wrk.js";
 
 export interface HttpCall {
   url: string;
@@ -25,7 +27,14 @@ export interface ThroughputResult {
   seconds: number;
 }
 
+/** Which tool drives throughput: wrk when installed and not turned off (`--autocannon`). */
+export const driver = { wrk: WRK };
+
 export async function runThroughput(call: HttpCall, connections: number, durationS: number): Promise<ThroughputResult> {
+  return driver.wrk ? runWrk(call, connections, durationS) : runAutocannon(call, connections, durationS);
+}
+
+export async function runAutocannon(call: HttpCall, connections: number, durationS: number): Promise<ThroughputResult> {
   const latencies = new Samples();
   const instance = autocannon({
     url: call.url,

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { scanTopLevel } from "../src/policy/json-scan.js";
 import { applyRequestPolicy, type RequestPolicy } from "../src/policy/request-policy.js";
+import { openaiShape } from "../src/providers/shapes/openai.js";
 
 function chatBody(targetBytes: number): Buffer {
   const messages: { role: string; content: string }[] = [{ role: "system", content: "You are a helpful assistant. Answer briefly and cite sources.\n" }];
@@ -72,7 +73,7 @@ export function measurePolicyCost(which: "3kb" | "all" = "3kb"): PolicyCost[] {
       body,
       bytes: bytes.length,
       scanUs: bestMicros(() => scanTopLevel(bytes), ms),
-      policyUs: bestMicros(() => applyRequestPolicy({ shape: "openai", path: "/v1/chat/completions", body: bytes, scan: scanTopLevel(bytes) }, POLICY), ms),
+      policyUs: bestMicros(() => applyRequestPolicy({ shape: openaiShape.policy, path: "/v1/chat/completions", body: bytes, scan: scanTopLevel(bytes) }, POLICY), ms),
       parseUs: bestMicros(() => JSON.parse(text), ms),
       decodeParseUs: bestMicros(() => JSON.parse(bytes.toString("utf8")), ms),
     };

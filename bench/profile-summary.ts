@@ -3,9 +3,39 @@
  * time by module (package, node: internal, or src/ file), and time by the innermost src/
  * function on the stack (so library time is charged to the relay code that called it).
  * Percentages are of busy time: "(idle)" samples and the profiler's own calls are left out.
+ * Targets run bundled (dist/), so a bundled function is named by the `// src/<file>` comment
+ * esbuild writes before each module's code.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Per bundle file: the 0-based line of each `// src/...` module marker and its path. */
+const bundleMarkers = new Map<string, [number, string][]>();
+
+/** The src/ file a line of a bundle belongs to; undefined outside bundles. */
+function bundleSource(url: string, line: number): string | undefined {
+  if (!url.includes("/dist/")) return undefined;
+  let markers = bundleMarkers.get(url);
+  if (!markers) {
+    markers = [];
+    try {
+      const lines = readFileSync(url.startsWith("file:") ? fileURLToPath(url) : url, "utf8").split("\n");
+      lines.forEach((l, i) => {
+        if (l.startsWith("// src/") || l.startsWith("// bench/")) markers!.push([i, l.slice(3).trim()]);
+      });
+    } catch {
+      // the bundle was rebuilt or removed since: fall back to its own name
+    }
+    bundleMarkers.set(url, markers);
+  }
+  let found: string | undefined;
+  for (const [at, file] of markers) {
+    if (at > line) break;
+    found = file;
+  }
+  return found;
+}
 
 interface ProfileNode {
   id: number;
@@ -33,8 +63,10 @@ export interface ProfileSummary {
   byRelayFunction: Row[];
 }
 
-function moduleOf(url: string, name: string): string {
+function moduleOf(url: string, name: string, line = 0): string {
   if (!url) return name.startsWith("(") ? name : "(native)";
+  const bundled = bundleSource(url, line);
+  if (bundled) return bundled;
   if (url.startsWith("node:") || url.startsWith("wasm:")) return url.startsWith("wasm:") ? "wasm (PGlite, undici llhttp)" : url;
   const nm = url.lastIndexOf("node_modules/");
   if (nm !== -1) {
@@ -63,14 +95,16 @@ export function summariseProfile(dir: string, top = 12): ProfileSummary | undefi
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const label = (n: ProfileNode): string => {
     const { functionName, url, lineNumber } = n.callFrame;
-    return `${functionName || "(anonymous)"}  ${moduleOf(url, functionName)}${lineNumber > 0 ? `:${lineNumber + 1}` : ""}`;
+    const bundled = bundleSource(url, lineNumber);
+    return `${functionName || "(anonymous)"}  ${bundled ?? moduleOf(url, functionName)}${bundled ? "" : lineNumber > 0 ? `:${lineNumber + 1}` : ""}`;
   };
   const owner = new Map<number, string>();
   const ownerOf = (id: number): string => {
     const hit = owner.get(id);
     if (hit !== undefined) return hit;
     const n = byId.get(id)!;
-    const o = n.callFrame.url.includes("/src/") ? label(n) : parent.has(id) ? ownerOf(parent.get(id)!) : "(outside relay code)";
+    const inRelay = n.callFrame.url.includes("/src/") || bundleSource(n.callFrame.url, n.callFrame.lineNumber)?.startsWith("src/") === true;
+    const o = inRelay ? label(n) : parent.has(id) ? ownerOf(parent.get(id)!) : "(outside relay code)";
     owner.set(id, o);
     return o;
   };
@@ -98,7 +132,7 @@ export function summariseProfile(dir: string, top = 12): ProfileSummary | undefi
     }
     busy += us;
     add(fn, label(n), us);
-    add(mod, moduleOf(n.callFrame.url, n.callFrame.functionName), us);
+    add(mod, moduleOf(n.callFrame.url, n.callFrame.functionName, n.callFrame.lineNumber), us);
     add(relay, ownerOf(id), us);
   }
   return {

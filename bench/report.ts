@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { CheckCosts, GoalResult } from "./goals.js";
-import type { Summary } from "./summarise.js";
+import type { RatioRound, Summary } from "./summarise.js";
 
 function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
@@ -14,29 +14,37 @@ function table(header: string[], rows: (string | number)[][]): string {
 const f = (n: number | undefined, d = 2): string => (n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(d));
 const signed = (n: number | undefined, d = 2): string => (n === undefined || !Number.isFinite(n) ? "-" : (n >= 0 ? "+" : "") + n.toFixed(d));
 
-export function formatReport(s: Summary, goals: GoalResult[], names: string[], header: string): string {
+export function formatReport(s: Summary, goals: GoalResult[], names: string[], header: string, tools = { http1: "autocannon", h2c: "connect-node client" }): string {
   const out: string[] = [header, ""];
-  out.push("Non-streaming POST chat/completions (medians over rounds; peak RSS = max)");
+  out.push("Non-streaming POST chat/completions (medians over rounds; peak RSS = max). CPU = the target's own process(es) from /proc; relay-postgres adds PostgreSQL's backends (the DB column is that share)");
   out.push(
     table(
-      ["target", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "peak RSS MB", "loop delay p99 ms", "c=1 p50 ms", "c=1 p99 ms", "c=1 p50 vs direct"],
+      ["target", "req/s", "CPU ms/req", "of which DB", "p50 ms", "p99 ms", "peak RSS MB", "loop delay p99 ms", "c=1 p50 ms", "c=1 p50 vs direct"],
       names.map((n) => {
         const t = s.targets[n]!;
-        return [n, f(t.rps, 0), f(t.p50Ms), f(t.p99Ms), f(t.cpuMsPerReq, 3), f(t.peakRssMb, 0), f(t.loopP99Ms, 1), f(t.c1P50Ms, 3), f(t.c1P99Ms, 3), n === "direct" ? "" : signed(t.c1AddedP50Ms, 3)];
+        return [n, f(t.rps, 0), f(t.cpuMsPerReq, 3), t.dbCpuMsPerReq ? f(t.dbCpuMsPerReq, 3) : "", f(t.p50Ms), f(t.p99Ms), f(t.peakRssMb, 0), f(t.loopP99Ms, 1), f(t.c1P50Ms, 3), n === "direct" ? "" : signed(t.c1AddedP50Ms, 3)];
       }),
     ),
   );
-  out.push("", "Throughput ratios per round (req/s over req/s)");
   const others = names.filter((n) => n !== "direct");
-  const vsRef = others.filter((n) => n !== "reference");
+  const vsRef = others.filter((n) => n !== "reference" && n !== "nginx");
+  const hasNginx = names.includes("nginx");
   const vsPk = Object.keys(s.medianVsPortkey);
+  out.push("", "Ratios per round: throughput (req/s over req/s) and CPU per request (ms over ms); issue 22 wants relay/reference CPU <= 1.3 and throughput >= 0.8");
+  const cols: [string, (r: RatioRound) => number | undefined, number | undefined, number][] = [];
+  for (const n of vsRef) {
+    cols.push([`${n}/reference req/s`, (r) => r.vsReference[n], s.medianVsReference[n], 3]);
+    cols.push([`${n}/reference CPU`, (r) => r.cpuVsReference[n], s.medianCpuVsReference[n], 3]);
+    if (hasNginx) {
+      cols.push([`${n}/nginx req/s`, (r) => r.vsNginx[n], s.medianVsNginx[n], 3]);
+      cols.push([`${n}/nginx CPU`, (r) => r.cpuVsNginx[n], s.medianCpuVsNginx[n], 3]);
+    }
+  }
+  for (const n of vsPk) cols.push([`${n}/portkey req/s`, (r) => r.vsPortkey[n], s.medianVsPortkey[n], 1]);
   out.push(
     table(
-      ["round", ...vsRef.map((n) => `${n}/reference`), ...others.map((n) => `${n}/direct`), ...vsPk.map((n) => `${n}/portkey`)],
-      [
-        ...s.ratios.map((r) => [`${r.round}`, ...vsRef.map((n) => f(r.vsReference[n], 3)), ...others.map((n) => f(r.vsDirect[n], 3)), ...vsPk.map((n) => f(r.vsPortkey[n], 1))]),
-        ["median", ...vsRef.map((n) => f(s.medianVsReference[n], 3)), ...others.map((n) => f(s.medianVsDirect[n], 3)), ...vsPk.map((n) => f(s.medianVsPortkey[n], 1))],
-      ],
+      ["round", ...cols.map((c) => c[0])],
+      [...s.ratios.map((r) => [`${r.round}`, ...cols.map((c) => f(c[1](r), c[3]))]), ["median", ...cols.map((c) => f(c[2], c[3]))]],
     ),
   );
   out.push("", "Streaming SSE (TTFB = first body byte; transit = mock write -> client read, per frame)");
@@ -51,10 +59,10 @@ export function formatReport(s: Summary, goals: GoalResult[], names: string[], h
   );
   const relays = names.filter((n) => s.targets[n]!.connectH1Rps !== undefined);
   if (relays.length) {
-    out.push("", "Connect unary IntrospectToken");
+    out.push("", "Connect unary IntrospectToken (16 connections; h2c: one stream in flight per connection)");
     out.push(
       table(
-        ["target", "HTTP/1.1 JSON (autocannon) req/s", "p50 ms", "h2c (connect-node client) req/s", "p50 ms"],
+        ["target", `HTTP/1.1 JSON (${tools.http1}) req/s`, "p50 ms", `h2c (${tools.h2c}) req/s`, tools.h2c === "h2load" ? "mean ms" : "p50 ms"],
         relays.map((n) => {
           const t = s.targets[n]!;
           return [n, f(t.connectH1Rps, 0), f(t.connectH1P50Ms), f(t.connectH2cRps, 0), f(t.connectH2cP50Ms)];
@@ -64,7 +72,7 @@ export function formatReport(s: Summary, goals: GoalResult[], names: string[], h
   }
   const failures = names.filter((n) => s.targets[n]!.failures > 0);
   if (failures.length) out.push("", `Failed requests: ${failures.map((n) => `${n} ${s.targets[n]!.failures}`).join(", ")}`);
-  out.push("", "Targets of issue 6");
+  out.push("", "Targets of issues 6 and 22");
   out.push(table(["status", "goal", "target", "value"], goals.map((g) => [g.status, g.goal, g.target, g.value])));
   return out.join("\n");
 }

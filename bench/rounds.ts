@@ -1,11 +1,13 @@
 /**
  * The measured rounds. Each round runs every phase over every target, targets alternating
  * (the order rotates each round, so drift on the box spreads evenly): throughput at C
- * connections (with the target child's CPU and peak RSS), latency at concurrency 1, streaming
- * (TTFB and per-frame transit), and Connect IntrospectToken for the relays.
+ * connections (with the target's CPU from /proc, the PostgreSQL server's for relay-postgres,
+ * and peak RSS), latency at concurrency 1, streaming (TTFB and per-frame transit), and Connect
+ * IntrospectToken for the relays.
  */
-import { INTROSPECT_PATH, runConnectLoad, type ConnectLoadResult } from "./connect-load.js";
-import { runSequentialLatency, runThroughput, type HttpCall, type LatencyResult, type ThroughputResult } from "./load.js";
+import { INTROSPECT_PATH, runConnectLoad } from "./connect-load.js";
+import { driver, runSequentialLatency, runThroughput, type HttpCall, type LatencyResult, type ThroughputResult } from "./load.js";
+import { H2LOAD, runH2load } from "./wrk.js";
 import type { BenchOptions } from "./options.js";
 import { runStreamProbe, type StreamResult } from "./stream-probe.js";
 import type { TargetHandle } from "./targets.js";
@@ -18,10 +20,15 @@ export interface BenchTarget {
   streamCall: HttpCall;
   /** The relay token (relays only). */
   token?: string;
+  /** CPU ms of the database server working for this target (PostgreSQL's backends), if counted. */
+  databaseCpuMs?: () => number;
 }
 
 export interface MeasuredThroughput extends ThroughputResult {
+  /** The target's own process(es), plus the database server's CPU when it is counted. */
   cpuMsPerReq: number;
+  /** Of which the database server's (PostgreSQL's backends); 0 when none is counted. */
+  dbCpuMsPerReq: number;
   peakRssMb: number;
   /** The target's event-loop delay under this load (ms): what a ready socket or chunk waited. */
   loopP99Ms: number;
@@ -32,7 +39,7 @@ export interface TargetRound {
   c1: LatencyResult;
   stream: StreamResult;
   connectH1?: ThroughputResult;
-  connectH2c?: ConnectLoadResult;
+  connectH2c?: ThroughputResult;
 }
 
 export interface RoundResult {
@@ -44,11 +51,25 @@ export interface RoundResult {
 /** With `profileTo`, the target's CPU profile covers exactly this measurement. */
 export async function measureThroughput(t: BenchTarget, connections: number, durationS: number, profileTo?: string): Promise<MeasuredThroughput> {
   if (profileTo) await t.handle.startProfile();
-  const before = await t.handle.sample();
+  await t.handle.sample(); // resets the peak RSS and loop delay windows
+  const cpu0 = await t.handle.cpuMs();
+  const db0 = t.databaseCpuMs?.() ?? 0;
   const r = await runThroughput(t.call, connections, durationS);
+  const cpu1 = await t.handle.cpuMs();
+  const db1 = t.databaseCpuMs?.() ?? 0;
   const after = await t.handle.sample();
   if (profileTo) await t.handle.stopProfile(profileTo);
-  return { ...r, cpuMsPerReq: (after.cpuUs - before.cpuUs) / 1000 / Math.max(1, r.ok + r.non2xx), peakRssMb: after.peakRss / 2 ** 20, loopP99Ms: after.loopDelayP99Ms };
+  const n = Math.max(1, r.ok + r.non2xx);
+  const dbCpuMsPerReq = (db1 - db0) / n;
+  return { ...r, cpuMsPerReq: (cpu1 - cpu0) / n + dbCpuMsPerReq, dbCpuMsPerReq, peakRssMb: after.peakRss / 2 ** 20, loopP99Ms: after.loopDelayP99Ms };
+}
+
+/** Connect unary IntrospectToken at `connections`: h2c with h2load (or connect-node), HTTP/1.1 with the throughput driver. */
+export async function introspectLoad(t: BenchTarget, http: "1.1" | "2", connections: number, durationS: number): Promise<ThroughputResult> {
+  if (http === "1.1") return runThroughput(connectCall(t), connections, durationS);
+  if (H2LOAD && driver.wrk) return runH2load(connectCall(t), connections, durationS);
+  const r = await runConnectLoad(t.handle.url, t.token!, "2", connections, durationS);
+  return { rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ok: r.ok, non2xx: 0, errors: r.failures, seconds: durationS };
 }
 
 export function connectCall(t: BenchTarget): HttpCall {
@@ -67,8 +88,8 @@ export async function warmUp(targets: BenchTarget[], opts: BenchOptions, log: (s
     await runSequentialLatency(t.call, Math.min(1, opts.warmup));
     await runStreamProbe(t.streamCall, 2);
     if (t.relay) {
-      await runThroughput(connectCall(t), opts.connections, Math.min(1, opts.warmup));
-      await runConnectLoad(t.handle.url, t.token!, "2", opts.connections, Math.min(1, opts.warmup));
+      await introspectLoad(t, "1.1", opts.connections, Math.min(1, opts.warmup));
+      await introspectLoad(t, "2", opts.connections, Math.min(1, opts.warmup));
     }
   }
 }
@@ -86,8 +107,8 @@ export async function runRound(round: number, targets: BenchTarget[], opts: Benc
   for (const t of order) results[t.name]!.stream = await runStreamProbe(t.streamCall, opts.streams);
   for (const t of order) {
     if (!t.relay) continue;
-    results[t.name]!.connectH1 = await runThroughput(connectCall(t), opts.connections, connectSeconds);
-    results[t.name]!.connectH2c = await runConnectLoad(t.handle.url, t.token!, "2", opts.connections, connectSeconds);
+    results[t.name]!.connectH1 = await introspectLoad(t, "1.1", opts.connections, connectSeconds);
+    results[t.name]!.connectH2c = await introspectLoad(t, "2", opts.connections, connectSeconds);
   }
   return { round: round + 1, order: order.map((t) => t.name), targets: results as Record<string, TargetRound> };
 }

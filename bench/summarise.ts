@@ -7,6 +7,8 @@ export interface TargetSummary {
   p50Ms: number;
   p99Ms: number;
   cpuMsPerReq: number;
+  /** Of cpuMsPerReq, the database server's share (PostgreSQL's backends); 0 when not counted. */
+  dbCpuMsPerReq: number;
   /** Highest RSS seen under load in any round. */
   peakRssMb: number;
   loopP99Ms: number;
@@ -33,9 +35,13 @@ export interface TargetSummary {
 
 export interface RatioRound {
   round: number;
-  /** target -> its rps / reference's rps and / direct's rps. */
+  /** target -> its rps / reference's rps, / nginx's rps and / direct's rps. */
   vsReference: Record<string, number>;
+  vsNginx: Record<string, number>;
   vsDirect: Record<string, number>;
+  /** target -> its CPU ms per request / the reference's and / nginx's (database CPU included). */
+  cpuVsReference: Record<string, number>;
+  cpuVsNginx: Record<string, number>;
   /** relay -> its rps / Portkey's rps (with --peers). */
   vsPortkey: Record<string, number>;
 }
@@ -44,7 +50,10 @@ export interface Summary {
   targets: Record<string, TargetSummary>;
   ratios: RatioRound[];
   medianVsReference: Record<string, number>;
+  medianVsNginx: Record<string, number>;
   medianVsDirect: Record<string, number>;
+  medianCpuVsReference: Record<string, number>;
+  medianCpuVsNginx: Record<string, number>;
   medianVsPortkey: Record<string, number>;
 }
 
@@ -60,6 +69,7 @@ export function summarise(rounds: RoundResult[], names: string[]): Summary {
       p50Ms: median(per(name, (r) => t(r).throughput.p50Ms)),
       p99Ms: median(per(name, (r) => t(r).throughput.p99Ms)),
       cpuMsPerReq: median(per(name, (r) => t(r).throughput.cpuMsPerReq)),
+      dbCpuMsPerReq: median(per(name, (r) => t(r).throughput.dbCpuMsPerReq ?? 0)),
       peakRssMb: Math.max(...per(name, (r) => t(r).throughput.peakRssMb)),
       loopP99Ms: median(per(name, (r) => t(r).throughput.loopP99Ms)),
       c1P50Ms: median(per(name, (r) => t(r).c1.p50Ms)),
@@ -84,25 +94,45 @@ export function summarise(rounds: RoundResult[], names: string[]): Summary {
     targets[name] = s;
   }
   const ratios: RatioRound[] = rounds.map((r) => {
-    const ref = r.targets.reference?.throughput.rps ?? NaN;
+    const ref = r.targets.reference?.throughput;
+    const ngx = r.targets.nginx?.throughput;
     const direct = r.targets.direct?.throughput.rps ?? NaN;
     const vsReference: Record<string, number> = {};
+    const vsNginx: Record<string, number> = {};
     const vsDirect: Record<string, number> = {};
+    const cpuVsReference: Record<string, number> = {};
+    const cpuVsNginx: Record<string, number> = {};
     const vsPortkey: Record<string, number> = {};
     const portkey = r.targets.portkey?.throughput.rps;
     for (const name of names) {
       if (name === "direct") continue;
-      const rps = r.targets[name]!.throughput.rps;
-      if (name !== "reference") vsReference[name] = rps / ref;
+      const { rps, cpuMsPerReq } = r.targets[name]!.throughput;
+      if (name !== "reference" && ref) {
+        vsReference[name] = rps / ref.rps;
+        cpuVsReference[name] = cpuMsPerReq / ref.cpuMsPerReq;
+      }
+      if (name !== "nginx" && ngx) {
+        vsNginx[name] = rps / ngx.rps;
+        cpuVsNginx[name] = cpuMsPerReq / ngx.cpuMsPerReq;
+      }
       vsDirect[name] = rps / direct;
       if (portkey !== undefined && name.startsWith("relay")) vsPortkey[name] = rps / portkey;
     }
-    return { round: r.round, vsReference, vsDirect, vsPortkey };
+    return { round: r.round, vsReference, vsNginx, vsDirect, cpuVsReference, cpuVsNginx, vsPortkey };
   });
-  const med = (key: "vsReference" | "vsDirect" | "vsPortkey"): Record<string, number> => {
+  const med = (key: "vsReference" | "vsNginx" | "vsDirect" | "cpuVsReference" | "cpuVsNginx" | "vsPortkey"): Record<string, number> => {
     const out: Record<string, number> = {};
     for (const name of Object.keys(ratios[0]?.[key] ?? {})) out[name] = median(ratios.map((x) => x[key][name]!));
     return out;
   };
-  return { targets, ratios, medianVsReference: med("vsReference"), medianVsDirect: med("vsDirect"), medianVsPortkey: med("vsPortkey") };
+  return {
+    targets,
+    ratios,
+    medianVsReference: med("vsReference"),
+    medianVsNginx: med("vsNginx"),
+    medianVsDirect: med("vsDirect"),
+    medianCpuVsReference: med("cpuVsReference"),
+    medianCpuVsNginx: med("cpuVsNginx"),
+    medianVsPortkey: med("vsPortkey"),
+  };
 }

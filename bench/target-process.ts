@@ -17,6 +17,7 @@ import type { MockUpstreamOptions } from "./mock-upstream.js";
 export type TargetConfig =
   | { kind: "mock"; mock: MockUpstreamOptions }
   | { kind: "reference"; upstream: string; upstreamKey: string }
+  | { kind: "reference-old"; upstream: string; upstreamKey: string }
   | { kind: "relay"; upstream: string; dataDir: string; databaseUrl?: string }
   | { kind: "portkey"; entry: string };
 
@@ -58,9 +59,12 @@ async function start(cfg: TargetConfig): Promise<Started> {
     const { url, server } = await startMockUpstream(cfg.mock);
     return { ready: { type: "ready", url }, close: () => new Promise((r) => server.close(() => r())) };
   }
-  if (cfg.kind === "reference") {
+  if (cfg.kind === "reference" || cfg.kind === "reference-old") {
+    // The relay's own V8 settings (src/v8-tuning.ts), so the ceiling runs as the relay does.
+    if (cfg.kind === "reference") (await import("../src/v8-tuning.js")).tuneHeap();
     const { startReferenceProxy } = await import("./reference-proxy.js");
-    const { url, server } = await startReferenceProxy(cfg.upstream, cfg.upstreamKey);
+    const { startOldReferenceProxy } = await import("./reference-proxy-old.js");
+    const { url, server } = await (cfg.kind === "reference" ? startReferenceProxy : startOldReferenceProxy)(cfg.upstream, cfg.upstreamKey);
     return { ready: { type: "ready", url }, close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))) };
   }
   if (cfg.kind === "portkey") {

@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bundleFresh, ROOT } from "../scripts/build-server.js";
+import { processCpuMs, procAvailable } from "./proc-cpu.js";
 import type { ReadyMessage, SampleMessage, TargetConfig } from "./target-process.js";
 
 export interface TargetHandle {
@@ -14,6 +15,8 @@ export interface TargetHandle {
   url: string;
   adminKey: string | undefined;
   pid: number;
+  /** CPU ms of the target's own process(es) since they started (/proc; the child's own count where /proc is missing). */
+  cpuMs(): Promise<number> | number;
   /** CPU time and peak RSS (since the previous sample) of the child. */
   sample(): Promise<SampleMessage>;
   /** Starts the V8 CPU profiler in the child (node:inspector). */
@@ -28,7 +31,7 @@ export interface TargetHandle {
 
 const live = new Set<ChildProcess>();
 
-/** The relay runs with the Node flags of `npm start` (`node <flags> bin/relayapi.js serve`). */
+/** The relay and the reference run with the Node flags of `npm start` (`node <flags> bin/relayapi.js serve`). */
 const RELAY_NODE_FLAGS = (() => {
   const start = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start;
   const words = start.split(/\s+/);
@@ -39,7 +42,7 @@ export async function startTarget(name: string, cfg: TargetConfig, opts: { execA
   // Plain JavaScript bundled as the relay ships (no TypeScript loader in the measured process).
   const entry = await bundleFresh(join(ROOT, "bench", "target-process.ts"), join(ROOT, "dist", "bench", "target-process.js"));
   const child = fork(entry, [JSON.stringify(cfg)], {
-    execArgv: opts.execArgv ?? (cfg.kind === "relay" ? RELAY_NODE_FLAGS : []),
+    execArgv: opts.execArgv ?? (cfg.kind === "relay" || cfg.kind === "reference" ? RELAY_NODE_FLAGS : []),
     stdio: ["ignore", opts.quiet ? "ignore" : "inherit", "inherit", "ipc"],
     env: { ...process.env, NODE_ENV: "production" },
   });
@@ -91,6 +94,7 @@ export async function startTarget(name: string, cfg: TargetConfig, opts: { execA
     url: ready.url,
     adminKey: ready.adminKey,
     pid: child.pid!,
+    cpuMs: procAvailable(child.pid!) ? () => processCpuMs(child.pid!) : async () => (await ask<SampleMessage>("sample")).cpuUs / 1000,
     sample: () => ask<SampleMessage>("sample"),
     startProfile: () => ask("profile-start"),
     stopProfile: (file) => ask("profile-stop", { file }, 60_000),

@@ -25,18 +25,21 @@ export class HttpSink implements RelaySink {
   head(status: number, headers: Record<string, string | string[]>, bodyLength?: number): void {
     const ct = headers["content-type"];
     this.#sse = typeof ct === "string" && ct.includes("text/event-stream");
-    const merged: Record<string, string | string[]> = { ...headers, ...this.extraHeaders };
-    // A known length spares chunked framing and the separate write of its last chunk; a body
-    // that breaks off short of it is cut (end() destroys), so the client never takes it as whole.
-    if (bodyLength !== undefined && !this.#sse) merged["content-length"] = String(bodyLength);
+    // Copied key by key, never `{ ...headers, ...extra }`: V8 makes that spread of header names
+    // a dictionary-mode object, ~5 µs to build and slower for writeHead to walk (issue 22).
+    const merged: Record<string, string | string[]> = {};
+    for (const name in headers) merged[name] = headers[name]!;
     // The provider's own x-request-id passes through untouched (its SDKs and support use it);
     // the relay's id then moves to x-relay-request-id.
     const upstreamId = headers["x-request-id"];
-    const relayId = this.extraHeaders["x-request-id"];
-    if (upstreamId !== undefined && relayId !== undefined) {
-      merged["x-request-id"] = upstreamId;
-      merged["x-relay-request-id"] = relayId;
+    const extra = this.extraHeaders;
+    for (const name in extra) {
+      if (name === "x-request-id" && upstreamId !== undefined) merged["x-relay-request-id"] = extra[name]!;
+      else merged[name] = extra[name]!;
     }
+    // A known length spares chunked framing and the separate write of its last chunk; a body
+    // that breaks off short of it is cut (end() destroys), so the client never takes it as whole.
+    if (bodyLength !== undefined && !this.#sse) merged["content-length"] = String(bodyLength);
     this.res.writeHead(status, merged);
     // HTTP/2 sends headers on writeHead. HTTP/1.1 holds them until the first write, which is
     // what we want when the first chunk came with the provider's headers (one packet, one

@@ -41,17 +41,22 @@ interface Closable {
   readonly statusCode: number;
   readonly headersSent: boolean;
   readonly writableFinished: boolean;
-  once(event: "close", listener: () => void): unknown;
+  on(event: "close", listener: () => void): unknown;
 }
 
-/** Answers by their request and by their response object (both lead to the same one). */
-const answers = new WeakMap<object, Answer>();
+/**
+ * Answers by their request and by their response object (both lead to the same one), kept on
+ * the objects themselves: two WeakMap entries per request cost the GC more (ephemerons) than a
+ * property (issue 22).
+ */
+const ANSWER = Symbol("relayapi.answer");
+type Tagged = { [ANSWER]?: Answer };
 
 /** The RPC's Answer, for the interceptor (which never sees the Node request). */
 export const kAnswer = createContextKey<Answer | undefined>(undefined, { description: "the answer being counted" });
 
 export function answerOf(reqOrRes: object): Answer | undefined {
-  return answers.get(reqOrRes);
+  return (reqOrRes as Tagged)[ANSWER];
 }
 
 /**
@@ -84,12 +89,22 @@ export class AnswerCounter {
   readonly #inFlight: Record<Entry, number> = { http: 0, rpc: 0 };
   /** `entry|class|reason` -> bound child: prom-client would hash the labels on every answer. */
   readonly #children = new Map<string, { inc(): void }>();
+  /** One `close` listener for every response (`this` is the response): no closure per request. */
+  readonly #onClose: (this: Closable & Tagged) => void;
 
   constructor(
     registry: Registry,
     private readonly onServerError: ServerErrorSink,
   ) {
     const registers = [registry];
+    const counter = this;
+    this.#onClose = function (this: Closable & Tagged) {
+      const answer = this[ANSWER];
+      if (answer === undefined) return;
+      this[ANSWER] = undefined; // counted once, whatever emits `close` again
+      counter.#inFlight[answer.entry]--;
+      counter.#count(answer, this);
+    };
     this.#responses = new Counter({
       name: "relayapi_responses_total",
       help: "Answers of the HTTP layer (entry=http) and the Connect routes (entry=rpc) by status class and reason (a RelayError code, ok, upstream_status, aborted).",
@@ -112,13 +127,11 @@ export class AnswerCounter {
   /** Starts counting one request's answer; it is counted once, when the response closes. */
   track(entry: Entry, req: object, res: Closable): Answer {
     const answer: Answer = { entry };
-    answers.set(req, answer);
-    answers.set(res, answer);
+    (req as Tagged)[ANSWER] = answer;
+    (res as Closable & Tagged)[ANSWER] = answer;
     this.#inFlight[entry]++;
-    res.once("close", () => {
-      this.#inFlight[entry]--;
-      this.#count(answer, res);
-    });
+    // A response emits `close` once: `on` spares `once`'s wrapper.
+    res.on("close", this.#onClose);
     return answer;
   }
 

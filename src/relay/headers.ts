@@ -56,10 +56,17 @@ const DROP_REQUEST = new Set([
 /** Never returned to the client. */
 const DROP_RESPONSE = new Set([...HOP_BY_HOP, "set-cookie", "alt-svc", "content-length"]);
 
+const NONE_LISTED: ReadonlySet<string> = new Set();
+/** The values nearly every request and answer carries, parsed once (issue 22: no Set per call). */
+const COMMON_CONNECTION = new Map<string, ReadonlySet<string>>(["keep-alive", "close", "Keep-Alive", "Close"].map((v) => [v, new Set([v.toLowerCase()])]));
+
 /** Headers named in `Connection` are hop-by-hop too (RFC 9110 7.6.1). */
-function connectionListed(headers: HeaderInput): Set<string> {
+function connectionListed(headers: HeaderInput): ReadonlySet<string> {
   const v = headers.connection;
-  const list = Array.isArray(v) ? v.join(",") : (v ?? "");
+  if (v === undefined) return NONE_LISTED;
+  const common = typeof v === "string" ? COMMON_CONNECTION.get(v) : undefined;
+  if (common !== undefined) return common;
+  const list = Array.isArray(v) ? v.join(",") : v;
   return new Set(list.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean));
 }
 
