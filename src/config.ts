@@ -8,6 +8,7 @@
  * or a value of the wrong type is an error that names the key.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { trustMatcher } from "./limits/client-ip.js";
 import { BUILTIN_PROVIDERS } from "./providers/builtin/index.js";
@@ -39,6 +40,8 @@ export interface Config {
   providerBaseUrls: Record<string, string>;
   /** Largest request body the relay accepts, in bytes. */
   maxBodyBytes: number;
+  /** Largest upload (multipart or binary body, streamed through unheld; issue 25), in bytes. */
+  maxUploadBytes: number;
   /** How long to wait for the upstream's response headers. */
   upstreamHeadersTimeoutMs: number;
   /** Longest silence allowed between two upstream body chunks. */
@@ -87,6 +90,18 @@ export interface Config {
    * balancers take the instance out before its port closes (at most shutdownGraceMs).
    */
   drainDelayMs: number;
+  /**
+   * Worker processes serving the one port (`--workers N`, `auto`: one per core; issue 22.3).
+   * Above 1 the process becomes a primary that only supervises (and, on the embedded database,
+   * owns PGlite and serves it to the workers: src/cluster/).
+   */
+  workers: number;
+  /**
+   * Whether this process runs the usage tables' background work (retention passes; on PGlite,
+   * VACUUM). Off only in the workers of `serve --workers` on the embedded database, whose
+   * primary does it on the one PGlite (set by the primary, not by operators).
+   */
+  usageMaintenance: boolean;
   /** Provider attempts per call at most, failovers included (1-10). */
   upstreamAttempts: number;
   /** Longest rest a 429/403 gives a key for one model, whatever its Retry-After says. */
@@ -105,6 +120,18 @@ export interface Config {
   h2MaxStreams: number;
   /** Open connections (HTTP/1.1 and h2c) per client address (0: unlimited). */
   maxConnectionsPerIp: number;
+  /** Longest WebSocket session (OpenAI Realtime, Gemini Live; issue 25), in seconds. */
+  maxSessionSeconds: number;
+  /** A WebSocket session with no message either way for this long is closed. */
+  sessionIdleMs: number;
+  /** Largest WebSocket message either way, in bytes (larger: closed with 1009). */
+  sessionMaxMessageBytes: number;
+  /** Days raw per-call usage rows are kept (0: forever); roll-ups answer for older windows (issue 23). */
+  usageRetentionDays: number;
+  /** Days hourly and daily usage roll-ups are kept (0: forever). */
+  rollupRetentionDays: number;
+  /** Days audit events are kept (0: forever). */
+  auditRetentionDays: number;
   /** Log level: silent, error, warn, info, debug. */
   logLevel: LogLevel;
   /** The git commit this build is from, for relayapi_build_info (unset: read from .git, else "unknown"). */
@@ -204,6 +231,21 @@ const levelField: Field<LogLevel> = {
   fromJson: (v, name) => logLevel(v, name),
 };
 
+/** `auto` is one worker per core the process may use. */
+export function parseWorkers(v: unknown, name: string): number {
+  if (v === "auto") return availableParallelism();
+  const n = typeof v === "string" && /^\d+$/.test(v.trim()) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 256) throw new ConfigError(`${name} must be "auto" or a whole number from 1 to 256`);
+  return n;
+}
+
+const workersField: Field<number> = {
+  env: "RELAYAPI_WORKERS",
+  default: 1,
+  fromEnv: (raw, name) => (raw === "" ? undefined : parseWorkers(raw, name)),
+  fromJson: (v, name) => parseWorkers(v, name),
+};
+
 const providerUrlsField: Field<Record<string, string>> = {
   env: "RELAYAPI_PROVIDER_<ID>_BASE_URL",
   default: {},
@@ -233,6 +275,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   masterKey: optionalField("RELAYAPI_MASTER_KEY"),
   providerBaseUrls: providerUrlsField,
   maxBodyBytes: intField("RELAYAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
+  maxUploadBytes: intField("RELAYAPI_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
   upstreamHeadersTimeoutMs: intField("RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS", 120_000),
   upstreamIdleTimeoutMs: intField("RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS", 120_000),
   corsOrigins: listField("RELAYAPI_CORS_ORIGINS", ["*"]),
@@ -251,6 +294,8 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   redisPerIp: boolField("RELAYAPI_REDIS_PER_IP", false),
   shutdownGraceMs: intField("RELAYAPI_SHUTDOWN_GRACE_MS", 10_000),
   drainDelayMs: intField("RELAYAPI_DRAIN_DELAY_MS", 5_000),
+  workers: workersField,
+  usageMaintenance: boolField("RELAYAPI_USAGE_MAINTENANCE", true),
   upstreamAttempts: intField("RELAYAPI_UPSTREAM_ATTEMPTS", 3),
   keyCooldownMaxMs: intField("RELAYAPI_KEY_COOLDOWN_MAX_MS", 60_000),
   keyAuthStrikes: intField("RELAYAPI_KEY_AUTH_STRIKES", 3),
@@ -260,6 +305,12 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   requestTimeoutMs: intField("RELAYAPI_REQUEST_TIMEOUT_MS", 300_000),
   h2MaxStreams: intField("RELAYAPI_H2_MAX_STREAMS", 100),
   maxConnectionsPerIp: intField("RELAYAPI_MAX_CONNECTIONS_PER_IP", 256),
+  maxSessionSeconds: intField("RELAYAPI_MAX_SESSION_SECONDS", 900),
+  sessionIdleMs: intField("RELAYAPI_SESSION_IDLE_MS", 120_000),
+  sessionMaxMessageBytes: intField("RELAYAPI_SESSION_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
+  usageRetentionDays: intField("RELAYAPI_USAGE_RETENTION_DAYS", 30),
+  rollupRetentionDays: intField("RELAYAPI_ROLLUP_RETENTION_DAYS", 400),
+  auditRetentionDays: intField("RELAYAPI_AUDIT_RETENTION_DAYS", 400),
   logLevel: levelField,
   buildCommit: optionalField("RELAYAPI_COMMIT"),
 };
@@ -348,6 +399,7 @@ function validate(c: Config): void {
   }
   if (c.port > 65535) throw new ConfigError(`${name("port")} must be 0-65535, got ${c.port}`);
   if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
+  if (c.maxUploadBytes < 1) throw new ConfigError(`${name("maxUploadBytes")} must be positive`);
   if (c.dpopNonceSeconds < 1 || c.dpopNonceSeconds > 86_400) throw new ConfigError(`${name("dpopNonceSeconds")} must be 1-86400`);
   if (c.leaseMax < 1) throw new ConfigError(`${name("leaseMax")} must be at least 1`);
   if (c.dbPool < 1) throw new ConfigError(`${name("dbPool")} must be at least 1`);
@@ -357,6 +409,9 @@ function validate(c: Config): void {
   if (c.headersTimeoutMs < 1000) throw new ConfigError(`${name("headersTimeoutMs")} must be at least 1000`);
   if (c.requestTimeoutMs < c.headersTimeoutMs) throw new ConfigError(`${name("requestTimeoutMs")} must be at least headersTimeoutMs`);
   if (c.h2MaxStreams < 1) throw new ConfigError(`${name("h2MaxStreams")} must be at least 1`);
+  if (c.maxSessionSeconds < 1) throw new ConfigError(`${name("maxSessionSeconds")} must be at least 1`);
+  if (c.sessionIdleMs < 100) throw new ConfigError(`${name("sessionIdleMs")} must be at least 100`);
+  if (c.sessionMaxMessageBytes < 1024) throw new ConfigError(`${name("sessionMaxMessageBytes")} must be at least 1024`);
   logLevel(c.logLevel, name("logLevel"));
   if (c.redisUrl && !/^rediss?:\/\//.test(c.redisUrl)) throw new ConfigError(`${name("redisUrl")} must start with redis:// or rediss://`);
   try {

@@ -1,4 +1,6 @@
 /** loadConfig -> build(config) -> listen -> graceful shutdown on SIGTERM/SIGINT. */
+import cluster from "node:cluster";
+import { HURRY_MESSAGE, SHUTDOWN_MESSAGE } from "./cluster/messages.js";
 import { loadConfig, type ConfigOverrides, type LoadOptions } from "./config.js";
 import { createLogger } from "./log.js";
 import { build, SHUTDOWN_MARGIN_MS } from "./server.js";
@@ -21,14 +23,29 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
   const config = loadConfig(overrides, process.env, opts);
   tuneHeap();
   const log = createLogger(config.logLevel);
+  if (config.workers > 1 && cluster.isPrimary) {
+    // `--workers N`: this process supervises; the workers run the code below (src/cluster/).
+    const { servePrimary } = await import("./cluster/primary.js");
+    await servePrimary(config, log, {
+      shutdownDeadlineMs: config.shutdownGraceMs + SHUTDOWN_MARGIN_MS + 10_000,
+      onListening: (url) => {
+        log.info("relay listening", { url, workers: config.workers, database: config.databaseUrl === undefined ? `pglite:${config.dataDir}` : "postgres" });
+        if (shouldPrintStartupLine(process.stderr)) {
+          process.stderr.write(startupLine({ url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) + "\n");
+        }
+      },
+    });
+    return;
+  }
   const app = await build(config, { log });
   await app.listen();
-  log.info("relay listening", {
+  if (cluster.isWorker) log.info("worker listening", { worker: cluster.worker?.id, pid: process.pid });
+  else log.info("relay listening", {
     url: app.url,
     database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
   });
   // One human line for whoever started it in a terminal (src/startup-line.ts).
-  if (shouldPrintStartupLine(process.stderr)) {
+  if (!cluster.isWorker && shouldPrintStartupLine(process.stderr)) {
     process.stderr.write(startupLine({ url: app.url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) + "\n");
   }
   let stopping = false;
@@ -59,6 +76,30 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
       },
     );
   };
+  if (cluster.isWorker) {
+    // A worker obeys its primary: a signal sent to the whole group (Ctrl-C, systemd's
+    // control-group kill) arrives beside the primary's request and must not count as a second
+    // one. Only the primary's "hurry" (its own second signal) hurries.
+    const gently = (why: string): void => {
+      if (!stopping) stop(why);
+    };
+    process.on("SIGTERM", () => gently("SIGTERM"));
+    process.on("SIGINT", () => gently("SIGINT"));
+    onPrimaryRequests({ shutdown: () => gently("primary"), hurry: () => stop("primary (hurry)") });
+    return;
+  }
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/**
+ * A worker shuts down when its primary asks (a second request hurries it, as a second signal
+ * does) or disappears: without the primary no connection reaches it, and nothing would stop it.
+ */
+function onPrimaryRequests(on: { shutdown(): void; hurry(): void }): void {
+  process.on("message", (m: unknown) => {
+    if (m === SHUTDOWN_MESSAGE) on.shutdown();
+    else if (m === HURRY_MESSAGE) on.hurry();
+  });
+  process.on("disconnect", () => on.shutdown());
 }

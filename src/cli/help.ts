@@ -44,6 +44,7 @@ export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>>
     { flag: "trust-proxy", arg: "IP,CIDR", help: "proxies whose X-Forwarded-For is believed (default: none)" },
     { flag: "ip-rpm", arg: "N", help: "requests per minute per client IP (default: the config's)" },
     { flag: "print-config", help: "print the resolved config and exit" },
+    { flag: "workers", arg: "N|auto", help: "worker processes on the one port (auto: one per core; default 1)" },
     { flag: "no-auto-migrate", help: "refuse to start when migrations are missing (run relayapi migrate)" },
   ], "relayapi serve --port 8080 --data-dir ./data"),
   migrate: sub("apply database migrations", "relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]", STORAGE, "relayapi migrate --data-dir ./data"),
@@ -95,6 +96,20 @@ export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>>
     list: sub("list pools", "relayapi pool list [--provider ID]", [{ flag: "provider", arg: "ID", help: "only this provider's pools" }, ...ADMIN], "relayapi pool list"),
     rm: sub("delete a pool", "relayapi pool rm <name>", ADMIN, "relayapi pool rm main"),
   },
+  usage: {
+    report: sub("sum usage over a window (roll-ups for whole hours and days, raw rows for the rest)", "relayapi usage report [--since 30d] [--by token|subject|provider|model] [--bucket 1d]", [
+      { flag: "since", arg: "DUR", help: "the window, back from now: 90m, 12h, 30d (default: 1d)" },
+      { flag: "by", arg: "DIM", help: "group by token, subject, provider or model (default: none)" },
+      { flag: "bucket", arg: "DUR", help: "time bucket: 1h, 1d (default: one bucket for the window)" },
+      ...ADMIN,
+    ], "relayapi usage report --since 90d --by model --bucket 1d"),
+    prune: sub("delete usage rows, roll-ups and audit events past their retention now", "relayapi usage prune [--older-than 30d] [--dry-run]", [
+      { flag: "older-than", arg: "DUR", help: "raw rows older than this go (default: usageRetentionDays)" },
+      { flag: "dry-run", help: "count what would be deleted, delete nothing" },
+      ...ADMIN,
+    ], "relayapi usage prune --older-than 30d --dry-run"),
+    storage: sub("show the database size and the usage tables' bytes and rows", "relayapi usage storage [--json]", ADMIN, "relayapi usage storage"),
+  },
   keys: {
     add: sub("add upstream keys to a pool", "relayapi keys add --pool NAME (<key>... | --from-file F) [--weight N]", [
       { flag: "pool", arg: "NAME", help: "the pool (required)" },
@@ -116,6 +131,7 @@ const GROUPS: Record<string, string> = {
   rai: "import original RelayAPI configs",
   pool: "manage key pools",
   keys: "manage a pool's upstream keys",
+  usage: "usage reports, retention and storage",
 };
 
 const isLeaf = (c: CommandHelp | Record<string, CommandHelp>): c is CommandHelp => typeof (c as CommandHelp).usage === "string";

@@ -3,7 +3,7 @@
  * `migrate` then `serve --no-auto-migrate` is the split for a deploy that runs migrations as a
  * job of its own; plain `serve` migrates at start (under an advisory lock on PostgreSQL).
  */
-import { LOG_LEVELS, loadConfig, printableConfig, type ConfigOverrides, type LoadOptions, type LogLevel } from "../config.js";
+import { LOG_LEVELS, loadConfig, parseWorkers, printableConfig, type ConfigOverrides, type LoadOptions, type LogLevel } from "../config.js";
 import { databaseOptions, openDatabase } from "../db/client.js";
 import { migrateDatabase } from "../db/migrate.js";
 import { createLogger } from "../log.js";
@@ -25,6 +25,7 @@ const SERVE_FLAGS = {
   "ip-rpm": { type: "string" },
   "print-config": { type: "boolean" },
   "no-auto-migrate": { type: "boolean" },
+  workers: { type: "string" },
 } as const;
 
 interface StorageValues {
@@ -61,6 +62,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const ipRpm = intFlag("ip-rpm", values["ip-rpm"]);
   if (ipRpm !== undefined) overrides.ipRpm = ipRpm;
   if (values["no-auto-migrate"]) overrides.autoMigrate = false;
+  if (values.workers !== undefined) {
+    try {
+      overrides.workers = parseWorkers(values.workers, "--workers");
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
 
   if (values["print-config"]) {
     const config = loadConfig(overrides, process.env, loadOptions(values));

@@ -18,6 +18,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import { PACKAGE_ROOT } from "../package-root.js";
+import type { EmbeddedDbServer } from "../cluster/embedded-db-server.js";
 import { lockDataDir, type DataDirLock } from "./data-dir-lock.js";
 import { DatabaseStartError, describeDatabaseError, PoolExhaustedError } from "./db-errors.js";
 import { pglitePrepare, type Prepare } from "./prepared.js";
@@ -41,6 +42,11 @@ export interface Database {
    * afterwards (migrations under an advisory lock: src/db/migrate.ts).
    */
   exclusive?<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  /**
+   * PGlite only: serves this database to the workers of `serve --workers` on a Unix socket in
+   * `dir` (src/cluster/embedded-db-server.ts); the caller keeps the data directory's lock.
+   */
+  serveWorkers?(dir: string): Promise<EmbeddedDbServer>;
   /** One readable line for a failure of this database (src/db/db-errors.ts), no password. */
   describeError(e: unknown): string;
   close(): Promise<void>;
@@ -100,7 +106,7 @@ const PING_STATEMENT_MS = 500;
 async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
   const { default: postgres } = await import("postgres");
   const { drizzle } = await import("drizzle-orm/postgres-js");
-  const { PgPool, applicationName } = await import("./pg-pool.js");
+  const { PgPool, applicationName, unixSocket } = await import("./pg-pool.js");
   const name = applicationName(opts.instanceName || `${hostname()}:${process.pid}`);
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
   const onTrouble = (what: string, e: Error): void => opts.log?.warn(what, { reason: describeDatabaseError(e, url) });
@@ -133,7 +139,9 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
       if (pool.exhausted()) throw new PoolExhaustedError(pool.stats().size, opts.acquireTimeoutMs ?? 3000);
     },
     async exclusive(fn) {
-      const sql = postgres(url, {
+      const socket = unixSocket(url);
+      const sql = postgres(socket.url, {
+        ...(socket.path === undefined ? {} : { path: socket.path }),
         max: 1,
         onnotice: () => {},
         prepare: false,
@@ -179,6 +187,7 @@ async function openPglite(dataDir: string, lock: DataDirLock): Promise<Database>
     driver: "pglite",
     ping: async () => void (await client.query("select 1")),
     prepare: pglitePrepare(client),
+    serveWorkers: async (socketDir) => (await import("../cluster/embedded-db-server.js")).serveEmbeddedDb(client, socketDir),
     describeError: (e) => describeDatabaseError(e),
     close: async () => {
       try {

@@ -193,7 +193,9 @@ export class PgPool {
 
   #open(slot: Slot): Sql {
     const limit = this.#opts.statementTimeoutMs;
-    const sql: Sql = postgres(this.#opts.url, {
+    const { url, path } = unixSocket(this.#opts.url);
+    const sql: Sql = postgres(url, {
+      ...(path === undefined ? {} : { path }),
       max: 1,
       onnotice: () => {},
       // postgres.js's automatic server-side prepared statements left a connection waiting in
@@ -238,6 +240,24 @@ function watched(tx: postgres.TransactionSql, kick: () => void): postgres.Transa
       };
     },
   });
+}
+
+/**
+ * libpq's `?host=/dir` for a Unix socket (`postgres://user@localhost/db?host=/var/run/postgresql`),
+ * which postgres.js would send as a startup parameter: the socket is `<dir>/.s.PGSQL.<port>`.
+ * The workers of `serve --workers` reach the primary's embedded database this way (src/cluster/).
+ */
+export function unixSocket(url: string): { url: string; path?: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url };
+  }
+  const dir = parsed.searchParams.get("host");
+  if (dir === null || !dir.startsWith("/")) return { url };
+  parsed.searchParams.delete("host");
+  return { url: parsed.toString(), path: `${dir}/.s.PGSQL.${parsed.port || 5432}` };
 }
 
 /** `relayapi/<name>`, within PostgreSQL's 63 bytes for application_name. */

@@ -18,16 +18,20 @@
  *
  * Labels are provider ids, status codes, outcome names, reason codes, limit scopes, pool names
  * and the build's version: never a token, a key or anything a client chose. The hot path costs
- * two map lookups and prom-client's updates on label children bound once per
- * provider/status/outcome: ~1.5 µs of CPU per call on a loaded 2-core machine
- * (bench/metrics-cost.ts), most of it prom-client hashing the labels again.
+ * two map lookups, a plain count (added to relayapi_requests_total at scrape time) and
+ * prom-client's two histogram updates on label children bound once per
+ * provider/status/outcome: ~1.5 µs of CPU per call on a loaded 2-core machine before the count
+ * moved to scrape time (bench/metrics-cost.ts), most of it prom-client hashing the labels again.
  */
+import cluster from "node:cluster";
+import { workerMetrics } from "../cluster/cluster-metrics.js";
 import { collectDefaultMetrics, Counter, Histogram, Gauge, Registry } from "prom-client";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { PoolHealth } from "../keys/pool-registry.js";
 import type { LimitScope } from "../limits/limits.js";
 import type { CallRecord } from "../relay/types.js";
 import { ANOMALY_KIND, FLAG_NAMES, type UsageFlagName } from "../usage/usage-flags.js";
+import type { StorageSample } from "../usage/usage-storage.js";
 import { buildInfo, type BuildInfo } from "./build-info.js";
 
 /** What the scrape-time metrics read; each part keeps its own numbers. */
@@ -47,10 +51,14 @@ export interface MetricsSources {
   tokens?: { leaseStats(): { tokens: number; calls: number } };
   /** The /readyz verdict, checked at scrape time. */
   ready?: () => Promise<boolean>;
+  /** The last sample of the database's size (src/usage/usage-storage.ts; refreshed on its own timer). */
+  storage?: { readonly last: StorageSample | undefined };
 }
 
 interface CallChildren {
   requests: { inc(value?: number): void };
+  /** Calls counted since the last scrape: added to `requests` at scrape time, not per call (issue 22). */
+  pending: number;
   upstream: { observe(value: number): void };
 }
 
@@ -70,13 +78,28 @@ export class Metrics {
   /** provider -> status * 8 + outcome -> bound children. */
   readonly #children = new Map<string, Map<number, CallChildren>>();
 
+  readonly #acrossWorkers: (() => Promise<string | undefined>) | undefined;
+
   constructor(sources: MetricsSources, build: BuildInfo = buildInfo()) {
+    this.#acrossWorkers = cluster.isWorker
+      ? workerMetrics(async () => [await this.registry.getMetricsAsJSON(), ...(processRegistry ? [await processRegistry.getMetricsAsJSON()] : [])])
+      : undefined;
     const registers = [this.registry];
+    const children = this.#children;
     this.#requests = new Counter({
       name: "relayapi_requests_total",
       help: "Counted relay calls by provider, HTTP status and outcome.",
       labelNames: ["provider", "status", "outcome"] as const,
       registers,
+      collect() {
+        for (const byCode of children.values()) {
+          for (const c of byCode.values()) {
+            if (c.pending === 0) continue;
+            c.requests.inc(c.pending);
+            c.pending = 0;
+          }
+        }
+      },
     });
     this.#upstream = new Histogram({
       name: "relayapi_upstream_latency_seconds",
@@ -210,6 +233,7 @@ export class Metrics {
         },
       });
     }
+    if (sources.storage !== undefined) storageGauges(registers, sources.storage);
     new Gauge({
       name: "relayapi_build_info",
       help: "The running build: package version and git commit (RELAYAPI_COMMIT, else the checkout's HEAD, else unknown). Always 1.",
@@ -226,7 +250,7 @@ export class Metrics {
   observe(r: CallRecord): void {
     try {
       const c = this.#childrenOf(r.provider, r.status, r.outcome);
-      c.requests.inc();
+      c.pending++;
       if (r.upstreamMs !== undefined) c.upstream.observe(r.upstreamMs / 1000);
       if (r.overheadMs !== undefined) this.#overhead.observe(r.overheadMs / 1000);
     } catch {
@@ -236,6 +260,9 @@ export class Metrics {
 
   /** The exposition text: this relay's metrics, then the process's. */
   async render(): Promise<string> {
+    // A worker of `serve --workers`: the whole relay's metrics, merged by the primary.
+    const merged = await this.#acrossWorkers?.();
+    if (merged !== undefined) return merged;
     const own = await this.registry.metrics();
     return processRegistry === undefined ? own : own + (await processRegistry.metrics());
   }
@@ -250,7 +277,7 @@ export class Metrics {
     let c = byCode.get(code);
     if (c === undefined) {
       const labels = { provider, status: statusLabel(status), outcome: outcomeLabel(outcome) };
-      c = { requests: this.#requests.labels(labels), upstream: this.#upstream.labels({ provider }) };
+      c = { requests: this.#requests.labels(labels), pending: 0, upstream: this.#upstream.labels({ provider }) };
       byCode.set(code, c);
     }
     return c;
@@ -263,6 +290,49 @@ function statusLabel(status: number): string {
 
 function outcomeLabel(outcome: Outcome): string {
   return (Outcome[outcome] as string | undefined)?.toLowerCase() ?? "unspecified";
+}
+
+/**
+ * Database size, usage tables' bytes and estimated rows, the data disk's used share (issue 23):
+ * read from the last sample, so a scrape never queries the database for them.
+ */
+function storageGauges(registers: Registry[], storage: { readonly last: StorageSample | undefined }): void {
+  new Gauge({
+    name: "relayapi_database_size_bytes",
+    help: "Size of the relay's database (pg_database_size), sampled every minute.",
+    registers,
+    collect() {
+      const s = storage.last;
+      if (s !== undefined) this.set(s.databaseBytes);
+    },
+  });
+  new Gauge({
+    name: "relayapi_table_bytes",
+    help: "Bytes of a usage or audit table with its indexes (pg_total_relation_size), sampled every minute.",
+    labelNames: ["table"] as const,
+    registers,
+    collect() {
+      for (const [table, t] of Object.entries(storage.last?.tables ?? {})) this.set({ table }, t.bytes);
+    },
+  });
+  new Gauge({
+    name: "relayapi_table_rows",
+    help: "Estimated rows of a usage or audit table (reltuples, as of its last VACUUM or ANALYZE), sampled every minute.",
+    labelNames: ["table"] as const,
+    registers,
+    collect() {
+      for (const [table, t] of Object.entries(storage.last?.tables ?? {})) this.set({ table }, t.rows);
+    },
+  });
+  new Gauge({
+    name: "relayapi_data_disk_used_ratio",
+    help: "Used share of the embedded database's disk (0..1); a warning is logged above 0.9.",
+    registers,
+    collect() {
+      const used = storage.last?.diskUsed;
+      if (used !== undefined) this.set(used);
+    },
+  });
 }
 
 /** A counter that follows a running total kept elsewhere (read at each scrape, never going back). */
