@@ -19,7 +19,13 @@ export interface ConnectLoadResult {
 
 export const INTROSPECT_PATH = "/relayapi.v1.TokenService/IntrospectToken";
 
-export async function runConnectLoad(baseUrl: string, token: string, httpVersion: "1.1" | "2", concurrency: number, durationS: number): Promise<ConnectLoadResult> {
+export async function runConnectLoad(
+  baseUrl: string,
+  token: string,
+  httpVersion: "1.1" | "2",
+  concurrency: number,
+  durationS: number,
+): Promise<ConnectLoadResult> {
   const sessionManager = httpVersion === "2" ? new Http2SessionManager(baseUrl) : undefined;
   const transport =
     httpVersion === "2" ? createConnectTransport({ baseUrl, httpVersion, sessionManager: sessionManager! }) : createConnectTransport({ baseUrl, httpVersion });

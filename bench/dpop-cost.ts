@@ -41,7 +41,15 @@ async function run(checks: DpopCheck[]): Promise<[number, number]> {
   return [((performance.now() - t0) * 1000) / checks.length, (cpu.user + cpu.system) / checks.length];
 }
 
-const check = (p: string, s: Signer, replay: MemoryReplayCache): DpopCheck => ({ proof: p, method: "POST", url: URL_, accessToken: TOKEN, jkt: s.jkt, nowSec: NOW, replay });
+const check = (p: string, s: Signer, replay: MemoryReplayCache): DpopCheck => ({
+  proof: p,
+  method: "POST",
+  url: URL_,
+  accessToken: TOKEN,
+  jkt: s.jkt,
+  nowSec: NOW,
+  replay,
+});
 
 export interface DpopCost {
   alg: "ES256" | "EdDSA";
@@ -77,7 +85,8 @@ export async function measureDpopCost(alg: "ES256" | "EdDSA"): Promise<DpopCost>
       const dot = p.lastIndexOf(".");
       const input = Buffer.from(p.slice(0, dot), "ascii");
       const sig = Buffer.from(p.slice(dot + 1), "base64url");
-      if (!(alg === "ES256" ? verify("sha256", input, { key, dsaEncoding: "ieee-p1363" }, sig) : verify(null, input, key, sig))) throw new Error("bad signature");
+      if (!(alg === "ES256" ? verify("sha256", input, { key, dsaEncoding: "ieee-p1363" }, sig) : verify(null, input, key, sig)))
+        throw new Error("bad signature");
     }
     const cpu = process.cpuUsage(cpu0);
     floor.push([((performance.now() - t0) * 1000) / proofs.length, (cpu.user + cpu.system) / proofs.length]);

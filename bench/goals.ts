@@ -50,7 +50,9 @@ export function evaluateGoals(s: Summary, opts: { peersMeasured: boolean; tokenR
     out.push(check("RSS at load", relay, t?.peakRssMb, RSS_LIMIT[relay]!, false, " MB"));
     out.push(withRef(check("added p50 latency at concurrency 1 over direct", relay, t?.c1AddedP50Ms, 0.3, false, " ms"), ref?.c1AddedP50Ms));
     out.push(withRef(check("streaming TTFB over direct", relay, t?.ttfbAddedMs, 1, false, " ms"), ref?.ttfbAddedMs));
-    out.push(withRef(check("each chunk forwarded within 2 ms (worst frame vs direct median)", relay, t?.chunkAddedMaxMs, 2, false, " ms"), ref?.chunkAddedMaxMs));
+    out.push(
+      withRef(check("each chunk forwarded within 2 ms (worst frame vs direct median)", relay, t?.chunkAddedMaxMs, 2, false, " ms"), ref?.chunkAddedMaxMs),
+    );
     out.push(check("IntrospectToken req/s, Connect unary HTTP/1.1, 16 connections", relay, t?.connectH1Rps, 5000, true, ""));
     out.push(check("IntrospectToken req/s, Connect unary h2c, 16 connections", relay, t?.connectH2cRps, 5000, true, ""));
     if (opts.peersMeasured) out.push(check(">= 10x Portkey's throughput", relay, s.medianVsPortkey[relay], 10, true, "x"));

@@ -57,7 +57,15 @@ console.log(`heap MB: before ${h0}, 100k keys ${h1} (${keysHeld} keys), after id
 await idle.close();
 
 // Bottleneck's local datastore with the same admission rule, for comparison.
-const group = new Bottleneck.Group({ highWater: 0, strategy: Bottleneck.strategy.OVERFLOW, reservoir: 1e9, reservoirIncreaseInterval: 1000, reservoirIncreaseAmount: 1, reservoirIncreaseMaximum: 1e9, timeout: 60_000 });
+const group = new Bottleneck.Group({
+  highWater: 0,
+  strategy: Bottleneck.strategy.OVERFLOW,
+  reservoir: 1e9,
+  reservoirIncreaseInterval: 1000,
+  reservoirIncreaseAmount: 1,
+  reservoirIncreaseMaximum: 1e9,
+  timeout: 60_000,
+});
 const noop = (): Promise<void> => Promise.resolve();
 await measure("Bottleneck local Group job, 1 key, sequential (x300)", 300, () => group.key("a").schedule(noop));
 await measure("Bottleneck local Group job, 1 key, 5k concurrent", 5_000, () => group.key("a").schedule(noop), true);

@@ -68,7 +68,10 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const started = Date.now();
   const loadBefore = loadavg()[0]!;
-  if (loadBefore > cpus().length * 0.5) log(`warning: load average ${loadBefore.toFixed(2)} on ${cpus().length} CPUs before the run: other work on the box skews absolute numbers (compare ratios)`);
+  if (loadBefore > cpus().length * 0.5)
+    log(
+      `warning: load average ${loadBefore.toFixed(2)} on ${cpus().length} CPUs before the run: other work on the box skews absolute numbers (compare ratios)`,
+    );
   log(`bench: ${opts.rounds} rounds x ${opts.duration} s, ${opts.connections} connections; node ${process.version}, ${cpus().length} CPUs`);
   driver.wrk = WRK && !opts.autocannon;
   const skipped: string[] = [];
@@ -110,7 +113,8 @@ async function main(): Promise<void> {
   let db: BenchDatabase | undefined;
   if (opts.postgres) {
     db = await createBenchDatabase();
-    if (db) cleanups.unshift(() => db!.drop()); // runs last, after the relay child is gone
+    if (db)
+      cleanups.unshift(() => db!.drop()); // runs last, after the relay child is gone
     else skipped.push("relay-postgres: PostgreSQL does not answer on 127.0.0.1:5432");
     if (db && !db.cpu) skipped.push("PostgreSQL's own CPU: its processes are not visible in /proc (another machine or namespace)");
   } else skipped.push("relay-postgres (--no-postgres)");
@@ -122,7 +126,14 @@ async function main(): Promise<void> {
     const handle = await launch(r.name, { kind: "relay", upstream: mock.url, dataDir, ...(r.databaseUrl ? { databaseUrl: r.databaseUrl } : {}) });
     const token = await issueBenchToken(handle.url, handle.adminKey!);
     const dbCpu = r.databaseUrl ? db?.cpu : undefined;
-    targets.push({ name: r.name, relay: true, handle, token, ...calls(`${handle.url}/api/openai/v1/chat/completions`, token), ...(dbCpu ? { databaseCpuMs: () => dbCpu.cpuMs() } : {}) });
+    targets.push({
+      name: r.name,
+      relay: true,
+      handle,
+      token,
+      ...calls(`${handle.url}/api/openai/v1/chat/completions`, token),
+      ...(dbCpu ? { databaseCpuMs: () => dbCpu.cpuMs() } : {}),
+    });
   }
 
   for (const t of targets) {
@@ -134,11 +145,20 @@ async function main(): Promise<void> {
   log(`targets up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${targets.map((t) => `${t.name} ${t.handle.url} (pid ${t.handle.pid})`).join(", ")}`);
 
   // `--cpu-prof a,b`: each named target gets its own profiled window, in its own folder.
-  const profiled = (opts.cpuProf ?? "").split(",").filter(Boolean).map((name) => {
-    const t = targets.find((x) => x.name === name);
-    if (!t || t.name === "nginx") throw new Error(`--cpu-prof: no Node target named ${name} (have ${targets.filter((x) => x.name !== "nginx").map((x) => x.name).join(", ")})`);
-    return t;
-  });
+  const profiled = (opts.cpuProf ?? "")
+    .split(",")
+    .filter(Boolean)
+    .map((name) => {
+      const t = targets.find((x) => x.name === name);
+      if (!t || t.name === "nginx")
+        throw new Error(
+          `--cpu-prof: no Node target named ${name} (have ${targets
+            .filter((x) => x.name !== "nginx")
+            .map((x) => x.name)
+            .join(", ")})`,
+        );
+      return t;
+    });
 
   await warmUp(targets, opts, log);
   const rounds: RoundResult[] = [];
@@ -151,8 +171,17 @@ async function main(): Promise<void> {
       await t.handle.seedTokens(opts.tokenRows);
       const seedSeconds = (Date.now() - t0) / 1000;
       const after = await measureThroughput(t, opts.connections, opts.duration);
-      tokenRows[t.name] = { rows: opts.tokenRows, seedSeconds, beforeCpuMsPerReq: before.cpuMsPerReq, afterCpuMsPerReq: after.cpuMsPerReq, beforeRps: before.rps, afterRps: after.rps };
-      log(`  ${t.name}: ${before.cpuMsPerReq.toFixed(3)} CPU ms/req, +${opts.tokenRows} token rows (${seedSeconds.toFixed(0)} s), then ${after.cpuMsPerReq.toFixed(3)}`);
+      tokenRows[t.name] = {
+        rows: opts.tokenRows,
+        seedSeconds,
+        beforeCpuMsPerReq: before.cpuMsPerReq,
+        afterCpuMsPerReq: after.cpuMsPerReq,
+        beforeRps: before.rps,
+        afterRps: after.rps,
+      };
+      log(
+        `  ${t.name}: ${before.cpuMsPerReq.toFixed(3)} CPU ms/req, +${opts.tokenRows} token rows (${seedSeconds.toFixed(0)} s), then ${after.cpuMsPerReq.toFixed(3)}`,
+      );
     }
   }
   for (const t of profDir ? profiled : []) {
@@ -162,7 +191,9 @@ async function main(): Promise<void> {
     log(`  profiled ${t.name}: ${Math.round(r.rps)} req/s under the profiler`);
   }
   const loadAfter = loadavg()[0]!;
-  const counted = Object.fromEntries(await Promise.all(targets.filter((t) => t.relay).map(async (t) => [t.name, await countedCalls(t.handle.url, t.token!)] as const)));
+  const counted = Object.fromEntries(
+    await Promise.all(targets.filter((t) => t.relay).map(async (t) => [t.name, await countedCalls(t.handle.url, t.token!)] as const)),
+  );
   const lifetime = Object.fromEntries(await Promise.all(targets.map(async (t) => [t.name, (await t.handle.sample()).maxRss / 2 ** 20] as const)));
 
   await cleanup(); // stops children (writes the CPU profile), drops the database
@@ -191,7 +222,11 @@ async function main(): Promise<void> {
   console.log(formatReport(summary, goals, names, header, { http1: loadTool, h2c: h2Tool }));
   if (skipped.length) console.log(`\nSkipped:\n${skipped.map((x) => `  - ${x}`).join("\n")}`);
   if (checks) console.log(`\n${formatCheckCosts(checks, checkGoals)}`);
-  console.log(`\ncalls counted on the bench token (IntrospectToken): ${Object.entries(counted).map(([n, c]) => `${n} ${c}`).join(", ")}`);
+  console.log(
+    `\ncalls counted on the bench token (IntrospectToken): ${Object.entries(counted)
+      .map(([n, c]) => `${n} ${c}`)
+      .join(", ")}`,
+  );
   if (!opts.peers) console.log("\npeers: not measured (run with --peers to add Portkey's gateway)");
   let workers: ScalingResult | undefined;
   if (opts.workers) {

@@ -15,8 +15,7 @@ export interface MockUpstreamOptions {
 }
 
 const USAGE = { prompt_tokens: 12, completion_tokens: 40, total_tokens: 52 };
-const CONTENT =
-  "Hello! This is a benchmark answer from the mock upstream. It is long enough to look like a short real reply from a model.";
+const CONTENT = "Hello! This is a benchmark answer from the mock upstream. It is long enough to look like a short real reply from a model.";
 const JSON_BODY = Buffer.from(
   JSON.stringify({
     id: "chatcmpl-bench-0000000000000000000000000",
@@ -44,7 +43,15 @@ function frame(i: number, last: boolean): string {
 }
 
 function usageFrame(): string {
-  const chunk = { id: "chatcmpl-bench-stream", object: "chat.completion.chunk", created: 1_700_000_000, model: "gpt-4o-mini-2024-07-18", sent_ns: String(process.hrtime.bigint()), choices: [], usage: USAGE };
+  const chunk = {
+    id: "chatcmpl-bench-stream",
+    object: "chat.completion.chunk",
+    created: 1_700_000_000,
+    model: "gpt-4o-mini-2024-07-18",
+    sent_ns: String(process.hrtime.bigint()),
+    choices: [],
+    usage: USAGE,
+  };
   return `data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`;
 }
 

@@ -133,7 +133,16 @@ export async function startNginx(upstream: string, upstreamKey: string, log: (s:
     cpuMs: () => treeCpuMs(pid),
     sample: async (): Promise<SampleMessage> => {
       const rss = treeRss();
-      const msg: SampleMessage = { type: "sample", id: 0, cpuUs: treeCpuMs(pid) * 1000, rss, peakRss: Math.max(peak, rss), maxRss, loopDelayP99Ms: NaN, loopDelayMaxMs: NaN };
+      const msg: SampleMessage = {
+        type: "sample",
+        id: 0,
+        cpuUs: treeCpuMs(pid) * 1000,
+        rss,
+        peakRss: Math.max(peak, rss),
+        maxRss,
+        loopDelayP99Ms: NaN,
+        loopDelayMaxMs: NaN,
+      };
       peak = rss;
       return msg;
     },

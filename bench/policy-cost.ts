@@ -13,7 +13,7 @@ import { openaiShape } from "../src/providers/shapes/openai.js";
 
 function chatBody(targetBytes: number): Buffer {
   const messages: { role: string; content: string }[] = [{ role: "system", content: "You are a helpful assistant. Answer briefly and cite sources.\n" }];
-  const line = "The quick brown fox jumps over the lazy dog, and then asks: \"what's next?\" ";
+  const line = 'The quick brown fox jumps over the lazy dog, and then asks: "what\'s next?" ';
   for (let i = 0, size = 200; size < targetBytes; i++) {
     const m = { role: i % 2 ? "assistant" : "user", content: `${line.repeat(1 + (i % 4))}\n#${i}` };
     size += JSON.stringify(m).length + 1;
@@ -73,7 +73,10 @@ export function measurePolicyCost(which: "3kb" | "all" = "3kb"): PolicyCost[] {
       body,
       bytes: bytes.length,
       scanUs: bestMicros(() => scanTopLevel(bytes), ms),
-      policyUs: bestMicros(() => applyRequestPolicy({ shape: openaiShape.policy, path: "/v1/chat/completions", body: bytes, scan: scanTopLevel(bytes) }, POLICY), ms),
+      policyUs: bestMicros(
+        () => applyRequestPolicy({ shape: openaiShape.policy, path: "/v1/chat/completions", body: bytes, scan: scanTopLevel(bytes) }, POLICY),
+        ms,
+      ),
       parseUs: bestMicros(() => JSON.parse(text), ms),
       decodeParseUs: bestMicros(() => JSON.parse(bytes.toString("utf8")), ms),
     };

@@ -14,15 +14,34 @@ function table(header: string[], rows: (string | number)[][]): string {
 const f = (n: number | undefined, d = 2): string => (n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(d));
 const signed = (n: number | undefined, d = 2): string => (n === undefined || !Number.isFinite(n) ? "-" : (n >= 0 ? "+" : "") + n.toFixed(d));
 
-export function formatReport(s: Summary, goals: GoalResult[], names: string[], header: string, tools = { http1: "autocannon", h2c: "connect-node client" }): string {
+export function formatReport(
+  s: Summary,
+  goals: GoalResult[],
+  names: string[],
+  header: string,
+  tools = { http1: "autocannon", h2c: "connect-node client" },
+): string {
   const out: string[] = [header, ""];
-  out.push("Non-streaming POST chat/completions (medians over rounds; peak RSS = max). CPU = the target's own process(es) from /proc; relay-postgres adds PostgreSQL's backends (the DB column is that share)");
+  out.push(
+    "Non-streaming POST chat/completions (medians over rounds; peak RSS = max). CPU = the target's own process(es) from /proc; relay-postgres adds PostgreSQL's backends (the DB column is that share)",
+  );
   out.push(
     table(
       ["target", "req/s", "CPU ms/req", "of which DB", "p50 ms", "p99 ms", "peak RSS MB", "loop delay p99 ms", "c=1 p50 ms", "c=1 p50 vs direct"],
       names.map((n) => {
         const t = s.targets[n]!;
-        return [n, f(t.rps, 0), f(t.cpuMsPerReq, 3), t.dbCpuMsPerReq ? f(t.dbCpuMsPerReq, 3) : "", f(t.p50Ms), f(t.p99Ms), f(t.peakRssMb, 0), f(t.loopP99Ms, 1), f(t.c1P50Ms, 3), n === "direct" ? "" : signed(t.c1AddedP50Ms, 3)];
+        return [
+          n,
+          f(t.rps, 0),
+          f(t.cpuMsPerReq, 3),
+          t.dbCpuMsPerReq ? f(t.dbCpuMsPerReq, 3) : "",
+          f(t.p50Ms),
+          f(t.p99Ms),
+          f(t.peakRssMb, 0),
+          f(t.loopP99Ms, 1),
+          f(t.c1P50Ms, 3),
+          n === "direct" ? "" : signed(t.c1AddedP50Ms, 3),
+        ];
       }),
     ),
   );
@@ -30,7 +49,10 @@ export function formatReport(s: Summary, goals: GoalResult[], names: string[], h
   const vsRef = others.filter((n) => n !== "reference" && n !== "nginx");
   const hasNginx = names.includes("nginx");
   const vsPk = Object.keys(s.medianVsPortkey);
-  out.push("", "Ratios per round: throughput (req/s over req/s) and CPU per request (ms over ms); issue 22 wants relay/reference CPU <= 1.3 and throughput >= 0.8");
+  out.push(
+    "",
+    "Ratios per round: throughput (req/s over req/s) and CPU per request (ms over ms); issue 22 wants relay/reference CPU <= 1.3 and throughput >= 0.8",
+  );
   const cols: [string, (r: RatioRound) => number | undefined, number | undefined, number][] = [];
   for (const n of vsRef) {
     cols.push([`${n}/reference req/s`, (r) => r.vsReference[n], s.medianVsReference[n], 3]);
@@ -53,7 +75,17 @@ export function formatReport(s: Summary, goals: GoalResult[], names: string[], h
       ["target", "TTFB ms", "TTFB vs direct", "transit p50 ms", "transit max ms", "worst frame vs direct p50", "max gap ms", "frames", "usage frame"],
       names.map((n) => {
         const t = s.targets[n]!;
-        return [n, f(t.ttfbMs, 3), n === "direct" ? "" : signed(t.ttfbAddedMs, 3), f(t.transitP50Ms, 3), f(t.transitMaxMs, 3), n === "direct" ? "" : signed(t.chunkAddedMaxMs, 3), f(t.maxGapMs, 2), f(t.framesPerStream, 1), t.usageFrame ? "yes" : "NO"];
+        return [
+          n,
+          f(t.ttfbMs, 3),
+          n === "direct" ? "" : signed(t.ttfbAddedMs, 3),
+          f(t.transitP50Ms, 3),
+          f(t.transitMaxMs, 3),
+          n === "direct" ? "" : signed(t.chunkAddedMaxMs, 3),
+          f(t.maxGapMs, 2),
+          f(t.framesPerStream, 1),
+          t.usageFrame ? "yes" : "NO",
+        ];
       }),
     ),
   );
@@ -73,7 +105,12 @@ export function formatReport(s: Summary, goals: GoalResult[], names: string[], h
   const failures = names.filter((n) => s.targets[n]!.failures > 0);
   if (failures.length) out.push("", `Failed requests: ${failures.map((n) => `${n} ${s.targets[n]!.failures}`).join(", ")}`);
   out.push("", "Targets of issues 6 and 22");
-  out.push(table(["status", "goal", "target", "value"], goals.map((g) => [g.status, g.goal, g.target, g.value])));
+  out.push(
+    table(
+      ["status", "goal", "target", "value"],
+      goals.map((g) => [g.status, g.goal, g.target, g.value]),
+    ),
+  );
   return out.join("\n");
 }
 
@@ -83,11 +120,20 @@ export function formatCheckCosts(c: CheckCosts, goals: GoalResult[]): string {
   const out = ["Per-call cost of the safety checks (in-process, the relay's own functions, best of rounds, µs)"];
   const rows = [
     [`request policy, ${p.body} (${p.bytes} B)`, f(p.policyUs), `scan alone ${f(p.scanUs)}, JSON.parse ${f(p.parseUs)}`],
-    ...c.dpop.map((d) => [`DPoP ${d.alg}, key cached (CPU)`, f(d.cachedKey[1], 1), `new key ${f(d.newKey[1], 1)}, signature alone ${f(d.signatureAlone[1], 1)}`]),
+    ...c.dpop.map((d) => [
+      `DPoP ${d.alg}, key cached (CPU)`,
+      f(d.cachedKey[1], 1),
+      `new key ${f(d.newKey[1], 1)}, signature alone ${f(d.signatureAlone[1], 1)}`,
+    ]),
   ];
   out.push(table(["check", "µs", "for scale"], rows));
   out.push("", "Targets of issue 9");
-  out.push(table(["status", "goal", "target", "value"], goals.map((g) => [g.status, g.goal, g.target, g.value])));
+  out.push(
+    table(
+      ["status", "goal", "target", "value"],
+      goals.map((g) => [g.status, g.goal, g.target, g.value]),
+    ),
+  );
   return out.join("\n");
 }
 

@@ -101,7 +101,9 @@ export async function runRound(round: number, targets: BenchTarget[], opts: Benc
   const connectSeconds = Math.max(1, opts.duration * 0.5);
   for (const t of order) {
     const r = (results[t.name]!.throughput = await measureThroughput(t, opts.connections, opts.duration));
-    log(`  round ${round + 1} ${t.name.padEnd(15)} ${Math.round(r.rps)} req/s, ${r.cpuMsPerReq.toFixed(3)} CPU ms/req${r.non2xx || r.errors ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`);
+    log(
+      `  round ${round + 1} ${t.name.padEnd(15)} ${Math.round(r.rps)} req/s, ${r.cpuMsPerReq.toFixed(3)} CPU ms/req${r.non2xx || r.errors ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`,
+    );
   }
   for (const t of order) results[t.name]!.c1 = await runSequentialLatency(t.call, c1Seconds);
   for (const t of order) results[t.name]!.stream = await runStreamProbe(t.streamCall, opts.streams);

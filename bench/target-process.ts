@@ -153,7 +153,12 @@ async function main(): Promise<void> {
     } else if (m.type === "profile-start") {
       session = new Session();
       session.connect();
-      answer(m.id, post("Profiler.enable").then(() => post("Profiler.setSamplingInterval", { interval: 250 })).then(() => post("Profiler.start")));
+      answer(
+        m.id,
+        post("Profiler.enable")
+          .then(() => post("Profiler.setSamplingInterval", { interval: 250 }))
+          .then(() => post("Profiler.start")),
+      );
     } else if (m.type === "profile-stop") {
       answer(
         m.id,

@@ -38,7 +38,11 @@ const RELAY_NODE_FLAGS = (() => {
   return words.slice(1, words.indexOf("bin/relayapi.js"));
 })();
 
-export async function startTarget(name: string, cfg: TargetConfig, opts: { execArgv?: string[]; startTimeoutMs?: number; quiet?: boolean } = {}): Promise<TargetHandle> {
+export async function startTarget(
+  name: string,
+  cfg: TargetConfig,
+  opts: { execArgv?: string[]; startTimeoutMs?: number; quiet?: boolean } = {},
+): Promise<TargetHandle> {
   // Plain JavaScript bundled as the relay ships (no TypeScript loader in the measured process).
   const entry = await bundleFresh(join(ROOT, "bench", "target-process.ts"), join(ROOT, "dist", "bench", "target-process.js"));
   const child = fork(entry, [JSON.stringify(cfg)], {

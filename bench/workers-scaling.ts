@@ -155,7 +155,13 @@ export async function runWorkersScaling(opts: { rounds: number; duration: number
         await Promise.all(relays.map(stopRelay));
       }
       for (const r of relays) {
-        rows.push({ database: name, workers: r.workers, rps: round(median(rps.get(r)!), 0), cpuMsPerReq: round(median(cpu.get(r)!), 3), peakRssMb: round(peak.get(r)!, 0) });
+        rows.push({
+          database: name,
+          workers: r.workers,
+          rps: round(median(rps.get(r)!), 0),
+          cpuMsPerReq: round(median(cpu.get(r)!), 3),
+          peakRssMb: round(peak.get(r)!, 0),
+        });
       }
       const [one, two] = relays;
       ratios.push({
@@ -189,8 +195,18 @@ export function formatScaling(res: ScalingResult): string {
 
 if (process.argv[1]?.endsWith("workers-scaling.ts")) {
   const { values } = parseArgs({
-    options: { rounds: { type: "string", default: "3" }, duration: { type: "string", default: "4" }, connections: { type: "string", default: "16" }, "no-postgres": { type: "boolean", default: false } },
+    options: {
+      rounds: { type: "string", default: "3" },
+      duration: { type: "string", default: "4" },
+      connections: { type: "string", default: "16" },
+      "no-postgres": { type: "boolean", default: false },
+    },
   });
-  const res = await runWorkersScaling({ rounds: Number(values.rounds), duration: Number(values.duration), connections: Number(values.connections), postgres: !values["no-postgres"] });
+  const res = await runWorkersScaling({
+    rounds: Number(values.rounds),
+    duration: Number(values.duration),
+    connections: Number(values.connections),
+    postgres: !values["no-postgres"],
+  });
   console.log(formatScaling(res));
 }

@@ -63,7 +63,23 @@ export async function runWrk(call: HttpCall, connections: number, durationS: num
   try {
     const file = join(dir, "call.lua");
     writeFileSync(file, script(call));
-    const out = await run("wrk", ["-t", String(Math.min(threads, connections)), "-c", String(connections), "-d", `${Math.max(1, Math.round(durationS))}s`, "--timeout", "10s", "-s", file, call.url], (durationS + 30) * 1000);
+    const out = await run(
+      "wrk",
+      [
+        "-t",
+        String(Math.min(threads, connections)),
+        "-c",
+        String(connections),
+        "-d",
+        `${Math.max(1, Math.round(durationS))}s`,
+        "--timeout",
+        "10s",
+        "-s",
+        file,
+        call.url,
+      ],
+      (durationS + 30) * 1000,
+    );
     const line = out.split("\n").find((l) => l.startsWith("WRKJSON "));
     if (!line) throw new Error(`wrk printed no summary: ${out.slice(-300)}`);
     const r = JSON.parse(line.slice(8)) as Record<string, number>;
@@ -87,7 +103,11 @@ export async function runH2load(call: HttpCall, connections: number, durationS: 
     const body = join(dir, "body");
     writeFileSync(body, call.body);
     const headers = Object.entries(call.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
-    const out = await run("h2load", ["-c", String(connections), "-m", "1", "-t", "1", "-D", String(Math.max(1, Math.round(durationS))), "-d", body, ...headers, call.url], (durationS + 30) * 1000);
+    const out = await run(
+      "h2load",
+      ["-c", String(connections), "-m", "1", "-t", "1", "-D", String(Math.max(1, Math.round(durationS))), "-d", body, ...headers, call.url],
+      (durationS + 30) * 1000,
+    );
     // "finished in 5.00s, 8123.40 req/s, ..." / "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
     // "status codes: N 2xx, N 3xx, N 4xx, N 5xx" / "time for request:  min  max  mean  sd  +/- sd"
     const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);

@@ -50,7 +50,14 @@ describe("layers", () => {
   it("reads relayapi.config.json from the working directory", () => {
     writeConfig({ port: 9001, ipRpm: 10, trustProxy: ["10.0.0.0/8"], redisPerIp: true, logLevel: "warn", providerBaseUrls: { openai: "http://127.0.0.1:1" } });
     const c = load();
-    expect(c).toMatchObject({ port: 9001, ipRpm: 10, trustProxy: ["10.0.0.0/8"], redisPerIp: true, logLevel: "warn", providerBaseUrls: { openai: "http://127.0.0.1:1" } });
+    expect(c).toMatchObject({
+      port: 9001,
+      ipRpm: 10,
+      trustProxy: ["10.0.0.0/8"],
+      redisPerIp: true,
+      logLevel: "warn",
+      providerBaseUrls: { openai: "http://127.0.0.1:1" },
+    });
   });
 
   it("applies defaults < file < env < flags, key by key", () => {

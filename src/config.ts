@@ -447,7 +447,10 @@ function nonNegativeInt(v: unknown, name: string): number {
 }
 
 function list(raw: string): string[] {
-  return raw.split(",").map((s) => s.trim()).filter(Boolean);
+  return raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function logLevel(v: unknown, name: string): LogLevel {

@@ -58,7 +58,9 @@ describe("createLogger", () => {
     expect(entry.request.options.upstreamKey).toBe("[redacted]");
     // Readable, with the URL's query masked.
     expect(entry.err).toEqual({ name: "Error", message: "fetch https://api.example/v1?[redacted] failed" });
-    expect(REDACTED_NAMES).toEqual(expect.arrayContaining(["authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "key", "token", "secret", "upstreamKey"]));
+    expect(REDACTED_NAMES).toEqual(
+      expect.arrayContaining(["authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "key", "token", "secret", "upstreamKey"]),
+    );
   });
 
   it("writes errors as name, message and code with their causes, without secrets or query parameters", () => {

@@ -31,7 +31,10 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
       onListening: (url) => {
         log.info("relay listening", { url, workers: config.workers, database: config.databaseUrl === undefined ? `pglite:${config.dataDir}` : "postgres" });
         if (shouldPrintStartupLine(process.stderr)) {
-          process.stderr.write(startupLine({ url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) + "\n");
+          process.stderr.write(
+            startupLine({ url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) +
+              "\n",
+          );
         }
       },
     });
@@ -40,13 +43,17 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
   const app = await build(config, { log });
   await app.listen();
   if (cluster.isWorker) log.info("worker listening", { worker: cluster.worker?.id, pid: process.pid });
-  else log.info("relay listening", {
-    url: app.url,
-    database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
-  });
+  else
+    log.info("relay listening", {
+      url: app.url,
+      database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
+    });
   // One human line for whoever started it in a terminal (src/startup-line.ts).
   if (!cluster.isWorker && shouldPrintStartupLine(process.stderr)) {
-    process.stderr.write(startupLine({ url: app.url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) + "\n");
+    process.stderr.write(
+      startupLine({ url: app.url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) +
+        "\n",
+    );
   }
   let stopping = false;
   const hurry = new AbortController();
@@ -61,10 +68,13 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     const started = Date.now();
     log.info("shutting down", { signal, graceMs: config.shutdownGraceMs, drainDelayMs: config.drainDelayMs });
     // Every step of close() is bounded; this only guards against a bug holding the exit.
-    setTimeout(() => {
-      log.error("shutdown overran its deadline", { ms: Date.now() - started });
-      process.exit(1);
-    }, config.shutdownGraceMs + SHUTDOWN_MARGIN_MS + 5_000).unref();
+    setTimeout(
+      () => {
+        log.error("shutdown overran its deadline", { ms: Date.now() - started });
+        process.exit(1);
+      },
+      config.shutdownGraceMs + SHUTDOWN_MARGIN_MS + 5_000,
+    ).unref();
     app.close({ drainDelayMs: config.drainDelayMs, hurry: hurry.signal }).then(
       () => {
         log.info("shut down", { ms: Date.now() - started, usageDropped: app.usage.dropped, usageSpilled: app.usage.spilled });

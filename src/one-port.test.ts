@@ -136,7 +136,11 @@ describe("h2c request bodies (requestTimeoutMs)", () => {
 
 describe("idle and slow connections", () => {
   it("HTTP/1.1: a body not sent in requestTimeoutMs gets Node's 408, checked often enough (default) to be on time", async () => {
-    const url = await start((req, res) => void readAll(req).then((r) => res.end(r)), { headersTimeoutMs: 300, requestTimeoutMs: 400, connectionsCheckingIntervalMs: undefined });
+    const url = await start((req, res) => void readAll(req).then((r) => res.end(r)), {
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 400,
+      connectionsCheckingIntervalMs: undefined,
+    });
     const opened = performance.now();
     const s = await socket(Number(new URL(url).port), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     let answer = "";

@@ -19,13 +19,7 @@
  * deadline the caller ends open streams, then the remaining connections are cut.
  */
 import { createServer as createHttp1, type IncomingMessage, type ServerResponse } from "node:http";
-import {
-  constants,
-  createServer as createHttp2,
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  type Http2Session,
-} from "node:http2";
+import { constants, createServer as createHttp2, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import { createServer as createNet, type AddressInfo, type Socket } from "node:net";
 import { setImmediate as afterPoll, setTimeout as sleep } from "node:timers/promises";
 
@@ -199,7 +193,10 @@ export function createOnePortServer(handler: Handler, opts: OnePortOptions = {})
     }
     sockets.add(socket);
     silent.add(socket);
-    firstHead.set(socket, setTimeout(() => socket.destroy(), headersTimeout));
+    firstHead.set(
+      socket,
+      setTimeout(() => socket.destroy(), headersTimeout),
+    );
     socket.on("close", () => {
       headArrived(socket);
       sockets.delete(socket);

@@ -141,24 +141,31 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   });
   // Automatic key health changes reach the audit log; writing it never holds up a call.
   pools.onHealthChange((e) => {
-    audit.record({ actor: "system", action: e.action, target: e.keyId, detail: `pool ${e.pool}: ${e.detail}` }).catch((err: unknown) => log.warn("audit write failed", { err }));
+    audit
+      .record({ actor: "system", action: e.action, target: e.keyId, detail: `pool ${e.pool}: ${e.detail}` })
+      .catch((err: unknown) => log.warn("audit write failed", { err }));
   });
   await pools.start(shared ? KEY_REFRESH_MS : 0);
   const keyring = new IssuerKeyring(db, box);
   await keyring.start(shared ? KEY_REFRESH_MS : 0);
   const relayKey = await loadRelayKey(db, box);
-  const tokens = new TokenStore(db, box, {
-    cacheMs: config.tokenCacheMs,
-    maxLease: config.leaseMax,
-    idleMs: config.leaseIdleMs,
-    revocationPollMs: shared ? REVOCATION_POLL_MS : 0,
-    prepare: database.prepare,
-  }, {
-    keyring,
-    providers,
-    pools,
-    relayKey: config.acceptByokTokens ? relayKey : undefined,
-  });
+  const tokens = new TokenStore(
+    db,
+    box,
+    {
+      cacheMs: config.tokenCacheMs,
+      maxLease: config.leaseMax,
+      idleMs: config.leaseIdleMs,
+      revocationPollMs: shared ? REVOCATION_POLL_MS : 0,
+      prepare: database.prepare,
+    },
+    {
+      keyring,
+      providers,
+      pools,
+      relayKey: config.acceptByokTokens ? relayKey : undefined,
+    },
+  );
   tokens.start();
   const upstream = new UpstreamClient({
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
@@ -172,7 +179,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     ...(config.redisUrl ? { redis: { url: config.redisUrl, prefix: "relayapi:", perIp: config.redisPerIp } } : {}),
   });
   // Metrics, answer counting, the database state and the per-call fan-out: src/observe/.
-  const metrics = new Metrics({ limits, pools, usage, tokens, storage: maintenance.storage, ready: async () => (await checkReadiness(readiness)).ready }, buildInfo(config.buildCommit));
+  const metrics = new Metrics(
+    { limits, pools, usage, tokens, storage: maintenance.storage, ready: async () => (await checkReadiness(readiness)).ready },
+    buildInfo(config.buildCommit),
+  );
   const databaseHealth = new DatabaseHealth({ log, ping: database.ping, registry: metrics.registry });
   const serverErrors = serverErrorObserver(log, databaseHealth);
   const answers = new AnswerCounter(metrics.registry, serverErrors);
@@ -198,7 +208,19 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     derivationKey: box.derivationKey,
     nonceSeconds: config.dpopNonces ? config.dpopNonceSeconds : undefined,
   });
-  const engine = new RelayEngine({ providers, tokens, upstream, pools, limits, dpop, upstreamAttempts: config.upstreamAttempts, maxBodyBytes: config.maxBodyBytes, maxUploadBytes: config.maxUploadBytes, publicOrigin: () => config.publicOrigin ?? app.url, onCall });
+  const engine = new RelayEngine({
+    providers,
+    tokens,
+    upstream,
+    pools,
+    limits,
+    dpop,
+    upstreamAttempts: config.upstreamAttempts,
+    maxBodyBytes: config.maxBodyBytes,
+    maxUploadBytes: config.maxUploadBytes,
+    publicOrigin: () => config.publicOrigin ?? app.url,
+    onCall,
+  });
   // WebSocket sessions (issue 25): the one port's upgrade requests.
   const realtime = new RealtimeRelay({ providers, tokens, pools, limits, dpop, ipOf, onCall, log, config });
 
@@ -210,11 +232,27 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   // Per-IP limit, admin key and body budget before connect-node reads a byte of the body.
   const rpc = createRpcHandler({
     services: {
-      db, box, providers, tokens, engine, keyring, pools, relayKey, usage, audit, metrics, maintenance,
+      db,
+      box,
+      providers,
+      tokens,
+      engine,
+      keyring,
+      pools,
+      relayKey,
+      usage,
+      audit,
+      metrics,
+      maintenance,
       acceptByokTokens: config.acceptByokTokens,
       shutdown: stopping.signal,
     },
-    limits, ipOf, adminKey: adminKey.value, budget, maxBodyBytes: config.maxBodyBytes, log,
+    limits,
+    ipOf,
+    adminKey: adminKey.value,
+    budget,
+    maxBodyBytes: config.maxBodyBytes,
+    log,
   });
   const handler = createRouter({ api, leaks, console: createConsoleHandler(), readiness, metrics, cors, rpc, answers, log });
   // Connections are counted per socket address (IPv6 per /64, as the per-IP limits); a trusted

@@ -12,7 +12,9 @@ describe("start-up line", () => {
     expect(startupLine({ url: "http://127.0.0.1:8080", dataDir: "/srv/app/data", adminKeyConfigured: false, cwd: "/srv/app" })).toBe(
       "RelayAPI listening on http://127.0.0.1:8080 — console at /console — admin key in ./data/admin.key",
     );
-    expect(startupLine({ url: "http://127.0.0.1:9", dataDir: "/var/lib/relayapi", adminKeyConfigured: false, cwd: "/srv/app" })).toContain("admin key in /var/lib/relayapi/admin.key");
+    expect(startupLine({ url: "http://127.0.0.1:9", dataDir: "/var/lib/relayapi", adminKeyConfigured: false, cwd: "/srv/app" })).toContain(
+      "admin key in /var/lib/relayapi/admin.key",
+    );
     expect(startupLine({ url: "http://127.0.0.1:9", dataDir: "/x", adminKeyConfigured: true, cwd: "/" })).toContain("admin key from the configuration");
   });
 });

@@ -34,6 +34,15 @@ export const LIFTOFF_ONLY_ARGS = ["--liftoff-only"];
 function setUnlessGiven(flag: string): void {
   const name = flag.replace(/^--(no-)?/, "").split("=")[0]!;
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
-  if (given.some((a) => a.replace(/^--(no-)?/, "").replace(/_/g, "-").split("=")[0] === name)) return;
+  if (
+    given.some(
+      (a) =>
+        a
+          .replace(/^--(no-)?/, "")
+          .replace(/_/g, "-")
+          .split("=")[0] === name,
+    )
+  )
+    return;
   setFlagsFromString(flag);
 }

@@ -153,11 +153,13 @@ describe.each<Driver>(await availableDrivers())("budgets on %s", (driver) => {
   it("(d) 50 concurrent calls: 2 admitted, spend within the budget", async () => {
     mock.behave(() => ({ stream: { contentType: SSE, parts: [CONTENT.slice(0, 500), CONTENT.slice(500), TAIL], delayMs: 400 } }));
     const { secret, id } = await relay.issue({ limits: BUDGET });
-    const statuses = await Promise.all(Array.from({ length: 50 }, async () => {
-      const res = await chat(relay, secret);
-      await res.text();
-      return res.status;
-    }));
+    const statuses = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const res = await chat(relay, secret);
+        await res.text();
+        return res.status;
+      }),
+    );
     const spent = await tokensUsed(relay, id);
     figures.push(`(d) ${driver}: ${mock.requests.length}/50 admitted, ${metered(relay, id)} metered, tokens_used ${spent} (overshoot ${spent - 2000})`);
     expect(mock.requests).toHaveLength(2);
@@ -197,7 +199,11 @@ describe.each<Driver>(await availableDrivers())("budgets on %s", (driver) => {
     const cases: [string, Behaviour, boolean][] = [
       ["an answer that never reports usage", { stream: { contentType: SSE, parts: [CONTENT, "data: [DONE]\n\n"], delayMs: 5 } }, false],
       ["a client gone, then an upstream that stalls (idle timeout 1 s)", { stream: { contentType: SSE, parts: [CONTENT, TAIL], delaysMs: [0, 20_000] } }, true],
-      ["a client gone, then more than 4 MiB before the usage", { stream: { contentType: SSE, parts: [CONTENT, ": pad\n".repeat(900_000), TAIL], delaysMs: [0, 50, 0] } }, true],
+      [
+        "a client gone, then more than 4 MiB before the usage",
+        { stream: { contentType: SSE, parts: [CONTENT, ": pad\n".repeat(900_000), TAIL], delaysMs: [0, 50, 0] } },
+        true,
+      ],
     ];
     for (const [name, behaviour, leave] of cases) {
       mock.reset();
@@ -260,11 +266,13 @@ describe.skipIf(!(await postgresAvailable()))("two instances on one PostgreSQL",
   it("25 concurrent calls on each: the reservation holds across instances", async () => {
     mock.behave(() => ({ stream: { contentType: SSE, parts: [CONTENT, TAIL], delayMs: 800 } }));
     const { secret, id } = await a.issue({ limits: BUDGET });
-    const statuses = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-      const res = await chat(i % 2 === 0 ? a : b, secret);
-      await res.text();
-      return res.status;
-    }));
+    const statuses = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const res = await chat(i % 2 === 0 ? a : b, secret);
+        await res.text();
+        return res.status;
+      }),
+    );
     const spent = await tokensUsed(a, id);
     figures.push(`(d) two instances: ${mock.requests.length}/50 admitted, tokens_used ${spent}`);
     expect(statuses.filter((s) => s === 200)).toHaveLength(mock.requests.length);

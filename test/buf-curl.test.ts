@@ -60,12 +60,7 @@ it.each(WIRES)("--list-methods lists every method of the three services via refl
 
 it.each(WIRES)("IntrospectToken answers the token holder with JSON (%s)", async (_name, flags) => {
   const { id, secret } = await relay.issue({ limits: { maxCalls: 7n } });
-  const { code, stdout, stderr } = await buf(
-    ...flags,
-    "-H",
-    `authorization: Bearer ${secret}`,
-    `${relay.url}/relayapi.v1.TokenService/IntrospectToken`,
-  );
+  const { code, stdout, stderr } = await buf(...flags, "-H", `authorization: Bearer ${secret}`, `${relay.url}/relayapi.v1.TokenService/IntrospectToken`);
   expect(stderr).toBe("");
   expect(code).toBe(0);
   const body = JSON.parse(stdout) as { token: { id: string; callsLeft: string; status: string; upstreamKeyHint: string } };
@@ -74,12 +69,7 @@ it.each(WIRES)("IntrospectToken answers the token holder with JSON (%s)", async 
 });
 
 it.each(WIRES)("a bad token exits non-zero with unauthenticated (%s)", async (_name, flags) => {
-  const { code, stdout, stderr } = await buf(
-    ...flags,
-    "-H",
-    "authorization: Bearer rai_bad",
-    `${relay.url}/relayapi.v1.TokenService/IntrospectToken`,
-  );
+  const { code, stdout, stderr } = await buf(...flags, "-H", "authorization: Bearer rai_bad", `${relay.url}/relayapi.v1.TokenService/IntrospectToken`);
   expect(code).toBe(16 * 8); // buf curl exits with the Connect code times 8
   expect(stdout).toBe("");
   expect(stderr).toContain('"code": "unauthenticated"');
@@ -137,7 +127,14 @@ it("streams Relay as JSON messages: head, chunks, end (gRPC h2c)", async () => {
 const CHAT_TEXT = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi €" }], stream: true });
 /** The README's request: the chat as `body_text`, the answer as `text_chunks`. */
 const textRequest = (extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: "content-type", value: "application/json" }], body_text: CHAT_TEXT, text_chunks: true, ...extra });
+  JSON.stringify({
+    provider: "openai",
+    path: "/v1/chat/completions",
+    headers: [{ name: "content-type", value: "application/json" }],
+    body_text: CHAT_TEXT,
+    text_chunks: true,
+    ...extra,
+  });
 
 interface Printed {
   head?: { status: number };
@@ -153,7 +150,14 @@ const printed = (stdout: string): Printed[] =>
 
 it.each(WIRES)("streams Relay with body_text and text_chunks: the mock's words in plain text, no base64 (%s)", async (_name, flags) => {
   const { secret } = await relay.issue({ limits: { maxCalls: 2n } });
-  const { code, stdout, stderr } = await buf(...flags, "-H", `authorization: Bearer ${secret}`, "-d", textRequest(), `${relay.url}/relayapi.v1.RelayService/Relay`);
+  const { code, stdout, stderr } = await buf(
+    ...flags,
+    "-H",
+    `authorization: Bearer ${secret}`,
+    "-d",
+    textRequest(),
+    `${relay.url}/relayapi.v1.RelayService/Relay`,
+  );
   expect(stderr).toBe("");
   expect(code).toBe(0);
   // Readable as printed: the SSE frames are JSON strings, the words are there as they are.
@@ -217,7 +221,13 @@ it("text_chunks on an answer that is not UTF-8: the end, then exit code invalid_
 it("body and body_text together exit with invalid_argument before the call is counted", async () => {
   const { secret } = await relay.issue({ limits: { maxCalls: 1n } });
   const before = mock.requests.length;
-  const run = await buf("-H", `authorization: Bearer ${secret}`, "-d", textRequest({ body: Buffer.from("{}").toString("base64") }), `${relay.url}/relayapi.v1.RelayService/Relay`);
+  const run = await buf(
+    "-H",
+    `authorization: Bearer ${secret}`,
+    "-d",
+    textRequest({ body: Buffer.from("{}").toString("base64") }),
+    `${relay.url}/relayapi.v1.RelayService/Relay`,
+  );
   expect(run.code).toBe(3 * 8);
   expect(run.stderr).toContain("set body or body_text, not both");
   expect(mock.requests.length).toBe(before);

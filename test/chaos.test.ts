@@ -44,7 +44,19 @@ import { AdminService } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
 import { MAX_TOKENS_PER_FIELD } from "../src/providers/shapes/usage-meter.js";
-import { chaosProvider, chaosSeed, CHAOS_ERROR_CODE, mergeSpans, planChaos, rpmBound, table, tally, type PlannedCall, type PlannedToken, type Span } from "./support/chaos.js";
+import {
+  chaosProvider,
+  chaosSeed,
+  CHAOS_ERROR_CODE,
+  mergeSpans,
+  planChaos,
+  rpmBound,
+  table,
+  tally,
+  type PlannedCall,
+  type PlannedToken,
+  type Span,
+} from "./support/chaos.js";
 import { createTestDatabase, postgresAvailable, redisAvailable, REDIS_URL, REQUIRE_POSTGRES } from "./support/databases.js";
 import { startMockProvider } from "./support/mock-provider.js";
 import { startRedisProxy } from "./support/redis-proxy.js";
@@ -180,7 +192,10 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
       const setupMs = t0 - started;
       const now = (): number => performance.now() - t0;
       /** When each process could admit calls (ms from t0; A1 and B were up before). */
-      const lives = new Map<string, Span>([["A1", { from: 0, to: Infinity }], ["B", { from: 0, to: Infinity }]]);
+      const lives = new Map<string, Span>([
+        ["A1", { from: 0, to: Infinity }],
+        ["B", { from: 0, to: Infinity }],
+      ]);
 
       // Redis outages, as planned: cut (connections reset) or frozen (no answers), then restored.
       const outages: { kind: string; from: number; to: number }[] = [];
@@ -222,7 +237,9 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
       const sampler = (async () => {
         while (sampling) {
           try {
-            const [x] = await ledgerSql<{ lo: string | null; hi: string | null }[]>`select min(tokens_used)::text as lo, max(tokens_used)::text as hi from tokens`;
+            const [x] = await ledgerSql<
+              { lo: string | null; hi: string | null }[]
+            >`select min(tokens_used)::text as lo, max(tokens_used)::text as hi from tokens`;
             ledger.lo = x?.lo === null || x === undefined ? ledger.lo : BigInt(x.lo) < ledger.lo ? BigInt(x.lo) : ledger.lo;
             ledger.hi = x?.hi === null || x === undefined ? ledger.hi : BigInt(x.hi) > ledger.hi ? BigInt(x.hi) : ledger.hi;
             ledger.samples++;
@@ -245,7 +262,17 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
           ...(t.budget === undefined ? {} : { max_tokens: BUDGET_OUTPUT_CAP }),
         });
         const maxCost = (t.budget === undefined ? DEFAULT_OUTPUT_RESERVE : BUDGET_OUTPUT_CAP) + Math.ceil(Buffer.byteLength(body) / INPUT_BYTES_PER_TOKEN);
-        const r: CallResult = { call, maxCost, proc: proc.label, sentAt: performance.now(), endAt: 0, body: "", bodyComplete: false, aborted: false, hung: false };
+        const r: CallResult = {
+          call,
+          maxCost,
+          proc: proc.label,
+          sentAt: performance.now(),
+          endAt: 0,
+          body: "",
+          bodyComplete: false,
+          aborted: false,
+          hung: false,
+        };
         const ac = new AbortController();
         let done = false;
         const hard = setTimeout(() => ((r.hung = true), ac.abort()), CALL_TIMEOUT_MS);
@@ -376,10 +403,14 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
        * A relay 503 may be either: "no usable key" after counting (a refunded row) or a refusal
        * before it; aborted and broken-off calls may or may not have been counted yet.
        */
-      const definite = (r: CallResult) => r.status !== undefined && (r.origin === "provider" || (r.origin === "relay" && (r.status === 502 || r.status === 504)));
+      const definite = (r: CallResult) =>
+        r.status !== undefined && (r.origin === "provider" || (r.origin === "relay" && (r.status === 502 || r.status === 504)));
       /** Not counted for sure: the relay's own 4xx refusals, but a 429 only when the cap or budget is spent. */
       const refused = (r: CallResult) =>
-        r.status !== undefined && r.origin === "relay" && r.status < 500 && (r.status !== 429 || r.error?.code === "calls_exhausted" || r.error?.code === "budget_exhausted");
+        r.status !== undefined &&
+        r.origin === "relay" &&
+        r.status < 500 &&
+        (r.status !== 429 || r.error?.code === "calls_exhausted" || r.error?.code === "budget_exhausted");
       const label = (r: CallResult): string => {
         if (r.hung) return "HUNG";
         if (r.status === undefined) return r.aborted ? "abort" : `net(${r.netError})`;
@@ -432,21 +463,30 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
         if (arrivedCalls.size > t.cap) failures.push(`${who(t)}: ${arrivedCalls.size} calls reached the provider (${arrivals.length} arrivals)`);
         if (dbUsed > t.cap) failures.push(`${who(t)}: tokens.used ${dbUsed} > cap`);
         if (row.n < lo || row.n > hi) {
-          failures.push(`${who(t)}: ${row.n} usage rows, expected ${lo}..${hi} (${lo} answered on survivors, ${ambiguous} aborted/broken there, ${onKilled} sent to the killed A1)`);
+          failures.push(
+            `${who(t)}: ${row.n} usage rows, expected ${lo}..${hi} (${lo} answered on survivors, ${ambiguous} aborted/broken there, ${onKilled} sent to the killed A1)`,
+          );
         }
         if (counted < arrivedViaSurvivors.size) {
-          failures.push(`${who(t)}: ${arrivedViaSurvivors.size} calls reached the provider through surviving processes, only ${counted} counted usage rows (${row.refunded} refunded)`);
+          failures.push(
+            `${who(t)}: ${arrivedViaSurvivors.size} calls reached the provider through surviving processes, only ${counted} counted usage rows (${row.refunded} refunded)`,
+          );
         }
         if (onKilled === 0 && dbUsed !== counted) failures.push(`${who(t)}: tokens.used ${dbUsed} != ${counted} counted (non-refunded) usage rows`);
-        if (onKilled === 0 && row.multi !== multiCalls) failures.push(`${who(t)}: ${multiCalls} calls had several provider attempts, ${row.multi} usage rows list attempts`);
+        if (onKilled === 0 && row.multi !== multiCalls)
+          failures.push(`${who(t)}: ${multiCalls} calls had several provider attempts, ${row.multi} usage rows list attempts`);
 
         // Poison usage: each answer a client read whole has its row flagged (or dead-lettered);
         // no other call's row is flagged.
-        const poisonRead = mine.filter((r) => r.call.behaviour === "poison" && survived(r) && r.status === 200 && r.bodyComplete && !r.aborted && !r.netError).length;
+        const poisonRead = mine.filter(
+          (r) => r.call.behaviour === "poison" && survived(r) && r.status === 200 && r.bodyComplete && !r.aborted && !r.netError,
+        ).length;
         const poisonSent = new Set(arrivals.filter((a) => a.headers["x-chaos-behaviour"] === "poison").map((a) => a.headers["x-chaos-call"])).size;
         const poisonKept = row.flagged + (deadByToken.get(id) ?? 0);
         if (poisonKept < poisonRead || poisonKept > poisonSent) {
-          failures.push(`${who(t)}: ${row.flagged} flagged rows + ${deadByToken.get(id) ?? 0} dead letters, expected ${poisonRead}..${poisonSent} (poison answers read whole .. sent)`);
+          failures.push(
+            `${who(t)}: ${row.flagged} flagged rows + ${deadByToken.get(id) ?? 0} dead letters, expected ${poisonRead}..${poisonSent} (poison answers read whole .. sent)`,
+          );
         }
         // The budget ledger: never below 0, never saturated; and by README's rule ("reserve, then
         // settle") spending passes a budget by less than one call's maximum, unless a call is
@@ -455,21 +495,47 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
         const llm = BigInt(used.find((x) => x.id === id)?.tokens_used ?? "-1");
         if (llm < 0n || llm >= BIGINT_MAX || llm > BigInt(Number.MAX_SAFE_INTEGER)) failures.push(`${who(t)}: tokens_used ${llm} out of [0, 2^53)`);
         if (t.budget !== undefined) {
-          const huge = new Set(arrivals.filter((a) => a.headers["x-chaos-behaviour"] === "poison" && a.headers["x-chaos-poison"] === "huge").map((a) => a.headers["x-chaos-call"])).size;
+          const huge = new Set(
+            arrivals.filter((a) => a.headers["x-chaos-behaviour"] === "poison" && a.headers["x-chaos-poison"] === "huge").map((a) => a.headers["x-chaos-call"]),
+          ).size;
           const allowed = BigInt(t.budget + Math.max(0, ...mine.map((r) => r.maxCost)) + huge * MAX_TOKENS_PER_FIELD);
-          if (llm > allowed) failures.push(`${who(t)}: tokens_used ${llm} over budget ${t.budget} + one call's maximum${huge > 0 ? ` + ${huge} x 10M reported` : ""} = ${allowed}`);
+          if (llm > allowed)
+            failures.push(
+              `${who(t)}: tokens_used ${llm} over budget ${t.budget} + one call's maximum${huge > 0 ? ` + ${huge} x 10M reported` : ""} = ${allowed}`,
+            );
         }
         const overBudget = mine.filter((r) => r.origin === "relay" && r.error?.code === "budget_exhausted").length;
         if (t.budget === undefined && overBudget > 0) failures.push(`${who(t)}: ${overBudget} budget_exhausted answers without a budget`);
         // Rate: never more calls through than the documented bound allows.
         const bound = t.rpm === undefined ? undefined : rpmBound(t.rpm, runMs, processes, proxy !== undefined);
         if (bound !== undefined && arrivedCalls.size > bound) {
-          failures.push(`${who(t)}: ${arrivedCalls.size} calls reached the provider, over the rpm ${t.rpm} bound ${bound} (rates per instance: ${spansText} ms)`);
+          failures.push(
+            `${who(t)}: ${arrivedCalls.size} calls reached the provider, over the rpm ${t.rpm} bound ${bound} (rates per instance: ${spansText} ms)`,
+          );
         }
 
         const procsUsed = tally(mine.map((r) => r.proc));
-        const extra = [t.rpm === undefined ? "" : `rpm ${t.rpm}<=${bound}`, t.budget === undefined ? "" : `bud ${t.budget}`, `llm ${llm}`, poisonSent > 0 ? `P ${poisonRead}..${poisonSent}` : ""].filter((x) => x !== "").join(" ");
-        report.push([t.name, t.cap, t.pool ? "pool" : "key", t.group, procsUsed, `${arrivedCalls.size}/${arrivals.length}`, dbUsed, `${row.n} (${row.refunded}R ${row.multi}M ${row.flagged}F)`, `${lo}..${hi}`, extra, tally(mine.map(label))]);
+        const extra = [
+          t.rpm === undefined ? "" : `rpm ${t.rpm}<=${bound}`,
+          t.budget === undefined ? "" : `bud ${t.budget}`,
+          `llm ${llm}`,
+          poisonSent > 0 ? `P ${poisonRead}..${poisonSent}` : "",
+        ]
+          .filter((x) => x !== "")
+          .join(" ");
+        report.push([
+          t.name,
+          t.cap,
+          t.pool ? "pool" : "key",
+          t.group,
+          procsUsed,
+          `${arrivedCalls.size}/${arrivals.length}`,
+          dbUsed,
+          `${row.n} (${row.refunded}R ${row.multi}M ${row.flagged}F)`,
+          `${lo}..${hi}`,
+          extra,
+          tally(mine.map(label)),
+        ]);
       }
 
       const failoverAfter: string[] = [];
@@ -479,10 +545,14 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
         const t = plan.tokens[call.token]!;
         if (list.length > (t.pool ? POOL_KEYS.length : 1)) tooMany.push(`#${call.id} ${t.name} ${list.length} attempts`);
         for (const a of list.slice(0, -1)) {
-          if (a.answer !== 429 && a.answer !== 401) failoverAfter.push(`${a.answer} (#${call.id} ${t.name} via ${a.proc}: ${list.map((x) => `${keyName(x.key)}:${x.answer}`).join(" -> ")})`);
+          if (a.answer !== 429 && a.answer !== 401)
+            failoverAfter.push(`${a.answer} (#${call.id} ${t.name} via ${a.proc}: ${list.map((x) => `${keyName(x.key)}:${x.answer}`).join(" -> ")})`);
         }
       }
-      if (failoverAfter.length > 0) failures.push(`pool failover after answers other than 429/401 (${failoverAfter.length}): ${tally(failoverAfter.map((f) => f.split(" ")[0]!))}${few(failoverAfter)}`);
+      if (failoverAfter.length > 0)
+        failures.push(
+          `pool failover after answers other than 429/401 (${failoverAfter.length}): ${tally(failoverAfter.map((f) => f.split(" ")[0]!))}${few(failoverAfter)}`,
+        );
       if (tooMany.length > 0) failures.push(`calls with too many provider attempts (${tooMany.length}):${few(tooMany)}`);
 
       const bad5xx: string[] = [];
@@ -506,7 +576,9 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
           const struck = new Set(before.filter((s) => s.model === r.call.model).map((s) => s.key));
           if (!t.pool || struck.size < POOL_KEYS.length) {
             const elsewhere = new Set(before.map((s) => s.key)).size;
-            unjustified.push(`${at}: relay 503 "${String(r.error?.message)}" for ${r.call.model}, keys struck for it ${struck.size}/${POOL_KEYS.length} (for any model ${elsewhere})`);
+            unjustified.push(
+              `${at}: relay 503 "${String(r.error?.message)}" for ${r.call.model}, keys struck for it ${struck.size}/${POOL_KEYS.length} (for any model ${elsewhere})`,
+            );
           }
         }
         if (r.status === 502 && r.call.behaviour !== "reset-after-body") unjustified.push(`${at}: relay 502 "${String(r.error?.message)}"`);
@@ -523,7 +595,8 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
         const down = p.logLine("shut down");
         if (down?.usageDropped !== 0) failures.push(`${p.label} shut down with usageDropped ${String(down?.usageDropped)}`);
         // Every call had ended: a shutdown that waits out the grace period is held by something.
-        if (typeof down?.ms === "number" && down.ms >= SHUTDOWN_GRACE_MS) notes.push(`${p.label}: SIGTERM shutdown took ${down.ms} ms (the whole grace period) with no call in flight`);
+        if (typeof down?.ms === "number" && down.ms >= SHUTDOWN_GRACE_MS)
+          notes.push(`${p.label}: SIGTERM shutdown took ${down.ms} ms (the whole grace period) with no call in flight`);
       }
       if (outOfRange !== 0) failures.push(`${outOfRange} usage rows with a count outside [0, ${MAX_TOKENS_PER_FIELD}]`);
       if (ledger.lo < 0n || ledger.hi >= BIGINT_MAX) failures.push(`tokens_used seen at ${ledger.lo}..${ledger.hi} during the run (${ledger.samples} samples)`);
@@ -533,7 +606,8 @@ describe.skipIf(!enabled)("chaos: two relay processes on one PostgreSQL, kill -9
         if (!seen) failures.push(`Redis ${o.kind} at ${Math.round(o.from)}..${Math.round(o.to)} ms: no /readyz said "degraded"`);
       }
       const unmarked = mock.requests.filter((r) => !r.headers["x-chaos-call"] || !r.headers["x-chaos-token"]).length;
-      if (unmarked > 0 || mock.requests.length === 0) failures.push(`the provider saw ${mock.requests.length} requests, ${unmarked} without the x-chaos-* headers`);
+      if (unmarked > 0 || mock.requests.length === 0)
+        failures.push(`the provider saw ${mock.requests.length} requests, ${unmarked} without the x-chaos-* headers`);
 
       const summary = [
         `[chaos] seed ${seed}: ${results.length} calls (${tally(results.map((r) => r.proc))}), ${mock.requests.length} provider arrivals, setup ${Math.round(setupMs)} ms, run ${Math.round(runMs)} ms, SIGTERM ${Math.round(stopMs)} ms, total ${Math.round(performance.now() - started)} ms`,

@@ -57,7 +57,20 @@ describe("relayapi --help", { timeout: 120_000 }, () => {
   it("token issue and token seal show every limit flag with its default", async () => {
     for (const sub of ["issue", "seal"]) {
       const { stdout } = await run(["token", sub, "--help"]);
-      for (const flag of ["max-calls", "rpm", "max-output-tokens", "max-n", "budget", "max-body-bytes", "models", "paths", "origins", "tools", "bind-jkt", "expires-in"]) {
+      for (const flag of [
+        "max-calls",
+        "rpm",
+        "max-output-tokens",
+        "max-n",
+        "budget",
+        "max-body-bytes",
+        "models",
+        "paths",
+        "origins",
+        "tools",
+        "bind-jkt",
+        "expires-in",
+      ]) {
         expect(stdout, `${sub} --${flag}`).toMatch(new RegExp(`^ {2}--${flag}\\b.*\\(default: [^)]+\\)`, "m"));
       }
     }
@@ -72,12 +85,18 @@ describe("relayapi --help", { timeout: 120_000 }, () => {
   it("typos get `did you mean` and a pointer to --help, exit 2, one line", async () => {
     const cases: [string[], RegExp][] = [
       [["tokne", "list"], /^relayapi: unknown command "tokne"; did you mean "token"\? \(see relayapi --help\)$/],
-      [["token", "isue"], /^relayapi: unknown command "token isue"; usage: relayapi token issue\|seal\|inspect\|list\|get\|revoke; did you mean "token issue"\? \(see relayapi token --help\)$/],
+      [
+        ["token", "isue"],
+        /^relayapi: unknown command "token isue"; usage: relayapi token issue\|seal\|inspect\|list\|get\|revoke; did you mean "token issue"\? \(see relayapi token --help\)$/,
+      ],
       [["token", "issue", "--max-cals", "3"], /^relayapi: unknown flag --max-cals; did you mean --max-calls\? \(see relayapi token issue --help\)$/],
       [["token", "seal", "--budgte", "3"], /did you mean --budget\? \(see relayapi token seal --help\)$/],
       [["pool", "creat", "p"], /did you mean "pool create"\?/],
       [["zzzzzzzz"], /^relayapi: unknown command "zzzzzzzz" \(see relayapi --help\)$/],
-      [["token", "issue", "--provider", "openai", "--upstream-key", "k", "--max-calls", "0"], /^relayapi: --max-calls: max_calls must be at least 1 \(see relayapi token issue --help\)$/],
+      [
+        ["token", "issue", "--provider", "openai", "--upstream-key", "k", "--max-calls", "0"],
+        /^relayapi: --max-calls: max_calls must be at least 1 \(see relayapi token issue --help\)$/,
+      ],
       [["token", "issue", "--provider", "openai", "--upstream-key", "k", "--rpm", "0"], /--rpm: rpm must be 1-1000000/],
       [["zzzzzzzz", "--help"], /^relayapi: unknown command "zzzzzzzz"/],
     ];

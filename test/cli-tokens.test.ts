@@ -36,7 +36,29 @@ function run(args: string[]): Promise<Run> {
 const remote = (...args: string[]) => run([...args, "--server", relay.url, "--admin-key", relay.adminKey]);
 
 /** Every limit flag with a value unlike any default, and what each comes back as. */
-const LIMIT_ARGS = ["--max-calls", "7", "--rpm", "11", "--max-output-tokens", "123", "--max-n", "3", "--budget", "5000", "--max-body-bytes", "4096", "--models", "m1,m2", "--paths", "/v1/chat", "--origins", "https://app.example", "--tools", "--bind-jkt", JKT];
+const LIMIT_ARGS = [
+  "--max-calls",
+  "7",
+  "--rpm",
+  "11",
+  "--max-output-tokens",
+  "123",
+  "--max-n",
+  "3",
+  "--budget",
+  "5000",
+  "--max-body-bytes",
+  "4096",
+  "--models",
+  "m1,m2",
+  "--paths",
+  "/v1/chat",
+  "--origins",
+  "https://app.example",
+  "--tools",
+  "--bind-jkt",
+  JKT,
+];
 
 describe("relayapi token", { timeout: 90_000 }, () => {
   it("every limit flag reaches the issued token (GetToken) and the sealed claims", async () => {
@@ -44,13 +66,39 @@ describe("relayapi token", { timeout: 90_000 }, () => {
     expect(issued.code, issued.stderr).toBe(0);
     const { id } = JSON.parse(issued.stdout) as { id: string };
     const got = JSON.parse((await remote("token", "get", id, "--json")).stdout) as Record<string, unknown>;
-    expect(got).toMatchObject({ maxCalls: 7, callsLeft: 7, rpm: 11, maxOutputTokens: 123, maxN: 3, budget: 5000, maxBodyBytes: 4096, models: ["m1", "m2"], paths: ["/v1/chat"], origins: ["https://app.example"], tools: true, bindJkt: JKT });
+    expect(got).toMatchObject({
+      maxCalls: 7,
+      callsLeft: 7,
+      rpm: 11,
+      maxOutputTokens: 123,
+      maxN: 3,
+      budget: 5000,
+      maxBodyBytes: 4096,
+      models: ["m1", "m2"],
+      paths: ["/v1/chat"],
+      origins: ["https://app.example"],
+      tools: true,
+      bindJkt: JKT,
+    });
 
     const issuer = JSON.parse((await remote("issuer", "create", "cli-limits", "--json")).stdout) as { issuerKey: string };
     const sealed = await run(["token", "seal", "--issuer-key", issuer.issuerKey, "--provider", "openai", "--upstream-key", KEY, ...LIMIT_ARGS, "--json"]);
     expect(sealed.code, sealed.stderr).toBe(0);
     const { claims } = JSON.parse(sealed.stdout) as { claims: Record<string, unknown> };
-    expect(claims).toMatchObject({ prv: "openai", max: 7, rpm: 11, mtk: 123, mxn: 3, bud: 5000, mbb: 4096, mdl: ["m1", "m2"], pth: ["/v1/chat"], org: ["https://app.example"], tls: true, cnf: { jkt: JKT } });
+    expect(claims).toMatchObject({
+      prv: "openai",
+      max: 7,
+      rpm: 11,
+      mtk: 123,
+      mxn: 3,
+      bud: 5000,
+      mbb: 4096,
+      mdl: ["m1", "m2"],
+      pth: ["/v1/chat"],
+      org: ["https://app.example"],
+      tls: true,
+      cnf: { jkt: JKT },
+    });
     expect(sealed.stdout).not.toContain(KEY);
 
     // A sealed token is revoked by its secret too (the relay names it `<issuer>:<jti>`).
@@ -74,7 +122,8 @@ describe("relayapi token", { timeout: 90_000 }, () => {
   });
 
   it("list: a header row and aligned columns, whatever the subject and id lengths", async () => {
-    for (const subject of ["t", "a-much-longer-subject-name"]) expect((await remote("token", "issue", "--provider", "openai", "--upstream-key", KEY, "--subject", subject)).code).toBe(0);
+    for (const subject of ["t", "a-much-longer-subject-name"])
+      expect((await remote("token", "issue", "--provider", "openai", "--upstream-key", KEY, "--subject", subject)).code).toBe(0);
     const { stdout, code } = await remote("token", "list");
     expect(code).toBe(0);
     const [header, ...rows] = stdout.trimEnd().split("\n");
@@ -92,11 +141,18 @@ describe("relayapi token", { timeout: 90_000 }, () => {
   });
 
   it("admin key not sent and admin key refused are told apart, with where the key comes from", async () => {
-    const [none, wrong] = await Promise.all([run(["token", "list", "--server", relay.url]), run(["token", "list", "--server", relay.url, "--admin-key", "rak_wrong"])]);
+    const [none, wrong] = await Promise.all([
+      run(["token", "list", "--server", relay.url]),
+      run(["token", "list", "--server", relay.url, "--admin-key", "rak_wrong"]),
+    ]);
     expect(none).toMatchObject({ code: 1, stdout: "" });
-    expect(none.stderr).toBe("relayapi: no admin key sent; give --admin-key or $RELAYAPI_ADMIN_KEY (a local relay writes its key to data/admin.key): admin key required (unauthenticated)\n");
+    expect(none.stderr).toBe(
+      "relayapi: no admin key sent; give --admin-key or $RELAYAPI_ADMIN_KEY (a local relay writes its key to data/admin.key): admin key required (unauthenticated)\n",
+    );
     expect(wrong).toMatchObject({ code: 1, stdout: "" });
-    expect(wrong.stderr.trimEnd()).toMatch(/^relayapi: the relay at http:\/\/127\.0\.0\.1:\d+ refused the admin key sent; check --admin-key .*: admin key required \(unauthenticated\)$/);
+    expect(wrong.stderr.trimEnd()).toMatch(
+      /^relayapi: the relay at http:\/\/127\.0\.0\.1:\d+ refused the admin key sent; check --admin-key .*: admin key required \(unauthenticated\)$/,
+    );
     expect(wrong.stderr).not.toContain("rak_wrong");
   });
 
@@ -104,7 +160,9 @@ describe("relayapi token", { timeout: 90_000 }, () => {
     const port = await closedPort();
     const r = await run(["token", "list", "--server", `http://127.0.0.1:${port}`, "--admin-key", "rak_x"]);
     expect(r).toMatchObject({ code: 1, stdout: "" });
-    expect(r.stderr).toBe(`relayapi: cannot reach a relay at http://127.0.0.1:${port} (connection refused); is it running? Point --server or $RELAYAPI_SERVER at it (unavailable)\n`);
+    expect(r.stderr).toBe(
+      `relayapi: cannot reach a relay at http://127.0.0.1:${port} (connection refused); is it running? Point --server or $RELAYAPI_SERVER at it (unavailable)\n`,
+    );
   });
 });
 

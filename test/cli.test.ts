@@ -88,7 +88,21 @@ describe("against a running relay", { timeout: 90_000 }, () => {
   });
 
   it("token issue --json, inspect, list, get, revoke; inspect then fails with exit 1", async () => {
-    const issued = await remote("token", "issue", "--provider", "openai", "--upstream-key", KEY, "--max-calls", "2", "--models", "gpt-mock", "--subject", "cli-user", "--json");
+    const issued = await remote(
+      "token",
+      "issue",
+      "--provider",
+      "openai",
+      "--upstream-key",
+      KEY,
+      "--max-calls",
+      "2",
+      "--models",
+      "gpt-mock",
+      "--subject",
+      "cli-user",
+      "--json",
+    );
     expect(issued.code).toBe(0);
     const view = JSON.parse(issued.stdout) as { token: string; id: string; callsLeft: number; models: string[]; upstreamKey: string };
     expect(view).toMatchObject({ id: expect.stringMatching(/^tok_/), callsLeft: 2, models: ["gpt-mock"], upstreamKey: "sk-...6789" });
@@ -125,7 +139,11 @@ describe("against a running relay", { timeout: 90_000 }, () => {
     ]);
     // The id sent, sanitised, and the known ones (the admin caller may list them anyway).
     expectOneLineError(zero, 1, /unknown provider "no\?such-provider"; known providers: (\S+, )*openai(, \S+)* \(invalid_argument\)$/);
-    expectOneLineError(wrongKey, 1, /the relay at http:\/\/127\.0\.0\.1:\d+ refused the admin key sent; check --admin-key or \$RELAYAPI_ADMIN_KEY \(a local relay writes its key to data\/admin\.key\): admin key required \(unauthenticated\)$/);
+    expectOneLineError(
+      wrongKey,
+      1,
+      /the relay at http:\/\/127\.0\.0\.1:\d+ refused the admin key sent; check --admin-key or \$RELAYAPI_ADMIN_KEY \(a local relay writes its key to data\/admin\.key\): admin key required \(unauthenticated\)$/,
+    );
     expectOneLineError(unknown, 1, /no such token \(not_found\)$/);
   });
 
@@ -219,5 +237,7 @@ async function poll(url: string, timeoutMs: number): Promise<unknown> {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms`)), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
 }

@@ -44,7 +44,11 @@ beforeAll(async () => {
       while (sent < STREAM_BYTES && !res.destroyed) {
         sent += FRAME.length;
         written.set(path, sent);
-        if (!res.write(FRAME)) await new Promise((r) => { res.once("drain", r); res.once("close", r); });
+        if (!res.write(FRAME))
+          await new Promise((r) => {
+            res.once("drain", r);
+            res.once("close", r);
+          });
       }
       res.end();
     })();
@@ -154,7 +158,11 @@ describe("oversized requests", () => {
     const before = written.size;
     const err = await (async () => {
       try {
-        for await (const _ of rpc.relay({ provider: "flood", path: "/v1/x", body: new Uint8Array(MAX_BODY + 1024) }, { headers: { authorization: `Bearer ${secret}` } })) void _;
+        for await (const _ of rpc.relay(
+          { provider: "flood", path: "/v1/x", body: new Uint8Array(MAX_BODY + 1024) },
+          { headers: { authorization: `Bearer ${secret}` } },
+        ))
+          void _;
       } catch (e) {
         return ConnectError.from(e);
       }
@@ -195,7 +203,10 @@ describe("a client that reads a 50 MB stream very slowly", { timeout: 90_000 }, 
   it("HTTP: the provider is held back to a few MB ahead; the stream then completes", async () => {
     const { secret, id } = await relay.issue({ provider: "flood" });
     const path = "/slow-http";
-    const r = await slowRead(path, `POST /api/flood${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+    const r = await slowRead(
+      path,
+      `POST /api/flood${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+    );
     console.log(`slow reader (HTTP): upstream ${(r.whilePaused / MB).toFixed(1)} MB ahead while paused, rss +${r.rssGrowth} MB`);
     expect(r.whilePaused).toBeLessThan(16 * MB);
     expect(r.rssGrowth).toBeLessThan(64);

@@ -176,7 +176,7 @@ describe.each(cases)("serve --workers 2 on $name", ({ postgres: onPostgres }) =>
       expect(d.text).toContain("[DONE]");
     }
     expect(await exit).toEqual({ code: 0, signal: null });
-    expect(relay.stderr()).not.toContain("usageSpilled\":1");
+    expect(relay.stderr()).not.toContain('usageSpilled":1');
     const seen = mock.requests.length;
     expect(await usageRows()).toBe(seen);
   });

@@ -32,12 +32,23 @@ const CHROMIUM = "/usr/bin/chromium";
 const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
 const HAVE_BROWSER = existsSync(CHROMIUM);
 const SHOTS = join(ROOT, "test", ".artifacts", "screenshots");
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 const WIDTHS = [1280, 390] as const;
 const rand = () => Math.random().toString(36).slice(2, 10);
 
 if (!HAVE_BROWSER && !REQUIRE_BROWSER) {
-  console.warn(`[skip] test/console.test.ts browser suites skipped: ${CHROMIUM} is missing (apt-get install chromium; RELAYAPI_REQUIRE_BROWSER=1 fails instead)`);
+  console.warn(
+    `[skip] test/console.test.ts browser suites skipped: ${CHROMIUM} is missing (apt-get install chromium; RELAYAPI_REQUIRE_BROWSER=1 fails instead)`,
+  );
 }
 
 /** Builds the console from the current sources, as `npm install` does. */
@@ -67,7 +78,6 @@ beforeAll(async () => {
 });
 
 describe("console: static route", () => {
-
   it("serves index.html for /console and every app route, with a strict CSP and nosniff", async () => {
     for (const path of ["/console", "/console/", "/console/playground", "/console/tokens", "/console/usage/deep/link"]) {
       const res = await rawGet(relay.url, path);
@@ -346,7 +356,10 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     const keyRows = page.locator("tr[data-key-id]");
     await expect.poll(() => keyRows.count()).toBe(2);
     for (const text of await keyRows.allTextContents()) expect(text).toMatch(/sk-\.\.\.\w{4}/);
-    await keyRows.first().getByRole("button", { name: /^Disable/ }).click();
+    await keyRows
+      .first()
+      .getByRole("button", { name: /^Disable/ })
+      .click();
     await expect.poll(async () => (await keyRows.allTextContents()).filter((t) => t.includes("disabled")).length).toBe(1);
     await expect.poll(async () => (await page.locator(`tr[data-pool="${poolName}"]`).textContent()) ?? "").toContain("1 enabled of 2");
     await expectNoSecrets(secrets, "key pools");
@@ -362,7 +375,10 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     secrets.push(((await once.getByTestId("secret-value").textContent()) ?? "").trim());
     expect(secrets.at(-1)).toMatch(/^[A-Za-z0-9_-]{43}$/);
     await once.getByRole("button", { name: "Done, hide it" }).click();
-    await page.locator(`tr[data-issuer="${issuerName}"]`).getByRole("button", { name: `Rotate ${issuerName}` }).click();
+    await page
+      .locator(`tr[data-issuer="${issuerName}"]`)
+      .getByRole("button", { name: `Rotate ${issuerName}` })
+      .click();
     await once.waitFor();
     secrets.push(((await once.getByTestId("secret-value").textContent()) ?? "").trim());
     await once.getByRole("button", { name: "Done, hide it" }).click();
@@ -396,7 +412,10 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
       });
       expect(res.status).toBe(200);
       await res.text();
-      await feedItem.first().waitFor({ timeout: 2_000 }).catch(() => {});
+      await feedItem
+        .first()
+        .waitFor({ timeout: 2_000 })
+        .catch(() => {});
     }
     const itemText = (await feedItem.first().textContent()) ?? "";
     expect(itemText).toContain("complete");
@@ -505,7 +524,10 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
         });
         expect(res.status).toBe(200);
         await res.text();
-        await item.first().waitFor({ timeout: 2_000 }).catch(() => {});
+        await item
+          .first()
+          .waitFor({ timeout: 2_000 })
+          .catch(() => {});
       }
       await item.first().waitFor();
     }
@@ -513,14 +535,24 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
 
     // The live feed (WatchUsage) carries the stored, clipped model name, never the one sent.
     const spoofItem = feed.locator(`li[data-token-id="${spoof.id}"]`).first();
-    const bdis = await spoofItem.locator("bdi").evaluateAll((els) => els.map((e) => ({ text: e.textContent, dir: e.getAttribute("dir"), clip: e.classList.contains("clip"), title: e.getAttribute("title") })));
+    const bdis = await spoofItem
+      .locator("bdi")
+      .evaluateAll((els) =>
+        els.map((e) => ({ text: e.textContent, dir: e.getAttribute("dir"), clip: e.classList.contains("clip"), title: e.getAttribute("title") })),
+      );
     expect(bdis).toContainEqual({ text: storedModel, dir: "auto", clip: true, title: `\u2068${storedModel}\u2069` });
     expect(bdis).toContainEqual({ text: spoofSubject, dir: "auto", clip: true, title: `\u2068${spoofSubject}\u2069` });
     expect(bdis).toContainEqual({ text: spoof.id, dir: "auto", clip: false, title: null });
     expect((await spoofItem.textContent()) ?? "").not.toContain(sentModel.slice(0, 10));
     // The long subject is cut with an ellipsis, not wrapped over lines; its tooltip has all of it.
     const longBdi = feed.locator(`li[data-token-id="${long.id}"]`).first().locator("bdi.clip", { hasText: longSubject });
-    expect(await longBdi.evaluate((e) => ({ cut: e.scrollWidth > e.clientWidth + 50, overflow: getComputedStyle(e).textOverflow, lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)) }))).toEqual({ cut: true, overflow: "ellipsis", lines: 1 });
+    expect(
+      await longBdi.evaluate((e) => ({
+        cut: e.scrollWidth > e.clientWidth + 50,
+        overflow: getComputedStyle(e).textOverflow,
+        lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)),
+      })),
+    ).toEqual({ cut: true, overflow: "ellipsis", lines: 1 });
 
     /** At both widths: every hostile string isolated as a whole, nothing wider than its card; then screenshots. */
     const checkAndShoot = async (name: string, mustShow: string[]): Promise<void> => {
@@ -551,18 +583,23 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
             // 2. Widths: nothing reaches past its card, no table needs a scroll bar, the page none.
             for (const card of Array.from(main.querySelectorAll(".card"))) {
               const box = card.getBoundingClientRect();
-              if (card.scrollWidth > card.clientWidth + 1) out.push(`card "${card.querySelector("h2")?.textContent}" scrolls: ${card.scrollWidth} > ${card.clientWidth}`);
+              if (card.scrollWidth > card.clientWidth + 1)
+                out.push(`card "${card.querySelector("h2")?.textContent}" scrolls: ${card.scrollWidth} > ${card.clientWidth}`);
               for (const el of Array.from(card.querySelectorAll("*"))) {
                 if (el.closest(".visually-hidden, .clip > *, svg > *")) continue;
                 const r = el.getBoundingClientRect();
                 if (r.width === 0 && r.height === 0) continue;
-                if (r.right > box.right + 1 || r.left < box.left - 1) out.push(`<${el.tagName.toLowerCase()} class="${el.getAttribute("class") ?? ""}"> spans ${Math.round(r.left)}..${Math.round(r.right)} outside its card ${Math.round(box.left)}..${Math.round(box.right)}`);
+                if (r.right > box.right + 1 || r.left < box.left - 1)
+                  out.push(
+                    `<${el.tagName.toLowerCase()} class="${el.getAttribute("class") ?? ""}"> spans ${Math.round(r.left)}..${Math.round(r.right)} outside its card ${Math.round(box.left)}..${Math.round(box.right)}`,
+                  );
               }
               for (const wrap of Array.from(card.querySelectorAll(".table-wrap, .chart-scroll"))) {
                 if (wrap.scrollWidth > wrap.clientWidth + 1) out.push(`${wrap.className} scrolls: ${wrap.scrollWidth} > ${wrap.clientWidth}`);
               }
             }
-            if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page is ${document.documentElement.scrollWidth} px wide in ${window.innerWidth}`);
+            if (document.documentElement.scrollWidth > window.innerWidth)
+              out.push(`page is ${document.documentElement.scrollWidth} px wide in ${window.innerWidth}`);
             return out;
           },
           { hostile, mustShow },
@@ -590,7 +627,13 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     expect(hint).toEqual({ text: `sk-...${RLO}abc`, dir: "auto" });
     // In a table the long subject wraps and is cut after three lines (its column may be narrow).
     const longCell = page.locator(`tr[data-token-id="${long.id}"] td.subject bdi.clip`);
-    expect(await longCell.evaluate((e) => ({ cut: e.scrollHeight > e.clientHeight + 2, lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)), title: e.getAttribute("title") }))).toEqual({
+    expect(
+      await longCell.evaluate((e) => ({
+        cut: e.scrollHeight > e.clientHeight + 2,
+        lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)),
+        title: e.getAttribute("title"),
+      })),
+    ).toEqual({
       cut: true,
       lines: 3,
       title: `\u2068${longSubject}\u2069`,
@@ -623,8 +666,13 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
       await go("Usage");
       const refusals = page.getByTestId("refusals");
       await refusals.locator("[data-reason=unauthenticated]").waitFor();
-      const counts = await refusals.locator("tbody tr").evaluateAll((rows) => rows.map((r) => [r.querySelector("[data-reason]")?.getAttribute("data-reason"), r.querySelector("td.num")?.textContent]));
-      expect(counts).toEqual([["unauthenticated", "3"], ["permission_denied", "2"]]);
+      const counts = await refusals
+        .locator("tbody tr")
+        .evaluateAll((rows) => rows.map((r) => [r.querySelector("[data-reason]")?.getAttribute("data-reason"), r.querySelector("td.num")?.textContent]));
+      expect(counts).toEqual([
+        ["unauthenticated", "3"],
+        ["permission_denied", "2"],
+      ]);
       await shoot("usage-refusals");
       // A list that is not empty keeps the form closed.
       await go("Tokens");

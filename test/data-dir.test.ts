@@ -117,7 +117,10 @@ async function chat(url: string, secret: string): Promise<number> {
 
 /** One `relayapi: ...` line on stderr (beside `serve`'s JSON `fatal` line), no stack trace. */
 function oneLine(stderr: string): string {
-  const lines = stderr.trimEnd().split("\n").filter((l) => !l.startsWith("{"));
+  const lines = stderr
+    .trimEnd()
+    .split("\n")
+    .filter((l) => !l.startsWith("{"));
   expect(lines, stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^relayapi: /);
   expect(stderr).not.toMatch(/\bat .+:\d+:\d+/);
@@ -126,7 +129,9 @@ function oneLine(stderr: string): string {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing within ${ms} ms`)), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
 }
 
 /** Every directory and file under `dir` (and `dir` itself) with its permission bits. */

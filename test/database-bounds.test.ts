@@ -116,7 +116,9 @@ describe.skipIf(!pgUp)("a database that stalls", () => {
     const ready = await readyz(relay.url);
     const later = await call(relay.url, secret);
     const rpc = await rpcFailure(() => relay!.tokens.listTokens({}));
-    console.log(`[figures] stalled database: answers in ${[...answers, later].map((a) => `${a.status}/${a.ms} ms`).join(", ")}; /readyz ${ready.status} in ${ready.ms} ms: ${ready.body.reason}`);
+    console.log(
+      `[figures] stalled database: answers in ${[...answers, later].map((a) => `${a.status}/${a.ms} ms`).join(", ")}; /readyz ${ready.status} in ${ready.ms} ms: ${ready.body.reason}`,
+    );
     for (const a of [...answers, later]) {
       expect(a.status).toBe(503);
       expect(a.retryAfter).toMatch(/^\d+$/);
@@ -130,10 +132,15 @@ describe.skipIf(!pgUp)("a database that stalls", () => {
     expect(ready.ms).toBeLessThan(3000);
 
     proxy.resume();
-    const healed = await waitFor(async () => {
-      const a = await call(relay!.url, secret, 5000);
-      return a.status === 200 ? a : undefined;
-    }, 15_000, "a 200 after the stall", 100);
+    const healed = await waitFor(
+      async () => {
+        const a = await call(relay!.url, secret, 5000);
+        return a.status === 200 ? a : undefined;
+      },
+      15_000,
+      "a 200 after the stall",
+      100,
+    );
     expect(healed.status).toBe(200);
     expect((await readyz(relay.url)).status).toBe(200);
   });
@@ -159,10 +166,19 @@ describe.skipIf(!pgUp)("a table lock with a pool of 2", () => {
   it("names every connection relayapi/<instance> in pg_stat_activity", async () => {
     relay = await startRelay({
       mock,
-      config: { databaseUrl: db.url, dbPool: 2, dbStatementTimeoutMs: STATEMENT_TIMEOUT_MS, dbAcquireTimeoutMs: ACQUIRE_TIMEOUT_MS, leaseMax: 1, tokenCacheMs: 60_000 },
+      config: {
+        databaseUrl: db.url,
+        dbPool: 2,
+        dbStatementTimeoutMs: STATEMENT_TIMEOUT_MS,
+        dbAcquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
+        leaseMax: 1,
+        tokenCacheMs: 60_000,
+      },
     });
     expect((await readyz(relay.url)).status).toBe(200);
-    const rows = await sql!<{ name: string }[]>`select application_name as name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+    const rows = await sql!<
+      { name: string }[]
+    >`select application_name as name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
     const names = rows.map((r) => r.name);
     expect(names.length).toBeGreaterThan(0);
     for (const name of names) expect(name).toMatch(/^relayapi\/.+/);
@@ -188,19 +204,28 @@ describe.skipIf(!pgUp)("a table lock with a pool of 2", () => {
       // Calls keep coming for 3 s, two per token at a time, while /readyz is asked.
       const answers: Answer[] = [];
       const load = Promise.all(
-        secrets.flatMap((s) => [0, 1].map(async () => {
-          while (Date.now() - started < 3000) answers.push(await call(url, s, 10_000));
-        })),
+        secrets.flatMap((s) =>
+          [0, 1].map(async () => {
+            while (Date.now() - started < 3000) answers.push(await call(url, s, 10_000));
+          }),
+        ),
       );
-      const exhausted = await waitFor(async () => {
-        const r = await readyz(url);
-        return r.status === 503 && r.body.reason?.includes("pool exhausted") ? r : undefined;
-      }, 6000, "/readyz saying pool exhausted", 100).catch((e: unknown) => e as Error);
+      const exhausted = await waitFor(
+        async () => {
+          const r = await readyz(url);
+          return r.status === 503 && r.body.reason?.includes("pool exhausted") ? r : undefined;
+        },
+        6000,
+        "/readyz saying pool exhausted",
+        100,
+      ).catch((e: unknown) => e as Error);
       await load;
       const rpc = await rpcFailure(() => relay!.tokens.listTokens({}));
       expect(rpc).toMatchObject({ code: Code.Unavailable, retryAfter: expect.stringMatching(/^\d+$/) });
       const ms = answers.map((a) => a.ms);
-      console.log(`[figures] table lock, pool 2: ${answers.length} calls, statuses ${JSON.stringify(countBy(answers.map((a) => a.status)))}, p99 ${p99(ms)} ms, max ${Math.max(...ms)} ms; /readyz: ${exhausted instanceof Error ? exhausted.message : exhausted.body.reason}`);
+      console.log(
+        `[figures] table lock, pool 2: ${answers.length} calls, statuses ${JSON.stringify(countBy(answers.map((a) => a.status)))}, p99 ${p99(ms)} ms, max ${Math.max(...ms)} ms; /readyz: ${exhausted instanceof Error ? exhausted.message : exhausted.body.reason}`,
+      );
       expect(exhausted).not.toBeInstanceOf(Error);
       expect(answers.length).toBeGreaterThan(6);
       for (const a of answers) {
@@ -211,10 +236,15 @@ describe.skipIf(!pgUp)("a table lock with a pool of 2", () => {
     } finally {
       await unlock();
     }
-    const healed = await waitFor(async () => {
-      const results = await Promise.all(secrets.map((s) => call(url, s, 5000)));
-      return results.every((a) => a.status === 200) ? results : undefined;
-    }, 10_000, "200s after the lock", 100);
+    const healed = await waitFor(
+      async () => {
+        const results = await Promise.all(secrets.map((s) => call(url, s, 5000)));
+        return results.every((a) => a.status === 200) ? results : undefined;
+      },
+      10_000,
+      "200s after the lock",
+      100,
+    );
     expect(healed).toHaveLength(6);
     expect((await readyz(url)).status).toBe(200);
   });
@@ -255,7 +285,10 @@ describe.skipIf(!pgUp)("start-up errors name the cause", () => {
 
   const run = (args: string[], databaseUrl: string): Promise<{ code: number | null; out: string }> =>
     new Promise((resolve) => {
-      const child = spawn(process.execPath, [bundle, ...args], { cwd: ROOT, env: cleanEnv({ DATABASE_URL: databaseUrl, RELAYAPI_DATA_DIR: dataDir, RELAYAPI_PORT: "0" }) });
+      const child = spawn(process.execPath, [bundle, ...args], {
+        cwd: ROOT,
+        env: cleanEnv({ DATABASE_URL: databaseUrl, RELAYAPI_DATA_DIR: dataDir, RELAYAPI_PORT: "0" }),
+      });
       let out = "";
       child.stdout.on("data", (d: Buffer) => (out += d.toString()));
       child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -268,7 +301,11 @@ describe.skipIf(!pgUp)("start-up errors name the cause", () => {
 
   const missing = `relayapi_missing_${randomBytes(4).toString("hex")}`;
   const cases = [
-    { name: "a missing database", url: `postgres://postgres@127.0.0.1:5432/${missing}`, expected: `database "${missing}" does not exist on 127.0.0.1:5432: create it with createdb ${missing}` },
+    {
+      name: "a missing database",
+      url: `postgres://postgres@127.0.0.1:5432/${missing}`,
+      expected: `database "${missing}" does not exist on 127.0.0.1:5432: create it with createdb ${missing}`,
+    },
     { name: "a wrong port", url: "postgres://postgres@127.0.0.1:1/relayapi", expected: "cannot connect to 127.0.0.1:1: connection refused" },
     { name: "an unknown user", url: "postgres://relayapi_nobody:s3cret-Pa55word@127.0.0.1:5432/postgres", expected: 'user "relayapi_nobody"' },
   ];
@@ -299,7 +336,10 @@ describe.skipIf(!pgUp)("relayapi migrate, then serve --no-auto-migrate", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "relayapi-migrate-"));
     const run = (args: string[], databaseUrl: string): Promise<{ code: number | null; out: string }> =>
       new Promise((resolve) => {
-        const child = spawn(process.execPath, [bundle, ...args], { cwd: ROOT, env: cleanEnv({ DATABASE_URL: databaseUrl, RELAYAPI_DATA_DIR: dataDir, RELAYAPI_PORT: "0" }) });
+        const child = spawn(process.execPath, [bundle, ...args], {
+          cwd: ROOT,
+          env: cleanEnv({ DATABASE_URL: databaseUrl, RELAYAPI_DATA_DIR: dataDir, RELAYAPI_PORT: "0" }),
+        });
         let out = "";
         child.stdout.on("data", (d: Buffer) => (out += d.toString()));
         child.stderr.on("data", (d: Buffer) => (out += d.toString()));

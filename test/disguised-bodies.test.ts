@@ -113,7 +113,13 @@ describe("openai SDK with a fetch that disguises the body", () => {
 
   it.each(DISGUISES)("$name: tools, max_tokens 99999 and n 5 are refused", async (d) => {
     const err = await sdk(d)
-      .chat.completions.create({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }], max_tokens: 99999, n: 5, tools: [TOOL as OpenAI.ChatCompletionTool] })
+      .chat.completions.create({
+        model: "gpt-mock",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 99999,
+        n: 5,
+        tools: [TOOL as OpenAI.ChatCompletionTool],
+      })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(403);
@@ -168,21 +174,33 @@ describe("bodies the policy cannot read are refused", () => {
 describe("bodies that are not JSON keep today's behaviour", () => {
   it("a multipart upload passes byte for byte", async () => {
     const body = Buffer.from('--x\r\ncontent-disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n--x--\r\n');
-    const res = await fetch(`${relay.url}/api/openai/v1/audio/transcriptions`, { method: "POST", headers: { authorization: `Bearer ${ruled}`, "content-type": "multipart/form-data; boundary=x" }, body: new Uint8Array(body) });
+    const res = await fetch(`${relay.url}/api/openai/v1/audio/transcriptions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ruled}`, "content-type": "multipart/form-data; boundary=x" },
+      body: new Uint8Array(body),
+    });
     expect(res.status).toBe(404); // the mock has no such route; the call reached it
     expect(mock.requests[0]!.body.equals(body)).toBe(true);
   });
 
   it("binary audio that happens to start with NULs is not taken for UTF-32", async () => {
     const body = Buffer.from([0, 0, 0, 1, 0, 0xff, 0xfe, 0x7b, 0x00, 0x22]);
-    const res = await fetch(`${relay.url}/api/openai/v1/audio/speech-in`, { method: "POST", headers: { authorization: `Bearer ${ruled}`, "content-type": "audio/wav" }, body: new Uint8Array(body) });
+    const res = await fetch(`${relay.url}/api/openai/v1/audio/speech-in`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ruled}`, "content-type": "audio/wav" },
+      body: new Uint8Array(body),
+    });
     expect(res.status).toBe(404);
     expect(mock.requests[0]!.body.equals(body)).toBe(true);
   });
 
   it("a gzip-encoded upload is decoded before it is forwarded", async () => {
     const text = Buffer.from('--x\r\ncontent-disposition: form-data; name="file"\r\n\r\nhello\r\n--x--\r\n');
-    const res = await fetch(`${relay.url}/api/openai/v1/files`, { method: "POST", headers: { authorization: `Bearer ${ruled}`, "content-type": "multipart/form-data; boundary=x", "content-encoding": "gzip" }, body: new Uint8Array(gzipSync(text)) });
+    const res = await fetch(`${relay.url}/api/openai/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ruled}`, "content-type": "multipart/form-data; boundary=x", "content-encoding": "gzip" },
+      body: new Uint8Array(gzipSync(text)),
+    });
     expect(res.status).toBe(404);
     expect(mock.requests[0]!.body.equals(text)).toBe(true);
     expect(mock.requests[0]!.headers["content-encoding"]).toBeUndefined();
@@ -217,7 +235,10 @@ describe("RelayService: the same decoding for a body and headers in a message", 
   });
 
   it("content-encoding given twice is a stacked list (as on HTTP), refused", async () => {
-    const r = await call(brotliCompressSync(gzipSync(jsonBytes(EVIL[2]![1]))), [["content-encoding", "gzip"], ["Content-Encoding", "br"]]);
+    const r = await call(brotliCompressSync(gzipSync(jsonBytes(EVIL[2]![1]))), [
+      ["content-encoding", "gzip"],
+      ["Content-Encoding", "br"],
+    ]);
     expect(r).toMatchObject({ code: Code.InvalidArgument, message: "request body: stacked content encodings are not supported" });
     expect(mock.requests).toHaveLength(0);
   });

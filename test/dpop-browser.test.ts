@@ -27,10 +27,21 @@ import { useRelay } from "./support/use-relay.js";
 const CHROMIUM = "/usr/bin/chromium";
 const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
 const HAVE_BROWSER = existsSync(CHROMIUM);
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 if (!HAVE_BROWSER && !REQUIRE_BROWSER) {
-  console.warn(`[skip] test/dpop-browser.test.ts browser suite skipped: ${CHROMIUM} is missing (apt-get install chromium; RELAYAPI_REQUIRE_BROWSER=1 fails instead)`);
+  console.warn(
+    `[skip] test/dpop-browser.test.ts browser suite skipped: ${CHROMIUM} is missing (apt-get install chromium; RELAYAPI_REQUIRE_BROWSER=1 fails instead)`,
+  );
 }
 
 const { relay, mock } = useRelay({ config: { dpopNonces: true } });
@@ -44,7 +55,14 @@ beforeAll(async () => {
   server = createServer();
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   appUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const route = tokenRoute({ relayUrl: relay.url, issuerKey: issuer.issuerKey, upstreamKey: UPSTREAM_KEY, maxCalls: 10, models: ["gpt-4o-mini"], origins: [appUrl] });
+  const route = tokenRoute({
+    relayUrl: relay.url,
+    issuerKey: issuer.issuerKey,
+    upstreamKey: UPSTREAM_KEY,
+    maxCalls: 10,
+    models: ["gpt-4o-mini"],
+    origins: [appUrl],
+  });
   server.on("request", demoApp(route));
 });
 afterAll(async () => {
@@ -197,7 +215,13 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("examples/browser-dpop.html i
   it("makes a non-extractable key kept in IndexedDB, the same after a reload, streams a bound call, and the token alone is refused from Node", async () => {
     await open();
     const first = await keyFacts();
-    expect(first).toMatchObject({ extractable: false, algorithm: "ECDSA P-256", exportRefused: "InvalidAccessError", storedIsCryptoKey: true, storedExtractable: false });
+    expect(first).toMatchObject({
+      extractable: false,
+      algorithm: "ECDSA P-256",
+      exportRefused: "InvalidAccessError",
+      storedIsCryptoKey: true,
+      storedExtractable: false,
+    });
     expect(first.jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(first.storedPublicJwk).toBe(first.publicJwk);
 

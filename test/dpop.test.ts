@@ -35,10 +35,21 @@ it("refuses a bound token copied without its key, on HTTP and on RelayService", 
   expect(res.headers.get("www-authenticate")).toMatch(/^DPoP error="invalid_dpop_proof"/);
   expect(res.headers.get("dpop-nonce")).toBeTruthy();
   const client = createClient(RelayService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
-  const stream = client.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) }, { headers: { authorization: `Bearer ${bound}` } });
-  await expect((async () => { for await (const _ of stream) void _; })()).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.Unauthenticated);
+  const stream = client.relay(
+    { provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) },
+    { headers: { authorization: `Bearer ${bound}` } },
+  );
+  await expect(
+    (async () => {
+      for await (const _ of stream) void _;
+    })(),
+  ).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.Unauthenticated);
   // A browser on RelayService must be able to read the nonce it is told to use.
-  const rpc = await fetch(`${relay.url}/relayapi.v1.RelayService/Relay`, { method: "POST", headers: { origin: "https://app.example", "content-type": "application/connect+json", authorization: `Bearer ${bound}` }, body: new Uint8Array(5) });
+  const rpc = await fetch(`${relay.url}/relayapi.v1.RelayService/Relay`, {
+    method: "POST",
+    headers: { origin: "https://app.example", "content-type": "application/connect+json", authorization: `Bearer ${bound}` },
+    body: new Uint8Array(5),
+  });
   expect(rpc.headers.get("access-control-expose-headers")).toMatch(/dpop-nonce.*www-authenticate/);
   await rpc.arrayBuffer();
 });
@@ -89,7 +100,11 @@ it("seals a token bound to a public JWK (the SDK's bindKey) that only its key ca
   const issuer = await createIssuer(relay, "dpop-app");
   const publicJwk = await exportJWK(keys.publicKey);
   const token = await sealToken({ prv: "openai", key: UPSTREAM_KEY, max: 5, bindKey: publicJwk }, issuer.issuerKey);
-  const chat = (f?: typeof fetch) => new OpenAI({ apiKey: token, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0, fetch: f }).chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+  const chat = (f?: typeof fetch) =>
+    new OpenAI({ apiKey: token, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0, fetch: f }).chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "hi" }],
+    });
   await expect(chat()).rejects.toMatchObject({ status: 401 });
   expect((await chat(dpopFetch(keys))).choices[0]?.message.content).toContain("tok0");
   const stranger = await generateDpopKeyPair();
@@ -102,7 +117,8 @@ it("seals a token bound to a public JWK (the SDK's bindKey) that only its key ca
 it("refuses replayed, mis-bound and foreign-key proofs", async () => {
   const nonceRes = await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${bound}` }, body });
   const nonce = nonceRes.headers.get("dpop-nonce")!;
-  const send = (proof: string, url = chatUrl()) => fetch(url, { method: "POST", headers: { authorization: `Bearer ${bound}`, dpop: proof }, body }).then((r) => r.status);
+  const send = (proof: string, url = chatUrl()) =>
+    fetch(url, { method: "POST", headers: { authorization: `Bearer ${bound}`, dpop: proof }, body }).then((r) => r.status);
   const good = await createDpopProof(keys, "POST", chatUrl(), bound, nonce);
   expect(await send(good)).toBe(200);
   expect(await send(good)).toBe(401); // replay
@@ -117,7 +133,11 @@ it("refuses replayed, mis-bound and foreign-key proofs", async () => {
 it("POST /v1/leaked-tokens revokes a posted token at once, without echoing it", async () => {
   const { secret, id } = await relay.issue();
   expect((await fetch(chatUrl(), { method: "POST", headers: { authorization: `Bearer ${secret}` }, body })).status).toBe(200);
-  const res = await fetch(`${relay.url}/v1/leaked-tokens`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify([{ token: secret, type: "relayapi_token", url: "https://example.com/leak" }]) });
+  const res = await fetch(`${relay.url}/v1/leaked-tokens`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify([{ token: secret, type: "relayapi_token", url: "https://example.com/leak" }]),
+  });
   expect(res.status).toBe(200);
   const text = await res.text();
   expect(text).not.toContain(secret);

@@ -127,7 +127,11 @@ describe.skipIf(!pgUp)("SIGTERM drains (two instances on one PostgreSQL)", () =>
         try {
           const res = await request(`${to.url}/api/openai/v1/chat/completions`, {
             method: "POST",
-            headers: { authorization: `Bearer ${secret}`, "content-type": "application/json", ...(stream ? { "x-mock-chunks": "5", "x-mock-delay-ms": "60" } : {}) },
+            headers: {
+              authorization: `Bearer ${secret}`,
+              "content-type": "application/json",
+              ...(stream ? { "x-mock-chunks": "5", "x-mock-delay-ms": "60" } : {}),
+            },
             body: chatBody(stream),
             dispatcher: agent,
           });
@@ -197,7 +201,9 @@ describe.skipIf(!pgUp)("SIGTERM drains (two instances on one PostgreSQL)", () =>
       const old = r.to === "A" ? a : r.to === "B" ? b : undefined;
       return old === undefined || r.sentAt < listenerClosedAt(old);
     });
-    console.log(`[drain] rolling restart: ${results.length} calls, ${failures.length} network errors (${beforeClose.length} sent before the listener closed: ${[...new Set(failures.map((f) => f.error))].join(",")}); SIGTERM->exit A ${aMs} ms, B ${bMs} ms`);
+    console.log(
+      `[drain] rolling restart: ${results.length} calls, ${failures.length} network errors (${beforeClose.length} sent before the listener closed: ${[...new Set(failures.map((f) => f.error))].join(",")}); SIGTERM->exit A ${aMs} ms, B ${bMs} ms`,
+    );
     // Probes: during the drain delay /readyz says draining and /healthz stays 200.
     for (const old of [a, b]) {
       const closedAt = listenerClosedAt(old);
@@ -259,10 +265,14 @@ describe.skipIf(!pgUp)("SIGTERM drains (two instances on one PostgreSQL)", () =>
       return { started, done };
     };
     const openai = await read("/api/openai/v1/chat/completions", chatBody(true), { authorization: `Bearer ${openaiToken.secret}` });
-    const anthropic = await read("/api/anthropic/v1/messages", JSON.stringify({ model: "claude-mock", max_tokens: 10, stream: true, messages: [{ role: "user", content: "hi" }] }), {
-      "x-api-key": anthropicToken.secret,
-      "anthropic-version": "2023-06-01",
-    });
+    const anthropic = await read(
+      "/api/anthropic/v1/messages",
+      JSON.stringify({ model: "claude-mock", max_tokens: 10, stream: true, messages: [{ role: "user", content: "hi" }] }),
+      {
+        "x-api-key": anthropicToken.secret,
+        "anthropic-version": "2023-06-01",
+      },
+    );
     const both = Promise.all([openai.done, anthropic.done]);
     await Promise.all([openai.started, anthropic.started]);
     const termAt = Date.now();
@@ -305,12 +315,21 @@ describe.skipIf(!pgUp)("SIGTERM drains (two instances on one PostgreSQL)", () =>
     const proxy = await startPgProxy(new URL(db.url));
     const dataDir = mkdtempSync(join(tmpdir(), "relayapi-drain-spill-"));
     try {
-      const env = relayEnv({ DATABASE_URL: proxy.urlFor(db.url), RELAYAPI_DATA_DIR: dataDir, RELAYAPI_SHUTDOWN_GRACE_MS: String(graceMs), RELAYAPI_LEASE_IDLE_MS: "60000" });
+      const env = relayEnv({
+        DATABASE_URL: proxy.urlFor(db.url),
+        RELAYAPI_DATA_DIR: dataDir,
+        RELAYAPI_SHUTDOWN_GRACE_MS: String(graceMs),
+        RELAYAPI_LEASE_IDLE_MS: "60000",
+      });
       const r = await spawnRelay(env, { label: "stalled", bundle });
       procs.push(r);
       const { secret, id } = await issueToken(r.url);
       const call = async () => {
-        const res = await request(`${r.url}/api/openai/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" }, body: chatBody(false) });
+        const res = await request(`${r.url}/api/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: chatBody(false),
+        });
         await res.body.text();
         return res.statusCode;
       };

@@ -45,7 +45,10 @@ async function relayRpc(headers: Record<string, string>): Promise<{ status: numb
   const client = createClient(RelayService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
   let status = 0;
   let text = "";
-  for await (const part of client.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) }, { headers, onHeader: (h) => (header = h) })) {
+  for await (const part of client.relay(
+    { provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) },
+    { headers, onHeader: (h) => (header = h) },
+  )) {
     if (part.part.case === "head") status = part.part.value.status;
     if (part.part.case === "chunk") text += new TextDecoder().decode(part.part.value.data);
   }

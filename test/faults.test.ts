@@ -32,7 +32,7 @@ const MALFORMED = [
   "data: " + "y".repeat(2 * 1024 * 1024) + "\n",
   "\r\r\n: comment\rdata: [DONE]",
   "retry: -1\nid: \u2028\n\n",
-  "data: {\"choices\":[{\"delta\":{\"content\":\"\\ud800\"}}]}\n\n",
+  'data: {"choices":[{"delta":{"content":"\\ud800"}}]}\n\n',
 ];
 const bigBody = Buffer.from(`{"data":"${"x".repeat(BIG - 11)}"}`);
 const gzipped = gzipSync(JSON.stringify({ id: "gz", usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } }));
@@ -76,7 +76,7 @@ function behave(name: string, req: IncomingMessage, res: ServerResponse): void {
       sse();
       return void setTimeout(() => socket.end(), 30);
     case "bad-chunk":
-      socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: x\n\n\r\nZZZ\r\n');
+      socket.write("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: x\n\n\r\nZZZ\r\n");
       return void setTimeout(() => socket.end(), 30);
     case "reset-json":
     case "fin-json":
@@ -106,7 +106,9 @@ beforeAll(async () => {
   await new Promise<void>((r) => fault.listen(0, "127.0.0.1", r));
   const base = `http://127.0.0.1:${(fault.address() as AddressInfo).port}`;
   await relay.admin.upsertProvider({ provider: { id: "faulty", baseUrl: base, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
-  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
+  await relay.admin.upsertProvider({
+    provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI },
+  });
 });
 afterAll(async () => {
   for (const s of stalled) s.destroy();
@@ -191,7 +193,10 @@ describe("faults after the headers: an explicit error, TRUNCATED, not refunded",
     await expectUsed(id, 1);
   });
 
-  it.each([["reset", "reset-json"], ["clean FIN short of content-length", "fin-json"]])("JSON body cut (%s): the client's read fails, never a short clean body", async (_n, name) => {
+  it.each([
+    ["reset", "reset-json"],
+    ["clean FIN short of content-length", "fin-json"],
+  ])("JSON body cut (%s): the client's read fails, never a short clean body", async (_n, name) => {
     const { id, res } = await call(name);
     expect(res.status).toBe(200);
     await expect(res.text()).rejects.toThrow();
@@ -215,7 +220,12 @@ describe("odd but complete answers pass through unchanged", () => {
     cases++;
     const { secret, id } = await relay.issue({ provider: "faulty" });
     const client = RawClient.for(relay.url);
-    const res = await client.request("POST", "/api/faulty/v1/chat/completions", { authorization: `Bearer ${secret}`, "x-fault": "gzip", "content-type": "application/json" }, CHAT);
+    const res = await client.request(
+      "POST",
+      "/api/faulty/v1/chat/completions",
+      { authorization: `Bearer ${secret}`, "x-fault": "gzip", "content-type": "application/json" },
+      CHAT,
+    );
     client.close();
     expect(res.status).toBe(200);
     expect(res.headers["content-encoding"]).toBe("gzip");
@@ -236,7 +246,15 @@ describe("odd but complete answers pass through unchanged", () => {
 });
 
 describe("the provider's own errors: passed through, UPSTREAM_ERROR, not refunded", () => {
-  it.each([500, 502, 503, 429].flatMap((s) => [[s, false], [s, true]] as const))("%i (Retry-After: %s)", async (status, retryAfter) => {
+  it.each(
+    [500, 502, 503, 429].flatMap(
+      (s) =>
+        [
+          [s, false],
+          [s, true],
+        ] as const,
+    ),
+  )("%i (Retry-After: %s)", async (status, retryAfter) => {
     const { id, res } = await call(`status-${status}${retryAfter ? "-ra" : ""}`);
     expect(res.status).toBe(status);
     expect(res.headers.get("retry-after")).toBe(retryAfter ? "7" : null);
@@ -255,7 +273,10 @@ describe("RelayService: the same faults, as RPC codes and `end` outcomes", () =>
     let end: { outcome: Outcome; error: string } | undefined;
     let status = 0;
     try {
-      for await (const m of rpc().relay({ provider, path: "/v1/chat/completions", headers: [{ name: "x-fault", value: name }], body: new TextEncoder().encode(CHAT) }, { headers: { authorization: `Bearer ${secret}` } })) {
+      for await (const m of rpc().relay(
+        { provider, path: "/v1/chat/completions", headers: [{ name: "x-fault", value: name }], body: new TextEncoder().encode(CHAT) },
+        { headers: { authorization: `Bearer ${secret}` } },
+      )) {
         if (m.part.case === "head") status = m.part.value.status;
         if (m.part.case === "chunk") parts.push(Buffer.from(m.part.value.data).toString());
         if (m.part.case === "end") end = m.part.value;

@@ -56,7 +56,11 @@ async function post(provider: "openai" | "anthropic" | "gemini", target: string,
     // The one splice these tokens cause: an OpenAI stream gets stream_options.include_usage
     // (always metered); everything else must arrive byte for byte.
     const streamed = provider === "openai" && (JSON.parse(sent.toString()) as { stream?: unknown }).stream === true;
-    if (streamed) expect(JSON.parse(got.toString()), `${what}: only stream_options added`).toEqual({ ...(JSON.parse(sent.toString()) as object), stream_options: { include_usage: true } });
+    if (streamed)
+      expect(JSON.parse(got.toString()), `${what}: only stream_options added`).toEqual({
+        ...(JSON.parse(sent.toString()) as object),
+        stream_options: { include_usage: true },
+      });
     else expect(got.equals(sent), `${what}: bytes changed on the way`).toBe(true);
   } else {
     expect([400, 403, 413], what).toContain(res.status);
@@ -72,17 +76,26 @@ const otherKey = fc.oneof(
 );
 const modelValue = fc.oneof(
   fc.constantFrom(...ALLOWED).map((m) => JSON.stringify(m)),
-  fc.constantFrom('"gpt-\\u00e9t\\u00e9"', '"gpt-allowe\\u0064"', '"gpt-evil"', '"GPT-ALLOWED"', '"gpt-allowed "', '"gpt-allowed\\u0000"', '""', '"gpt-e\\u0301te\\u0301"'),
+  fc.constantFrom(
+    '"gpt-\\u00e9t\\u00e9"',
+    '"gpt-allowe\\u0064"',
+    '"gpt-evil"',
+    '"GPT-ALLOWED"',
+    '"gpt-allowed "',
+    '"gpt-allowed\\u0000"',
+    '""',
+    '"gpt-e\\u0301te\\u0301"',
+  ),
   fc.string({ maxLength: 12 }).map((s) => JSON.stringify(s)),
   fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
   fc.constantFrom("null", "true", "7", "1e999", '["gpt-allowed"]', '{"model":"gpt-allowed"}', "-0"),
 );
-const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), fc.constantFrom('[{"role":"user","content":"hi"}]', "true", "{}", '"x"'));
-const ws = fc.constantFrom("", " ", "\n", "\t", " \r\n ");
-const field = fc.oneof(
-  { weight: 2, arbitrary: fc.tuple(modelKey, modelValue) },
-  { weight: 3, arbitrary: fc.tuple(otherKey, anyValue) },
+const anyValue = fc.oneof(
+  fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+  fc.constantFrom('[{"role":"user","content":"hi"}]', "true", "{}", '"x"'),
 );
+const ws = fc.constantFrom("", " ", "\n", "\t", " \r\n ");
+const field = fc.oneof({ weight: 2, arbitrary: fc.tuple(modelKey, modelValue) }, { weight: 3, arbitrary: fc.tuple(otherKey, anyValue) });
 
 /** Decodes a JSON key literal; undefined if it is not one. */
 function decodeKey(raw: string): string | undefined {
@@ -111,7 +124,24 @@ describe("fuzz: JSON bodies and model pins", { timeout: 180_000 }, () => {
         for (const m of models) expect(ALLOWED, `${text}: model ${JSON.stringify(m)} was forwarded`).toContain(m);
       }),
       // Regression: duplicate top-level keys were read last-wins, so this one went through.
-      { numRuns: RUNS.json, examples: [["openai", [[['"model"', '"GPT-ALLOWED"'], ['"model"', '"gpt-\\u00e9t\\u00e9"']], "", "", "", 0]]] },
+      {
+        numRuns: RUNS.json,
+        examples: [
+          [
+            "openai",
+            [
+              [
+                ['"model"', '"GPT-ALLOWED"'],
+                ['"model"', '"gpt-\\u00e9t\\u00e9"'],
+              ],
+              "",
+              "",
+              "",
+              0,
+            ],
+          ],
+        ],
+      },
     );
   });
 
@@ -124,7 +154,9 @@ describe("fuzz: JSON bodies and model pins", { timeout: 180_000 }, () => {
       deep.map((s) => Buffer.from(s)),
       fc.integer({ min: MAX_BODY - 64, max: MAX_BODY + 64 }).map((n) => Buffer.from(`{"model":"gpt-allowed","pad":"${"x".repeat(Math.max(0, n - 34))}"}`)),
       fc.json().map((s) => Buffer.from(s)),
-      fc.constantFrom("", "{", "}", "[]", "null", '"model"', '{"model":', '{"model":"gpt-allowed"', '{"model":"gpt-allowed"}garbage').map((s) => Buffer.from(s)),
+      fc
+        .constantFrom("", "{", "}", "[]", "null", '"model"', '{"model":', '{"model":"gpt-allowed"', '{"model":"gpt-allowed"}garbage')
+        .map((s) => Buffer.from(s)),
     );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("openai" as const, "anthropic" as const), body, async (p, b) => {
@@ -138,8 +170,27 @@ describe("fuzz: JSON bodies and model pins", { timeout: 180_000 }, () => {
 
   it("Gemini: the model in the path, however it is spelled, must be the pinned one", async () => {
     const seg = fc.oneof(
-      fc.constantFrom(GEMINI_ALLOWED, "%67emini-allowed", "gemini%2Dallowed", "GEMINI-ALLOWED", "gemini-allowed%20", "gemini-evil", "gemini-allowed:evil", "gemini-allowed%3Aevil",
-        "%zz", "%", "%E0%A4%A", "%C0%AE", "gemini-allowed;v=1", "gemini-allowed/../gemini-evil", "..", "%2e%2e", "", "gemini-allowed%00", "\u00e9"),
+      fc.constantFrom(
+        GEMINI_ALLOWED,
+        "%67emini-allowed",
+        "gemini%2Dallowed",
+        "GEMINI-ALLOWED",
+        "gemini-allowed%20",
+        "gemini-evil",
+        "gemini-allowed:evil",
+        "gemini-allowed%3Aevil",
+        "%zz",
+        "%",
+        "%E0%A4%A",
+        "%C0%AE",
+        "gemini-allowed;v=1",
+        "gemini-allowed/../gemini-evil",
+        "..",
+        "%2e%2e",
+        "",
+        "gemini-allowed%00",
+        "\u00e9",
+      ),
       fc.string({ unit: "binary-ascii", maxLength: 10 }),
       fc.string({ maxLength: 6 }).map((s) => GEMINI_ALLOWED + s),
     );
@@ -162,7 +213,13 @@ describe("fuzz: JSON bodies and model pins", { timeout: 180_000 }, () => {
         if (model !== undefined && /^[A-Za-z0-9._-]+$/.test(model)) expect(model, target).toBe(GEMINI_ALLOWED);
       }),
       // Regression: a malformed percent-escape in the model segment was a 500 (URIError).
-      { numRuns: RUNS.gemini, examples: [["/v1beta/models/", "%zz", ":generateContent"], ["/v1/models/", "%E0%A4%A", ":countTokens"]] },
+      {
+        numRuns: RUNS.gemini,
+        examples: [
+          ["/v1beta/models/", "%zz", ":generateContent"],
+          ["/v1/models/", "%E0%A4%A", ":countTokens"],
+        ],
+      },
     );
   });
 

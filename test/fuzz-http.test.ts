@@ -58,7 +58,30 @@ afterAll(async () => {
   await new Promise((r) => upstream?.close(r));
 });
 
-const DROPPED = ["host", "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "origin", "referer", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "expect", "dpop"];
+const DROPPED = [
+  "host",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "cookie",
+  "origin",
+  "referer",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-real-ip",
+  "expect",
+  "dpop",
+];
 
 /** Sends one request; checks the answer and, when it was forwarded, what the upstream saw. */
 async function probe(provider: "echo-h" | "echo-q", target: string, headers: Record<string, string>, check?: (s: Seen) => void): Promise<WireResponse> {
@@ -86,7 +109,10 @@ async function probe(provider: "echo-h" | "echo-q", target: string, headers: Rec
   expect(path, what).not.toMatch(/\/\/|%2e|%2f|%5c|\\|#|@/i);
   for (const seg of path!.split("/")) expect([".", ".."], what).not.toContain(safeDecode(seg));
   expect(s.headers.host, what).toBe(upstreamHost);
-  expect(s.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(s.rawHeaders[i]!)), what).toHaveLength(1);
+  expect(
+    s.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(s.rawHeaders[i]!)),
+    what,
+  ).toHaveLength(1);
   const all = s.url + "\n" + s.rawHeaders.join("\n");
   expect(all.includes(token) || all.includes(token.slice(4, 36)), `${what}: the relay token reached the upstream`).toBe(false);
   if (provider === "echo-h") expect(s.headers["x-echo-key"], what).toBe(KEY);
@@ -105,18 +131,75 @@ function safeDecode(s: string): string {
 
 const provider = fc.constantFrom("echo-h" as const, "echo-q" as const);
 const tricky = fc.constantFrom(
-  "..", ".", "%2e%2e", "%2E%2e", ".%2e", "%2e.", "%2e", "%2f", "%2F", "%5c", "%5C", "\\", "@", "@evil.example", "evil.example:80", "%40",
-  "%00", "%0d%0a", "%", "%zz", "%%32%65", "%252e%252e", "..;", ";", "~", "*", "'", "\"", "<", ">", "{", "}", "|", "^", "`", "#", "?", "#/../..",
-  "\u2024\u2024", "\uff0e\uff0e", "\u002e\u0301", "\u3002", "\ufe52", "%c0%ae%c0%ae", "%e0%80%ae", "\u0000", "\t", " ", "\u00ff", "\u202e",
+  "..",
+  ".",
+  "%2e%2e",
+  "%2E%2e",
+  ".%2e",
+  "%2e.",
+  "%2e",
+  "%2f",
+  "%2F",
+  "%5c",
+  "%5C",
+  "\\",
+  "@",
+  "@evil.example",
+  "evil.example:80",
+  "%40",
+  "%00",
+  "%0d%0a",
+  "%",
+  "%zz",
+  "%%32%65",
+  "%252e%252e",
+  "..;",
+  ";",
+  "~",
+  "*",
+  "'",
+  '"',
+  "<",
+  ">",
+  "{",
+  "}",
+  "|",
+  "^",
+  "`",
+  "#",
+  "?",
+  "#/../..",
+  "\u2024\u2024",
+  "\uff0e\uff0e",
+  "\u002e\u0301",
+  "\u3002",
+  "\ufe52",
+  "%c0%ae%c0%ae",
+  "%e0%80%ae",
+  "\u0000",
+  "\t",
+  " ",
+  "\u00ff",
+  "\u202e",
 );
 const segment = fc.oneof(fc.webSegment(), tricky, fc.string({ unit: "grapheme", maxLength: 6 }), fc.string({ unit: "binary-ascii", maxLength: 6 }));
-const path = fc.tuple(fc.array(segment, { maxLength: 6 }), fc.array(fc.constantFrom("/", "/", "/", "//", "/./", "\\"), { minLength: 6, maxLength: 6 }))
+const path = fc
+  .tuple(fc.array(segment, { maxLength: 6 }), fc.array(fc.constantFrom("/", "/", "/", "//", "/./", "\\"), { minLength: 6, maxLength: 6 }))
   .map(([segs, seps]) => segs.map((s, i) => (i === 0 ? "" : seps[i]) + s).join(""));
 
 // Generous: a property runs its cases one after another, and CI machines can be busy.
 describe("fuzz: paths, query strings, headers", { timeout: 180_000 }, () => {
   it("paths: forwarded only below the provider's base path, never escaping it", async () => {
-    const prefix = fc.constantFrom("/api/echo-h/", "/api/echo-h/v1/", "/api/echo-h//", "/api/echo-h/./", "/api/echo-h%2f", "/api/Echo-h/", "/api//echo-h/", "/api/echo-h/v1/chat/");
+    const prefix = fc.constantFrom(
+      "/api/echo-h/",
+      "/api/echo-h/v1/",
+      "/api/echo-h//",
+      "/api/echo-h/./",
+      "/api/echo-h%2f",
+      "/api/Echo-h/",
+      "/api//echo-h/",
+      "/api/echo-h/v1/chat/",
+    );
     await fc.assert(
       fc.asyncProperty(prefix, path, async (pre, p) => {
         const target = pre + p;
@@ -134,11 +217,34 @@ describe("fuzz: paths, query strings, headers", { timeout: 180_000 }, () => {
 
   it("query strings: kept exactly, minus the token parameters, whatever their spelling", async () => {
     const name = fc.oneof(
-      fc.constantFrom("key", "token", "KEY", "Token", "%6Bey", "k%65y", "to%6Ben", "key%00", "key ", "api_key", "model", "stream", "", "a", "%", "%zz", "&", "="),
+      fc.constantFrom(
+        "key",
+        "token",
+        "KEY",
+        "Token",
+        "%6Bey",
+        "k%65y",
+        "to%6Ben",
+        "key%00",
+        "key ",
+        "api_key",
+        "model",
+        "stream",
+        "",
+        "a",
+        "%",
+        "%zz",
+        "&",
+        "=",
+      ),
       fc.webQueryParameters().map((s) => s.slice(0, 12)),
       fc.string({ maxLength: 8 }),
     );
-    const value = fc.oneof(fc.string({ maxLength: 16 }), fc.string({ unit: "grapheme", maxLength: 8 }), fc.constantFrom("TOKEN", "%", "#x", "a+b", "%2B", "%26key%3D1", "\u00e9"));
+    const value = fc.oneof(
+      fc.string({ maxLength: 16 }),
+      fc.string({ unit: "grapheme", maxLength: 8 }),
+      fc.constantFrom("TOKEN", "%", "#x", "a+b", "%2B", "%26key%3D1", "\u00e9"),
+    );
     const pair = fc.tuple(name, value, fc.boolean()).map(([n, v, encode]) => {
       // The token goes only where it is a carrier (`key`, `token`, however spelled): elsewhere it
       // is the client's own data, which the relay forwards like any other.
@@ -169,9 +275,22 @@ describe("fuzz: paths, query strings, headers", { timeout: 180_000 }, () => {
   it("headers: names and values, CRLF and NUL attempts, hop-by-hop lists, repeated carriers", async () => {
     const tokenChars = "!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-";
     const randomName = fc.string({ unit: fc.constantFrom(...tokenChars), minLength: 1, maxLength: 16 });
-    const knownName = fc.constantFrom(...DROPPED, "sec-fetch-mode", "x-relay-debug", "x-echo-key", "content-type", "x-forwarded-proto", "accept-encoding", "x-ok")
+    const knownName = fc
+      .constantFrom(...DROPPED, "sec-fetch-mode", "x-relay-debug", "x-echo-key", "content-type", "x-forwarded-proto", "accept-encoding", "x-ok")
       .chain((n) => fc.constantFrom(n, n.toUpperCase(), n[0]!.toUpperCase() + n.slice(1)));
-    const injection = fc.constantFrom("\r\nHost: evil.example", "\r\nX-Injected: 1", "\nX-Injected: 1", "\r", "\0", "\r\n folded", "\u0085", "\u2028", "\r\n\r\nGET / HTTP/1.1", "\x7f", "\x01");
+    const injection = fc.constantFrom(
+      "\r\nHost: evil.example",
+      "\r\nX-Injected: 1",
+      "\nX-Injected: 1",
+      "\r",
+      "\0",
+      "\r\n folded",
+      "\u0085",
+      "\u2028",
+      "\r\n\r\nGET / HTTP/1.1",
+      "\x7f",
+      "\x01",
+    );
     const value = fc.oneof(
       fc.string({ unit: "binary-ascii", maxLength: 24 }),
       fc.string({ unit: "grapheme", maxLength: 8 }),
@@ -190,11 +309,16 @@ describe("fuzz: paths, query strings, headers", { timeout: 180_000 }, () => {
         }
         // The connection itself stays keep-alive unless a header closes it; either is fine.
         await probe(p, `/api/${p}/v1/chat/completions`, headers, (s) => {
-          const listed = (headers[Object.keys(headers).find((h) => h.toLowerCase() === "connection") ?? ""] ?? "").split(",").map((h) => h.trim().toLowerCase());
+          const listed = (headers[Object.keys(headers).find((h) => h.toLowerCase() === "connection") ?? ""] ?? "")
+            .split(",")
+            .map((h) => h.trim().toLowerCase());
           for (const name of Object.keys(s.headers)) {
             if (name === "host" || name === "content-length" || (name === "x-echo-key" && p === "echo-h")) continue;
             if (name === "connection" && s.headers.connection === "keep-alive") continue; // the relay's own client sets it
-            expect(DROPPED.includes(name) || name.startsWith("sec-") || name.startsWith("x-relay-") || listed.includes(name), `${name} reached the upstream`).toBe(false);
+            expect(
+              DROPPED.includes(name) || name.startsWith("sec-") || name.startsWith("x-relay-") || listed.includes(name),
+              `${name} reached the upstream`,
+            ).toBe(false);
           }
           expect(s.headers["accept-encoding"]).toBe("identity");
         });

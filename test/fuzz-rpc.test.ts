@@ -103,14 +103,21 @@ async function send(method: "POST" | "GET", target: string, headers: Record<stri
   const what = `${method} ${target.slice(0, 100)} ${JSON.stringify(headers).slice(0, 160)} ${JSON.stringify(body?.toString("latin1").slice(0, 80))} -> ${res.status}`;
   const error = rpcError(res, ct);
   // The Connect protocol answers a compression it does not support with `unimplemented` (501).
-  const unsupportedCompression = error?.code === "unimplemented" && /^(?!gzip$|identity$)/.test(headers["content-encoding"] ?? headers["connect-content-encoding"] ?? "gzip");
+  const unsupportedCompression =
+    error?.code === "unimplemented" && /^(?!gzip$|identity$)/.test(headers["content-encoding"] ?? headers["connect-content-encoding"] ?? "gzip");
   if (!unsupportedCompression) expect(res.status, what).toBeLessThan(500);
   expect(error !== undefined && isRelayFailure(error), `${what}: ${JSON.stringify(error)}`).toBe(false);
   expectNoFragment(res.head + "\n" + res.body.toString("latin1"), frags, what);
   return res;
 }
 
-const auth = () => fc.constantFrom<Record<string, string>>({}, { authorization: `Bearer ${relay.adminKey}` }, { authorization: `Bearer ${relayToken}` }, { authorization: "Bearer garbage" });
+const auth = () =>
+  fc.constantFrom<Record<string, string>>(
+    {},
+    { authorization: `Bearer ${relay.adminKey}` },
+    { authorization: `Bearer ${relayToken}` },
+    { authorization: "Bearer garbage" },
+  );
 const protocolHeaders = fc.record(
   {
     "connect-protocol-version": fc.constantFrom("1", "2", "", "x"),
@@ -123,7 +130,17 @@ const protocolHeaders = fc.record(
   },
   { requiredKeys: [] },
 );
-const contentType = fc.constantFrom("application/proto", "application/json", "application/connect+proto", "application/connect+json", "application/grpc-web+proto", "application/grpc-web-text", "application/grpc", "text/plain", "application/json; charset=latin1");
+const contentType = fc.constantFrom(
+  "application/proto",
+  "application/json",
+  "application/connect+proto",
+  "application/connect+json",
+  "application/grpc-web+proto",
+  "application/grpc-web-text",
+  "application/grpc",
+  "text/plain",
+  "application/json; charset=latin1",
+);
 
 // Generous: a property runs its cases one after another, and CI machines can be busy.
 describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
@@ -131,7 +148,11 @@ describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
       fc.tuple(fc.uint8Array({ maxLength: 120 }), fc.constantFrom(0, 1, 2, 0x80, 0xff)).map(([a, f]) => envelope(a, f)),
-      fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat()).map(([a, n]) => { const e = envelope(a); e.writeUInt32BE(n >>> 0, 1); return e; }),
+      fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat()).map(([a, n]) => {
+        const e = envelope(a);
+        e.writeUInt32BE(n >>> 0, 1);
+        return e;
+      }),
       fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v))),
     );
     await fc.assert(
@@ -151,17 +172,58 @@ describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
   });
 
   it("well-typed random TokenService messages (admin key): binary, JSON and Connect GET", async () => {
-    const str = fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: "binary", maxLength: 10 }), fc.constantFrom("", "\u0000", "tok_x", "openai", "a:b", "%", "'; drop table tokens; --"));
+    const str = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.string({ unit: "binary", maxLength: 10 }),
+      fc.constantFrom("", "\u0000", "tok_x", "openai", "a:b", "%", "'; drop table tokens; --"),
+    );
     const big = fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), fc.constantFrom(0n, 1n, -1n, 2n ** 53n + 1n));
     const i32 = fc.oneof(fc.integer(), fc.constantFrom(0, -1, 2 ** 31 - 1, -(2 ** 31)));
     const msg = fc.oneof(
-      fc.record({ provider: fc.oneof(str, fc.constant("openai")), subject: str, credential: fc.oneof(fc.record({ case: fc.constant("upstreamKey" as const), value: str }), fc.record({ case: fc.constant("pool" as const), value: str })),
-        limits: fc.record({ maxCalls: big, models: fc.array(str, { maxLength: 3 }), paths: fc.array(str, { maxLength: 3 }), origins: fc.array(str, { maxLength: 3 }), maxBodyBytes: big }, { requiredKeys: [] }),
-        expiry: fc.oneof(fc.record({ case: fc.constant("expiresIn" as const), value: fc.record({ seconds: big, nanos: i32 }) }), fc.record({ case: fc.constant("expiresAt" as const), value: fc.record({ seconds: big, nanos: i32 }) })),
-      }, { requiredKeys: [] }).map((v) => ["IssueToken", IssueTokenRequestSchema, v] as const),
+      fc
+        .record(
+          {
+            provider: fc.oneof(str, fc.constant("openai")),
+            subject: str,
+            credential: fc.oneof(
+              fc.record({ case: fc.constant("upstreamKey" as const), value: str }),
+              fc.record({ case: fc.constant("pool" as const), value: str }),
+            ),
+            limits: fc.record(
+              {
+                maxCalls: big,
+                models: fc.array(str, { maxLength: 3 }),
+                paths: fc.array(str, { maxLength: 3 }),
+                origins: fc.array(str, { maxLength: 3 }),
+                maxBodyBytes: big,
+              },
+              { requiredKeys: [] },
+            ),
+            expiry: fc.oneof(
+              fc.record({ case: fc.constant("expiresIn" as const), value: fc.record({ seconds: big, nanos: i32 }) }),
+              fc.record({ case: fc.constant("expiresAt" as const), value: fc.record({ seconds: big, nanos: i32 }) }),
+            ),
+          },
+          { requiredKeys: [] },
+        )
+        .map((v) => ["IssueToken", IssueTokenRequestSchema, v] as const),
       fc.record({ id: str }).map((v) => ["GetToken", GetTokenRequestSchema, v] as const),
       fc.record({ id: str }).map((v) => ["RevokeToken", RevokeTokenRequestSchema, v] as const),
-      fc.record({ pageSize: i32, pageToken: fc.oneof(str, fc.string().map((s) => Buffer.from(s).toString("base64url"))), provider: str, subject: str, kind: i32, status: i32 }, { requiredKeys: [] })
+      fc
+        .record(
+          {
+            pageSize: i32,
+            pageToken: fc.oneof(
+              str,
+              fc.string().map((s) => Buffer.from(s).toString("base64url")),
+            ),
+            provider: str,
+            subject: str,
+            kind: i32,
+            status: i32,
+          },
+          { requiredKeys: [] },
+        )
         .map((v) => ["ListTokens", ListTokensRequestSchema, v] as const),
     );
     await fc.assert(
@@ -190,24 +252,69 @@ describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
         }
       }),
       // Regressions: a NUL in an id or a subject reached PostgreSQL and came back as a 500.
-      { numRuns: RUNS.typed, examples: [[["GetToken", GetTokenRequestSchema, { id: "\u0000" }], "binary"], [["IssueToken", IssueTokenRequestSchema, { provider: "openai", subject: "a\u0000", credential: { case: "upstreamKey", value: "sk-x-12345678" } }], "json"]] as never },
+      {
+        numRuns: RUNS.typed,
+        examples: [
+          [["GetToken", GetTokenRequestSchema, { id: "\u0000" }], "binary"],
+          [
+            ["IssueToken", IssueTokenRequestSchema, { provider: "openai", subject: "a\u0000", credential: { case: "upstreamKey", value: "sk-x-12345678" } }],
+            "json",
+          ],
+        ] as never,
+      },
     );
   });
 
   it("well-typed random Relay requests with a valid token: refused cleanly or relayed", async () => {
-    const headerName = fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom("host", "content-length", "transfer-encoding", "connection", "authorization", "x-api-key", "expect", "te", "upgrade", "content-type", "x ok", "x\r\ny", "__proto__"));
+    const headerName = fc.oneof(
+      fc.string({ maxLength: 12 }),
+      fc.constantFrom(
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "authorization",
+        "x-api-key",
+        "expect",
+        "te",
+        "upgrade",
+        "content-type",
+        "x ok",
+        "x\r\ny",
+        "__proto__",
+      ),
+    );
     const req = fc.record({
       provider: fc.oneof(fc.constantFrom("openai", "anthropic", "gemini", ""), fc.string({ maxLength: 10 })),
       method: fc.oneof(fc.constantFrom("", "GET", "post", "HEAD", "DELETE", "CONNECT", "TRACE", "OPTIONS"), fc.string({ maxLength: 6 })),
-      path: fc.oneof(fc.constantFrom("/v1/chat/completions", "v1/chat/completions", "/v1/models", "", "/", "//evil.example/x", "/../x", "/%2e%2e/x", "/v1/chat/completions#x", "/@evil"), fc.webPath(), fc.string({ maxLength: 20 })),
+      path: fc.oneof(
+        fc.constantFrom(
+          "/v1/chat/completions",
+          "v1/chat/completions",
+          "/v1/models",
+          "",
+          "/",
+          "//evil.example/x",
+          "/../x",
+          "/%2e%2e/x",
+          "/v1/chat/completions#x",
+          "/@evil",
+        ),
+        fc.webPath(),
+        fc.string({ maxLength: 20 }),
+      ),
       query: fc.oneof(fc.webQueryParameters(), fc.string({ maxLength: 20 }), fc.constant(`key=${"k"}&token=t`)),
-      headers: fc.array(fc.record({ name: headerName, value: fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("a\r\nHost: evil", "chunked", "close", "100-continue")) }), { maxLength: 4 }),
+      headers: fc.array(
+        fc.record({ name: headerName, value: fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("a\r\nHost: evil", "chunked", "close", "100-continue")) }),
+        { maxLength: 4 },
+      ),
       body: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.constant(new TextEncoder().encode('{"model":"gpt-mock","messages":[],"stream":true}'))),
     });
     await fc.assert(
       fc.asyncProperty(req, fc.constantFrom("application/connect+proto", "application/connect+json", "application/grpc-web+proto"), async (r, ct) => {
         const message = create(RelayRequestSchema, r);
-        const bytes = ct === "application/connect+json" ? new TextEncoder().encode(toJsonString(RelayRequestSchema, message)) : toBinary(RelayRequestSchema, message);
+        const bytes =
+          ct === "application/connect+json" ? new TextEncoder().encode(toJsonString(RelayRequestSchema, message)) : toBinary(RelayRequestSchema, message);
         const before = mock.requests.length;
         await send("POST", RELAY, { authorization: `Bearer ${relayToken}`, "content-type": ct }, envelope(bytes));
         for (const seen of mock.requests.slice(before)) {
@@ -217,7 +324,15 @@ describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
         }
       }),
       // Regression: a header name a client library refuses was "upstream unreachable" (refunded) instead of invalid_argument.
-      { numRuns: RUNS.relay, examples: [[{ provider: "openai", method: "", path: "/v1/chat/completions", query: "", headers: [{ name: "x ok", value: "1" }], body: new Uint8Array() }, "application/connect+proto"]] },
+      {
+        numRuns: RUNS.relay,
+        examples: [
+          [
+            { provider: "openai", method: "", path: "/v1/chat/completions", query: "", headers: [{ name: "x ok", value: "1" }], body: new Uint8Array() },
+            "application/connect+proto",
+          ],
+        ],
+      },
     );
   });
 
@@ -230,9 +345,19 @@ describe("fuzz: Connect and gRPC-Web messages", { timeout: 180_000 }, () => {
     await new Promise((r) => gz.end(r));
     const bomb = Buffer.concat(parts);
     const rss = rssMb();
-    const unary = await send("POST", "/relayapi.v1.TokenService/GetToken", { authorization: `Bearer ${relay.adminKey}`, "content-type": "application/proto", "content-encoding": "gzip" }, bomb);
+    const unary = await send(
+      "POST",
+      "/relayapi.v1.TokenService/GetToken",
+      { authorization: `Bearer ${relay.adminKey}`, "content-type": "application/proto", "content-encoding": "gzip" },
+      bomb,
+    );
     expect(unary.status).toBeGreaterThanOrEqual(400);
-    const streamed = await send("POST", RELAY, { authorization: `Bearer ${relayToken}`, "content-type": "application/connect+proto", "connect-content-encoding": "gzip" }, envelope(bomb, 1));
+    const streamed = await send(
+      "POST",
+      RELAY,
+      { authorization: `Bearer ${relayToken}`, "content-type": "application/connect+proto", "connect-content-encoding": "gzip" },
+      envelope(bomb, 1),
+    );
     expect(rpcError(streamed, "application/connect+proto")?.code).toBe("resource_exhausted");
     expect(rssMb() - rss, "the bomb was inflated").toBeLessThan(128);
   });

@@ -77,10 +77,7 @@ function carry(carrier: Carrier, token: string): { target: string; headers: Reco
 }
 
 /** Edits applied to a token, positions taken modulo its length. */
-const char = fc.oneof(
-  fc.constantFrom(..."ABCxyz019-_.=+/~ %\t\"'\\:;,@#?&"),
-  fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
-);
+const char = fc.oneof(fc.constantFrom(..."ABCxyz019-_.=+/~ %\t\"'\\:;,@#?&"), fc.string({ unit: "binary", minLength: 1, maxLength: 1 }));
 const edit = fc.oneof(
   fc.record({ op: fc.constant("replace" as const), at: fc.nat(), ch: char }),
   fc.record({ op: fc.constant("insert" as const), at: fc.nat(), ch: char }),
@@ -123,7 +120,9 @@ async function probe(carrier: Carrier, token: string): Promise<WireResponse> {
   }
   expect(mock.requests.length, what).toBe(before);
   if (res.status === 401) {
-    expect(JSON.parse(res.body.toString()), what).toEqual({ error: { message: INVALID_TOKEN, type: "invalid_request_error", param: null, code: "unauthenticated" } });
+    expect(JSON.parse(res.body.toString()), what).toEqual({
+      error: { message: INVALID_TOKEN, type: "invalid_request_error", param: null, code: "unauthenticated" },
+    });
   } else {
     // Only HTTP's own refusal of bytes it forbids in a header or request target.
     expect(res.status, what).toBe(400);
@@ -132,7 +131,8 @@ async function probe(carrier: Carrier, token: string): Promise<WireResponse> {
 }
 
 const carrierArb = fc.constantFrom(...CARRIERS);
-const b64url = (min: number, max: number) => fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), minLength: min, maxLength: max });
+const b64url = (min: number, max: number) =>
+  fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), minLength: min, maxLength: max });
 const b64json = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 function parseHeader(segment: string): Record<string, unknown> {
   try {
@@ -153,11 +153,18 @@ describe("fuzz: token carriers and formats", { timeout: 180_000 }, () => {
       fc.constantFrom("", " ", "rai_", "Bearer", "null", "undefined", "[object Object]", "rai_" + "A".repeat(5000), "e".repeat(4097), "a.b.c.d.e", "...."),
       fc.string({ maxLength: 40 }).map((s) => "rai_" + s),
     );
-    await fc.assert(fc.asyncProperty(carrierArb, token, async (c, t) => void (await probe(c, t))), { numRuns: RUNS.carriers });
+    await fc.assert(
+      fc.asyncProperty(carrierArb, token, async (c, t) => void (await probe(c, t))),
+      { numRuns: RUNS.carriers },
+    );
   });
 
   it("mutated rai_ tokens: the real one and unknown well-formed ones", async () => {
-    const base = fc.oneof(fc.constant(issued), fc.constant(issued), fc.constant(null).map(() => newIssuedSecret()));
+    const base = fc.oneof(
+      fc.constant(issued),
+      fc.constant(issued),
+      fc.constant(null).map(() => newIssuedSecret()),
+    );
     await fc.assert(
       fc.asyncProperty(carrierArb, base, fc.array(edit, { minLength: 0, maxLength: 3 }), async (c, t, edits) => {
         const token = mutate(t, edits);
@@ -172,16 +179,21 @@ describe("fuzz: token carriers and formats", { timeout: 180_000 }, () => {
   it("random JWE-shaped strings, some with a plausible protected header", async () => {
     const header = fc.oneof(
       b64url(1, 120),
-      fc.record({
-        alg: fc.constantFrom("dir", "ECDH-ES", "none", "RSA-OAEP", "A256KW", ""),
-        enc: fc.constantFrom("A256GCM", "A128GCM", "A256CBC-HS512", ""),
-        kid: fc.oneof(fc.constant(issuer?.kid ?? "kid"), fc.string({ maxLength: 20 })),
-        epk: fc.option(fc.record({ kty: fc.constant("OKP"), crv: fc.constant("X25519"), x: b64url(0, 50) }), { nil: undefined }),
-        zip: fc.option(fc.constant("DEF"), { nil: undefined }),
-      }).map(b64json),
+      fc
+        .record({
+          alg: fc.constantFrom("dir", "ECDH-ES", "none", "RSA-OAEP", "A256KW", ""),
+          enc: fc.constantFrom("A256GCM", "A128GCM", "A256CBC-HS512", ""),
+          kid: fc.oneof(fc.constant(issuer?.kid ?? "kid"), fc.string({ maxLength: 20 })),
+          epk: fc.option(fc.record({ kty: fc.constant("OKP"), crv: fc.constant("X25519"), x: b64url(0, 50) }), { nil: undefined }),
+          zip: fc.option(fc.constant("DEF"), { nil: undefined }),
+        })
+        .map(b64json),
     );
     const jwe = fc.tuple(header, b64url(0, 60), b64url(0, 22), b64url(0, 400), b64url(0, 30)).map((p) => p.join("."));
-    await fc.assert(fc.asyncProperty(carrierArb, jwe, async (c, t) => void (await probe(c, t))), { numRuns: RUNS.jwe });
+    await fc.assert(
+      fc.asyncProperty(carrierArb, jwe, async (c, t) => void (await probe(c, t))),
+      { numRuns: RUNS.jwe },
+    );
   });
 
   it("mutated valid sealed tokens (dir and ECDH-ES): characters, segments, headers", async () => {
@@ -189,24 +201,33 @@ describe("fuzz: token carriers and formats", { timeout: 180_000 }, () => {
       fc.record({ op: fc.constant("swap" as const), i: fc.nat(4), j: fc.nat(4) }),
       fc.record({ op: fc.constant("drop" as const), i: fc.nat(4) }),
       fc.record({ op: fc.constant("empty" as const), i: fc.nat(4) }),
-      fc.record({ op: fc.constant("header" as const), patch: fc.dictionary(fc.constantFrom("alg", "enc", "kid", "zip", "crit", "cty"), fc.jsonValue({ maxDepth: 1 })) }),
+      fc.record({
+        op: fc.constant("header" as const),
+        patch: fc.dictionary(fc.constantFrom("alg", "enc", "kid", "zip", "crit", "cty"), fc.jsonValue({ maxDepth: 1 })),
+      }),
       fc.record({ op: fc.constant("pad" as const), i: fc.nat(4) }),
     );
     await fc.assert(
-      fc.asyncProperty(carrierArb, fc.constantFrom("sealed", "byok"), fc.array(edit, { maxLength: 2 }), fc.array(segmentEdit, { maxLength: 2 }), async (c, kind, edits, segEdits) => {
-        const valid = kind === "sealed" ? sealed : byok;
-        let parts = valid.split(".");
-        for (const e of segEdits) {
-          if (e.op === "swap") [parts[e.i], parts[e.j]] = [parts[e.j]!, parts[e.i]!];
-          else if (e.op === "drop") parts = parts.filter((_, k) => k !== e.i);
-          else if (e.op === "empty") parts[e.i] = "";
-          else if (e.op === "pad") parts[e.i] = (parts[e.i] ?? "") + "=";
-          else parts[0] = b64json({ ...parseHeader(parts[0] ?? ""), ...e.patch });
-        }
-        const token = mutate(parts.join("."), edits);
-        const res = await probe(c, token);
-        if (token !== valid) expect(res.status).not.toBe(200);
-      }),
+      fc.asyncProperty(
+        carrierArb,
+        fc.constantFrom("sealed", "byok"),
+        fc.array(edit, { maxLength: 2 }),
+        fc.array(segmentEdit, { maxLength: 2 }),
+        async (c, kind, edits, segEdits) => {
+          const valid = kind === "sealed" ? sealed : byok;
+          let parts = valid.split(".");
+          for (const e of segEdits) {
+            if (e.op === "swap") [parts[e.i], parts[e.j]] = [parts[e.j]!, parts[e.i]!];
+            else if (e.op === "drop") parts = parts.filter((_, k) => k !== e.i);
+            else if (e.op === "empty") parts[e.i] = "";
+            else if (e.op === "pad") parts[e.i] = (parts[e.i] ?? "") + "=";
+            else parts[0] = b64json({ ...parseHeader(parts[0] ?? ""), ...e.patch });
+          }
+          const token = mutate(parts.join("."), edits);
+          const res = await probe(c, token);
+          if (token !== valid) expect(res.status).not.toBe(200);
+        },
+      ),
       { numRuns: RUNS.sealed },
     );
   });
@@ -217,7 +238,12 @@ describe("fuzz: token carriers and formats", { timeout: 180_000 }, () => {
       fc.asyncProperty(base, fc.array(edit, { minLength: 1, maxLength: 3 }), fc.constantFrom("application/json", "application/proto"), async (t, edits, ct) => {
         cases++;
         const token = mutate(t, edits);
-        const res = await client.request("POST", "/relayapi.v1.TokenService/IntrospectToken", { authorization: `Bearer ${token}`, "content-type": ct }, ct === "application/json" ? "{}" : "");
+        const res = await client.request(
+          "POST",
+          "/relayapi.v1.TokenService/IntrospectToken",
+          { authorization: `Bearer ${token}`, "content-type": ct },
+          ct === "application/json" ? "{}" : "",
+        );
         const what = `introspect ${JSON.stringify(token.slice(0, 80))} -> ${res.status}`;
         expect(res.status, what).toBeLessThan(500);
         if (VALID().has(token.trim())) return;

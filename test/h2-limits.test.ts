@@ -79,7 +79,13 @@ interface Outcome {
 }
 
 /** Opens a stream, sends `chunk` and (unless `end`) never ends the request body. */
-function held(s: ClientHttp2Session, path: string, headers: Record<string, string>, chunk: string, end = false): { stream: ClientHttp2Stream; done: Promise<Outcome> } {
+function held(
+  s: ClientHttp2Session,
+  path: string,
+  headers: Record<string, string>,
+  chunk: string,
+  end = false,
+): { stream: ClientHttp2Stream; done: Promise<Outcome> } {
   const started = performance.now();
   const stream = s.request({ ":method": "POST", ":path": path, ...headers });
   let body = "";

@@ -30,14 +30,16 @@ beforeEach(() => mock.reset());
 
 const messages = [{ role: "user" as const, content: "hi" }];
 const chat = JSON.stringify({ model: "gpt-mock", messages });
-const openai = (secret: string, provider = "openai") =>
-  new OpenAI({ apiKey: secret, baseURL: `${relay.url}/api/${provider}/v1`, maxRetries: 0 });
+const openai = (secret: string, provider = "openai") => new OpenAI({ apiKey: secret, baseURL: `${relay.url}/api/${provider}/v1`, maxRetries: 0 });
 const post = (path: string, headers: Record<string, string> = {}, body = chat) =>
   fetch(`${relay.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 const used = async (id: string) => (await relay.tokens.getToken({ id })).token!.callsUsed;
 /** The error an SDK call throws (fails the test if it does not throw). */
 async function thrown(p: Promise<unknown>): Promise<unknown> {
-  return p.then(() => expect.fail("expected the call to fail"), (e: unknown) => e);
+  return p.then(
+    () => expect.fail("expected the call to fail"),
+    (e: unknown) => e,
+  );
 }
 
 describe("401: bad, expired, revoked tokens", () => {
@@ -202,7 +204,11 @@ describe("CORS", () => {
     for (const url of ["/api/openai/v1/chat/completions", `/api/openai/v1/chat/completions?token=${secret}`]) {
       const res = await fetch(relay.url + url, {
         method: "OPTIONS",
-        headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "Authorization, Content-Type, X-Stainless-OS" },
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "Authorization, Content-Type, X-Stainless-OS",
+        },
       });
       expect(res.status).toBe(204);
       expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");

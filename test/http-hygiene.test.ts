@@ -116,7 +116,12 @@ describe("path tricks are refused with 400 and never reach the provider", () => 
 
   it.each(targets)("%s", async (target) => {
     const { secret, id } = await relay.issue();
-    const res = await rawRequest(relay.url, { method: "POST", target, headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" }, body: chat });
+    const res = await rawRequest(relay.url, {
+      method: "POST",
+      target,
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: chat,
+    });
     expect(res.status).toBe(400);
     expect(openaiError(res.body).code).toBe("bad_request");
     expect(mock.requests).toHaveLength(0);
@@ -207,9 +212,11 @@ describe("the relay's body limit", () => {
     const { secret, id } = await relay.issue();
     const bytes = Buffer.from(padded(size));
     const body = chunked
-      ? Readable.from((function* () {
-          for (let i = 0; i < bytes.length; i += 512) yield bytes.subarray(i, i + 512);
-        })())
+      ? Readable.from(
+          (function* () {
+            for (let i = 0; i < bytes.length; i += 512) yield bytes.subarray(i, i + 512);
+          })(),
+        )
       : bytes;
     // One connection: the next request must reuse the socket the refused body was sent on.
     const dispatcher = new Agent({ connections: 1, headersTimeout: 3000 });
@@ -247,7 +254,11 @@ describe("the call cap under concurrency", () => {
     const { secret, id } = await relay.issue({ limits: { maxCalls: 3n } });
     const statuses = await Promise.all(
       Array.from({ length: 10 }, async () => {
-        const res = await request(relay.url + CHAT, { method: "POST", headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" }, body: chat });
+        const res = await request(relay.url + CHAT, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: chat,
+        });
         await res.body.dump();
         return res.statusCode;
       }),

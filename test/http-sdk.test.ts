@@ -16,8 +16,7 @@ beforeEach(() => mock.reset());
 
 const EXPECTED = "tok0 tok1 tok2 tok3 tok4 ";
 const messages = [{ role: "user" as const, content: "hi" }];
-const openai = (secret: string, provider = "openai") =>
-  new OpenAI({ apiKey: secret, baseURL: `${relay.url}/api/${provider}/v1`, maxRetries: 0 });
+const openai = (secret: string, provider = "openai") => new OpenAI({ apiKey: secret, baseURL: `${relay.url}/api/${provider}/v1`, maxRetries: 0 });
 const callsOf = (id: string) => relay.calls.filter((c) => c.tokenId === id);
 
 describe("openai SDK", () => {
@@ -37,7 +36,10 @@ describe("openai SDK", () => {
   it("streaming with include_usage", async () => {
     const { secret, id } = await relay.issue();
     const stream = await openai(secret).chat.completions.create({
-      model: "gpt-mock", messages, stream: true, stream_options: { include_usage: true },
+      model: "gpt-mock",
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     let text = "";
     let usage: OpenAI.CompletionUsage | undefined | null;
@@ -149,7 +151,10 @@ describe("streaming behaviour", () => {
     expect(arrivals[0]!.at).toBeLessThan(100);
     expect(arrivals.at(-1)!.at).toBeGreaterThan(450);
     // Spread out, one frame per read: frames sent 150 ms apart arrive well apart (slack for a busy CI).
-    const times = arrivals.filter((a) => a.frames > 0).map((a) => a.at).slice(0, 4);
+    const times = arrivals
+      .filter((a) => a.frames > 0)
+      .map((a) => a.at)
+      .slice(0, 4);
     expect(times).toHaveLength(4);
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThan(60);
   });
@@ -198,13 +203,20 @@ describe("response fidelity", () => {
   it("a non-streaming body arrives byte for byte, response headers filtered", async () => {
     const { secret } = await relay.issue();
     const payload = {
-      id: "chatcmpl-exact", object: "chat.completion", created: 1, model: "gpt-mock",
-      choices: [{ index: 0, message: { role: "assistant", content: "ünïcødé 🚀 \"quoted\" \\ \n\t\u2028 end" }, finish_reason: "stop" }],
+      id: "chatcmpl-exact",
+      object: "chat.completion",
+      created: 1,
+      model: "gpt-mock",
+      choices: [{ index: 0, message: { role: "assistant", content: 'ünïcødé 🚀 "quoted" \\ \n\t\u2028 end' }, finish_reason: "stop" }],
       usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
       padding: "x".repeat(100_000),
     };
     mock.failNext(200, payload, {
-      "x-request-id": "req-exact-1", "set-cookie": "upstream=1", "openai-processing-ms": "12", connection: "keep-alive, x-upstream-hop", "x-upstream-hop": "1",
+      "x-request-id": "req-exact-1",
+      "set-cookie": "upstream=1",
+      "openai-processing-ms": "12",
+      connection: "keep-alive, x-upstream-hop",
+      "x-upstream-hop": "1",
     });
     const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
       method: "POST",
@@ -225,7 +237,14 @@ describe("response fidelity", () => {
 describe("custom providers", () => {
   it("HEADER style puts the key in the named header, below the base path, with default headers", async () => {
     await relay.admin.upsertProvider({
-      provider: { id: "custom-h", baseUrl: `${mock.url}/custom`, authStyle: AuthStyle.HEADER, authName: "X-Custom-Key", shape: ApiShape.OPENAI, defaultHeaders: { "x-tenant": "acme" } },
+      provider: {
+        id: "custom-h",
+        baseUrl: `${mock.url}/custom`,
+        authStyle: AuthStyle.HEADER,
+        authName: "X-Custom-Key",
+        shape: ApiShape.OPENAI,
+        defaultHeaders: { "x-tenant": "acme" },
+      },
     });
     const { secret } = await relay.issue({ provider: "custom-h" });
     const res = await openai(secret, "custom-h").chat.completions.create({ model: "m", messages }, { headers: { "x-custom-key": "client-forged" } });

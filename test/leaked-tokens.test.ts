@@ -32,7 +32,9 @@ it("charges the per-IP limit per token reported, so a flood gets through in prop
   const big = await flood(12, 20, "203.0.113.61");
   const small = await flood(80, 1, "203.0.113.62");
   const refill = Math.ceil((Date.now() - t0) / 1000) + 1;
-  console.log(`[leaked-tokens] per-IP 60: ${big.ok}/12 reports of 20 tokens admitted (${big.ok * 20} tokens), ${small.ok}/80 reports of 1 (${small.ok} tokens)`);
+  console.log(
+    `[leaked-tokens] per-IP 60: ${big.ok}/12 reports of 20 tokens admitted (${big.ok * 20} tokens), ${small.ok}/80 reports of 1 (${small.ok} tokens)`,
+  );
   expect(big.ok).toBe(3);
   expect(small.ok).toBeGreaterThanOrEqual(60);
   expect(small.ok).toBeLessThanOrEqual(60 + refill);

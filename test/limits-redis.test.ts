@@ -93,7 +93,9 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
     const ok = burst.reduce((n, t) => n + t.ok, 0);
     const over = burst.flatMap((t) => t.over);
     const overMs = burst.flatMap((t) => t.overMs).sort((x, y) => x - y);
-    console.log(`[limits-redis] 150 checks in ${seconds.toFixed(2)} s across 2 instances: ${ok} admitted; rejection latency p50 ${overMs[overMs.length >> 1]?.toFixed(1)} ms, max ${overMs.at(-1)?.toFixed(1)} ms`);
+    console.log(
+      `[limits-redis] 150 checks in ${seconds.toFixed(2)} s across 2 instances: ${ok} admitted; rejection latency p50 ${overMs[overMs.length >> 1]?.toFixed(1)} ms, max ${overMs.at(-1)?.toFixed(1)} ms`,
+    );
     // 60 at once plus at most one refill a second; a lost race may waste one call per instance.
     expect(ok).toBeGreaterThanOrEqual(58);
     expect(ok).toBeLessThanOrEqual(60 + Math.ceil(seconds));
@@ -118,7 +120,10 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
 
   it("shares per-IP limits only when redis.perIp is set", async () => {
     const ipCfg = { perIp: { rpm: 60, burst: 10 } };
-    const [a, b] = [await limits({ ...ipCfg, redis: { url: REDIS_URL, prefix, perIp: true } }), await limits({ ...ipCfg, redis: { url: REDIS_URL, prefix, perIp: true } })];
+    const [a, b] = [
+      await limits({ ...ipCfg, redis: { url: REDIS_URL, prefix, perIp: true } }),
+      await limits({ ...ipCfg, redis: { url: REDIS_URL, prefix, perIp: true } }),
+    ];
     const shared = await tally(Array.from({ length: 40 }, (_, i) => () => (i % 2 ? a : b).checkIp("2001:db8:5:5::1")));
     expect(shared.ok).toBeGreaterThanOrEqual(9);
     expect(shared.ok).toBeLessThanOrEqual(11);
@@ -173,7 +178,9 @@ describe.skipIf(!reachable && !required)("limits on Redis", () => {
       ),
     );
     const seconds = (performance.now() - t0) / 1000;
-    console.log(`[limits-redis] flood of 1000 checks, rpm 30, two instances: ${admittedAt.filter((t) => t <= 1_000).length} admitted in the first second, ${admittedAt.length} in ${seconds.toFixed(2)} s`);
+    console.log(
+      `[limits-redis] flood of 1000 checks, rpm 30, two instances: ${admittedAt.filter((t) => t <= 1_000).length} admitted in the first second, ${admittedAt.length} in ${seconds.toFixed(2)} s`,
+    );
     // Past 100 waiting checks per key these fell back to each instance's full bucket: 90 admitted.
     expect(admittedAt.length).toBeLessThanOrEqual(30 + Math.ceil(seconds / 2) + 2);
     expect(admittedAt.length).toBeGreaterThanOrEqual(28);

@@ -50,9 +50,10 @@ it("applies the per-IP limit to RPCs too", async () => {
   const codes = [];
   for (let i = 0; i < 7; i++) {
     codes.push(
-      await client
-        .introspectToken({}, { headers: { authorization: "Bearer nope", "x-forwarded-for": "192.0.2.44" } })
-        .then(() => "ok", (e) => ConnectError.from(e).code),
+      await client.introspectToken({}, { headers: { authorization: "Bearer nope", "x-forwarded-for": "192.0.2.44" } }).then(
+        () => "ok",
+        (e) => ConnectError.from(e).code,
+      ),
     );
   }
   expect(codes.slice(0, 5)).toEqual(Array(5).fill(Code.Unauthenticated));

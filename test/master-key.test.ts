@@ -56,7 +56,8 @@ const refused = (p: Promise<RelayApp>) =>
     (e: unknown) => (e as Error).message,
   );
 
-const MISMATCH = /^the master key \(from (RELAYAPI_MASTER_KEY|.+master\.key)\) differs from the one this database was created with; start every instance with that same key, in RELAYAPI_MASTER_KEY or in the data directory's master\.key$/;
+const MISMATCH =
+  /^the master key \(from (RELAYAPI_MASTER_KEY|.+master\.key)\) differs from the one this database was created with; start every instance with that same key, in RELAYAPI_MASTER_KEY or in the data directory's master\.key$/;
 
 /** Runs the scenario on one database: `dataDir()` gives each instance its data directory. */
 function scenario(driver: string, setup: () => Promise<{ dataDir: () => string; url?: string; drop?: () => Promise<void> }>): void {
@@ -125,7 +126,10 @@ describe("master key check", { timeout: 60_000 }, () => {
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
     expect({ code, stdout }).toEqual({ code: 1, stdout: "" });
-    const lines = stderr.trimEnd().split("\n").filter((l) => !l.startsWith("{")); // JSON log lines before the failure
+    const lines = stderr
+      .trimEnd()
+      .split("\n")
+      .filter((l) => !l.startsWith("{")); // JSON log lines before the failure
     expect(lines).toHaveLength(1);
     expect(lines[0]!.replace(/^relayapi: /, "")).toMatch(MISMATCH);
     expect(stderr).not.toMatch(/\bat .+:\d+:\d+/);

@@ -67,9 +67,17 @@ const chatBody = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", 
 
 it.each(["TRACE", "PROPFIND", "MKCOL", "PURGE", "LOCK", "SEARCH"])("%s is answered 405 with Allow, and never reaches the provider", async (method) => {
   mock.reset();
-  const res = await rawRequest(relay.url, { method, target, headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" }, body: chatBody });
+  const res = await rawRequest(relay.url, {
+    method,
+    target,
+    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+    body: chatBody,
+  });
   expect(res.status).toBe(405);
-  const allow = res.headers.allow?.split(",").map((m) => m.trim()).sort();
+  const allow = res.headers.allow
+    ?.split(",")
+    .map((m) => m.trim())
+    .sort();
   expect(allow).toEqual(["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]);
   expect(openaiError(res.body).code).toBe("method_not_allowed");
   expect(mock.requests.length).toBe(0);
@@ -101,7 +109,14 @@ it("an upstream 401 that echoes the key in its body and WWW-Authenticate reaches
     String(rec.headers.authorization).includes(KEY)
       ? {
           status: 401,
-          body: { error: { message: `Incorrect API key provided: ${KEY}. You can find your API key at ...`, type: "invalid_request_error", param: null, code: "invalid_api_key" } },
+          body: {
+            error: {
+              message: `Incorrect API key provided: ${KEY}. You can find your API key at ...`,
+              type: "invalid_request_error",
+              param: null,
+              code: "invalid_api_key",
+            },
+          },
           headers: { "www-authenticate": `Bearer realm="OpenAI", error="invalid_token", key="${KEY}"` },
         }
       : undefined,
@@ -127,7 +142,11 @@ it("an upstream 401 that echoes the key in its body and WWW-Authenticate reaches
 });
 
 it("a key split across two chunks of an error body is still caught", async () => {
-  const res = await fetch(`${relay.url}/api/echo/v1/chat/completions?mode=split`, { method: "POST", headers: { authorization: `Bearer ${echoSecret}` }, body: chatBody });
+  const res = await fetch(`${relay.url}/api/echo/v1/chat/completions?mode=split`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${echoSecret}` },
+    body: chatBody,
+  });
   expect(res.status).toBe(401);
   const text = await res.text();
   expect(text).not.toContain(KEY);
@@ -138,7 +157,11 @@ it("a key split across two chunks of an error body is still caught", async () =>
 });
 
 it("an error body past the scan bound is cut, never forwarded unscanned", async () => {
-  const res = await fetch(`${relay.url}/api/echo/v1/chat/completions?mode=huge`, { method: "POST", headers: { authorization: `Bearer ${echoSecret}` }, body: chatBody });
+  const res = await fetch(`${relay.url}/api/echo/v1/chat/completions?mode=huge`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${echoSecret}` },
+    body: chatBody,
+  });
   expect(res.status).toBe(401);
   const text = await res.text();
   expect(text.length).toBeGreaterThan(10_000);

@@ -47,7 +47,10 @@ const ATTACKS: Record<string, [string, Req][]> = {
     ["a streamed call on another model", { path: `/v1beta/models/${EXPENSIVE}:streamGenerateContent`, body: { contents: [] } }],
     ["the models segment in another case", { path: `/v1beta/MODELS/${EXPENSIVE}:generateContent`, body: { model: ALLOWED, contents: [] } }],
     ["a tuned model named like the pin", { path: `/v1beta/tunedModels/${ALLOWED}:generateContent`, body: { model: ALLOWED, contents: [] } }],
-    ["the pinned model in the path, another in the body", { path: `/v1beta/models/${ALLOWED}:generateContent`, body: { model: `models/${EXPENSIVE}`, contents: [] } }],
+    [
+      "the pinned model in the path, another in the body",
+      { path: `/v1beta/models/${ALLOWED}:generateContent`, body: { model: `models/${EXPENSIVE}`, contents: [] } },
+    ],
     ["the OpenAI-compatible endpoint, another model in the body", { path: "/v1beta/openai/chat/completions", body: { model: EXPENSIVE, messages } }],
   ],
   openrouter: [
@@ -56,7 +59,10 @@ const ATTACKS: Record<string, [string, Req][]> = {
   ],
   mistral: [["an agent running another model", { path: "/v1/agents/completions", body: { model: ALLOWED, agent_id: "ag_expensive", messages } }]],
   fireworks: [
-    ["an image workflow on another model", { path: `/v1/workflows/accounts/fireworks/models/${EXPENSIVE}/text_to_image`, body: { model: ALLOWED, prompt: "x" } }],
+    [
+      "an image workflow on another model",
+      { path: `/v1/workflows/accounts/fireworks/models/${EXPENSIVE}/text_to_image`, body: { model: ALLOWED, prompt: "x" } },
+    ],
   ],
 };
 
@@ -128,7 +134,10 @@ describe("Azure OpenAI through the openai SDK's AzureOpenAI client", () => {
     const { secret, id } = await relay.issue({ provider: "azure-openai", limits: { models: [ALLOWED] } });
     const err = await azure(secret, EXPENSIVE)
       .chat.completions.create({ model: ALLOWED, messages: [{ role: "user", content: "hi" }] })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     outcomes.push(`AzureOpenAI SDK, deployment ${EXPENSIVE}: ${err instanceof OpenAI.APIError ? err.status : 200}`);
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect(mock.requests).toHaveLength(0);

@@ -110,7 +110,8 @@ describe("answers, in-flight, build info, logs", () => {
       const s = await scrape(relay.url);
       return value(s.samples, "relayapi_responses_total", { entry: "http", reason: "upstream_unreachable" }) ? s : undefined;
     });
-    const count = (entry: string, statusClass: string, reason: string) => value(samples, "relayapi_responses_total", { entry, status_class: statusClass, reason });
+    const count = (entry: string, statusClass: string, reason: string) =>
+      value(samples, "relayapi_responses_total", { entry, status_class: statusClass, reason });
     expect(count("http", "2xx", "ok")).toBeGreaterThanOrEqual(3);
     expect(count("http", "4xx", "unauthenticated")).toBe(1);
     expect(count("http", "4xx", "permission_denied")).toBe(1);
@@ -241,7 +242,11 @@ describe("database health and 5xx sampling", () => {
   it("logs down once and recovered once with the outage's duration", async () => {
     const lines: string[] = [];
     let up = false;
-    const health = new DatabaseHealth({ log: createLogger("info", (l) => lines.push(l)), ping: async () => void (up || (await Promise.reject(new Error("still down")))), probeMs: 20 });
+    const health = new DatabaseHealth({
+      log: createLogger("info", (l) => lines.push(l)),
+      ping: async () => void (up || (await Promise.reject(new Error("still down")))),
+      probeMs: 20,
+    });
     health.failed("request", Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
     health.failed("request", new Error("again"));
     expect(health.up).toBe(false);
@@ -258,7 +263,11 @@ describe("database health and 5xx sampling", () => {
 
   it("writes at most 10 lines a second and then says how many it suppressed", async () => {
     const lines: string[] = [];
-    const warn = new SampledWarn(createLogger("info", (l) => lines.push(l)), 10, 100);
+    const warn = new SampledWarn(
+      createLogger("info", (l) => lines.push(l)),
+      10,
+      100,
+    );
     for (let i = 0; i < 25; i++) warn.warn("5xx answer", { i });
     expect(lines).toHaveLength(10);
     await waitFor(() => lines.length === 11);
@@ -275,14 +284,23 @@ describe("fatal start-up errors", () => {
     let stderr = "";
     let code: number | null = 0;
     try {
-      execFileSync(process.execPath, [join(ROOT, "bin", "relayapi.js"), "serve", "--port", "70000"], { cwd: ROOT, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      execFileSync(process.execPath, [join(ROOT, "bin", "relayapi.js"), "serve", "--port", "70000"], {
+        cwd: ROOT,
+        env,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      });
     } catch (e) {
       ({ stderr, status: code } = e as { stderr: string; status: number | null });
     }
     expect(code).toBe(2);
     const lines = stderr.trimEnd().split("\n");
     expect(lines).toHaveLength(2);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ level: "fatal", msg: "relay failed to start", err: { name: "ConfigError", message: expect.stringContaining("port") } });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      level: "fatal",
+      msg: "relay failed to start",
+      err: { name: "ConfigError", message: expect.stringContaining("port") },
+    });
     expect(lines[1]).toMatch(/^relayapi: .*port/);
   });
 });

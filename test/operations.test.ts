@@ -71,7 +71,9 @@ describe("metrics, request ids, logs, readiness", () => {
     const text = await res.text();
     const samples = parsePrometheus(text);
     const value = (name: string, labels: Record<string, string> = {}) =>
-      samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+      samples.find(
+        (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length,
+      )?.value;
 
     expect(value("relayapi_requests_total", { provider: "openai", status: "200", outcome: "complete" })).toBe(6);
     expect(value("relayapi_requests_total", { provider: "openai", status: "500", outcome: "upstream_error" })).toBe(1);
@@ -131,7 +133,10 @@ describe("metrics, request ids, logs, readiness", () => {
   it("answers /readyz with each check", async () => {
     const res = await fetch(`${relay.url}/readyz`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: "ready", checks: { database: "ok", migrations: `${expectedMigrations()}/${expectedMigrations()}`, redis: "not configured" } });
+    expect(await res.json()).toEqual({
+      status: "ready",
+      checks: { database: "ok", migrations: `${expectedMigrations()}/${expectedMigrations()}`, redis: "not configured" },
+    });
   });
 });
 
@@ -333,7 +338,11 @@ describe("SIGTERM during 20 in-flight streams", () => {
 
       const database = await openDatabase({ dataDir: dir });
       try {
-        const rows = await database.db.select({ outcome: usageEvents.outcome, n: count() }).from(usageEvents).where(eq(usageEvents.tokenId, token.id)).groupBy(usageEvents.outcome);
+        const rows = await database.db
+          .select({ outcome: usageEvents.outcome, n: count() })
+          .from(usageEvents)
+          .where(eq(usageEvents.tokenId, token.id))
+          .groupBy(usageEvents.outcome);
         expect(rows).toEqual([{ outcome: Outcome.COMPLETE, n: 20 }]);
         const [row] = await database.db.select({ used: tokensTable.used }).from(tokensTable).where(eq(tokensTable.id, token.id));
         expect(row?.used).toBe(20);

@@ -27,11 +27,27 @@ let relayPid = 0; // signalled in afterAll too, should a check fail before the r
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_") && k !== "DATABASE_URL" && !k.startsWith("npm_")));
 
 beforeAll(async () => {
-  const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], { cwd: ROOT, env, timeout: 60_000, maxBuffer: 64 << 20 });
+  const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
+    cwd: ROOT,
+    env,
+    timeout: 60_000,
+    maxBuffer: 64 << 20,
+  });
   const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
   tarball = join(dir, packed!.filename);
   const paths = packed!.files.map((f) => f.path);
-  expect(paths).toEqual(expect.arrayContaining(["bin/relayapi.js", "dist/server/relayapi.js", "dist/src/sdk/index.js", "dist/src/sdk/index.d.ts", "dist/console/index.html", "drizzle/0000_init.sql", "drizzle/meta/_journal.json", "src/db/pglite-initdb.js"]));
+  expect(paths).toEqual(
+    expect.arrayContaining([
+      "bin/relayapi.js",
+      "dist/server/relayapi.js",
+      "dist/src/sdk/index.js",
+      "dist/src/sdk/index.d.ts",
+      "dist/console/index.html",
+      "drizzle/0000_init.sql",
+      "drizzle/meta/_journal.json",
+      "src/db/pglite-initdb.js",
+    ]),
+  );
   // Only what runs: no TypeScript sources, tests, build scripts or half-written build files.
   expect(paths.filter((p) => /\.ts$/.test(p) && !p.endsWith(".d.ts"))).toEqual([]);
   expect(paths.filter((p) => /^(test|scripts|bench|console|proto)\/|\.tmp$/.test(p))).toEqual([]);
@@ -60,7 +76,11 @@ it("installs without building: the shipped dist/ is used as it is", () => {
 });
 
 it("`npx relayapi serve` runs the relay from the installed package, and stops on SIGTERM", async () => {
-  const child = spawn("npx", ["--no-install", "relayapi", "serve", "--port", "0", "--data-dir", join(dir, "data")], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("npx", ["--no-install", "relayapi", "serve", "--port", "0", "--data-dir", join(dir, "data")], {
+    cwd: app,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   const listening = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 60_000);
@@ -99,7 +119,11 @@ it("`relayapi/sdk` imports in Node and bundles with esbuild", async () => {
 
   // esbuild is a dependency of relayapi, so the app has it: bundle for the browser, run the result.
   const esbuild = join(app, "node_modules", "esbuild", "bin", "esbuild");
-  await run(esbuild, ["check.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out/bundle.js", "--log-level=error"], { cwd: app, env, timeout: 30_000 });
+  await run(esbuild, ["check.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out/bundle.js", "--log-level=error"], {
+    cwd: app,
+    env,
+    timeout: 30_000,
+  });
   const bundle = readFileSync(join(app, "out", "bundle.js"), "utf8");
   expect(bundle).not.toMatch(/from "relayapi\/sdk"|require\("node:/);
   writeFileSync(join(app, "out", "package.json"), JSON.stringify({ type: "module" }));

@@ -61,7 +61,12 @@ describe.each(drivers)("poison usage (relay on %s)", (driver) => {
   };
   const rowsOf = (ids: string[]) => db().select().from(usageEvents).where(inArray(usageEvents.tokenId, ids)).orderBy(usageEvents.id);
   const tokensUsed = async (id: string) =>
-    (await db().select({ v: sql<string>`${tokensTable.tokensUsed}::text` }).from(tokensTable).where(eq(tokensTable.id, id)))[0]?.v;
+    (
+      await db()
+        .select({ v: sql<string>`${tokensTable.tokensUsed}::text` })
+        .from(tokensTable)
+        .where(eq(tokensTable.id, id))
+    )[0]?.v;
 
   it("writes every other token's usage after absurd provider usage; flags it, never overflows or trusts it", async () => {
     // A counter already near the top of bigint (years of metering, or earlier poison under a
@@ -84,7 +89,9 @@ describe.each(drivers)("poison usage (relay on %s)", (driver) => {
 
     const written = await rowsOf(others.map((t) => t.id));
     const depth = relay.app.usage.queueDepth;
-    console.log(`[poison-usage ${driver}] statuses ${statuses.join(",")}; rows written for other tokens after the poison calls: ${written.length}/8; queue depth ${depth}`);
+    console.log(
+      `[poison-usage ${driver}] statuses ${statuses.join(",")}; rows written for other tokens after the poison calls: ${written.length}/8; queue depth ${depth}`,
+    );
     expect(statuses).toEqual(Array(12).fill(200));
     expect(written).toHaveLength(8);
     expect(written.every((r) => r.flags === 0 && r.totalTokens > 0)).toBe(true);

@@ -92,7 +92,11 @@ it("holds on RelayService too", async () => {
   const client = createClient(RelayService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
   const run = async (body: string) => {
     const parts = [];
-    for await (const m of client.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) }, { headers: { authorization: `Bearer ${secret}` } })) parts.push(m.part.case);
+    for await (const m of client.relay(
+      { provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(body) },
+      { headers: { authorization: `Bearer ${secret}` } },
+    ))
+      parts.push(m.part.case);
     return parts;
   };
   await expect(run(`{"\\u006dodel":"gpt-4",${msgs}}`)).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.PermissionDenied);

@@ -41,7 +41,8 @@ beforeAll(async () => {
     if (rec.headers["openai-organization"] !== undefined || rec.headers["openai-project"] !== undefined) {
       return { status: 401, body: { error: { message: "No such organization", type: "invalid_request_error", code: "invalid_organization" } } };
     }
-    if (badKeys.has(key)) return { status: 401, body: { error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } } };
+    if (badKeys.has(key))
+      return { status: 401, body: { error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } } };
     if ((flaky.get(key) ?? 0) > 0) {
       flaky.set(key, flaky.get(key)! - 1);
       return { status: 401, body: { error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } } };
@@ -49,9 +50,19 @@ beforeAll(async () => {
     if (key.startsWith("gem-bad")) return { status: 400, body: geminiError("API key not valid. Please pass a valid API key.", "API_KEY_INVALID") };
     if (rec.path.includes("/models/echo:")) return { status: 400, body: geminiError("Invalid value API_KEY_INVALID for field contents", undefined) };
     if (model.startsWith("forbidden")) {
-      return { status: 403, body: { error: { message: `The model \`${model}\` does not exist or you do not have access to it.`, type: "invalid_request_error", code: "model_not_found" } } };
+      return {
+        status: 403,
+        body: {
+          error: { message: `The model \`${model}\` does not exist or you do not have access to it.`, type: "invalid_request_error", code: "model_not_found" },
+        },
+      };
     }
-    if (model === "hot") return { status: 429, headers: { "retry-after": "999999" }, body: { error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" } } };
+    if (model === "hot")
+      return {
+        status: 429,
+        headers: { "retry-after": "999999" },
+        body: { error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" } },
+      };
     if (model === "broken") return { status: 500 };
     return undefined;
   });
@@ -214,7 +225,12 @@ describe("a client cannot make a key look bad", () => {
     for (let i = 0; i < 6; i++) {
       const res = await fetch(`${relay.url}/api/openai/v1/chat/completions`, {
         method: "POST",
-        headers: { authorization: `Bearer ${t.secret}`, "content-type": "application/json", "openai-organization": "org-not-yours", "openai-project": "proj_x" },
+        headers: {
+          authorization: `Bearer ${t.secret}`,
+          "content-type": "application/json",
+          "openai-organization": "org-not-yours",
+          "openai-project": "proj_x",
+        },
         body: JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] }),
       });
       expect(res.status).toBe(200);

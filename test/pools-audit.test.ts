@@ -20,7 +20,14 @@ it("pool and key actions are audited by id, without keys", async () => {
   const { events } = await relay.admin.listAuditEvents({});
   const mine = events.filter((e) => e.target === "audited" || e.target === id).map((e) => [e.action, e.target]);
   expect(mine.sort()).toEqual(
-    [["CreatePool", "audited"], ["AddKeys", "audited"], ["DisableKey", id], ["EnableKey", id], ["DeleteKey", id], ["DeletePool", "audited"]].sort(),
+    [
+      ["CreatePool", "audited"],
+      ["AddKeys", "audited"],
+      ["DisableKey", id],
+      ["EnableKey", id],
+      ["DeleteKey", id],
+      ["DeletePool", "audited"],
+    ].sort(),
   );
   const text = JSON.stringify(events.map((e) => [e.action, e.target, e.detail]));
   expect(text).toContain(id);

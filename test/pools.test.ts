@@ -84,7 +84,9 @@ it("a key answering 401 gets a strike and the call succeeds on the next key; the
   // Issue 17: one 401 no longer disables a key (it used to).
   expect(keys.filter((k) => !k.enabled)).toHaveLength(0);
   const served = relay.calls.at(-1)!;
-  expect(served.keyId).toBe(keys.find((k) => k.enabled && mock.requests[1]!.headers.authorization === `Bearer ${KEYS.find((x) => x.endsWith(k.masked.slice(-4)))}`)?.id);
+  expect(served.keyId).toBe(
+    keys.find((k) => k.enabled && mock.requests[1]!.headers.authorization === `Bearer ${KEYS.find((x) => x.endsWith(k.masked.slice(-4)))}`)?.id,
+  );
   // The same key keeps answering 401: disabled at its third strike, every call still served.
   mock.behave((rec) => (keyOf(rec.headers.authorization) === dead ? refusal : undefined));
   for (let i = 0; i < 9 && keys.every((k) => k.enabled); i++) {
@@ -123,10 +125,9 @@ it("a stream broken after its first byte is not retried and is recorded TRUNCATE
 });
 
 it("never returns or stores a key whole", async () => {
-  const responses = JSON.stringify([
-    await relay.admin.listPools({}),
-    await relay.admin.listKeys({ pool: "rr" }),
-  ], (_k, v) => (typeof v === "bigint" ? String(v) : v));
+  const responses = JSON.stringify([await relay.admin.listPools({}), await relay.admin.listKeys({ pool: "rr" })], (_k, v) =>
+    typeof v === "bigint" ? String(v) : v,
+  );
   const rows = JSON.stringify(await listKeys(relay.app.database.db));
   for (const key of KEYS) {
     expect(responses).not.toContain(key);

@@ -102,7 +102,9 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     const fresh = (await a.issue({ limits: { rpm: 30 } })).secret;
     const freshAdmitted = (await Promise.all(Array.from({ length: 20 }, (_, i) => chat(i % 2 ? a : b, fresh)))).filter((x) => x === 200).length;
     const seconds = (Date.now() - t0) / 1000;
-    console.log(`[redis-faults] fallback burst, rpm 30 on two instances: ${admitted}/60 admitted (drained token), ${freshAdmitted}/20 (new token), in ${seconds.toFixed(1)} s`);
+    console.log(
+      `[redis-faults] fallback burst, rpm 30 on two instances: ${admitted}/60 admitted (drained token), ${freshAdmitted}/20 (new token), in ${seconds.toFixed(1)} s`,
+    );
     expect(burst.filter((x) => x !== 200 && x !== 429)).toEqual([]);
     expect((await fallbacks(a)) + (await fallbacks(b))).toBeGreaterThan(before);
     // Refill is one call per 2 s per instance during the outage; a full bucket would give 60.
@@ -120,7 +122,9 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     const seconds = (Date.now() - t0) / 1000;
     const admitted = all.filter((x) => x === 200).length;
     const localDecisions = (await fallbacks(a)) + (await fallbacks(b)) - before;
-    console.log(`[redis-faults] flood of 600 over two relays (rpm 30, Redis healthy): ${admitted} admitted in ${seconds.toFixed(1)} s, ${localDecisions} decided locally`);
+    console.log(
+      `[redis-faults] flood of 600 over two relays (rpm 30, Redis healthy): ${admitted} admitted in ${seconds.toFixed(1)} s, ${localDecisions} decided locally`,
+    );
     expect(all.filter((x) => x !== 200 && x !== 429)).toEqual([]);
     expect(localDecisions).toBe(0);
     // A bucket of 30 plus one refill per 2 s (and one lost race per instance).
@@ -187,10 +191,15 @@ describe.skipIf(!redisUp || !pgUp)("Redis faults, two instances", () => {
     const q = await proofAt(keys, secret, now());
     expect(await chat(a, secret, { dpop: q })).toBe(200);
     proxy.restore();
-    await waitFor(async () => {
-      const r = await proofAt(keys, secret, now());
-      return (await chat(a, secret, { dpop: r })) === 200 && (await chat(b, secret, { dpop: r })) === 401;
-    }, 5_000, "A's proofs to reach Redis again", 50);
+    await waitFor(
+      async () => {
+        const r = await proofAt(keys, secret, now());
+        return (await chat(a, secret, { dpop: r })) === 200 && (await chat(b, secret, { dpop: r })) === 401;
+      },
+      5_000,
+      "A's proofs to reach Redis again",
+      50,
+    );
     expect(await chat(b, secret, { dpop: q })).toBe(401);
   });
 });

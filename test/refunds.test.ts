@@ -22,7 +22,9 @@ const { relay, mock } = useRelay({ config: { upstreamHeadersTimeoutMs: TIMEOUT_M
 let keys = 0;
 
 beforeAll(async () => {
-  await relay.admin.upsertProvider({ provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
+  await relay.admin.upsertProvider({
+    provider: { id: "refusing", baseUrl: `http://127.0.0.1:${await closedPort()}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI },
+  });
 });
 
 /** A token capped at CAP calls, with an upstream key of its own (how its arrivals are told apart). */

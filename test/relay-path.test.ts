@@ -55,7 +55,14 @@ async function relayRpc(transport: Transport, token: string, call: Call): Promis
   let status: number | undefined;
   try {
     const stream = client.relay(
-      { provider: call.provider, method: call.method ?? "POST", path: call.path, query: call.query ?? "", headers: [{ name: "content-type", value: "application/json" }], body: call.body ?? CHAT },
+      {
+        provider: call.provider,
+        method: call.method ?? "POST",
+        path: call.path,
+        query: call.query ?? "",
+        headers: [{ name: "content-type", value: "application/json" }],
+        body: call.body ?? CHAT,
+      },
       { headers: { authorization: `Bearer ${token}` }, timeoutMs: 5000 },
     );
     for await (const res of stream) if (res.part.case === "head") status = res.part.value.status;
@@ -99,7 +106,9 @@ describe.each(TRANSPORTS)("RelayService over %s", (_name, transport) => {
   it("the pinned model passes; another model is refused", async () => {
     expect((await relayRpc(transport(), pinned, { provider: "gemini", path: "/v1beta/models/gemini-pro:generateContent", body: GEMINI })).status).toBe(200);
     expect(mock.requests.map((r) => r.path)).toEqual(["/v1beta/models/gemini-pro:generateContent"]);
-    expect((await relayRpc(transport(), pinned, { provider: "gemini", path: "/v1beta/models/gemini-ultra:generateContent", body: GEMINI })).code).toBe(Code.PermissionDenied);
+    expect((await relayRpc(transport(), pinned, { provider: "gemini", path: "/v1beta/models/gemini-ultra:generateContent", body: GEMINI })).code).toBe(
+      Code.PermissionDenied,
+    );
     expect(mock.requests).toHaveLength(1);
   });
 });

@@ -33,7 +33,11 @@ const CHAT = JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", cont
 const JSON_HEADER = [{ name: "content-type", value: "application/json" }];
 
 /** Streams one Relay call; returns every message and the error the stream ended with, if any. */
-async function relayCall(secret: string, req: Parameters<ReturnType<typeof client>["relay"]>[0], binary = true): Promise<{ parts: Part[]; error?: ConnectError }> {
+async function relayCall(
+  secret: string,
+  req: Parameters<ReturnType<typeof client>["relay"]>[0],
+  binary = true,
+): Promise<{ parts: Part[]; error?: ConnectError }> {
   const parts: Part[] = [];
   try {
     for await (const m of client(binary).relay(req, { headers: { authorization: `Bearer ${secret}` } })) parts.push(m.part);
@@ -59,7 +63,13 @@ function answerWith(parts: (string | Buffer)[]): void {
 describe("text in, text out", () => {
   it("body_text is sent as its UTF-8 bytes and text_chunks streams the answer as plain text", async () => {
     const { secret } = await relay.issue({ limits: { maxCalls: 3n } });
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT, textChunks: true });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      bodyText: CHAT,
+      textChunks: true,
+    });
     expect(error).toBeUndefined();
     expect(mock.requests.at(-1)!.body.equals(Buffer.from(CHAT, "utf8"))).toBe(true);
     expect(parts[0]?.case).toBe("head");
@@ -75,7 +85,12 @@ describe("text in, text out", () => {
 
   it("without text_chunks nothing changes: body bytes in, data bytes out", async () => {
     const { secret } = await relay.issue();
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, body: new TextEncoder().encode(CHAT) });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      body: new TextEncoder().encode(CHAT),
+    });
     expect(error).toBeUndefined();
     const cs = chunks(parts);
     expect(cs.every((c) => c.text === "" && c.data.length > 0)).toBe(true);
@@ -86,14 +101,29 @@ describe("text in, text out", () => {
     const { secret } = await relay.issue();
     const a = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT });
     expect(Buffer.concat(chunks(a.parts).map((c) => c.data)).toString()).toContain("tok0");
-    const b = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, body: new TextEncoder().encode(CHAT), textChunks: true });
-    expect(chunks(b.parts).map((c) => c.text).join("")).toContain("tok0");
+    const b = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      body: new TextEncoder().encode(CHAT),
+      textChunks: true,
+    });
+    expect(
+      chunks(b.parts)
+        .map((c) => c.text)
+        .join(""),
+    ).toContain("tok0");
   });
 
   it("body and body_text together are refused before the call is counted", async () => {
     const { secret } = await relay.issue({ limits: { maxCalls: 1n } });
     const before = mock.requests.length;
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(CHAT), bodyText: CHAT });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      body: new TextEncoder().encode(CHAT),
+      bodyText: CHAT,
+    });
     expect(parts).toEqual([]);
     expect(error?.code).toBe(Code.InvalidArgument);
     expect(error?.rawMessage).toBe("set body or body_text, not both");
@@ -157,7 +187,11 @@ describe("whole characters", () => {
   const EURO = Buffer.from("€", "utf8");
   const FRAME = 'data: {"choices":[{"delta":{"content":"5 €"}}]}\n\n';
   const cut = FRAME.indexOf("€");
-  const split = [Buffer.concat([Buffer.from(FRAME.slice(0, cut)), EURO.subarray(0, 2)]), Buffer.concat([EURO.subarray(2), Buffer.from(FRAME.slice(cut + 1))]), "data: [DONE]\n\n"];
+  const split = [
+    Buffer.concat([Buffer.from(FRAME.slice(0, cut)), EURO.subarray(0, 2)]),
+    Buffer.concat([EURO.subarray(2), Buffer.from(FRAME.slice(cut + 1))]),
+    "data: [DONE]\n\n",
+  ];
 
   it("the relay really gets the character in two reads (bytes form shows the cut)", async () => {
     answerWith(split);
@@ -170,7 +204,13 @@ describe("whole characters", () => {
   it("a UTF-8 character split across two upstream chunks arrives whole in the text chunks", async () => {
     answerWith(split);
     const { secret } = await relay.issue();
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT, textChunks: true });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      bodyText: CHAT,
+      textChunks: true,
+    });
     expect(error).toBeUndefined();
     const texts = chunks(parts).map((c) => c.text);
     expect(texts.join("")).toBe(FRAME + "data: [DONE]\n\n");
@@ -187,10 +227,18 @@ describe("not UTF-8", () => {
     answerWith(BAD);
     const { secret } = await relay.issue({ limits: { maxCalls: 5n } });
     const calls = relay.calls.length;
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT, textChunks: true });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      bodyText: CHAT,
+      textChunks: true,
+    });
     expect(error?.code).toBe(Code.InvalidArgument);
     expect(error?.rawMessage).toBe(NOT_UTF8);
-    const text = chunks(parts).map((c) => c.text).join("");
+    const text = chunks(parts)
+      .map((c) => c.text)
+      .join("");
     expect(text).toBe('data: {"ok":1}\n\n');
     expect(text).not.toContain("\uFFFD");
     // The call reached the provider: counted, and recorded as cut short.
@@ -210,18 +258,38 @@ describe("not UTF-8", () => {
   it("an answer that ends inside a character is refused too", async () => {
     answerWith(["data: x\n\n", Buffer.from([0xe2, 0x82])]);
     const { secret } = await relay.issue();
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT, textChunks: true });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      bodyText: CHAT,
+      textChunks: true,
+    });
     expect(error?.code).toBe(Code.InvalidArgument);
-    expect(chunks(parts).map((c) => c.text).join("")).toBe("data: x\n\n");
+    expect(
+      chunks(parts)
+        .map((c) => c.text)
+        .join(""),
+    ).toBe("data: x\n\n");
     expect(endOf(parts)[0]?.error).toBe(NOT_UTF8);
   });
 
   it("on a budgeted token (the engine drains for usage) the refusal is the same", async () => {
     answerWith(BAD);
     const { secret } = await relay.issue({ limits: { budgetTokens: 100_000n } });
-    const { parts, error } = await relayCall(secret, { provider: "openai", path: "/v1/chat/completions", headers: JSON_HEADER, bodyText: CHAT, textChunks: true });
+    const { parts, error } = await relayCall(secret, {
+      provider: "openai",
+      path: "/v1/chat/completions",
+      headers: JSON_HEADER,
+      bodyText: CHAT,
+      textChunks: true,
+    });
     expect(error?.code).toBe(Code.InvalidArgument);
-    expect(chunks(parts).map((c) => c.text).join("")).toBe('data: {"ok":1}\n\n');
+    expect(
+      chunks(parts)
+        .map((c) => c.text)
+        .join(""),
+    ).toBe('data: {"ok":1}\n\n');
     expect(endOf(parts)[0]).toMatchObject({ outcome: Outcome.TRUNCATED, error: NOT_UTF8 });
   });
 });

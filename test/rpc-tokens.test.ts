@@ -59,7 +59,14 @@ describe("IssueToken", () => {
     expect(secret).toMatch(/^rai_[0-9A-Za-z]{38}$/);
     expect(isWellFormedIssued(secret)).toBe(true);
     expect(id).toMatch(/^tok_[0-9A-Za-z]+$/);
-    expect(res.token).toMatchObject({ kind: TokenKind.ISSUED, provider: "openai", subject: "alice", status: TokenStatus.ACTIVE, callsLeft: 5n, upstreamKeyHint: HINT });
+    expect(res.token).toMatchObject({
+      kind: TokenKind.ISSUED,
+      provider: "openai",
+      subject: "alice",
+      status: TokenStatus.ACTIVE,
+      callsLeft: 5n,
+      upstreamKeyHint: HINT,
+    });
     const issuedJson = toJsonString(IssueTokenResponseSchema, res);
     expect(issuedJson.split(secret)).toHaveLength(2); // the secret field, once
     expect(issuedJson).not.toContain(UPSTREAM_KEY);
@@ -144,8 +151,7 @@ describe("ListTokens", () => {
     await relay.tokens.revokeToken({ id: revoked.id, reason: "test" });
     expect((await httpChat(exhausted.secret)).status).toBe(200);
 
-    const ids = async (f: { provider?: string; status?: TokenStatus }) =>
-      (await relay.tokens.listTokens({ subject, ...f })).tokens.map((t) => t.id).sort();
+    const ids = async (f: { provider?: string; status?: TokenStatus }) => (await relay.tokens.listTokens({ subject, ...f })).tokens.map((t) => t.id).sort();
     expect(await ids({})).toEqual([active.id, revoked.id, exhausted.id, gemini.id].sort());
     expect(await ids({ provider: "gemini" })).toEqual([gemini.id]);
     expect(await ids({ provider: "openai" })).toEqual([active.id, revoked.id, exhausted.id].sort());

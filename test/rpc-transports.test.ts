@@ -112,8 +112,10 @@ describe.each(TRANSPORTS)("%s", (_name, makeTransport) => {
 
   it("maps Relay failures to RPC codes", async () => {
     const client = createClient(RelayService, transport);
-    const run = (secret: string | undefined, req = chatRequest()) => () =>
-      collect(client.relay(req, secret === undefined ? {} : bearer(secret)));
+    const run =
+      (secret: string | undefined, req = chatRequest()) =>
+      () =>
+        collect(client.relay(req, secret === undefined ? {} : bearer(secret)));
 
     expect(await codeOf(run(undefined))).toBe(Code.Unauthenticated);
     expect(await codeOf(run("rai_not-a-real-token"))).toBe(Code.Unauthenticated);
@@ -135,9 +137,7 @@ describe.each(TRANSPORTS)("%s", (_name, makeTransport) => {
 
   it("reports an upstream error status in head and end, not as an RPC error", async () => {
     const { secret } = await relay.issue({ limits: { maxCalls: 5n } });
-    const parts = await collect(
-      createClient(RelayService, transport).relay(chatRequest({ extra: { "x-mock-status": "500" } }), bearer(secret)),
-    );
+    const parts = await collect(createClient(RelayService, transport).relay(chatRequest({ extra: { "x-mock-status": "500" } }), bearer(secret)));
     const { head, end, data } = splitStream(parts);
     expect(head.status).toBe(500);
     expect(data).toContain("mock error 500");
@@ -152,9 +152,9 @@ describe.each(TRANSPORTS)("%s", (_name, makeTransport) => {
     for (const opts of [{}, bearer("rak_wrong"), bearer(""), { headers: { authorization: relay.adminKey } }]) {
       expect(await codeOf(() => admin.listProviders({}, opts))).toBe(Code.Unauthenticated);
       expect(await codeOf(() => tokens.listTokens({}, opts))).toBe(Code.Unauthenticated);
-      expect(
-        await codeOf(() => tokens.issueToken({ provider: "openai", credential: { case: "upstreamKey", value: UPSTREAM_KEY } }, opts)),
-      ).toBe(Code.Unauthenticated);
+      expect(await codeOf(() => tokens.issueToken({ provider: "openai", credential: { case: "upstreamKey", value: UPSTREAM_KEY } }, opts))).toBe(
+        Code.Unauthenticated,
+      );
     }
     // A relay token is not an admin key either.
     const { secret } = await relay.issue();

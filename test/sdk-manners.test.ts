@@ -136,7 +136,7 @@ describe("decisions", () => {
     expect(isFinal(new RelayError("budget_exhausted", "x"))).toBe(true);
     expect(isFinal(new RelayError("unauthenticated", "x"))).toBe(true);
     // A DPoP challenge (a fresh nonce) invites a retry with a new proof.
-    expect(isFinal(new RelayError("unauthenticated", "x", { headers: { "www-authenticate": "DPoP error=\"use_dpop_nonce\"" } }))).toBe(false);
+    expect(isFinal(new RelayError("unauthenticated", "x", { headers: { "www-authenticate": 'DPoP error="use_dpop_nonce"' } }))).toBe(false);
     expect(isFinal(new RelayError("rate_limited", "x", { retryAfter: 1 }))).toBe(false);
     expect(isFinal(new RelayError("unavailable", "x"))).toBe(false);
   });

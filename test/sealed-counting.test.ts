@@ -27,7 +27,12 @@ describe.each(drivers)("sealed-token counting on %s", (driver) => {
     const counter = new CallCounter(db);
     const results = await Promise.all(Array.from({ length: 500 }, () => counter.useSealed(first, 1)));
     expect(results.filter(Boolean)).toHaveLength(50);
-    expect(results.filter(Boolean).map((r) => r!.used).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(
+      results
+        .filter(Boolean)
+        .map((r) => r!.used)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     expect((await findTokenById(db, first.id))?.used).toBe(50);
   });
 

@@ -147,7 +147,7 @@ describe("relayapi rai import", () => {
     expect(Buffer.from(out.secret, "base64url").equals(aesKey)).toBe(true);
     expect(r.stderr).toMatch(/warning: .*aes_key.*relayapi issuer rotate backend-prod/);
     // A backend that holds only the .rai can seal with its key bytes and the printed kid.
-    expect((await chat(relay, await token({ kid: out.kid, secret: aesKey })))).toMatchObject({ status: 200 });
+    expect(await chat(relay, await token({ kid: out.kid, secret: aesKey }))).toMatchObject({ status: 200 });
 
     const named = await remote("rai", "import", path, "--name", "legacy");
     expect(named.code, named.stderr).toBe(0);

@@ -53,7 +53,27 @@ it("a token sealed by a script that uses only jose relays", async () => {
 
 it("a token from `relayapi token seal` (offline) relays", async () => {
   const key = "sk-cli-sealed-upstream-0003";
-  const run = await cli(["token", "seal", "--issuer-key", issuer.issuerKey, "--provider", "openai", "--upstream-key", key, "--max-calls", "5", "--expires-in", "10m", "--subject", "cli-user", "--models", "gpt-mock", "--jti", "cli-1", "--json"]);
+  const run = await cli([
+    "token",
+    "seal",
+    "--issuer-key",
+    issuer.issuerKey,
+    "--provider",
+    "openai",
+    "--upstream-key",
+    key,
+    "--max-calls",
+    "5",
+    "--expires-in",
+    "10m",
+    "--subject",
+    "cli-user",
+    "--models",
+    "gpt-mock",
+    "--jti",
+    "cli-1",
+    "--json",
+  ]);
   expect(run.code, run.stderr).toBe(0);
   const out = JSON.parse(run.stdout) as { token: string; jti: string; kid: string; alg: string };
   expect(out).toMatchObject({ jti: "cli-1", kid: issuer.kid, alg: "dir" });
@@ -115,7 +135,24 @@ describe.skipIf(!python)("examples/python/mint_token.py (jwcrypto)", () => {
 
   it("mints a dir token that relays", async () => {
     const key = "sk-python-dir-upstream-0007";
-    const run = await runFile(python!, [script, "dir", "--issuer-key", issuer.issuerKey, "--provider", "openai", "--upstream-key", key, "--max-calls", "2", "--expires-in", "600", "--subject", "py-user", "--jti", "py-1"]);
+    const run = await runFile(python!, [
+      script,
+      "dir",
+      "--issuer-key",
+      issuer.issuerKey,
+      "--provider",
+      "openai",
+      "--upstream-key",
+      key,
+      "--max-calls",
+      "2",
+      "--expires-in",
+      "600",
+      "--subject",
+      "py-user",
+      "--jti",
+      "py-1",
+    ]);
     expect(run.code, run.stderr).toBe(0);
     await relaysWith(run.stdout.trim(), key);
     expect((await relay.tokens.getToken({ id: "mint-app:py-1" })).token).toMatchObject({ subject: "py-user", callsUsed: 1n, callsLeft: 1n });

@@ -36,7 +36,11 @@ function prng(seed: number): () => number {
 }
 
 /** Raw JWE sealing, for headers and claims the SDK would refuse to make. */
-async function raw(claims: Record<string, unknown>, header: Record<string, unknown> = {}, key: Uint8Array | CryptoKey = Buffer.from(issuer.secret, "base64url")): Promise<string> {
+async function raw(
+  claims: Record<string, unknown>,
+  header: Record<string, unknown> = {},
+  key: Uint8Array | CryptoKey = Buffer.from(issuer.secret, "base64url"),
+): Promise<string> {
   return new EncryptJWT(claims).setProtectedHeader({ alg: "dir", enc: "A256GCM", kid: issuer.kid, ...header }).encrypt(key);
 }
 

@@ -92,7 +92,13 @@ describe("createRelayClients (connect-web transport)", () => {
     const parts: string[] = [];
     let text = "";
     let end: { outcome: number; callsLeft?: bigint } | undefined;
-    for await (const m of rpc.relay({ provider: "openai", method: "POST", path: "/v1/chat/completions", headers: [{ name: "content-type", value: "application/json" }], body })) {
+    for await (const m of rpc.relay({
+      provider: "openai",
+      method: "POST",
+      path: "/v1/chat/completions",
+      headers: [{ name: "content-type", value: "application/json" }],
+      body,
+    })) {
       parts.push(m.part.case ?? "");
       if (m.part.case === "chunk") text += new TextDecoder().decode(m.part.value.data);
       if (m.part.case === "end") end = m.part.value;
@@ -135,7 +141,14 @@ describe("examples/backend-route.ts", () => {
   let url: string;
   beforeAll(async () => {
     const { tokenRoute } = await import("../examples/backend-route.js");
-    const route = tokenRoute({ relayUrl: relay.url, issuerKey: issuer.issuerKey, upstreamKey: UPSTREAM_KEY, maxCalls: 2, models: ["gpt-mock"], origins: ["http://app.test"] });
+    const route = tokenRoute({
+      relayUrl: relay.url,
+      issuerKey: issuer.issuerKey,
+      upstreamKey: UPSTREAM_KEY,
+      maxCalls: 2,
+      models: ["gpt-mock"],
+      origins: ["http://app.test"],
+    });
     server = createServer((req, res) => void route(req, res));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

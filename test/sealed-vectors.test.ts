@@ -143,8 +143,7 @@ describe.each([
   it("re-sealed by the SDK with the same key, opens to the same token", async () => {
     vi.setSystemTime(v.now * 1000);
     const claims = { ...v.claims } as Parameters<typeof sealToken>[0];
-    const again =
-      v.alg === "dir" ? await sealToken(claims, v.issuerKey!) : await sealTokenForRelay(claims, v.relayPublicJwk!);
+    const again = v.alg === "dir" ? await sealToken(claims, v.issuerKey!) : await sealTokenForRelay(claims, v.relayPublicJwk!);
     expect(again).not.toBe(v.jwe);
     expect(view(await openSealedToken(again, await depsFor(v)))).toEqual(v.expected);
   });

@@ -36,7 +36,11 @@ const KEYS = {
 };
 /** Every secret, by name; plus the ones minted during the run. */
 const secrets = new Map<string, string>([
-  ["issued", KEYS.issued], ["sealed-key", KEYS.sealed], ["byok-key", KEYS.byok], ["refused", KEYS.refused], ["rejected", KEYS.rejected],
+  ["issued", KEYS.issued],
+  ["sealed-key", KEYS.sealed],
+  ["byok-key", KEYS.byok],
+  ["refused", KEYS.refused],
+  ["rejected", KEYS.rejected],
   ...KEYS.pool.map((k, i) => [`pool${i}`, k] as [string, string]),
 ]);
 const logLines: string[] = [];
@@ -48,7 +52,11 @@ interface Seen {
 }
 const seen: Seen[] = [];
 
-const { relay, mock } = useRelay({ mock: { chunks: 3 }, config: { acceptByokTokens: true, leaseIdleMs: 100 }, log: createLogger("debug", (l) => logLines.push(l)) });
+const { relay, mock } = useRelay({
+  mock: { chunks: 3 },
+  config: { acceptByokTokens: true, leaseIdleMs: 100 },
+  log: createLogger("debug", (l) => logLines.push(l)),
+});
 
 /** fetch that keeps a copy of every response: status, headers and body (streams included). */
 const recordingFetch: typeof fetch = async (input, init) => {
@@ -85,22 +93,53 @@ beforeAll(async () => {
 });
 
 it("a full scenario leaves no secret in logs, responses, metrics or the database", async () => {
-  const transport = createConnectTransport({ baseUrl: relay.url, fetch: recordingFetch, interceptors: [(next) => (req) => {
-    if (!req.header.has("authorization")) req.header.set("authorization", `Bearer ${relay.adminKey}`);
-    return next(req);
-  }] });
+  const transport = createConnectTransport({
+    baseUrl: relay.url,
+    fetch: recordingFetch,
+    interceptors: [
+      (next) => (req) => {
+        if (!req.header.has("authorization")) req.header.set("authorization", `Bearer ${relay.adminKey}`);
+        return next(req);
+      },
+    ],
+  });
   const admin = createClient(AdminService, transport);
   const tokens = createClient(TokenService, transport);
   const rpc = createClient(RelayService, transport);
   const http = (path: string, token: string, body: unknown, headers: Record<string, string> = {}) =>
-    recordingFetch(`${relay.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers }, body: JSON.stringify(body) }).then((r) => r.text());
+    recordingFetch(`${relay.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    }).then((r) => r.text());
   const chat = { model: "gpt-mock", messages: [{ role: "user", content: "hi" }] };
 
   // Providers, issuers (one created, one imported, one rotation), a pool with keys.
-  await admin.upsertProvider({ provider: { id: "refusing", baseUrl: "http://127.0.0.1:1", authStyle: AuthStyle.HEADER, authName: "x-key", shape: ApiShape.OPENAI, defaultHeaders: { "x-team": "hygiene" } } });
-  const issuer = await minting("issuer", () => admin.createIssuer({ name: "hyg-app" }), (r) => r.secret);
-  await minting("imported", () => admin.createIssuer({ name: "hyg-imported", secret: new Uint8Array(32).fill(7).map((v, i) => v + i) }), (r) => r.secret);
-  const rotated = await minting("rotated", () => admin.rotateIssuer({ name: "hyg-app" }), (r) => r.secret);
+  await admin.upsertProvider({
+    provider: {
+      id: "refusing",
+      baseUrl: "http://127.0.0.1:1",
+      authStyle: AuthStyle.HEADER,
+      authName: "x-key",
+      shape: ApiShape.OPENAI,
+      defaultHeaders: { "x-team": "hygiene" },
+    },
+  });
+  const issuer = await minting(
+    "issuer",
+    () => admin.createIssuer({ name: "hyg-app" }),
+    (r) => r.secret,
+  );
+  await minting(
+    "imported",
+    () => admin.createIssuer({ name: "hyg-imported", secret: new Uint8Array(32).fill(7).map((v, i) => v + i) }),
+    (r) => r.secret,
+  );
+  const rotated = await minting(
+    "rotated",
+    () => admin.rotateIssuer({ name: "hyg-app" }),
+    (r) => r.secret,
+  );
   await admin.listIssuers({});
   await admin.createPool({ name: "hyg-pool", provider: "openai", strategy: PoolStrategy.ROUND_ROBIN });
   await admin.addKeys({ pool: "hyg-pool", keys: [...KEYS.pool, KEYS.rejected] });
@@ -108,14 +147,27 @@ it("a full scenario leaves no secret in logs, responses, metrics or the database
   await admin.setKeyEnabled({ id: keys.keys[2]!.id, enabled: false });
 
   // Issued tokens: inline key, pool, a refusing provider; one refused at issue time.
-  const issue = (name: string, init: Parameters<typeof tokens.issueToken>[0]) => minting(name, () => tokens.issueToken(init), (r) => r.secret);
-  const inline = await issue("tok-inline", { provider: "openai", credential: { case: "upstreamKey", value: KEYS.issued }, subject: "user-1", limits: { models: ["gpt-mock"] } });
+  const issue = (name: string, init: Parameters<typeof tokens.issueToken>[0]) =>
+    minting(
+      name,
+      () => tokens.issueToken(init),
+      (r) => r.secret,
+    );
+  const inline = await issue("tok-inline", {
+    provider: "openai",
+    credential: { case: "upstreamKey", value: KEYS.issued },
+    subject: "user-1",
+    limits: { models: ["gpt-mock"] },
+  });
   const pooled = await issue("tok-pool", { provider: "openai", credential: { case: "pool", value: "hyg-pool" } });
   const refusing = await issue("tok-refusing", { provider: "refusing", credential: { case: "upstreamKey", value: KEYS.refused } });
   await expect(tokens.issueToken({ provider: "openai", credential: { case: "upstreamKey", value: KEYS.rejected } })).rejects.toThrow();
 
   // Sealed tokens: under the rotated issuer key, and ECDH-ES with the holder's own key.
-  const sealed = await sealToken({ prv: "openai", key: KEYS.sealed, sub: "sealed-user", jti: "hyg-1", exp: seconds(600) }, { kid: rotated.kid, secret: rotated.secret });
+  const sealed = await sealToken(
+    { prv: "openai", key: KEYS.sealed, sub: "sealed-user", jti: "hyg-1", exp: seconds(600) },
+    { kid: rotated.kid, secret: rotated.secret },
+  );
   const oldKid = await sealToken({ prv: "openai", key: KEYS.sealed, jti: "hyg-2", exp: seconds(600) }, { kid: issuer.kid, secret: issuer.secret });
   const byok = await sealTokenForRelay({ prv: "openai", key: KEYS.byok, jti: "hyg-3", exp: seconds(600) }, JSON.parse((await tokens.getSealingKey({})).jwk));
   secrets.set("sealed", sealed).set("sealed-old", oldKid).set("byok", byok);
@@ -136,10 +188,16 @@ it("a full scenario leaves no secret in logs, responses, metrics or the database
   for (const t of [sealed, oldKid, byok]) await http("/api/openai/v1/chat/completions", t, chat);
   await http("/api/openai/v1/chat/completions", sealed.slice(0, 40) + "A" + sealed.slice(41), chat);
   await http("/api/anthropic/v1/messages", sealed, { model: "m", max_tokens: 8, messages: chat.messages });
-  for await (const _ of rpc.relay({ provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(JSON.stringify({ ...chat, stream: true })) }, { headers: { authorization: `Bearer ${sealed}` } })) void _;
-  await expect((async () => {
-    for await (const _ of rpc.relay({ provider: "refusing", path: "/v1/x" }, { headers: { authorization: `Bearer ${refusing.secret}` } })) void _;
-  })()).rejects.toThrow();
+  for await (const _ of rpc.relay(
+    { provider: "openai", path: "/v1/chat/completions", body: new TextEncoder().encode(JSON.stringify({ ...chat, stream: true })) },
+    { headers: { authorization: `Bearer ${sealed}` } },
+  ))
+    void _;
+  await expect(
+    (async () => {
+      for await (const _ of rpc.relay({ provider: "refusing", path: "/v1/x" }, { headers: { authorization: `Bearer ${refusing.secret}` } })) void _;
+    })(),
+  ).rejects.toThrow();
 
   // Token, usage, audit and admin reads; the live feed while a call ends.
   for (const t of [inline.secret, sealed, byok]) await tokens.introspectToken({}, { headers: { authorization: `Bearer ${t}` } });
@@ -183,7 +241,10 @@ it("a full scenario leaves no secret in logs, responses, metrics or the database
     if (!is(table, PgTable)) continue;
     for (const row of await db.select().from(table)) {
       rows++;
-      search(JSON.stringify(row, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)), `table ${name}`);
+      search(
+        JSON.stringify(row, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+        `table ${name}`,
+      );
     }
   }
   console.log(`secret-hygiene: ${secrets.size} secrets searched in ${logLines.length} log lines, ${seen.length} responses, ${rows} rows`);

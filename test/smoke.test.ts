@@ -10,7 +10,12 @@ it("relays a chat completion, streaming and not", async () => {
   const client = new OpenAI({ apiKey: secret, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0 });
   const res = await client.chat.completions.create({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] });
   expect(res.choices[0]?.message.content).toContain("tok0");
-  const stream = await client.chat.completions.create({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }], stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: "gpt-mock",
+    messages: [{ role: "user", content: "hi" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = "";
   for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
   expect(text).toContain("tok4");

@@ -38,7 +38,14 @@ beforeAll(async () => {
     res.end('{"error":{"message":"moved","type":"x","code":"moved"}}');
   });
   await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", r));
-  await relay.admin.upsertProvider({ provider: { id: "redirecting", baseUrl: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } });
+  await relay.admin.upsertProvider({
+    provider: {
+      id: "redirecting",
+      baseUrl: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`,
+      authStyle: AuthStyle.BEARER,
+      shape: ApiShape.OPENAI,
+    },
+  });
   secret = (await relay.issue()).secret;
 });
 afterAll(async () => {
@@ -93,7 +100,9 @@ describe("HTTP/1.1 request targets and headers never reach the canary", () => {
     ];
     for (const headers of attempts) {
       const client = RawClient.for(relay.url);
-      const res = await client.request("POST", "/api/openai/v1/chat/completions", { authorization: `Bearer ${secret}`, "content-type": "application/json", ...headers }, CHAT).catch(() => undefined);
+      const res = await client
+        .request("POST", "/api/openai/v1/chat/completions", { authorization: `Bearer ${secret}`, "content-type": "application/json", ...headers }, CHAT)
+        .catch(() => undefined);
       client.close();
       if (res) expect(res.status, JSON.stringify(headers)).toBeLessThan(500);
     }
@@ -124,7 +133,12 @@ describe("HTTP/1.1 request targets and headers never reach the canary", () => {
 
   it("a provider's redirect to the canary is passed to the client, never followed", async () => {
     const { secret: s } = await relay.issue({ provider: "redirecting" });
-    const res = await fetch(`${relay.url}/api/redirecting/v1/chat/completions`, { method: "POST", redirect: "manual", headers: { authorization: `Bearer ${s}` }, body: CHAT });
+    const res = await fetch(`${relay.url}/api/redirecting/v1/chat/completions`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { authorization: `Bearer ${s}` },
+      body: CHAT,
+    });
     expect(res.status).toBe(307);
     expect(res.headers.get("location")).toBe(`http://${canaryHost}/stolen`);
     expect(canaryConnections).toBe(0);
@@ -149,9 +163,21 @@ describe("RelayService and tokens never name a host", () => {
     ["path: userinfo", (h: string) => ({ provider: "openai", path: `@${h}/x` }), Code.InvalidArgument],
     ["path: backslashes", (h: string) => ({ provider: "openai", path: `/\\\\${h}\\x` }), Code.InvalidArgument],
     ["path: a tab inside a dot segment", (_h: string) => ({ provider: "openai", path: "/v1/.\t./.\t./x" }), Code.InvalidArgument],
-    ["header: CRLF in a value", (h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: "x-a", value: `1\r\nHost: ${h}` }] }), Code.InvalidArgument],
-    ["header: CRLF in a name", (h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: `x-a\r\nhost`, value: h }] }), Code.InvalidArgument],
-    ["header: NUL in a value", (_h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: "x-a", value: "a\0b" }] }), Code.InvalidArgument],
+    [
+      "header: CRLF in a value",
+      (h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: "x-a", value: `1\r\nHost: ${h}` }] }),
+      Code.InvalidArgument,
+    ],
+    [
+      "header: CRLF in a name",
+      (h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: `x-a\r\nhost`, value: h }] }),
+      Code.InvalidArgument,
+    ],
+    [
+      "header: NUL in a value",
+      (_h: string) => ({ provider: "openai", path: "/v1/chat/completions", headers: [{ name: "x-a", value: "a\0b" }] }),
+      Code.InvalidArgument,
+    ],
   ] as const)("%s -> code %s, nothing sent anywhere", async (_n, req, code) => {
     const err = await relayCall(req(canaryHost));
     expect(err?.code).toBe(code);
@@ -161,11 +187,27 @@ describe("RelayService and tokens never name a host", () => {
 
   it("host, hop-by-hop and carrier headers in a RelayRequest never reach the provider", async () => {
     const headers = [
-      ["host", canaryHost], ["connection", "x-hop"], ["x-hop", "1"], ["keep-alive", "timeout=1"], ["transfer-encoding", "chunked"], ["te", "trailers"],
-      ["upgrade", "websocket"], ["proxy-authorization", "Basic eA=="], ["trailer", "x"], ["x-forwarded-host", canaryHost], ["authorization", "Bearer x"],
-      ["x-api-key", "x"], ["cookie", "a=b"], ["content-length", "999"], ["expect", "100-continue"], ["x-passes", "yes"], ["content-type", "application/json"],
+      ["host", canaryHost],
+      ["connection", "x-hop"],
+      ["x-hop", "1"],
+      ["keep-alive", "timeout=1"],
+      ["transfer-encoding", "chunked"],
+      ["te", "trailers"],
+      ["upgrade", "websocket"],
+      ["proxy-authorization", "Basic eA=="],
+      ["trailer", "x"],
+      ["x-forwarded-host", canaryHost],
+      ["authorization", "Bearer x"],
+      ["x-api-key", "x"],
+      ["cookie", "a=b"],
+      ["content-length", "999"],
+      ["expect", "100-continue"],
+      ["x-passes", "yes"],
+      ["content-type", "application/json"],
     ].map(([name, value]) => ({ name: name!, value: value! }));
-    expect(await relayCall({ provider: "openai", path: "/v1/chat/completions", query: `key=${secret}&keep=1`, headers, body: new TextEncoder().encode(CHAT) })).toBeUndefined();
+    expect(
+      await relayCall({ provider: "openai", path: "/v1/chat/completions", query: `key=${secret}&keep=1`, headers, body: new TextEncoder().encode(CHAT) }),
+    ).toBeUndefined();
     const rec = mock.requests[0]!;
     expect(rec.headers.host).toBe(new URL(mock.url).host);
     for (const [name] of headers.map((h) => [h.name])) {
@@ -199,8 +241,14 @@ describe("RelayService and tokens never name a host", () => {
     const anon = createClient(AdminService, createConnectTransport({ baseUrl: relay.url, httpVersion: "1.1" }));
     for (const auth of [undefined, `Bearer ${secret}`]) {
       const err = await anon
-        .upsertProvider({ provider: { id: "canary", baseUrl: `http://${canaryHost}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } }, { headers: auth ? { authorization: auth } : {} })
-        .then(() => undefined, (e: unknown) => ConnectError.from(e));
+        .upsertProvider(
+          { provider: { id: "canary", baseUrl: `http://${canaryHost}`, authStyle: AuthStyle.BEARER, shape: ApiShape.OPENAI } },
+          { headers: auth ? { authorization: auth } : {} },
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
       expect(err?.code).toBe(Code.Unauthenticated);
     }
     expect(relay.app.providers.get("canary")).toBeUndefined();

@@ -68,7 +68,13 @@ describe.each(CASES)("$file", ({ file, contentType, providers }) => {
     for (let cut = 1; cut < body.length; cut++) {
       expect(meter(provider, contentType, [body.subarray(0, cut), body.subarray(cut)]), `cut at ${cut}`).toEqual(USAGE);
     }
-    expect(meter(provider, contentType, [...body].map((b) => Buffer.from([b])))).toEqual(USAGE);
+    expect(
+      meter(
+        provider,
+        contentType,
+        [...body].map((b) => Buffer.from([b])),
+      ),
+    ).toEqual(USAGE);
     for (let seed = 1; seed <= 200; seed++) expect(meter(provider, contentType, splits(body, seed, 2 + (seed % 9))), `seed ${seed}`).toEqual(USAGE);
   });
 
@@ -107,7 +113,9 @@ describe("through the relay", () => {
     replay(caseOf("anthropic-messages.sse"));
     const { secret, id } = await relay.issue({ provider: "anthropic" });
     const client = new Anthropic({ apiKey: secret, baseURL: `${relay.url}/api/anthropic`, maxRetries: 0 });
-    const final = await client.messages.stream({ model: "claude-sonnet-4-20250514", max_tokens: 1000, messages: [{ role: "user", content: "hi" }] }).finalMessage();
+    const final = await client.messages
+      .stream({ model: "claude-sonnet-4-20250514", max_tokens: 1000, messages: [{ role: "user", content: "hi" }] })
+      .finalMessage();
     expect(final.usage.output_tokens).toBe(588);
     expect(relay.calls.filter((c) => c.tokenId === id)).toMatchObject([{ usage: USAGE }]);
   });
@@ -115,7 +123,13 @@ describe("through the relay", () => {
   it("Azure chat stream (AzureOpenAI SDK) and Groq's x_groq usage", async () => {
     replay(caseOf("azure-chat.sse"));
     const azure = await relay.issue({ provider: "azure-openai" });
-    const client = new AzureOpenAI({ apiKey: azure.secret, baseURL: `${relay.url}/api/azure-openai`, apiVersion: "2024-10-21", deployment: "gpt-4o-mini", maxRetries: 0 });
+    const client = new AzureOpenAI({
+      apiKey: azure.secret,
+      baseURL: `${relay.url}/api/azure-openai`,
+      apiVersion: "2024-10-21",
+      deployment: "gpt-4o-mini",
+      maxRetries: 0,
+    });
     let text = "";
     for await (const c of await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], stream: true })) {
       text += c.choices[0]?.delta.content ?? "";

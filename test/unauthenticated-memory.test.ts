@@ -21,7 +21,9 @@ import { sleep } from "./support/wait.js";
 
 const MB = 1024 * 1024;
 /** Valid JSON (an object padded with spaces), so a relay that did read it would get past parsing. */
-const FLOOD_BODY = Buffer.alloc(Math.round(9.9 * MB), 0x20).fill("{", 0, 1).fill("}", Math.round(9.9 * MB) - 1);
+const FLOOD_BODY = Buffer.alloc(Math.round(9.9 * MB), 0x20)
+  .fill("{", 0, 1)
+  .fill("}", Math.round(9.9 * MB) - 1);
 /** Small on purpose: two 1.5 MB bodies cannot be held at once. */
 const BUDGET = 2 * MB;
 const IP_RPM = 5;
@@ -45,9 +47,16 @@ interface Pushed {
  * although `content-length` says `body.length`. Resolves with the first answer (status 0 if none
  * came within `waitMs`), once the bytes were written; the socket is returned for reuse.
  */
-function push(path: string, headers: Record<string, string>, body: Buffer, opts: { send?: number; waitMs?: number; keep?: boolean } = {}): Promise<Pushed & { socket: import("node:net").Socket }> {
+function push(
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  opts: { send?: number; waitMs?: number; keep?: boolean } = {},
+): Promise<Pushed & { socket: import("node:net").Socket }> {
   const { port } = new URL(relay.url);
-  const head = `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: ${body.length}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+  const head = `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: ${body.length}\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}\r\n`;
   return new Promise((resolve) => {
     const socket = connect(Number(port), "127.0.0.1");
     const started = performance.now();
@@ -80,7 +89,12 @@ function push(path: string, headers: Record<string, string>, body: Buffer, opts:
       for (const line of lines.slice(1)) h[line.slice(0, line.indexOf(":")).toLowerCase()] = line.slice(line.indexOf(":") + 1).trim();
       const length = Number(h["content-length"] ?? 0);
       if (raw.length < end + 4 + length) return;
-      answer = { status: Number(lines[0]!.split(" ")[1]), headers: h, body: raw.subarray(end + 4, end + 4 + length).toString(), answeredMs: performance.now() - started };
+      answer = {
+        status: Number(lines[0]!.split(" ")[1]),
+        headers: h,
+        body: raw.subarray(end + 4, end + 4 + length).toString(),
+        answeredMs: performance.now() - started,
+      };
       done();
     });
     socket.write(head);
@@ -131,7 +145,14 @@ function grpcStatus(path: string, message: Buffer, headers: Record<string, strin
   return new Promise((resolve) => {
     const session = h2connect(relay.url);
     session.on("error", () => resolve(undefined));
-    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", "x-forwarded-for": freshIp(), ...headers });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "x-forwarded-for": freshIp(),
+      ...headers,
+    });
     let status: string | undefined;
     const timer = setTimeout(() => stream.close(), 5000);
     stream.on("response", (h) => (status ??= h["grpc-status"] as string | undefined));
@@ -151,7 +172,11 @@ function grpcStatus(path: string, message: Buffer, headers: Record<string, strin
 
 it("a bogus token gets 401 from the headers while its body is still coming, and the connection stays usable", async () => {
   const ip = freshIp();
-  const first = await push(chatPath, { authorization: BOGUS, "content-type": "application/json", "x-forwarded-for": ip }, FLOOD_BODY, { send: 64 * 1024, waitMs: 3000, keep: true });
+  const first = await push(chatPath, { authorization: BOGUS, "content-type": "application/json", "x-forwarded-for": ip }, FLOOD_BODY, {
+    send: 64 * 1024,
+    waitMs: 3000,
+    keep: true,
+  });
   expect(first.status, "no answer until the whole body was sent").toBe(401);
   expect(first.answeredMs).toBeLessThan(1500);
   expect(openaiError(first.body).code).toBe("unauthenticated");
@@ -190,12 +215,18 @@ it("40 concurrent 9.9 MB bodies with a bogus token: each 401 at once, the relay'
 const listIssuers = "/relayapi.v1.AdminService/ListIssuers";
 
 it("an admin rpc without the key is refused from the headers, in each protocol's shape", async () => {
-  const connectAnswer = await push(listIssuers, { "content-type": "application/json", "x-forwarded-for": freshIp() }, FLOOD_BODY, { send: 64 * 1024, waitMs: 3000 });
+  const connectAnswer = await push(listIssuers, { "content-type": "application/json", "x-forwarded-for": freshIp() }, FLOOD_BODY, {
+    send: 64 * 1024,
+    waitMs: 3000,
+  });
   expect(connectAnswer.status, "no answer until the whole body was read").toBe(401);
   expect(connectAnswer.answeredMs).toBeLessThan(1500);
   expect(JSON.parse(connectAnswer.body)).toMatchObject({ code: "unauthenticated" });
 
-  const webAnswer = await push(listIssuers, { "content-type": "application/grpc-web+proto", "x-forwarded-for": freshIp() }, FLOOD_BODY, { send: 64 * 1024, waitMs: 3000 });
+  const webAnswer = await push(listIssuers, { "content-type": "application/grpc-web+proto", "x-forwarded-for": freshIp() }, FLOOD_BODY, {
+    send: 64 * 1024,
+    waitMs: 3000,
+  });
   expect(webAnswer.status).toBe(200);
   expect(webAnswer.headers["grpc-status"]).toBe("16");
 
@@ -203,7 +234,13 @@ it("an admin rpc without the key is refused from the headers, in each protocol's
   const grpc = await new Promise<Record<string, string>>((resolve) => {
     const session = h2connect(relay.url);
     session.on("error", () => resolve({}));
-    const stream = session.request({ ":method": "POST", ":path": listIssuers, "content-type": "application/grpc", te: "trailers", "x-forwarded-for": freshIp() });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": listIssuers,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "x-forwarded-for": freshIp(),
+    });
     stream.on("error", () => {});
     const prefix = Buffer.alloc(5);
     prefix.writeUInt32BE(FLOOD_BODY.length, 1);
@@ -225,7 +262,10 @@ it("an admin rpc without the key is refused from the headers, in each protocol's
     createGrpcTransport({ baseUrl: relay.url }),
   ]) {
     const admin = createClient(AdminService, transport);
-    const err = await admin.listIssuers({}, { headers: { "x-forwarded-for": freshIp() } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    const err = await admin.listIssuers({}, { headers: { "x-forwarded-for": freshIp() } }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
     expect(err?.code).toBe(Code.Unauthenticated);
   }
 });
@@ -276,7 +316,11 @@ it("bodies held in memory have a global budget: past it 503 + Retry-After, relea
   expect(openaiError(refused.body).code).toBeTruthy();
   // Connect routes draw on the same budget (IntrospectToken is public: its body is read first).
   const padded = Buffer.concat([Buffer.from("{"), Buffer.alloc(1.5 * MB, 0x20), Buffer.from("}")]);
-  const rpc = await push("/relayapi.v1.TokenService/IntrospectToken", { "content-type": "application/json", authorization: `Bearer ${secret}`, "x-forwarded-for": freshIp() }, padded);
+  const rpc = await push(
+    "/relayapi.v1.TokenService/IntrospectToken",
+    { "content-type": "application/json", authorization: `Bearer ${secret}`, "x-forwarded-for": freshIp() },
+    padded,
+  );
   expect(rpc.status).toBe(503);
   expect(JSON.parse(rpc.body)).toMatchObject({ code: "unavailable" });
   expect(Number(rpc.headers["retry-after"])).toBeGreaterThan(0);
@@ -291,6 +335,10 @@ it("bodies held in memory have a global budget: past it 503 + Retry-After, relea
   for (let i = 0; i < 3; i++) await chat({}, big, { send: 256 * 1024, waitMs: 100 });
   await sleep(100);
   expect((await chat()).status).toBe(200);
-  const rpcAfter = await push("/relayapi.v1.TokenService/IntrospectToken", { "content-type": "application/json", authorization: `Bearer ${secret}`, "x-forwarded-for": freshIp() }, padded);
+  const rpcAfter = await push(
+    "/relayapi.v1.TokenService/IntrospectToken",
+    { "content-type": "application/json", authorization: `Bearer ${secret}`, "x-forwarded-for": freshIp() },
+    padded,
+  );
   expect(rpcAfter.status).toBe(200);
 });

@@ -41,14 +41,18 @@ function answerUploads(rec: RecordedRequest): Behaviour | undefined {
 const openai = (url: string, secret: string) => new OpenAI({ apiKey: secret, baseURL: `${url}/api/openai/v1`, maxRetries: 0 });
 const bytes = (n: number) => randomBytes(n);
 /** The parts of a form body as the provider reads them. */
-const formOf = (rec: RecordedRequest) => new Response(new Uint8Array(rec.body), { headers: { "content-type": String(rec.headers["content-type"]) } }).formData();
+const formOf = (rec: RecordedRequest) =>
+  new Response(new Uint8Array(rec.body), { headers: { "content-type": String(rec.headers["content-type"]) } }).formData();
 const fileBytes = async (v: FormDataEntryValue | null) => Buffer.from(await (v as Blob).arrayBuffer());
 
 describe("forms through the openai client", () => {
   it("a pinned token transcribes: the form's model is read, the bytes arrive whole", async () => {
     const { secret, id } = await relay.issue({ limits: { models: ["whisper-1"] } });
     const audio = bytes(300 * 1024);
-    const out = await openai(relay.url, secret).audio.transcriptions.create({ model: "whisper-1", file: await toFile(audio, "note.wav", { type: "audio/wav" }) });
+    const out = await openai(relay.url, secret).audio.transcriptions.create({
+      model: "whisper-1",
+      file: await toFile(audio, "note.wav", { type: "audio/wav" }),
+    });
     expect(out.text).toBe("hello");
     const rec = mock.requests[0]!;
     expect(rec.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
@@ -86,7 +90,9 @@ describe("forms through the openai client", () => {
     const { secret } = await relay.issue({ limits: { models: ["gpt-image-1"], maxN: 2 } });
     const [a, b, mask] = [bytes(200 * 1024), bytes(150 * 1024), bytes(50 * 1024)];
     await openai(relay.url, secret).images.edit({
-      model: "gpt-image-1", prompt: "a cat", n: 2,
+      model: "gpt-image-1",
+      prompt: "a cat",
+      n: 2,
       image: [await toFile(a, "a.png", { type: "image/png" }), await toFile(b, "b.png", { type: "image/png" })],
       mask: await toFile(mask, "mask.png", { type: "image/png" }),
     });
@@ -101,7 +107,9 @@ describe("forms through the openai client", () => {
 
   it("n above the token's cap in a form is refused", async () => {
     const { secret } = await relay.issue({ limits: { maxN: 1 } });
-    const err = await openai(relay.url, secret).images.edit({ model: "gpt-image-1", prompt: "x", n: 3, image: await toFile(bytes(100), "a.png") }).catch((e: unknown) => e);
+    const err = await openai(relay.url, secret)
+      .images.edit({ model: "gpt-image-1", prompt: "x", n: 3, image: await toFile(bytes(100), "a.png") })
+      .catch((e: unknown) => e);
     expect((err as APIError).status).toBe(403);
     expect(mock.requests).toHaveLength(0);
   });
@@ -110,7 +118,9 @@ describe("forms through the openai client", () => {
     for (const limits of [{}, { maxBodyBytes: BigInt(256 * 1024) }]) {
       const { secret, id } = await relay.issue({ limits });
       const size = "maxBodyBytes" in limits ? 300 * 1024 : LIMIT + 1;
-      const err = await openai(relay.url, secret).audio.transcriptions.create({ model: "whisper-1", file: await toFile(bytes(size), "a.wav") }).catch((e: unknown) => e);
+      const err = await openai(relay.url, secret)
+        .audio.transcriptions.create({ model: "whisper-1", file: await toFile(bytes(size), "a.wav") })
+        .catch((e: unknown) => e);
       expect((err as APIError).status).toBe(413);
       expect((err as APIError).error).toMatchObject({ message: "request body too large", type: "invalid_request_error" });
       expect(mock.requests).toHaveLength(0);
@@ -130,13 +140,19 @@ function post(secret: string, path: string, pieces: Buffer[], contentType: strin
 }
 const B = "xYzBoundary42";
 const field = (name: string, value: string) => Buffer.from(`--${B}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
-const filePart = (data: Buffer) => Buffer.concat([Buffer.from(`--${B}\r\ncontent-disposition: form-data; name="file"; filename="a.wav"\r\n\r\n`), data, Buffer.from("\r\n")]);
+const filePart = (data: Buffer) =>
+  Buffer.concat([Buffer.from(`--${B}\r\ncontent-disposition: form-data; name="file"; filename="a.wav"\r\n\r\n`), data, Buffer.from("\r\n")]);
 const END = Buffer.from(`--${B}--\r\n`);
 
 describe("streamed bodies by hand", () => {
   it("a chunked body crossing the limit is cut with 413 before its end reaches the provider", async () => {
     const { secret } = await relay.issue();
-    const res = await post(secret, "/v1/audio/transcriptions", [field("model", "whisper-1"), ...Array.from({ length: 40 }, () => bytes(64 * 1024)), END], `multipart/form-data; boundary=${B}`);
+    const res = await post(
+      secret,
+      "/v1/audio/transcriptions",
+      [field("model", "whisper-1"), ...Array.from({ length: 40 }, () => bytes(64 * 1024)), END],
+      `multipart/form-data; boundary=${B}`,
+    );
     expect(res.statusCode).toBe(413);
     await res.body.text();
     expect(mock.requests.every((r) => r.body.length <= LIMIT)).toBe(true);
@@ -144,7 +160,12 @@ describe("streamed bodies by hand", () => {
 
   it("a second model behind the file cuts the upload (403) before the form ends", async () => {
     const { secret } = await relay.issue({ limits: { models: ["whisper-1"] } });
-    const res = await post(secret, "/v1/audio/transcriptions", [field("model", "whisper-1"), filePart(bytes(512 * 1024)), field("model", "gpt-4o-transcribe"), END], `multipart/form-data; boundary=${B}`);
+    const res = await post(
+      secret,
+      "/v1/audio/transcriptions",
+      [field("model", "whisper-1"), filePart(bytes(512 * 1024)), field("model", "gpt-4o-transcribe"), END],
+      `multipart/form-data; boundary=${B}`,
+    );
     expect(res.statusCode).toBe(403);
     expect(await res.body.json()).toMatchObject({ error: { message: "multipart body: a checked field must come before the first file part" } });
     // Whatever reached the provider never held the second model nor the closing delimiter.
@@ -167,7 +188,10 @@ describe("RelayService: a form in a message gets the same pin", () => {
   async function call(secret: string, body: Buffer): Promise<number | Code> {
     try {
       const headers = [{ name: "content-type", value: `multipart/form-data; boundary=${B}` }];
-      const stream = rpc().relay({ provider: "openai", method: "POST", path: "/v1/audio/transcriptions", headers, body }, { headers: { authorization: `Bearer ${secret}` }, timeoutMs: 5000 });
+      const stream = rpc().relay(
+        { provider: "openai", method: "POST", path: "/v1/audio/transcriptions", headers, body },
+        { headers: { authorization: `Bearer ${secret}` }, timeoutMs: 5000 },
+      );
       for await (const res of stream) if (res.part.case === "head") return res.part.value.status;
       return -1;
     } catch (e) {
@@ -193,7 +217,21 @@ describe("curl -F (Expect: 100-continue, a form of its own making)", () => {
     const audio = bytes(1536 * 1024);
     writeFileSync(join(dir, "a.wav"), audio);
     for (const http of ["--http1.1", "--http2-prior-knowledge"]) {
-      const { stdout } = await run("curl", ["-sS", http, "-o", "-", "-w", "\n%{http_code}", "-H", `Authorization: Bearer ${secret}`, "-F", "model=whisper-1", "-F", `file=@${join(dir, "a.wav")};type=audio/wav`, `${relay.url}/api/openai/v1/audio/transcriptions`]);
+      const { stdout } = await run("curl", [
+        "-sS",
+        http,
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        `Authorization: Bearer ${secret}`,
+        "-F",
+        "model=whisper-1",
+        "-F",
+        `file=@${join(dir, "a.wav")};type=audio/wav`,
+        `${relay.url}/api/openai/v1/audio/transcriptions`,
+      ]);
       expect(stdout.trim().split("\n").at(-1)).toBe("200");
       const rec = mock.requests.at(-1)!;
       expect((await fileBytes((await formOf(rec)).get("file"))).equals(audio)).toBe(true);
@@ -205,17 +243,25 @@ describe("curl -F (Expect: 100-continue, a form of its own making)", () => {
 describe("Gemini's resumable upload", () => {
   it("the upload URL comes back pointing at the relay, and the bytes go to the provider", async () => {
     const { secret } = await relay.issue({ provider: "gemini" });
-    mock.behave((rec): Behaviour =>
-      rec.query.get("upload_id") === null
-        ? { status: 200, body: {}, headers: { "x-goog-upload-url": `${mock.url}/upload/v1beta/files?upload_id=u-1&upload_protocol=resumable`, "x-goog-upload-status": "active" } }
-        : { status: 200, body: { file: { name: "files/abc" } }, headers: { "x-goog-upload-status": "final" } },
+    mock.behave(
+      (rec): Behaviour =>
+        rec.query.get("upload_id") === null
+          ? {
+              status: 200,
+              body: {},
+              headers: { "x-goog-upload-url": `${mock.url}/upload/v1beta/files?upload_id=u-1&upload_protocol=resumable`, "x-goog-upload-status": "active" },
+            }
+          : { status: 200, body: { file: { name: "files/abc" } }, headers: { "x-goog-upload-status": "final" } },
     );
     const start = await request(`${relay.url}/api/gemini/upload/v1beta/files`, {
       method: "POST",
       headers: {
-        "x-goog-api-key": secret, "content-type": "application/json",
-        "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
-        "x-goog-upload-header-content-length": "4096", "x-goog-upload-header-content-type": "application/json",
+        "x-goog-api-key": secret,
+        "content-type": "application/json",
+        "x-goog-upload-protocol": "resumable",
+        "x-goog-upload-command": "start",
+        "x-goog-upload-header-content-length": "4096",
+        "x-goog-upload-header-content-type": "application/json",
       },
       body: JSON.stringify({ file: { display_name: "notes" } }),
     });
@@ -259,12 +305,15 @@ describe("memory: a relay in its own process", () => {
   beforeAll(async () => {
     own = await startMockProvider();
     own.behave(answerUploads);
-    spawned = await spawnRelay({
-      RELAYAPI_ADMIN_KEY: ADMIN_KEY,
-      RELAYAPI_MASTER_KEY: randomBytes(32).toString("base64url"),
-      RELAYAPI_PROVIDER_OPENAI_BASE_URL: own.url,
-      RELAYAPI_IP_RPM: "0",
-    }, { label: "uploads", bundle: await buildRelayBundle() });
+    spawned = await spawnRelay(
+      {
+        RELAYAPI_ADMIN_KEY: ADMIN_KEY,
+        RELAYAPI_MASTER_KEY: randomBytes(32).toString("base64url"),
+        RELAYAPI_PROVIDER_OPENAI_BASE_URL: own.url,
+        RELAYAPI_IP_RPM: "0",
+      },
+      { label: "uploads", bundle: await buildRelayBundle() },
+    );
   }, 120_000);
   afterAll(async () => {
     await spawned?.stop();

@@ -32,7 +32,21 @@ async function count(db: Database["db"], query: ReturnType<typeof sql>): Promise
 }
 
 function call(at: number, tokenId: string, promptTokens: number): UsageInsert {
-  return { at, tokenId, subject: "s", provider: "openai", model: "gpt-4o-mini", keyId: "", status: 200, outcome: Outcome.COMPLETE, promptTokens, completionTokens: 1, totalTokens: promptTokens + 1, bytes: 10, latencyMs: 5 };
+  return {
+    at,
+    tokenId,
+    subject: "s",
+    provider: "openai",
+    model: "gpt-4o-mini",
+    keyId: "",
+    status: 200,
+    outcome: Outcome.COMPLETE,
+    promptTokens,
+    completionTokens: 1,
+    totalTokens: promptTokens + 1,
+    bytes: 10,
+    latencyMs: 5,
+  };
 }
 
 describe.each(drivers)("retention on %s", (driver) => {
@@ -58,7 +72,9 @@ describe.each(drivers)("retention on %s", (driver) => {
     const calls: UsageInsert[] = [];
     for (let d = 1; d <= 80; d++) for (let h = 0; h < 3; h++) calls.push(call(now - d * DAY + h * HOUR + 60_000, "tok_ret", d * 10 + h));
     await insertUsageBatch(db, calls);
-    await db.execute(sql`insert into audit_events (at, actor, action) values (now() - interval '70 days', 'admin', 'Old'), (now() - interval '10 days', 'admin', 'Recent')`);
+    await db.execute(
+      sql`insert into audit_events (at, actor, action) values (now() - interval '70 days', 'admin', 'Old'), (now() - interval '10 days', 'admin', 'Recent')`,
+    );
     const pruner = new UsagePruner(database, { retention: { usage: 30, rollups: 60, audit: 50 }, intervalMs: 0 });
 
     const dry = await pruner.prune({ dryRun: true });

@@ -171,7 +171,15 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
       const mine = groupBy === "token" ? got.filter((r) => r.key.startsWith("tok_r_")) : got;
       const want = expected(calls, start, end, bucketSeconds, groupBy);
       expect(
-        mine.map((r) => ({ bucket: r.bucketStart.getTime(), key: r.key, calls: r.calls, prompt: r.promptTokens, completion: r.completionTokens, total: r.totalTokens, errors: r.errors })),
+        mine.map((r) => ({
+          bucket: r.bucketStart.getTime(),
+          key: r.key,
+          calls: r.calls,
+          prompt: r.promptTokens,
+          completion: r.completionTokens,
+          total: r.totalTokens,
+          errors: r.errors,
+        })),
         `seed ${seed}, window ${new Date(start).toISOString()}..${new Date(end).toISOString()}, bucket ${bucketSeconds}, by ${groupBy}`,
       ).toEqual(want);
     }
@@ -205,10 +213,26 @@ describe("upgrading a database that has usage rows of the old shape (PGlite)", (
       );
       expect(rows).toEqual([
         { token_id: "tok_old", subject: "alice", provider: "openai", model: "gpt-4o", key_id: "key_1", status: 200, outcome: 1, p: 10, attempts: "", flags: 0 },
-        { token_id: "tok_old", subject: "alice", provider: "openai", model: "gpt-4o", key_id: "", status: 429, outcome: 3, p: 0, attempts: "key_1:429,key_2:429", flags: 0 },
+        {
+          token_id: "tok_old",
+          subject: "alice",
+          provider: "openai",
+          model: "gpt-4o",
+          key_id: "",
+          status: 429,
+          outcome: 3,
+          p: 0,
+          attempts: "key_1:429,key_2:429",
+          flags: 0,
+        },
         { token_id: "tok_old2", subject: "", provider: "anthropic", model: "", key_id: "", status: 200, outcome: 1, p: 7, attempts: "", flags: 2 },
       ]);
-      const [day] = await aggregateUsage(database.db, { start: new Date(Date.UTC(2026, 0, 5)), end: new Date(Date.UTC(2026, 0, 6)), bucketSeconds: 86400, limit: 10 });
+      const [day] = await aggregateUsage(database.db, {
+        start: new Date(Date.UTC(2026, 0, 5)),
+        end: new Date(Date.UTC(2026, 0, 6)),
+        bucketSeconds: 86400,
+        limit: 10,
+      });
       expect(day).toMatchObject({ calls: 3, promptTokens: 17, completionTokens: 8, totalTokens: 25, errors: 1 });
       // New calls go on numbering after the old ones.
       await insertUsageBatch(database.db, [{ ...randomCalls(random(1), 1, Date.now(), 1, "new")[0]! }]);

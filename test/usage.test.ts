@@ -290,11 +290,7 @@ describe("usage records, GetUsage, WatchUsage and the audit log (relay on PGlite
   it("no usage row, audit row or rpc response holds the upstream key or a token secret", async () => {
     expect(secrets.length).toBeGreaterThan(10);
     const db = relay.app.database.db;
-    const haystacks = [
-      JSON.stringify(await db.select().from(usageEvents)),
-      JSON.stringify(await db.select().from(auditEvents)),
-      ...responses,
-    ];
+    const haystacks = [JSON.stringify(await db.select().from(usageEvents)), JSON.stringify(await db.select().from(auditEvents)), ...responses];
     expect(responses.length).toBeGreaterThan(5);
     for (const text of haystacks) {
       expect(text).not.toContain(UPSTREAM_KEY);
@@ -418,7 +414,16 @@ describe.each(drivers)("usage and audit queries on %s", (driver) => {
       row(0, { keyId: "key_1" }),
       row(59.999, { keyId: "key_1" }),
       row(60, { keyId: "key_1", status: 500, outcome: Outcome.UPSTREAM_ERROR, ...none }),
-      row(61, { tokenId: "tok_b", subject: "sb", provider: "anthropic", model: "m2", outcome: Outcome.TRUNCATED, promptTokens: 7, completionTokens: 3, totalTokens: 10 }),
+      row(61, {
+        tokenId: "tok_b",
+        subject: "sb",
+        provider: "anthropic",
+        model: "m2",
+        outcome: Outcome.TRUNCATED,
+        promptTokens: 7,
+        completionTokens: 3,
+        totalTokens: 10,
+      }),
       row(120, { tokenId: "tok_b", subject: "sb", provider: "anthropic", model: "m2", keyId: "key_1", status: 502, outcome: Outcome.REFUNDED, ...none }),
       row(3600, { tokenId: "tok_b", subject: "sb", provider: "anthropic", model: "m2" }), // at the range's end: outside
       row(5, { tokenId: "tok_unknown" }), // a token row that is gone: its record is kept all the same
@@ -426,7 +431,10 @@ describe.each(drivers)("usage and audit queries on %s", (driver) => {
     expect(await db.select({ id: usageEvents.id }).from(usageEvents)).toHaveLength(7);
     expect((await findTokenById(db, "tok_a"))?.tokensUsed).toBe(30);
     expect((await findTokenById(db, "tok_b"))?.tokensUsed).toBe(25);
-    const [key] = await db.select().from(upstreamKeys).where(inArray(upstreamKeys.id, ["key_1"]));
+    const [key] = await db
+      .select()
+      .from(upstreamKeys)
+      .where(inArray(upstreamKeys.id, ["key_1"]));
     expect(key).toMatchObject({ calls: 3, lastUsedAt: at(60) }); // the refunded call did not use the key
     await insertUsageBatch(db, []);
   });

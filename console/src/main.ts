@@ -69,8 +69,16 @@ function header(active: string, signedIn: boolean): HTMLElement {
   const links = (signedIn ? NAV : (["playground"] as const)).map((name) =>
     h("li", null, h("a", { href: `${BASE}/${name}`, "data-route": "", "aria-current": name === active ? "page" : null }, t(ROUTES[name]!.title))),
   );
-  if (!signedIn) links.unshift(h("li", null, h("a", { href: BASE, "data-route": "", "aria-current": active !== "playground" ? "page" : null }, t("signin.title"))));
-  const lang = select("lang", [["en", "English"], ["zh", "中文"]], currentLang());
+  if (!signedIn)
+    links.unshift(h("li", null, h("a", { href: BASE, "data-route": "", "aria-current": active !== "playground" ? "page" : null }, t("signin.title"))));
+  const lang = select(
+    "lang",
+    [
+      ["en", "English"],
+      ["zh", "中文"],
+    ],
+    currentLang(),
+  );
   lang.id = "lang-switch";
   lang.addEventListener("change", () => {
     const chosen = lang.value as Lang;

@@ -93,7 +93,10 @@ export function textOf(shape: Shape, ev: SseEvent): string {
     case "gemini": {
       const parts = obj(obj(first(j.candidates))?.content)?.parts;
       if (!Array.isArray(parts)) return "";
-      return parts.map((p) => obj(p)?.text).filter((s): s is string => typeof s === "string").join("");
+      return parts
+        .map((p) => obj(p)?.text)
+        .filter((s): s is string => typeof s === "string")
+        .join("");
     }
   }
 }

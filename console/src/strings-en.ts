@@ -51,7 +51,8 @@ export const en = {
   "signin.title": "Sign in",
   "signin.intro": "Sign in with the relay's admin key to manage tokens, providers, key pools and issuers.",
   "signin.key": "Admin key",
-  "signin.keyHint": "Printed as data/admin.key on the relay's first start, or set as RELAYAPI_ADMIN_KEY. Kept in this tab only (session storage) until you sign out or close it.",
+  "signin.keyHint":
+    "Printed as data/admin.key on the relay's first start, or set as RELAYAPI_ADMIN_KEY. Kept in this tab only (session storage) until you sign out or close it.",
   "signin.submit": "Sign in",
   "signin.needKey": "Enter the admin key.",
   "signin.rejected": "That admin key was not accepted. Check it and try again.",
@@ -275,7 +276,8 @@ export const en = {
   "audit.detail": "Detail",
 
   "play.title": "Playground",
-  "play.intro": "Stream a chat answer through the relay with a relay token, the way a browser app does: Connect-web's RelayService.Relay over plain HTTP/1.1. No admin key needed.",
+  "play.intro":
+    "Stream a chat answer through the relay with a relay token, the way a browser app does: Connect-web's RelayService.Relay over plain HTTP/1.1. No admin key needed.",
   "play.token": "Relay token",
   "play.tokenHint": "Kept only in this field: never stored, never put in a URL.",
   "play.check": "Check token",

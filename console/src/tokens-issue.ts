@@ -54,7 +54,13 @@ function limitInputs(): Record<LimitName, HTMLInputElement> {
         ? num(inputName)
         : spec.kind === "flag"
           ? h("input", { name: inputName })
-          : h("input", { name: inputName, type: "text", autocomplete: "off", ...(spec.kind === "jkt" ? { spellcheck: "false" } : {}), ...(placeholder ? { placeholder } : {}) });
+          : h("input", {
+              name: inputName,
+              type: "text",
+              autocomplete: "off",
+              ...(spec.kind === "jkt" ? { spellcheck: "false" } : {}),
+              ...(placeholder ? { placeholder } : {}),
+            });
   }
   return out;
 }
@@ -77,14 +83,26 @@ function readLimits(inputs: Record<LimitName, HTMLInputElement>): TokenLimitValu
 }
 
 export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (res: IssueTokenResponse) => void): HTMLFormElement {
-  const provider = select("provider", providers.map((p) => [p.id, p.id]), providers.some((p) => p.id === "openai") ? "openai" : (providers[0]?.id ?? ""));
+  const provider = select(
+    "provider",
+    providers.map((p) => [p.id, p.id]),
+    providers.some((p) => p.id === "openai") ? "openai" : (providers[0]?.id ?? ""),
+  );
   const byKey = h("input", { type: "radio", name: "credential", value: "key", id: uid(), checked: true });
   const byPool = h("input", { type: "radio", name: "credential", value: "pool", id: uid() });
   const upstreamKey = h("input", { name: "upstream-key", type: "password", autocomplete: "off", spellcheck: "false", placeholder: "sk-..." });
   const pool = select("pool", []);
   const subject = h("input", { name: "subject", type: "text", maxlength: 256, autocomplete: "off" });
   const expiresValue = h("input", { name: "expires-in", type: "number", min: 1, step: 1, value: 1, required: true });
-  const expiresUnit = select("expires-unit", [["m", t("unit.minutes")], ["h", t("unit.hours")], ["d", t("unit.days")]], "h");
+  const expiresUnit = select(
+    "expires-unit",
+    [
+      ["m", t("unit.minutes")],
+      ["h", t("unit.hours")],
+      ["d", t("unit.days")],
+    ],
+    "h",
+  );
   const limits = limitInputs();
   const problem = h("div", { "aria-live": "assertive" });
 
@@ -97,7 +115,11 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
   const loadPools = async (): Promise<void> => {
     try {
       const res = await ctx.api.admin.listPools({ provider: provider.value }, { signal: ctx.signal });
-      pool.replaceChildren(...(res.pools.length === 0 ? [h("option", { value: "" }, t("issue.noPools"))] : res.pools.map((p) => h("option", { value: p.name }, `${p.name} (${p.enabledKeyCount}/${p.keyCount})`))));
+      pool.replaceChildren(
+        ...(res.pools.length === 0
+          ? [h("option", { value: "" }, t("issue.noPools"))]
+          : res.pools.map((p) => h("option", { value: p.name }, `${p.name} (${p.enabledKeyCount}/${p.keyCount})`))),
+      );
     } catch {
       pool.replaceChildren(h("option", { value: "" }, t("issue.noPools")));
     }

@@ -77,9 +77,7 @@ export function table<T>(caption: string, columns: Column<T>[], rows: T[], rowAt
       h(
         "tbody",
         null,
-        ...rows.map((r) =>
-          h("tr", rowAttrs?.(r) ?? null, ...columns.map((c) => h("td", { "data-label": c.label, class: c.class }, c.cell(r)))),
-        ),
+        ...rows.map((r) => h("tr", rowAttrs?.(r) ?? null, ...columns.map((c) => h("td", { "data-label": c.label, class: c.class }, c.cell(r))))),
       ),
     ),
   );
@@ -174,16 +172,25 @@ export function secretOnce(opts: { title: string; secret: string; note: string; 
   const panel = h("div", { class: "secret-once", role: "region", "aria-label": opts.title, "data-testid": "secret-once" });
   const code = h("code", { class: "secret", "data-testid": "secret-value" }, opts.secret);
   let secret: string | undefined = opts.secret;
-  const done = button(t("common.done"), () => {
-    secret = undefined;
-    code.textContent = "";
-    panel.remove();
-    opts.onDone();
-  }, "primary");
+  const done = button(
+    t("common.done"),
+    () => {
+      secret = undefined;
+      code.textContent = "";
+      panel.remove();
+      opts.onDone();
+    },
+    "primary",
+  );
   panel.append(
     h("h3", null, opts.title),
     h("p", { class: "warn" }, opts.note),
-    h("div", { class: "secret-row" }, code, copyButton(t("common.copy"), () => secret ?? "")),
+    h(
+      "div",
+      { class: "secret-row" },
+      code,
+      copyButton(t("common.copy"), () => secret ?? ""),
+    ),
     h("div", null, opts.extra),
     h("div", { class: "actions" }, done),
   );
@@ -198,12 +205,15 @@ export function notify(text: string, kind: "ok" | "error" = "ok"): void {
   el.textContent = text;
   el.hidden = false;
   const shown = text;
-  setTimeout(() => {
-    if (el.textContent === shown) {
-      el.textContent = "";
-      el.hidden = true;
-    }
-  }, kind === "ok" ? 4000 : 10000);
+  setTimeout(
+    () => {
+      if (el.textContent === shown) {
+        el.textContent = "";
+        el.hidden = true;
+      }
+    },
+    kind === "ok" ? 4000 : 10000,
+  );
 }
 
 /** Translated option lists for enum selects. */

@@ -32,7 +32,12 @@ export function intFlag(name: string, raw: string | undefined): number | undefin
 }
 
 export function listFlag(raw: string | undefined): string[] {
-  return raw ? raw.split(",").map((s) => s.trim()).filter(Boolean) : [];
+  return raw
+    ? raw
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 }
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

@@ -35,89 +35,154 @@ const sub = (summary: string, usage: string, flags: FlagHelp[], example: string)
 
 /** A command is either one CommandHelp or a group of subcommands. */
 export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>> = {
-  serve: sub("start the relay", "relayapi serve [flags]", [
-    ...STORAGE,
-    { flag: "host", arg: "HOST", help: "listen address (default: 127.0.0.1)" },
-    { flag: "port", arg: "N", help: "listen port (default: 8080)" },
-    { flag: "log-level", arg: "LEVEL", help: "debug, info, warn or error (default: info)" },
-    { flag: "redis-url", arg: "URL", help: "share counters between relays through Redis (default: none)" },
-    { flag: "trust-proxy", arg: "IP,CIDR", help: "proxies whose X-Forwarded-For is believed (default: none)" },
-    { flag: "ip-rpm", arg: "N", help: "requests per minute per client IP (default: the config's)" },
-    { flag: "print-config", help: "print the resolved config and exit" },
-    { flag: "workers", arg: "N|auto", help: "worker processes on the one port (auto: one per core; default 1)" },
-    { flag: "no-auto-migrate", help: "refuse to start when migrations are missing (run relayapi migrate)" },
-  ], "relayapi serve --port 8080 --data-dir ./data"),
-  migrate: sub("apply database migrations", "relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]", STORAGE, "relayapi migrate --data-dir ./data"),
+  serve: sub(
+    "start the relay",
+    "relayapi serve [flags]",
+    [
+      ...STORAGE,
+      { flag: "host", arg: "HOST", help: "listen address (default: 127.0.0.1)" },
+      { flag: "port", arg: "N", help: "listen port (default: 8080)" },
+      { flag: "log-level", arg: "LEVEL", help: "debug, info, warn or error (default: info)" },
+      { flag: "redis-url", arg: "URL", help: "share counters between relays through Redis (default: none)" },
+      { flag: "trust-proxy", arg: "IP,CIDR", help: "proxies whose X-Forwarded-For is believed (default: none)" },
+      { flag: "ip-rpm", arg: "N", help: "requests per minute per client IP (default: the config's)" },
+      { flag: "print-config", help: "print the resolved config and exit" },
+      { flag: "workers", arg: "N|auto", help: "worker processes on the one port (auto: one per core; default 1)" },
+      { flag: "no-auto-migrate", help: "refuse to start when migrations are missing (run relayapi migrate)" },
+    ],
+    "relayapi serve --port 8080 --data-dir ./data",
+  ),
+  migrate: sub(
+    "apply database migrations",
+    "relayapi migrate [--config FILE] [--data-dir DIR | --database-url URL]",
+    STORAGE,
+    "relayapi migrate --data-dir ./data",
+  ),
   provider: {
-    add: sub("add or replace a custom provider", "relayapi provider add <id> --base-url URL [flags]", [
-      { flag: "base-url", arg: "URL", help: "the provider's API root (required)" },
-      { flag: "auth", arg: "STYLE", help: "bearer, header:NAME or query:NAME (default: bearer)" },
-      { flag: "header", arg: "K=V", help: "a header sent on every call (repeatable)" },
-      { flag: "shape", arg: "SHAPE", help: "openai, anthropic or gemini (default: openai)" },
-      ...ADMIN,
-    ], "relayapi provider add my-llm --base-url https://llm.example/v1 --auth header:x-api-key"),
+    add: sub(
+      "add or replace a custom provider",
+      "relayapi provider add <id> --base-url URL [flags]",
+      [
+        { flag: "base-url", arg: "URL", help: "the provider's API root (required)" },
+        { flag: "auth", arg: "STYLE", help: "bearer, header:NAME or query:NAME (default: bearer)" },
+        { flag: "header", arg: "K=V", help: "a header sent on every call (repeatable)" },
+        { flag: "shape", arg: "SHAPE", help: "openai, anthropic or gemini (default: openai)" },
+        ...ADMIN,
+      ],
+      "relayapi provider add my-llm --base-url https://llm.example/v1 --auth header:x-api-key",
+    ),
     list: sub("list providers", "relayapi provider list [--json]", ADMIN, "relayapi provider list"),
     rm: sub("delete a custom provider", "relayapi provider rm <id>", ADMIN, "relayapi provider rm my-llm"),
   },
   token: {
-    issue: sub("issue a token (secret on stdout, id on stderr)", "relayapi token issue --provider ID (--upstream-key KEY | --pool NAME) [limits]", [...TOKEN_FLAG_HELP, ...SERVER],
-      "TOKEN=$(relayapi token issue --provider openai --upstream-key sk-... --max-calls 20 --expires-in 10m)"),
-    seal: sub("seal a token offline, no server", "relayapi token seal (--issuer-key KID:SECRET | --relay-key JWK) --provider ID (--upstream-key KEY | --pool NAME) [limits]", [
-      ...TOKEN_FLAG_HELP,
-      { flag: "issuer-key", arg: "KID:SECRET", help: "an issuer key (default: $RELAYAPI_ISSUER_KEY)" },
-      { flag: "relay-key", arg: "JWK", help: "the relay's public key (relayapi pubkey), JSON or a file: an ECDH-ES token" },
-      { flag: "jti", arg: "ID", help: "the token's id within its issuer (default: random)" },
-    ], "relayapi token seal --issuer-key \"$RELAYAPI_ISSUER_KEY\" --provider openai --pool main --max-calls 5"),
-    inspect: sub("show a token given its secret (no admin key)", "relayapi token inspect <token>", [SERVER[0]!, JSON_FLAG], "relayapi token inspect \"$TOKEN\""),
-    list: sub("list tokens", "relayapi token list [--provider ID] [--subject S] [--json]", [
-      { flag: "provider", arg: "ID", help: "only this provider's tokens" },
-      { flag: "subject", arg: "S", help: "only this subject's tokens" },
-      ...ADMIN,
-    ], "relayapi token list --subject alice"),
+    issue: sub(
+      "issue a token (secret on stdout, id on stderr)",
+      "relayapi token issue --provider ID (--upstream-key KEY | --pool NAME) [limits]",
+      [...TOKEN_FLAG_HELP, ...SERVER],
+      "TOKEN=$(relayapi token issue --provider openai --upstream-key sk-... --max-calls 20 --expires-in 10m)",
+    ),
+    seal: sub(
+      "seal a token offline, no server",
+      "relayapi token seal (--issuer-key KID:SECRET | --relay-key JWK) --provider ID (--upstream-key KEY | --pool NAME) [limits]",
+      [
+        ...TOKEN_FLAG_HELP,
+        { flag: "issuer-key", arg: "KID:SECRET", help: "an issuer key (default: $RELAYAPI_ISSUER_KEY)" },
+        { flag: "relay-key", arg: "JWK", help: "the relay's public key (relayapi pubkey), JSON or a file: an ECDH-ES token" },
+        { flag: "jti", arg: "ID", help: "the token's id within its issuer (default: random)" },
+      ],
+      'relayapi token seal --issuer-key "$RELAYAPI_ISSUER_KEY" --provider openai --pool main --max-calls 5',
+    ),
+    inspect: sub("show a token given its secret (no admin key)", "relayapi token inspect <token>", [SERVER[0]!, JSON_FLAG], 'relayapi token inspect "$TOKEN"'),
+    list: sub(
+      "list tokens",
+      "relayapi token list [--provider ID] [--subject S] [--json]",
+      [{ flag: "provider", arg: "ID", help: "only this provider's tokens" }, { flag: "subject", arg: "S", help: "only this subject's tokens" }, ...ADMIN],
+      "relayapi token list --subject alice",
+    ),
     get: sub("show a token by id", "relayapi token get <id>", ADMIN, "relayapi token get tok_..."),
-    revoke: sub("revoke a token by id or by its secret", "relayapi token revoke <id | rai_secret>", ADMIN, "relayapi token revoke \"$TOKEN\""),
+    revoke: sub("revoke a token by id or by its secret", "relayapi token revoke <id | rai_secret>", ADMIN, 'relayapi token revoke "$TOKEN"'),
   },
   issuer: {
     create: sub("create an issuer (its key is printed once)", "relayapi issuer create <name>", ADMIN, "relayapi issuer create my-backend"),
     list: sub("list issuers", "relayapi issuer list [--json]", ADMIN, "relayapi issuer list"),
     rotate: sub("add a new key to an issuer", "relayapi issuer rotate <name>", ADMIN, "relayapi issuer rotate my-backend"),
-    disable: sub("disable an issuer, or one of its keys", "relayapi issuer disable <name> [--kid KID]", [{ flag: "kid", arg: "KID", help: "disable only this key" }, ...ADMIN], "relayapi issuer disable my-backend --kid k1"),
+    disable: sub(
+      "disable an issuer, or one of its keys",
+      "relayapi issuer disable <name> [--kid KID]",
+      [{ flag: "kid", arg: "KID", help: "disable only this key" }, ...ADMIN],
+      "relayapi issuer disable my-backend --kid k1",
+    ),
   },
   pubkey: sub("print the relay's public key (JWK) for ECDH-ES sealed tokens", "relayapi pubkey [--server URL]", [SERVER[0]!], "relayapi pubkey > relay.jwk"),
   rai: {
-    import: sub("import an original RelayAPI .rai config as an issuer", "relayapi rai import <file.rai> [--name N]", [{ flag: "name", arg: "N", help: "the issuer's name (default: from the file)" }, ...ADMIN], "relayapi rai import app.rai --name my-app"),
+    import: sub(
+      "import an original RelayAPI .rai config as an issuer",
+      "relayapi rai import <file.rai> [--name N]",
+      [{ flag: "name", arg: "N", help: "the issuer's name (default: from the file)" }, ...ADMIN],
+      "relayapi rai import app.rai --name my-app",
+    ),
   },
   pool: {
-    create: sub("create a key pool", "relayapi pool create <name> --provider ID [--strategy S]", [
-      { flag: "provider", arg: "ID", help: "the pool's provider (required)" },
-      { flag: "strategy", arg: "S", help: "round-robin, weighted or lru (default: round-robin)" },
-      ...ADMIN,
-    ], "relayapi pool create main --provider openai"),
-    list: sub("list pools", "relayapi pool list [--provider ID]", [{ flag: "provider", arg: "ID", help: "only this provider's pools" }, ...ADMIN], "relayapi pool list"),
+    create: sub(
+      "create a key pool",
+      "relayapi pool create <name> --provider ID [--strategy S]",
+      [
+        { flag: "provider", arg: "ID", help: "the pool's provider (required)" },
+        { flag: "strategy", arg: "S", help: "round-robin, weighted or lru (default: round-robin)" },
+        ...ADMIN,
+      ],
+      "relayapi pool create main --provider openai",
+    ),
+    list: sub(
+      "list pools",
+      "relayapi pool list [--provider ID]",
+      [{ flag: "provider", arg: "ID", help: "only this provider's pools" }, ...ADMIN],
+      "relayapi pool list",
+    ),
     rm: sub("delete a pool", "relayapi pool rm <name>", ADMIN, "relayapi pool rm main"),
   },
   usage: {
-    report: sub("sum usage over a window (roll-ups for whole hours and days, raw rows for the rest)", "relayapi usage report [--since 30d] [--by token|subject|provider|model] [--bucket 1d]", [
-      { flag: "since", arg: "DUR", help: "the window, back from now: 90m, 12h, 30d (default: 1d)" },
-      { flag: "by", arg: "DIM", help: "group by token, subject, provider or model (default: none)" },
-      { flag: "bucket", arg: "DUR", help: "time bucket: 1h, 1d (default: one bucket for the window)" },
-      ...ADMIN,
-    ], "relayapi usage report --since 90d --by model --bucket 1d"),
-    prune: sub("delete usage rows, roll-ups and audit events past their retention now", "relayapi usage prune [--older-than 30d] [--dry-run]", [
-      { flag: "older-than", arg: "DUR", help: "raw rows older than this go (default: usageRetentionDays)" },
-      { flag: "dry-run", help: "count what would be deleted, delete nothing" },
-      ...ADMIN,
-    ], "relayapi usage prune --older-than 30d --dry-run"),
+    report: sub(
+      "sum usage over a window (roll-ups for whole hours and days, raw rows for the rest)",
+      "relayapi usage report [--since 30d] [--by token|subject|provider|model] [--bucket 1d]",
+      [
+        { flag: "since", arg: "DUR", help: "the window, back from now: 90m, 12h, 30d (default: 1d)" },
+        { flag: "by", arg: "DIM", help: "group by token, subject, provider or model (default: none)" },
+        { flag: "bucket", arg: "DUR", help: "time bucket: 1h, 1d (default: one bucket for the window)" },
+        ...ADMIN,
+      ],
+      "relayapi usage report --since 90d --by model --bucket 1d",
+    ),
+    prune: sub(
+      "delete usage rows, roll-ups and audit events past their retention now",
+      "relayapi usage prune [--older-than 30d] [--dry-run]",
+      [
+        { flag: "older-than", arg: "DUR", help: "raw rows older than this go (default: usageRetentionDays)" },
+        { flag: "dry-run", help: "count what would be deleted, delete nothing" },
+        ...ADMIN,
+      ],
+      "relayapi usage prune --older-than 30d --dry-run",
+    ),
     storage: sub("show the database size and the usage tables' bytes and rows", "relayapi usage storage [--json]", ADMIN, "relayapi usage storage"),
   },
   keys: {
-    add: sub("add upstream keys to a pool", "relayapi keys add --pool NAME (<key>... | --from-file F) [--weight N]", [
-      { flag: "pool", arg: "NAME", help: "the pool (required)" },
-      { flag: "from-file", arg: "F", help: "one key per line" },
-      { flag: "weight", arg: "N", help: "weight for the weighted strategy (default: 1)" },
-      ...ADMIN,
-    ], "relayapi keys add --pool main --from-file keys.txt"),
-    list: sub("list a pool's keys (masked)", "relayapi keys list --pool NAME", [{ flag: "pool", arg: "NAME", help: "the pool (required)" }, ...ADMIN], "relayapi keys list --pool main"),
+    add: sub(
+      "add upstream keys to a pool",
+      "relayapi keys add --pool NAME (<key>... | --from-file F) [--weight N]",
+      [
+        { flag: "pool", arg: "NAME", help: "the pool (required)" },
+        { flag: "from-file", arg: "F", help: "one key per line" },
+        { flag: "weight", arg: "N", help: "weight for the weighted strategy (default: 1)" },
+        ...ADMIN,
+      ],
+      "relayapi keys add --pool main --from-file keys.txt",
+    ),
+    list: sub(
+      "list a pool's keys (masked)",
+      "relayapi keys list --pool NAME",
+      [{ flag: "pool", arg: "NAME", help: "the pool (required)" }, ...ADMIN],
+      "relayapi keys list --pool main",
+    ),
     enable: sub("enable a key", "relayapi keys enable <id>", ADMIN, "relayapi keys enable key_..."),
     disable: sub("disable a key", "relayapi keys disable <id>", ADMIN, "relayapi keys disable key_..."),
     rm: sub("delete a key", "relayapi keys rm <id>", ADMIN, "relayapi keys rm key_..."),
@@ -148,7 +213,14 @@ function flagLines(flags: FlagHelp[]): string[] {
 }
 
 function leafHelp(c: CommandHelp): string {
-  return [`${c.summary}\n`, `Usage:\n  ${c.usage}\n`, "Flags:", ...flagLines([...c.flags, { flag: "help", help: "show this help" }]), "", `Example:\n  ${c.example}`].join("\n");
+  return [
+    `${c.summary}\n`,
+    `Usage:\n  ${c.usage}\n`,
+    "Flags:",
+    ...flagLines([...c.flags, { flag: "help", help: "show this help" }]),
+    "",
+    `Example:\n  ${c.example}`,
+  ].join("\n");
 }
 
 /** Help for `relayapi`, `relayapi <command>` or `relayapi <command> <sub>`; undefined when unknown. */
@@ -162,11 +234,17 @@ export function helpText(command: string | undefined, subcommand: string | undef
   if (subcommand !== undefined) return undefined;
   const rows = Object.entries(c).map(([name, h]) => [`  relayapi ${command} ${name}`, h.summary] as const);
   const width = Math.max(...rows.map((r) => r[0].length)) + 2;
-  return [`Usage:\n${rows.map(([l, r]) => l.padEnd(width) + r).join("\n")}\n`, `Example:\n  ${Object.values(c)[0]!.example}\n`, `Run relayapi ${command} <subcommand> --help for its flags.`].join("\n");
+  return [
+    `Usage:\n${rows.map(([l, r]) => l.padEnd(width) + r).join("\n")}\n`,
+    `Example:\n  ${Object.values(c)[0]!.example}\n`,
+    `Run relayapi ${command} <subcommand> --help for its flags.`,
+  ].join("\n");
 }
 
 function topHelp(): string {
-  const rows = Object.entries(COMMANDS).map(([name, c]) => [`  ${name}${isLeaf(c) ? "" : ` ${Object.keys(c).join("|")}`}`, isLeaf(c) ? c.summary : (GROUPS[name] ?? "")] as const);
+  const rows = Object.entries(COMMANDS).map(
+    ([name, c]) => [`  ${name}${isLeaf(c) ? "" : ` ${Object.keys(c).join("|")}`}`, isLeaf(c) ? c.summary : (GROUPS[name] ?? "")] as const,
+  );
   const width = Math.max(...rows.map((r) => r[0].length)) + 2;
   return `relayapi — a relay for LLM APIs with short-lived, limited tokens
 

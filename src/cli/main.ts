@@ -39,7 +39,9 @@ function checkCommand(command: string, sub: string | undefined, helping = false)
   if (helping && sub === undefined) return;
   if (sub === undefined || sub.startsWith("-")) throw new UsageError(`usage: relayapi ${command} ${subs.join("|")}`);
   const guess = didYouMean(sub, subs);
-  throw new UsageError(`unknown command "${command} ${sub}"; usage: relayapi ${command} ${subs.join("|")}${guess ? `; did you mean "${command} ${guess}"?` : ""}`);
+  throw new UsageError(
+    `unknown command "${command} ${sub}"; usage: relayapi ${command} ${subs.join("|")}${guess ? `; did you mean "${command} ${guess}"?` : ""}`,
+  );
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -107,7 +109,27 @@ main(process.argv.slice(2)).catch(async (e: unknown) => {
 });
 
 function codeName(code: number): string {
-  return ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"][code] ?? String(code);
+  return (
+    [
+      "ok",
+      "canceled",
+      "unknown",
+      "invalid_argument",
+      "deadline_exceeded",
+      "not_found",
+      "already_exists",
+      "permission_denied",
+      "resource_exhausted",
+      "failed_precondition",
+      "aborted",
+      "out_of_range",
+      "unimplemented",
+      "internal",
+      "unavailable",
+      "data_loss",
+      "unauthenticated",
+    ][code] ?? String(code)
+  );
 }
 
 /** ` (see relayapi token issue --help)`: the help of the command the user was typing. */

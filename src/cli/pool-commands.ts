@@ -43,7 +43,8 @@ export async function poolCommand(argv: string[]): Promise<void> {
     }
     case "list": {
       const res = await admin.listPools({ provider: values.provider ?? "" });
-      if (values.json) console.log(JSON.stringify(res.pools.map((p) => ({ name: p.name, provider: p.provider, keys: p.keyCount, enabled: p.enabledKeyCount }))));
+      if (values.json)
+        console.log(JSON.stringify(res.pools.map((p) => ({ name: p.name, provider: p.provider, keys: p.keyCount, enabled: p.enabledKeyCount }))));
       else for (const p of res.pools) console.log(`${p.name.padEnd(20)} ${p.provider.padEnd(12)} keys ${p.enabledKeyCount}/${p.keyCount} enabled`);
       return;
     }
@@ -67,10 +68,19 @@ export async function keysCommand(argv: string[]): Promise<void> {
     case "add": {
       if (!values.pool) throw new UsageError("--pool is required");
       const keys = [...positionals];
-      if (values["from-file"]) keys.push(...readFileSync(values["from-file"], "utf8").split(/\r?\n/).filter((l) => l.trim() !== ""));
+      if (values["from-file"])
+        keys.push(
+          ...readFileSync(values["from-file"], "utf8")
+            .split(/\r?\n/)
+            .filter((l) => l.trim() !== ""),
+        );
       if (keys.length === 0) throw new UsageError("usage: relayapi keys add --pool <name> <key>... | --from-file F");
       const res = await admin.addKeys({ pool: values.pool, keys, weight: intFlag("weight", values.weight) ?? 0 });
-      console.log(values.json ? JSON.stringify({ added: res.added, skipped: res.skipped, failed: res.failed }) : `added ${res.added}, skipped ${res.skipped}, failed ${res.failed}`);
+      console.log(
+        values.json
+          ? JSON.stringify({ added: res.added, skipped: res.skipped, failed: res.failed })
+          : `added ${res.added}, skipped ${res.skipped}, failed ${res.failed}`,
+      );
       return;
     }
     case "list": {

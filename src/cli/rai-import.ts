@@ -20,7 +20,12 @@ interface RaiFile {
 export async function raiCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   if (sub !== "import") throw new UsageError("usage: relayapi rai import <file.rai> [--name N]");
-  const { values, positionals } = parse(rest, { server: { type: "string" }, "admin-key": { type: "string" }, json: { type: "boolean" }, name: { type: "string" } });
+  const { values, positionals } = parse(rest, {
+    server: { type: "string" },
+    "admin-key": { type: "string" },
+    json: { type: "boolean" },
+    name: { type: "string" },
+  });
   const file = positionals[0];
   if (!file || positionals.length > 1) throw new UsageError("usage: relayapi rai import <file.rai> [--name N]");
   const secret = readRaiKey(file);
@@ -54,6 +59,9 @@ export function readRaiKey(file: string): Uint8Array {
 
 /** `Default.rai` -> `default`: the file name, lower-cased, other characters as `-`. */
 export function issuerNameFor(file: string): string {
-  const stem = basename(file, extname(file)).toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[^a-z0-9]+/, "");
+  const stem = basename(file, extname(file))
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[^a-z0-9]+/, "");
   return (stem || "rai").slice(0, 64);
 }

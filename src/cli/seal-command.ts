@@ -29,7 +29,8 @@ export async function sealCommand(argv: string[]): Promise<void> {
   if ((key === undefined) === (pool === undefined)) throw new UsageError("give exactly one of --upstream-key and --pool");
   const relayKey = values["relay-key"];
   const issuerKey = values["issuer-key"] ?? (relayKey === undefined ? cliDefaults().issuerKey : undefined);
-  if ((issuerKey === undefined) === (relayKey === undefined)) throw new UsageError("give exactly one of --issuer-key (or $RELAYAPI_ISSUER_KEY) and --relay-key");
+  if ((issuerKey === undefined) === (relayKey === undefined))
+    throw new UsageError("give exactly one of --issuer-key (or $RELAYAPI_ISSUER_KEY) and --relay-key");
   if (relayKey !== undefined && pool !== undefined) throw new UsageError("an ECDH-ES token (--relay-key) may not name a pool: give --upstream-key");
 
   const ttlMs = durationFlag("expires-in", values["expires-in"]) ?? 3_600_000;
@@ -62,7 +63,14 @@ export async function sealCommand(argv: string[]): Promise<void> {
   }
   // The claims as sealed, so a script can check its limits; never the upstream key.
   const { key: _key, ...shown } = claims;
-  const out: Record<string, unknown> = { token, jti: claims.jti, kid, alg: relayKey === undefined ? "dir" : "ECDH-ES", expiresAt: new Date(exp * 1000).toISOString(), claims: shown };
+  const out: Record<string, unknown> = {
+    token,
+    jti: claims.jti,
+    kid,
+    alg: relayKey === undefined ? "dir" : "ECDH-ES",
+    expiresAt: new Date(exp * 1000).toISOString(),
+    claims: shown,
+  };
   // An ECDH-ES token's id is known offline (an issuer token's is `<issuer name>:<jti>`).
   if (relayKey !== undefined) out.id = `byok-${createHash("sha256").update(key!).digest("hex").slice(0, 16)}:${claims.jti}`;
   console.log(JSON.stringify(out));

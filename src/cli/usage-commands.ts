@@ -58,9 +58,13 @@ export async function usageCommand(argv: string[]): Promise<void> {
         console.log(JSON.stringify(rows));
         return;
       }
-      console.log(`${"bucket".padEnd(24)} ${"key".padEnd(28)} ${"calls".padStart(10)} ${"prompt".padStart(12)} ${"completion".padStart(12)} ${"errors".padStart(8)}`);
+      console.log(
+        `${"bucket".padEnd(24)} ${"key".padEnd(28)} ${"calls".padStart(10)} ${"prompt".padStart(12)} ${"completion".padStart(12)} ${"errors".padStart(8)}`,
+      );
       for (const r of rows) {
-        console.log(`${r.bucketStart.padEnd(24)} ${(r.key || "-").padEnd(28)} ${String(r.calls).padStart(10)} ${String(r.promptTokens).padStart(12)} ${String(r.completionTokens).padStart(12)} ${String(r.errors).padStart(8)}`);
+        console.log(
+          `${r.bucketStart.padEnd(24)} ${(r.key || "-").padEnd(28)} ${String(r.calls).padStart(10)} ${String(r.promptTokens).padStart(12)} ${String(r.completionTokens).padStart(12)} ${String(r.errors).padStart(8)}`,
+        );
       }
       return;
     }
@@ -81,7 +85,9 @@ export async function usageCommand(argv: string[]): Promise<void> {
       else if (!out.ran) console.log("another instance is pruning now; nothing done");
       else {
         const verb = dryRun ? "would delete" : "deleted";
-        console.log(`${verb} ${out.rawRows} raw usage rows${out.rawCutoff ? ` (before ${out.rawCutoff})` : " (kept forever)"}, ${out.rollupRows} roll-ups, ${out.auditRows} audit events`);
+        console.log(
+          `${verb} ${out.rawRows} raw usage rows${out.rawCutoff ? ` (before ${out.rawCutoff})` : " (kept forever)"}, ${out.rollupRows} roll-ups, ${out.auditRows} audit events`,
+        );
       }
       return;
     }

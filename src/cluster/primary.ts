@@ -29,7 +29,6 @@ import { loadAdminKey, loadMasterKey } from "../keys/key-files.js";
 import { startUsageMaintenance } from "../usage/usage-maintenance.js";
 import type { Logger } from "../log.js";
 
-
 const RESTART_MIN_MS = 1_000;
 const RESTART_MAX_MS = 30_000;
 /** A worker that lived this long was healthy: its next restart starts from the shortest delay. */
@@ -49,11 +48,14 @@ export async function servePrimary(config: Config, log: Logger, hooks: PrimaryHo
   loadAdminKey(config.adminKey, config.dataDir);
   loadMasterKey(config.masterKey, config.dataDir);
   const embedded = config.databaseUrl === undefined ? await openEmbedded(config, log) : undefined;
-  const env: Record<string, string> = embedded === undefined ? {} : {
-    DATABASE_URL: `postgres://postgres@localhost/postgres?host=${encodeURIComponent(embedded.socketDir)}`,
-    RELAYAPI_AUTO_MIGRATE: "false", // the primary migrated
-    RELAYAPI_USAGE_MAINTENANCE: "false", // the primary prunes and vacuums its PGlite
-  };
+  const env: Record<string, string> =
+    embedded === undefined
+      ? {}
+      : {
+          DATABASE_URL: `postgres://postgres@localhost/postgres?host=${encodeURIComponent(embedded.socketDir)}`,
+          RELAYAPI_AUTO_MIGRATE: "false", // the primary migrated
+          RELAYAPI_USAGE_MAINTENANCE: "false", // the primary prunes and vacuums its PGlite
+        };
 
   let stopping = false;
   const started = new Map<number, number>();

@@ -133,9 +133,11 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     driver: "postgres",
     ping: async () => {
       // Any failure of the ping's own connection is "unreachable", its wait included.
-      await health.run((sql) => sql`select 1`).catch((e: unknown) => {
-        throw Object.assign(new Error(`database unreachable: ${describeDatabaseError(e, url)}`), { code: "DATABASE_UNREACHABLE" });
-      });
+      await health
+        .run((sql) => sql`select 1`)
+        .catch((e: unknown) => {
+          throw Object.assign(new Error(`database unreachable: ${describeDatabaseError(e, url)}`), { code: "DATABASE_UNREACHABLE" });
+        });
       if (pool.exhausted()) throw new PoolExhaustedError(pool.stats().size, opts.acquireTimeoutMs ?? 3000);
     },
     async exclusive(fn) {

@@ -43,7 +43,11 @@ async function ownLock(): Promise<void> {
   lock.release();
 }
 
-const refusal = (dir: string) => lockDataDir(dir).then(() => undefined, (e: unknown) => e);
+const refusal = (dir: string) =>
+  lockDataDir(dir).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
 describe("lockDataDir", () => {
   it("a second open in this process is refused; release removes the file; then it can be taken again", async () => {
@@ -75,20 +79,23 @@ describe("lockDataDir", () => {
     lock.release();
   });
 
-  it.skipIf(!existsSync("/proc/self/stat"))("a live pid with another start time is a reused pid, not the holder; with the holder's start time it is refused", async () => {
-    await ownLock();
-    const live = process.ppid; // alive for the whole test
-    const reused = tmp();
-    plant(reused, { pid: live, start: String(Number(startTime(live)) + 1) });
-    (await lockDataDir(reused)).release();
+  it.skipIf(!existsSync("/proc/self/stat"))(
+    "a live pid with another start time is a reused pid, not the holder; with the holder's start time it is refused",
+    async () => {
+      await ownLock();
+      const live = process.ppid; // alive for the whole test
+      const reused = tmp();
+      plant(reused, { pid: live, start: String(Number(startTime(live)) + 1) });
+      (await lockDataDir(reused)).release();
 
-    const held = tmp();
-    plant(held, { pid: live, start: startTime(live) });
-    const e = await refusal(held);
-    expect(e).toBeInstanceOf(DataDirInUseError);
-    expect((e as Error).message).toContain(`(pid ${live}, since 2020-01-01T00:00:00.000Z)`);
-    expect(existsSync(join(held, LOCK_FILE))).toBe(true); // left alone
-  });
+      const held = tmp();
+      plant(held, { pid: live, start: startTime(live) });
+      const e = await refusal(held);
+      expect(e).toBeInstanceOf(DataDirInUseError);
+      expect((e as Error).message).toContain(`(pid ${live}, since 2020-01-01T00:00:00.000Z)`);
+      expect(existsSync(join(held, LOCK_FILE))).toBe(true); // left alone
+    },
+  );
 
   it("a lock from before a reboot of this machine is taken over", async () => {
     await ownLock();

@@ -78,7 +78,16 @@ export function driverError(e: unknown): DriverError {
   let cur = e;
   for (let depth = 0; depth < 6; depth++) {
     if (typeof cur !== "object" || cur === null) break;
-    const o = cur as { code?: unknown; message?: unknown; detail?: unknown; address?: unknown; port?: unknown; query?: unknown; cause?: unknown; errors?: unknown };
+    const o = cur as {
+      code?: unknown;
+      message?: unknown;
+      detail?: unknown;
+      address?: unknown;
+      port?: unknown;
+      query?: unknown;
+      cause?: unknown;
+      errors?: unknown;
+    };
     if (typeof o.query === "string" && query === undefined && !Array.isArray(o.errors)) query = o.query;
     if (typeof o.code === "string" && o.code !== "") {
       const first = Array.isArray(o.errors) ? (o.errors[0] as { address?: unknown; port?: unknown } | undefined) : undefined;

@@ -71,7 +71,9 @@ export async function requireMigrations(database: Database): Promise<void> {
   }
   const expected = expectedMigrations();
   if (applied < expected) {
-    throw new Error(`database migrations not applied (${applied}/${expected}) and auto-migration is off: run relayapi migrate first, or serve without --no-auto-migrate`);
+    throw new Error(
+      `database migrations not applied (${applied}/${expected}) and auto-migration is off: run relayapi migrate first, or serve without --no-auto-migrate`,
+    );
   }
 }
 

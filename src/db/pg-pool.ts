@@ -85,8 +85,7 @@ export class PgPool {
         then: <A, B>(ok?: (v: unknown) => A | PromiseLike<A>, ko?: (e: unknown) => B | PromiseLike<B>) => run(false).then(ok, ko),
       };
     };
-    const begin = (fn: (tx: postgres.TransactionSql) => unknown) =>
-      this.run((sql, kick) => sql.begin((tx) => fn(watched(tx, kick))));
+    const begin = (fn: (tx: postgres.TransactionSql) => unknown) => this.run((sql, kick) => sql.begin((tx) => fn(watched(tx, kick))));
     return { options: { parsers: this.#parsers, serializers: this.#serializers }, unsafe, begin } as unknown as Sql;
   }
 

@@ -38,7 +38,11 @@ describe("checkReadiness", () => {
   it("checks Redis only when configured, and Redis down leaves it ready but degraded (issue 18)", async () => {
     const down = { ...ok, pingRedis: async () => false };
     expect(await checkReadiness(down)).toMatchObject({ ready: true, degraded: false });
-    expect(await checkReadiness({ ...down, redisConfigured: true })).toEqual({ ready: true, degraded: true, checks: { database: "ok", migrations: "3/3", redis: "failed" } });
+    expect(await checkReadiness({ ...down, redisConfigured: true })).toEqual({
+      ready: true,
+      degraded: true,
+      checks: { database: "ok", migrations: "3/3", redis: "failed" },
+    });
     const hung = await checkReadiness({ ...ok, redisConfigured: true, pingRedis: () => new Promise(() => {}) });
     expect(hung).toMatchObject({ ready: true, degraded: true });
     // The database still decides readiness.

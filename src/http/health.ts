@@ -48,7 +48,8 @@ const CHECK_TIMEOUT_MS = 2_000;
 const SHUTTING_DOWN = "shutting down";
 
 export async function checkReadiness(deps: ReadinessDeps): Promise<Readiness> {
-  if (deps.stopping()) return { ready: false, degraded: false, reason: SHUTTING_DOWN, checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
+  if (deps.stopping())
+    return { ready: false, degraded: false, reason: SHUTTING_DOWN, checks: { database: "skipped", migrations: "skipped", redis: "skipped" } };
   const redisP = deps.redisConfigured ? bounded(deps.pingRedis()).catch(() => false) : Promise.resolve(true);
   let reason: string | undefined;
   let database: CheckState = "ok";
@@ -78,7 +79,13 @@ export async function readyz(res: AnyResponse, deps: ReadinessDeps): Promise<voi
   const r = await checkReadiness(deps);
   // Draining: the listener still accepts (RELAYAPI_DRAIN_DELAY_MS) and calls are still served.
   if (!r.ready) sendJson(res, 503, { status: r.reason === SHUTTING_DOWN ? "draining" : "not ready", reason: r.reason, checks: r.checks });
-  else if (r.degraded) sendJson(res, 200, { status: "degraded", redis: "unreachable", detail: "rate limits and DPoP replay checks are per instance until Redis answers", checks: r.checks });
+  else if (r.degraded)
+    sendJson(res, 200, {
+      status: "degraded",
+      redis: "unreachable",
+      detail: "rate limits and DPoP replay checks are per instance until Redis answers",
+      checks: r.checks,
+    });
   else sendJson(res, 200, { status: "ready", checks: r.checks });
 }
 

@@ -79,7 +79,10 @@ export class HttpSink implements RelaySink {
       return;
     }
     if (this.#sse) {
-      const error = end.error === RELAY_SHUTTING_DOWN ? new RelayError("unavailable", RELAY_SHUTTING_DOWN) : new RelayError("upstream_unreachable", end.error ?? "stream interrupted");
+      const error =
+        end.error === RELAY_SHUTTING_DOWN
+          ? new RelayError("unavailable", RELAY_SHUTTING_DOWN)
+          : new RelayError("upstream_unreachable", end.error ?? "stream interrupted");
       const body = this.shape.errorBody(error);
       res.end(`event: error\ndata: ${body}\n\n`);
       return;

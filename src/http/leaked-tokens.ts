@@ -41,7 +41,8 @@ export function createLeakHandler(deps: LeakDeps) {
       const secrets = parseTokens(await readBody(req, MAX_BODY), Math.min(MAX_TOKENS, deps.limits.ipBurst ?? MAX_TOKENS));
       if (secrets.length > 1 && deps.limits.ipBurst !== null) await deps.limits.checkIp(ip, secrets.length - 1);
       const results = [];
-      for (const secret of secrets) results.push({ sha256: createHash("sha256").update(secret).digest("hex"), label: (await revoke(deps, secret)) ? "true_positive" : "false_positive" });
+      for (const secret of secrets)
+        results.push({ sha256: createHash("sha256").update(secret).digest("hex"), label: (await revoke(deps, secret)) ? "true_positive" : "false_positive" });
       sendJson(res, 200, { revoked: results.filter((r) => r.label === "true_positive").length, results });
     } catch (e) {
       sendError(res, toRelayError(e));
@@ -74,9 +75,14 @@ function parseTokens(body: Buffer, maxTokens: number): string[] {
       throw new RelayError("bad_request", "body must be JSON or one token per line");
     }
     const items = Array.isArray(value) ? value : [value];
-    found = items.map((item) => (typeof item === "object" && item !== null ? (item as { token?: unknown }).token : undefined)).filter((t): t is string => typeof t === "string");
+    found = items
+      .map((item) => (typeof item === "object" && item !== null ? (item as { token?: unknown }).token : undefined))
+      .filter((t): t is string => typeof t === "string");
   } else {
-    found = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+    found = text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
   if (found.length === 0) throw new RelayError("bad_request", "no token in the body");
   if (found.length > maxTokens) throw new RelayError("bad_request", `at most ${maxTokens} tokens per request`);

@@ -54,7 +54,11 @@ export function sendError(res: AnyResponse, err: RelayError, shape: ErrorBodySha
 
 export function sendJson(res: AnyResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
-  const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" };
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+  };
   // /readyz's "not ready": probes ignore it, a client that reached the path by mistake backs off.
   if (status === 503) headers["retry-after"] = String(UNAVAILABLE_RETRY_AFTER_S);
   res.writeHead(status, headers);

@@ -32,7 +32,8 @@ describe("ModelRests", () => {
     expect(r.has("m100", 20)).toBe(true);
     for (let i = 0; i < 300; i++) r.add(`n${i}`, 10_000, 20);
     let resting = 0;
-    for (const name of [...Array.from({ length: 300 }, (_, i) => `m${i}`), ...Array.from({ length: 300 }, (_, i) => `n${i}`), "late"]) if (r.has(name, 20)) resting++;
+    for (const name of [...Array.from({ length: 300 }, (_, i) => `m${i}`), ...Array.from({ length: 300 }, (_, i) => `n${i}`), "late"])
+      if (r.has(name, 20)) resting++;
     expect(resting).toBe(256);
     expect(r.has("n299", 20)).toBe(true); // the newest stay
     expect(r.has("m100", 20)).toBe(false); // the oldest went

@@ -308,4 +308,3 @@ export class PoolRegistry {
     await this.reload();
   }
 }
-

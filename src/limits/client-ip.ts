@@ -13,7 +13,6 @@
  */
 import type { Logger } from "../log.js";
 
-
 /** An address as eight 16-bit groups; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`). */
 export type IpGroups = readonly number[];
 
@@ -54,7 +53,10 @@ export function clientIp(socketAddress: string | undefined, forwardedFor: string
  * boolean. The peer's address is logged (the operator needs it for RELAYAPI_TRUST_PROXY), the
  * header's contents are not.
  */
-export function untrustedForwardWarning(trustProxy: readonly string[], log: Logger): (socketAddress: string | undefined, forwardedFor: string | undefined) => void {
+export function untrustedForwardWarning(
+  trustProxy: readonly string[],
+  log: Logger,
+): (socketAddress: string | undefined, forwardedFor: string | undefined) => void {
   let warned = false;
   return (socketAddress, forwardedFor) => {
     if (warned || forwardedFor === undefined || socketAddress === undefined || socketAddress === "") return;

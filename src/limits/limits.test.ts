@@ -22,14 +22,21 @@ afterEach(async () => {
 });
 
 async function rejection(p: Promise<unknown>): Promise<LimitExceeded> {
-  const e: unknown = await p.then(() => undefined, (err: unknown) => err);
+  const e: unknown = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(LimitExceeded);
   return e as LimitExceeded;
 }
 
 async function admitted(n: number, check: () => Promise<unknown>): Promise<number> {
   let ok = 0;
-  for (let i = 0; i < n; i++) await check().then(() => ok++, (e: unknown) => expect(e).toBeInstanceOf(LimitExceeded));
+  for (let i = 0; i < n; i++)
+    await check().then(
+      () => ok++,
+      (e: unknown) => expect(e).toBeInstanceOf(LimitExceeded),
+    );
   return ok;
 }
 
@@ -94,8 +101,13 @@ describe("rates", () => {
 
   it("rejects invalid configuration", async () => {
     const bad: Partial<LimitsConfig>[] = [
-      { perIp: { rpm: 0 } }, { perIp: { rpm: 60, burst: 0.5 } }, { globalConcurrency: 0 }, { perKeyConcurrency: 1.5 }, { idleMs: 0 },
-      { redis: { url: "http://x", prefix: "", perIp: false } }, { redis: { url: "redis://x", prefix: "a{b}:", perIp: false } },
+      { perIp: { rpm: 0 } },
+      { perIp: { rpm: 60, burst: 0.5 } },
+      { globalConcurrency: 0 },
+      { perKeyConcurrency: 1.5 },
+      { idleMs: 0 },
+      { redis: { url: "http://x", prefix: "", perIp: false } },
+      { redis: { url: "redis://x", prefix: "a{b}:", perIp: false } },
     ];
     for (const cfg of bad) await expect(Limits.create({ ...base, ...cfg }), JSON.stringify(cfg)).rejects.toThrow(RangeError);
   });
@@ -165,7 +177,9 @@ describe("idle keys", () => {
     await sleep(1_500);
     expect(l.stats().localKeys).toBe(0);
     const after = heap();
-    console.log(`[limits] heap MB (gc ${gc ? "forced" : "not available"}): before ${before.toFixed(1)}, 100k IPs ${full.toFixed(1)}, after idle expiry ${after.toFixed(1)}`);
+    console.log(
+      `[limits] heap MB (gc ${gc ? "forced" : "not available"}): before ${before.toFixed(1)}, 100k IPs ${full.toFixed(1)}, after idle expiry ${after.toFixed(1)}`,
+    );
     if (gc) expect(after - before).toBeLessThan(5);
   });
 });

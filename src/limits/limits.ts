@@ -90,11 +90,14 @@ export class Limits {
     this.tokenRates = new LocalRates(cfg.idleMs);
     this.global = cfg.globalConcurrency === null ? null : new Slots(cfg.globalConcurrency);
     this.keys = cfg.perKeyConcurrency === null ? null : new Slots(cfg.perKeyConcurrency);
-    this.sweeper = setInterval(() => {
-      const now = Date.now();
-      this.ipRates.sweep(now);
-      this.tokenRates.sweep(now);
-    }, Math.max(10, cfg.idleMs / 2)).unref();
+    this.sweeper = setInterval(
+      () => {
+        const now = Date.now();
+        this.ipRates.sweep(now);
+        this.tokenRates.sweep(now);
+      },
+      Math.max(10, cfg.idleMs / 2),
+    ).unref();
   }
 
   static async create(cfg: LimitsConfig): Promise<Limits> {
@@ -202,7 +205,10 @@ export function ipKey(ip: string): string {
   const g = parseIp(ip);
   if (g === null) return ip;
   if (isV4(g)) return formatIp(g);
-  return `${g.slice(0, 4).map((x) => x.toString(16)).join(":")}::/64`;
+  return `${g
+    .slice(0, 4)
+    .map((x) => x.toString(16))
+    .join(":")}::/64`;
 }
 
 function validate(cfg: LimitsConfig): void {

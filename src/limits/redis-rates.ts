@@ -73,7 +73,16 @@ interface RegisterStore {
 type GroupOptions = Bottleneck.ConstructorOptions & { heartbeatInterval: number };
 
 /** The keys Bottleneck 2.19.5 keeps per limiter (Scripts.allKeys): `b_${id}_${suffix}`. */
-const KEY_SUFFIXES = ["settings", "job_weights", "job_expirations", "job_clients", "client_running", "client_num_queued", "client_last_registered", "client_last_seen"];
+const KEY_SUFFIXES = [
+  "settings",
+  "job_weights",
+  "job_expirations",
+  "job_clients",
+  "client_running",
+  "client_num_queued",
+  "client_last_registered",
+  "client_last_seen",
+];
 
 let jobSeq = 0;
 
@@ -124,7 +133,11 @@ export class RedisRates {
     const rates = new RedisRates(client, connection, prefix);
     // `ready` is a promise property at runtime, though the typings declare a method.
     const ready = (connection as unknown as { ready: Promise<unknown> }).ready;
-    await within(ready.then(() => true), CONNECT_WAIT_MS, false);
+    await within(
+      ready.then(() => true),
+      CONNECT_WAIT_MS,
+      false,
+    );
     return rates;
   }
 
@@ -189,11 +202,13 @@ export class RedisRates {
         end("over");
       };
       this.racing.set(id, over);
-      limiter.schedule({ id, weight: cost }, () => (end("ok"), Promise.resolve())).catch((e: unknown) => {
-        if (e instanceof Bottleneck.BottleneckError) return over();
-        this.distrust();
-        end(null);
-      });
+      limiter
+        .schedule({ id, weight: cost }, () => (end("ok"), Promise.resolve()))
+        .catch((e: unknown) => {
+          if (e instanceof Bottleneck.BottleneckError) return over();
+          this.distrust();
+          end(null);
+        });
     });
   }
 
@@ -207,7 +222,11 @@ export class RedisRates {
   private probe(): void {
     if (this.probing || this.closed) return;
     this.probing = true;
-    void within(this.client.ping().then(() => true), PROBE_TIMEOUT_MS, false).then((ok) => {
+    void within(
+      this.client.ping().then(() => true),
+      PROBE_TIMEOUT_MS,
+      false,
+    ).then((ok) => {
       this.probing = false;
       this.suspect = !ok;
       if (!ok && !this.closed) setTimeout(() => this.probe(), PROBE_EVERY_MS).unref();
@@ -275,7 +294,11 @@ export class RedisRates {
    */
   async ping(): Promise<boolean> {
     if (this.closed) return false;
-    const ok = await within(this.client.ping().then(() => true), PROBE_TIMEOUT_MS, false);
+    const ok = await within(
+      this.client.ping().then(() => true),
+      PROBE_TIMEOUT_MS,
+      false,
+    );
     if (ok) this.suspect = false;
     else this.distrust();
     return ok;
@@ -290,15 +313,28 @@ export class RedisRates {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await within(Promise.all([...this.lanes.values()].map((l) => l.tail)).then(() => true), 1_000, false);
+    await within(
+      Promise.all([...this.lanes.values()].map((l) => l.tail)).then(() => true),
+      1_000,
+      false,
+    );
     const expire = this.client.pipeline();
     for (const { group, ttlMs } of this.groups.values()) {
       // Group has no stop(): its sweep interval is unref'd but would keep querying a closed client.
       clearInterval((group as unknown as { interval?: ReturnType<typeof setInterval> }).interval);
       for (const { limiter } of group.limiters()) for (const k of KEY_SUFFIXES) expire.pexpire(`b_${limiter.id}_${k}`, ttlMs);
     }
-    if (this.client.status === "ready") await within(expire.exec().then(() => true), 1_000, false);
-    const quit = await within(this.connection.disconnect(true).then(() => true), 1_000, false);
+    if (this.client.status === "ready")
+      await within(
+        expire.exec().then(() => true),
+        1_000,
+        false,
+      );
+    const quit = await within(
+      this.connection.disconnect(true).then(() => true),
+      1_000,
+      false,
+    );
     if (!quit) await this.connection.disconnect(false);
   }
 }

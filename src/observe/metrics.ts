@@ -187,8 +187,18 @@ export class Metrics {
         seenDropped = now;
       },
     });
-    mirroredCounter(registers, "relayapi_usage_dead_letters_total", "Usage records the database refused for their data (SQLSTATE class 22/23), kept in usage_dead_letters.", () => sources.usage.deadLetters ?? 0);
-    mirroredCounter(registers, "relayapi_usage_write_failures_total", "Usage batch writes the database failed (the rows stay queued and are retried with backoff).", () => sources.usage.failedWrites ?? 0);
+    mirroredCounter(
+      registers,
+      "relayapi_usage_dead_letters_total",
+      "Usage records the database refused for their data (SQLSTATE class 22/23), kept in usage_dead_letters.",
+      () => sources.usage.deadLetters ?? 0,
+    );
+    mirroredCounter(
+      registers,
+      "relayapi_usage_write_failures_total",
+      "Usage batch writes the database failed (the rows stay queued and are retried with backoff).",
+      () => sources.usage.failedWrites ?? 0,
+    );
     const seenAnomalies: Partial<Record<UsageFlagName, number>> = {};
     new Counter({
       name: "relayapi_usage_anomalies_total",

@@ -4,8 +4,21 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  JsonScanError, MAX_DEPTH, applySplices, insertField, insertionSplice, isNull, readArrayLength,
-  readBoolean, readNumber, readString, replaceValue, replacementSplice, scanObjectValue, scanTopLevel, type ScanResult,
+  JsonScanError,
+  MAX_DEPTH,
+  applySplices,
+  insertField,
+  insertionSplice,
+  isNull,
+  readArrayLength,
+  readBoolean,
+  readNumber,
+  readString,
+  replaceValue,
+  replacementSplice,
+  scanObjectValue,
+  scanTopLevel,
+  type ScanResult,
 } from "./json-scan.js";
 
 /** mulberry32: a small seeded generator, so a failure names a reproducible seed. */
@@ -26,7 +39,7 @@ const WS = ["", "", "", " ", "\n", "\t", "\r\n  "];
 /** Writes a random JSON text: random escapes (short, \u, either hex case), number forms and whitespace. */
 function generator(seed: number) {
   const r = rng(seed);
-  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const ws = (): string => (r() < 0.3 ? pick(WS) : "");
   const str = (s: string): string => {
     let out = '"';
@@ -80,7 +93,9 @@ function generator(seed: number) {
 /** Top-level keys in order and the deepest nesting of a text JSON.parse accepted. */
 function reference(text: string): { keys: string[]; depth: number } {
   const keys: string[] = [];
-  let depth = 0, max = 0, expectKey = false;
+  let depth = 0,
+    max = 0,
+    expectKey = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (c === '"') {
@@ -135,7 +150,14 @@ function check(body: Buffer): string | undefined {
   const parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
   const { fields, objectEnd } = got.scan;
   if (JSON.stringify([...fields.keys()]) !== JSON.stringify(want.keys)) return "keys differ";
-  if (body[objectEnd] !== 0x7d || body.subarray(objectEnd + 1).toString().trim() !== "") return "objectEnd wrong";
+  if (
+    body[objectEnd] !== 0x7d ||
+    body
+      .subarray(objectEnd + 1)
+      .toString()
+      .trim() !== ""
+  )
+    return "objectEnd wrong";
   for (const f of fields.values()) {
     const raw = body.subarray(f.valueStart, f.valueEnd).toString("utf8");
     const v = parsed[f.key];
@@ -164,7 +186,12 @@ describe("scanTopLevel against JSON.parse", () => {
   it("agrees on a generated corpus, at every alignment and with quotes, backslashes or controls around it", () => {
     for (let seed = 1; seed <= 1500; seed++) {
       const body = Buffer.from(generator(seed).top());
-      for (const [offset, fill, after] of [[0, 0x20, 7], [1, 0x22, 0], [2, 0x5c, 1], [3, 0x00, 3]] as const) {
+      for (const [offset, fill, after] of [
+        [0, 0x20, 7],
+        [1, 0x22, 0],
+        [2, 0x5c, 1],
+        [3, 0x00, 3],
+      ] as const) {
         const problem = check(placed(body, offset, fill, after));
         if (problem) expect.fail(`seed ${seed} offset ${offset}: ${problem}\n${body.toString()}`);
       }
@@ -172,7 +199,9 @@ describe("scanTopLevel against JSON.parse", () => {
   });
 
   it("agrees on mutated documents (acceptance and error kind)", () => {
-    const INTERESTING = [0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x20, 0x30, 0x2d, 0x65, 0x2e, 0x75, 0x00, 0x1f, 0x7f, 0x80, 0xff, 0x74, 0x6e, 0x09, 0x0c];
+    const INTERESTING = [
+      0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x20, 0x30, 0x2d, 0x65, 0x2e, 0x75, 0x00, 0x1f, 0x7f, 0x80, 0xff, 0x74, 0x6e, 0x09, 0x0c,
+    ];
     let accepted = 0;
     for (let seed = 1; seed <= 1500; seed++) {
       const { top, r } = generator(seed + 100_000);
@@ -209,12 +238,55 @@ describe("scanTopLevel fixed cases", () => {
   };
 
   it.each([
-    "", " ", "{", "}", '{"a"}', '{"a":}', '{"a" 1}', '{"a":1,}', '{,"a":1}', '{"a":1 "b":2}', "{'a':1}", '{a:1}',
-    '{"a":[1,]}', '{"a":[,1]}', '{"a":01}', '{"a":-}', '{"a":1.}', '{"a":.5}', '{"a":1e}', '{"a":1e+}', '{"a":+1}',
-    '{"a":0x10}', '{"a":-01}', '{"a":NaN}', '{"a":Infinity}', '{"a":tru}', '{"a":True}', '{"a":nul}', '{"a":nulls}',
-    '{"a":"\\x41"}', '{"a":"\\u12"}', '{"a":"\\u12G4"}', '{"a":"\\U0041"}', '{"a":"\\\'"}', '{"a":"\t"}', '{"a":"\x00"}',
-    '{"a":"\x1f"}', '{"a":"unterminated}', '{"a":1}}', '{"a":1} x', "{}{}", "\ufeff{}", "{\u00a0}", "{\v}", "{\f}",
-    '{"a":1}\u2028', "{/*c*/}", '{"a":[1}', '{"a":{]}',
+    "",
+    " ",
+    "{",
+    "}",
+    '{"a"}',
+    '{"a":}',
+    '{"a" 1}',
+    '{"a":1,}',
+    '{,"a":1}',
+    '{"a":1 "b":2}',
+    "{'a':1}",
+    "{a:1}",
+    '{"a":[1,]}',
+    '{"a":[,1]}',
+    '{"a":01}',
+    '{"a":-}',
+    '{"a":1.}',
+    '{"a":.5}',
+    '{"a":1e}',
+    '{"a":1e+}',
+    '{"a":+1}',
+    '{"a":0x10}',
+    '{"a":-01}',
+    '{"a":NaN}',
+    '{"a":Infinity}',
+    '{"a":tru}',
+    '{"a":True}',
+    '{"a":nul}',
+    '{"a":nulls}',
+    '{"a":"\\x41"}',
+    '{"a":"\\u12"}',
+    '{"a":"\\u12G4"}',
+    '{"a":"\\U0041"}',
+    '{"a":"\\\'"}',
+    '{"a":"\t"}',
+    '{"a":"\x00"}',
+    '{"a":"\x1f"}',
+    '{"a":"unterminated}',
+    '{"a":1}}',
+    '{"a":1} x',
+    "{}{}",
+    "\ufeff{}",
+    "{\u00a0}",
+    "{\v}",
+    "{\f}",
+    '{"a":1}\u2028',
+    "{/*c*/}",
+    '{"a":[1}',
+    '{"a":{]}',
   ])("refuses %j as invalid JSON, as JSON.parse does", (text) => {
     expect(() => JSON.parse(text)).toThrow();
     expect(err(text)).toBe("invalid JSON");
@@ -236,11 +308,20 @@ describe("scanTopLevel fixed cases", () => {
 
   it("refuses duplicate top-level keys, escaped or not, and allows nested duplicates", () => {
     for (const text of [
-      '{"model":"a","model":"b"}', '{"model":"a","\\u006dodel":"b"}', '{"m\\u006Fdel":"a","model":"b"}', '{"a/b":1,"a\\/b":2}',
-      '{"é":1,"\\u00e9":2}', '{"😀":1,"\\ud83d\\ude00":2}', '{"a":1,"b":2,"a":3}', '{"\\"":1,"\\u0022":2}',
-    ]) expect(err(text), text).toBe("duplicate top-level key");
+      '{"model":"a","model":"b"}',
+      '{"model":"a","\\u006dodel":"b"}',
+      '{"m\\u006Fdel":"a","model":"b"}',
+      '{"a/b":1,"a\\/b":2}',
+      '{"é":1,"\\u00e9":2}',
+      '{"😀":1,"\\ud83d\\ude00":2}',
+      '{"a":1,"b":2,"a":3}',
+      '{"\\"":1,"\\u0022":2}',
+    ])
+      expect(err(text), text).toBe("duplicate top-level key");
     // Distinct invalid UTF-8 keys both decode to U+FFFD: refused, the safe side.
-    expect(err(Buffer.concat([Buffer.from('{"'), Buffer.of(0xff), Buffer.from('":1,"'), Buffer.of(0xfe), Buffer.from('":2}')]))).toBe("duplicate top-level key");
+    expect(err(Buffer.concat([Buffer.from('{"'), Buffer.of(0xff), Buffer.from('":1,"'), Buffer.of(0xfe), Buffer.from('":2}')]))).toBe(
+      "duplicate top-level key",
+    );
     expect(err('{"a":{"b":1,"b":2},"c":[{"d":1,"d":2}]}')).toBeUndefined();
   });
 
@@ -312,7 +393,6 @@ describe("readers", () => {
     const dup = Buffer.from('{"o":{"p":1,"\\u0070":2}}');
     expect(() => scanObjectValue(dup, scanTopLevel(dup).fields.get("o")!)).toThrow("duplicate top-level key");
   });
-
 });
 
 describe("splices", () => {
@@ -350,7 +430,12 @@ describe("splices", () => {
       const scan = scanTopLevel(body);
       const parsed = JSON.parse(body.toString()) as Record<string, unknown>;
       const first = [...scan.fields.values()][0];
-      const splices = [insertionSplice(scan, [["__cap", "5"], ["__so", '{"include_usage":true}']])];
+      const splices = [
+        insertionSplice(scan, [
+          ["__cap", "5"],
+          ["__so", '{"include_usage":true}'],
+        ]),
+      ];
       if (first) splices.push(replacementSplice(first, '"replaced"'));
       const out = applySplices(body, splices);
       const want = { ...parsed, __cap: 5, __so: { include_usage: true }, ...(first ? { [first.key]: "replaced" } : {}) };
@@ -364,8 +449,13 @@ describe("splices", () => {
     const body = Buffer.from('{"a":1,"b":2}');
     const scan = scanTopLevel(body);
     expect(() => insertField(body, scan, "a", "1")).toThrow("field already present");
-    expect(() => insertionSplice(scan, [["x", "1"], ["x", "2"]])).toThrow("field already present");
-    expect(() => insertField(body, scan, "x", "1,\"y\":2")).toThrow("splice value");
+    expect(() =>
+      insertionSplice(scan, [
+        ["x", "1"],
+        ["x", "2"],
+      ]),
+    ).toThrow("field already present");
+    expect(() => insertField(body, scan, "x", '1,"y":2')).toThrow("splice value");
     expect(() => replaceValue(body, scan.fields.get("a")!, "")).toThrow("splice value");
     const a = replacementSplice(scan.fields.get("a")!, "3");
     expect(() => applySplices(body, [a, { start: 5, end: 8, text: "" }])).toThrow(RangeError);

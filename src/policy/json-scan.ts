@@ -14,11 +14,7 @@
 /** Containers deeper than this are refused; the top-level object is depth 1. */
 export const MAX_DEPTH = 64;
 
-export type JsonScanMessage =
-  | "invalid JSON"
-  | "JSON top level is not an object"
-  | "duplicate top-level key"
-  | "JSON nested too deeply";
+export type JsonScanMessage = "invalid JSON" | "JSON top level is not an object" | "duplicate top-level key" | "JSON nested too deeply";
 
 export class JsonScanError extends Error {
   override readonly name = "JsonScanError";
@@ -50,8 +46,20 @@ export interface Splice {
   text: string;
 }
 
-const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a, MINUS = 0x2d, PLUS = 0x2b, DOT = 0x2e;
-const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d, T = 0x74, F = 0x66, N = 0x6e;
+const QUOTE = 0x22,
+  BACKSLASH = 0x5c,
+  COMMA = 0x2c,
+  COLON = 0x3a,
+  MINUS = 0x2d,
+  PLUS = 0x2b,
+  DOT = 0x2e;
+const LBRACE = 0x7b,
+  RBRACE = 0x7d,
+  LBRACKET = 0x5b,
+  RBRACKET = 0x5d,
+  T = 0x74,
+  F = 0x66,
+  N = 0x6e;
 const EMPTY = Buffer.alloc(0);
 /** Bytes allowed after a backslash, apart from `u`. */
 const SIMPLE_ESCAPE = new Uint8Array(256);
@@ -106,7 +114,8 @@ function ws(i: number): number {
  * 0x20, so one test finds both; x ^ 0x5c5c5c5c turns a backslash into 0.
  */
 function special(x: number): number {
-  const q = x ^ 0x02020202, s = x ^ 0x5c5c5c5c;
+  const q = x ^ 0x02020202,
+    s = x ^ 0x5c5c5c5c;
   return (((q - 0x21212121) & ~q) | ((s - 0x01010101) & ~s)) & 0x80808080;
 }
 
@@ -116,7 +125,9 @@ function special(x: number): number {
  */
 function skipString(i: number): number {
   sawEscape = false;
-  const w = words, wl = w.length, off = base;
+  const w = words,
+    wl = w.length,
+    off = base;
   for (;;) {
     let j = (off + i) >> 2;
     if (j >= wl) return skipStringBytes(i);
@@ -224,7 +235,8 @@ function skipValue(i: number, depth: number): number {
     else if (c === LBRACE || c === LBRACKET) {
       if (depth + sp >= MAX_DEPTH) fail("JSON nested too deeply", i);
       i = ws(i + 1);
-      if (peek(i) === c + 2) i++; // `{}` or `[]`: '}' and ']' are 2 past '{' and '['
+      if (peek(i) === c + 2)
+        i++; // `{}` or `[]`: '}' and ']' are 2 past '{' and '['
       else {
         stack[sp++] = c;
         if (c === LBRACE) i = skipKey(i);
@@ -363,7 +375,9 @@ export function replacementSplice(f: TopLevelField, rawJsonValue: string): Splic
 export function applySplices(body: Buffer, splices: readonly Splice[]): Buffer {
   if (splices.length === 0) return body;
   const sorted = splices.length === 1 ? splices : [...splices].sort((x, y) => x.start - y.start || x.end - y.end);
-  let size = body.length, pos = 0, point = -1;
+  let size = body.length,
+    pos = 0,
+    point = -1;
   for (const s of sorted) {
     if (s.start < pos || s.end < s.start || s.end > body.length || s.start === point) throw new RangeError("overlapping or out-of-range splice");
     size += Buffer.byteLength(s.text) - (s.end - s.start);

@@ -14,10 +14,15 @@ interface Call {
   capField?: string;
 }
 
-function apply(body: string | object, policy: Partial<RequestPolicy>, call: Call = {}): { out: Buffer; text: string; model: string | undefined; same: boolean } {
+function apply(
+  body: string | object,
+  policy: Partial<RequestPolicy>,
+  call: Call = {},
+): { out: Buffer; text: string; model: string | undefined; same: boolean } {
   const raw = Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
   const shape = call.shape ?? "openai";
-  const path = call.path ?? (shape === "anthropic" ? "/v1/messages" : shape === "gemini" ? "/v1beta/models/gemini-2.5-flash:generateContent" : "/v1/chat/completions");
+  const path =
+    call.path ?? (shape === "anthropic" ? "/v1/messages" : shape === "gemini" ? "/v1beta/models/gemini-2.5-flash:generateContent" : "/v1/chat/completions");
   const req: PolicyRequest = { shape: SHAPES[shape].policy, path, body: raw, scan: scanTopLevel(raw), pathModel: call.pathModel, capField: call.capField };
   const { body: out, model } = applyRequestPolicy(req, { ...OPEN, ...policy });
   scanTopLevel(out); // still valid, no duplicate introduced
@@ -166,7 +171,10 @@ describe("output cap", () => {
       expect(gr('{"generationConfig":{"max\\u004futputTokens":4096}}').kind).toBe("max_tokens");
       expect(gr('{"generationConfig":{},"generation_config":{}}')).toEqual({ kind: "malformed", message: "a field is given under two names" });
       expect(gr('{"generationConfig":{"maxOutputTokens":1,"max_output_tokens":4096}}').kind).toBe("malformed");
-      expect(gr('{"generationConfig":{"maxOutputTokens":1,"maxOutputTokens":4096}}')).toEqual({ kind: "malformed", message: "duplicate key in a checked object" });
+      expect(gr('{"generationConfig":{"maxOutputTokens":1,"maxOutputTokens":4096}}')).toEqual({
+        kind: "malformed",
+        message: "duplicate key in a checked object",
+      });
       expect(gr('{"generationConfig":"x"}')).toEqual({ kind: "malformed", message: "generationConfig must be an object" });
     });
   });
@@ -195,11 +203,17 @@ describe("n", () => {
 
 describe("tools", () => {
   const noTools = { toolsAllowed: false };
-  it.each(["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"])("refuses %s for OpenAI and Anthropic shapes", (field) => {
-    for (const shape of ["openai", "anthropic"] as const) {
-      expect(refusal({ model: "m", [field]: field === "tool_choice" ? "auto" : [{}] }, noTools, { shape })).toEqual({ kind: "tools", message: "tools not allowed for this token" });
-    }
-  });
+  it.each(["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"])(
+    "refuses %s for OpenAI and Anthropic shapes",
+    (field) => {
+      for (const shape of ["openai", "anthropic"] as const) {
+        expect(refusal({ model: "m", [field]: field === "tool_choice" ? "auto" : [{}] }, noTools, { shape })).toEqual({
+          kind: "tools",
+          message: "tools not allowed for this token",
+        });
+      }
+    },
+  );
   it.each(["tools", "toolConfig", "tool_config"])("refuses %s for Gemini", (field) => {
     expect(refusal({ contents: [], [field]: {} }, noTools, { shape: "gemini" }).kind).toBe("tools");
   });
@@ -218,7 +232,9 @@ describe("stream usage", () => {
     expect(apply('{"stream":true}', force, { path: "/v1/completions" }).text).toBe('{"stream":true,"stream_options":{"include_usage":true}}');
     expect(apply('{"stream":true,"stream_options":{}}', force).text).toBe('{"stream":true,"stream_options":{"include_usage":true}}');
     expect(apply('{"stream":true,"stream_options":{ "x" : 1 }}', force).text).toBe('{"stream":true,"stream_options":{ "x" : 1 ,"include_usage":true}}');
-    expect(apply('{"stream":true,"stream_options":{"include_usage":false,"x":1}}', force).text).toBe('{"stream":true,"stream_options":{"include_usage":true,"x":1}}');
+    expect(apply('{"stream":true,"stream_options":{"include_usage":false,"x":1}}', force).text).toBe(
+      '{"stream":true,"stream_options":{"include_usage":true,"x":1}}',
+    );
     expect(apply('{"stream":true,"stream_options":{"include_usage":null}}', force).text).toBe('{"stream":true,"stream_options":{"include_usage":true}}');
     expect(apply('{"stream":true,"stream_options":{"include_usage":"false"}}', force).text).toBe('{"stream":true,"stream_options":{"include_usage":true}}');
     expect(apply('{"stream":true,"stream_options":null}', force).text).toBe('{"stream":true,"stream_options":{"include_usage":true}}');
@@ -256,7 +272,10 @@ describe("names a case-insensitive upstream would match", () => {
     '{"Tools":[{}]}',
     '{"Stream_Options":{"include_usage":false}}',
   ])("refuses %s", (body) => {
-    expect(refusal(body, { models: new Set(["gpt-4o"]), maxOutputTokens: 10 })).toEqual({ kind: "malformed", message: "a field name differs from a checked one only in case" });
+    expect(refusal(body, { models: new Set(["gpt-4o"]), maxOutputTokens: 10 })).toEqual({
+      kind: "malformed",
+      message: "a field name differs from a checked one only in case",
+    });
   });
   it("refuses Gemini case variants and leaves unrelated names alone", () => {
     expect(refusal('{"GenerationConfig":{"maxOutputTokens":99999}}', {}, { shape: "gemini" }).kind).toBe("malformed");
@@ -269,7 +288,10 @@ describe("names a case-insensitive upstream would match", () => {
 describe("where the model lives (issue 18, finding 1)", () => {
   const run = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
     const raw = Buffer.from(body);
-    return applyRequestPolicy({ shape: SHAPES.openai.policy, path: "/deployments/x/chat/completions", body: raw, scan: scanTopLevel(raw), ...req }, { ...OPEN, ...policy });
+    return applyRequestPolicy(
+      { shape: SHAPES.openai.policy, path: "/deployments/x/chat/completions", body: raw, scan: scanTopLevel(raw), ...req },
+      { ...OPEN, ...policy },
+    );
   };
   const refused = (body: string, policy: Partial<RequestPolicy>, req: Partial<PolicyRequest> = {}) => {
     try {

@@ -13,8 +13,18 @@
  * present are still checked, and the endpoint allowlist is what keeps a token off them.
  */
 import {
-  JsonScanError, applySplices, insertionSplice, isNull, readBoolean, readNumber, readString,
-  replacementSplice, scanObjectValue, type ScanResult, type Splice, type TopLevelField,
+  JsonScanError,
+  applySplices,
+  insertionSplice,
+  isNull,
+  readBoolean,
+  readNumber,
+  readString,
+  replacementSplice,
+  scanObjectValue,
+  type ScanResult,
+  type Splice,
+  type TopLevelField,
 } from "./json-scan.js";
 import { endpointOf } from "./endpoints.js";
 import { outputBound } from "./output-bound.js";
@@ -138,7 +148,8 @@ function checkModel(req: PolicyRequest, policy: RequestPolicy): string | undefin
   let model: string | undefined;
   if (req.pathModel !== undefined) {
     model = req.pathModel;
-    if (f && policy.models && (isNull(req.body, f) || readString(req.body, f) !== model)) throw new PolicyViolation("model", "model not allowed for this token");
+    if (f && policy.models && (isNull(req.body, f) || readString(req.body, f) !== model))
+      throw new PolicyViolation("model", "model not allowed for this token");
   } else if (f && req.modelInBody !== false) {
     model = readString(req.body, f);
     if (model === undefined) throw new PolicyViolation("malformed", "model must be a string");
@@ -160,7 +171,15 @@ function checkModel(req: PolicyRequest, policy: RequestPolicy): string | undefin
  * Checks the caps among `fields` of one object. Returns the splices that put the cap in place:
  * a null cap field gets the cap, and with no cap field `insertAs` (when given) is inserted.
  */
-function checkCaps(body: Buffer, scan: ScanResult, capFields: readonly string[], nFields: readonly string[], policy: RequestPolicy, insertAs: string | undefined, inserts: [string, string][]): Splice[] {
+function checkCaps(
+  body: Buffer,
+  scan: ScanResult,
+  capFields: readonly string[],
+  nFields: readonly string[],
+  policy: RequestPolicy,
+  insertAs: string | undefined,
+  inserts: [string, string][],
+): Splice[] {
   const splices: Splice[] = [];
   const cap = policy.maxOutputTokens;
   if (cap !== undefined) {
@@ -194,7 +213,13 @@ function withinCap(body: Buffer, f: TopLevelField, cap: number, kind: "max_token
  * Caps kept in one object of the body (Gemini's generationConfig, under either of its names):
  * each name among aliases at most once, and an absent object made to hold an inserted cap.
  */
-function checkNestedCaps(req: PolicyRequest, policy: RequestPolicy, capsIn: readonly string[], insertAs: string | undefined, inserts: [string, string][]): Splice[] {
+function checkNestedCaps(
+  req: PolicyRequest,
+  policy: RequestPolicy,
+  capsIn: readonly string[],
+  insertAs: string | undefined,
+  inserts: [string, string][],
+): Splice[] {
   const { shape } = req;
   const outer = oneOf(req.scan, capsIn);
   if (!outer || isNull(req.body, outer)) {

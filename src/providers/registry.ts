@@ -22,9 +22,7 @@ export class ProviderRegistry {
     private readonly db: Db,
     baseUrlOverrides: Record<string, string>,
   ) {
-    this.#builtins = new Map(
-      BUILTIN_PROVIDERS.map((p) => [p.id, baseUrlOverrides[p.id] ? { ...p, baseUrl: baseUrlOverrides[p.id]! } : p]),
-    );
+    this.#builtins = new Map(BUILTIN_PROVIDERS.map((p) => [p.id, baseUrlOverrides[p.id] ? { ...p, baseUrl: baseUrlOverrides[p.id]! } : p]));
     this.#all = new Map(this.#builtins);
   }
 

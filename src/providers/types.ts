@@ -9,10 +9,7 @@ import type { ShapeName } from "./shape-name.js";
 export type { ShapeName } from "./shape-name.js";
 
 /** How the upstream credential travels. */
-export type CredentialStyle =
-  | { kind: "bearer" }
-  | { kind: "header"; name: string }
-  | { kind: "query"; name: string };
+export type CredentialStyle = { kind: "bearer" } | { kind: "header"; name: string } | { kind: "query"; name: string };
 
 export interface Usage {
   promptTokens: number;

@@ -36,7 +36,10 @@ export interface DpopGateOptions {
 export async function createDpopGate(opts: DpopGateOptions): Promise<DpopGate> {
   // ioredis is loaded only when Redis is configured (as in Limits).
   const replay = opts.redisUrl ? new (await import("../tokens/dpop-replay-redis.js")).RedisReplayCache(opts.redisUrl) : new MemoryReplayCache();
-  const nonces = opts.nonceSeconds === undefined ? undefined : new HmacNonceIssuer(createHmac("sha256", opts.derivationKey).update("relayapi dpop nonces").digest(), opts.nonceSeconds);
+  const nonces =
+    opts.nonceSeconds === undefined
+      ? undefined
+      : new HmacNonceIssuer(createHmac("sha256", opts.derivationKey).update("relayapi dpop nonces").digest(), opts.nonceSeconds);
   return new DpopGate(opts.publicOrigin, replay, nonces);
 }
 

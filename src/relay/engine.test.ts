@@ -63,12 +63,17 @@ class FakeTokens extends TokenStore {
   refunded = 0;
   constructor(readonly meta: TokenMeta) {
     const providers = new ProviderRegistry(noDb, {});
-    super(noDb, box, { cacheMs: 0, revocationPollMs: 0, maxLease: 1, idleMs: 1000 }, {
-      keyring: new IssuerKeyring(noDb, box),
-      providers,
-      pools: new PoolRegistry(noDb, box, providers, { authStrikes: 3, cooldownMaxMs: 1000, tokenKeyErrorsPerMinute: 0 }),
-      relayKey: undefined,
-    });
+    super(
+      noDb,
+      box,
+      { cacheMs: 0, revocationPollMs: 0, maxLease: 1, idleMs: 1000 },
+      {
+        keyring: new IssuerKeyring(noDb, box),
+        providers,
+        pools: new PoolRegistry(noDb, box, providers, { authStrikes: 3, cooldownMaxMs: 1000, tokenKeyErrorsPerMinute: 0 }),
+        relayKey: undefined,
+      },
+    );
   }
   override async authenticate(secret: string): Promise<TokenMeta> {
     if (secret !== SECRET) throw new RelayError("unauthenticated", "invalid token");
@@ -99,7 +104,13 @@ class FakeUpstream extends UpstreamClient {
   constructor() {
     super({ headersTimeoutMs: 1000, idleTimeoutMs: 1000 });
   }
-  override async send(url: URL | string, _method: string, headers: Record<string, string>, body: Buffer | undefined, _signal: CallSignal): Promise<UpstreamResponse> {
+  override async send(
+    url: URL | string,
+    _method: string,
+    headers: Record<string, string>,
+    body: Buffer | undefined,
+    _signal: CallSignal,
+  ): Promise<UpstreamResponse> {
     this.sent.push({ url: String(url), headers, body });
     return this.answer();
   }
@@ -195,7 +206,14 @@ describe("RelayEngine", () => {
     expect(Buffer.concat(sink.chunks).toString()).toBe(ANSWER);
     expect(sink.ended).toMatchObject({ outcome: Outcome.COMPLETE, callsLeft: 9, usage: { promptTokens: 3, completionTokens: 4, totalTokens: 7 } });
     expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatchObject({ tokenId: "tok_fake", provider: "openai", model: "gpt-mock", status: 200, outcome: Outcome.COMPLETE, usage: { totalTokens: 7 } });
+    expect(calls[0]).toMatchObject({
+      tokenId: "tok_fake",
+      provider: "openai",
+      model: "gpt-mock",
+      status: 200,
+      outcome: Outcome.COMPLETE,
+      usage: { totalTokens: 7 },
+    });
     expect(tokens.refunded).toBe(0);
   });
 

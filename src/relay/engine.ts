@@ -118,7 +118,8 @@ export class RelayEngine {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
     // What the call may cost at most, reserved against a budget (src/tokens/budget-reservations.ts).
-    const maximum = token.budgetTokens === null ? 0 : callMaximum({ json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices });
+    const maximum =
+      token.budgetTokens === null ? 0 : callMaximum({ json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices });
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const release = await this.deps.limits.acquireGlobal();
     try {
@@ -129,7 +130,16 @@ export class RelayEngine {
   }
 
   /** Counts the call, sends it (with failover across pool keys) and streams the answer. */
-  async #forward(token: TokenMeta, provider: ProviderSpec, model: string | undefined, input: ReadInput, sink: RelaySink, started: number, maximum: number, answer?: AnswerFilter): Promise<void> {
+  async #forward(
+    token: TokenMeta,
+    provider: ProviderSpec,
+    model: string | undefined,
+    input: ReadInput,
+    sink: RelaySink,
+    started: number,
+    maximum: number,
+    answer?: AnswerFilter,
+  ): Promise<void> {
     const { tokens, upstream, pools, limits } = this.deps;
     // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
     if (token.pool !== undefined) pools.keyErrors.admit(token.id);
@@ -165,7 +175,13 @@ export class RelayEngine {
     // that the answer is drained for its usage (src/relay/usage-drain.ts).
     const follow = reservation ? new SignalUntilAnswer(input.signal) : undefined;
     try {
-      sent = await sendWithFailover({ upstream, pools, limits, attempts: this.deps.upstreamAttempts }, token, provider, model, follow ? { ...input, signal: follow } : input);
+      sent = await sendWithFailover(
+        { upstream, pools, limits, attempts: this.deps.upstreamAttempts },
+        token,
+        provider,
+        model,
+        follow ? { ...input, signal: follow } : input,
+      );
       upstreamMs = performance.now() - sendAt;
     } catch (e) {
       if (e instanceof ClientGone) {
@@ -223,10 +239,15 @@ export class RelayEngine {
     // A resumable upload's URL names the provider: the client is sent back through the relay.
     if (provider.shape.uploads) rewriteUploadUrls(headers, provider, this.deps.publicOrigin?.());
     // The policy's rewrite of a successful answer (src/relay/answer-filters.ts): metered raw, forwarded rewritten.
-    const filter = redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
+    const filter =
+      redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
     // A budgeted answer goes unframed (chunked): it completes only at sink.end, after its charge
     // is settled, so a client's next call never races the settle and finds the budget reserved.
-    sink.head(res.statusCode, headers, drains || redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType));
+    sink.head(
+      res.statusCode,
+      headers,
+      drains || redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType),
+    );
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
@@ -276,13 +297,14 @@ export class RelayEngine {
       // An error body cut on purpose ends like a whole one: what was forwarded is complete.
       if (e !== ERROR_BODY_CUT) {
         outcome = Outcome.TRUNCATED;
-        error = e === SHUTDOWN_CUT
-          ? RELAY_SHUTTING_DOWN
-          : drain !== undefined || input.signal.aborted
-          ? "client went away"
-          : (e as { code?: string }).code === "UND_ERR_BODY_TIMEOUT"
-            ? "upstream stalled"
-            : "upstream stream interrupted";
+        error =
+          e === SHUTDOWN_CUT
+            ? RELAY_SHUTTING_DOWN
+            : drain !== undefined || input.signal.aborted
+              ? "client went away"
+              : (e as { code?: string }).code === "UND_ERR_BODY_TIMEOUT"
+                ? "upstream stalled"
+                : "upstream stream interrupted";
         res.body.destroy();
       } else whole = true;
     } finally {

@@ -67,7 +67,12 @@ function connectionListed(headers: HeaderInput): ReadonlySet<string> {
   const common = typeof v === "string" ? COMMON_CONNECTION.get(v) : undefined;
   if (common !== undefined) return common;
   const list = Array.isArray(v) ? v.join(",") : v;
-  return new Set(list.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean));
+  return new Set(
+    list
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  );
 }
 
 function dropRequestHeader(name: string): boolean {

@@ -21,7 +21,15 @@ type Answer = number | "refused" | "timeout";
 
 /** A pool whose keys are tried in order, and an upstream answering per key. */
 function setup(answers: Record<string, Answer>) {
-  const keys: PoolKey[] = Object.keys(answers).map((id) => ({ id, pool: "p", key: `sk-${id}`, weight: 1, lastUsedMs: 0, current: 0, health: { strikes: 0, rests: new ModelRests() } }));
+  const keys: PoolKey[] = Object.keys(answers).map((id) => ({
+    id,
+    pool: "p",
+    key: `sk-${id}`,
+    weight: 1,
+    lastUsedMs: 0,
+    current: 0,
+    health: { strikes: 0, rests: new ModelRests() },
+  }));
   const pools = {
     keyErrors: new KeyErrorBudget(0),
     pick: (_p: string, tried: ReadonlySet<string>) => keys.find((k) => !tried.has(k.id)),
@@ -44,12 +52,23 @@ function setup(answers: Record<string, Answer>) {
   } as unknown as UpstreamClient;
   const limits = { acquireKey: async () => () => {} } as unknown as Limits;
   const token = { id: "tok_1", pool: "p" } as TokenMeta;
-  const input = { method: "POST", path: "/v1/chat/completions", query: undefined, headers: {}, body: Buffer.from("{}"), signal: Object.assign(new EventEmitter(), { aborted: false }) } as unknown as ReadInput;
+  const input = {
+    method: "POST",
+    path: "/v1/chat/completions",
+    query: undefined,
+    headers: {},
+    body: Buffer.from("{}"),
+    signal: Object.assign(new EventEmitter(), { aborted: false }),
+  } as unknown as ReadInput;
   const send = (attempts = 3) => sendWithFailover({ upstream, pools, limits, attempts }, token, openai, "m", input);
   return { send, sent };
 }
 
-const failure = (p: Promise<unknown>) => p.then(() => expect.unreachable(), (e: unknown) => e as SendFailed);
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => expect.unreachable(),
+    (e: unknown) => e as SendFailed,
+  );
 
 describe("sendWithFailover", () => {
   it("a refused connection moves on to the next key, and the attempts are listed", async () => {
@@ -74,7 +93,12 @@ describe("sendWithFailover", () => {
   it("a timeout after sending is not retried, and reached", async () => {
     const { send, sent } = setup({ a: "timeout", b: 200 });
     const e = await failure(send());
-    expect({ reached: e.reached, code: e.error.code, attempts: e.attempts, keyId: e.keyId }).toEqual({ reached: true, code: "upstream_timeout", attempts: undefined, keyId: "a" });
+    expect({ reached: e.reached, code: e.error.code, attempts: e.attempts, keyId: e.keyId }).toEqual({
+      reached: true,
+      code: "upstream_timeout",
+      attempts: undefined,
+      keyId: "a",
+    });
     expect(sent).toEqual(["a"]);
   });
 

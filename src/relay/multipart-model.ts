@@ -22,7 +22,10 @@ export const malformed = (what = "malformed"): RelayError => new RelayError("bad
 
 /** The `boundary` of a `multipart/form-data` content type (RFC 2046 5.1.1), or a 400. */
 export function boundaryOf(contentType: string): string {
-  const params = contentType.split(";").slice(1).map((p) => p.trim());
+  const params = contentType
+    .split(";")
+    .slice(1)
+    .map((p) => p.trim());
   const found = params.filter((p) => /^boundary\s*=/i.test(p));
   if (found.length !== 1) throw malformed("one boundary parameter expected");
   let value = found[0]!.slice(found[0]!.indexOf("=") + 1).trim();

@@ -48,7 +48,12 @@ export interface Checked {
 /** The path-less model list (`/v1/models`, `/models`): query, case and trailing slashes ignored. */
 function isModelList(provider: ProviderSpec, path: string, body: Buffer): boolean {
   if (provider.shape.modelList !== true || body.length > 0) return false;
-  return /^(?:\/v\d+)?\/models$/.test(path.replace(/[?#].*$/s, "").toLowerCase().replace(/\/+$/, ""));
+  return /^(?:\/v\d+)?\/models$/.test(
+    path
+      .replace(/[?#].*$/s, "")
+      .toLowerCase()
+      .replace(/\/+$/, ""),
+  );
 }
 
 /** The rules that need no body: provider, path prefixes, browser origin (uploads too: src/relay/upload-gate.ts). */

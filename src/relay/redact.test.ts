@@ -28,7 +28,12 @@ describe("BodyRedactor", () => {
 
   it("passes a body without the key unchanged, one byte at a time", () => {
     const text = `nothing here but sk-proj-ABC and ${KEY.slice(0, -1)}`;
-    expect(through(text, Array.from({ length: text.length }, (_, i) => i)).out).toBe(text);
+    expect(
+      through(
+        text,
+        Array.from({ length: text.length }, (_, i) => i),
+      ).out,
+    ).toBe(text);
   });
 
   it("equals a whole-body replacement under any chunking (property)", () => {

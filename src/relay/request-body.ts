@@ -128,7 +128,9 @@ function firstSignificant(b: Buffer, i: number): number {
 
 /** Length of the blank character at i in UTF-8 (see firstSignificant), 0 when it is none. */
 function blankLength(b: Buffer, i: number): number {
-  const c = b[i]!, c1 = b[i + 1], c2 = b[i + 2] ?? -1;
+  const c = b[i]!,
+    c1 = b[i + 1],
+    c2 = b[i + 2] ?? -1;
   if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) return 1;
   if (c === 0xc2) return c1 === 0xa0 || c1 === 0x85 ? 2 : 0; // NBSP, NEL
   if (c === 0xef) return c1 === 0xbb && c2 === 0xbf ? 3 : 0; // U+FEFF

@@ -34,7 +34,12 @@ function one(v: string | string[] | undefined): string | undefined {
 export function uploadKindOf(shape: ApiShape, path: string, headers: HeaderInput): UploadKind | undefined {
   const coding = one(headers["content-encoding"])?.trim().toLowerCase();
   if (coding !== undefined && coding !== "" && coding !== "identity") return undefined;
-  const transfer = one(headers["transfer-encoding"])?.toLowerCase().split(",").map((c) => c.trim()).filter(Boolean) ?? [];
+  const transfer =
+    one(headers["transfer-encoding"])
+      ?.toLowerCase()
+      .split(",")
+      .map((c) => c.trim())
+      .filter(Boolean) ?? [];
   if (transfer.some((c) => c !== "chunked")) return undefined;
   const type = (one(headers["content-type"]) ?? "").split(";")[0]!.trim().toLowerCase();
   if (type === "multipart/form-data") return "multipart";

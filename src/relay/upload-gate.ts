@@ -63,7 +63,13 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
  * came whole (RelayService) is read as an upload too, so a form's model pin holds on both
  * entry points.
  */
-export async function uploadOf(body: Buffer | UploadBody, kind: UploadKind | undefined, headers: HeaderInput, maxBodyBytes: number, hold?: (bytes: number) => void): Promise<Buffer | UploadBody> {
+export async function uploadOf(
+  body: Buffer | UploadBody,
+  kind: UploadKind | undefined,
+  headers: HeaderInput,
+  maxBodyBytes: number,
+  hold?: (bytes: number) => void,
+): Promise<Buffer | UploadBody> {
   if (kind === undefined) return body;
   let upload = body;
   if (Buffer.isBuffer(upload)) {

@@ -162,7 +162,10 @@ describe("UpstreamClient", () => {
     };
     // Written, then no headers in time: the provider has the request (counted, never refunded).
     expect(await failure(`${base}/stall`)).toEqual({ code: "upstream_timeout", sent: true });
-    expect(await failure(`${base}/stall`, { "content-type": "application/json" }, Buffer.from('{"model":"m"}'))).toEqual({ code: "upstream_timeout", sent: true });
+    expect(await failure(`${base}/stall`, { "content-type": "application/json" }, Buffer.from('{"model":"m"}'))).toEqual({
+      code: "upstream_timeout",
+      sent: true,
+    });
     // Read whole, then reset: sent too.
     expect(await failure(`${base}/reset`, {}, Buffer.from("x".repeat(100_000)))).toEqual({ code: "upstream_unreachable", sent: true });
     // Never connected, or never written: provably not sent.

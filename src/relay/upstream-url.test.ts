@@ -64,7 +64,10 @@ describe("upstreamUrl", () => {
   it("puts the key in its own parameter, after the client's", () => {
     const url = upstreamUrl(provider, "/v1/x", new URLSearchParams("echo=1&key=chosen&token=t"), "REAL");
     expect(url.pathname).toBe("/base/v1/x");
-    expect([...url.searchParams]).toEqual([["echo", "1"], ["key", "REAL"]]);
+    expect([...url.searchParams]).toEqual([
+      ["echo", "1"],
+      ["key", "REAL"],
+    ]);
   });
 
   it("refuses a query in the path", () => {

@@ -17,4 +17,11 @@ export { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 export { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
 export { createDpopProof, dpopFetch, generateDpopKeyPair, jwkThumbprint, publicDpopJwk, type DpopKeyPair, type FetchLike } from "./dpop-fetch.js";
 export { browserDpopKey, forgetBrowserDpopKey, type BrowserDpopKeyOptions } from "./browser-key.js";
-export { openRealtimeSocket, realtimeProtocols, realtimeUrl, type RealtimeProvider, type RealtimeSocketOptions, type WebSocketClass } from "./realtime-socket.js";
+export {
+  openRealtimeSocket,
+  realtimeProtocols,
+  realtimeUrl,
+  type RealtimeProvider,
+  type RealtimeSocketOptions,
+  type WebSocketClass,
+} from "./realtime-socket.js";

@@ -5,19 +5,7 @@
  */
 
 /** Built-in providers whose OpenAI-SDK base URL ends in `/v1` below their root. */
-const V1_PROVIDERS = new Set([
-  "openai",
-  "mistral",
-  "groq",
-  "deepseek",
-  "openrouter",
-  "together",
-  "fireworks",
-  "xai",
-  "moonshot",
-  "dashscope",
-  "ollama",
-]);
+const V1_PROVIDERS = new Set(["openai", "mistral", "groq", "deepseek", "openrouter", "together", "fireworks", "xai", "moonshot", "dashscope", "ollama"]);
 const PROVIDER = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /**

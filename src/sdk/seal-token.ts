@@ -138,6 +138,9 @@ async function complete(input: SealInput): Promise<SealedTokenClaims> {
 async function bindingThumbprint(jwk: JWK): Promise<string> {
   const ok = (jwk.kty === "EC" && jwk.crv === "P-256" && typeof jwk.y === "string") || (jwk.kty === "OKP" && jwk.crv === "Ed25519");
   if (!ok || typeof jwk.x !== "string" || jwk.d !== undefined) throw new TypeError("not a public DPoP key");
-  await importJWK(jwk.kty === "EC" ? { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } : { kty: "OKP", crv: "Ed25519", x: jwk.x }, jwk.kty === "EC" ? "ES256" : "EdDSA");
+  await importJWK(
+    jwk.kty === "EC" ? { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } : { kty: "OKP", crv: "Ed25519", x: jwk.x },
+    jwk.kty === "EC" ? "ES256" : "EdDSA",
+  );
   return calculateJwkThumbprint(jwk, "sha256");
 }

@@ -15,5 +15,13 @@ import { usageRpcs, type UsageRpcDeps } from "./admin/usage.js";
 export type AdminServiceDeps = IssuerRpcDeps & ProviderRpcDeps & PoolRpcDeps & UsageRpcDeps & AuditRpcDeps & RefusalRpcDeps & RetentionRpcDeps;
 
 export function createAdminService(deps: AdminServiceDeps): Partial<ServiceImpl<typeof AdminService>> {
-  return { ...issuerRpcs(deps), ...providerRpcs(deps), ...poolRpcs(deps), ...usageRpcs(deps), ...auditRpcs(deps), ...refusalRpcs(deps), ...retentionRpcs(deps) };
+  return {
+    ...issuerRpcs(deps),
+    ...providerRpcs(deps),
+    ...poolRpcs(deps),
+    ...usageRpcs(deps),
+    ...auditRpcs(deps),
+    ...refusalRpcs(deps),
+    ...retentionRpcs(deps),
+  };
 }

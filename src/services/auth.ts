@@ -13,11 +13,7 @@ import { RelayError } from "../errors.js";
 import { bearerCredential, relayTokenFrom } from "../http/token-carrier.js";
 import { secretsEqual } from "../keys/key-files.js";
 
-const PUBLIC_METHODS = new Set([
-  "relayapi.v1.RelayService/Relay",
-  "relayapi.v1.TokenService/IntrospectToken",
-  "relayapi.v1.TokenService/GetSealingKey",
-]);
+const PUBLIC_METHODS = new Set(["relayapi.v1.RelayService/Relay", "relayapi.v1.TokenService/IntrospectToken", "relayapi.v1.TokenService/GetSealingKey"]);
 const PUBLIC_SERVICES = new Set(["grpc.reflection.v1.ServerReflection"]);
 
 /** Whether `service/method` may be called without the admin key. */

@@ -2,11 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { create, createFileRegistry, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
-import {
-  ServerReflection,
-  type ServerReflectionRequestSchema,
-  type ServerReflectionResponse,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection, type ServerReflectionRequestSchema, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
 import { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
@@ -68,16 +64,8 @@ describe("ServerReflection", () => {
     expect(list?.validHost).toBe("localhost:8080");
     expect(list?.originalRequest?.messageRequest.case).toBe("listServices");
     expect(list?.messageResponse.case).toBe("listServicesResponse");
-    const names =
-      list?.messageResponse.case === "listServicesResponse"
-        ? list.messageResponse.value.service.map((s) => s.name)
-        : [];
-    expect(names.sort()).toEqual([
-      "grpc.reflection.v1.ServerReflection",
-      "relayapi.v1.AdminService",
-      "relayapi.v1.RelayService",
-      "relayapi.v1.TokenService",
-    ]);
+    const names = list?.messageResponse.case === "listServicesResponse" ? list.messageResponse.value.service.map((s) => s.name) : [];
+    expect(names.sort()).toEqual(["grpc.reflection.v1.ServerReflection", "relayapi.v1.AdminService", "relayapi.v1.RelayService", "relayapi.v1.TokenService"]);
 
     const tokenFiles = fileNames(tokenSvc);
     expect(tokenFiles[0]).toBe("relayapi/v1/token_service.proto");
@@ -89,22 +77,14 @@ describe("ServerReflection", () => {
     ]);
     expect(new Set(tokenFiles).size).toBe(tokenFiles.length);
     // What a client does with the answer: rebuild a registry and resolve the service.
-    const registry = createFileRegistry(
-      create(FileDescriptorSetSchema, { file: dependenciesFirst(decode(tokenSvc)) }),
-    );
-    expect(registry.getService("relayapi.v1.TokenService")?.methods.length).toBe(
-      TokenService.methods.length,
-    );
+    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: dependenciesFirst(decode(tokenSvc)) }));
+    expect(registry.getService("relayapi.v1.TokenService")?.methods.length).toBe(TokenService.methods.length);
     expect(tokenSvc?.originalRequest?.messageRequest).toEqual({
       case: "fileContainingSymbol",
       value: "relayapi.v1.TokenService",
     });
 
-    expect(fileNames(relayResp)).toEqual([
-      "relayapi/v1/relay_service.proto",
-      "relayapi/v1/common.proto",
-      "google/protobuf/timestamp.proto",
-    ]);
+    expect(fileNames(relayResp)).toEqual(["relayapi/v1/relay_service.proto", "relayapi/v1/common.proto", "google/protobuf/timestamp.proto"]);
 
     expect(fileNames(common)).toEqual(["relayapi/v1/common.proto", "google/protobuf/timestamp.proto"]);
 

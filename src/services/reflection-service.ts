@@ -6,21 +6,9 @@
  */
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
-import type {
-  DescEnum,
-  DescExtension,
-  DescFile,
-  DescMessage,
-  DescMethod,
-  DescService,
-  MessageInitShape,
-} from "@bufbuild/protobuf";
+import type { DescEnum, DescExtension, DescFile, DescMessage, DescMethod, DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import {
-  ServerReflection,
-  type ServerReflectionRequest,
-  type ServerReflectionResponseSchema,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection, type ServerReflectionRequest, type ServerReflectionResponseSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 
 type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>["messageResponse"];
 type Indexed = DescService | DescMethod | DescMessage | DescEnum | DescExtension;

@@ -44,7 +44,10 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
     interceptors: [errorInterceptor(deps.log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey)],
     contextValues: (req) => {
       const checked = gate.checkedIp(req);
-      return createContextValues().set(kClientIp, checked ?? ipOf(req)).set(kIpChecked, checked !== undefined).set(kAnswer, answerOf(req));
+      return createContextValues()
+        .set(kClientIp, checked ?? ipOf(req))
+        .set(kIpChecked, checked !== undefined)
+        .set(kAnswer, answerOf(req));
     },
     readMaxBytes: maxBodyBytes,
     fallback: (_req, res) => sendError(res as AnyResponse, new RelayError("not_found", "not found"), relayErrorShape),

@@ -53,7 +53,11 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
       // clipped to printable ASCII, and the known ones, so a typo is fixed without a second call.
       if (!providers.get(req.provider)) {
         const sent = req.provider.replace(/[^\x21-\x7e]/g, "?").slice(0, 64);
-        const known = providers.list().map((p) => p.id).sort().join(", ");
+        const known = providers
+          .list()
+          .map((p) => p.id)
+          .sort()
+          .join(", ");
         throw new RelayError("bad_request", `unknown provider "${sent}"; known providers: ${known}`);
       }
       const expiresAt =
@@ -68,7 +72,12 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         ...limitsFromProto(req.limits),
         expiresAt,
       });
-      await deps.audit.record({ actor: "admin", action: "IssueToken", target: issued.row.id, detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}` });
+      await deps.audit.record({
+        actor: "admin",
+        action: "IssueToken",
+        target: issued.row.id,
+        detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}`,
+      });
       return create(IssueTokenResponseSchema, { secret: issued.secret, token: tokenToProto(issued.row) });
     },
 
@@ -79,7 +88,12 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
     },
 
     async listTokens(req) {
-      const filter: TokenFilter = { provider: req.provider || undefined, subject: req.subject || undefined, kind: req.kind || undefined, status: STATUS_FILTER[req.status] };
+      const filter: TokenFilter = {
+        provider: req.provider || undefined,
+        subject: req.subject || undefined,
+        kind: req.kind || undefined,
+        status: STATUS_FILTER[req.status],
+      };
       const page = await tokens.list(filter, req.pageSize, req.pageToken);
       return create(ListTokensResponseSchema, { tokens: page.rows.map(tokenToProto), nextPageToken: page.nextPageToken });
     },

@@ -39,7 +39,10 @@ export class RedisReplayCache implements ReplayCache {
   #skipUntil = 0;
   #flushing = false;
 
-  constructor(url: string, private readonly prefix = "relayapi:dpop:") {
+  constructor(
+    url: string,
+    private readonly prefix = "relayapi:dpop:",
+  ) {
     this.#redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy });
     this.#redis.on("error", () => {}); // reported through the local window, not as crashes
     this.#redis.on("ready", () => void this.#flush());

@@ -224,10 +224,16 @@ describe("MemoryReplayCache", () => {
 
   it("passes the proof's age to the cache, and a 'stale' answer (shared cache unreachable) refuses it as too old", async () => {
     const ages: (number | undefined)[] = [];
-    const degraded = { seen: async (_jti: string, _ttl: number, age?: number) => (ages.push(age), age !== undefined && Math.abs(age) <= 5 ? false : ("stale" as const)) };
+    const degraded = {
+      seen: async (_jti: string, _ttl: number, age?: number) => (ages.push(age), age !== undefined && Math.abs(age) <= 5 ? false : ("stale" as const)),
+    };
     await expect(verifyDpopProof(check(es, await proof(es, { claims: { iat: NOW - 3 } }), { replay: degraded }))).resolves.toBeUndefined();
-    expect(await refusal(check(es, await proof(es, { claims: { iat: NOW - 10 } }), { replay: degraded }))).toEqual(invalid("DPoP proof is too old or in the future"));
-    expect(await refusal(check(es, await proof(es, { claims: { iat: NOW + 6 } }), { replay: degraded }))).toEqual(invalid("DPoP proof is too old or in the future"));
+    expect(await refusal(check(es, await proof(es, { claims: { iat: NOW - 10 } }), { replay: degraded }))).toEqual(
+      invalid("DPoP proof is too old or in the future"),
+    );
+    expect(await refusal(check(es, await proof(es, { claims: { iat: NOW + 6 } }), { replay: degraded }))).toEqual(
+      invalid("DPoP proof is too old or in the future"),
+    );
     expect(ages).toEqual([3, 10, -6]);
     const has = new MemoryReplayCache();
     expect(has.has("a")).toBe(false);

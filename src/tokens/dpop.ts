@@ -259,7 +259,8 @@ export async function verifyDpopProof(c: DpopCheck): Promise<void> {
   const window = c.iatWindowSec ?? 60;
   const proof = c.proof;
   if (typeof proof !== "string" || proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) invalid("DPoP proof missing or malformed");
-  const dot1 = proof.indexOf("."), dot2 = proof.lastIndexOf(".");
+  const dot1 = proof.indexOf("."),
+    dot2 = proof.lastIndexOf(".");
   const header = decodeJson(proof.slice(0, dot1));
   if (header.typ !== "dpop+jwt") invalid("DPoP proof type must be dpop+jwt");
   const alg = header.alg;
@@ -272,7 +273,8 @@ export async function verifyDpopProof(c: DpopCheck): Promise<void> {
     const input = Buffer.from(proof.slice(0, dot2), "ascii");
     const signature = Buffer.from(proof.slice(dot2 + 1), "base64url");
     // ES256 signatures are r || s, 32 bytes each (RFC 7518 3.4).
-    ok = alg === "ES256" ? signature.length === 64 && verify("sha256", input, { key, dsaEncoding: "ieee-p1363" }, signature) : verify(null, input, key, signature);
+    ok =
+      alg === "ES256" ? signature.length === 64 && verify("sha256", input, { key, dsaEncoding: "ieee-p1363" }, signature) : verify(null, input, key, signature);
   } catch {
     // a malformed signature is just invalid
   }

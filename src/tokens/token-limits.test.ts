@@ -12,8 +12,23 @@ import { TokenLimitsSchema, type TokenLimits } from "../../gen/relayapi/v1/commo
 import { tokens, type TokenRow } from "../db/schema/index.js";
 import { sealToken } from "../sdk/seal-token.js";
 import {
-  checkLimits, intRule, LIMIT_NAMES, LimitError, limitsFromClaims, limitsFromProto, limitsOf, limitsToClaims, limitsToProto,
-  MAX_LIST, metaLimitsOf, noLimits, TOKEN_LIMITS, type LimitName, type MetaLimits, type ProtoLimits, type TokenLimitValues,
+  checkLimits,
+  intRule,
+  LIMIT_NAMES,
+  LimitError,
+  limitsFromClaims,
+  limitsFromProto,
+  limitsOf,
+  limitsToClaims,
+  limitsToProto,
+  MAX_LIST,
+  metaLimitsOf,
+  noLimits,
+  TOKEN_LIMITS,
+  type LimitName,
+  type MetaLimits,
+  type ProtoLimits,
+  type TokenLimitValues,
 } from "./token-limits.js";
 import type { TokenMeta } from "./token-meta.js";
 
@@ -73,8 +88,21 @@ describe("the limits table", () => {
     const fromClaims = limitsFromClaims(payload);
     expect(fromClaims).toEqual(values);
     const row: TokenRow = {
-      id: "tok_x", kind: 1, secretHash: null, provider: "openai", subject: "", upstreamKeyEnc: null, upstreamKeyHint: "", pool: null,
-      used: 0, tokensUsed: 0, expiresAt: new Date(0), createdAt: new Date(0), revokedAt: null, lastUsedAt: null, ...fromClaims,
+      id: "tok_x",
+      kind: 1,
+      secretHash: null,
+      provider: "openai",
+      subject: "",
+      upstreamKeyEnc: null,
+      upstreamKeyHint: "",
+      pool: null,
+      used: 0,
+      tokensUsed: 0,
+      expiresAt: new Date(0),
+      createdAt: new Date(0),
+      revokedAt: null,
+      lastUsedAt: null,
+      ...fromClaims,
     };
     expect(limitsOf(row)).toEqual(values);
     expect(limitsFromProto(limitsToProto(row))).toEqual(values);
@@ -88,7 +116,9 @@ describe("the limits table", () => {
 
   it("the SDK refuses at mint time what the relay would refuse, for every limit", async () => {
     const key = { kid: "k1", secret: base64url.encode(new Uint8Array(32)) };
-    await expect(sealToken({ prv: "openai", key: "sk-test-123", mtk: 0 }, key)).rejects.toThrow("sealed token: mtk must be a positive integer of at most 10000000");
+    await expect(sealToken({ prv: "openai", key: "sk-test-123", mtk: 0 }, key)).rejects.toThrow(
+      "sealed token: mtk must be a positive integer of at most 10000000",
+    );
     await expect(sealToken({ prv: "openai", key: "sk-test-123", rpm: 1_000_001 }, key)).rejects.toThrow(/rpm must be a positive integer/);
     await expect(sealToken({ prv: "openai", key: "sk-test-123", org: ["https://app.example/path"] }, key)).rejects.toThrow("sealed token: org: invalid entry");
   });
@@ -103,10 +133,13 @@ describe("the limits table", () => {
   it.each(LIMIT_NAMES)("refuses a bad %s by the same rule for issued and sealed tokens", (name: LimitName) => {
     const spec = TOKEN_LIMITS[name];
     const bad: unknown[] =
-      spec.kind === "int" ? [0, spec.max + (spec.max === Number.MAX_SAFE_INTEGER ? 2 : 1), 1.5, "5", null]
-      : spec.kind === "list" ? [Array.from({ length: MAX_LIST + 1 }, () => ENTRIES[0]), [""], "x", null]
-      : spec.kind === "flag" ? ["true", 1, null]
-      : [{ jkt: "short" }, THUMBPRINT, { jkt: null }, null];
+      spec.kind === "int"
+        ? [0, spec.max + (spec.max === Number.MAX_SAFE_INTEGER ? 2 : 1), 1.5, "5", null]
+        : spec.kind === "list"
+          ? [Array.from({ length: MAX_LIST + 1 }, () => ENTRIES[0]), [""], "x", null]
+          : spec.kind === "flag"
+            ? ["true", 1, null]
+            : [{ jkt: "short" }, THUMBPRINT, { jkt: null }, null];
     for (const value of bad) {
       // The claim form: a malformed claim fails the token with the limit's own claim message.
       const claimError = (() => {

@@ -81,7 +81,15 @@ export const LIMIT_NAMES = Object.keys(TOKEN_LIMITS) as LimitName[];
 type ValueOf<S> = S extends IntLimit ? number | null : S extends ListLimit ? string[] : S extends FlagLimit ? boolean : string | null;
 type ClaimOf<S> = S extends IntLimit ? number : S extends ListLimit ? string[] : S extends FlagLimit ? boolean : { jkt: string };
 type MetaOf<S> = S extends { kind: "list"; set: true } ? ReadonlySet<string> : S extends ListLimit ? readonly string[] : ValueOf<S>;
-type ProtoOf<S> = S extends { kind: "int"; wide: true } ? bigint | undefined : S extends IntLimit ? number | undefined : S extends ListLimit ? string[] : S extends FlagLimit ? boolean : string;
+type ProtoOf<S> = S extends { kind: "int"; wide: true }
+  ? bigint | undefined
+  : S extends IntLimit
+    ? number | undefined
+    : S extends ListLimit
+      ? string[]
+      : S extends FlagLimit
+        ? boolean
+        : string;
 
 /** The names of the limits of one kind (`"int"`: the number limits). */
 export type LimitsOfKind<Kind extends LimitSpec["kind"]> = { [K in LimitName]: Table[K]["kind"] extends Kind ? K : never }[LimitName];
@@ -134,7 +142,8 @@ export function checkLimits(v: TokenLimitValues): void {
         }
         break;
       case "list":
-        if (!Array.isArray(value) || value.length > MAX_LIST) fail(`${spec.snake}: at most ${MAX_LIST} entries`, `${spec.claim} must be a list of at most ${MAX_LIST} strings`);
+        if (!Array.isArray(value) || value.length > MAX_LIST)
+          fail(`${spec.snake}: at most ${MAX_LIST} entries`, `${spec.claim} must be a list of at most ${MAX_LIST} strings`);
         for (const e of value as unknown[]) if (typeof e !== "string" || !spec.entry(e)) fail(`${spec.snake}: invalid entry`, `${spec.claim}: invalid entry`);
         break;
       case "flag":

@@ -235,8 +235,7 @@ export class TokenStore {
   async revoke(id: string, sealedExpiresAt?: Date): Promise<TokenRow | undefined> {
     const sealed = sealedExpiresAt !== undefined || SEALED_ID.test(id);
     const row =
-      (await revokeToken(this.db, id)) ??
-      (sealed ? await insertRevokedSealed(this.db, id, sealedExpiresAt ?? new Date(Date.now() + MAX_TTL_MS)) : undefined);
+      (await revokeToken(this.db, id)) ?? (sealed ? await insertRevokedSealed(this.db, id, sealedExpiresAt ?? new Date(Date.now() + MAX_TTL_MS)) : undefined);
     this.forget(id);
     return row;
   }

@@ -37,7 +37,7 @@ export interface UsageMaintenanceOptions {
 export function startUsageMaintenance(database: Database, config: Config, log: Logger | undefined, opts: UsageMaintenanceOptions = {}): UsageMaintenance {
   const retention: RetentionDays = { usage: config.usageRetentionDays, rollups: config.rollupRetentionDays, audit: config.auditRetentionDays };
   const background = opts.background ?? true;
-  const pruner = new UsagePruner(database, { retention, intervalMs: background ? opts.pruneIntervalMs ?? 3_600_000 : 0, log });
+  const pruner = new UsagePruner(database, { retention, intervalMs: background ? (opts.pruneIntervalMs ?? 3_600_000) : 0, log });
   const storage = new UsageStorage(database.db, { dataDir: database.driver === "pglite" ? config.dataDir : undefined, log });
   storage.start();
   const timers: NodeJS.Timeout[] = [];

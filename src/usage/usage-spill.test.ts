@@ -110,7 +110,19 @@ describe("usage spill", () => {
     const dir = tempDir();
     const { db } = fakeDb({ stall: true });
     const writer = new UsageWriter(db, { batchSize: 2, intervalMs: 10 });
-    for (let i = 0; i < 5; i++) writer.record({ tokenId: `tok_${i}`, subject: "", provider: "openai", model: "m", keyId: undefined, status: 200, outcome: Outcome.COMPLETE, usage: undefined, bytes: 1, latencyMs: 1 });
+    for (let i = 0; i < 5; i++)
+      writer.record({
+        tokenId: `tok_${i}`,
+        subject: "",
+        provider: "openai",
+        model: "m",
+        keyId: undefined,
+        status: 200,
+        outcome: Outcome.COMPLETE,
+        usage: undefined,
+        bytes: 1,
+        latencyMs: 1,
+      });
     await new Promise((r) => setTimeout(r, 30)); // the first batch is now stuck
     const started = Date.now();
     await writer.close({ deadline: started + 200, spillDir: dir });
@@ -153,7 +165,10 @@ describe("usage spill", () => {
 
   it("spills again what the database did not take, so nothing is lost or written twice", async () => {
     const dir = tempDir();
-    spillUsage(dir, Array.from({ length: 3 }, (_, i) => row(i)));
+    spillUsage(
+      dir,
+      Array.from({ length: 3 }, (_, i) => row(i)),
+    );
     const down = fakeDb({ failures: 1 });
     expect(await replaySpilledUsage(dir, down.db, logCapture().log)).toMatchObject({ rows: 0 });
     expect(down.written).toEqual([]);

@@ -257,7 +257,13 @@ describe("UsageWriter", () => {
     w.subscribe((e) => seen.push(e));
     w.record(call(1, { usage: { promptTokens: -1, completionTokens: Number.NaN, totalTokens: 1e300 }, model: "m\u0007odel" }));
     await w.flush();
-    expect(fake.rows()[0]).toMatchObject({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, flags: UsageFlag.USAGE_OUT_OF_RANGE | UsageFlag.MODEL_CHANGED, model: "model" });
+    expect(fake.rows()[0]).toMatchObject({
+      prompt_tokens: 0,
+      completion_tokens: 0,
+      total_tokens: 0,
+      flags: UsageFlag.USAGE_OUT_OF_RANGE | UsageFlag.MODEL_CHANGED,
+      model: "model",
+    });
     expect(w.anomalies).toEqual({ USAGE_OUT_OF_RANGE: 1, MODEL_CHANGED: 1 });
     expect(seen[0]!.model).toBe("model");
     await w.close();

@@ -197,7 +197,10 @@ export class UsageWriter {
     let error: unknown;
     for (let attempt = 1; ; attempt++) {
       // A stalled database never answers: the deadline stops the wait, not the write.
-      const flushed = this.flush().then(() => undefined, (e: unknown) => e ?? new Error("usage write failed"));
+      const flushed = this.flush().then(
+        () => undefined,
+        (e: unknown) => e ?? new Error("usage write failed"),
+      );
       error = await Promise.race([flushed, late]);
       if (error === undefined || attempt >= CLOSE_ATTEMPTS || Date.now() >= deadline) break;
       await Promise.race([new Promise((r) => setTimeout(r, 100 * attempt)), late]);
@@ -263,12 +266,14 @@ export class UsageWriter {
       throw error;
     });
     // Settles (never rejects) once the batch is done, so waiters need no error handling.
-    this.#writing = writing.then(
-      () => {},
-      () => {},
-    ).then(() => {
-      this.#writing = undefined;
-    });
+    this.#writing = writing
+      .then(
+        () => {},
+        () => {},
+      )
+      .then(() => {
+        this.#writing = undefined;
+      });
     return writing;
   }
 
@@ -358,7 +363,11 @@ const UNSAFE = /[^A-Za-z0-9._:@/+=~-]/g;
 function modelName(model: string): string {
   if (MODEL_SAFE.test(model)) return model;
   // Bounded before the replacements: a 1 MB name costs no more than a 512-character one.
-  return model.slice(0, MAX_MODEL * 4).replace(CONTROL, "").replace(UNSAFE, "_").slice(0, MAX_MODEL);
+  return model
+    .slice(0, MAX_MODEL * 4)
+    .replace(CONTROL, "")
+    .replace(UNSAFE, "_")
+    .slice(0, MAX_MODEL);
 }
 
 function count(n: number | undefined): number {

@@ -185,7 +185,9 @@ export function planChaos(seed: number, opts: PlanOptions = {}): ChaosPlan {
       const behaviour = r.weighted(BEHAVIOURS);
       // Poison answers are JSON (the mock answers a `body` as JSON): a non-streamed call.
       const stream = behaviour === "sse" || behaviour === "mid-stream-reset" ? true : behaviour === "json" || behaviour === "poison" ? false : r.chance(0.3);
-      const client: ClientMode = stream ? r.weighted({ normal: 50, "abort-early": 15, "abort-mid-stream": 15, "slow-read": 20 }) : r.weighted({ normal: 80, "abort-early": 20 });
+      const client: ClientMode = stream
+        ? r.weighted({ normal: 50, "abort-early": 15, "abort-mid-stream": 15, "slow-read": 20 })
+        : r.weighted({ normal: 80, "abort-early": 20 });
       // Half of a rate-limited token's calls land in an outage, when each instance decides alone.
       const fault = limited && k % 2 === 0 ? r.pick(redis) : undefined;
       calls.push({
@@ -355,7 +357,8 @@ export function chaosProvider(mock: MockProvider): ChaosProvider {
     const list = attempts.get(callId) ?? [];
     attempts.set(callId, list);
     // Only the first attempt misbehaves: a failover to another key gets a normal answer.
-    const { behaviour, answer } = list.length === 0 ? misbehave(rec) : { behaviour: { chunks: SSE_CHUNKS, chunkDelayMs: SSE_CHUNK_DELAY_MS }, answer: 200 as Answer };
+    const { behaviour, answer } =
+      list.length === 0 ? misbehave(rec) : { behaviour: { chunks: SSE_CHUNKS, chunkDelayMs: SSE_CHUNK_DELAY_MS }, answer: 200 as Answer };
     const attempt: Attempt = {
       callId,
       tokenId: header(rec, "x-chaos-token"),
@@ -382,7 +385,11 @@ export function chaosProvider(mock: MockProvider): ChaosProvider {
 export function table(columns: string[], rows: (string | number)[][]): string {
   const cells = [columns, ...rows.map((r) => r.map(String))];
   const widths = columns.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   return [line(cells[0]!), line(widths.map((w) => "-".repeat(w))), ...cells.slice(1).map(line)].join("\n");
 }
 

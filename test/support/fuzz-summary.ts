@@ -24,7 +24,10 @@ export default function setup(project: TestProject): () => void {
       } catch {
         continue;
       }
-      const rows = text.trim().split("\n").map((l) => l.split(" "));
+      const rows = text
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" "));
       const total = rows.reduce((n, [, c]) => n + Number(c), 0);
       console.log(`${kind}: ${total} cases in total (${rows.map(([f, c]) => `${f} ${c}`).join(", ")})`);
     }

@@ -62,7 +62,9 @@ export class RawClient {
     const bytes = body === undefined ? undefined : Buffer.from(body);
     const all: Record<string, string> = { host: `${this.host}:${this.port}`, ...headers };
     if (bytes && !Object.keys(all).some((h) => /^(content-length|transfer-encoding)$/i.test(h))) all["content-length"] = String(bytes.length);
-    const head = `${method} ${target} HTTP/1.1\r\n${Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+    const head = `${method} ${target} HTTP/1.1\r\n${Object.entries(all)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("")}\r\n`;
     return this.send(Buffer.from(head, "utf8"), bytes, method);
   }
 

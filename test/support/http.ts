@@ -35,7 +35,9 @@ export function rawRequest(baseUrl: string, req: RawRequest): Promise<RawRespons
   if (body && !Object.keys(headers).some((h) => /^(content-length|transfer-encoding)$/i.test(h))) {
     headers["content-length"] = String(body.length);
   }
-  const head = `${req.method ?? "GET"} ${req.target} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+  const head = `${req.method ?? "GET"} ${req.target} HTTP/1.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}\r\n`;
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     const chunks: Buffer[] = [];
@@ -93,7 +95,10 @@ export interface H2Response extends RawResponse {
 }
 
 /** One request over cleartext HTTP/2 (h2c, prior knowledge) on a fresh session. */
-export function h2Request(baseUrl: string, req: { method?: string; path: string; headers?: Record<string, string>; body?: Buffer | string }): Promise<H2Response> {
+export function h2Request(
+  baseUrl: string,
+  req: { method?: string; path: string; headers?: Record<string, string>; body?: Buffer | string },
+): Promise<H2Response> {
   return new Promise((resolve, reject) => {
     const session = h2connect(baseUrl);
     session.on("error", reject);

@@ -70,7 +70,6 @@ export interface Run {
   stderr: string;
 }
 
-
 export function runFile(file: string, args: string[], opts: { env?: Record<string, string>; timeout?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { cwd: ROOT, timeout: opts.timeout ?? 60_000, env: cleanEnv(opts.env) }, (err, stdout, stderr) => {

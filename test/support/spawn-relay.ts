@@ -52,7 +52,6 @@ export function logLineIn(stderr: string, msg: string): Record<string, unknown> 
   return undefined;
 }
 
-
 /** Builds dist/server/relayapi.js from src/ unless it is fresh; returns its path. */
 export function buildRelayBundle(): Promise<string> {
   return bundleFresh(SERVER_ENTRY, SERVER_BUNDLE);

@@ -21,7 +21,11 @@ export const issuersPage: Page = async (ctx, root) => {
         title,
         secret,
         note: t("issuers.shownOnce", { kid }),
-        extra: h("div", { class: "actions" }, copyButton(t("issuers.copyEnv"), () => envLine)),
+        extra: h(
+          "div",
+          { class: "actions" },
+          copyButton(t("issuers.copyEnv"), () => envLine),
+        ),
         onDone: () => oneTime.replaceChildren(),
       }),
     );
@@ -107,7 +111,12 @@ export const issuersPage: Page = async (ctx, root) => {
 
   const name = h("input", { name: "name", type: "text", required: true, autocomplete: "off", spellcheck: "false", pattern: "[a-z0-9][a-z0-9._-]{0,63}" });
   const problem = h("div", { "aria-live": "assertive" });
-  const form = h("form", { class: "form-grid", novalidate: true, "aria-label": t("issuers.create") }, field(t("common.name"), name, t("issuers.nameHint")), h("div", { class: "field full" }, problem, submit(t("issuers.create"))));
+  const form = h(
+    "form",
+    { class: "form-grid", novalidate: true, "aria-label": t("issuers.create") },
+    field(t("common.name"), name, t("issuers.nameHint")),
+    h("div", { class: "field full" }, problem, submit(t("issuers.create"))),
+  );
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     problem.replaceChildren();
@@ -127,6 +136,11 @@ export const issuersPage: Page = async (ctx, root) => {
       });
   });
 
-  root.append(h("h1", null, t("nav.issuers")), oneTime, section(t("issuers.list"), h("p", { class: "hint" }, t("issuers.intro")), listBody), section(t("issuers.create"), form));
+  root.append(
+    h("h1", null, t("nav.issuers")),
+    oneTime,
+    section(t("issuers.list"), h("p", { class: "hint" }, t("issuers.intro")), listBody),
+    section(t("issuers.create"), form),
+  );
   await load();
 };

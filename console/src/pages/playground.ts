@@ -75,11 +75,15 @@ export const playgroundPage: PublicPage = (ctx, root) => {
         syncProvider();
         if (tok.limits?.models[0]) model.value = tok.limits.models[0];
         tokenInfo.append(
-          h("p", { class: "result" }, t("play.tokenInfo", {
-            provider: tok.provider,
-            left: tok.callsLeft === undefined ? t("tokens.unlimited") : fmtNumber(tok.callsLeft),
-            expires: tok.expiresAt ? `${fmtRelative(tok.expiresAt)} (${fmtDate(tok.expiresAt)})` : "—",
-          })),
+          h(
+            "p",
+            { class: "result" },
+            t("play.tokenInfo", {
+              provider: tok.provider,
+              left: tok.callsLeft === undefined ? t("tokens.unlimited") : fmtNumber(tok.callsLeft),
+              expires: tok.expiresAt ? `${fmtRelative(tok.expiresAt)} (${fmtDate(tok.expiresAt)})` : "—",
+            }),
+          ),
         );
       })
       .catch((e: unknown) => {
@@ -106,7 +110,16 @@ export const playgroundPage: PublicPage = (ctx, root) => {
     ev.preventDefault();
     problem.replaceChildren();
     const id = provider.value === "" ? customProvider.value.trim() : provider.value;
-    const missing = token.value.trim() === "" ? "play.needToken" : id === "" || !customProvider.checkValidity() ? "play.needProvider" : model.value.trim() === "" ? "play.needModel" : prompt.value.trim() === "" ? "play.needPrompt" : undefined;
+    const missing =
+      token.value.trim() === ""
+        ? "play.needToken"
+        : id === "" || !customProvider.checkValidity()
+          ? "play.needProvider"
+          : model.value.trim() === ""
+            ? "play.needModel"
+            : prompt.value.trim() === ""
+              ? "play.needPrompt"
+              : undefined;
     if (missing) return void problem.append(errorBox(t(missing)));
     void run(id, token.value.trim(), model.value.trim(), prompt.value);
   });
@@ -168,16 +181,17 @@ export const playgroundPage: PublicPage = (ctx, root) => {
           const rows: [string, Node | string][] = [
             [t("play.status"), `HTTP ${status}`],
             [t("play.outcome"), outcomeBadge(end.outcome)],
-            [t("play.usage"), u ? t("play.usageValue", { prompt: fmtNumber(u.promptTokens), completion: fmtNumber(u.completionTokens), total: fmtNumber(u.totalTokens) }) : "—"],
+            [
+              t("play.usage"),
+              u ? t("play.usageValue", { prompt: fmtNumber(u.promptTokens), completion: fmtNumber(u.completionTokens), total: fmtNumber(u.totalTokens) }) : "—",
+            ],
             [t("play.callsLeft"), end.callsLeft === undefined ? t("tokens.unlimited") : fmtNumber(end.callsLeft)],
             [t("play.time"), `${fmtNumber(Math.round(performance.now() - started))} ms`],
           ];
           const errors = [end.error, ...inBand].filter((s) => s !== "");
           // The provider's words: isolated like any text the console did not write (dom.ts).
           if (errors.length > 0) rows.push([t("play.error"), userText(errors.join(" · "))]);
-          result.replaceChildren(
-            h("dl", { class: "result-list", "data-testid": "end" }, ...rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)])),
-          );
+          result.replaceChildren(h("dl", { class: "result-list", "data-testid": "end" }, ...rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)])));
         }
       }
     } catch (e) {

@@ -86,10 +86,18 @@ export const poolsPage: Page = async (ctx, root) => {
     return;
   }
   const name = h("input", { name: "name", type: "text", required: true, autocomplete: "off", spellcheck: "false" });
-  const provider = select("provider", providerIds.map((id): [string, string] => [id, id]), providerIds.includes("openai") ? "openai" : providerIds[0]);
+  const provider = select(
+    "provider",
+    providerIds.map((id): [string, string] => [id, id]),
+    providerIds.includes("openai") ? "openai" : providerIds[0],
+  );
   const strategy = select(
     "strategy",
-    options([[String(PoolStrategy.ROUND_ROBIN), "strategy.roundRobin"], [String(PoolStrategy.WEIGHTED), "strategy.weighted"], [String(PoolStrategy.LEAST_RECENTLY_USED), "strategy.lru"]]),
+    options([
+      [String(PoolStrategy.ROUND_ROBIN), "strategy.roundRobin"],
+      [String(PoolStrategy.WEIGHTED), "strategy.weighted"],
+      [String(PoolStrategy.LEAST_RECENTLY_USED), "strategy.lru"],
+    ]),
     String(PoolStrategy.ROUND_ROBIN),
   );
   const problem = h("div", { "aria-live": "assertive" });
@@ -156,7 +164,18 @@ function keysSection(ctx: PageContext, pool: string, onChange: () => void): HTML
         // A key's tail is whatever was pasted, and a disabling reason quotes the provider's
         // error: isolated (issue 18, finding 7); the reason may be long, so it is clipped.
         { label: t("keys.key"), cell: (k) => h("code", null, userText(k.masked)) },
-        { label: t("common.status"), cell: (k) => (k.enabled ? badge(t("keys.enabled"), "ok") : h("span", null, badge(t("keys.disabled"), "bad"), k.disabledReason ? h("small", { class: "reason" }, " ", userText(k.disabledReason, { clip: true })) : null)) },
+        {
+          label: t("common.status"),
+          cell: (k) =>
+            k.enabled
+              ? badge(t("keys.enabled"), "ok")
+              : h(
+                  "span",
+                  null,
+                  badge(t("keys.disabled"), "bad"),
+                  k.disabledReason ? h("small", { class: "reason" }, " ", userText(k.disabledReason, { clip: true })) : null,
+                ),
+        },
         { label: t("keys.weight"), cell: (k) => k.weight, class: "num" },
         { label: t("keys.calls"), cell: (k) => fmtNumber(k.calls), class: "num" },
         { label: t("keys.lastUsed"), cell: (k) => (k.lastUsedAt ? fmtDate(k.lastUsedAt) : "—") },
@@ -167,9 +186,18 @@ function keysSection(ctx: PageContext, pool: string, onChange: () => void): HTML
             h(
               "div",
               { class: "row-actions" },
-              button(k.enabled ? t("keys.disable") : t("keys.enable"), () => void act(() => api.admin.setKeyEnabled({ id: k.id, enabled: !k.enabled }, { signal }), k.enabled ? t("keys.disabledOne", { key: isolated(k.masked) }) : t("keys.enabledOne", { key: isolated(k.masked) })), "secondary", {
-                "aria-label": `${k.enabled ? t("keys.disable") : t("keys.enable")} ${isolated(k.masked)}`,
-              }),
+              button(
+                k.enabled ? t("keys.disable") : t("keys.enable"),
+                () =>
+                  void act(
+                    () => api.admin.setKeyEnabled({ id: k.id, enabled: !k.enabled }, { signal }),
+                    k.enabled ? t("keys.disabledOne", { key: isolated(k.masked) }) : t("keys.enabledOne", { key: isolated(k.masked) }),
+                  ),
+                "secondary",
+                {
+                  "aria-label": `${k.enabled ? t("keys.disable") : t("keys.enable")} ${isolated(k.masked)}`,
+                },
+              ),
               button(
                 t("common.delete"),
                 () =>
@@ -188,7 +216,13 @@ function keysSection(ctx: PageContext, pool: string, onChange: () => void): HTML
 
   const keysInput = h("textarea", { name: "keys", rows: 5, autocomplete: "off", spellcheck: "false", placeholder: "sk-...\nsk-..." });
   const weight = h("input", { name: "weight", type: "number", min: 1, step: 1, value: 1 });
-  const form = h("form", { class: "form-grid", novalidate: true, "aria-label": t("keys.import") }, field(t("keys.paste"), keysInput, t("keys.pasteHint")), field(t("keys.weight"), weight), h("div", { class: "field full" }, result, submit(t("keys.import"))));
+  const form = h(
+    "form",
+    { class: "form-grid", novalidate: true, "aria-label": t("keys.import") },
+    field(t("keys.paste"), keysInput, t("keys.pasteHint")),
+    field(t("keys.weight"), weight),
+    h("div", { class: "field full" }, result, submit(t("keys.import"))),
+  );
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const keys = listOf(keysInput.value, /\n/);

@@ -55,7 +55,8 @@ export const providersPage: Page = async (ctx, root) => {
                 { label: t("providers.shape"), cell: (p) => t(SHAPE_LABEL[p.shape] ?? "shape.openai") },
                 {
                   label: t("common.actions"),
-                  cell: (p) => (p.builtin ? "—" : button(t("common.delete"), () => void remove(p), "danger", { "aria-label": t("providers.deleteId", { id: p.id }) })),
+                  cell: (p) =>
+                    p.builtin ? "—" : button(t("common.delete"), () => void remove(p), "danger", { "aria-label": t("providers.deleteId", { id: p.id }) }),
                 },
               ],
               providers,
@@ -69,9 +70,25 @@ export const providersPage: Page = async (ctx, root) => {
 
   const id = h("input", { name: "id", type: "text", required: true, pattern: "[a-z0-9][a-z0-9-]{0,62}", autocomplete: "off", spellcheck: "false" });
   const baseUrl = h("input", { name: "base-url", type: "url", required: true, placeholder: "https://llm.internal.example", autocomplete: "off" });
-  const authStyle = select("auth-style", options([[String(AuthStyle.BEARER), "auth.bearer"], [String(AuthStyle.HEADER), "auth.header"], [String(AuthStyle.QUERY), "auth.query"]]), String(AuthStyle.BEARER));
+  const authStyle = select(
+    "auth-style",
+    options([
+      [String(AuthStyle.BEARER), "auth.bearer"],
+      [String(AuthStyle.HEADER), "auth.header"],
+      [String(AuthStyle.QUERY), "auth.query"],
+    ]),
+    String(AuthStyle.BEARER),
+  );
   const authName = h("input", { name: "auth-name", type: "text", placeholder: "x-api-key", autocomplete: "off" });
-  const shape = select("shape", options([[String(ApiShape.OPENAI), "shape.openai"], [String(ApiShape.ANTHROPIC), "shape.anthropic"], [String(ApiShape.GEMINI), "shape.gemini"]]), String(ApiShape.OPENAI));
+  const shape = select(
+    "shape",
+    options([
+      [String(ApiShape.OPENAI), "shape.openai"],
+      [String(ApiShape.ANTHROPIC), "shape.anthropic"],
+      [String(ApiShape.GEMINI), "shape.gemini"],
+    ]),
+    String(ApiShape.OPENAI),
+  );
   const headers = h("textarea", { name: "default-headers", rows: 3, placeholder: "anthropic-version: 2023-06-01", spellcheck: "false" });
   const problem = h("div", { "aria-live": "assertive" });
   const form = h(
@@ -121,6 +138,10 @@ export const providersPage: Page = async (ctx, root) => {
       });
   });
 
-  root.append(h("h1", null, t("nav.providers")), section(t("providers.list"), listBody), section(t("providers.add"), h("p", { class: "hint" }, t("providers.addIntro")), form));
+  root.append(
+    h("h1", null, t("nav.providers")),
+    section(t("providers.list"), listBody),
+    section(t("providers.add"), h("p", { class: "hint" }, t("providers.addIntro")), form),
+  );
   await load();
 };

@@ -13,7 +13,9 @@ export function signInView(root: HTMLElement, message: string | undefined, onSig
   const key = h("input", { name: "admin-key", type: "password", autocomplete: "current-password", spellcheck: "false", required: true });
   const problem = h("div", { "aria-live": "assertive" }, message ? errorBox(message) : null);
   const button = submit(t("signin.submit"));
-  const form = h("form", { class: "signin card", novalidate: true, "aria-labelledby": "signin-h" },
+  const form = h(
+    "form",
+    { class: "signin card", novalidate: true, "aria-labelledby": "signin-h" },
     h("h1", { id: "signin-h" }, t("signin.title")),
     h("p", null, t("signin.intro")),
     field(t("signin.key"), key, t("signin.keyHint")),

@@ -12,7 +12,24 @@ import type { Page } from "../page.js";
 import { defaultModel } from "../relay-call.js";
 import { openaiSnippet } from "../snippet.js";
 import { issueForm } from "../tokens-issue.js";
-import { badge, button, confirmDialog, copyButton, CursorPager, empty, errorBox, field, loading, notify, secretOnce, section, select, submit, table, type Column } from "../ui.js";
+import {
+  badge,
+  button,
+  confirmDialog,
+  copyButton,
+  CursorPager,
+  empty,
+  errorBox,
+  field,
+  loading,
+  notify,
+  secretOnce,
+  section,
+  select,
+  submit,
+  table,
+  type Column,
+} from "../ui.js";
 
 const PAGE_SIZE = 20;
 /** Ids up to this long show whole (`tok_` ids are 26); an issuer's `issuer:jti` may reach 193. */
@@ -58,7 +75,11 @@ export const tokensPage: Page = async (ctx, root) => {
         title: t("tokens.issued", { id: tok.id }),
         secret: res.secret,
         note: t("tokens.shownOnce"),
-        extra: h("div", { class: "actions" }, copyButton(t("tokens.copySnippet"), () => snippetFor(tok, res.secret))),
+        extra: h(
+          "div",
+          { class: "actions" },
+          copyButton(t("tokens.copySnippet"), () => snippetFor(tok, res.secret)),
+        ),
         onDone: () => oneTime.replaceChildren(),
       }),
     );
@@ -88,8 +109,15 @@ export const tokensPage: Page = async (ctx, root) => {
     { label: t("tokens.calls"), cell: (r) => `${fmtNumber(r.callsUsed)} / ${r.limits?.maxCalls === undefined ? "∞" : fmtNumber(r.limits.maxCalls)}` },
     { label: t("tokens.left"), cell: (r) => (r.callsLeft === undefined ? t("tokens.unlimited") : fmtNumber(r.callsLeft)), class: "num" },
     { label: t("tokens.llmTokens"), cell: (r) => fmtNumber(r.tokensUsed), class: "num" },
-    { label: t("tokens.expires"), cell: (r) => (r.expiresAt ? h("time", { datetime: fmtDate(r.expiresAt, true), title: fmtDate(r.expiresAt) }, fmtRelative(r.expiresAt)) : "—") },
-    { label: t("tokens.credential"), cell: (r) => (r.pool ? h("span", null, `${t("tokens.pool")}: `, userText(r.pool)) : h("code", null, r.upstreamKeyHint ? userText(r.upstreamKeyHint) : "—")) },
+    {
+      label: t("tokens.expires"),
+      cell: (r) => (r.expiresAt ? h("time", { datetime: fmtDate(r.expiresAt, true), title: fmtDate(r.expiresAt) }, fmtRelative(r.expiresAt)) : "—"),
+    },
+    {
+      label: t("tokens.credential"),
+      cell: (r) =>
+        r.pool ? h("span", null, `${t("tokens.pool")}: `, userText(r.pool)) : h("code", null, r.upstreamKeyHint ? userText(r.upstreamKeyHint) : "—"),
+    },
     {
       label: t("common.actions"),
       cell: (r) =>

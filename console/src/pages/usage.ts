@@ -48,7 +48,17 @@ interface Totals {
 
 export const usagePage: Page = async (ctx, root) => {
   const { api, signal } = ctx;
-  const range = select("range", options([["1h", "usage.lastHour"], ["24h", "usage.lastDay"], ["7d", "usage.lastWeek"], ["30d", "usage.lastMonth"], ["365d", "usage.lastYear"]]), "24h");
+  const range = select(
+    "range",
+    options([
+      ["1h", "usage.lastHour"],
+      ["24h", "usage.lastDay"],
+      ["7d", "usage.lastWeek"],
+      ["30d", "usage.lastMonth"],
+      ["365d", "usage.lastYear"],
+    ]),
+    "24h",
+  );
   const group = select(
     "group",
     options([
@@ -91,7 +101,12 @@ export const usagePage: Page = async (ctx, root) => {
     const startMs = (Math.floor(endMs / 1000 / r.bucket) * r.bucket - (Math.ceil(r.seconds / r.bucket) - 1) * r.bucket) * 1000;
     try {
       const { rows } = await api.admin.getUsage(
-        { start: timestampFromDate(new Date(startMs)), end: timestampFromDate(new Date(endMs)), groupBy: Number(group.value) as UsageGroup, bucketSeconds: r.bucket },
+        {
+          start: timestampFromDate(new Date(startMs)),
+          end: timestampFromDate(new Date(endMs)),
+          groupBy: Number(group.value) as UsageGroup,
+          bucketSeconds: r.bucket,
+        },
         { signal },
       );
       drawn = () => charts.replaceChildren(...render(rows, startMs, endMs, r.bucket));
@@ -106,7 +121,9 @@ export const usagePage: Page = async (ctx, root) => {
     try {
       const s = await api.admin.getStorage({}, { signal });
       const days = (d: number | undefined): string => (d ? t("usage.days", { n: fmtNumber(d) }) : t("usage.forever"));
-      storage.replaceChildren(t("usage.storage", { db: (Number(s.databaseBytes) / 1_048_576).toFixed(1), raw: days(s.retentionDays[0]), rollups: days(s.retentionDays[1]) }));
+      storage.replaceChildren(
+        t("usage.storage", { db: (Number(s.databaseBytes) / 1_048_576).toFixed(1), raw: days(s.retentionDays[0]), rollups: days(s.retentionDays[1]) }),
+      );
     } catch {
       storage.replaceChildren();
     }
@@ -119,10 +136,17 @@ export const usagePage: Page = async (ctx, root) => {
       refused.replaceChildren(
         refusals.length === 0
           ? empty(t("usage.refusedNone"))
-          : table(t("usage.refused"), [
-              { label: t("usage.reason"), cell: (x: RefusalCount) => h("span", { "data-reason": x.reason }, refusalLabel(x.reason), " ", h("code", null, x.reason)) },
-              { label: t("usage.count"), cell: (x) => fmtNumber(x.count), class: "num" },
-            ], refusals),
+          : table(
+              t("usage.refused"),
+              [
+                {
+                  label: t("usage.reason"),
+                  cell: (x: RefusalCount) => h("span", { "data-reason": x.reason }, refusalLabel(x.reason), " ", h("code", null, x.reason)),
+                },
+                { label: t("usage.count"), cell: (x) => fmtNumber(x.count), class: "num" },
+              ],
+              refusals,
+            ),
       );
     } catch (e) {
       if (!isCanceled(e)) refused.replaceChildren(errorBox(errorMessage(e)));
@@ -233,21 +257,40 @@ export const usagePage: Page = async (ctx, root) => {
         while (feed.children.length > FEED_MAX) feed.lastElementChild?.remove();
         refreshSoon();
       }
-      if (!signal.aborted) feedState.replaceChildren(t("usage.feedEnded"), " ", button(t("usage.reconnect"), () => void watch()));
+      if (!signal.aborted)
+        feedState.replaceChildren(
+          t("usage.feedEnded"),
+          " ",
+          button(t("usage.reconnect"), () => void watch()),
+        );
     } catch (e) {
       if (isCanceled(e) || signal.aborted) return;
-      feedState.replaceChildren(errorBox(errorMessage(e)), button(t("usage.reconnect"), () => void watch()));
+      feedState.replaceChildren(
+        errorBox(errorMessage(e)),
+        button(t("usage.reconnect"), () => void watch()),
+      );
     }
   }
 
   range.addEventListener("change", () => void load());
   group.addEventListener("change", () => void load());
-  const controls = h("form", { class: "filters", "aria-label": t("usage.controls") }, field(t("usage.range"), range), field(t("usage.group"), group), button(t("common.refresh"), () => {
-    void load();
-    void loadRefusals();
-  }));
+  const controls = h(
+    "form",
+    { class: "filters", "aria-label": t("usage.controls") },
+    field(t("usage.range"), range),
+    field(t("usage.group"), group),
+    button(t("common.refresh"), () => {
+      void load();
+      void loadRefusals();
+    }),
+  );
   controls.addEventListener("submit", (ev) => ev.preventDefault());
-  root.append(h("h1", null, t("nav.usage")), section(t("usage.overTime"), controls, charts, storage), section(t("usage.refused"), h("p", { class: "hint" }, t("usage.refusedNote")), refused), section(t("usage.live"), feedState, feedEmpty, feed));
+  root.append(
+    h("h1", null, t("nav.usage")),
+    section(t("usage.overTime"), controls, charts, storage),
+    section(t("usage.refused"), h("p", { class: "hint" }, t("usage.refusedNote")), refused),
+    section(t("usage.live"), feedState, feedEmpty, feed),
+  );
   void watch();
   void loadRefusals();
   void loadStorage();

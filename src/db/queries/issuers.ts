@@ -20,7 +20,10 @@ export async function createIssuer(db: Db, name: string, key: { kid: string; sec
 /** Adds a key to an enabled issuer; false when there is no such enabled issuer. */
 export async function addIssuerKey(db: Db, name: string, key: { kid: string; secretEnc: string }): Promise<boolean> {
   return db.transaction(async (tx) => {
-    const [issuer] = await tx.select().from(issuers).where(and(eq(issuers.name, name), isNull(issuers.disabledAt)));
+    const [issuer] = await tx
+      .select()
+      .from(issuers)
+      .where(and(eq(issuers.name, name), isNull(issuers.disabledAt)));
     if (!issuer) return false;
     await tx.insert(issuerKeys).values({ kid: key.kid, issuer: name, secretEnc: key.secretEnc });
     return true;
@@ -44,16 +47,16 @@ export async function disableIssuer(db: Db, name: string, kid?: string): Promise
       .where(eq(issuers.name, name))
       .returning({ name: issuers.name });
     if (rows.length === 0) return false;
-    await tx.update(issuerKeys).set({ disabledAt: sql`coalesce(${issuerKeys.disabledAt}, now())` }).where(eq(issuerKeys.issuer, name));
+    await tx
+      .update(issuerKeys)
+      .set({ disabledAt: sql`coalesce(${issuerKeys.disabledAt}, now())` })
+      .where(eq(issuerKeys.issuer, name));
     return true;
   });
 }
 
 export async function listIssuers(db: Db): Promise<IssuerWithKeys[]> {
-  const [rows, keys] = await Promise.all([
-    db.select().from(issuers).orderBy(issuers.name),
-    db.select().from(issuerKeys).orderBy(desc(issuerKeys.createdAt)),
-  ]);
+  const [rows, keys] = await Promise.all([db.select().from(issuers).orderBy(issuers.name), db.select().from(issuerKeys).orderBy(desc(issuerKeys.createdAt))]);
   return rows.map((r) => ({ ...r, keys: keys.filter((k) => k.issuer === r.name) }));
 }
 

@@ -91,7 +91,10 @@ export async function addKeyStrike(db: Db, id: string, limit: number, reason: st
 
 /** A key answered well: its strikes start again from 0. */
 export async function clearKeyStrikes(db: Db, id: string): Promise<void> {
-  await db.update(upstreamKeys).set({ authStrikes: 0 }).where(and(eq(upstreamKeys.id, id), gt(upstreamKeys.authStrikes, 0)));
+  await db
+    .update(upstreamKeys)
+    .set({ authStrikes: 0 })
+    .where(and(eq(upstreamKeys.id, id), gt(upstreamKeys.authStrikes, 0)));
 }
 
 export async function deleteKey(db: Db, id: string): Promise<boolean> {

@@ -7,10 +7,7 @@ export async function listCustomProviders(db: Db): Promise<ProviderRow[]> {
   return db.select().from(providers).orderBy(providers.id);
 }
 
-export async function upsertProvider(
-  db: Db,
-  row: Omit<ProviderRow, "createdAt" | "updatedAt">,
-): Promise<ProviderRow> {
+export async function upsertProvider(db: Db, row: Omit<ProviderRow, "createdAt" | "updatedAt">): Promise<ProviderRow> {
   const [stored] = await db
     .insert(providers)
     .values(row)

@@ -47,12 +47,7 @@ export interface PageCursor {
 }
 
 /** One page of tokens, newest first, by keyset (created_at, id) so pages stay stable. */
-export async function listTokens(
-  db: Db,
-  filter: TokenFilter,
-  limit: number,
-  after?: PageCursor,
-): Promise<TokenRow[]> {
+export async function listTokens(db: Db, filter: TokenFilter, limit: number, after?: PageCursor): Promise<TokenRow[]> {
   const where: (SQL | undefined)[] = [];
   if (filter.provider) where.push(eq(tokens.provider, filter.provider));
   if (filter.subject) where.push(eq(tokens.subject, filter.subject));
@@ -65,28 +60,14 @@ export async function listTokens(
       where.push(isNull(tokens.revokedAt), lte(tokens.expiresAt, sql`now()`));
       break;
     case "exhausted":
-      where.push(
-        isNull(tokens.revokedAt),
-        gt(tokens.expiresAt, sql`now()`),
-        isNotNull(tokens.maxCalls),
-        sql`${tokens.used} >= ${tokens.maxCalls}`,
-      );
+      where.push(isNull(tokens.revokedAt), gt(tokens.expiresAt, sql`now()`), isNotNull(tokens.maxCalls), sql`${tokens.used} >= ${tokens.maxCalls}`);
       break;
     case "active":
-      where.push(
-        isNull(tokens.revokedAt),
-        gt(tokens.expiresAt, sql`now()`),
-        or(isNull(tokens.maxCalls), lt(tokens.used, tokens.maxCalls)),
-      );
+      where.push(isNull(tokens.revokedAt), gt(tokens.expiresAt, sql`now()`), or(isNull(tokens.maxCalls), lt(tokens.used, tokens.maxCalls)));
       break;
   }
   if (after) {
-    where.push(
-      or(
-        lt(tokens.createdAt, after.createdAt),
-        and(eq(tokens.createdAt, after.createdAt), lt(tokens.id, after.id)),
-      ),
-    );
+    where.push(or(lt(tokens.createdAt, after.createdAt), and(eq(tokens.createdAt, after.createdAt), lt(tokens.id, after.id))));
   }
   return db
     .select()

@@ -62,7 +62,8 @@ export function planReport(startMs: number, endMs: number, bucketSeconds: number
     const period = periods[level];
     if (period === undefined) {
       // Raw rows pruned there: the hours this edge touches, when hours fit the buckets.
-      if (e <= rawSinceMs && periods.includes(3600)) return [{ source: 3600, startMs: Math.floor(s / HOUR_MS) * HOUR_MS, endMs: Math.ceil(e / HOUR_MS) * HOUR_MS }];
+      if (e <= rawSinceMs && periods.includes(3600))
+        return [{ source: 3600, startMs: Math.floor(s / HOUR_MS) * HOUR_MS, endMs: Math.ceil(e / HOUR_MS) * HOUR_MS }];
       return [{ source: 0, startMs: s, endMs: e }];
     }
     const w = period * 1000;

@@ -12,7 +12,9 @@ export const ollama: ProviderSpec = {
   ...openaiCompatible("ollama", "http://127.0.0.1:11434"),
   shape: openaiShapeReading(
     (value, seen) =>
-      isObject(value) && (value.prompt_eval_count !== undefined || value.eval_count !== undefined) ? usageOf(value.prompt_eval_count, value.eval_count, undefined) : seen,
+      isObject(value) && (value.prompt_eval_count !== undefined || value.eval_count !== undefined)
+        ? usageOf(value.prompt_eval_count, value.eval_count, undefined)
+        : seen,
     (text) => text.includes('"eval_count"'),
   ),
 };

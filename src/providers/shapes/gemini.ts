@@ -45,11 +45,14 @@ function modelInPath(path: string): string | undefined {
 }
 
 /** `usageMetadata` (its total also counts thinking tokens); OpenAI's `usage` on the OpenAI-compatible endpoint. */
-const readUsage: UsageReader = readAll((value, seen) => {
-  if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
-  const u = value.usageMetadata;
-  return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
-}, (value, seen) => (isObject(value) && isObject(value.usage) ? openaiUsage(value.usage, seen) : seen));
+const readUsage: UsageReader = readAll(
+  (value, seen) => {
+    if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
+    const u = value.usageMetadata;
+    return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
+  },
+  (value, seen) => (isObject(value) && isObject(value.usage) ? openaiUsage(value.usage, seen) : seen),
+);
 
 /**
  * Caps and `candidateCount` live in generationConfig; Google's JSON mapping accepts both the
@@ -78,5 +81,8 @@ export const geminiShape: ApiShape = {
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => text.includes('"usageMetadata"') || USAGE_OBJECT.test(text)),
   // A 400 INVALID_ARGUMENT whose google.rpc.ErrorInfo says `"reason": "API_KEY_INVALID"`.
   keyInvalid: (body) =>
-    isObject(body) && isObject(body.error) && Array.isArray(body.error.details) && body.error.details.some((d) => isObject(d) && d.reason === "API_KEY_INVALID"),
+    isObject(body) &&
+    isObject(body.error) &&
+    Array.isArray(body.error.details) &&
+    body.error.details.some((d) => isObject(d) && d.reason === "API_KEY_INVALID"),
 };

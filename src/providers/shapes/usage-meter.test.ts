@@ -56,10 +56,22 @@ describe("usage a provider reports out of range", () => {
     const cases: [string, Usage & { flags?: number }][] = [
       ['{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":1e300}}', { promptTokens: 10, completionTokens: 5, totalTokens: 15, flags: OUT }],
       ['{"usage":{"prompt_tokens":-1,"completion_tokens":5,"total_tokens":-7}}', { promptTokens: 0, completionTokens: 5, totalTokens: 5, flags: OUT }],
-      ['{"usage":{"prompt_tokens":"NaN","completion_tokens":2.5,"total_tokens":"1e300"}}', { promptTokens: 0, completionTokens: 3, totalTokens: 3, flags: OUT }],
-      ['{"usage":{"prompt_tokens":1e300,"completion_tokens":true,"total_tokens":{"n":1}}}', { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 0, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT }],
-      ['{"usage":{"prompt_tokens":9007199254740993,"completion_tokens":0}}', { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 0, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT }],
-      ['{"usage":{"prompt_tokens":10000000,"completion_tokens":10000000}}', { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: MAX_TOKENS_PER_FIELD, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT }],
+      [
+        '{"usage":{"prompt_tokens":"NaN","completion_tokens":2.5,"total_tokens":"1e300"}}',
+        { promptTokens: 0, completionTokens: 3, totalTokens: 3, flags: OUT },
+      ],
+      [
+        '{"usage":{"prompt_tokens":1e300,"completion_tokens":true,"total_tokens":{"n":1}}}',
+        { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 0, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT },
+      ],
+      [
+        '{"usage":{"prompt_tokens":9007199254740993,"completion_tokens":0}}',
+        { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 0, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT },
+      ],
+      [
+        '{"usage":{"prompt_tokens":10000000,"completion_tokens":10000000}}',
+        { promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: MAX_TOKENS_PER_FIELD, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT },
+      ],
     ];
     for (const [text, want] of cases) expect(raw(openaiShape, text), text).toEqual(want);
   });
@@ -68,8 +80,16 @@ describe("usage a provider reports out of range", () => {
     expect(json(openaiShape, { usage: { prompt_tokens: 7, completion_tokens: null } })).toEqual({ promptTokens: 7, completionTokens: 0, totalTokens: 7 });
     expect(usageFlags(json(openaiShape, { usage: { prompt_tokens: 7 } }))).toBe(0);
     // Gemini's total also counts thinking tokens.
-    expect(json(geminiShape, { usageMetadata: { promptTokenCount: 4, candidatesTokenCount: 11, totalTokenCount: 40 } })).toEqual({ promptTokens: 4, completionTokens: 11, totalTokens: 40 });
-    expect(json(anthropicShape, { usage: { input_tokens: MAX_TOKENS_PER_FIELD, output_tokens: 0 } })).toEqual({ promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 0, totalTokens: MAX_TOKENS_PER_FIELD });
+    expect(json(geminiShape, { usageMetadata: { promptTokenCount: 4, candidatesTokenCount: 11, totalTokenCount: 40 } })).toEqual({
+      promptTokens: 4,
+      completionTokens: 11,
+      totalTokens: 40,
+    });
+    expect(json(anthropicShape, { usage: { input_tokens: MAX_TOKENS_PER_FIELD, output_tokens: 0 } })).toEqual({
+      promptTokens: MAX_TOKENS_PER_FIELD,
+      completionTokens: 0,
+      totalTokens: MAX_TOKENS_PER_FIELD,
+    });
   });
 
   it("clamps Gemini and Anthropic the same way, and a streamed Anthropic flag survives later events", () => {
@@ -84,7 +104,11 @@ describe("usage a provider reports out of range", () => {
       'data: {"type":"message_delta","usage":{"output_tokens":"12"}}\n\n',
       'data: {"type":"message_delta","usage":{"output_tokens":12}}\n\n',
     ];
-    const usage = meter(anthropicShape, "text/event-stream", stream.map((s) => Buffer.from(s)));
+    const usage = meter(
+      anthropicShape,
+      "text/event-stream",
+      stream.map((s) => Buffer.from(s)),
+    );
     expect(usage).toEqual({ promptTokens: MAX_TOKENS_PER_FIELD, completionTokens: 12, totalTokens: MAX_TOKENS_PER_FIELD, flags: OUT });
   });
 

@@ -30,10 +30,7 @@ export interface PoolRpcDeps {
   audit: AuditLog;
 }
 
-type Rpcs = Pick<
-  ServiceImpl<typeof AdminService>,
-  "createPool" | "listPools" | "deletePool" | "addKeys" | "listKeys" | "setKeyEnabled" | "deleteKey"
->;
+type Rpcs = Pick<ServiceImpl<typeof AdminService>, "createPool" | "listPools" | "deletePool" | "addKeys" | "listKeys" | "setKeyEnabled" | "deleteKey">;
 
 export function poolRpcs(deps: PoolRpcDeps): Rpcs {
   const { pools, audit } = deps;
@@ -57,7 +54,12 @@ export function poolRpcs(deps: PoolRpcDeps): Rpcs {
     async addKeys(req) {
       const result = await pools.addKeys(req.pool, req.keys, req.weight);
       const ids = result.added.map((k) => k.id).join(",");
-      await audit.record({ actor: "admin", action: "AddKeys", target: req.pool, detail: `added=${result.added.length} skipped=${result.skipped} failed=${result.failed}${ids ? ` ids=${ids}` : ""}` });
+      await audit.record({
+        actor: "admin",
+        action: "AddKeys",
+        target: req.pool,
+        detail: `added=${result.added.length} skipped=${result.skipped} failed=${result.failed}${ids ? ` ids=${ids}` : ""}`,
+      });
       return create(AddKeysResponseSchema, {
         added: result.added.length,
         skipped: result.skipped,
