@@ -1,7 +1,7 @@
 /**
  * CORS for the HTTP layer and the Connect routes, from the configured origins. Preflights are
  * answered by the relay (a preflight carries no token) and are never counted; a token's own
- * origin pin is enforced on the real request (src/relay/policy.ts).
+ * origin pin is enforced on the real request (src/relay/token-policy.ts).
  *
  * Exposed to scripts: besides the rate and request-id headers, `DPoP-Nonce` and
  * `WWW-Authenticate`, without which a browser's DPoP client cannot read the server nonce of a

@@ -18,7 +18,7 @@
  * Disabling is written to the database so every instance sees it; the pools are re-read
  * after every local change and every `refreshMs`.
  */
-import { PeriodicReload } from "../db/periodic-reload.js";
+import { PeriodicReload } from "../periodic-reload.js";
 import { createHash } from "node:crypto";
 import type { Db } from "../db/client.js";
 import {
@@ -37,7 +37,7 @@ import {
 import type { KeyPoolRow, UpstreamKeyRow } from "../db/schema/index.js";
 import { RelayError } from "../errors.js";
 import type { ProviderRegistry } from "../providers/registry.js";
-import { randomBase62 } from "../tokens/issued-token.js";
+import { randomBase62 } from "../random-base62.js";
 import { KeyErrorBudget } from "./key-error-budget.js";
 import { Selector, STRATEGY_BY_NUMBER, type Candidate } from "./key-selection.js";
 import { ModelRests } from "./model-rests.js";

@@ -73,7 +73,7 @@ describe("provider knowledge stays on the provider", () => {
       .map((f) => join(dir, f));
 
   it("no shared policy code names a shape", () => {
-    for (const file of [...sources("src/policy"), "src/relay/policy.ts"]) {
+    for (const file of [...sources("src/policy"), "src/relay/token-policy.ts"]) {
       const text = readFileSync(join(ROOT, file), "utf8").replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "");
       expect(text, file).not.toMatch(/["'](?:openai|anthropic|gemini)["']/);
     }

@@ -4,7 +4,7 @@
  * is reloaded after every local change and every `refreshMs`, so other instances' changes
  * arrive within that time. No client input ever adds a host to this set.
  */
-import { PeriodicReload } from "../db/periodic-reload.js";
+import { PeriodicReload } from "../periodic-reload.js";
 import type { Db } from "../db/client.js";
 import { deleteProvider, listCustomProviders, upsertProvider } from "../db/queries/providers.js";
 import type { ProviderRow } from "../db/schema/index.js";

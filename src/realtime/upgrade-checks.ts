@@ -8,7 +8,7 @@ import type { Socket } from "node:net";
 import { RelayError } from "../errors.js";
 import { sendError } from "../http/render-error.js";
 import type { ApiShape, ProviderSpec } from "../providers/types.js";
-import { pathAllowed } from "../relay/policy.js";
+import { pathAllowed } from "../relay/token-policy.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import type { RealtimeFraming } from "./framing.js";
 
@@ -50,7 +50,7 @@ export function checkSessionPolicy(
   if (token.paths.length > 0 && !token.paths.some((p) => pathAllowed(path, p))) {
     throw new RelayError("permission_denied", "path not allowed for this token");
   }
-  // As on the HTTP layer (src/relay/policy.ts): a browser's Origin must be pinned; a server
+  // As on the HTTP layer (src/relay/token-policy.ts): a browser's Origin must be pinned; a server
   // client sends none.
   if (token.origins.size > 0 && origin !== undefined && !token.origins.has(origin)) {
     throw new RelayError("permission_denied", "origin not allowed for this token");

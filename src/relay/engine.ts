@@ -18,7 +18,7 @@ import type { TokenStore } from "../tokens/token-store.js";
 import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
 import { SendFailed, sendWithFailover } from "./key-failover.js";
-import { checkPolicy, type Checked } from "./policy.js";
+import { checkPolicy, type Checked } from "./token-policy.js";
 import { UploadBody, uploadKindOf } from "./upload-body.js";
 import { checkUpload, DEFAULT_MAX_UPLOAD_BYTES, uploadOf } from "./upload-gate.js";
 import { rewriteUploadUrls } from "./upload-url.js";

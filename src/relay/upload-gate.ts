@@ -12,7 +12,7 @@ import { RelayError } from "../errors.js";
 import { modelLocationOf, type ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { boundaryOf, leadingFields, PartWatcher, type Leading } from "./multipart-model.js";
-import { checkAccess, type Checked } from "./policy.js";
+import { checkAccess, type Checked } from "./token-policy.js";
 import { bodyKind } from "./request-body.js";
 import type { HeaderInput } from "./headers.js";
 import { tooLarge, UPLOAD_HEAD_BYTES, UploadBody, type UploadKind } from "./upload-body.js";

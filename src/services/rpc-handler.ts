@@ -16,7 +16,7 @@ import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
 import { answerOf, kAnswer } from "../observe/answer-counter.js";
 import { adminAuthInterceptor, adminOnlyPaths } from "./auth.js";
-import { ipLimitInterceptor, kClientIp, kIpChecked } from "./client-ip.js";
+import { ipLimitInterceptor, kClientIp, kIpChecked } from "./ip-limit-interceptor.js";
 import { errorInterceptor } from "./errors.js";
 import { createRpcGate } from "./rpc-gate.js";
 

@@ -10,7 +10,7 @@ import { maskSecret, type SecretBox } from "../keys/secret-box.js";
 import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { hashSecret, newIssuedSecret, newTokenId } from "./issued-token.js";
-import { MAX_TTL_MS, validateLimits } from "./limits.js";
+import { MAX_TTL_MS, validateLimits } from "./validate-limits.js";
 import { limitsOf, type TokenLimitValues } from "./token-limits.js";
 
 export const TOKEN_KIND_ISSUED = 1;

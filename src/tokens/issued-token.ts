@@ -4,21 +4,14 @@
  * token and lets the relay drop a mistyped one without a database read. Only the SHA-256 of
  * the whole secret is stored.
  */
-import { createHash, randomInt } from "node:crypto";
+import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-
-const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+import { BASE62 as ALPHABET, randomBase62 } from "../random-base62.js";
 export const ISSUED_PREFIX = "rai_";
 const RANDOM_LEN = 32;
 const CHECK_LEN = 6;
 export const ISSUED_TOKEN_LENGTH = ISSUED_PREFIX.length + RANDOM_LEN + CHECK_LEN;
 const SHAPE = /^rai_[0-9A-Za-z]{38}$/;
-
-export function randomBase62(length: number): string {
-  let out = "";
-  for (let i = 0; i < length; i++) out += ALPHABET[randomInt(62)];
-  return out;
-}
 
 function base62Fixed(n: number, width: number): string {
   let out = "";

@@ -4,13 +4,13 @@
  * working on all of them within that time. Admin operations (create, rotate, disable) live here
  * too so the cache is refreshed by the same code that changes the rows.
  */
-import { PeriodicReload } from "../db/periodic-reload.js";
+import { PeriodicReload } from "../periodic-reload.js";
 import { randomBytes } from "node:crypto";
 import type { Db } from "../db/client.js";
 import { addIssuerKey, createIssuer, disableIssuer, listActiveIssuerKeys, listIssuers, type IssuerWithKeys } from "../db/queries/issuers.js";
 import { RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import { randomBase62 } from "./issued-token.js";
+import { randomBase62 } from "../random-base62.js";
 
 export interface IssuerKey {
   kid: string;

@@ -7,7 +7,7 @@ import { exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import type { Db } from "../db/client.js";
 import { getRelayKey, insertRelayKey } from "../db/queries/issuers.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import { randomBase62 } from "./issued-token.js";
+import { randomBase62 } from "../random-base62.js";
 
 export interface RelayKey {
   kid: string;

@@ -15,7 +15,7 @@ import { maskSecret } from "../keys/secret-box.js";
 import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { IssuerKeyring } from "./issuer-keyring.js";
-import { MAX_TTL_MS, validateLimits } from "./limits.js";
+import { MAX_TTL_MS, validateLimits } from "./validate-limits.js";
 import type { RelayKey } from "./relay-key.js";
 import { limitsFromClaims, metaLimitsOf } from "./token-limits.js";
 import type { TokenMeta } from "./token-meta.js";

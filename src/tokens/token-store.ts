@@ -21,7 +21,7 @@ import { CallLeases, type LeaseOptions } from "./call-leases.js";
 import { hashSecret, ISSUED_PREFIX, ISSUED_TOKEN_LENGTH, isWellFormedIssued } from "./issued-token.js";
 import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
 import { tokenMetaFromRow, type TokenMeta } from "./token-meta.js";
-import { MAX_TTL_MS } from "./limits.js";
+import { MAX_TTL_MS } from "./validate-limits.js";
 
 export type { TokenFilter } from "../db/queries/tokens.js";
 
