@@ -4,6 +4,7 @@
  * its own process, driven from this process with wrk/h2load when installed (autocannon and
  * connect-node otherwise) and undici. Prints tables and the issue 22 targets, writes JSON.
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,6 +20,7 @@ import { measurePolicyCost } from "./policy-cost.js";
 import { formatCheckCosts, formatReport, writeJson } from "./report.js";
 import { measureThroughput, runRound, warmUp, type BenchTarget, type RoundResult } from "./rounds.js";
 import { summarise } from "./summarise.js";
+import { ROOT } from "../scripts/build-server.js";
 import { killAllTargets, startTarget, type TargetHandle } from "./targets.js";
 import { formatScaling, runWorkersScaling, type ScalingResult } from "./workers-scaling.js";
 import { driver } from "./load.js";
@@ -228,6 +230,29 @@ async function main(): Promise<void> {
       .join(", ")}`,
   );
   if (!opts.peers) console.log("\npeers: not measured (run with --peers to add Portkey's gateway)");
+  // Usage records (issue 23): disk and CPU per call with roll-ups, few and many series per batch.
+  const usageCost: Record<string, unknown> = {};
+  for (const tokens of [5, 200]) {
+    try {
+      const out = execFileSync(
+        process.execPath,
+        [join(ROOT, "bin", "run-ts.js"), join(ROOT, "bench", "usage-cost.ts"), "20000", `--tokens=${tokens}`, "--json"],
+        { encoding: "utf8", timeout: 180_000 },
+      );
+      usageCost[`tokens${tokens}`] = JSON.parse(out.trim().split("\n").at(-1)!) as unknown;
+    } catch (e) {
+      usageCost[`tokens${tokens}`] = `failed: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`;
+    }
+  }
+  console.log(
+    `\nusage records on PGlite (bench/usage-cost.ts, 20,000 calls through the writer, roll-ups on): ${Object.entries(usageCost)
+      .map(([k, v]) =>
+        typeof v === "object" && v !== null
+          ? `${k.slice(6)} tokens ${(v as { bytesPerCall: number }).bytesPerCall} B/call, ${(v as { cpuUsPerCall: number }).cpuUsPerCall} us CPU/call`
+          : `${k}: ${String(v)}`,
+      )
+      .join("; ")}`,
+  );
   let workers: ScalingResult | undefined;
   if (opts.workers) {
     await cleanup(); // the targets above stop first: the scaling rounds get the whole box
@@ -255,6 +280,7 @@ async function main(): Promise<void> {
     rounds,
     profile: profileSummary,
     workers: workers ?? "not measured",
+    usageCost,
     peers: opts.peers ? { portkey: PORTKEY_VERSION } : "not measured",
     seconds: (Date.now() - started) / 1000,
   });
