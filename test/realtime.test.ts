@@ -4,6 +4,7 @@
  * A session is one counted call; pins are checked before the provider sees a byte; caps close
  * with the documented codes after a provider-shaped error event; one usage record per session.
  */
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { createDpopProof, generateDpopKeyPair, jwkThumbprint } from "../src/sdk/dpop-fetch.js";
@@ -115,6 +116,41 @@ describe("OpenAI Realtime", () => {
     // A pinned token naming no model is refused too.
     expect((await refusedUpgrade(wsUrl(relay.url, REALTIME), ["realtime", `openai-insecure-api-key.${pinned.secret}`])).status).toBe(403);
     expect(mock.sessions.length, "handshakes that reached the provider").toBe(before);
+  });
+
+  it("a handshake ws itself would refuse (an empty subprotocol header or entry) is refused before counting: the call and its slot are not lost", async () => {
+    const { secret } = await relay.issue({ limits: { maxCalls: 1n } });
+    const port = Number(new URL(relay.url).port);
+    const handshake = (method: string, protocol: string) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = connect(port, "127.0.0.1", () => {
+          sock.write(
+            `${method} ${REALTIME}?model=gpt-realtime HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+              `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ${protocol}\r\n` +
+              `Authorization: Bearer ${secret}\r\n\r\n`,
+          );
+        });
+        let got = "";
+        sock.on("data", (d: Buffer) => (got += d.toString()));
+        sock.on("close", () => resolve(got));
+        sock.on("error", reject);
+        setTimeout(() => sock.destroy(), 3000).unref();
+      });
+    const before = mock.sessions.length;
+    for (const [method, protocol] of [
+      ["GET", "realtime,"],
+      ["GET", "realtime,,x"],
+      ["GET", ""],
+    ] as const) {
+      const answer = await handshake(method, protocol);
+      expect(answer.split("\r\n")[0], `${method} ${protocol}`).toMatch(/^HTTP\/1\.1 4\d\d /);
+    }
+    expect(mock.sessions.length).toBe(before);
+    // The token's one call is still there: a proper session opens.
+    const ok = await openSession(wsUrl(relay.url, `${REALTIME}?model=gpt-realtime`), ["realtime", `openai-insecure-api-key.${secret}`]);
+    await ok.next("session.created");
+    ok.ws.close(1000);
+    await ok.closed;
   });
 
   it("session.update switching to a model outside the pin closes with 1008 before the provider sees it", async () => {

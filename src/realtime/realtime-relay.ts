@@ -184,7 +184,16 @@ export class RealtimeRelay {
       socket.destroy();
       return;
     }
+    // Backstop: should ws still refuse the handshake (it answers 400 and destroys the socket
+    // without calling back), the call it never opened is given back and its slot freed.
+    const refused = (): void => {
+      opened.release();
+      void opened.reservation?.settle(0).catch(() => {});
+      void tokens.refund(opened.token).catch(() => {});
+    };
+    socket.once("close", refused);
     this.#wss.handleUpgrade(req, socket, head, (client) => {
+      socket.off("close", refused);
       void this.#run(client, opened, framing, req, rawPath, query, protocols).catch((e: unknown) => {
         this.deps.log.error("websocket session failed", { err: e });
         client.terminate();

@@ -28,7 +28,14 @@ export function checkHandshake(req: IncomingMessage, protocols: readonly string[
   if (typeof key !== "string" || !KEY.test(key) || typeof version !== "string" || !VERSIONS.has(version)) {
     throw new RelayError("bad_request", "invalid WebSocket handshake");
   }
-  if (!protocols.every((p) => TOKEN.test(p)) || new Set(protocols).size !== protocols.length) {
+  if (req.method !== "GET" || req.headers.upgrade?.toLowerCase() !== "websocket") {
+    throw new RelayError("bad_request", "invalid WebSocket handshake");
+  }
+  // The raw header as ws parses it: `protocols` is the cleaned list, and ws refuses an empty
+  // header or an empty entry (`realtime,`, `a,,b`) that the list no longer shows.
+  const raw = req.headers["sec-websocket-protocol"];
+  const entries = raw === undefined ? [] : raw.split(",").map((p) => p.trim());
+  if (!entries.every((p) => TOKEN.test(p)) || !protocols.every((p) => TOKEN.test(p)) || new Set(entries).size !== entries.length) {
     throw new RelayError("bad_request", "invalid WebSocket subprotocol");
   }
 }
