@@ -31,16 +31,33 @@ export const SOCKET_NAME = ".s.PGSQL.5432";
 
 export interface EmbeddedDbServer {
   path: string;
+  /** Runs the primary's own PGlite work in turn with the workers' (SessionQueue.local). */
+  local<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/** The primary's own statements (usage maintenance) queue as this pseudo-connection. */
+const LOCAL = 0;
+/**
+ * Longest a connection may hold the session between two of its batches (inside a transaction,
+ * or between a Flush and its Sync): a worker whose event loop stalls there would stop every
+ * other worker's database access. Past it the connection is closed and its transaction rolled
+ * back (its client sees a connection error, as from a server that ended it).
+ */
+const HOLD_MS = 15_000;
 
 /** Runs batches on the one session, one at a time; the holder of an open transaction goes first. */
 class SessionQueue {
   #owner: number | undefined;
   #running = false;
+  #holdTimer: NodeJS.Timeout | undefined;
   readonly #waiting: Array<{ conn: number; run: () => Promise<void> }> = [];
 
-  constructor(private readonly pg: PGlite) {}
+  constructor(
+    private readonly pg: PGlite,
+    private readonly onStall: (conn: number) => void,
+    private readonly holdMs: number,
+  ) {}
 
   /** Runs `batch` for connection `conn`; resolves with PGlite's raw answer. */
   exec(conn: number, batch: Uint8Array): Promise<Uint8Array> {
@@ -50,7 +67,7 @@ class SessionQueue {
         run: async () => {
           try {
             const answer = await this.pg.execProtocolRaw(batch);
-            this.#owner = endsInTransaction(answer) ? conn : undefined;
+            this.#hold(endsInTransaction(answer) ? conn : undefined);
             resolve(answer);
           } catch (e) {
             reject(e instanceof Error ? e : new Error(String(e)));
@@ -59,6 +76,39 @@ class SessionQueue {
       });
       this.#pump();
     });
+  }
+
+  /**
+   * Runs the primary's own use of PGlite (`fn`, which must not leave a transaction open) between
+   * two workers' batches, never inside a worker's transaction or between its Parse and Bind.
+   */
+  local<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({
+        conn: LOCAL,
+        run: async () => {
+          try {
+            resolve(await fn());
+          } catch (e) {
+            reject(e instanceof Error ? e : new Error(String(e)));
+          } finally {
+            this.#hold(undefined);
+          }
+        },
+      });
+      this.#pump();
+    });
+  }
+
+  #hold(owner: number | undefined): void {
+    this.#owner = owner;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
+    if (owner === undefined) return;
+    this.#holdTimer = setTimeout(() => {
+      if (this.#owner === owner) this.onStall(owner);
+    }, this.holdMs);
+    this.#holdTimer.unref();
   }
 
   /** A connection went away: its queued batches are dropped and its open transaction rolled back. */
@@ -70,7 +120,7 @@ class SessionQueue {
         conn,
         run: async () => {
           await this.pg.exec("ROLLBACK").catch(() => {});
-          this.#owner = undefined;
+          this.#hold(undefined);
           resolve();
         },
       });
@@ -174,20 +224,23 @@ class Connection {
 }
 
 /** Serves `pg` on `<dir>/.s.PGSQL.5432`; the caller holds the data directory's lock. */
-export async function serveEmbeddedDb(pg: PGlite, dir: string): Promise<EmbeddedDbServer> {
+export async function serveEmbeddedDb(pg: PGlite, dir: string, opts: { holdMs?: number } = {}): Promise<EmbeddedDbServer> {
   const path = `${dir}/${SOCKET_NAME}`;
   rmSync(path, { force: true }); // a socket left by a process that died: the lock is ours now
-  const queue = new SessionQueue(pg);
+  const byId = new Map<number, Socket>();
+  const queue = new SessionQueue(pg, (conn) => byId.get(conn)?.destroy(), opts.holdMs ?? HOLD_MS);
   const sockets = new Set<Socket>();
-  let next = 0;
+  let next = LOCAL;
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.setNoDelay(true);
     const conn = new Connection(++next, socket, queue);
+    byId.set(conn.id, socket);
     socket.on("data", (chunk: Buffer) => conn.feed(chunk));
     socket.on("error", () => socket.destroy());
     socket.on("close", () => {
       sockets.delete(socket);
+      byId.delete(conn.id);
       void conn.closed();
     });
   });
@@ -198,6 +251,7 @@ export async function serveEmbeddedDb(pg: PGlite, dir: string): Promise<Embedded
   chmodSync(path, 0o600);
   return {
     path,
+    local: (fn) => queue.local(fn),
     close: async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -183,13 +183,36 @@ async function openPglite(dataDir: string, lock: DataDirLock): Promise<Database>
   // on Node's file system (every write already reached the OS): half the CPU of a one-row update.
   const client = await PGlite.create(dir, { startParams, relaxedDurability: true });
   makePrivate(dir);
-  const db = drizzle(client, { schema }) as unknown as Db;
+  // Once PGlite is served to workers (serveWorkers), this process's own statements wait their
+  // turn in the server's queue: PGlite has one session, and a statement of ours between a
+  // worker's Parse and Bind, or inside its transaction, would run in the middle of it.
+  let turn: <T>(run: () => Promise<T>) => Promise<T> = (run) => run();
+  const inTurn = new Proxy(client, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (prop === "query" || prop === "exec" || prop === "transaction") return (...args: unknown[]) => turn(async () => fn.apply(target, args));
+      return fn.bind(target);
+    },
+  });
+  const db = drizzle(inTurn, { schema }) as unknown as Db;
   return {
     db,
     driver: "pglite",
     ping: async () => void (await client.query("select 1")),
     prepare: pglitePrepare(client),
-    serveWorkers: async (socketDir) => (await import("../cluster/embedded-db-server.js")).serveEmbeddedDb(client, socketDir),
+    serveWorkers: async (socketDir) => {
+      const server = await (await import("../cluster/embedded-db-server.js")).serveEmbeddedDb(client, socketDir);
+      turn = server.local;
+      return {
+        ...server,
+        close: async () => {
+          await server.close();
+          turn = (run) => run();
+        },
+      };
+    },
     describeError: (e) => describeDatabaseError(e),
     close: async () => {
       try {
