@@ -42,19 +42,27 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
   }
   const app = await build(config, { log });
   await app.listen();
-  if (cluster.isWorker) log.info("worker listening", { worker: cluster.worker?.id, pid: process.pid });
-  else
-    log.info("relay listening", {
-      url: app.url,
-      database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
-    });
-  // One human line for whoever started it in a terminal (src/startup-line.ts).
-  if (!cluster.isWorker && shouldPrintStartupLine(process.stderr)) {
-    process.stderr.write(
-      startupLine({ url: app.url, dataDir: config.dataDir, adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "", cwd: process.cwd() }) +
-        "\n",
-    );
-  }
+  // Announced once the signal handlers are in place: whoever reads "relay listening" may send
+  // SIGTERM at once (a signal before the handlers would kill the process without a shutdown).
+  const announce = (): void => {
+    if (cluster.isWorker) log.info("worker listening", { worker: cluster.worker?.id, pid: process.pid });
+    else
+      log.info("relay listening", {
+        url: app.url,
+        database: app.database.driver === "pglite" ? `pglite:${config.dataDir}` : "postgres",
+      });
+    // One human line for whoever started it in a terminal (src/startup-line.ts).
+    if (!cluster.isWorker && shouldPrintStartupLine(process.stderr)) {
+      process.stderr.write(
+        startupLine({
+          url: app.url,
+          dataDir: config.dataDir,
+          adminKeyConfigured: config.adminKey !== undefined && config.adminKey !== "",
+          cwd: process.cwd(),
+        }) + "\n",
+      );
+    }
+  };
   let stopping = false;
   const hurry = new AbortController();
   const stop = (signal: string): void => {
@@ -96,10 +104,12 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     process.on("SIGTERM", () => gently("SIGTERM"));
     process.on("SIGINT", () => gently("SIGINT"));
     onPrimaryRequests({ shutdown: () => gently("primary"), hurry: () => stop("primary (hurry)") });
+    announce();
     return;
   }
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  announce();
 }
 
 /**

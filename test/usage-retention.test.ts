@@ -171,10 +171,14 @@ describe("pruning a million rows on PGlite", () => {
     );
     expect(result.rawRows).toBe(1_000_000);
     expect(await count(db, sql`select count(*) as n from usage_calls`)).toBe(20_001);
-    expect(ms(loop, 99)).toBeLessThan(20);
-    // On a quiet machine, the bound itself. Where the machine alone stalls an idle event loop
-    // for 10 ms or more, a stall cannot be told apart from the pruner's: the log line shows both.
-    if (ms(quiet) < 10) expect(ms(loop)).toBeLessThan(20);
+    // On a quiet machine, the bound itself, for the worst stall and the 99th percentile. Where
+    // the machine alone stalls an idle event loop for 10 ms or more (other processes on its
+    // cores), a stall cannot be told apart from the pruner's: the 99th percentile must then stay
+    // within the bound plus the idle loop's own, and the log line shows both.
+    if (ms(quiet) < 10) {
+      expect(ms(loop)).toBeLessThan(20);
+      expect(ms(loop, 99)).toBeLessThan(20);
+    } else expect(ms(loop, 99)).toBeLessThan(20 + ms(quiet, 99));
 
     // The space is reused: as many rows again do not grow the table.
     await db.execute(sql`insert into usage_calls (at, bytes, token, subject, provider, model, key, prompt_tokens, completion_tokens,
