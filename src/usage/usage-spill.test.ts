@@ -17,6 +17,7 @@ import type { UsageInsert } from "../db/queries/usage.js";
 import { createLogger } from "../log.js";
 import { replaySpilledUsage, spillUsage } from "./usage-spill.js";
 import { UsageWriter } from "./usage-writer.js";
+import { fakeLabels } from "../../test/support/fake-usage-labels.js";
 
 const dialect = new PgDialect();
 const dirs: string[] = [];
@@ -28,40 +29,6 @@ const tempDir = (): string => {
   dirs.push(d);
   return d;
 };
-
-/**
- * The label statements of a batch write (src/db/queries/usage-labels.ts), answered in memory:
- * not counted as statements and never failed, since these tests are about the batch statement.
- * `row` turns a batch's compact row (label ids) back into the names it stands for.
- */
-function fakeLabels() {
-  const ids = new Map<string, number>();
-  const names: string[] = [];
-  return {
-    answer(text: string, params: unknown[]): unknown[] | undefined {
-      if (!text.includes("usage_labels") || text.includes("usage_calls")) return undefined;
-      const values = JSON.parse(String(params[0])) as string[];
-      if (text.startsWith("insert")) {
-        for (const v of values) if (!ids.has(v)) ids.set(v, names.push(v) - 1);
-        return [];
-      }
-      return values.map((value) => ({ id: ids.get(value), value }));
-    },
-    row(r: Record<string, number | string>) {
-      const name = (id: number | string): string => names[Number(id)]!;
-      return {
-        token_id: name(r.t!),
-        subject: name(r.s!),
-        model: name(r.m!),
-        latency_ms: Number(r.l),
-        prompt_tokens: Number(r.pt),
-        completion_tokens: Number(r.ct),
-        total_tokens: Number(r.tt),
-        flags: Number(r.f),
-      };
-    },
-  };
-}
 
 /** A Db that keeps the token ids of inserted rows; `stall` never answers, `failures` throw first. */
 function fakeDb(opts: { stall?: boolean; failures?: number } = {}) {
