@@ -13,7 +13,7 @@
  * RELAYAPI_REQUIRE_BROWSER=1 (set by .ci/run), which makes that a failure.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -26,22 +26,11 @@ import { SseParser, textOf, type Shape } from "../console/src/sse.js";
 import { CONSOLE_CSP, createConsoleHandler } from "../src/http/console-route.js";
 import { startRelay } from "./support/relay.js";
 import { useRelay } from "./support/use-relay.js";
+import { CHROMIUM, CHROMIUM_ARGS, HAVE_BROWSER, REQUIRE_BROWSER } from "./support/chromium.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
-const HAVE_BROWSER = existsSync(CHROMIUM);
 const SHOTS = join(ROOT, "test", ".artifacts", "screenshots");
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+const ARGS = CHROMIUM_ARGS;
 const WIDTHS = [1280, 390] as const;
 const rand = () => Math.random().toString(36).slice(2, 10);
 

@@ -11,7 +11,6 @@
  * Without /usr/bin/chromium the browser suite is skipped with a reason, unless
  * RELAYAPI_REQUIRE_BROWSER=1 (set by .ci/run), which makes that a failure.
  */
-import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
@@ -23,20 +22,9 @@ import { createDpopProof, dpopFetch, generateDpopKeyPair, publicDpopJwk } from "
 import { UPSTREAM_KEY } from "./support/relay.js";
 import { createIssuer } from "./support/sealed.js";
 import { useRelay } from "./support/use-relay.js";
+import { CHROMIUM, CHROMIUM_ARGS, HAVE_BROWSER, REQUIRE_BROWSER } from "./support/chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
-const HAVE_BROWSER = existsSync(CHROMIUM);
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+const ARGS = CHROMIUM_ARGS;
 
 if (!HAVE_BROWSER && !REQUIRE_BROWSER) {
   console.warn(

@@ -6,7 +6,6 @@
  * pinned to another origin is refused at the upgrade. Skipped without /usr/bin/chromium unless
  * RELAYAPI_REQUIRE_BROWSER=1 (as test/dpop-browser.test.ts).
  */
-import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -15,21 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { startMockRealtime, type MockRealtime } from "./support/mock-realtime.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
+import { CHROMIUM, CHROMIUM_ARGS, HAVE_BROWSER, REQUIRE_BROWSER } from "./support/chromium.js";
 import { waitFor } from "./support/wait.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRE_BROWSER = process.env.RELAYAPI_REQUIRE_BROWSER === "1";
-const HAVE_BROWSER = existsSync(CHROMIUM);
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+const ARGS = CHROMIUM_ARGS;
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>realtime</title>
 <script type="module">
