@@ -51,7 +51,9 @@ function tokenMeta(over: Partial<TokenMeta> = {}): TokenMeta {
     maxN: null,
     toolsAllowed: true,
     budgetTokens: null,
+    budgetMicroUsd: null,
     bindJkt: null,
+    plan: undefined,
     expiresAtMs: Date.now() + 3_600_000,
     ...over,
   };

@@ -26,6 +26,8 @@ export interface SealedTokenClaims extends LimitClaims {
   iat?: number;
   /** The end user, free text (at most 256 characters), shown in usage. */
   sub?: string;
+  /** A plan on the relay (`relayapi plan create`): the subject's calls count against its quotas. Needs `sub`. */
+  pln?: string;
   /** Provider id, e.g. `openai`; it must exist on the relay. */
   prv: string;
   /** Inline upstream API key. Exactly one of `key` and `pool`. */

@@ -137,6 +137,8 @@ const UNUSED_SEALED: TokenRow = {
   pool: null,
   used: 0,
   tokensUsed: 0,
+  microUsdUsed: 0,
+  plan: null,
   createdAt: new Date(0),
   revokedAt: null,
   lastUsedAt: null,

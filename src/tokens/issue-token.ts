@@ -22,6 +22,8 @@ export interface IssueInput extends TokenLimitValues {
   upstreamKey: string | undefined;
   pool: string | undefined;
   subject: string;
+  /** The plan whose quotas the subject's calls count against (it must exist; src/plans). */
+  plan?: string | undefined;
   expiresAt: Date;
 }
 
@@ -53,6 +55,7 @@ export async function issueToken(db: Db, box: SecretBox, providers: ProviderRegi
     upstreamKeyEnc: key === undefined ? null : box.seal(key, id),
     upstreamKeyHint: key === undefined ? "" : maskSecret(key),
     pool: input.pool ?? null,
+    plan: input.plan ?? null,
     ...limitsOf(input),
     expiresAt: input.expiresAt,
   });

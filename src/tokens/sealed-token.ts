@@ -107,8 +107,9 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
   if ((key === undefined) === (pool === undefined)) throw bad();
   if (pool !== undefined && pools.providerOf(pool) !== provider) throw bad();
   const subject = optionalString(c.sub) ?? "";
+  const plan = optionalString(c.pln);
   const limits = limitsFromClaims(c);
-  validateLimits({ subject, upstreamKey: key, ...limits });
+  validateLimits({ subject, plan, upstreamKey: key, ...limits });
   // ECDH-ES tokens are scoped by their key's hash: one key's holder cannot touch another's jti.
   const scope = issuer || "byok-" + createHash("sha256").update(key!).digest("hex").slice(0, 16);
   const id = `${scope}:${jti}`;
@@ -118,6 +119,7 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
     kind: TOKEN_KIND_SEALED,
     provider,
     subject,
+    plan,
     upstreamKey: key,
     pool,
     ...metaLimitsOf(limits),
@@ -131,6 +133,7 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
         subject,
         upstreamKeyHint: key === undefined ? "" : maskSecret(key),
         pool: pool ?? null,
+        plan: plan ?? null,
         ...limits,
         expiresAt,
       },

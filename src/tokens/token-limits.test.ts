@@ -98,6 +98,8 @@ describe("the limits table", () => {
       pool: null,
       used: 0,
       tokensUsed: 0,
+      microUsdUsed: 0,
+      plan: null,
       expiresAt: new Date(0),
       createdAt: new Date(0),
       revokedAt: null,

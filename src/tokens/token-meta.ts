@@ -12,6 +12,8 @@ export interface TokenMeta extends MetaLimits {
   kind: number;
   provider: string;
   subject: string;
+  /** The plan whose per-subject quotas the calls count against (src/plans); undefined: none. */
+  plan: string | undefined;
   /** Decrypted inline upstream key (memory only). */
   upstreamKey: string | undefined;
   pool: string | undefined;
@@ -26,6 +28,7 @@ export function tokenMetaFromRow(row: TokenRow, box: SecretBox): TokenMeta {
     kind: row.kind,
     provider: row.provider,
     subject: row.subject,
+    plan: row.plan ?? undefined,
     upstreamKey: row.upstreamKeyEnc ? box.open(row.upstreamKeyEnc, row.id) : undefined,
     pool: row.pool ?? undefined,
     ...metaLimitsOf(row),

@@ -4,10 +4,13 @@
  * table (src/tokens/token-limits.ts), as the relay's 400s.
  */
 import { RelayError } from "../errors.js";
+import { planProblem } from "../plans/plan-name.js";
 import { checkLimits, LimitError, type TokenLimitValues } from "./token-limits.js";
 
 export interface Limits extends TokenLimitValues {
   subject: string;
+  /** The plan the token names (src/plans), if any: it needs a subject. */
+  plan?: string | undefined;
   upstreamKey: string | undefined;
 }
 
@@ -22,6 +25,8 @@ export function validateLimits(l: Limits): void {
   if (l.subject.length > 256) throw new RelayError("bad_request", "subject is at most 256 characters");
   // PostgreSQL text cannot hold NUL: refused here, not failed later in the database (a 5xx).
   if (l.subject.includes("\0")) throw new RelayError("bad_request", "subject must not contain NUL");
+  const planIssue = planProblem(l.plan, l.subject);
+  if (planIssue !== undefined) throw new RelayError("bad_request", planIssue);
   try {
     checkLimits(l);
   } catch (e) {

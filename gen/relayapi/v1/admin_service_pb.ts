@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Outcome, Usage } from "./common_pb.js";
+import type { Outcome, TokenLimits, Usage } from "./common_pb.js";
 import { file_relayapi_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relayapi/v1/admin_service.proto.
  */
 export const file_relayapi_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWxheWFwaS92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSJ5CglJc3N1ZXJLZXkSCwoDa2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Rpc2FibGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+CgZJc3N1ZXISDAoEbmFtZRgBIAEoCRIkCgRrZXlzGAIgAygLMhYucmVsYXlhcGkudjEuSXNzdWVyS2V5EhAKCGRpc2FibGVkGAMgASgIEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKE0NyZWF0ZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzZWNyZXQYAiABKAwiWAoUQ3JlYXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiFAoSTGlzdElzc3VlcnNSZXF1ZXN0IjsKE0xpc3RJc3N1ZXJzUmVzcG9uc2USJAoHaXNzdWVycxgBIAMoCzITLnJlbGF5YXBpLnYxLklzc3VlciIjChNSb3RhdGVJc3N1ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiWAoUUm90YXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiMQoURGlzYWJsZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgNraWQYAiABKAkiPAoVRGlzYWJsZUlzc3VlclJlc3BvbnNlEiMKBmlzc3VlchgBIAEoCzITLnJlbGF5YXBpLnYxLklzc3VlciKZAgoIUHJvdmlkZXISCgoCaWQYASABKAkSEAoIYmFzZV91cmwYAiABKAkSKgoKYXV0aF9zdHlsZRgDIAEoDjIWLnJlbGF5YXBpLnYxLkF1dGhTdHlsZRIRCglhdXRoX25hbWUYBCABKAkSQgoPZGVmYXVsdF9oZWFkZXJzGAUgAygLMikucmVsYXlhcGkudjEuUHJvdmlkZXIuRGVmYXVsdEhlYWRlcnNFbnRyeRIkCgVzaGFwZRgGIAEoDjIVLnJlbGF5YXBpLnYxLkFwaVNoYXBlEg8KB2J1aWx0aW4YByABKAgaNQoTRGVmYXVsdEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhYKFExpc3RQcm92aWRlcnNSZXF1ZXN0IkEKFUxpc3RQcm92aWRlcnNSZXNwb25zZRIoCglwcm92aWRlcnMYASADKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJAChVVcHNlcnRQcm92aWRlclJlcXVlc3QSJwoIcHJvdmlkZXIYASABKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUucmVsYXlhcGkudjEuUHJvdmlkZXIiIwoVRGVsZXRlUHJvdmlkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UisQEKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIrCghzdHJhdGVneRgDIAEoDjIZLnJlbGF5YXBpLnYxLlBvb2xTdHJhdGVneRIRCglrZXlfY291bnQYBCABKAUSGQoRZW5hYmxlZF9rZXlfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5gEKC1Vwc3RyZWFtS2V5EgoKAmlkGAEgASgJEgwKBHBvb2wYAiABKAkSDgoGbWFza2VkGAMgASgJEg8KB2VuYWJsZWQYBCABKAgSFwoPZGlzYWJsZWRfcmVhc29uGAUgASgJEg4KBndlaWdodBgGIAEoBRIyCg5jb29sZG93bl91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjYWxscxgJIAEoAyJgChFDcmVhdGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEisKCHN0cmF0ZWd5GAMgASgOMhkucmVsYXlhcGkudjEuUG9vbFN0cmF0ZWd5IjUKEkNyZWF0ZVBvb2xSZXNwb25zZRIfCgRwb29sGAEgASgLMhEucmVsYXlhcGkudjEuUG9vbCIkChBMaXN0UG9vbHNSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJIjUKEUxpc3RQb29sc1Jlc3BvbnNlEiAKBXBvb2xzGAEgAygLMhEucmVsYXlhcGkudjEuUG9vbCIhChFEZWxldGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIhQKEkRlbGV0ZVBvb2xSZXNwb25zZSI8Cg5BZGRLZXlzUmVxdWVzdBIMCgRwb29sGAEgASgJEgwKBGtleXMYAiADKAkSDgoGd2VpZ2h0GAMgASgFImkKD0FkZEtleXNSZXNwb25zZRINCgVhZGRlZBgBIAEoBRIPCgdza2lwcGVkGAIgASgFEg4KBmZhaWxlZBgDIAEoBRImCgRrZXlzGAQgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHwoPTGlzdEtleXNSZXF1ZXN0EgwKBHBvb2wYASABKAkiOgoQTGlzdEtleXNSZXNwb25zZRImCgRrZXlzGAEgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiMwoUU2V0S2V5RW5hYmxlZFJlcXVlc3QSCgoCaWQYASABKAkSDwoHZW5hYmxlZBgCIAEoCCI+ChVTZXRLZXlFbmFibGVkUmVzcG9uc2USJQoDa2V5GAEgASgLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHgoQRGVsZXRlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSITChFEZWxldGVLZXlSZXNwb25zZSKoAQoPR2V0VXNhZ2VSZXF1ZXN0EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcucmVsYXlhcGkudjEuVXNhZ2VHcm91cBIWCg5idWNrZXRfc2Vjb25kcxgEIAEoBSKLAQoIVXNhZ2VSb3cSMAoMYnVja2V0X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYAiABKAkSDQoFY2FsbHMYAyABKAMSIQoFdXNhZ2UYBCABKAsyEi5yZWxheWFwaS52MS5Vc2FnZRIOCgZlcnJvcnMYBSABKAMiNwoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUucmVsYXlhcGkudjEuVXNhZ2VSb3ciQAoRUHJ1bmVVc2FnZVJlcXVlc3QSGgoSb2xkZXJfdGhhbl9zZWNvbmRzGAEgASgDEg8KB2RyeV9ydW4YAiABKAgijAEKElBydW5lVXNhZ2VSZXNwb25zZRIuCgpyYXdfY3V0b2ZmGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyYXdfcm93cxgCIAEoAxITCgtyb2xsdXBfcm93cxgDIAEoAxISCgphdWRpdF9yb3dzGAQgASgDEgsKA3JhbhgFIAEoCCITChFHZXRTdG9yYWdlUmVxdWVzdCI6CgxUYWJsZVN0b3JhZ2USDQoFdGFibGUYASABKAkSDQoFYnl0ZXMYAiABKAMSDAoEcm93cxgDIAEoAyKCAQoSR2V0U3RvcmFnZVJlc3BvbnNlEhYKDmRhdGFiYXNlX2J5dGVzGAEgASgDEikKBnRhYmxlcxgCIAMoCzIZLnJlbGF5YXBpLnYxLlRhYmxlU3RvcmFnZRIRCglkaXNrX3VzZWQYAyABKAESFgoOcmV0ZW50aW9uX2RheXMYBCADKAUihQIKClVzYWdlRXZlbnQSEAoIdG9rZW5faWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIQCghwcm92aWRlchgDIAEoCRINCgVtb2RlbBgEIAEoCRIOCgZrZXlfaWQYBSABKAkSDgoGc3RhdHVzGAYgASgFEiUKB291dGNvbWUYByABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAggASgLMhIucmVsYXlhcGkudjEuVXNhZ2USEgoKbGF0ZW5jeV9tcxgJIAEoAxImCgJhdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYnl0ZXMYCyABKAMiJQoRV2F0Y2hVc2FnZVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkiPAoSV2F0Y2hVc2FnZVJlc3BvbnNlEiYKBWV2ZW50GAEgASgLMhcucmVsYXlhcGkudjEuVXNhZ2VFdmVudCJ/CgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEg0KBWFjdG9yGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDgoGZGV0YWlsGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlsKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLnJlbGF5YXBpLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhQKEkdldFJlZnVzYWxzUmVxdWVzdCJDCgxSZWZ1c2FsQ291bnQSDgoGcmVhc29uGAEgASgJEhQKDHN0YXR1c19jbGFzcxgCIAEoCRINCgVjb3VudBgDIAEoAyJCChNHZXRSZWZ1c2Fsc1Jlc3BvbnNlEisKCHJlZnVzYWxzGAEgAygLMhkucmVsYXlhcGkudjEuUmVmdXNhbENvdW50KmsKCUF1dGhTdHlsZRIaChZBVVRIX1NUWUxFX1VOU1BFQ0lGSUVEEAASFQoRQVVUSF9TVFlMRV9CRUFSRVIQARIVChFBVVRIX1NUWUxFX0hFQURFUhACEhQKEEFVVEhfU1RZTEVfUVVFUlkQAypqCghBcGlTaGFwZRIZChVBUElfU0hBUEVfVU5TUEVDSUZJRUQQABIUChBBUElfU0hBUEVfT1BFTkFJEAESFwoTQVBJX1NIQVBFX0FOVEhST1BJQxACEhQKEEFQSV9TSEFQRV9HRU1JTkkQAyqPAQoMUG9vbFN0cmF0ZWd5Eh0KGVBPT0xfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIdChlQT09MX1NUUkFURUdZX1JPVU5EX1JPQklOEAESGgoWUE9PTF9TVFJBVEVHWV9XRUlHSFRFRBACEiUKIVBPT0xfU1RSQVRFR1lfTEVBU1RfUkVDRU5UTFlfVVNFRBADKooBCgpVc2FnZUdyb3VwEhsKF1VTQUdFX0dST1VQX1VOU1BFQ0lGSUVEEAASFQoRVVNBR0VfR1JPVVBfVE9LRU4QARIXChNVU0FHRV9HUk9VUF9TVUJKRUNUEAISGAoUVVNBR0VfR1JPVVBfUFJPVklERVIQAxIVChFVU0FHRV9HUk9VUF9NT0RFTBAEMrsNCgxBZG1pblNlcnZpY2USUwoMQ3JlYXRlSXNzdWVyEiAucmVsYXlhcGkudjEuQ3JlYXRlSXNzdWVyUmVxdWVzdBohLnJlbGF5YXBpLnYxLkNyZWF0ZUlzc3VlclJlc3BvbnNlElUKC0xpc3RJc3N1ZXJzEh8ucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXF1ZXN0GiAucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXNwb25zZSIDkAIBElMKDFJvdGF0ZUlzc3VlchIgLnJlbGF5YXBpLnYxLlJvdGF0ZUlzc3VlclJlcXVlc3QaIS5yZWxheWFwaS52MS5Sb3RhdGVJc3N1ZXJSZXNwb25zZRJbCg1EaXNhYmxlSXNzdWVyEiEucmVsYXlhcGkudjEuRGlzYWJsZUlzc3VlclJlcXVlc3QaIi5yZWxheWFwaS52MS5EaXNhYmxlSXNzdWVyUmVzcG9uc2UiA5ACAhJbCg1MaXN0UHJvdmlkZXJzEiEucmVsYXlhcGkudjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIi5yZWxheWFwaS52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJeCg5VcHNlcnRQcm92aWRlchIiLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2UiA5ACAhJeCg5EZWxldGVQcm92aWRlchIiLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UiA5ACAhJNCgpDcmVhdGVQb29sEh4ucmVsYXlhcGkudjEuQ3JlYXRlUG9vbFJlcXVlc3QaHy5yZWxheWFwaS52MS5DcmVhdGVQb29sUmVzcG9uc2USTwoJTGlzdFBvb2xzEh0ucmVsYXlhcGkudjEuTGlzdFBvb2xzUmVxdWVzdBoeLnJlbGF5YXBpLnYxLkxpc3RQb29sc1Jlc3BvbnNlIgOQAgESUgoKRGVsZXRlUG9vbBIeLnJlbGF5YXBpLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0Gh8ucmVsYXlhcGkudjEuRGVsZXRlUG9vbFJlc3BvbnNlIgOQAgISRAoHQWRkS2V5cxIbLnJlbGF5YXBpLnYxLkFkZEtleXNSZXF1ZXN0GhwucmVsYXlhcGkudjEuQWRkS2V5c1Jlc3BvbnNlEkwKCExpc3RLZXlzEhwucmVsYXlhcGkudjEuTGlzdEtleXNSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElsKDVNldEtleUVuYWJsZWQSIS5yZWxheWFwaS52MS5TZXRLZXlFbmFibGVkUmVxdWVzdBoiLnJlbGF5YXBpLnYxLlNldEtleUVuYWJsZWRSZXNwb25zZSIDkAICEk8KCURlbGV0ZUtleRIdLnJlbGF5YXBpLnYxLkRlbGV0ZUtleVJlcXVlc3QaHi5yZWxheWFwaS52MS5EZWxldGVLZXlSZXNwb25zZSIDkAICEkwKCEdldFVzYWdlEhwucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEk8KCldhdGNoVXNhZ2USHi5yZWxheWFwaS52MS5XYXRjaFVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLldhdGNoVXNhZ2VSZXNwb25zZTABEk0KClBydW5lVXNhZ2USHi5yZWxheWFwaS52MS5QcnVuZVVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLlBydW5lVXNhZ2VSZXNwb25zZRJSCgpHZXRTdG9yYWdlEh4ucmVsYXlhcGkudjEuR2V0U3RvcmFnZVJlcXVlc3QaHy5yZWxheWFwaS52MS5HZXRTdG9yYWdlUmVzcG9uc2UiA5ACARJhCg9MaXN0QXVkaXRFdmVudHMSIy5yZWxheWFwaS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQucmVsYXlhcGkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiA5ACARJVCgtHZXRSZWZ1c2FscxIfLnJlbGF5YXBpLnYxLkdldFJlZnVzYWxzUmVxdWVzdBogLnJlbGF5YXBpLnYxLkdldFJlZnVzYWxzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_relayapi_v1_common]);
+  fileDesc("Ch9yZWxheWFwaS92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSJ5CglJc3N1ZXJLZXkSCwoDa2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Rpc2FibGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+CgZJc3N1ZXISDAoEbmFtZRgBIAEoCRIkCgRrZXlzGAIgAygLMhYucmVsYXlhcGkudjEuSXNzdWVyS2V5EhAKCGRpc2FibGVkGAMgASgIEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKE0NyZWF0ZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzZWNyZXQYAiABKAwiWAoUQ3JlYXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiFAoSTGlzdElzc3VlcnNSZXF1ZXN0IjsKE0xpc3RJc3N1ZXJzUmVzcG9uc2USJAoHaXNzdWVycxgBIAMoCzITLnJlbGF5YXBpLnYxLklzc3VlciIjChNSb3RhdGVJc3N1ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiWAoUUm90YXRlSXNzdWVyUmVzcG9uc2USIwoGaXNzdWVyGAEgASgLMhMucmVsYXlhcGkudjEuSXNzdWVyEgsKA2tpZBgCIAEoCRIOCgZzZWNyZXQYAyABKAkiMQoURGlzYWJsZUlzc3VlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgNraWQYAiABKAkiPAoVRGlzYWJsZUlzc3VlclJlc3BvbnNlEiMKBmlzc3VlchgBIAEoCzITLnJlbGF5YXBpLnYxLklzc3VlciKZAgoIUHJvdmlkZXISCgoCaWQYASABKAkSEAoIYmFzZV91cmwYAiABKAkSKgoKYXV0aF9zdHlsZRgDIAEoDjIWLnJlbGF5YXBpLnYxLkF1dGhTdHlsZRIRCglhdXRoX25hbWUYBCABKAkSQgoPZGVmYXVsdF9oZWFkZXJzGAUgAygLMikucmVsYXlhcGkudjEuUHJvdmlkZXIuRGVmYXVsdEhlYWRlcnNFbnRyeRIkCgVzaGFwZRgGIAEoDjIVLnJlbGF5YXBpLnYxLkFwaVNoYXBlEg8KB2J1aWx0aW4YByABKAgaNQoTRGVmYXVsdEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhYKFExpc3RQcm92aWRlcnNSZXF1ZXN0IkEKFUxpc3RQcm92aWRlcnNSZXNwb25zZRIoCglwcm92aWRlcnMYASADKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJAChVVcHNlcnRQcm92aWRlclJlcXVlc3QSJwoIcHJvdmlkZXIYASABKAsyFS5yZWxheWFwaS52MS5Qcm92aWRlciJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUucmVsYXlhcGkudjEuUHJvdmlkZXIiIwoVRGVsZXRlUHJvdmlkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UisQEKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIrCghzdHJhdGVneRgDIAEoDjIZLnJlbGF5YXBpLnYxLlBvb2xTdHJhdGVneRIRCglrZXlfY291bnQYBCABKAUSGQoRZW5hYmxlZF9rZXlfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5gEKC1Vwc3RyZWFtS2V5EgoKAmlkGAEgASgJEgwKBHBvb2wYAiABKAkSDgoGbWFza2VkGAMgASgJEg8KB2VuYWJsZWQYBCABKAgSFwoPZGlzYWJsZWRfcmVhc29uGAUgASgJEg4KBndlaWdodBgGIAEoBRIyCg5jb29sZG93bl91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjYWxscxgJIAEoAyJgChFDcmVhdGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEisKCHN0cmF0ZWd5GAMgASgOMhkucmVsYXlhcGkudjEuUG9vbFN0cmF0ZWd5IjUKEkNyZWF0ZVBvb2xSZXNwb25zZRIfCgRwb29sGAEgASgLMhEucmVsYXlhcGkudjEuUG9vbCIkChBMaXN0UG9vbHNSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJIjUKEUxpc3RQb29sc1Jlc3BvbnNlEiAKBXBvb2xzGAEgAygLMhEucmVsYXlhcGkudjEuUG9vbCIhChFEZWxldGVQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIhQKEkRlbGV0ZVBvb2xSZXNwb25zZSI8Cg5BZGRLZXlzUmVxdWVzdBIMCgRwb29sGAEgASgJEgwKBGtleXMYAiADKAkSDgoGd2VpZ2h0GAMgASgFImkKD0FkZEtleXNSZXNwb25zZRINCgVhZGRlZBgBIAEoBRIPCgdza2lwcGVkGAIgASgFEg4KBmZhaWxlZBgDIAEoBRImCgRrZXlzGAQgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHwoPTGlzdEtleXNSZXF1ZXN0EgwKBHBvb2wYASABKAkiOgoQTGlzdEtleXNSZXNwb25zZRImCgRrZXlzGAEgAygLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiMwoUU2V0S2V5RW5hYmxlZFJlcXVlc3QSCgoCaWQYASABKAkSDwoHZW5hYmxlZBgCIAEoCCI+ChVTZXRLZXlFbmFibGVkUmVzcG9uc2USJQoDa2V5GAEgASgLMhgucmVsYXlhcGkudjEuVXBzdHJlYW1LZXkiHgoQRGVsZXRlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSITChFEZWxldGVLZXlSZXNwb25zZSKoAQoPR2V0VXNhZ2VSZXF1ZXN0EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcucmVsYXlhcGkudjEuVXNhZ2VHcm91cBIWCg5idWNrZXRfc2Vjb25kcxgEIAEoBSK7AQoIVXNhZ2VSb3cSMAoMYnVja2V0X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYAiABKAkSDQoFY2FsbHMYAyABKAMSIQoFdXNhZ2UYBCABKAsyEi5yZWxheWFwaS52MS5Vc2FnZRIOCgZlcnJvcnMYBSABKAMSFgoOY29zdF9taWNyb191c2QYBiABKAMSFgoOdW5wcmljZWRfY2FsbHMYByABKAMiNwoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUucmVsYXlhcGkudjEuVXNhZ2VSb3ciQAoRUHJ1bmVVc2FnZVJlcXVlc3QSGgoSb2xkZXJfdGhhbl9zZWNvbmRzGAEgASgDEg8KB2RyeV9ydW4YAiABKAgijAEKElBydW5lVXNhZ2VSZXNwb25zZRIuCgpyYXdfY3V0b2ZmGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyYXdfcm93cxgCIAEoAxITCgtyb2xsdXBfcm93cxgDIAEoAxISCgphdWRpdF9yb3dzGAQgASgDEgsKA3JhbhgFIAEoCCITChFHZXRTdG9yYWdlUmVxdWVzdCI6CgxUYWJsZVN0b3JhZ2USDQoFdGFibGUYASABKAkSDQoFYnl0ZXMYAiABKAMSDAoEcm93cxgDIAEoAyKCAQoSR2V0U3RvcmFnZVJlc3BvbnNlEhYKDmRhdGFiYXNlX2J5dGVzGAEgASgDEikKBnRhYmxlcxgCIAMoCzIZLnJlbGF5YXBpLnYxLlRhYmxlU3RvcmFnZRIRCglkaXNrX3VzZWQYAyABKAESFgoOcmV0ZW50aW9uX2RheXMYBCADKAUikwIKClVzYWdlRXZlbnQSEAoIdG9rZW5faWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIQCghwcm92aWRlchgDIAEoCRINCgVtb2RlbBgEIAEoCRIOCgZrZXlfaWQYBSABKAkSDgoGc3RhdHVzGAYgASgFEiUKB291dGNvbWUYByABKA4yFC5yZWxheWFwaS52MS5PdXRjb21lEiEKBXVzYWdlGAggASgLMhIucmVsYXlhcGkudjEuVXNhZ2USEgoKbGF0ZW5jeV9tcxgJIAEoAxImCgJhdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYnl0ZXMYCyABKAMSDAoEcGxhbhgMIAEoCSIlChFXYXRjaFVzYWdlUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCSI8ChJXYXRjaFVzYWdlUmVzcG9uc2USJgoFZXZlbnQYASABKAsyFy5yZWxheWFwaS52MS5Vc2FnZUV2ZW50In8KCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSDQoFYWN0b3IYAiABKAkSDgoGYWN0aW9uGAMgASgJEg4KBnRhcmdldBgEIAEoCRIOCgZkZXRhaWwYBSABKAkSJgoCYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj8KFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcucmVsYXlhcGkudjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiFAoSR2V0UmVmdXNhbHNSZXF1ZXN0IkMKDFJlZnVzYWxDb3VudBIOCgZyZWFzb24YASABKAkSFAoMc3RhdHVzX2NsYXNzGAIgASgJEg0KBWNvdW50GAMgASgDIkIKE0dldFJlZnVzYWxzUmVzcG9uc2USKwoIcmVmdXNhbHMYASADKAsyGS5yZWxheWFwaS52MS5SZWZ1c2FsQ291bnQioQQKBFBsYW4SDAoEbmFtZRgBIAEoCRIaCg1jYWxsc19wZXJfZGF5GAIgASgDSACIAQESHAoPY2FsbHNfcGVyX21vbnRoGAMgASgDSAGIAQESGwoOdG9rZW5zX3Blcl9kYXkYBCABKANIAogBARIdChB0b2tlbnNfcGVyX21vbnRoGAUgASgDSAOIAQESHgoRbWljcm9fdXNkX3Blcl9kYXkYBiABKANIBIgBARIgChNtaWNyb191c2RfcGVyX21vbnRoGAcgASgDSAWIAQESEAoDcnBtGAggASgFSAaIAQESDgoGbW9kZWxzGAkgAygJEiAKE21heF9zZXNzaW9uX3NlY29uZHMYCiABKAVIB4gBARITCgt0b2tlbl9jb3VudBgLIAEoAxIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIQCg5fY2FsbHNfcGVyX2RheUISChBfY2FsbHNfcGVyX21vbnRoQhEKD190b2tlbnNfcGVyX2RheUITChFfdG9rZW5zX3Blcl9tb250aEIUChJfbWljcm9fdXNkX3Blcl9kYXlCFgoUX21pY3JvX3VzZF9wZXJfbW9udGhCBgoEX3JwbUIWChRfbWF4X3Nlc3Npb25fc2Vjb25kcyI0ChFDcmVhdGVQbGFuUmVxdWVzdBIfCgRwbGFuGAEgASgLMhEucmVsYXlhcGkudjEuUGxhbiI1ChJDcmVhdGVQbGFuUmVzcG9uc2USHwoEcGxhbhgBIAEoCzIRLnJlbGF5YXBpLnYxLlBsYW4iNAoRVXBkYXRlUGxhblJlcXVlc3QSHwoEcGxhbhgBIAEoCzIRLnJlbGF5YXBpLnYxLlBsYW4iNQoSVXBkYXRlUGxhblJlc3BvbnNlEh8KBHBsYW4YASABKAsyES5yZWxheWFwaS52MS5QbGFuIhIKEExpc3RQbGFuc1JlcXVlc3QiNQoRTGlzdFBsYW5zUmVzcG9uc2USIAoFcGxhbnMYASADKAsyES5yZWxheWFwaS52MS5QbGFuIjAKEURlbGV0ZVBsYW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFZm9yY2UYAiABKAgiFAoSRGVsZXRlUGxhblJlc3BvbnNlIpUCCgVMb2dpbhIMCgRuYW1lGAEgASgJEg4KBmlzc3VlchgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIQCghqd2tzX3VybBgEIAEoCRIVCg1zdWJqZWN0X2NsYWltGAUgASgJEgwKBHBsYW4YBiABKAkSEAoIcHJvdmlkZXIYByABKAkSDAoEcG9vbBgIIAEoCRIZChF1cHN0cmVhbV9rZXlfaGludBgJIAEoCRIoCgZsaW1pdHMYCiABKAsyGC5yZWxheWFwaS52MS5Ub2tlbkxpbWl0cxIQCghkaXNhYmxlZBgLIAEoCBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCg9BZGRMb2dpblJlcXVlc3QSIQoFbG9naW4YASABKAsyEi5yZWxheWFwaS52MS5Mb2dpbhIUCgx1cHN0cmVhbV9rZXkYAiABKAkiNQoQQWRkTG9naW5SZXNwb25zZRIhCgVsb2dpbhgBIAEoCzISLnJlbGF5YXBpLnYxLkxvZ2luIhMKEUxpc3RMb2dpbnNSZXF1ZXN0IjgKEkxpc3RMb2dpbnNSZXNwb25zZRIiCgZsb2dpbnMYASADKAsyEi5yZWxheWFwaS52MS5Mb2dpbiI3ChZTZXRMb2dpbkVuYWJsZWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHZW5hYmxlZBgCIAEoCCI8ChdTZXRMb2dpbkVuYWJsZWRSZXNwb25zZRIhCgVsb2dpbhgBIAEoCzISLnJlbGF5YXBpLnYxLkxvZ2luIiIKEkRlbGV0ZUxvZ2luUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZUxvZ2luUmVzcG9uc2UikgIKBVByaWNlEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEg0KBWlucHV0GAMgASgDEhkKDGNhY2hlZF9pbnB1dBgEIAEoA0gAiAEBEhgKC2NhY2hlX3dyaXRlGAUgASgDSAGIAQESDgoGb3V0cHV0GAYgASgDEhgKC2F1ZGlvX2lucHV0GAcgASgDSAKIAQESGQoMYXVkaW9fb3V0cHV0GAggASgDSAOIAQESDgoGc291cmNlGAkgASgJEg0KBWFzX29mGAogASgJQg8KDV9jYWNoZWRfaW5wdXRCDgoMX2NhY2hlX3dyaXRlQg4KDF9hdWRpb19pbnB1dEIPCg1fYXVkaW9fb3V0cHV0IjQKD1NldFByaWNlUmVxdWVzdBIhCgVwcmljZRgBIAEoCzISLnJlbGF5YXBpLnYxLlByaWNlIjUKEFNldFByaWNlUmVzcG9uc2USIQoFcHJpY2UYASABKAsyEi5yZWxheWFwaS52MS5QcmljZSIlChFMaXN0UHJpY2VzUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCSI4ChJMaXN0UHJpY2VzUmVzcG9uc2USIgoGcHJpY2VzGAEgAygLMhIucmVsYXlhcGkudjEuUHJpY2UiNQoSRGVsZXRlUHJpY2VSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJIhUKE0RlbGV0ZVByaWNlUmVzcG9uc2UqawoJQXV0aFN0eWxlEhoKFkFVVEhfU1RZTEVfVU5TUEVDSUZJRUQQABIVChFBVVRIX1NUWUxFX0JFQVJFUhABEhUKEUFVVEhfU1RZTEVfSEVBREVSEAISFAoQQVVUSF9TVFlMRV9RVUVSWRADKmoKCEFwaVNoYXBlEhkKFUFQSV9TSEFQRV9VTlNQRUNJRklFRBAAEhQKEEFQSV9TSEFQRV9PUEVOQUkQARIXChNBUElfU0hBUEVfQU5USFJPUElDEAISFAoQQVBJX1NIQVBFX0dFTUlOSRADKo8BCgxQb29sU3RyYXRlZ3kSHQoZUE9PTF9TVFJBVEVHWV9VTlNQRUNJRklFRBAAEh0KGVBPT0xfU1RSQVRFR1lfUk9VTkRfUk9CSU4QARIaChZQT09MX1NUUkFURUdZX1dFSUdIVEVEEAISJQohUE9PTF9TVFJBVEVHWV9MRUFTVF9SRUNFTlRMWV9VU0VEEAMqoAEKClVzYWdlR3JvdXASGwoXVVNBR0VfR1JPVVBfVU5TUEVDSUZJRUQQABIVChFVU0FHRV9HUk9VUF9UT0tFThABEhcKE1VTQUdFX0dST1VQX1NVQkpFQ1QQAhIYChRVU0FHRV9HUk9VUF9QUk9WSURFUhADEhUKEVVTQUdFX0dST1VQX01PREVMEAQSFAoQVVNBR0VfR1JPVVBfUExBThAFMtMUCgxBZG1pblNlcnZpY2USUwoMQ3JlYXRlSXNzdWVyEiAucmVsYXlhcGkudjEuQ3JlYXRlSXNzdWVyUmVxdWVzdBohLnJlbGF5YXBpLnYxLkNyZWF0ZUlzc3VlclJlc3BvbnNlElUKC0xpc3RJc3N1ZXJzEh8ucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXF1ZXN0GiAucmVsYXlhcGkudjEuTGlzdElzc3VlcnNSZXNwb25zZSIDkAIBElMKDFJvdGF0ZUlzc3VlchIgLnJlbGF5YXBpLnYxLlJvdGF0ZUlzc3VlclJlcXVlc3QaIS5yZWxheWFwaS52MS5Sb3RhdGVJc3N1ZXJSZXNwb25zZRJbCg1EaXNhYmxlSXNzdWVyEiEucmVsYXlhcGkudjEuRGlzYWJsZUlzc3VlclJlcXVlc3QaIi5yZWxheWFwaS52MS5EaXNhYmxlSXNzdWVyUmVzcG9uc2UiA5ACAhJbCg1MaXN0UHJvdmlkZXJzEiEucmVsYXlhcGkudjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIi5yZWxheWFwaS52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJeCg5VcHNlcnRQcm92aWRlchIiLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2UiA5ACAhJeCg5EZWxldGVQcm92aWRlchIiLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVxdWVzdBojLnJlbGF5YXBpLnYxLkRlbGV0ZVByb3ZpZGVyUmVzcG9uc2UiA5ACAhJNCgpDcmVhdGVQb29sEh4ucmVsYXlhcGkudjEuQ3JlYXRlUG9vbFJlcXVlc3QaHy5yZWxheWFwaS52MS5DcmVhdGVQb29sUmVzcG9uc2USTwoJTGlzdFBvb2xzEh0ucmVsYXlhcGkudjEuTGlzdFBvb2xzUmVxdWVzdBoeLnJlbGF5YXBpLnYxLkxpc3RQb29sc1Jlc3BvbnNlIgOQAgESUgoKRGVsZXRlUG9vbBIeLnJlbGF5YXBpLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0Gh8ucmVsYXlhcGkudjEuRGVsZXRlUG9vbFJlc3BvbnNlIgOQAgISRAoHQWRkS2V5cxIbLnJlbGF5YXBpLnYxLkFkZEtleXNSZXF1ZXN0GhwucmVsYXlhcGkudjEuQWRkS2V5c1Jlc3BvbnNlEkwKCExpc3RLZXlzEhwucmVsYXlhcGkudjEuTGlzdEtleXNSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElsKDVNldEtleUVuYWJsZWQSIS5yZWxheWFwaS52MS5TZXRLZXlFbmFibGVkUmVxdWVzdBoiLnJlbGF5YXBpLnYxLlNldEtleUVuYWJsZWRSZXNwb25zZSIDkAICEk8KCURlbGV0ZUtleRIdLnJlbGF5YXBpLnYxLkRlbGV0ZUtleVJlcXVlc3QaHi5yZWxheWFwaS52MS5EZWxldGVLZXlSZXNwb25zZSIDkAICEkwKCEdldFVzYWdlEhwucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuR2V0VXNhZ2VSZXNwb25zZSIDkAIBEk8KCldhdGNoVXNhZ2USHi5yZWxheWFwaS52MS5XYXRjaFVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLldhdGNoVXNhZ2VSZXNwb25zZTABEk0KClBydW5lVXNhZ2USHi5yZWxheWFwaS52MS5QcnVuZVVzYWdlUmVxdWVzdBofLnJlbGF5YXBpLnYxLlBydW5lVXNhZ2VSZXNwb25zZRJSCgpHZXRTdG9yYWdlEh4ucmVsYXlhcGkudjEuR2V0U3RvcmFnZVJlcXVlc3QaHy5yZWxheWFwaS52MS5HZXRTdG9yYWdlUmVzcG9uc2UiA5ACARJhCg9MaXN0QXVkaXRFdmVudHMSIy5yZWxheWFwaS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQucmVsYXlhcGkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiA5ACARJNCgpDcmVhdGVQbGFuEh4ucmVsYXlhcGkudjEuQ3JlYXRlUGxhblJlcXVlc3QaHy5yZWxheWFwaS52MS5DcmVhdGVQbGFuUmVzcG9uc2USUgoKVXBkYXRlUGxhbhIeLnJlbGF5YXBpLnYxLlVwZGF0ZVBsYW5SZXF1ZXN0Gh8ucmVsYXlhcGkudjEuVXBkYXRlUGxhblJlc3BvbnNlIgOQAgISTwoJTGlzdFBsYW5zEh0ucmVsYXlhcGkudjEuTGlzdFBsYW5zUmVxdWVzdBoeLnJlbGF5YXBpLnYxLkxpc3RQbGFuc1Jlc3BvbnNlIgOQAgESUgoKRGVsZXRlUGxhbhIeLnJlbGF5YXBpLnYxLkRlbGV0ZVBsYW5SZXF1ZXN0Gh8ucmVsYXlhcGkudjEuRGVsZXRlUGxhblJlc3BvbnNlIgOQAgISRwoIQWRkTG9naW4SHC5yZWxheWFwaS52MS5BZGRMb2dpblJlcXVlc3QaHS5yZWxheWFwaS52MS5BZGRMb2dpblJlc3BvbnNlElIKCkxpc3RMb2dpbnMSHi5yZWxheWFwaS52MS5MaXN0TG9naW5zUmVxdWVzdBofLnJlbGF5YXBpLnYxLkxpc3RMb2dpbnNSZXNwb25zZSIDkAIBEmEKD1NldExvZ2luRW5hYmxlZBIjLnJlbGF5YXBpLnYxLlNldExvZ2luRW5hYmxlZFJlcXVlc3QaJC5yZWxheWFwaS52MS5TZXRMb2dpbkVuYWJsZWRSZXNwb25zZSIDkAICElUKC0RlbGV0ZUxvZ2luEh8ucmVsYXlhcGkudjEuRGVsZXRlTG9naW5SZXF1ZXN0GiAucmVsYXlhcGkudjEuRGVsZXRlTG9naW5SZXNwb25zZSIDkAICEkwKCFNldFByaWNlEhwucmVsYXlhcGkudjEuU2V0UHJpY2VSZXF1ZXN0Gh0ucmVsYXlhcGkudjEuU2V0UHJpY2VSZXNwb25zZSIDkAICElIKCkxpc3RQcmljZXMSHi5yZWxheWFwaS52MS5MaXN0UHJpY2VzUmVxdWVzdBofLnJlbGF5YXBpLnYxLkxpc3RQcmljZXNSZXNwb25zZSIDkAIBElUKC0RlbGV0ZVByaWNlEh8ucmVsYXlhcGkudjEuRGVsZXRlUHJpY2VSZXF1ZXN0GiAucmVsYXlhcGkudjEuRGVsZXRlUHJpY2VSZXNwb25zZSIDkAICElUKC0dldFJlZnVzYWxzEh8ucmVsYXlhcGkudjEuR2V0UmVmdXNhbHNSZXF1ZXN0GiAucmVsYXlhcGkudjEuR2V0UmVmdXNhbHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_relayapi_v1_common]);
 
 /**
  * IssuerKey is one symmetric key of an issuer.
@@ -1029,6 +1029,20 @@ export type UsageRow = Message<"relayapi.v1.UsageRow"> & {
    * @generated from field: int64 errors = 5;
    */
   errors: bigint;
+
+  /**
+   * cost_micro_usd summed over the priced calls, in millionths of a US dollar.
+   *
+   * @generated from field: int64 cost_micro_usd = 6;
+   */
+  costMicroUsd: bigint;
+
+  /**
+   * unpriced_calls had no price for their model (their cost is unknown, not in cost_micro_usd).
+   *
+   * @generated from field: int64 unpriced_calls = 7;
+   */
+  unpricedCalls: bigint;
 };
 
 /**
@@ -1310,6 +1324,13 @@ export type UsageEvent = Message<"relayapi.v1.UsageEvent"> & {
    * @generated from field: int64 bytes = 11;
    */
   bytes: bigint;
+
+  /**
+   * plan of the token that made the call; empty when none.
+   *
+   * @generated from field: string plan = 12;
+   */
+  plan: string;
 };
 
 /**
@@ -1545,6 +1566,755 @@ export const GetRefusalsResponseSchema: GenMessage<GetRefusalsResponse> = /*@__P
   messageDesc(file_relayapi_v1_admin_service, 49);
 
 /**
+ * Plan is a named set of per-subject limits over calendar windows (the relay's quota time zone).
+ * Call limits are exact across instances; token and dollar limits are metered (a call may cross
+ * them by at most its own maximum; the next call is refused).
+ *
+ * @generated from message relayapi.v1.Plan
+ */
+export type Plan = Message<"relayapi.v1.Plan"> & {
+  /**
+   * name of the plan: 1-64 of [a-z0-9._-], starting with a letter or digit.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * calls_per_day caps each subject's calls per calendar day.
+   *
+   * @generated from field: optional int64 calls_per_day = 2;
+   */
+  callsPerDay?: bigint | undefined;
+
+  /**
+   * calls_per_month caps each subject's calls per calendar month.
+   *
+   * @generated from field: optional int64 calls_per_month = 3;
+   */
+  callsPerMonth?: bigint | undefined;
+
+  /**
+   * tokens_per_day caps each subject's LLM tokens per day.
+   *
+   * @generated from field: optional int64 tokens_per_day = 4;
+   */
+  tokensPerDay?: bigint | undefined;
+
+  /**
+   * tokens_per_month caps each subject's LLM tokens per month.
+   *
+   * @generated from field: optional int64 tokens_per_month = 5;
+   */
+  tokensPerMonth?: bigint | undefined;
+
+  /**
+   * micro_usd_per_day caps each subject's cost per day, in millionths of a US dollar.
+   *
+   * @generated from field: optional int64 micro_usd_per_day = 6;
+   */
+  microUsdPerDay?: bigint | undefined;
+
+  /**
+   * micro_usd_per_month caps each subject's cost per month, in millionths of a US dollar.
+   *
+   * @generated from field: optional int64 micro_usd_per_month = 7;
+   */
+  microUsdPerMonth?: bigint | undefined;
+
+  /**
+   * rpm caps each subject's requests per minute (approximate, like a token's rpm).
+   *
+   * @generated from field: optional int32 rpm = 8;
+   */
+  rpm?: number | undefined;
+
+  /**
+   * models the plan allows; empty allows every model (a token's own pin applies as well).
+   *
+   * @generated from field: repeated string models = 9;
+   */
+  models: string[];
+
+  /**
+   * max_session_seconds bounds a Realtime session; absent means the relay's default.
+   *
+   * @generated from field: optional int32 max_session_seconds = 10;
+   */
+  maxSessionSeconds?: number | undefined;
+
+  /**
+   * token_count is how many tokens name the plan (read only).
+   *
+   * @generated from field: int64 token_count = 11;
+   */
+  tokenCount: bigint;
+
+  /**
+   * created_at (read only).
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * updated_at (read only).
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 13;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.Plan.
+ * Use `create(PlanSchema)` to create a new message.
+ */
+export const PlanSchema: GenMessage<Plan> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 50);
+
+/**
+ * CreatePlanRequest carries the new plan.
+ *
+ * @generated from message relayapi.v1.CreatePlanRequest
+ */
+export type CreatePlanRequest = Message<"relayapi.v1.CreatePlanRequest"> & {
+  /**
+   * plan to create; its name must be new.
+   *
+   * @generated from field: relayapi.v1.Plan plan = 1;
+   */
+  plan?: Plan | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.CreatePlanRequest.
+ * Use `create(CreatePlanRequestSchema)` to create a new message.
+ */
+export const CreatePlanRequestSchema: GenMessage<CreatePlanRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 51);
+
+/**
+ * CreatePlanResponse carries the plan as stored.
+ *
+ * @generated from message relayapi.v1.CreatePlanResponse
+ */
+export type CreatePlanResponse = Message<"relayapi.v1.CreatePlanResponse"> & {
+  /**
+   * plan as stored.
+   *
+   * @generated from field: relayapi.v1.Plan plan = 1;
+   */
+  plan?: Plan | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.CreatePlanResponse.
+ * Use `create(CreatePlanResponseSchema)` to create a new message.
+ */
+export const CreatePlanResponseSchema: GenMessage<CreatePlanResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 52);
+
+/**
+ * UpdatePlanRequest carries the plan's new limits (every limit is replaced).
+ *
+ * @generated from message relayapi.v1.UpdatePlanRequest
+ */
+export type UpdatePlanRequest = Message<"relayapi.v1.UpdatePlanRequest"> & {
+  /**
+   * plan with the name of an existing plan.
+   *
+   * @generated from field: relayapi.v1.Plan plan = 1;
+   */
+  plan?: Plan | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.UpdatePlanRequest.
+ * Use `create(UpdatePlanRequestSchema)` to create a new message.
+ */
+export const UpdatePlanRequestSchema: GenMessage<UpdatePlanRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 53);
+
+/**
+ * UpdatePlanResponse carries the plan as stored.
+ *
+ * @generated from message relayapi.v1.UpdatePlanResponse
+ */
+export type UpdatePlanResponse = Message<"relayapi.v1.UpdatePlanResponse"> & {
+  /**
+   * plan as stored.
+   *
+   * @generated from field: relayapi.v1.Plan plan = 1;
+   */
+  plan?: Plan | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.UpdatePlanResponse.
+ * Use `create(UpdatePlanResponseSchema)` to create a new message.
+ */
+export const UpdatePlanResponseSchema: GenMessage<UpdatePlanResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 54);
+
+/**
+ * ListPlansRequest has no fields.
+ *
+ * @generated from message relayapi.v1.ListPlansRequest
+ */
+export type ListPlansRequest = Message<"relayapi.v1.ListPlansRequest"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.ListPlansRequest.
+ * Use `create(ListPlansRequestSchema)` to create a new message.
+ */
+export const ListPlansRequestSchema: GenMessage<ListPlansRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 55);
+
+/**
+ * ListPlansResponse lists plans by name.
+ *
+ * @generated from message relayapi.v1.ListPlansResponse
+ */
+export type ListPlansResponse = Message<"relayapi.v1.ListPlansResponse"> & {
+  /**
+   * plans by name.
+   *
+   * @generated from field: repeated relayapi.v1.Plan plans = 1;
+   */
+  plans: Plan[];
+};
+
+/**
+ * Describes the message relayapi.v1.ListPlansResponse.
+ * Use `create(ListPlansResponseSchema)` to create a new message.
+ */
+export const ListPlansResponseSchema: GenMessage<ListPlansResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 56);
+
+/**
+ * DeletePlanRequest names the plan.
+ *
+ * @generated from message relayapi.v1.DeletePlanRequest
+ */
+export type DeletePlanRequest = Message<"relayapi.v1.DeletePlanRequest"> & {
+  /**
+   * name of the plan.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * force deletes it even while tokens or logins name it: their calls are then refused.
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
+};
+
+/**
+ * Describes the message relayapi.v1.DeletePlanRequest.
+ * Use `create(DeletePlanRequestSchema)` to create a new message.
+ */
+export const DeletePlanRequestSchema: GenMessage<DeletePlanRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 57);
+
+/**
+ * DeletePlanResponse is empty.
+ *
+ * @generated from message relayapi.v1.DeletePlanResponse
+ */
+export type DeletePlanResponse = Message<"relayapi.v1.DeletePlanResponse"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.DeletePlanResponse.
+ * Use `create(DeletePlanResponseSchema)` to create a new message.
+ */
+export const DeletePlanResponseSchema: GenMessage<DeletePlanResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 58);
+
+/**
+ * Login is a trusted OIDC identity provider whose ID tokens are relay credentials.
+ *
+ * @generated from message relayapi.v1.Login
+ */
+export type Login = Message<"relayapi.v1.Login"> & {
+  /**
+   * name of the login.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * issuer is the ID token's expected `iss`.
+   *
+   * @generated from field: string issuer = 2;
+   */
+  issuer: string;
+
+  /**
+   * audience is the ID token's expected `aud` (the app's client id or project id).
+   *
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+
+  /**
+   * jwks_url serves the issuer's public keys: https, or http on a loopback address.
+   *
+   * @generated from field: string jwks_url = 4;
+   */
+  jwksUrl: string;
+
+  /**
+   * subject_claim names the claim that identifies the user (default `sub`).
+   *
+   * @generated from field: string subject_claim = 5;
+   */
+  subjectClaim: string;
+
+  /**
+   * plan whose quotas each user's calls count against.
+   *
+   * @generated from field: string plan = 6;
+   */
+  plan: string;
+
+  /**
+   * provider the login's calls go to.
+   *
+   * @generated from field: string provider = 7;
+   */
+  provider: string;
+
+  /**
+   * pool that serves the calls, when no inline upstream key.
+   *
+   * @generated from field: string pool = 8;
+   */
+  pool: string;
+
+  /**
+   * upstream_key_hint is the masked inline upstream key; empty when a pool serves the login.
+   *
+   * @generated from field: string upstream_key_hint = 9;
+   */
+  upstreamKeyHint: string;
+
+  /**
+   * limits every call made with the login's ID tokens carries (a token template).
+   *
+   * @generated from field: relayapi.v1.TokenLimits limits = 10;
+   */
+  limits?: TokenLimits | undefined;
+
+  /**
+   * disabled logins are refused on every instance within a second.
+   *
+   * @generated from field: bool disabled = 11;
+   */
+  disabled: boolean;
+
+  /**
+   * created_at (read only).
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.Login.
+ * Use `create(LoginSchema)` to create a new message.
+ */
+export const LoginSchema: GenMessage<Login> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 59);
+
+/**
+ * AddLoginRequest registers a login.
+ *
+ * @generated from message relayapi.v1.AddLoginRequest
+ */
+export type AddLoginRequest = Message<"relayapi.v1.AddLoginRequest"> & {
+  /**
+   * login to add (name, issuer, audience, jwks_url, subject_claim, plan, provider, pool, limits).
+   *
+   * @generated from field: relayapi.v1.Login login = 1;
+   */
+  login?: Login | undefined;
+
+  /**
+   * upstream_key is an inline upstream key, stored encrypted; set it or login.pool.
+   *
+   * @generated from field: string upstream_key = 2;
+   */
+  upstreamKey: string;
+};
+
+/**
+ * Describes the message relayapi.v1.AddLoginRequest.
+ * Use `create(AddLoginRequestSchema)` to create a new message.
+ */
+export const AddLoginRequestSchema: GenMessage<AddLoginRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 60);
+
+/**
+ * AddLoginResponse carries the login as stored.
+ *
+ * @generated from message relayapi.v1.AddLoginResponse
+ */
+export type AddLoginResponse = Message<"relayapi.v1.AddLoginResponse"> & {
+  /**
+   * login as stored.
+   *
+   * @generated from field: relayapi.v1.Login login = 1;
+   */
+  login?: Login | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.AddLoginResponse.
+ * Use `create(AddLoginResponseSchema)` to create a new message.
+ */
+export const AddLoginResponseSchema: GenMessage<AddLoginResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 61);
+
+/**
+ * ListLoginsRequest has no fields.
+ *
+ * @generated from message relayapi.v1.ListLoginsRequest
+ */
+export type ListLoginsRequest = Message<"relayapi.v1.ListLoginsRequest"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.ListLoginsRequest.
+ * Use `create(ListLoginsRequestSchema)` to create a new message.
+ */
+export const ListLoginsRequestSchema: GenMessage<ListLoginsRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 62);
+
+/**
+ * ListLoginsResponse lists logins by name.
+ *
+ * @generated from message relayapi.v1.ListLoginsResponse
+ */
+export type ListLoginsResponse = Message<"relayapi.v1.ListLoginsResponse"> & {
+  /**
+   * logins by name.
+   *
+   * @generated from field: repeated relayapi.v1.Login logins = 1;
+   */
+  logins: Login[];
+};
+
+/**
+ * Describes the message relayapi.v1.ListLoginsResponse.
+ * Use `create(ListLoginsResponseSchema)` to create a new message.
+ */
+export const ListLoginsResponseSchema: GenMessage<ListLoginsResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 63);
+
+/**
+ * SetLoginEnabledRequest names the login.
+ *
+ * @generated from message relayapi.v1.SetLoginEnabledRequest
+ */
+export type SetLoginEnabledRequest = Message<"relayapi.v1.SetLoginEnabledRequest"> & {
+  /**
+   * name of the login.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * enabled or not.
+   *
+   * @generated from field: bool enabled = 2;
+   */
+  enabled: boolean;
+};
+
+/**
+ * Describes the message relayapi.v1.SetLoginEnabledRequest.
+ * Use `create(SetLoginEnabledRequestSchema)` to create a new message.
+ */
+export const SetLoginEnabledRequestSchema: GenMessage<SetLoginEnabledRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 64);
+
+/**
+ * SetLoginEnabledResponse carries the login after the change.
+ *
+ * @generated from message relayapi.v1.SetLoginEnabledResponse
+ */
+export type SetLoginEnabledResponse = Message<"relayapi.v1.SetLoginEnabledResponse"> & {
+  /**
+   * login after the change.
+   *
+   * @generated from field: relayapi.v1.Login login = 1;
+   */
+  login?: Login | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.SetLoginEnabledResponse.
+ * Use `create(SetLoginEnabledResponseSchema)` to create a new message.
+ */
+export const SetLoginEnabledResponseSchema: GenMessage<SetLoginEnabledResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 65);
+
+/**
+ * DeleteLoginRequest names the login.
+ *
+ * @generated from message relayapi.v1.DeleteLoginRequest
+ */
+export type DeleteLoginRequest = Message<"relayapi.v1.DeleteLoginRequest"> & {
+  /**
+   * name of the login.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message relayapi.v1.DeleteLoginRequest.
+ * Use `create(DeleteLoginRequestSchema)` to create a new message.
+ */
+export const DeleteLoginRequestSchema: GenMessage<DeleteLoginRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 66);
+
+/**
+ * DeleteLoginResponse is empty.
+ *
+ * @generated from message relayapi.v1.DeleteLoginResponse
+ */
+export type DeleteLoginResponse = Message<"relayapi.v1.DeleteLoginResponse"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.DeleteLoginResponse.
+ * Use `create(DeleteLoginResponseSchema)` to create a new message.
+ */
+export const DeleteLoginResponseSchema: GenMessage<DeleteLoginResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 67);
+
+/**
+ * Price is what one model of one provider costs, in millionths of a US dollar per million tokens.
+ *
+ * @generated from message relayapi.v1.Price
+ */
+export type Price = Message<"relayapi.v1.Price"> & {
+  /**
+   * provider id.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * model name as requests name it (a trailing `*` matches any suffix, e.g. `gpt-4o-2024-*`).
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * input tokens.
+   *
+   * @generated from field: int64 input = 3;
+   */
+  input: bigint;
+
+  /**
+   * cached_input tokens (read from the prompt cache); absent means the input price.
+   *
+   * @generated from field: optional int64 cached_input = 4;
+   */
+  cachedInput?: bigint | undefined;
+
+  /**
+   * cache_write tokens (Anthropic's cache creation); absent means the input price.
+   *
+   * @generated from field: optional int64 cache_write = 5;
+   */
+  cacheWrite?: bigint | undefined;
+
+  /**
+   * output tokens (reasoning tokens included).
+   *
+   * @generated from field: int64 output = 6;
+   */
+  output: bigint;
+
+  /**
+   * audio_input tokens; absent means the input price.
+   *
+   * @generated from field: optional int64 audio_input = 7;
+   */
+  audioInput?: bigint | undefined;
+
+  /**
+   * audio_output tokens; absent means the output price.
+   *
+   * @generated from field: optional int64 audio_output = 8;
+   */
+  audioOutput?: bigint | undefined;
+
+  /**
+   * source is `builtin` (shipped with the relay) or `admin` (set with SetPrice).
+   *
+   * @generated from field: string source = 9;
+   */
+  source: string;
+
+  /**
+   * as_of is the date the price was read (YYYY-MM-DD).
+   *
+   * @generated from field: string as_of = 10;
+   */
+  asOf: string;
+};
+
+/**
+ * Describes the message relayapi.v1.Price.
+ * Use `create(PriceSchema)` to create a new message.
+ */
+export const PriceSchema: GenMessage<Price> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 68);
+
+/**
+ * SetPriceRequest carries the price.
+ *
+ * @generated from message relayapi.v1.SetPriceRequest
+ */
+export type SetPriceRequest = Message<"relayapi.v1.SetPriceRequest"> & {
+  /**
+   * price to set; source and as_of are filled in by the relay.
+   *
+   * @generated from field: relayapi.v1.Price price = 1;
+   */
+  price?: Price | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.SetPriceRequest.
+ * Use `create(SetPriceRequestSchema)` to create a new message.
+ */
+export const SetPriceRequestSchema: GenMessage<SetPriceRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 69);
+
+/**
+ * SetPriceResponse carries the price as stored.
+ *
+ * @generated from message relayapi.v1.SetPriceResponse
+ */
+export type SetPriceResponse = Message<"relayapi.v1.SetPriceResponse"> & {
+  /**
+   * price as stored.
+   *
+   * @generated from field: relayapi.v1.Price price = 1;
+   */
+  price?: Price | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.SetPriceResponse.
+ * Use `create(SetPriceResponseSchema)` to create a new message.
+ */
+export const SetPriceResponseSchema: GenMessage<SetPriceResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 70);
+
+/**
+ * ListPricesRequest filters.
+ *
+ * @generated from message relayapi.v1.ListPricesRequest
+ */
+export type ListPricesRequest = Message<"relayapi.v1.ListPricesRequest"> & {
+  /**
+   * provider filters when set.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+};
+
+/**
+ * Describes the message relayapi.v1.ListPricesRequest.
+ * Use `create(ListPricesRequestSchema)` to create a new message.
+ */
+export const ListPricesRequestSchema: GenMessage<ListPricesRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 71);
+
+/**
+ * ListPricesResponse lists prices by provider, then model.
+ *
+ * @generated from message relayapi.v1.ListPricesResponse
+ */
+export type ListPricesResponse = Message<"relayapi.v1.ListPricesResponse"> & {
+  /**
+   * prices in force.
+   *
+   * @generated from field: repeated relayapi.v1.Price prices = 1;
+   */
+  prices: Price[];
+};
+
+/**
+ * Describes the message relayapi.v1.ListPricesResponse.
+ * Use `create(ListPricesResponseSchema)` to create a new message.
+ */
+export const ListPricesResponseSchema: GenMessage<ListPricesResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 72);
+
+/**
+ * DeletePriceRequest names an admin price.
+ *
+ * @generated from message relayapi.v1.DeletePriceRequest
+ */
+export type DeletePriceRequest = Message<"relayapi.v1.DeletePriceRequest"> & {
+  /**
+   * provider id.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * model as set.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message relayapi.v1.DeletePriceRequest.
+ * Use `create(DeletePriceRequestSchema)` to create a new message.
+ */
+export const DeletePriceRequestSchema: GenMessage<DeletePriceRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 73);
+
+/**
+ * DeletePriceResponse is empty.
+ *
+ * @generated from message relayapi.v1.DeletePriceResponse
+ */
+export type DeletePriceResponse = Message<"relayapi.v1.DeletePriceResponse"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.DeletePriceResponse.
+ * Use `create(DeletePriceResponseSchema)` to create a new message.
+ */
+export const DeletePriceResponseSchema: GenMessage<DeletePriceResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_admin_service, 74);
+
+/**
  * AuthStyle is how a provider receives the upstream credential.
  *
  * @generated from enum relayapi.v1.AuthStyle
@@ -1707,6 +2477,13 @@ export enum UsageGroup {
    * @generated from enum value: USAGE_GROUP_MODEL = 4;
    */
   MODEL = 4,
+
+  /**
+   * USAGE_GROUP_PLAN groups by the plan of the token that made the call ("" for none).
+   *
+   * @generated from enum value: USAGE_GROUP_PLAN = 5;
+   */
+  PLAN = 5,
 }
 
 /**
@@ -1913,6 +2690,116 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditEventsRequestSchema;
     output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * CreatePlan creates a plan: per-subject quotas over calendar windows.
+   *
+   * @generated from rpc relayapi.v1.AdminService.CreatePlan
+   */
+  createPlan: {
+    methodKind: "unary";
+    input: typeof CreatePlanRequestSchema;
+    output: typeof CreatePlanResponseSchema;
+  },
+  /**
+   * UpdatePlan replaces a plan's limits; every instance applies them within a second.
+   *
+   * @generated from rpc relayapi.v1.AdminService.UpdatePlan
+   */
+  updatePlan: {
+    methodKind: "unary";
+    input: typeof UpdatePlanRequestSchema;
+    output: typeof UpdatePlanResponseSchema;
+  },
+  /**
+   * ListPlans lists every plan with how many tokens name it.
+   *
+   * @generated from rpc relayapi.v1.AdminService.ListPlans
+   */
+  listPlans: {
+    methodKind: "unary";
+    input: typeof ListPlansRequestSchema;
+    output: typeof ListPlansResponseSchema;
+  },
+  /**
+   * DeletePlan deletes a plan; refused while tokens or logins name it, unless forced.
+   *
+   * @generated from rpc relayapi.v1.AdminService.DeletePlan
+   */
+  deletePlan: {
+    methodKind: "unary";
+    input: typeof DeletePlanRequestSchema;
+    output: typeof DeletePlanResponseSchema;
+  },
+  /**
+   * AddLogin trusts an OIDC identity provider: its ID tokens become relay credentials.
+   *
+   * @generated from rpc relayapi.v1.AdminService.AddLogin
+   */
+  addLogin: {
+    methodKind: "unary";
+    input: typeof AddLoginRequestSchema;
+    output: typeof AddLoginResponseSchema;
+  },
+  /**
+   * ListLogins lists the trusted identity providers.
+   *
+   * @generated from rpc relayapi.v1.AdminService.ListLogins
+   */
+  listLogins: {
+    methodKind: "unary";
+    input: typeof ListLoginsRequestSchema;
+    output: typeof ListLoginsResponseSchema;
+  },
+  /**
+   * SetLoginEnabled enables or disables a login; every instance applies it within a second.
+   *
+   * @generated from rpc relayapi.v1.AdminService.SetLoginEnabled
+   */
+  setLoginEnabled: {
+    methodKind: "unary";
+    input: typeof SetLoginEnabledRequestSchema;
+    output: typeof SetLoginEnabledResponseSchema;
+  },
+  /**
+   * DeleteLogin removes a login.
+   *
+   * @generated from rpc relayapi.v1.AdminService.DeleteLogin
+   */
+  deleteLogin: {
+    methodKind: "unary";
+    input: typeof DeleteLoginRequestSchema;
+    output: typeof DeleteLoginResponseSchema;
+  },
+  /**
+   * SetPrice sets (overrides) the price of a provider's model.
+   *
+   * @generated from rpc relayapi.v1.AdminService.SetPrice
+   */
+  setPrice: {
+    methodKind: "unary";
+    input: typeof SetPriceRequestSchema;
+    output: typeof SetPriceResponseSchema;
+  },
+  /**
+   * ListPrices lists the prices in force: the shipped table with the admin's overrides.
+   *
+   * @generated from rpc relayapi.v1.AdminService.ListPrices
+   */
+  listPrices: {
+    methodKind: "unary";
+    input: typeof ListPricesRequestSchema;
+    output: typeof ListPricesResponseSchema;
+  },
+  /**
+   * DeletePrice removes an admin's price, so the shipped one (if any) applies again.
+   *
+   * @generated from rpc relayapi.v1.AdminService.DeletePrice
+   */
+  deletePrice: {
+    methodKind: "unary";
+    input: typeof DeletePriceRequestSchema;
+    output: typeof DeletePriceResponseSchema;
   },
   /**
    * GetRefusals counts the requests this instance refused (401, 403, 429) by reason since it started.

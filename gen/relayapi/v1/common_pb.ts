@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relayapi/v1/common.proto.
  */
 export const file_relayapi_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChhyZWxheWFwaS92MS9jb21tb24ucHJvdG8SC3JlbGF5YXBpLnYxItgCCgtUb2tlbkxpbWl0cxIWCgltYXhfY2FsbHMYASABKANIAIgBARIOCgZtb2RlbHMYAiADKAkSDQoFcGF0aHMYAyADKAkSDwoHb3JpZ2lucxgEIAMoCRIQCgNycG0YBSABKAVIAYgBARIeChFtYXhfb3V0cHV0X3Rva2VucxgGIAEoBUgCiAEBEhIKBW1heF9uGAcgASgFSAOIAQESFQoNdG9vbHNfYWxsb3dlZBgIIAEoCBIbCg5tYXhfYm9keV9ieXRlcxgJIAEoA0gEiAEBEhoKDWJ1ZGdldF90b2tlbnMYCiABKANIBYgBARIQCghiaW5kX2prdBgLIAEoCUIMCgpfbWF4X2NhbGxzQgYKBF9ycG1CFAoSX21heF9vdXRwdXRfdG9rZW5zQggKBl9tYXhfbkIRCg9fbWF4X2JvZHlfYnl0ZXNCEAoOX2J1ZGdldF90b2tlbnMiugMKBVRva2VuEgoKAmlkGAEgASgJEiQKBGtpbmQYAiABKA4yFi5yZWxheWFwaS52MS5Ub2tlbktpbmQSEAoIcHJvdmlkZXIYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIoCgZsaW1pdHMYBSABKAsyGC5yZWxheWFwaS52MS5Ub2tlbkxpbWl0cxISCgpjYWxsc191c2VkGAYgASgDEhcKCmNhbGxzX2xlZnQYByABKANIAIgBARIuCgpleHBpcmVzX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZzdGF0dXMYCyABKA4yGC5yZWxheWFwaS52MS5Ub2tlblN0YXR1cxIZChF1cHN0cmVhbV9rZXlfaGludBgMIAEoCRIMCgRwb29sGA0gASgJEhMKC3Rva2Vuc191c2VkGA4gASgDQg0KC19jYWxsc19sZWZ0IiUKBkhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIk8KBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAMSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDKlUKCVRva2VuS2luZBIaChZUT0tFTl9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRVE9LRU5fS0lORF9JU1NVRUQQARIVChFUT0tFTl9LSU5EX1NFQUxFRBACKpQBCgtUb2tlblN0YXR1cxIcChhUT0tFTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNUT0tFTl9TVEFUVVNfQUNUSVZFEAESGAoUVE9LRU5fU1RBVFVTX1JFVk9LRUQQAhIYChRUT0tFTl9TVEFUVVNfRVhQSVJFRBADEhoKFlRPS0VOX1NUQVRVU19FWEhBVVNURUQQBCqBAQoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFAoQT1VUQ09NRV9DT01QTEVURRABEhUKEU9VVENPTUVfVFJVTkNBVEVEEAISGgoWT1VUQ09NRV9VUFNUUkVBTV9FUlJPUhADEhQKEE9VVENPTUVfUkVGVU5ERUQQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChhyZWxheWFwaS92MS9jb21tb24ucHJvdG8SC3JlbGF5YXBpLnYxIowDCgtUb2tlbkxpbWl0cxIWCgltYXhfY2FsbHMYASABKANIAIgBARIOCgZtb2RlbHMYAiADKAkSDQoFcGF0aHMYAyADKAkSDwoHb3JpZ2lucxgEIAMoCRIQCgNycG0YBSABKAVIAYgBARIeChFtYXhfb3V0cHV0X3Rva2VucxgGIAEoBUgCiAEBEhIKBW1heF9uGAcgASgFSAOIAQESFQoNdG9vbHNfYWxsb3dlZBgIIAEoCBIbCg5tYXhfYm9keV9ieXRlcxgJIAEoA0gEiAEBEhoKDWJ1ZGdldF90b2tlbnMYCiABKANIBYgBARIQCghiaW5kX2prdBgLIAEoCRIdChBidWRnZXRfbWljcm9fdXNkGAwgASgDSAaIAQFCDAoKX21heF9jYWxsc0IGCgRfcnBtQhQKEl9tYXhfb3V0cHV0X3Rva2Vuc0IICgZfbWF4X25CEQoPX21heF9ib2R5X2J5dGVzQhAKDl9idWRnZXRfdG9rZW5zQhMKEV9idWRnZXRfbWljcm9fdXNkIuADCgVUb2tlbhIKCgJpZBgBIAEoCRIkCgRraW5kGAIgASgOMhYucmVsYXlhcGkudjEuVG9rZW5LaW5kEhAKCHByb3ZpZGVyGAMgASgJEg8KB3N1YmplY3QYBCABKAkSKAoGbGltaXRzGAUgASgLMhgucmVsYXlhcGkudjEuVG9rZW5MaW1pdHMSEgoKY2FsbHNfdXNlZBgGIAEoAxIXCgpjYWxsc19sZWZ0GAcgASgDSACIAQESLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGc3RhdHVzGAsgASgOMhgucmVsYXlhcGkudjEuVG9rZW5TdGF0dXMSGQoRdXBzdHJlYW1fa2V5X2hpbnQYDCABKAkSDAoEcG9vbBgNIAEoCRITCgt0b2tlbnNfdXNlZBgOIAEoAxIMCgRwbGFuGA8gASgJEhYKDm1pY3JvX3VzZF91c2VkGBAgASgDQg0KC19jYWxsc19sZWZ0IiUKBkhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIrABCgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAxIVCg1jYWNoZWRfdG9rZW5zGAQgASgDEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKAMSGwoOY29zdF9taWNyb191c2QYBiABKANIAIgBAUIRCg9fY29zdF9taWNyb191c2QqVQoJVG9rZW5LaW5kEhoKFlRPS0VOX0tJTkRfVU5TUEVDSUZJRUQQABIVChFUT0tFTl9LSU5EX0lTU1VFRBABEhUKEVRPS0VOX0tJTkRfU0VBTEVEEAIqlAEKC1Rva2VuU3RhdHVzEhwKGFRPS0VOX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RPS0VOX1NUQVRVU19BQ1RJVkUQARIYChRUT0tFTl9TVEFUVVNfUkVWT0tFRBACEhgKFFRPS0VOX1NUQVRVU19FWFBJUkVEEAMSGgoWVE9LRU5fU1RBVFVTX0VYSEFVU1RFRBAEKoEBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0NPTVBMRVRFEAESFQoRT1VUQ09NRV9UUlVOQ0FURUQQAhIaChZPVVRDT01FX1VQU1RSRUFNX0VSUk9SEAMSFAoQT1VUQ09NRV9SRUZVTkRFRBAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * TokenLimits are the limits a token carries; issued and sealed tokens share them.
@@ -96,6 +96,13 @@ export type TokenLimits = Message<"relayapi.v1.TokenLimits"> & {
    * @generated from field: string bind_jkt = 11;
    */
   bindJkt: string;
+
+  /**
+   * budget_micro_usd caps the cost (in millionths of a US dollar) metered over the token's life.
+   *
+   * @generated from field: optional int64 budget_micro_usd = 12;
+   */
+  budgetMicroUsd?: bigint | undefined;
 };
 
 /**
@@ -208,6 +215,20 @@ export type Token = Message<"relayapi.v1.Token"> & {
    * @generated from field: int64 tokens_used = 14;
    */
   tokensUsed: bigint;
+
+  /**
+   * plan names the plan whose per-subject quotas the token's calls count against; empty when none.
+   *
+   * @generated from field: string plan = 15;
+   */
+  plan: string;
+
+  /**
+   * micro_usd_used is the cost metered so far, in millionths of a US dollar.
+   *
+   * @generated from field: int64 micro_usd_used = 16;
+   */
+  microUsdUsed: bigint;
 };
 
 /**
@@ -271,6 +292,27 @@ export type Usage = Message<"relayapi.v1.Usage"> & {
    * @generated from field: int64 total_tokens = 3;
    */
   totalTokens: bigint;
+
+  /**
+   * cached_tokens of the prompt read from the provider's cache (billed at the cached-input price).
+   *
+   * @generated from field: int64 cached_tokens = 4;
+   */
+  cachedTokens: bigint;
+
+  /**
+   * reasoning_tokens of the completion spent on reasoning (billed as output).
+   *
+   * @generated from field: int64 reasoning_tokens = 5;
+   */
+  reasoningTokens: bigint;
+
+  /**
+   * cost_micro_usd is what the call cost in millionths of a US dollar; absent when unpriced.
+   *
+   * @generated from field: optional int64 cost_micro_usd = 6;
+   */
+  costMicroUsd?: bigint | undefined;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relayapi/v1/token_service.proto.
  */
 export const file_relayapi_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWxheWFwaS92MS90b2tlbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSKDAgoRSXNzdWVUb2tlblJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSFgoMdXBzdHJlYW1fa2V5GAIgASgJSAASDgoEcG9vbBgDIAEoCUgAEg8KB3N1YmplY3QYBCABKAkSKAoGbGltaXRzGAUgASgLMhgucmVsYXlhcGkudjEuVG9rZW5MaW1pdHMSLwoKZXhwaXJlc19pbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgBEjAKCmV4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAFCDAoKY3JlZGVudGlhbEIICgZleHBpcnkiRwoSSXNzdWVUb2tlblJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRIhCgV0b2tlbhgCIAEoCzISLnJlbGF5YXBpLnYxLlRva2VuIh0KD0dldFRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSI1ChBHZXRUb2tlblJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIucmVsYXlhcGkudjEuVG9rZW4irQEKEUxpc3RUb2tlbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHByb3ZpZGVyGAMgASgJEg8KB3N1YmplY3QYBCABKAkSKAoGc3RhdHVzGAUgASgOMhgucmVsYXlhcGkudjEuVG9rZW5TdGF0dXMSJAoEa2luZBgGIAEoDjIWLnJlbGF5YXBpLnYxLlRva2VuS2luZCJRChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIucmVsYXlhcGkudjEuVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKElJldm9rZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoTUmV2b2tlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLnJlbGF5YXBpLnYxLlRva2VuIhgKFkludHJvc3BlY3RUb2tlblJlcXVlc3QiPAoXSW50cm9zcGVjdFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5yZWxheWFwaS52MS5Ub2tlbiIWChRHZXRTZWFsaW5nS2V5UmVxdWVzdCI1ChVHZXRTZWFsaW5nS2V5UmVzcG9uc2USCwoDandrGAEgASgJEg8KB2VuYWJsZWQYAiABKAgylgQKDFRva2VuU2VydmljZRJNCgpJc3N1ZVRva2VuEh4ucmVsYXlhcGkudjEuSXNzdWVUb2tlblJlcXVlc3QaHy5yZWxheWFwaS52MS5Jc3N1ZVRva2VuUmVzcG9uc2USTAoIR2V0VG9rZW4SHC5yZWxheWFwaS52MS5HZXRUb2tlblJlcXVlc3QaHS5yZWxheWFwaS52MS5HZXRUb2tlblJlc3BvbnNlIgOQAgESUgoKTGlzdFRva2VucxIeLnJlbGF5YXBpLnYxLkxpc3RUb2tlbnNSZXF1ZXN0Gh8ucmVsYXlhcGkudjEuTGlzdFRva2Vuc1Jlc3BvbnNlIgOQAgESVQoLUmV2b2tlVG9rZW4SHy5yZWxheWFwaS52MS5SZXZva2VUb2tlblJlcXVlc3QaIC5yZWxheWFwaS52MS5SZXZva2VUb2tlblJlc3BvbnNlIgOQAgISYQoPSW50cm9zcGVjdFRva2VuEiMucmVsYXlhcGkudjEuSW50cm9zcGVjdFRva2VuUmVxdWVzdBokLnJlbGF5YXBpLnYxLkludHJvc3BlY3RUb2tlblJlc3BvbnNlIgOQAgESWwoNR2V0U2VhbGluZ0tleRIhLnJlbGF5YXBpLnYxLkdldFNlYWxpbmdLZXlSZXF1ZXN0GiIucmVsYXlhcGkudjEuR2V0U2VhbGluZ0tleVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_relayapi_v1_common]);
+  fileDesc("Ch9yZWxheWFwaS92MS90b2tlbl9zZXJ2aWNlLnByb3RvEgtyZWxheWFwaS52MSKRAgoRSXNzdWVUb2tlblJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSFgoMdXBzdHJlYW1fa2V5GAIgASgJSAASDgoEcG9vbBgDIAEoCUgAEg8KB3N1YmplY3QYBCABKAkSKAoGbGltaXRzGAUgASgLMhgucmVsYXlhcGkudjEuVG9rZW5MaW1pdHMSLwoKZXhwaXJlc19pbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgBEjAKCmV4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAESDAoEcGxhbhgIIAEoCUIMCgpjcmVkZW50aWFsQggKBmV4cGlyeSJHChJJc3N1ZVRva2VuUmVzcG9uc2USDgoGc2VjcmV0GAEgASgJEiEKBXRva2VuGAIgASgLMhIucmVsYXlhcGkudjEuVG9rZW4iHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjUKEEdldFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5yZWxheWFwaS52MS5Ub2tlbiKtAQoRTGlzdFRva2Vuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIcHJvdmlkZXIYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIoCgZzdGF0dXMYBSABKA4yGC5yZWxheWFwaS52MS5Ub2tlblN0YXR1cxIkCgRraW5kGAYgASgOMhYucmVsYXlhcGkudjEuVG9rZW5LaW5kIlEKEkxpc3RUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5yZWxheWFwaS52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoSUmV2b2tlVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI4ChNSZXZva2VUb2tlblJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIucmVsYXlhcGkudjEuVG9rZW4iGAoWSW50cm9zcGVjdFRva2VuUmVxdWVzdCI8ChdJbnRyb3NwZWN0VG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLnJlbGF5YXBpLnYxLlRva2VuIhYKFEdldFNlYWxpbmdLZXlSZXF1ZXN0IjUKFUdldFNlYWxpbmdLZXlSZXNwb25zZRILCgNqd2sYASABKAkSDwoHZW5hYmxlZBgCIAEoCCIRCg9HZXRRdW90YVJlcXVlc3QimQEKC1F1b3RhV2luZG93Eg0KBXNjb3BlGAEgASgJEg4KBnBlcmlvZBgCIAEoCRIMCgR1bml0GAMgASgJEg0KBWxpbWl0GAQgASgDEgwKBHVzZWQYBSABKAMSEQoJcmVtYWluaW5nGAYgASgDEi0KCXJlc2V0c19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoQR2V0UXVvdGFSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEgwKBHBsYW4YAiABKAkSKQoHd2luZG93cxgDIAMoCzIYLnJlbGF5YXBpLnYxLlF1b3RhV2luZG93EhEKCXRpbWVfem9uZRgEIAEoCTLkBAoMVG9rZW5TZXJ2aWNlEk0KCklzc3VlVG9rZW4SHi5yZWxheWFwaS52MS5Jc3N1ZVRva2VuUmVxdWVzdBofLnJlbGF5YXBpLnYxLklzc3VlVG9rZW5SZXNwb25zZRJMCghHZXRUb2tlbhIcLnJlbGF5YXBpLnYxLkdldFRva2VuUmVxdWVzdBodLnJlbGF5YXBpLnYxLkdldFRva2VuUmVzcG9uc2UiA5ACARJSCgpMaXN0VG9rZW5zEh4ucmVsYXlhcGkudjEuTGlzdFRva2Vuc1JlcXVlc3QaHy5yZWxheWFwaS52MS5MaXN0VG9rZW5zUmVzcG9uc2UiA5ACARJVCgtSZXZva2VUb2tlbhIfLnJlbGF5YXBpLnYxLlJldm9rZVRva2VuUmVxdWVzdBogLnJlbGF5YXBpLnYxLlJldm9rZVRva2VuUmVzcG9uc2UiA5ACAhJhCg9JbnRyb3NwZWN0VG9rZW4SIy5yZWxheWFwaS52MS5JbnRyb3NwZWN0VG9rZW5SZXF1ZXN0GiQucmVsYXlhcGkudjEuSW50cm9zcGVjdFRva2VuUmVzcG9uc2UiA5ACARJMCghHZXRRdW90YRIcLnJlbGF5YXBpLnYxLkdldFF1b3RhUmVxdWVzdBodLnJlbGF5YXBpLnYxLkdldFF1b3RhUmVzcG9uc2UiA5ACARJbCg1HZXRTZWFsaW5nS2V5EiEucmVsYXlhcGkudjEuR2V0U2VhbGluZ0tleVJlcXVlc3QaIi5yZWxheWFwaS52MS5HZXRTZWFsaW5nS2V5UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_relayapi_v1_common]);
 
 /**
  * IssueTokenRequest says what the new token may do.
@@ -88,6 +88,14 @@ export type IssueTokenRequest = Message<"relayapi.v1.IssueTokenRequest"> & {
     value: Timestamp;
     case: "expiresAt";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * plan names a plan (AdminService.CreatePlan): the subject's calls count against its quotas.
+   * A token with a plan needs a subject.
+   *
+   * @generated from field: string plan = 8;
+   */
+  plan: string;
 };
 
 /**
@@ -380,6 +388,126 @@ export const GetSealingKeyResponseSchema: GenMessage<GetSealingKeyResponse> = /*
   messageDesc(file_relayapi_v1_token_service, 11);
 
 /**
+ * GetQuotaRequest is empty: the credential in the Authorization header says whose quota.
+ *
+ * @generated from message relayapi.v1.GetQuotaRequest
+ */
+export type GetQuotaRequest = Message<"relayapi.v1.GetQuotaRequest"> & {
+};
+
+/**
+ * Describes the message relayapi.v1.GetQuotaRequest.
+ * Use `create(GetQuotaRequestSchema)` to create a new message.
+ */
+export const GetQuotaRequestSchema: GenMessage<GetQuotaRequest> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_token_service, 12);
+
+/**
+ * QuotaWindow is one limit the caller's calls count against, and what is left of it.
+ *
+ * @generated from message relayapi.v1.QuotaWindow
+ */
+export type QuotaWindow = Message<"relayapi.v1.QuotaWindow"> & {
+  /**
+   * scope says whose counter: `token` (this token's own, over its life) or `plan` (the subject's, per window).
+   *
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+
+  /**
+   * period is `day` or `month` (calendar windows in the relay's quota time zone), or `life` for a token's own limits.
+   *
+   * @generated from field: string period = 2;
+   */
+  period: string;
+
+  /**
+   * unit is `calls`, `tokens` (LLM tokens) or `micro_usd` (millionths of a US dollar).
+   *
+   * @generated from field: string unit = 3;
+   */
+  unit: string;
+
+  /**
+   * limit of the window.
+   *
+   * @generated from field: int64 limit = 4;
+   */
+  limit: bigint;
+
+  /**
+   * used so far (calls leased to other instances and not yet used count as used).
+   *
+   * @generated from field: int64 used = 5;
+   */
+  used: bigint;
+
+  /**
+   * remaining is limit minus used, never below 0.
+   *
+   * @generated from field: int64 remaining = 6;
+   */
+  remaining: bigint;
+
+  /**
+   * resets_at is when the window starts again; absent for `life`.
+   *
+   * @generated from field: google.protobuf.Timestamp resets_at = 7;
+   */
+  resetsAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relayapi.v1.QuotaWindow.
+ * Use `create(QuotaWindowSchema)` to create a new message.
+ */
+export const QuotaWindowSchema: GenMessage<QuotaWindow> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_token_service, 13);
+
+/**
+ * GetQuotaResponse lists every limit that applies to the caller.
+ *
+ * @generated from message relayapi.v1.GetQuotaResponse
+ */
+export type GetQuotaResponse = Message<"relayapi.v1.GetQuotaResponse"> & {
+  /**
+   * subject the quotas belong to.
+   *
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * plan of the token; empty when none.
+   *
+   * @generated from field: string plan = 2;
+   */
+  plan: string;
+
+  /**
+   * windows, the token's own first, then the plan's by period.
+   *
+   * @generated from field: repeated relayapi.v1.QuotaWindow windows = 3;
+   */
+  windows: QuotaWindow[];
+
+  /**
+   * time_zone the calendar windows are counted in (IANA name).
+   *
+   * @generated from field: string time_zone = 4;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message relayapi.v1.GetQuotaResponse.
+ * Use `create(GetQuotaResponseSchema)` to create a new message.
+ */
+export const GetQuotaResponseSchema: GenMessage<GetQuotaResponse> = /*@__PURE__*/
+  messageDesc(file_relayapi_v1_token_service, 14);
+
+/**
  * TokenService mints, reads and revokes relay tokens.
  *
  * IssueToken, GetToken, ListTokens and RevokeToken need an admin key
@@ -438,6 +566,17 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof IntrospectTokenRequestSchema;
     output: typeof IntrospectTokenResponseSchema;
+  },
+  /**
+   * GetQuota is the holder's own remaining calls, LLM tokens and dollars per window, authenticated
+   * by the relay token itself (or a login's ID token); also served as `GET /api/quota`.
+   *
+   * @generated from rpc relayapi.v1.TokenService.GetQuota
+   */
+  getQuota: {
+    methodKind: "unary";
+    input: typeof GetQuotaRequestSchema;
+    output: typeof GetQuotaResponseSchema;
   },
   /**
    * GetSealingKey returns the relay's public key (JWK) for ECDH-ES sealed tokens.

@@ -5,3 +5,5 @@ export * from "./issuers.js";
 export * from "./pools.js";
 export * from "./usage.js";
 export * from "./settings.js";
+export * from "./plans.js";
+export * from "./logins.js";

@@ -30,6 +30,12 @@ export const tokens = pgTable(
     toolsAllowed: boolean("tools_allowed").notNull().default(false),
     maxBodyBytes: bigint("max_body_bytes", { mode: "number" }),
     budgetTokens: bigint("budget_tokens", { mode: "number" }),
+    /** Budget in micro-dollars (issue 24); null: none. */
+    budgetMicroUsd: bigint("budget_micro_usd", { mode: "number" }),
+    /** Cost metered so far plus the reservations of calls in flight, in micro-dollars. */
+    microUsdUsed: bigint("micro_usd_used", { mode: "number" }).notNull().default(0),
+    /** The plan whose per-subject quotas the token's calls count against (src/plans); null: none. */
+    plan: text("plan"),
     bindJkt: text("bind_jkt"),
     expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }).notNull(),
     /** Millisecond precision, so page cursors (milliseconds) compare exactly. */
@@ -40,6 +46,8 @@ export const tokens = pgTable(
   (t) => [
     index("tokens_created_idx").on(t.createdAt.desc(), t.id.desc()),
     index("tokens_provider_subject_idx").on(t.provider, t.subject),
+    // DeletePlan counts the tokens naming a plan.
+    index("tokens_plan_idx").on(t.plan).where(sql`${t.plan} is not null`),
     // Every instance asks for recent revocations twice a second: without this (small, partial)
     // index that was a scan of the whole table, ~200 ms of PGlite CPU per poll at 1M tokens.
     index("tokens_revoked_idx").on(t.revokedAt).where(sql`${t.revokedAt} is not null`),

@@ -41,6 +41,13 @@ export const usageCalls = pgTable(
     completionTokens: integer("completion_tokens").notNull().default(0),
     totalTokens: integer("total_tokens").notNull().default(0),
     latencyMs: integer("latency_ms").notNull().default(0),
+    /** Label of the token's plan; 0 when it has none (labels start at 1). Issue 24. */
+    plan: integer("plan").notNull().default(0),
+    /** Prompt tokens read from the provider's cache, and completion tokens spent reasoning. */
+    cachedTokens: integer("cached_tokens").notNull().default(0),
+    reasoningTokens: integer("reasoning_tokens").notNull().default(0),
+    /** What the call cost in micro-dollars (src/pricing); null when its model has no price. */
+    costMicroUsd: bigint("cost_micro_usd", { mode: "number" }),
     status: smallint("status").notNull(),
     outcome: smallint("outcome").notNull(),
     flags: smallint("flags").notNull().default(0),
@@ -78,13 +85,20 @@ export const usageEvents = pgView("usage_events", {
   attempts: text("attempts").notNull(),
   /** UsageFlag bits (src/usage/usage-flags.ts): e.g. usage numbers the provider sent out of range. */
   flags: smallint("flags").notNull(),
+  /** The token's plan; "" when none (issue 24). */
+  plan: text("plan").notNull(),
+  cachedTokens: bigint("cached_tokens", { mode: "number" }).notNull(),
+  reasoningTokens: bigint("reasoning_tokens", { mode: "number" }).notNull(),
+  /** Micro-dollars; null when the call's model has no price. */
+  costMicroUsd: bigint("cost_micro_usd", { mode: "number" }),
 }).existing();
 
 /**
  * Usage summed per hour (`period` 3600) and per day (86400) by token, subject, provider, model
  * and outcome (issue 23), kept up to date by the same statement that writes the raw rows (an
  * upsert adding the batch's sums), so reports over months read a few rows per hour, never the
- * calls. No plan column: plans do not exist yet. No cost: usage rows carry none yet.
+ * calls. `plan` is 0 for calls of tokens without a plan; `cost_micro_usd` sums the priced calls
+ * and `unpriced_calls` counts the others (issue 24).
  */
 export const usageRollups = pgTable(
   "usage_rollups",
@@ -95,6 +109,7 @@ export const usageRollups = pgTable(
     subject: integer("subject").notNull(),
     provider: integer("provider").notNull(),
     model: integer("model").notNull(),
+    plan: integer("plan").notNull().default(0),
     outcome: smallint("outcome").notNull(),
     calls: bigint("calls", { mode: "number" }).notNull().default(0),
     promptTokens: bigint("prompt_tokens", { mode: "number" }).notNull().default(0),
@@ -105,8 +120,10 @@ export const usageRollups = pgTable(
     httpErrors: bigint("http_errors", { mode: "number" }).notNull().default(0),
     /** Sum of the calls' latencies: divided by `calls` for the mean. */
     latencyMs: bigint("latency_ms", { mode: "number" }).notNull().default(0),
+    costMicroUsd: bigint("cost_micro_usd", { mode: "number" }).notNull().default(0),
+    unpricedCalls: bigint("unpriced_calls", { mode: "number" }).notNull().default(0),
   },
-  (t) => [primaryKey({ name: "usage_rollups_pkey", columns: [t.start, t.period, t.token, t.subject, t.provider, t.model, t.outcome] })],
+  (t) => [primaryKey({ name: "usage_rollups_pkey", columns: [t.start, t.period, t.token, t.subject, t.provider, t.model, t.plan, t.outcome] })],
 );
 
 /**

@@ -42,6 +42,7 @@ const DIMENSION: Record<UsageGroup, UsageDimension | undefined> = {
   [UsageGroup.SUBJECT]: "subject",
   [UsageGroup.PROVIDER]: "provider",
   [UsageGroup.MODEL]: "model",
+  [UsageGroup.PLAN]: undefined,
 };
 
 export function usageRpcs(deps: UsageRpcDeps): Rpcs {
