@@ -15,6 +15,17 @@ export interface Usage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /**
+   * Parts of the above the provider reports separately, for prices (issue 24); absent when not
+   * reported. `cachedTokens`: prompt tokens read from the provider's cache; `cacheWriteTokens`:
+   * prompt tokens written to it (Anthropic); `reasoningTokens`: completion tokens spent reasoning;
+   * `audioInputTokens`/`audioOutputTokens`: audio parts of the prompt and completion.
+   */
+  cachedTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+  audioInputTokens?: number;
+  audioOutputTokens?: number;
 }
 
 /** Reads usage from a response as its bytes go by; never holds a chunk back. */

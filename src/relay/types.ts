@@ -74,6 +74,10 @@ export interface RelaySink {
 export interface CallRecord {
   tokenId: string;
   subject: string;
+  /** The token's plan (issue 24); undefined when it has none. */
+  plan?: string | undefined;
+  /** What the call cost in micro-dollars (src/pricing); undefined when its model has no price. */
+  costMicroUsd?: number | undefined;
   provider: string;
   model: string | undefined;
   /** Id of the pool key that served the call (or was tried last); undefined for an inline key. */
