@@ -60,6 +60,7 @@ CREATE TABLE "owned_objects" (
 	"expires_at" timestamp with time zone NOT NULL
 );
 --> statement-breakpoint
+ALTER TABLE "tokens" ADD COLUMN "max_session_seconds" integer;--> statement-breakpoint
 ALTER TABLE "tokens" ADD COLUMN "budget_micro_usd" bigint;--> statement-breakpoint
 ALTER TABLE "tokens" ADD COLUMN "micro_usd_used" bigint DEFAULT 0 NOT NULL;--> statement-breakpoint
 ALTER TABLE "tokens" ADD COLUMN "plan" text;--> statement-breakpoint

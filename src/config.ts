@@ -7,6 +7,7 @@
  * `REDIS_URL`) < command-line flags. The file uses the Config field names below; an unknown key
  * or a value of the wrong type is an error that names the key.
  */
+import { validTimeZone } from "./plans/quota-windows.js";
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
@@ -132,6 +133,14 @@ export interface Config {
   rollupRetentionDays: number;
   /** Days audit events are kept (0: forever). */
   auditRetentionDays: number;
+  /** Days the relay remembers which subject created a stored response or file (0: forever; issue 25). */
+  ownedObjectTtlDays: number;
+  /** Forward calls on stored objects the relay never recorded, and object lists (off: 404 / 403). */
+  allowUnknownObjects: boolean;
+  /** The IANA time zone plan quotas' days and months are counted in (issue 24; default UTC). */
+  quotaTimeZone: string;
+  /** Admit calls to models without a price under dollar limits, charged $0 (off: refused with 403). */
+  allowUnpricedModels: boolean;
   /** Log level: silent, error, warn, info, debug. */
   logLevel: LogLevel;
   /** The git commit this build is from, for relayapi_build_info (unset: read from .git, else "unknown"). */
@@ -246,6 +255,19 @@ const workersField: Field<number> = {
   fromJson: (v, name) => parseWorkers(v, name),
 };
 
+function parseTimeZone(v: unknown, name: string): string {
+  const tz = typeof v === "string" ? validTimeZone(v.trim()) : undefined;
+  if (tz === undefined) throw new ConfigError(`${name} must be an IANA time zone name such as "UTC" or "Europe/Berlin"`);
+  return tz;
+}
+
+const timeZoneField: Field<string> = {
+  env: "RELAYAPI_QUOTA_TZ",
+  default: "UTC",
+  fromEnv: (raw, name) => (raw === "" ? undefined : parseTimeZone(raw, name)),
+  fromJson: (v, name) => parseTimeZone(v, name),
+};
+
 const providerUrlsField: Field<Record<string, string>> = {
   env: "RELAYAPI_PROVIDER_<ID>_BASE_URL",
   default: {},
@@ -311,6 +333,10 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   usageRetentionDays: intField("RELAYAPI_USAGE_RETENTION_DAYS", 30),
   rollupRetentionDays: intField("RELAYAPI_ROLLUP_RETENTION_DAYS", 400),
   auditRetentionDays: intField("RELAYAPI_AUDIT_RETENTION_DAYS", 400),
+  ownedObjectTtlDays: intField("RELAYAPI_OWNED_OBJECT_TTL_DAYS", 30),
+  allowUnknownObjects: boolField("RELAYAPI_ALLOW_UNKNOWN_OBJECTS", false),
+  quotaTimeZone: timeZoneField,
+  allowUnpricedModels: boolField("RELAYAPI_ALLOW_UNPRICED_MODELS", false),
   logLevel: levelField,
   buildCommit: optionalField("RELAYAPI_COMMIT"),
 };

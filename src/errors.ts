@@ -20,6 +20,7 @@ export type RelayErrorCode =
   | "rate_limited"
   | "calls_exhausted"
   | "budget_exhausted"
+  | "quota_exhausted"
   | "already_exists"
   | "failed_precondition"
   | "upstream_unreachable"
@@ -39,6 +40,8 @@ export const ERROR_CODES: Readonly<Record<RelayErrorCode, { status: number; rpc:
   rate_limited: { status: 429, rpc: Code.ResourceExhausted },
   calls_exhausted: { status: 429, rpc: Code.ResourceExhausted },
   budget_exhausted: { status: 429, rpc: Code.ResourceExhausted },
+  /** A plan's window is spent for this subject (issue 24): it comes back when the window resets (Retry-After). */
+  quota_exhausted: { status: 429, rpc: Code.ResourceExhausted },
   already_exists: { status: 409, rpc: Code.AlreadyExists },
   failed_precondition: { status: 412, rpc: Code.FailedPrecondition },
   upstream_unreachable: { status: 502, rpc: Code.Unavailable },
@@ -98,6 +101,8 @@ const FINAL_CODES: ReadonlySet<RelayErrorCode> = new Set(["calls_exhausted", "bu
  * carrying a challenge (`WWW-Authenticate`: DPoP, with a fresh nonce) invites a retry with a new proof.
  */
 export function isFinal(err: RelayError): boolean {
+  // A plan window that resets in more than a minute: SDKs would retry within seconds, in vain.
+  if (err.code === "quota_exhausted") return (err.retryAfter ?? 0) > 60;
   return FINAL_CODES.has(err.code) && err.headers?.["www-authenticate"] === undefined;
 }
 

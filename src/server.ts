@@ -2,6 +2,10 @@
  * build(): the whole relay as one object, not yet listening. `main.ts` listens; tests call
  * build() and listen on port 0, so they boot the real server in-process.
  */
+import { toJson, type JsonValue } from "@bufbuild/protobuf";
+import { invalidToken } from "./errors.js";
+import { GetQuotaResponseSchema } from "../gen/relayapi/v1/token_service_pb.js";
+import { quotaToProto } from "./services/convert.js";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -26,10 +30,16 @@ import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
 import { checkMasterKey } from "./keys/master-key-check.js";
 import { createLogger, type Logger } from "./log.js";
+import { LoginStore } from "./logins/login-store.js";
 import { createOnePortServer } from "./one-port.js";
+import { PriceBook } from "./pricing/price-book.js";
+import { PlanQuotas } from "./plans/plan-quotas.js";
+import { PlanStore } from "./plans/plan-store.js";
+import { QuotaClock } from "./plans/quota-windows.js";
 import { RealtimeRelay } from "./realtime/realtime-relay.js";
 import { ProviderRegistry } from "./providers/registry.js";
 import { RelayEngine, type CallRecord } from "./relay/engine.js";
+import { ObjectOwnership } from "./relay/object-ownership.js";
 import { UpstreamClient } from "./relay/upstream-client.js";
 import { PoolRegistry } from "./keys/pool-registry.js";
 import { createDpopGate } from "./relay/dpop-gate.js";
@@ -48,6 +58,8 @@ export interface BuildOptions {
   log?: Logger;
   /** Sees every counted call when it ends (usage records, tests). */
   onCall?: (record: CallRecord) => void;
+  /** The clock of plan quota windows (tests cross midnight without waiting); Date.now by default. */
+  quotaClock?: () => number;
 }
 
 export interface RelayApp {
@@ -56,8 +68,14 @@ export interface RelayApp {
   providers: ProviderRegistry;
   tokens: TokenStore;
   usage: UsageWriter;
+  /** The prices in force: shipped table and admin overrides (issue 24). */
+  prices: PriceBook;
+  /** Plans as calls read them (issue 24); `reload()` after a write applies it here at once. */
+  plans: PlanStore;
   /** Retention passes and storage samples (issue 23). */
   usageMaintenance: UsageMaintenance;
+  /** Who created each stored response and file (issue 25). */
+  ownership: ObjectOwnership;
   audit: AuditLog;
   adminKey: string;
   metrics: Metrics;
@@ -96,8 +114,16 @@ const SPILL_RESERVE_MS = 250;
  */
 const PROVIDER_REFRESH_MS = 1000;
 const KEY_REFRESH_MS = 1000;
+/** How often the admin's price overrides are re-read (issue 24: a new price everywhere within 1 s). */
+const PRICE_REFRESH_MS = 1000;
+/** How often plans are re-read: a changed or deleted plan applies everywhere within 1 s. */
+const PLAN_REFRESH_MS = 1000;
+/** How often logins are re-read: one disabled on another instance is refused within 1 s (issue 24.4). */
+const LOGIN_REFRESH_MS = 500;
 /** How often revocations made on other instances are picked up (issue 5: within 1 s). */
 const REVOCATION_POLL_MS = 500;
+/** Between two prunes of expired owned-object records. */
+const OWNED_OBJECTS_PRUNE_MS = 3_600_000;
 /** Rate limiter entries idle this long are forgotten (memory follows active clients). */
 const LIMITER_IDLE_MS = 120_000;
 
@@ -124,7 +150,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const { db } = database;
   // Usage the last shutdown could not write (src/usage/usage-spill.ts), before any new call.
   await replaySpilledUsage(config.dataDir, db, log);
-  const usage = new UsageWriter(db, { log });
+  // Prices (issue 24): loaded before the first call; the usage writer prices what comes unpriced.
+  const prices = new PriceBook(db);
+  await prices.start(database.driver === "postgres" ? PRICE_REFRESH_MS : 0);
+  const usage = new UsageWriter(db, { log, prices });
   const maintenance = startUsageMaintenance(database, config, log, { background: config.usageMaintenance });
   const audit = new AuditLog(db);
   /** Aborted when the listener closes: long-lived streams (WatchUsage) end so connections can drain. */
@@ -149,6 +178,11 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   const keyring = new IssuerKeyring(db, box);
   await keyring.start(shared ? KEY_REFRESH_MS : 0);
   const relayKey = await loadRelayKey(db, box);
+  // Plans (issue 24): every instance reads a change within a second (admin writes reload at once here).
+  const plans = new PlanStore(db);
+  await plans.start(PLAN_REFRESH_MS);
+  const logins = new LoginStore({ db, box, providers, pools });
+  await logins.start(shared ? LOGIN_REFRESH_MS : 0);
   const tokens = new TokenStore(
     db,
     box,
@@ -158,6 +192,9 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       idleMs: config.leaseIdleMs,
       revocationPollMs: shared ? REVOCATION_POLL_MS : 0,
       prepare: database.prepare,
+      plans: new PlanQuotas(plans, new QuotaClock(config.quotaTimeZone, opts.quotaClock)),
+      prices,
+      allowUnpriced: config.allowUnpricedModels,
     },
     {
       keyring,
@@ -165,6 +202,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       pools,
       relayKey: config.acceptByokTokens ? relayKey : undefined,
     },
+    logins,
   );
   tokens.start();
   const upstream = new UpstreamClient({
@@ -208,6 +246,14 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     derivationKey: box.derivationKey,
     nonceSeconds: config.dpopNonces ? config.dpopNonceSeconds : undefined,
   });
+  // Stored responses and files: their creator's subject only (issue 25); expired records pruned hourly.
+  const ownership = new ObjectOwnership(db, {
+    ttlDays: config.ownedObjectTtlDays,
+    allowUnknown: config.allowUnknownObjects,
+    pruneIntervalMs: config.usageMaintenance ? OWNED_OBJECTS_PRUNE_MS : 0,
+    vacuum: database.driver === "pglite",
+    log,
+  });
   const engine = new RelayEngine({
     providers,
     tokens,
@@ -219,16 +265,24 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
     publicOrigin: () => config.publicOrigin ?? app.url,
+    ownership,
+    prices,
     onCall,
   });
   // WebSocket sessions (issue 25): the one port's upgrade requests.
-  const realtime = new RealtimeRelay({ providers, tokens, pools, limits, dpop, ipOf, onCall, log, config });
+  const realtime = new RealtimeRelay({ providers, tokens, pools, limits, dpop, ipOf, onCall, log, prices, config });
 
   const cors = new Cors(config.corsOrigins);
   const leaks = createLeakHandler({ tokens, limits, audit, ipOf });
   // One budget for the request bodies held in memory, on the HTTP layer and the RPC routes.
   const budget = new BodyBudget(config.bodyMemoryBytes);
-  const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, budget, log });
+  // `GET /api/quota`: GetQuota's answer as JSON, for apps that speak plain HTTP (issue 24).
+  const quota = async (secret: string): Promise<JsonValue> => {
+    const report = await tokens.quota(await tokens.authenticate(secret));
+    if (report === undefined) throw invalidToken();
+    return toJson(GetQuotaResponseSchema, quotaToProto(report));
+  };
+  const api = createApiHandler({ engine, providers, cors, limits, ipOf, maxBodyBytes: config.maxBodyBytes, budget, log, quota });
   // Per-IP limit, admin key and body budget before connect-node reads a byte of the body.
   const rpc = createRpcHandler({
     services: {
@@ -239,8 +293,11 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       engine,
       keyring,
       pools,
+      logins,
       relayKey,
       usage,
+      prices,
+      plans,
       audit,
       metrics,
       maintenance,
@@ -277,7 +334,10 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     providers,
     tokens,
     usage,
+    prices,
+    plans,
     usageMaintenance: maintenance,
+    ownership,
     audit,
     metrics,
     adminKey: adminKey.value,
@@ -311,8 +371,11 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
       databaseHealth.close();
       serverErrors.close();
       providers.stop();
+      prices.stop();
+      plans.stop();
       realtime.close();
       keyring.stop();
+      logins.stop();
       pools.stop();
       // Each step bounded, none stopping the others: a stalled or failing database, Redis or
       // provider never holds the exit nor costs the usage records (issue 19). After every call
@@ -323,6 +386,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
         settledBy(hardEnd, limits.close()),
         settledBy(hardEnd, dpop.close()),
         settledBy(hardEnd, maintenance.stop()),
+        settledBy(hardEnd, ownership.stop()),
       ]);
       if (steps[1].status === "fulfilled" && !steps[1].value) log.warn("leased calls not given back by the deadline: they stay counted");
       await settledBy(hardEnd, database.close());

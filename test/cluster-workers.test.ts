@@ -121,8 +121,41 @@ describe.each(cases)("serve --workers 2 on $name", ({ postgres: onPostgres }) =>
     expect(new Set(workerLines(relay).map((w) => w.pid)).size).toBe(2);
   });
 
+  it.skipIf(skip)(
+    "a plan of 20 calls a day: 200 concurrent calls of one subject over 4 tokens and 2 workers forward exactly 20",
+    { timeout: 60_000 },
+    async () => {
+      const res = await request(`${relay.url}/relayapi.v1.AdminService/CreatePlan`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_KEY}` },
+        body: JSON.stringify({ plan: { name: "w20", callsPerDay: "20" } }),
+      });
+      expect(res.statusCode, await res.body.text()).toBe(200);
+      // The worker that took CreatePlan applies it at once, the other within a second.
+      await sleep(1200);
+      const tokens = await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          const body = await rpc(relay.url, "IssueToken", {
+            provider: "openai",
+            upstreamKey: UPSTREAM_KEY,
+            subject: "wanda",
+            plan: "w20",
+            limits: { maxCalls: "100" },
+          });
+          return body.secret as string;
+        }),
+      );
+      const before = mock.requests.length;
+      const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => chat(tokens[i % 4]!)));
+      const statuses = answers.map((a) => a.status);
+      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(20);
+      expect(mock.requests.length - before).toBe(20);
+    },
+  );
+
   it.skipIf(skip)("/metrics answers for the whole relay, whichever worker takes the scrape", { timeout: 30_000 }, async () => {
-    // After the first test: 50 calls answered 200, spread over both workers.
+    // After the first tests: 50 + 20 calls answered 200, spread over both workers.
     const scrapes: string[] = [];
     for (let i = 0; i < 4; i++) {
       const fresh = new Agent({ connections: 1 });
@@ -135,7 +168,7 @@ describe.each(cases)("serve --workers 2 on $name", ({ postgres: onPostgres }) =>
         .split("\n")
         .filter((l) => l.startsWith("relayapi_requests_total{") && l.includes('status="200"'))
         .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-    expect(scrapes.map(served)).toEqual([50, 50, 50, 50]);
+    expect(scrapes.map(served)).toEqual([70, 70, 70, 70]);
     for (const text of scrapes) expect(text).toMatch(/^relayapi_database_up 1$/m);
   });
 

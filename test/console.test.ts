@@ -630,6 +630,77 @@ describe.skipIf(!HAVE_BROWSER && !REQUIRE_BROWSER)("console in Chromium", () => 
     await checkAndShoot("hostile-tokens", [spoofSubject, longSubject]);
   });
 
+  it("manages plans: creates one in dollars, edits it, offers it and a dollar budget when issuing, and deletes it with a forced confirm (issue 24)", async () => {
+    const name = `console-plan-${rand()}`;
+    const subject = `plan-user-${rand()}`;
+    const upstreamKey = `sk-plan-UPSTREAM-${rand()}${rand()}`;
+    const planOf = async () => (await relay.admin.listPlans({})).plans.find((p) => p.name === name);
+    await page.goto(`${relay.url}/console/plans`);
+    const h1 = page.locator("main h1");
+    await h1.waitFor();
+    if ((await h1.textContent()) !== "Plans") {
+      await page.getByLabel("Admin key").fill(relay.adminKey);
+      await page.getByRole("button", { name: "Sign in" }).click();
+    }
+    await page.getByRole("heading", { level: 1, name: "Plans" }).waitFor();
+
+    // Create: dollars typed as dollars reach the relay as exact micro-dollars.
+    await page.getByLabel("Name", { exact: true }).fill(name);
+    await page.getByLabel("Calls per day", { exact: true }).fill("20");
+    await page.getByLabel("US dollars per day", { exact: true }).fill("0.25");
+    await page.getByLabel("US dollars per month", { exact: true }).fill("1.005");
+    await page.getByLabel("Allowed models", { exact: true }).fill("gpt-4o-mini, gpt-4o");
+    await page.getByRole("button", { name: "Create a plan" }).click();
+    const row = page.locator(`tr[data-plan="${name}"]`);
+    await row.waitFor();
+    expect(await row.textContent()).toContain("20 / day");
+    expect(await row.textContent()).toContain("$0.25 / day");
+    expect(await row.textContent()).toContain("$1.005 / month");
+    expect(await planOf()).toMatchObject({ callsPerDay: 20n, microUsdPerDay: 250_000n, microUsdPerMonth: 1_005_000n, models: ["gpt-4o-mini", "gpt-4o"] });
+    await shoot("plans");
+
+    // Edit: the form holds the plan; what is cleared is no longer a limit.
+    await row.getByRole("button", { name: `Edit plan ${name}` }).click();
+    expect(await page.getByLabel("US dollars per day", { exact: true }).inputValue()).toBe("0.25");
+    await page.getByLabel("Calls per day", { exact: true }).fill("30");
+    await page.getByLabel("US dollars per day", { exact: true }).fill("");
+    await page.getByRole("button", { name: "Save plan" }).click();
+    await expect.poll(async () => (await row.textContent()) ?? "").toContain("30 / day");
+    const edited = await planOf();
+    expect(edited).toMatchObject({ callsPerDay: 30n, microUsdPerMonth: 1_005_000n, models: ["gpt-4o-mini", "gpt-4o"] });
+    expect(edited?.microUsdPerDay).toBeUndefined();
+
+    // Issue: the form offers the plan and takes a budget in dollars.
+    await go("Tokens");
+    // The form opens by itself on an empty list (run alone, this test sees one).
+    await page.locator("tr[data-token-id], p.empty").first().waitFor();
+    if (!(await page.locator("details.issue").evaluate((d) => (d as HTMLDetailsElement).open))) await page.getByText("Issue a token").click();
+    await page.getByLabel("Provider API key").fill(upstreamKey);
+    await page.getByLabel("Subject", { exact: true }).first().fill(subject);
+    await page.getByLabel("Plan", { exact: true }).selectOption(name);
+    await page.getByLabel("Budget in US dollars", { exact: true }).fill("1.50");
+    await page.getByRole("button", { name: "Issue token" }).click();
+    const once = page.getByTestId("secret-once");
+    await once.waitFor();
+    await once.getByRole("button", { name: "Done, hide it" }).click();
+    const { tokens } = await relay.tokens.listTokens({ subject });
+    expect(tokens).toHaveLength(1);
+    expect(tokens[0]).toMatchObject({ plan: name });
+    expect(tokens[0]?.limits?.budgetMicroUsd).toBe(1_500_000n);
+    await expectNoSecrets([upstreamKey], "tokens after issuing with a plan");
+
+    // Delete: refused while the token names the plan; a second confirm forces it.
+    await go("Plans");
+    await row.getByRole("button", { name: `Delete plan ${name}` }).click();
+    await page.locator("dialog").getByRole("button", { name: "Delete" }).click();
+    const force = page.locator("dialog", { hasText: "still in use" });
+    await force.waitFor();
+    expect(await force.textContent()).toContain("1 live token(s)");
+    await force.getByRole("button", { name: "Delete anyway" }).click();
+    await row.waitFor({ state: "detached" });
+    expect(await planOf()).toBeUndefined();
+  });
+
   it("opens 'Issue a token' on an empty list, and shows refused requests by reason beside the usage charts (issue 21.10, 21.9)", async () => {
     // A relay of its own: the shared one has tokens by now.
     const fresh = await startRelay({ mock });

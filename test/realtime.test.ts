@@ -285,6 +285,28 @@ describe("caps", () => {
     expect((await record()).outcome).toBe(Outcome.TRUNCATED);
   });
 
+  it("a token's own max_session_seconds, else its plan's, bounds the session instead of the relay's", async () => {
+    for (const how of ["token", "plan"] as const) {
+      const t0 = performance.now();
+      let s: Awaited<ReturnType<typeof open>>["s"];
+      if (how === "token") ({ s } = await open({ maxSessionSeconds: 1 }));
+      else {
+        await capped!.admin.createPlan({ plan: { name: "short-voice", maxSessionSeconds: 1 } });
+        await capped!.app.plans.reload();
+        const { secret } = await capped!.issue({ subject: "voice-user", plan: "short-voice" });
+        s = await openSession(wsUrl(capped!.url, `${REALTIME}?model=gpt-realtime`), ["realtime", `openai-insecure-api-key.${secret}`]);
+        await s.next("session.created");
+      }
+      const busy = setInterval(() => s.send({ type: "session.update", session: { instructions: "x" } }), IDLE_MS / 4);
+      const closed = await s.closed;
+      clearInterval(busy);
+      expect(closed.code, how).toBe(4408);
+      const ms = performance.now() - t0;
+      expect(ms, how).toBeGreaterThan(900);
+      expect(ms, how).toBeLessThan(2500);
+    }
+  });
+
   it("an idle session closes after sessionIdleMs", async () => {
     const t0 = performance.now();
     const { s } = await open();

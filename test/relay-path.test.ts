@@ -134,8 +134,9 @@ const PARITY: [name: string, http: string, rpc: string, expected: string | numbe
   ["plain", "/v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions"],
   ["escaped unreserved characters are decoded", "/v1/ch%61t/completions", "/v1/ch%61t/completions", "/v1/chat/completions"],
   ["no leading slash (RPC)", "/v1/chat/completions", "v1/chat/completions", "/v1/chat/completions"],
-  ["raw and escaped non-ASCII alike", "/v1/chat/completions/%C3%A9", "/v1/chat/completions/é", "/v1/chat/completions/%C3%A9"],
-  ["a space", "/v1/chat/completions/a%20b", "/v1/chat/completions/a b", "/v1/chat/completions/a%20b"],
+  // Not below /v1/chat/completions/: a stored completion's id there is an owned object (issue 25).
+  ["raw and escaped non-ASCII alike", "/v1/moderations/%C3%A9", "/v1/moderations/é", "/v1/moderations/%C3%A9"],
+  ["a space", "/v1/moderations/a%20b", "/v1/moderations/a b", "/v1/moderations/a%20b"],
   ["duplicate slashes", "/v1//chat/completions", "/v1//chat/completions", 400],
   ["a malformed escape", "/v1/chat/completions%zz", "/v1/chat/completions%zz", 400],
   ["an encoded dot segment", "/v1/%2e%2e/chat/completions", "/v1/%2e%2e/chat/completions", 400],

@@ -56,6 +56,11 @@ function randomCalls(rnd: () => number, n: number, from: number, spanMs: number,
       totalTokens: prompt + completion + (rnd() < 0.1 ? 7 : 0),
       bytes: Math.floor(rnd() * 100_000),
       latencyMs: Math.floor(rnd() * 30_000),
+      plan: pick(["", "free", "pro"]),
+      cachedTokens: Math.floor(prompt / 3),
+      reasoningTokens: Math.floor(completion / 4),
+      // One call in five unpriced (cost unknown); the rest up to $0.10.
+      costMicroUsd: rnd() < 0.2 ? null : Math.floor(rnd() * 100_000),
     };
   });
 }
@@ -72,19 +77,22 @@ async function writeInBatches(db: Database["db"], calls: UsageInsert[], rnd: () 
 
 /** The report computed from the calls themselves: what aggregateUsage must answer. */
 function expected(calls: UsageInsert[], start: number, end: number, bucketSeconds: number, groupBy: UsageDimension | undefined) {
-  const sums = new Map<string, { bucket: number; key: string; calls: number; prompt: number; completion: number; total: number; errors: number }>();
-  const field = { token: "tokenId", subject: "subject", provider: "provider", model: "model" } as const;
+  type Sum = { bucket: number; key: string; calls: number; prompt: number; completion: number; total: number; errors: number; cost: number; unpriced: number };
+  const sums = new Map<string, Sum>();
+  const field = { token: "tokenId", subject: "subject", provider: "provider", model: "model", plan: "plan" } as const;
   for (const c of calls) {
     if (c.at < start || c.at >= end) continue;
     const bucket = bucketSeconds > 0 ? Math.floor(c.at / (bucketSeconds * 1000)) * bucketSeconds * 1000 : start;
-    const key = groupBy === undefined ? "" : c[field[groupBy]];
+    const key = groupBy === undefined ? "" : (c[field[groupBy]] ?? "");
     const id = `${bucket}|${key}`;
-    const s = sums.get(id) ?? { bucket, key, calls: 0, prompt: 0, completion: 0, total: 0, errors: 0 };
+    const s = sums.get(id) ?? { bucket, key, calls: 0, prompt: 0, completion: 0, total: 0, errors: 0, cost: 0, unpriced: 0 };
     if (c.outcome !== Outcome.REFUNDED) s.calls++;
     s.prompt += c.promptTokens;
     s.completion += c.completionTokens;
     s.total += c.totalTokens;
     if (c.outcome === Outcome.UPSTREAM_ERROR || c.outcome === Outcome.TRUNCATED) s.errors++;
+    if (c.costMicroUsd !== null && c.costMicroUsd !== undefined) s.cost += c.costMicroUsd;
+    else if (c.outcome !== Outcome.REFUNDED) s.unpriced++;
     sums.set(id, s);
   }
   return [...sums.values()].sort((a, b) => a.bucket - b.bucket || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -137,13 +145,14 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
         await database.db.execute(sql`
           with raw as (
             select to_timestamp((floor(extract(epoch from at) / ${period}::integer) * ${period}::integer)::float8) as start,
-              token, subject, provider, model, outcome, count(*)::bigint as calls, sum(prompt_tokens)::bigint as prompt,
+              token, subject, provider, model, plan, outcome, count(*)::bigint as calls, sum(prompt_tokens)::bigint as prompt,
               sum(completion_tokens)::bigint as completion, sum(total_tokens)::bigint as total, sum(bytes)::bigint as bytes,
-              (count(*) filter (where status >= 400))::bigint as http_errors, sum(latency_ms)::bigint as latency
-            from usage_calls group by 1, 2, 3, 4, 5, 6
+              (count(*) filter (where status >= 400))::bigint as http_errors, sum(latency_ms)::bigint as latency,
+              coalesce(sum(cost_micro_usd), 0)::bigint as cost, (count(*) filter (where cost_micro_usd is null and outcome <> ${Outcome.REFUNDED}))::bigint as unpriced
+            from usage_calls group by 1, 2, 3, 4, 5, 6, 7
           ), rolled as (
-            select start, token, subject, provider, model, outcome, calls, prompt_tokens as prompt, completion_tokens as completion,
-              total_tokens as total, bytes, http_errors, latency_ms as latency
+            select start, token, subject, provider, model, plan, outcome, calls, prompt_tokens as prompt, completion_tokens as completion,
+              total_tokens as total, bytes, http_errors, latency_ms as latency, cost_micro_usd as cost, unpriced_calls as unpriced
             from usage_rollups where period = ${period}::integer
           )
           select * from ((select * from raw except select * from rolled) union all (select * from rolled except select * from raw)) d`),
@@ -160,7 +169,7 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
     const from = Date.UTC(2026, 5, 1);
     const calls = randomCalls(rnd, 2000, from, 20 * DAY, "r");
     await writeInBatches(database.db, calls, rnd);
-    const dims: (UsageDimension | undefined)[] = [undefined, "token", "subject", "provider", "model"];
+    const dims: (UsageDimension | undefined)[] = [undefined, "token", "subject", "provider", "model", "plan"];
     for (let i = 0; i < 25; i++) {
       const start = from - DAY + Math.floor(rnd() * 12 * DAY);
       const end = start + Math.floor(rnd() * 10 * DAY) + 1;
@@ -179,6 +188,8 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
           completion: r.completionTokens,
           total: r.totalTokens,
           errors: r.errors,
+          cost: r.costMicroUsd,
+          unpriced: r.unpricedCalls,
         })),
         `seed ${seed}, window ${new Date(start).toISOString()}..${new Date(end).toISOString()}, bucket ${bucketSeconds}, by ${groupBy}`,
       ).toEqual(want);

@@ -439,22 +439,32 @@ describe.each(drivers)("usage and audit queries on %s", (driver) => {
     await insertUsageBatch(db, []);
   });
 
-  it("aggregates by bucket and dimension over [start, end), refunds excluded from calls", async () => {
+  it("aggregates by bucket and dimension over [start, end), refunds excluded from calls (and from unpriced calls)", async () => {
     const { db } = database;
     const range = { start: T0, end: at(3600), limit: 100 };
     expect(await aggregateUsage(db, { ...range, groupBy: "token", bucketSeconds: 60 })).toEqual([
-      { bucketStart: at(0), key: "tok_a", calls: 2, promptTokens: 20, completionTokens: 10, totalTokens: 30, errors: 0 },
-      { bucketStart: at(0), key: "tok_unknown", calls: 1, promptTokens: 10, completionTokens: 5, totalTokens: 15, errors: 0 },
-      { bucketStart: at(60), key: "tok_a", calls: 1, promptTokens: 0, completionTokens: 0, totalTokens: 0, errors: 1 },
-      { bucketStart: at(60), key: "tok_b", calls: 1, promptTokens: 7, completionTokens: 3, totalTokens: 10, errors: 1 },
-      { bucketStart: at(120), key: "tok_b", calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, errors: 0 },
+      { bucketStart: at(0), key: "tok_a", calls: 2, promptTokens: 20, completionTokens: 10, totalTokens: 30, errors: 0, costMicroUsd: 0, unpricedCalls: 2 },
+      {
+        bucketStart: at(0),
+        key: "tok_unknown",
+        calls: 1,
+        promptTokens: 10,
+        completionTokens: 5,
+        totalTokens: 15,
+        errors: 0,
+        costMicroUsd: 0,
+        unpricedCalls: 1,
+      },
+      { bucketStart: at(60), key: "tok_a", calls: 1, promptTokens: 0, completionTokens: 0, totalTokens: 0, errors: 1, costMicroUsd: 0, unpricedCalls: 1 },
+      { bucketStart: at(60), key: "tok_b", calls: 1, promptTokens: 7, completionTokens: 3, totalTokens: 10, errors: 1, costMicroUsd: 0, unpricedCalls: 1 },
+      { bucketStart: at(120), key: "tok_b", calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, errors: 0, costMicroUsd: 0, unpricedCalls: 0 },
     ]);
     expect(await aggregateUsage(db, { ...range, bucketSeconds: 0 })).toEqual([
-      { bucketStart: T0, key: "", calls: 5, promptTokens: 37, completionTokens: 18, totalTokens: 55, errors: 2 },
+      { bucketStart: T0, key: "", calls: 5, promptTokens: 37, completionTokens: 18, totalTokens: 55, errors: 2, costMicroUsd: 0, unpricedCalls: 5 },
     ]);
     expect(await aggregateUsage(db, { ...range, groupBy: "provider", bucketSeconds: 0 })).toEqual([
-      { bucketStart: T0, key: "anthropic", calls: 1, promptTokens: 7, completionTokens: 3, totalTokens: 10, errors: 1 },
-      { bucketStart: T0, key: "openai", calls: 4, promptTokens: 30, completionTokens: 15, totalTokens: 45, errors: 1 },
+      { bucketStart: T0, key: "anthropic", calls: 1, promptTokens: 7, completionTokens: 3, totalTokens: 10, errors: 1, costMicroUsd: 0, unpricedCalls: 1 },
+      { bucketStart: T0, key: "openai", calls: 4, promptTokens: 30, completionTokens: 15, totalTokens: 45, errors: 1, costMicroUsd: 0, unpricedCalls: 4 },
     ]);
     const bySubject = await aggregateUsage(db, { ...range, groupBy: "subject", bucketSeconds: 3600 });
     expect(bySubject.map((r) => [r.bucketStart, r.key, r.calls])).toEqual([

@@ -10,6 +10,7 @@ import { setLang, t, type Key, currentLang } from "./i18n.js";
 import type { Page, PublicPage } from "./page.js";
 import { auditPage } from "./pages/audit.js";
 import { issuersPage } from "./pages/issuers.js";
+import { plansPage } from "./pages/plans.js";
 import { playgroundPage } from "./pages/playground.js";
 import { poolsPage } from "./pages/pools.js";
 import { providersPage } from "./pages/providers.js";
@@ -28,12 +29,13 @@ const ROUTES: Record<string, Route> = {
   tokens: { page: tokensPage, title: "nav.tokens", admin: true },
   providers: { page: providersPage, title: "nav.providers", admin: true },
   pools: { page: poolsPage, title: "nav.pools", admin: true },
+  plans: { page: plansPage, title: "nav.plans", admin: true },
   issuers: { page: issuersPage, title: "nav.issuers", admin: true },
   usage: { page: usagePage, title: "nav.usage", admin: true },
   audit: { page: auditPage, title: "nav.audit", admin: true },
   playground: { page: playgroundPage, title: "nav.playground", admin: false },
 };
-const NAV = ["tokens", "providers", "pools", "issuers", "usage", "audit", "playground"] as const;
+const NAV = ["tokens", "providers", "pools", "plans", "issuers", "usage", "audit", "playground"] as const;
 
 const app = document.getElementById("app") ?? document.body;
 let leaving: AbortController | undefined;

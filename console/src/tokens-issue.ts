@@ -1,11 +1,13 @@
 /**
  * The Issue token form: provider, credential (an upstream key, sent once and stored encrypted,
- * or a key pool), subject, expiry and every limit of the relay's limits table
- * (src/tokens/token-limits.ts), one field each in the table's order. The upstream key field is
- * cleared as soon as the relay took it.
+ * or a key pool), subject, plan, expiry and every limit of the relay's limits table
+ * (src/tokens/token-limits.ts), one field each in the table's order; the dollar budget is typed
+ * in dollars and sent as exact micro-dollars. The upstream key field is cleared as soon as the
+ * relay took it.
  */
 import type { IssueTokenResponse } from "../../gen/relayapi/v1/token_service_pb.js";
 import type { Provider } from "../../gen/relayapi/v1/admin_service_pb.js";
+import { usdToMicro } from "../../src/plans/micro-usd.js";
 import { LIMIT_NAMES, limitsToProto, noLimits, TOKEN_LIMITS, type LimitName, type TokenLimitValues } from "../../src/tokens/token-limits.js";
 import { errorMessage } from "./api.js";
 import { h, listOf, uid } from "./dom.js";
@@ -27,8 +29,11 @@ function optionalInt(input: HTMLInputElement): number | null {
   return Number.isSafeInteger(n) && n >= 1 ? n : NaN;
 }
 
-/** Each limit's label, and its hint or placeholder: a new limit in the table needs its words here. */
-const LIMIT_TEXT: Record<LimitName, { label: Key; hint?: Key; placeholder?: string }> = {
+/**
+ * Each limit's label, and its hint or placeholder: a new limit in the table needs its words here.
+ * `usd`: a micro-dollar limit, typed in dollars.
+ */
+const LIMIT_TEXT: Record<LimitName, { label: Key; hint?: Key; placeholder?: string; usd?: true }> = {
   maxCalls: { label: "issue.maxCalls", hint: "issue.emptyUnlimited" },
   models: { label: "issue.models", hint: "issue.listHint", placeholder: "gpt-4o-mini, gpt-4o" },
   paths: { label: "issue.paths", hint: "issue.listHint", placeholder: "/v1/chat" },
@@ -38,6 +43,8 @@ const LIMIT_TEXT: Record<LimitName, { label: Key; hint?: Key; placeholder?: stri
   maxOutputTokens: { label: "issue.maxOutput", hint: "issue.emptyUnlimited" },
   maxN: { label: "issue.maxN", hint: "issue.emptyUnlimited" },
   budgetTokens: { label: "issue.budget", hint: "issue.emptyUnlimited" },
+  maxSessionSeconds: { label: "issue.maxSession", hint: "issue.emptyUnlimited" },
+  budgetMicroUsd: { label: "issue.budgetUsd", hint: "issue.usdHint", placeholder: "2.50", usd: true },
   bindJkt: { label: "issue.bindJkt", hint: "issue.bindJktHint" },
   toolsAllowed: { label: "issue.tools" },
 };
@@ -48,9 +55,10 @@ function limitInputs(): Record<LimitName, HTMLInputElement> {
   for (const name of LIMIT_NAMES) {
     const spec = TOKEN_LIMITS[name];
     const inputName = spec.snake.replaceAll("_", "-");
-    const { placeholder } = LIMIT_TEXT[name];
-    out[name] =
-      spec.kind === "int"
+    const { placeholder, usd } = LIMIT_TEXT[name];
+    out[name] = usd
+      ? h("input", { name: "budget-usd", type: "text", inputmode: "decimal", autocomplete: "off", ...(placeholder ? { placeholder } : {}) })
+      : spec.kind === "int"
         ? num(inputName)
         : spec.kind === "flag"
           ? h("input", { name: inputName })
@@ -71,7 +79,12 @@ function readLimits(inputs: Record<LimitName, HTMLInputElement>): TokenLimitValu
   for (const name of LIMIT_NAMES) {
     const spec = TOKEN_LIMITS[name];
     const input = inputs[name];
-    if (spec.kind === "int") {
+    if (LIMIT_TEXT[name].usd) {
+      const raw = input.value.trim();
+      const micro = raw === "" ? null : (usdToMicro(raw) ?? Number.NaN);
+      if (micro !== null && !(micro >= 1)) return undefined;
+      v[name] = micro;
+    } else if (spec.kind === "int") {
       const n = optionalInt(input);
       if (Number.isNaN(n)) return undefined;
       v[name] = n;
@@ -93,6 +106,7 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
   const upstreamKey = h("input", { name: "upstream-key", type: "password", autocomplete: "off", spellcheck: "false", placeholder: "sk-..." });
   const pool = select("pool", []);
   const subject = h("input", { name: "subject", type: "text", maxlength: 256, autocomplete: "off" });
+  const plan = select("plan", [["", t("issue.noPlan")]]);
   const expiresValue = h("input", { name: "expires-in", type: "number", min: 1, step: 1, value: 1, required: true });
   const expiresUnit = select(
     "expires-unit",
@@ -124,11 +138,20 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
       pool.replaceChildren(h("option", { value: "" }, t("issue.noPools")));
     }
   };
+  const loadPlans = async (): Promise<void> => {
+    try {
+      const res = await ctx.api.admin.listPlans({}, { signal: ctx.signal });
+      plan.replaceChildren(h("option", { value: "" }, t("issue.noPlan")), ...res.plans.map((p) => h("option", { value: p.name }, p.name)));
+    } catch {
+      // No plan list (an older relay): the token is issued without one.
+    }
+  };
   byKey.addEventListener("change", showCredential);
   byPool.addEventListener("change", showCredential);
   provider.addEventListener("change", () => void loadPools());
   showCredential();
   void loadPools();
+  void loadPlans();
 
   const form = h(
     "form",
@@ -144,6 +167,7 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
     keyField,
     poolField,
     field(t("common.subject"), subject, t("issue.subjectHint")),
+    field(t("issue.plan"), plan, t("issue.planHint")),
     h("div", { class: "field inline" }, field(t("issue.expiresIn"), expiresValue), field(t("issue.unit"), expiresUnit)),
     ...LIMIT_NAMES.map((name) => {
       const { label, hint } = LIMIT_TEXT[name];
@@ -159,8 +183,13 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
     const seconds = Number(expiresValue.value) * (UNIT_SECONDS[expiresUnit.value] ?? 3600);
     const bad = values === undefined || !Number.isSafeInteger(seconds) || seconds < 1;
     const credentialMissing = byKey.checked ? upstreamKey.value.trim() === "" : pool.value === "";
+    const usdBad = LIMIT_NAMES.some((name) => LIMIT_TEXT[name].usd && limits[name].value.trim() !== "" && !((usdToMicro(limits[name].value) ?? 0) >= 1));
     if (bad || credentialMissing || provider.value === "") {
-      problem.append(errorBox(credentialMissing ? t(byKey.checked ? "issue.needKey" : "issue.needPool") : t("issue.badNumber")));
+      problem.append(errorBox(credentialMissing ? t(byKey.checked ? "issue.needKey" : "issue.needPool") : t(usdBad ? "issue.badUsd" : "issue.badNumber")));
+      return;
+    }
+    if (plan.value !== "" && subject.value.trim() === "") {
+      problem.append(errorBox(t("issue.planNeedsSubject")));
       return;
     }
     const button = form.querySelector<HTMLButtonElement>("button[type=submit]");
@@ -171,6 +200,7 @@ export function issueForm(ctx: PageContext, providers: Provider[], onIssued: (re
           provider: provider.value,
           credential: byKey.checked ? { case: "upstreamKey", value: upstreamKey.value.trim() } : { case: "pool", value: pool.value },
           subject: subject.value.trim(),
+          plan: plan.value,
           expiry: { case: "expiresIn", value: { seconds: BigInt(seconds) } },
           limits: limitsToProto(values),
         },

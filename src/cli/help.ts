@@ -4,6 +4,8 @@
  * fast as the CLI can start and never needs a server, a key or valid flags. Token flags come
  * from token-flags.ts (the table `token issue` and `token seal` share).
  */
+import { LOGIN_FLAG_HELP } from "./login-flags.js";
+import { PLAN_FLAG_HELP } from "./plan-flags.js";
 import { TOKEN_FLAG_HELP } from "./token-flags.js";
 
 export interface FlagHelp {
@@ -141,17 +143,79 @@ export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>>
     ),
     rm: sub("delete a pool", "relayapi pool rm <name>", ADMIN, "relayapi pool rm main"),
   },
-  usage: {
-    report: sub(
-      "sum usage over a window (roll-ups for whole hours and days, raw rows for the rest)",
-      "relayapi usage report [--since 30d] [--by token|subject|provider|model] [--bucket 1d]",
+  plan: {
+    create: sub(
+      "create a plan: per-subject quotas over calendar windows (tokens name it with --plan)",
+      "relayapi plan create <name> [--calls-per-day N] [--usd-per-day X] [...]",
+      [...PLAN_FLAG_HELP, ...ADMIN],
+      "relayapi plan create free --calls-per-day 50 --usd-per-month 2.50 --models gpt-4o-mini",
+    ),
+    list: sub("list plans with their limits and how many live tokens name each", "relayapi plan list [--json]", ADMIN, "relayapi plan list"),
+    update: sub(
+      "change a plan's limits: only the flags given change; none clears one",
+      "relayapi plan update <name> [--calls-per-day N|none] [--usd-per-day X|none] [...]",
+      [...PLAN_FLAG_HELP, ...ADMIN],
+      "relayapi plan update free --calls-per-day 100 --usd-per-month none",
+    ),
+    delete: sub(
+      "delete a plan (refused while live tokens or logins name it, unless --force)",
+      "relayapi plan delete <name> [--force]",
+      [{ flag: "force", help: "delete even while tokens or logins name it: their calls are then refused" }, ...ADMIN],
+      "relayapi plan delete free",
+    ),
+  },
+  login: {
+    add: sub(
+      "trust an OIDC identity provider: the app's own ID tokens become relay credentials",
+      "relayapi login add <name> --issuer URL --audience AUD --jwks-url URL --plan NAME --provider ID (--upstream-key KEY | --pool NAME) [limits]",
+      [...LOGIN_FLAG_HELP, ...ADMIN],
+      "relayapi login add firebase --issuer https://securetoken.google.com/my-app --audience my-app --jwks-url https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com --plan free --provider openai --pool main --models gpt-4o-mini",
+    ),
+    list: sub("list logins", "relayapi login list [--json]", ADMIN, "relayapi login list"),
+    enable: sub("enable a login", "relayapi login enable <name>", ADMIN, "relayapi login enable firebase"),
+    disable: sub("disable a login: its ID tokens are refused within a second", "relayapi login disable <name>", ADMIN, "relayapi login disable firebase"),
+    remove: sub("remove a login", "relayapi login remove <name>", ADMIN, "relayapi login remove firebase"),
+  },
+  price: {
+    set: sub(
+      "set a model's price (dollars per million tokens), overriding the shipped one",
+      "relayapi price set <provider> <model> --input X --output Y [--cached-input Z] [--cache-write W] [--audio-input A] [--audio-output B]",
       [
-        { flag: "since", arg: "DUR", help: "the window, back from now: 90m, 12h, 30d (default: 1d)" },
-        { flag: "by", arg: "DIM", help: "group by token, subject, provider or model (default: none)" },
-        { flag: "bucket", arg: "DUR", help: "time bucket: 1h, 1d (default: one bucket for the window)" },
+        { flag: "input", arg: "X", help: "input tokens, dollars per million, at most 6 decimals (required)" },
+        { flag: "output", arg: "Y", help: "output tokens, reasoning included (required)" },
+        { flag: "cached-input", arg: "Z", help: "prompt tokens read from the cache (default: the input price)" },
+        { flag: "cache-write", arg: "W", help: "prompt tokens written to the cache, Anthropic (default: the input price)" },
+        { flag: "audio-input", arg: "A", help: "audio input tokens (default: the input price)" },
+        { flag: "audio-output", arg: "B", help: "audio output tokens (default: the output price)" },
         ...ADMIN,
       ],
-      "relayapi usage report --since 90d --by model --bucket 1d",
+      "relayapi price set openai 'gpt-4o-2024-*' --input 2.50 --cached-input 1.25 --output 10",
+    ),
+    list: sub(
+      "list the prices in force: shipped (with their date) and the admin's",
+      "relayapi price list [--provider ID] [--json]",
+      [{ flag: "provider", arg: "ID", help: "only this provider's prices" }, ...ADMIN],
+      "relayapi price list --provider anthropic",
+    ),
+    delete: sub(
+      "delete an admin's price (the shipped one, if any, applies again)",
+      "relayapi price delete <provider> <model>",
+      ADMIN,
+      "relayapi price delete openai gpt-4o",
+    ),
+  },
+  usage: {
+    report: sub(
+      "sum usage and cost over a window (also: relayapi usage --by ...)",
+      "relayapi usage [report] [--since 30d] [--by token|subject|plan|provider|model] [--bucket 1d] [--json|--csv]",
+      [
+        { flag: "since", arg: "DUR", help: "the window, back from now: 90m, 12h, 30d (default: 1d)" },
+        { flag: "by", arg: "DIM", help: "group by token, subject, plan, provider or model (default: none)" },
+        { flag: "bucket", arg: "DUR", help: "time bucket: 1h, 1d (default: one bucket for the window)" },
+        { flag: "csv", help: "print CSV (cost_micro_usd exact, cost_usd with 6 decimals)" },
+        ...ADMIN,
+      ],
+      "relayapi usage --by subject --since 7d --csv",
     ),
     prune: sub(
       "delete usage rows, roll-ups and audit events past their retention now",
@@ -196,8 +260,14 @@ const GROUPS: Record<string, string> = {
   rai: "import original RelayAPI configs",
   pool: "manage key pools",
   keys: "manage a pool's upstream keys",
-  usage: "usage reports, retention and storage",
+  plan: "manage plans: per-user quotas over calendar days and months",
+  login: "trust an app's own login (OIDC ID tokens) as the credential",
+  price: "model prices (dollars per million tokens) that usage costs are computed with",
+  usage: "usage and cost reports, retention and storage",
 };
+
+/** The subcommand a group runs when none is named (`relayapi usage --by model`). */
+export const DEFAULT_SUBCOMMAND: Readonly<Record<string, string>> = { usage: "report" };
 
 const isLeaf = (c: CommandHelp | Record<string, CommandHelp>): c is CommandHelp => typeof (c as CommandHelp).usage === "string";
 

@@ -9,9 +9,12 @@ import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../config.js";
 import { UsageError } from "./args.js";
 import { explain } from "./client.js";
-import { COMMANDS, didYouMean, helpText, subcommands } from "./help.js";
+import { COMMANDS, DEFAULT_SUBCOMMAND, didYouMean, helpText, subcommands } from "./help.js";
 import { issuerCommand, pubkeyCommand } from "./issuer-commands.js";
+import { loginCommand } from "./login-commands.js";
+import { planCommand } from "./plan-commands.js";
 import { keysCommand, poolCommand } from "./pool-commands.js";
+import { priceCommand } from "./price-commands.js";
 import { providerCommand } from "./provider-commands.js";
 import { raiCommand } from "./rai-import.js";
 import { tokenCommand } from "./token-commands.js";
@@ -58,6 +61,9 @@ async function main(argv: string[]): Promise<void> {
     console.log(helpText(named, subcommands(named ?? "") ? positional(s) : undefined));
     return;
   }
+  // A group's default subcommand when only flags follow (`relayapi usage --by plan`).
+  const fallback = DEFAULT_SUBCOMMAND[command];
+  if (fallback !== undefined && (rest[0] === undefined || rest[0].startsWith("-"))) rest.unshift(fallback);
   checkCommand(command, rest[0]);
   switch (command) {
     // Loaded on demand: they pull in the whole relay, which the client commands do not need
@@ -80,6 +86,12 @@ async function main(argv: string[]): Promise<void> {
       return poolCommand(rest);
     case "keys":
       return keysCommand(rest);
+    case "plan":
+      return planCommand(rest);
+    case "login":
+      return loginCommand(rest);
+    case "price":
+      return priceCommand(rest);
     case "usage":
       return usageCommand(rest);
     default:

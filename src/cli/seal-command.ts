@@ -39,6 +39,7 @@ export async function sealCommand(argv: string[]): Promise<void> {
   if (key !== undefined) claims.key = key;
   if (pool !== undefined) claims.pool = pool;
   if (values.subject !== undefined) claims.sub = values.subject;
+  if (values.plan !== undefined) claims.pln = values.plan;
   sealClaims(values, claims);
 
   let token: string;

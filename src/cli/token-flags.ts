@@ -5,6 +5,7 @@
  * table's: the CLI refuses what the relay would refuse, with the same rule, before any call.
  */
 import type { TokenLimits } from "../../gen/relayapi/v1/common_pb.js";
+import { usdToMicro } from "../plans/micro-usd.js";
 import type { SealInput } from "../sdk/seal-token.js";
 import { intRule, JKT, limitsToClaims, limitsToProto, noLimits, TOKEN_LIMITS, type LimitsOfKind, type TokenLimitValues } from "../tokens/token-limits.js";
 import { listFlag, UsageError } from "./args.js";
@@ -20,6 +21,7 @@ const INT_LIMITS: IntLimit[] = [
   { limit: "maxN", flag: "max-n", help: "choices (`n`) per request (default: no cap)" },
   { limit: "budgetTokens", flag: "budget", help: "LLM tokens (prompt + completion) over the token's life (default: no cap)" },
   { limit: "maxBodyBytes", flag: "max-body-bytes", help: "bytes in one request body (default: the relay's limit)" },
+  { limit: "maxSessionSeconds", flag: "max-session-seconds", help: "seconds one Realtime session may last, 1-86400 (default: the plan's, else the relay's)" },
 ];
 
 const LIST_LIMITS: ListLimit[] = [
@@ -35,7 +37,9 @@ export const TOKEN_FLAG_HELP: FlagHelp[] = [
   { flag: "pool", arg: "NAME", help: "a key pool held by the relay (or --upstream-key)" },
   { flag: "expires-in", arg: "DUR", help: "lifetime: 90s, 10m, 1h, 7d (default: 1h)" },
   { flag: "subject", arg: "S", help: "the end user the token is for (default: none)" },
+  { flag: "plan", arg: "NAME", help: "a plan (relayapi plan create): the subject's calls count against its quotas; needs --subject" },
   ...INT_LIMITS.map((l) => ({ flag: l.flag, arg: "N", help: l.help })),
+  { flag: "budget-usd", arg: "X", help: "US dollars over the token's life, e.g. 2.50 (up to 6 decimals; default: no cap)" },
   ...LIST_LIMITS.map((l) => ({ flag: l.flag, arg: "A,B", help: l.help })),
   { flag: "tools", help: "allow tools, functions and similar request fields (default: refused)" },
   { flag: "bind-jkt", arg: "JKT", help: "bind to a DPoP key: its RFC 7638 thumbprint (default: unbound)" },
@@ -48,6 +52,8 @@ export const TOKEN_FLAGS = {
   pool: { type: "string" },
   "expires-in": { type: "string" },
   subject: { type: "string" },
+  plan: { type: "string" },
+  "budget-usd": { type: "string" },
   "max-calls": { type: "string" },
   rpm: { type: "string" },
   "max-output-tokens": { type: "string" },
@@ -77,11 +83,21 @@ function jkt(raw: string | undefined): string | undefined {
   return raw;
 }
 
+/** `--budget-usd 2.50` as micro-dollars (exact: src/plans/micro-usd.ts); null when not given. */
+function budgetMicroUsd(raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  const micro = usdToMicro(raw);
+  if (micro === undefined) throw new UsageError("--budget-usd must be an amount in US dollars with at most 6 decimals, e.g. 2.50");
+  if (micro < 1) throw new UsageError("--budget-usd must be at least 0.000001");
+  return micro;
+}
+
 /** The limits flags as the limits table's values (none where a flag is not given). */
 function limitValues(values: Values): TokenLimitValues {
   const out = noLimits();
   for (const l of INT_LIMITS) out[l.limit] = intValue(l, values[l.flag as keyof Values] as string | undefined) ?? null;
   for (const l of LIST_LIMITS) out[l.limit] = listFlag(values[l.flag as keyof Values] as string | undefined);
+  out.budgetMicroUsd = budgetMicroUsd(values["budget-usd"]);
   out.toolsAllowed = values.tools === true;
   out.bindJkt = jkt(values["bind-jkt"]) ?? null;
   return out;

@@ -1,7 +1,10 @@
 /**
  * `relayapi usage report|prune|storage` (issue 23): AdminService GetUsage (answered from the
  * roll-ups for whole hours and days, raw rows only for the recent edges), PruneUsage and
- * GetStorage.
+ * GetStorage. `relayapi usage --by plan --since 7d` (no subcommand) is the report (issue 24),
+ * with the cost of each row: `cost_micro_usd` (an exact integer) and `cost_usd` (the same in
+ * dollars, 6 decimals) in JSON and CSV, dollars in the table; `unpriced_calls` counts the calls
+ * whose model had no price (their cost is unknown and not in the sum).
  */
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AdminService, UsageGroup } from "../../gen/relayapi/v1/admin_service_pb.js";
@@ -13,6 +16,7 @@ const FLAGS = {
   server: { type: "string" },
   "admin-key": { type: "string" },
   json: { type: "boolean" },
+  csv: { type: "boolean" },
   since: { type: "string" },
   by: { type: "string" },
   bucket: { type: "string" },
@@ -25,7 +29,33 @@ const GROUPS: Record<string, UsageGroup> = {
   subject: UsageGroup.SUBJECT,
   provider: UsageGroup.PROVIDER,
   model: UsageGroup.MODEL,
+  plan: UsageGroup.PLAN,
 };
+
+const CSV_HEAD = [
+  "bucket_start",
+  "key",
+  "calls",
+  "prompt_tokens",
+  "completion_tokens",
+  "total_tokens",
+  "errors",
+  "cost_micro_usd",
+  "cost_usd",
+  "unpriced_calls",
+] as const;
+const CSV_FIELDS = [
+  "bucketStart",
+  "key",
+  "calls",
+  "promptTokens",
+  "completionTokens",
+  "totalTokens",
+  "errors",
+  "costMicroUsd",
+  "costUsd",
+  "unpricedCalls",
+] as const;
 
 export async function usageCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -38,7 +68,8 @@ export async function usageCommand(argv: string[]): Promise<void> {
       const sinceMs = durationFlag("since", values.since) ?? 86_400_000;
       const bucketMs = durationFlag("bucket", values.bucket) ?? 0;
       const groupBy = values.by === undefined ? UsageGroup.UNSPECIFIED : GROUPS[values.by];
-      if (groupBy === undefined) throw new UsageError("--by must be token, subject, provider or model");
+      if (groupBy === undefined) throw new UsageError("--by must be token, subject, plan, provider or model");
+      if (values.json && values.csv) throw new UsageError("--json and --csv: pick one");
       const end = new Date();
       const res = await client.getUsage({
         start: timestampFromDate(new Date(end.getTime() - sinceMs)),
@@ -52,18 +83,27 @@ export async function usageCommand(argv: string[]): Promise<void> {
         calls: Number(r.calls),
         promptTokens: Number(r.usage?.promptTokens ?? 0),
         completionTokens: Number(r.usage?.completionTokens ?? 0),
+        totalTokens: Number(r.usage?.totalTokens ?? 0),
         errors: Number(r.errors),
+        costMicroUsd: Number(r.costMicroUsd),
+        costUsd: usd6(r.costMicroUsd),
+        unpricedCalls: Number(r.unpricedCalls),
       }));
       if (values.json) {
         console.log(JSON.stringify(rows));
         return;
       }
+      if (values.csv) {
+        console.log(CSV_HEAD.join(","));
+        for (const r of rows) console.log(CSV_FIELDS.map((f) => csvCell(String(r[f]))).join(","));
+        return;
+      }
       console.log(
-        `${"bucket".padEnd(24)} ${"key".padEnd(28)} ${"calls".padStart(10)} ${"prompt".padStart(12)} ${"completion".padStart(12)} ${"errors".padStart(8)}`,
+        `${"bucket".padEnd(24)} ${"key".padEnd(28)} ${"calls".padStart(10)} ${"prompt".padStart(12)} ${"completion".padStart(12)} ${"errors".padStart(8)} ${"cost $".padStart(14)} ${"unpriced".padStart(8)}`,
       );
       for (const r of rows) {
         console.log(
-          `${r.bucketStart.padEnd(24)} ${(r.key || "-").padEnd(28)} ${String(r.calls).padStart(10)} ${String(r.promptTokens).padStart(12)} ${String(r.completionTokens).padStart(12)} ${String(r.errors).padStart(8)}`,
+          `${r.bucketStart.padEnd(24)} ${(r.key || "-").padEnd(28)} ${String(r.calls).padStart(10)} ${String(r.promptTokens).padStart(12)} ${String(r.completionTokens).padStart(12)} ${String(r.errors).padStart(8)} ${r.costUsd.padStart(14)} ${String(r.unpricedCalls).padStart(8)}`,
         );
       }
       return;
@@ -111,4 +151,21 @@ export async function usageCommand(argv: string[]): Promise<void> {
 
 function mb(bytes: number): string {
   return `${(bytes / 1_048_576).toFixed(1)} MB`;
+}
+
+/** 28050 -> "0.028050": exact, on the digits. */
+function usd6(micro: bigint): string {
+  const sign = micro < 0n ? "-" : "";
+  const abs = micro < 0n ? -micro : micro;
+  return `${sign}${abs / 1_000_000n}.${(abs % 1_000_000n).toString().padStart(6, "0")}`;
+}
+
+/**
+ * One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break. A key starting
+ * with = + - @ (a subject is the issuer's text) gets a leading `'`, so a spreadsheet opening
+ * the file shows it instead of running it as a formula.
+ */
+function csvCell(v: string): string {
+  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
 }

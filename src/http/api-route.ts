@@ -8,7 +8,8 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { RelayError, toRelayError } from "../errors.js";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { invalidToken, RelayError, toRelayError } from "../errors.js";
 import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
 import { answerOf } from "../observe/answer-counter.js";
@@ -46,6 +47,32 @@ export interface ApiRouteDeps {
   /** Bytes of request bodies held across all requests (DESIGN 3.4). */
   budget: BodyBudget;
   log: Logger;
+  /** Answers `GET /api/quota`: the token's quota as GetQuotaResponse JSON (issue 24). */
+  quota?: (token: string) => Promise<JsonValue>;
+}
+
+/** `/api/quota` below API_PREFIX. */
+export const QUOTA_ROUTE = "quota";
+
+async function answerQuota(
+  req: IncomingMessage | Http2ServerRequest,
+  res: AnyResponse,
+  search: string,
+  method: string,
+  quota: (token: string) => Promise<JsonValue>,
+  corsHeaders: Record<string, string>,
+): Promise<void> {
+  try {
+    if (method !== "GET" && method !== "HEAD") throw new RelayError("method_not_allowed", "method not allowed", { headers: { allow: "GET, HEAD, OPTIONS" } });
+    const token = relayTokenFrom(req.headers, search.length > 1 ? new URLSearchParams(search) : undefined);
+    if (token === undefined || token === "") throw invalidToken();
+    const body = JSON.stringify(await quota(token));
+    res.writeHead(200, { ...corsHeaders, "content-type": "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
+    if (method === "HEAD") res.end();
+    else res.end(body);
+  } catch (e) {
+    sendError(res, toRelayError(e), openaiShape, corsHeaders);
+  }
 }
 
 export type ApiHandler = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse, pathname: string, search: string) => Promise<void>;
@@ -86,6 +113,12 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
     if (method === "OPTIONS") {
       res.setHeader("x-request-id", requestId);
       cors.preflight(origin, header(req.headers["access-control-request-headers"]), res);
+      discardUnread(req, maxBodyBytes);
+      return;
+    }
+    // The holder's own quota (issue 24): `/api/quota` names no provider (the id is reserved).
+    if (rest === QUOTA_ROUTE && deps.quota !== undefined) {
+      await answerQuota(req, res, search, method, deps.quota, corsHeaders);
       discardUnread(req, maxBodyBytes);
       return;
     }

@@ -24,6 +24,9 @@ export interface Prices {
   priceOf(provider: string, model: string | undefined): ModelPrice | undefined;
   /** A call's cost in whole micro-dollars from the usage the provider reported. */
   costOf(price: ModelPrice, usage: Usage): number;
-  /** The most a call may cost: `inputTokens` at the input price plus `outputTokens` at the output price, rounded up. */
+  /**
+   * The most a call may cost: `inputTokens` at the dearest input-side price (input, cache write,
+   * audio input) plus `outputTokens` at the dearest output-side price, rounded up (src/pricing/cost.ts).
+   */
   maxCostOf(price: ModelPrice, inputTokens: number, outputTokens: number): number;
 }

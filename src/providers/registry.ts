@@ -53,6 +53,8 @@ export class ProviderRegistry {
   async upsert(row: Omit<ProviderRow, "createdAt" | "updatedAt">): Promise<ProviderSpec> {
     if (!PROVIDER_ID.test(row.id)) throw new RelayError("bad_request", "provider id must be lower case letters, digits and '-'");
     if (this.#builtins.has(row.id)) throw new RelayError("permission_denied", "built-in providers are read-only");
+    // `/api/quota` is the relay's own route (issue 24): no provider may take its name.
+    if (row.id === "quota") throw new RelayError("bad_request", "provider id 'quota' is reserved");
     validateBaseUrl(row.baseUrl);
     if (row.authStyle !== 1 && !/^[A-Za-z0-9-_]{1,64}$/.test(row.authName)) {
       throw new RelayError("bad_request", "auth_name must name a header or query parameter");

@@ -4,6 +4,7 @@
  */
 import type { RelayError } from "../errors.js";
 import type { ShapePolicy } from "../policy/shape-policy.js";
+import type { OwnedObjectRules } from "./owned-objects.js";
 import type { ShapeName } from "./shape-name.js";
 
 export type { ShapeName } from "./shape-name.js";
@@ -75,6 +76,11 @@ export interface ApiShape {
    * (lower case) carry an upload URL that the relay points back at itself (src/relay/upload-url.ts).
    */
   uploads?: { rawPaths: RegExp; urlHeaders: readonly string[] };
+  /**
+   * Objects the provider stores for later calls (responses, files; issue 25): only tokens of
+   * the subject that created one may reach it (src/relay/object-ownership.ts).
+   */
+  objects?: OwnedObjectRules;
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
   /**

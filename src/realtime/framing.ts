@@ -49,16 +49,5 @@ export function parseJson(data: Buffer): unknown {
   }
 }
 
-/** A running sum of usage reports. */
-export function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return {
-    promptTokens: a.promptTokens + b.promptTokens,
-    completionTokens: a.completionTokens + b.completionTokens,
-    totalTokens: a.totalTokens + b.totalTokens,
-  };
-}
-
 /** A message may name a key in an escaped form (`"mod\u0065l"`): such a message is always parsed. */
 export const ESCAPE = Buffer.from("\\u");

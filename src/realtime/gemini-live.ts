@@ -8,9 +8,9 @@
  * error body, `{"error":{"code","message","status"}}`.
  */
 import type { RelayError } from "../errors.js";
-import { isObject, usageOf } from "../providers/shapes/usage-meter.js";
+import { isObject, sumUsage, usageOf } from "../providers/shapes/usage-meter.js";
 import type { ApiShape, Usage } from "../providers/types.js";
-import { addUsage, ESCAPE, parseJson, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
+import { ESCAPE, parseJson, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
 
 const SETUP = Buffer.from('"setup"');
 const USAGE = Buffer.from('"usageMetadata"');
@@ -43,7 +43,7 @@ class GeminiReader implements SessionReader {
     const complete = data.includes(TURN_COMPLETE);
     if (content && !this.#inTurn) {
       // A new turn: the previous one's last report is final.
-      this.#done = addUsage(this.#done, this.#turn);
+      this.#done = sumUsage(this.#done, this.#turn);
       this.#turn = undefined;
       this.#inTurn = true;
     }
@@ -59,7 +59,7 @@ class GeminiReader implements SessionReader {
   }
 
   usage(): Usage | undefined {
-    return addUsage(this.#done, this.#turn);
+    return sumUsage(this.#done, this.#turn);
   }
 
   busy(): boolean {

@@ -7,9 +7,9 @@
  */
 import type { RelayError } from "../errors.js";
 import { openaiUsage } from "../providers/shapes/openai.js";
-import { isObject } from "../providers/shapes/usage-meter.js";
+import { isObject, sumUsage } from "../providers/shapes/usage-meter.js";
 import type { ApiShape, Usage } from "../providers/types.js";
-import { addUsage, ESCAPE, parseJson, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
+import { ESCAPE, parseJson, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
 
 const MODEL = Buffer.from('"model"');
 const RESPONSE_EVENT = Buffer.from('"response.');
@@ -33,7 +33,7 @@ class OpenaiReader implements SessionReader {
     if (msg.type === "response.created") this.#open++;
     else if (msg.type === "response.done") {
       this.#open = Math.max(0, this.#open - 1);
-      if (isObject(msg.response)) this.#usage = addUsage(this.#usage, openaiUsage(msg.response.usage, undefined));
+      if (isObject(msg.response)) this.#usage = sumUsage(this.#usage, openaiUsage(msg.response.usage, undefined));
     }
   }
 

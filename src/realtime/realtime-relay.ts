@@ -24,7 +24,10 @@ import type { ProviderSpec, WebSocketSpec } from "../providers/types.js";
 import type { DpopGate } from "../relay/dpop-gate.js";
 import type { CallRecord } from "../relay/types.js";
 import { safePath } from "../relay/upstream-url.js";
-import { DEFAULT_OUTPUT_RESERVE, type Reservation } from "../tokens/budget-reservations.js";
+import { type CallEnd, DEFAULT_OUTPUT_RESERVE } from "../tokens/budget-reservations.js";
+import type { CallCharges } from "../tokens/call-charges.js";
+import type { UseOutcome } from "../tokens/token-store.js";
+import type { ModelPrice, Prices } from "../pricing/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import type { TokenStore } from "../tokens/token-store.js";
 import { CLOSE } from "./close-codes.js";
@@ -38,9 +41,11 @@ import { checkHandshake, checkSessionPolicy, refuseUpgrade } from "./upgrade-che
 import { dialUpstream, refusalOf } from "./upstream-dial.js";
 
 const API_PREFIX = "/api/";
+const REFUNDED: CallEnd = { kind: "refunded" };
 /**
  * LLM tokens a budgeted token's session reserves when it opens, and may use at most (or the
  * token's whole budget when smaller): a session cannot know its length, so it holds a block.
+ * The same block is reserved on a plan's daily and monthly windows (issue 24).
  */
 export const SESSION_TOKEN_RESERVE = 4 * DEFAULT_OUTPUT_RESERVE;
 
@@ -54,6 +59,8 @@ export interface RealtimeDeps {
   /** Every counted session when it ends (usage records, metrics): the engine's own observer. */
   onCall: (record: CallRecord) => void;
   log: Logger;
+  /** Prices, for the session's cost and dollar budgets (issue 24). */
+  prices?: Prices | undefined;
   config: Pick<Config, "maxSessionSeconds" | "sessionIdleMs" | "sessionMaxMessageBytes" | "upstreamHeadersTimeoutMs">;
 }
 
@@ -66,7 +73,12 @@ interface Opened {
   token: TokenMeta;
   provider: ProviderSpec;
   model: string | undefined;
-  reservation: Reservation | undefined;
+  /** The counted call (a refund goes back to the plan windows it came from). */
+  used: UseOutcome;
+  /** Held on every budget of the token and its plan; `cap` LLM tokens the session may use. */
+  charges: CallCharges | undefined;
+  cap: number | undefined;
+  price: ModelPrice | undefined;
   release: () => void;
   started: number;
   requestId: string;
@@ -156,7 +168,7 @@ export class RealtimeRelay {
       const path = safePath(rawPath);
       const secret = sessionToken(req.headers, query, protocols);
       if (secret === undefined || secret === "") throw invalidToken();
-      const token = await tokens.authenticate(secret);
+      const token = tokens.withPlan(await tokens.authenticate(secret));
       await this.deps.dpop.check(token, secret, { proof: query.get(DPOP_QUERY_PARAM) ?? undefined, method: "GET", path: pathname });
       const model = checkSessionPolicy(token, provider, framing, path, req.headers.origin, query);
       if (token.upstreamKey === undefined && token.pool === undefined) throw new RelayError("failed_precondition", "no upstream key for this token");
@@ -164,11 +176,12 @@ export class RealtimeRelay {
       // A session holds a slot of the global concurrency for its length, as a stream does.
       release = await limits.acquireGlobal();
       if (token.pool !== undefined) pools.keyErrors.admit(token.id);
-      await tokens.use(token);
-      const reserve = token.budgetTokens === null ? 0 : Math.min(SESSION_TOKEN_RESERVE, token.budgetTokens);
+      const used = await tokens.use(token);
+      const price = this.deps.prices?.priceOf(provider.id, model);
+      const cap = tokens.charged(token) ? Math.min(SESSION_TOKEN_RESERVE, token.budgetTokens ?? Infinity) : undefined;
       // Refused, it gives the call back itself.
-      const reservation = await tokens.reserveBudget(token, reserve);
-      opened = { token, provider, model, reservation, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
+      const charges = cap === undefined ? undefined : await tokens.admitCharges(token, used, { maxTokens: cap, inputTokens: 0, outputTokens: cap, price });
+      opened = { token, provider, model, used, charges, cap, price, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
     } catch (e) {
       release?.();
       const err = toRelayError(e);
@@ -179,8 +192,8 @@ export class RealtimeRelay {
     if (!socket.readable || !socket.writable) {
       // The client left while its call was counted (ws would drop the socket without a word).
       opened.release();
-      await opened.reservation?.settle(0);
-      await tokens.refund(opened.token).catch(() => {});
+      await opened.charges?.settle(REFUNDED);
+      await tokens.refund(opened.token, opened.used).catch(() => {});
       socket.destroy();
       return;
     }
@@ -188,8 +201,8 @@ export class RealtimeRelay {
     // without calling back), the call it never opened is given back and its slot freed.
     const refused = (): void => {
       opened.release();
-      void opened.reservation?.settle(0).catch(() => {});
-      void tokens.refund(opened.token).catch(() => {});
+      void opened.charges?.settle(REFUNDED).catch(() => {});
+      void tokens.refund(opened.token, opened.used).catch(() => {});
     };
     socket.once("close", refused);
     this.#wss.handleUpgrade(req, socket, head, (client) => {
@@ -212,7 +225,9 @@ export class RealtimeRelay {
     protocols: string[],
   ): Promise<void> {
     const { token } = o;
-    const endAt = Math.min(Date.now() + this.deps.config.maxSessionSeconds * 1000, token.expiresAtMs);
+    // The token's own bound, else its plan's, else the relay's (config maxSessionSeconds).
+    const maxSeconds = token.maxSessionSeconds ?? this.deps.tokens.planOf(token)?.maxSessionSeconds ?? this.deps.config.maxSessionSeconds;
+    const endAt = Math.min(Date.now() + maxSeconds * 1000, token.expiresAtMs);
     const session = new RealtimeSession(client, {
       tokenId: token.id,
       models: token.models,
@@ -222,7 +237,7 @@ export class RealtimeRelay {
       endIsExpiry: endAt === token.expiresAtMs,
       idleMs: this.deps.config.sessionIdleMs,
       maxMessageBytes: Math.min(this.deps.config.sessionMaxMessageBytes, token.maxBodyBytes ?? Infinity),
-      tokenCap: o.reservation?.amount,
+      tokenCap: o.cap,
       onEnd: (end) => {
         this.#sessions.delete(session);
         void this.#record(o, end);
@@ -284,7 +299,7 @@ export class RealtimeRelay {
     let outcome = end.outcome;
     let status = 101;
     if (!end.reached) {
-      await this.deps.tokens.refund(o.token).catch(() => {});
+      await this.deps.tokens.refund(o.token, o.used).catch(() => {});
       outcome = Outcome.REFUNDED;
       status = end.refusal?.status ?? 499;
     } else if (o.upstreamStatus !== undefined) {
@@ -292,11 +307,18 @@ export class RealtimeRelay {
       status = o.upstreamStatus;
     }
     // Reported usage is the charge; a response cut before its usage came is charged its block.
-    const charge = !end.reached || o.upstreamStatus !== undefined ? 0 : end.busy ? Math.max(o.reservation?.amount ?? 0, used) : used;
-    await o.reservation?.settle(charge);
+    const charged: CallEnd = !end.reached
+      ? REFUNDED
+      : o.upstreamStatus !== undefined
+        ? { kind: "answered", status: o.upstreamStatus, whole: true, usage: undefined }
+        : { kind: "answered", status: 200, whole: !end.busy, usage: end.usage ?? { promptTokens: 0, completionTokens: 0, totalTokens: used } };
+    await o.charges?.settle(charged);
+    const prices = this.deps.prices;
     this.deps.onCall({
       tokenId: o.token.id,
       subject: o.token.subject,
+      plan: o.token.plan,
+      costMicroUsd: o.price === undefined || prices === undefined ? undefined : end.usage === undefined ? 0 : prices.costOf(o.price, end.usage),
       provider: o.provider.id,
       model: o.model,
       keyId: o.keyId,

@@ -19,7 +19,6 @@ import { IssuerKeyring } from "../tokens/issuer-keyring.js";
 import { MemoryReplayCache } from "../tokens/dpop.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { TokenStore, type UseOutcome } from "../tokens/token-store.js";
-import type { Reservation } from "../tokens/budget-reservations.js";
 import { DpopGate } from "./dpop-gate.js";
 import { RelayEngine, type CallRecord, type RelayEnd, type RelayInput, type RelaySink } from "./engine.js";
 import { UpstreamClient, UpstreamFailed, type UpstreamResponse } from "./upstream-client.js";
@@ -52,6 +51,7 @@ function tokenMeta(over: Partial<TokenMeta> = {}): TokenMeta {
     toolsAllowed: true,
     budgetTokens: null,
     budgetMicroUsd: null,
+    maxSessionSeconds: null,
     bindJkt: null,
     plan: undefined,
     expiresAtMs: Date.now() + 3_600_000,
@@ -84,9 +84,6 @@ class FakeTokens extends TokenStore {
   override async use(): Promise<UseOutcome> {
     this.used++;
     return { callsLeft: this.meta.maxCalls === null ? null : this.meta.maxCalls - this.used };
-  }
-  override async reserveBudget(): Promise<Reservation | undefined> {
-    return undefined;
   }
   override async refund(): Promise<void> {
     this.refunded++;

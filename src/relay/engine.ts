@@ -23,12 +23,15 @@ import { UploadBody, uploadKindOf } from "./upload-body.js";
 import { checkUpload, DEFAULT_MAX_UPLOAD_BYTES, uploadOf } from "./upload-gate.js";
 import { rewriteUploadUrls } from "./upload-url.js";
 import type { AnswerFilter } from "./answer-filters.js";
+import type { ObjectIdTapOpener, ObjectOwnership } from "./object-ownership.js";
 import { BodyRedactor, redactHeaders } from "./redact.js";
 import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
 import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
 import { decodeRequestBody } from "./request-body.js";
 import { safePath } from "./upstream-url.js";
-import { callMaximum, chargeOf, type CallEnd } from "../tokens/budget-reservations.js";
+import { callBounds, callMaximum, chargeOf, type CallEnd } from "../tokens/budget-reservations.js";
+import type { CallCost } from "../tokens/call-charges.js";
+import type { ModelPrice, Prices } from "../pricing/types.js";
 import { Drain, DRAIN_CUT, onClientGone, SignalUntilAnswer } from "./usage-drain.js";
 
 export type { CallRecord, RelayEnd, RelayInput, RelaySink } from "./types.js";
@@ -50,6 +53,10 @@ export interface RelayEngineDeps {
   maxUploadBytes?: number;
   /** The origin clients reach the relay at, for upload URLs pointed back at it (config publicOrigin). */
   publicOrigin?: () => string;
+  /** Stored responses and files reachable only by their creator's subject (issue 25). */
+  ownership?: ObjectOwnership;
+  /** Prices: each call's cost in its usage record, dollar budgets and plans (issue 24). */
+  prices?: Prices;
 }
 
 /** Reports a counted call's end; resolves once its budget reservation (if any) is settled. */
@@ -89,7 +96,8 @@ export class RelayEngine {
     // one normal form for both entry points (src/relay/upstream-url.ts).
     const path = safePath(input.path);
     if (input.token === undefined || input.token === "") throw invalidToken();
-    const token = await tokens.authenticate(input.token);
+    // A plan's model list narrows the token's own pin (src/tokens/token-store.ts withPlan).
+    const token = tokens.withPlan(await tokens.authenticate(input.token));
     await this.deps.dpop.check(token, input.token, input.dpop);
     // The body is read only now, after the credentials: an unauthenticated client holds no memory.
     // Forms and binary bodies stream through unheld (issue 25, src/relay/upload-gate.ts).
@@ -114,16 +122,23 @@ export class RelayEngine {
   /** Past the policy: the key, the budget's maximum, the rate limits, then the call. */
   async #admit(token: TokenMeta, provider: ProviderSpec, checked: Checked, forwarded: ReadInput, sink: RelaySink, started: number): Promise<void> {
     const { body, model } = checked;
+    const { tokens } = this.deps;
+    // Another subject's response or file: 404 before the call is counted.
+    await this.deps.ownership?.check(token, provider, forwarded);
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }
-    // What the call may cost at most, reserved against a budget (src/tokens/budget-reservations.ts).
-    const maximum =
-      token.budgetTokens === null ? 0 : callMaximum({ json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices });
+    // What the call may cost at most, in LLM tokens and dollars: reserved against the token's and
+    // its plan's budgets (src/tokens/call-charges.ts), and its recorded cost when it has no usage.
+    const price = this.deps.prices?.priceOf(provider.id, model);
+    const charged = tokens.charged(token);
+    const cost = price !== undefined || charged ? callCost(checked, body.length, price) : undefined;
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
+    const planRpm = token.plan === undefined ? null : (tokens.planOf(token)?.rpm ?? null);
+    if (planRpm !== null) await this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
     const release = await this.deps.limits.acquireGlobal();
     try {
-      await this.#forward(token, provider, model, forwarded, sink, started, maximum, checked.answer);
+      await this.#forward(token, provider, model, forwarded, sink, started, cost, charged, checked.answer);
     } finally {
       release();
     }
@@ -137,23 +152,29 @@ export class RelayEngine {
     input: ReadInput,
     sink: RelaySink,
     started: number,
-    maximum: number,
+    cost: CallCost | undefined,
+    charged: boolean,
     answer?: AnswerFilter,
   ): Promise<void> {
-    const { tokens, upstream, pools, limits } = this.deps;
+    const { tokens, upstream, pools, limits, prices } = this.deps;
     // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
     if (token.pool !== undefined) pools.keyErrors.admit(token.id);
-    const { callsLeft } = await tokens.use(token);
-    // Reserve, then settle: admitted only while the budget has room; refused, the call is given back.
-    const reservation = await tokens.reserveBudget(token, maximum);
+    const used = await tokens.use(token);
+    const { callsLeft } = used;
+    // Reserve, then settle: admitted only while every budget has room; refused, the call is given back.
+    const reservation = charged && cost !== undefined ? await tokens.admitCharges(token, used, cost) : undefined;
     const sendAt = performance.now();
     let upstreamMs: number | undefined;
     let attempts: string | undefined;
     const record: Recorder = (status, outcome, usage, bytes, keyId, end) => {
-      const settled = reservation?.settle(chargeOf(reservation.amount, end)) ?? SETTLED;
+      const settled = reservation?.settle(end) ?? SETTLED;
       this.deps.onCall?.({
         tokenId: token.id,
         subject: token.subject,
+        plan: token.plan,
+        // The cost the budgets were charged (src/tokens/budget-reservations.ts chargeOf): the
+        // reported usage priced, or the call's maximum when it left without a usable report.
+        costMicroUsd: cost?.price === undefined || prices === undefined ? undefined : costCharged(prices, cost, end),
         provider: provider.id,
         model,
         keyId,
@@ -197,7 +218,7 @@ export class RelayEngine {
         await record(failed.error.status, Outcome.UPSTREAM_ERROR, undefined, 0, failed.keyId, UNANSWERED);
       } else {
         // No byte left for any provider (connect, DNS or TLS failure, no key free): refunded.
-        await tokens.refund(token).catch(() => {});
+        await tokens.refund(token, used).catch(() => {});
         await record(failed.error.status, Outcome.REFUNDED, undefined, 0, failed.keyId, REFUNDED);
       }
       throw failed.error;
@@ -208,7 +229,8 @@ export class RelayEngine {
     const { res, keyId, release } = sent;
     this.#streaming.add(res.body);
     try {
-      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record, reservation !== undefined, answer);
+      const owned = this.deps.ownership?.tap(token.subject, provider, input);
+      await this.#stream(res, keyId, sent.key, provider, input, sink, callsLeft, record, reservation !== undefined, answer, owned);
     } finally {
       this.#streaming.delete(res.body);
       release();
@@ -226,6 +248,7 @@ export class RelayEngine {
     record: Recorder,
     drains: boolean,
     answer?: AnswerFilter,
+    owned?: ObjectIdTapOpener,
   ): Promise<void> {
     const contentType = res.headers["content-type"];
     // An error answer may echo the key it was sent with: its headers and (bounded) body are
@@ -241,12 +264,17 @@ export class RelayEngine {
     // The policy's rewrite of a successful answer (src/relay/answer-filters.ts): metered raw, forwarded rewritten.
     const filter =
       redactor === undefined && res.statusCode < 300 && answer?.accepts(typeof contentType === "string" ? contentType : undefined) ? answer : undefined;
-    // A budgeted answer goes unframed (chunked): it completes only at sink.end, after its charge
-    // is settled, so a client's next call never races the settle and finds the budget reserved.
+    // A created object's id, recorded as the subject's as soon as it goes by (src/relay/object-ownership.ts).
+    const ids = owned?.(res.statusCode, typeof contentType === "string" ? contentType : undefined);
+    // A budgeted answer, or one that creates an object, goes unframed (chunked): it completes only
+    // at sink.end, after its charge is settled and the object recorded, so a client's next call
+    // never races them (finding the budget reserved, or its object unknown).
     sink.head(
       res.statusCode,
       headers,
-      drains || redactor || filter || res.statusCode === 204 || res.statusCode === 304 ? undefined : bodyLengthOf(res.headers["content-length"], contentType),
+      drains || ids || redactor || filter || res.statusCode === 204 || res.statusCode === 304
+        ? undefined
+        : bodyLengthOf(res.headers["content-length"], contentType),
     );
     const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
@@ -276,6 +304,7 @@ export class RelayEngine {
       await res.body.pipe((chunk) => {
         bytes += chunk.length;
         meter.feed(chunk);
+        ids?.feed(chunk);
         if (drain) {
           if (drain.take(chunk.length)) res.body.destroy(DRAIN_CUT);
           return;
@@ -319,8 +348,22 @@ export class RelayEngine {
     if (outcome === Outcome.UPSTREAM_ERROR) error = "upstream returned an error";
     const usage = meter.result();
     await record(res.statusCode, outcome, usage, bytes, keyId, { kind: "answered", status: res.statusCode, whole, usage });
+    await ids?.settled();
     await sink.end({ outcome, usage, callsLeft, error });
   }
+}
+
+/** The call's bounds (src/tokens/budget-reservations.ts) with its model's price. */
+function callCost(checked: Checked, bodyBytes: number, price: ModelPrice | undefined): CallCost {
+  const shape = { json: checked.json, bodyBytes, outputCap: checked.outputCap, choices: checked.choices };
+  const { input, output } = callBounds(shape);
+  return { maxTokens: callMaximum(shape), inputTokens: input, outputTokens: output, price };
+}
+
+/** The micro-dollars a priced call is charged, by the rule of its LLM tokens. */
+function costCharged(prices: Prices, cost: CallCost, end: CallEnd): number {
+  const price = cost.price!;
+  return chargeOf(prices.maxCostOf(price, cost.inputTokens, cost.outputTokens), end, (u) => prices.costOf(price, u));
 }
 
 const EMPTY = Buffer.alloc(0);

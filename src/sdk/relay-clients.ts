@@ -1,7 +1,7 @@
 /**
  * Typed Connect clients of the relay's three services over connect-web's transport, which runs
- * in browsers and in Node 20+ (global fetch). A relay token authenticates RelayService.Relay and
- * TokenService.IntrospectToken; an admin key the rest.
+ * in browsers and in Node 20+ (global fetch). A relay token authenticates RelayService.Relay,
+ * TokenService.IntrospectToken and TokenService.GetQuota; an admin key the rest.
  */
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
@@ -29,7 +29,7 @@ export interface RelayClients {
 }
 
 /** Methods the relay authenticates with the relay token rather than the admin key. */
-const TOKEN_METHODS = new Set(["relayapi.v1.RelayService/Relay", "relayapi.v1.TokenService/IntrospectToken"]);
+const TOKEN_METHODS = new Set(["relayapi.v1.RelayService/Relay", "relayapi.v1.TokenService/IntrospectToken", "relayapi.v1.TokenService/GetQuota"]);
 
 export function createRelayClients(opts: RelayClientOptions): RelayClients {
   if (!/^https?:\/\//.test(opts.baseUrl)) throw new TypeError("baseUrl must be an http(s) URL");

@@ -8,6 +8,7 @@
  */
 import { base64url, calculateJwkThumbprint, EncryptJWT, importJWK, type JWK } from "jose";
 import { LimitError, limitsFromClaims, type LimitClaims } from "../tokens/token-limits.js";
+import { planProblem } from "../plans/plan-name.js";
 
 /**
  * The claims of a sealed token. Times are seconds since the epoch. Unknown claims are ignored
@@ -127,6 +128,10 @@ async function complete(input: SealInput): Promise<SealedTokenClaims> {
   if ((c.key === undefined) === (c.pool === undefined)) fail("exactly one of key and pool");
   if (c.key !== undefined && (c.key === "" || c.key.length > 4096 || /[\0-\x20\x7f]/.test(c.key))) fail("key must be 1-4096 printable characters");
   if (c.sub !== undefined && (typeof c.sub !== "string" || c.sub.length > 256)) fail("sub must be at most 256 characters");
+  if (c.pln !== undefined) {
+    const planIssue = typeof c.pln === "string" ? planProblem(c.pln, c.sub ?? "") : "pln must be a string";
+    if (planIssue !== undefined) fail(`pln: ${planIssue}`);
+  }
   try {
     limitsFromClaims(c);
   } catch (e) {

@@ -1,6 +1,6 @@
 /**
  * Who may call what. AdminService and TokenService's admin rpcs need the admin key as a bearer
- * token; RelayService, IntrospectToken, GetSealingKey and reflection authenticate otherwise
+ * token; RelayService, IntrospectToken, GetQuota, GetSealingKey and reflection authenticate otherwise
  * (with the relay token itself, or not at all for public data).
  *
  * The key is checked twice on the server: from the request headers by the RPC front door
@@ -13,7 +13,12 @@ import { RelayError } from "../errors.js";
 import { bearerCredential, relayTokenFrom } from "../http/token-carrier.js";
 import { secretsEqual } from "../keys/key-files.js";
 
-const PUBLIC_METHODS = new Set(["relayapi.v1.RelayService/Relay", "relayapi.v1.TokenService/IntrospectToken", "relayapi.v1.TokenService/GetSealingKey"]);
+const PUBLIC_METHODS = new Set([
+  "relayapi.v1.RelayService/Relay",
+  "relayapi.v1.TokenService/IntrospectToken",
+  "relayapi.v1.TokenService/GetQuota",
+  "relayapi.v1.TokenService/GetSealingKey",
+]);
 const PUBLIC_SERVICES = new Set(["grpc.reflection.v1.ServerReflection"]);
 
 /** Whether `service/method` may be called without the admin key. */

@@ -4,6 +4,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuthStyle, ProviderSchema, ApiShape as ApiShapeEnum, type Provider } from "../../gen/relayapi/v1/admin_service_pb.js";
 import { TokenSchema, TokenStatus, UsageSchema, type Token, type Usage as UsageMsg } from "../../gen/relayapi/v1/common_pb.js";
 import type { TokenRow } from "../db/schema/index.js";
+import { GetQuotaResponseSchema, type GetQuotaResponse } from "../../gen/relayapi/v1/token_service_pb.js";
+import type { QuotaReport } from "../plans/quota-report.js";
 import { shapeNumber } from "../providers/shapes/index.js";
 import type { ProviderSpec, Usage } from "../providers/types.js";
 import { limitsToProto } from "../tokens/token-limits.js";
@@ -31,6 +33,8 @@ export function tokenToProto(row: TokenRow): Token {
     upstreamKeyHint: row.upstreamKeyHint,
     pool: row.pool ?? "",
     tokensUsed: BigInt(row.tokensUsed),
+    plan: row.plan ?? "",
+    microUsdUsed: BigInt(row.microUsdUsed),
   });
 }
 
@@ -53,5 +57,23 @@ export function usageToProto(u: Usage | undefined): UsageMsg | undefined {
     promptTokens: BigInt(u.promptTokens),
     completionTokens: BigInt(u.completionTokens),
     totalTokens: BigInt(u.totalTokens),
+  });
+}
+
+/** A holder's quota report (src/plans/quota-report.ts) as GetQuotaResponse. */
+export function quotaToProto(q: QuotaReport): GetQuotaResponse {
+  return create(GetQuotaResponseSchema, {
+    subject: q.subject,
+    plan: q.plan,
+    timeZone: q.timeZone,
+    windows: q.windows.map((w) => ({
+      scope: w.scope,
+      period: w.period,
+      unit: w.unit,
+      limit: BigInt(w.limit),
+      used: BigInt(w.used),
+      remaining: BigInt(w.remaining),
+      ...(w.resetsAt === undefined ? {} : { resetsAt: timestampFromDate(new Date(w.resetsAt)) }),
+    })),
   });
 }

@@ -13,6 +13,8 @@ import {
 } from "../../gen/relayapi/v1/token_service_pb.js";
 import { TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
+import { findPlan } from "../db/queries/plans.js";
+import { PLAN_NAME } from "../plans/plan-name.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { TokenRow } from "../db/schema/index.js";
 import { RelayError, invalidToken } from "../errors.js";
@@ -25,7 +27,7 @@ import { TOKEN_KIND_SEALED } from "../tokens/sealed-token.js";
 import { limitsFromProto, noLimits } from "../tokens/token-limits.js";
 import type { TokenFilter, TokenStore } from "../tokens/token-store.js";
 import { bearerOf } from "./auth.js";
-import { tokenToProto } from "./convert.js";
+import { quotaToProto, tokenToProto } from "./convert.js";
 
 export interface TokenServiceDeps {
   db: Db;
@@ -60,6 +62,8 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
           .join(", ");
         throw new RelayError("bad_request", `unknown provider "${sent}"; known providers: ${known}`);
       }
+      // The plan must exist now; one deleted later (with force) refuses the token's calls.
+      if (req.plan !== "" && (!PLAN_NAME.test(req.plan) || !(await findPlan(db, req.plan)))) throw new RelayError("bad_request", "unknown plan");
       const expiresAt =
         req.expiry.case === "expiresAt"
           ? timestampDate(req.expiry.value)
@@ -69,6 +73,7 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         upstreamKey: req.credential.case === "upstreamKey" ? req.credential.value : undefined,
         pool: req.credential.case === "pool" ? req.credential.value : undefined,
         subject: req.subject,
+        plan: req.plan || undefined,
         ...limitsFromProto(req.limits),
         expiresAt,
       });
@@ -76,7 +81,7 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
         actor: "admin",
         action: "IssueToken",
         target: issued.row.id,
-        detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}`,
+        detail: `provider=${issued.row.provider}${issued.row.pool ? ` pool=${issued.row.pool}` : ""}${issued.row.plan ? ` plan=${issued.row.plan}` : ""}`,
       });
       return create(IssueTokenResponseSchema, { secret: issued.secret, token: tokenToProto(issued.row) });
     },
@@ -115,6 +120,14 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
       const row = (await tokens.introspect(meta.id)) ?? (meta.sealed ? { ...UNUSED_SEALED, ...meta.sealed.firstRow } : undefined);
       if (!row || row.revokedAt) throw invalidToken();
       return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+    },
+
+    async getQuota(_req, ctx) {
+      const secret = bearerOf(ctx.requestHeader);
+      if (secret === undefined) throw invalidToken();
+      const report = await tokens.quota(await tokens.authenticate(secret));
+      if (report === undefined) throw invalidToken();
+      return quotaToProto(report);
     },
 
     getSealingKey() {

@@ -52,9 +52,15 @@ export interface CallShape {
 }
 
 export function callMaximum(call: CallShape): number {
-  if (!call.json) return 0;
+  const { input, output } = callBounds(call);
+  return Math.min(input + output, MAX_TOKENS_PER_FIELD);
+}
+
+/** The input estimate and the output bound of a call, apart: prices differ (src/pricing). */
+export function callBounds(call: CallShape): { input: number; output: number } {
+  if (!call.json) return { input: 0, output: 0 };
   const output = Math.min(call.outputCap ?? DEFAULT_OUTPUT_RESERVE, MAX_TOKENS_PER_FIELD) * Math.max(1, Math.min(call.choices, 128));
-  return Math.min(Math.ceil(output + call.bodyBytes / INPUT_BYTES_PER_TOKEN), MAX_TOKENS_PER_FIELD);
+  return { input: Math.ceil(call.bodyBytes / INPUT_BYTES_PER_TOKEN), output: Math.min(output, MAX_TOKENS_PER_FIELD) };
 }
 
 /** How a call ended, as far as its charge is concerned. */
@@ -66,11 +72,14 @@ export type CallEnd =
   /** An answer: its status, whether it was read to its end, the usage the meter found in it. */
   | { kind: "answered"; status: number; whole: boolean; usage: Usage | undefined };
 
-/** The LLM tokens a call is charged; see the module comment. */
-export function chargeOf(maximum: number, end: CallEnd): number {
+/**
+ * What a call is charged; see the module comment. In LLM tokens by default; `measure` reads
+ * another unit from the reported usage (micro-dollars: src/tokens/call-charges.ts).
+ */
+export function chargeOf(maximum: number, end: CallEnd, measure: (usage: Usage) => number | undefined = (u) => u.totalTokens): number {
   if (end.kind === "refunded") return 0;
   if (end.kind === "unanswered") return maximum;
-  const reported = end.usage?.totalTokens;
+  const reported = end.usage === undefined ? undefined : measure(end.usage);
   // Providers bill no generation for an error answer.
   if (end.status >= 400) return reported ?? 0;
   if (end.whole && reported !== undefined) return reported;
@@ -87,6 +96,8 @@ export class Reservation {
     /** What was reserved: the call's maximum. */
     readonly amount: number,
     private readonly onError: (err: unknown) => void,
+    /** The largest charge one call can settle to (its unit's clamp). */
+    private readonly most: number = MAX_TOKENS_PER_FIELD,
   ) {}
 
   /**
@@ -97,7 +108,7 @@ export class Reservation {
   async settle(charge: number): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    const delta = Math.min(Math.max(Math.round(charge), 0), MAX_TOKENS_PER_FIELD) - this.amount;
+    const delta = Math.min(Math.max(Math.round(charge), 0), this.most) - this.amount;
     if (delta === 0 || Number.isNaN(delta)) return;
     try {
       await this.ledger.adjust(this.key, delta);
@@ -117,9 +128,9 @@ export class BudgetReservations {
   ) {}
 
   /** Reserves `maximum` against `limit`; undefined when the budget is spent (used + reserved >= limit). */
-  async reserve(key: string, maximum: number, limit: number): Promise<Reservation | undefined> {
-    const amount = Math.min(Math.max(Math.ceil(maximum), 0), MAX_TOKENS_PER_FIELD);
+  async reserve(key: string, maximum: number, limit: number, most: number = MAX_TOKENS_PER_FIELD): Promise<Reservation | undefined> {
+    const amount = Math.min(Math.max(Math.ceil(maximum), 0), most);
     const count = await this.ledger.reserve(key, amount, limit);
-    return count === undefined ? undefined : new Reservation(this.ledger, key, amount, this.onError);
+    return count === undefined ? undefined : new Reservation(this.ledger, key, amount, this.onError, most);
   }
 }

@@ -11,11 +11,18 @@
  * instances are not starved. Unused calls are given back after `idleMs` without use, and all of
  * them on shutdown. Concurrent requests for one token share a single statement.
  *
+ * A token with a plan (issue 24) takes each block from its subject's calendar windows as well,
+ * all or none in one transaction (src/db/queries/quota-counter.ts), so calls per window never
+ * pass the plan across tokens, instances and workers. A block serves calls only until the first
+ * of its windows ends; what is left of it then goes back to the windows it came from. Blocks are
+ * also bounded by an eighth of what the tightest window has left.
+ *
  * The same state answers IntrospectToken without a database read per call (`view`, issue 22):
  * each counting statement here reports the database's new count to TokenViews, and the calls
  * leased and not used are added back (src/tokens/token-views.ts has the rule and its limits).
  */
 import type { CallCounter } from "../db/queries/call-counter.js";
+import type { CallQuota } from "../plans/plan-quotas.js";
 import type { UseResult } from "../db/queries/tokens.js";
 import type { TokenRow } from "../db/schema/index.js";
 import type { TokenMeta } from "./token-meta.js";
@@ -38,6 +45,10 @@ interface Lease {
   lastUse: number;
   /** max_calls minus used in the database after the last grant; null for an uncapped token. */
   remaining: number | null;
+  /** The plan windows the block was taken from (undefined: no plan call limits). */
+  quota: CallQuota | undefined;
+  /** What the tightest of those windows had left after the last grant; null without windows. */
+  windowRemaining: number | null;
   pending: Promise<boolean> | undefined;
 }
 
@@ -49,7 +60,15 @@ export interface LeaseOptions {
 export interface Taken {
   /** Calls left as this instance sees them: the database's count plus its own unused lease. */
   callsLeft: number | null;
+  /** The plan windows the call was taken from: a refund goes back to them. */
+  quota?: CallQuota | undefined;
 }
+
+/** Finds the plan windows a token's block is taken from now (src/plans/plan-quotas.ts); may throw a RelayError. */
+export type QuotaOf = (meta: TokenMeta) => CallQuota | undefined;
+
+/** A block the plan windows refused: the RelayError to answer with. */
+export type WindowRefusal = (quota: CallQuota, index: number) => Error;
 
 export class CallLeases {
   readonly #leases = new Map<string, Lease>();
@@ -61,11 +80,21 @@ export class CallLeases {
   constructor(
     private readonly counter: CallCounter,
     private readonly opts: LeaseOptions,
+    private readonly quotas?: { of: QuotaOf; refused: WindowRefusal },
   ) {}
 
   start(): void {
     this.#timer = setInterval(() => void this.#returnIdle(), Math.max(50, this.opts.idleMs / 2));
     this.#timer.unref();
+  }
+
+  /** Calls leased here from a subject's window and not used yet (GetQuota). */
+  unusedInWindow(subject: string, windowKey: string): number {
+    let n = 0;
+    for (const lease of this.#leases.values()) {
+      if (lease.quota?.subject === subject && lease.quota.windows.some((w) => w.key === windowKey)) n += lease.left;
+    }
+    return n;
   }
 
   /** Tokens with a lease here, and the leased calls not used yet (for metrics). */
@@ -82,9 +111,17 @@ export class CallLeases {
   take(meta: TokenMeta): Taken | Promise<Taken | undefined> {
     const lease = this.#leases.get(meta.id);
     if (lease && lease.left > 0) {
-      lease.left--;
-      lease.lastUse = Date.now();
-      return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left };
+      const now = Date.now();
+      if (lease.quota === undefined) {
+        lease.left--;
+        lease.lastUse = now;
+        return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left };
+      }
+      if (now < lease.quota.endsAt) {
+        lease.left--;
+        lease.lastUse = now;
+        return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left, quota: lease.quota };
+      }
     }
     return this.#takeGranted(meta);
   }
@@ -93,10 +130,16 @@ export class CallLeases {
   async #takeGranted(meta: TokenMeta): Promise<Taken | undefined> {
     for (;;) {
       let lease = this.#leases.get(meta.id);
-      if (lease && lease.left > 0) {
+      // A block of windows that ended serves no call of the next ones: what is left goes back.
+      if (lease?.quota && !lease.pending && Date.now() >= lease.quota.endsAt) {
+        this.#leases.delete(meta.id);
+        if (lease.left > 0) void this.#refund(meta.id, lease.left, lease.quota).catch(() => {});
+        lease = undefined;
+      }
+      if (lease && lease.left > 0 && (lease.quota === undefined || Date.now() < lease.quota.endsAt)) {
         lease.left--;
         lease.lastUse = Date.now();
-        return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left };
+        return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left, quota: lease.quota };
       }
       if (!lease) {
         // Granted at 0 (long ago): the first block is half the last one (see RECENT_MS).
@@ -104,7 +147,16 @@ export class CallLeases {
         this.#recent.delete(meta.id);
         const warm = recent !== undefined && Date.now() - recent.at < RECENT_MS ? recent : undefined;
         // `remaining` as last seen keeps the first block within an eighth of what the cap has left.
-        lease = { left: 0, size: warm?.size ?? 0, grantedAt: 0, lastUse: Date.now(), remaining: warm?.remaining ?? null, pending: undefined };
+        lease = {
+          left: 0,
+          size: warm?.size ?? 0,
+          grantedAt: 0,
+          lastUse: Date.now(),
+          remaining: warm?.remaining ?? null,
+          quota: undefined,
+          windowRemaining: null,
+          pending: undefined,
+        };
         this.#leases.set(meta.id, lease);
       }
       lease.pending ??= this.#grant(meta, lease).finally(() => {
@@ -118,8 +170,8 @@ export class CallLeases {
    * Gives back a call that never reached the provider, in the database at once (a rare path),
    * so the token's count is exact even while this instance holds a lease.
    */
-  async giveBack(meta: TokenMeta): Promise<void> {
-    await this.#refund(meta.id, 1);
+  async giveBack(meta: TokenMeta, taken?: Taken): Promise<void> {
+    await this.#refund(meta.id, 1, taken?.quota);
   }
 
   /**
@@ -134,8 +186,13 @@ export class CallLeases {
     return { ...v.row, used: Math.max(0, v.dbUsed - unused) };
   }
 
-  /** Drops a token's lease without giving it back (the token was revoked). */
+  /**
+   * Drops a token's lease (the token was revoked): its calls are not given back to the token,
+   * but a plan's windows get theirs, or the subject would lose them for the rest of the window.
+   */
   drop(id: string): void {
+    const lease = this.#leases.get(id);
+    if (lease?.quota && lease.left > 0 && !lease.pending) void this.#refund(id, lease.left, lease.quota).catch(() => {});
     this.#leases.delete(id);
     this.#recent.delete(id);
     this.#views.drop(id);
@@ -157,20 +214,45 @@ export class CallLeases {
       let size = lease.size === 0 ? 1 : now - lease.grantedAt < LEASE_WINDOW_MS ? lease.size * 2 : Math.ceil(lease.size / 2);
       size = Math.min(size, this.opts.maxLease);
       if (lease.remaining !== null) size = Math.max(1, Math.min(size, Math.floor(lease.remaining / 8)));
-      let result = await this.#use(meta, size);
-      if (!result && size > 1) {
-        size = 1;
-        result = await this.#use(meta, 1);
+      const quota = this.quotas?.of(meta);
+      if (quota === undefined) {
+        let result = await this.#use(meta, size);
+        if (!result && size > 1) {
+          size = 1;
+          result = await this.#use(meta, 1);
+        }
+        if (!result) {
+          this.#leases.delete(meta.id);
+          return false;
+        }
+        lease.left += size;
+        lease.size = size;
+        lease.grantedAt = now;
+        lease.remaining = result.maxCalls === null ? null : result.maxCalls - result.used;
+        lease.quota = undefined;
+        used = result.used;
+        return true;
       }
-      if (!result) {
+      // Windows of another day than the lease's: the lease is empty here (take() returned what was left).
+      if (lease.quota !== undefined && lease.quota.endsAt !== quota.endsAt) lease.windowRemaining = null;
+      if (lease.windowRemaining !== null) size = Math.max(1, Math.min(size, Math.floor(lease.windowRemaining / 8)));
+      let result = await this.counter.useWithQuota(meta, quota, size);
+      if (!result.ok && size > 1) {
+        size = 1;
+        result = await this.counter.useWithQuota(meta, quota, 1);
+      }
+      if (!result.ok) {
         this.#leases.delete(meta.id);
-        return false;
+        if (result.refused === "token") return false;
+        throw this.quotas!.refused(quota, result.index);
       }
       lease.left += size;
       lease.size = size;
       lease.grantedAt = now;
-      lease.remaining = result.maxCalls === null ? null : result.maxCalls - result.used;
-      used = result.used;
+      lease.remaining = result.token.maxCalls === null ? null : result.token.maxCalls - result.token.used;
+      lease.quota = quota;
+      lease.windowRemaining = Math.min(...quota.windows.map((w, i) => w.limit - result.calls[i]!));
+      used = result.token.used;
       return true;
     } finally {
       this.#views.changeEnded(meta.id, 0, used);
@@ -181,12 +263,12 @@ export class CallLeases {
     return meta.sealed ? this.counter.useSealed(meta.sealed.firstRow, n) : this.counter.use(meta.id, n);
   }
 
-  /** Gives `n` calls back in the database; the view counts them as unused until it answers. */
-  async #refund(id: string, n: number): Promise<void> {
+  /** Gives `n` calls back in the database (and to the plan windows they came from); the view counts them as unused until it answers. */
+  async #refund(id: string, n: number, quota?: CallQuota): Promise<void> {
     this.#views.changeStarted(id, n);
     let result: UseResult | undefined;
     try {
-      result = await this.counter.refund(id, n);
+      result = quota === undefined ? await this.counter.refund(id, n) : await this.counter.refundWithQuota(id, quota, n);
     } finally {
       this.#views.changeEnded(id, n, result?.used);
     }
@@ -207,6 +289,6 @@ export class CallLeases {
     const lease = this.#leases.get(id);
     if (!lease || lease.pending) return;
     this.#leases.delete(id);
-    if (lease.left > 0) await this.#refund(id, lease.left);
+    if (lease.left > 0) await this.#refund(id, lease.left, lease.quota);
   }
 }

@@ -25,8 +25,11 @@ export interface NewIssuerKey {
 }
 
 const ISSUER_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-/** ECDH-ES tokens are scoped `byok-<hash>`: an issuer of that shape could share their ids. */
-const RESERVED_NAME = /^byok-/;
+/**
+ * ECDH-ES tokens are scoped `byok-<hash>` and login users `login.<name>` (src/logins): an issuer
+ * of either shape could share their ids.
+ */
+const RESERVED_NAME = /^(byok-|login\.)/;
 /** The `aes_key` every copy of the original RelayAPI shipped in `default.rai`: public. */
 const PUBLISHED_KEY_HEX = "0123456789abcdef".repeat(4);
 
@@ -61,7 +64,7 @@ export class IssuerKeyring {
 
   async create(name: string, secret?: Uint8Array): Promise<NewIssuerKey> {
     if (!ISSUER_NAME.test(name)) throw new RelayError("bad_request", "issuer name must be 1-64 lower case letters, digits, '.', '_' or '-'");
-    if (RESERVED_NAME.test(name)) throw new RelayError("bad_request", "issuer names starting with byok- are reserved");
+    if (RESERVED_NAME.test(name)) throw new RelayError("bad_request", "issuer names starting with byok- or login. are reserved");
     if (secret && Buffer.from(secret).toString("hex") === PUBLISHED_KEY_HEX) {
       throw new RelayError("bad_request", "this is the original RelayAPI's published default key: anyone could mint tokens with it");
     }

@@ -68,6 +68,8 @@ export const TOKEN_LIMITS = {
   maxN: { kind: "int", claim: "mxn", snake: "max_n", max: 1_000, wide: false },
   /** Budget in LLM tokens (prompt + completion) over the token's life, metered from usage; null: none. */
   budgetTokens: { kind: "int", claim: "bud", snake: "budget_tokens", max: ANY, wide: true },
+  /** Longest WebSocket (Realtime) session in seconds; null: the plan's, else the relay's (issue 25). */
+  maxSessionSeconds: { kind: "int", claim: "mss", snake: "max_session_seconds", max: 86_400, wide: false },
   /** Budget in micro-dollars over the token's life, metered from usage and prices (src/pricing); null: none. */
   budgetMicroUsd: { kind: "int", claim: "bus", snake: "budget_micro_usd", max: ANY, wide: true },
   /** The RFC 7638 thumbprint of the client key the token is bound to (DPoP); null: a bearer token. */

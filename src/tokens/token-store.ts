@@ -16,11 +16,19 @@ import type { TokenRow } from "../db/schema/index.js";
 import { decodePageToken, integerField, pageOf, pageSizeOf, textField, type Page } from "../db/page-cursor.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import { BudgetReservations, type Reservation } from "./budget-reservations.js";
-import { CallLeases, type LeaseOptions } from "./call-leases.js";
+import { looksSigned } from "../logins/id-token.js";
+import { BudgetReservations } from "./budget-reservations.js";
+import { CallLeases, type LeaseOptions, type Taken } from "./call-leases.js";
+import { type CallCharges, ChargeDesk, type CallCost } from "./call-charges.js";
+import type { PlanQuotas } from "../plans/plan-quotas.js";
+import type { Plan } from "../plans/plan-store.js";
+import { quotaReport, type QuotaReport } from "../plans/quota-report.js";
+import { QuotaClock } from "../plans/quota-windows.js";
+import type { Prices } from "../pricing/types.js";
 import { hashSecret, ISSUED_PREFIX, ISSUED_TOKEN_LENGTH, isWellFormedIssued } from "./issued-token.js";
 import { looksSealed, openSealedToken, type SealedDeps } from "./sealed-token.js";
 import { tokenMetaFromRow, type TokenMeta } from "./token-meta.js";
+import { noLimits } from "./token-limits.js";
 import { MAX_TTL_MS } from "./validate-limits.js";
 
 export type { TokenFilter } from "../db/queries/tokens.js";
@@ -34,16 +42,28 @@ interface CacheEntry {
   until: number;
 }
 
-export interface UseOutcome {
-  /** Calls left after this one; null when the token has no cap. */
-  callsLeft: number | null;
-}
+/** A counted call: the calls left after it (null: no cap), and the plan windows it was taken from. */
+export type UseOutcome = Taken;
 
 export interface TokenStoreOptions extends LeaseOptions {
   cacheMs: number;
   revocationPollMs: number;
   /** The database's own prepared statements, where it has them (Database.prepare). */
   prepare?: Prepare | undefined;
+  /** Plan quotas (issue 24); without them a token's plan is not enforced. */
+  plans?: PlanQuotas | undefined;
+  /** Prices, for dollar budgets and plans (src/pricing). */
+  prices?: Prices | undefined;
+  /** Admit calls to unpriced models under dollar limits, charged $0 (config allowUnpricedModels). */
+  allowUnpriced?: boolean;
+}
+
+/**
+ * Turns an app's OIDC ID token into the relay token it stands for (src/logins/login-store.ts):
+ * it verifies, caches and checks its login is enabled itself, on every call.
+ */
+export interface LoginAuthenticator {
+  authenticate(idToken: string): Promise<TokenMeta>;
 }
 
 /** Public ids of sealed tokens: `<issuer or byok scope>:<jti>`. */
@@ -53,13 +73,17 @@ const TOKEN_ID = /^[A-Za-z0-9._~:-]{1,200}$/;
 
 /** How far back each poll looks for revocations (covers clock skew between instances and DB). */
 const REVOCATION_LOOKBACK_MS = 5000;
+/** The model pin that matches no model (no model name holds NUL). */
+const NO_MODEL = "\0";
 
 export class TokenStore {
   readonly #cache = new Map<string, CacheEntry>();
   /** The cache's keys (an issued secret, a sealed one's hash) by token id (a sealed token may arrive under several secrets), for forget(). */
   readonly #hashesById = new Map<string, Set<string>>();
   readonly #counter: CallCounter;
-  readonly #budgets: BudgetReservations;
+  readonly #charges: ChargeDesk;
+  /** Tokens narrowed by their plan's models, by the token's cached meta (and the plan they were narrowed by). */
+  readonly #planned = new WeakMap<TokenMeta, { plan: Plan; meta: TokenMeta }>();
   readonly #leases: CallLeases;
   readonly #forgetListeners = new Set<(id: string) => void>();
   #poll: NodeJS.Timeout | undefined;
@@ -69,13 +93,31 @@ export class TokenStore {
     private readonly box: SecretBox,
     private readonly opts: TokenStoreOptions,
     private readonly sealed: SealedDeps,
+    /** Set when the relay accepts ID tokens of trusted logins (issue 24.4). */
+    private readonly logins?: LoginAuthenticator,
   ) {
     this.#counter = new CallCounter(db, opts.prepare);
-    this.#leases = new CallLeases(this.#counter, opts);
+    const plans = opts.plans;
+    this.#leases = new CallLeases(
+      this.#counter,
+      opts,
+      plans && { of: (meta) => plans.callQuota(meta), refused: (quota, i) => plans.spent(quota.windows[i]!, "calls", quota.windows[i]!.limit) },
+    );
     const counter = this.#counter;
-    this.#budgets = new BudgetReservations({
-      reserve: (id, n, budget) => counter.reserveTokens(id, n, budget),
-      adjust: (id, delta) => counter.settleTokens(id, delta),
+    this.#charges = new ChargeDesk({
+      db,
+      budgets: new BudgetReservations({
+        reserve: (id, n, budget) => counter.reserveTokens(id, n, budget),
+        adjust: (id, delta) => counter.settleTokens(id, delta),
+      }),
+      usdBudgets: new BudgetReservations({
+        reserve: (id, n, budget) => counter.reserveUsd(id, n, budget),
+        adjust: (id, delta) => counter.settleUsd(id, delta),
+      }),
+      quotas: plans,
+      prices: opts.prices,
+      allowUnpriced: opts.allowUnpriced ?? false,
+      onError: () => {},
     });
   }
 
@@ -119,6 +161,13 @@ export class TokenStore {
     // Only a well-formed issued secret is ever stored under itself: a hit proves the shape.
     let key = secret;
     let hit = issued && secret.length === ISSUED_TOKEN_LENGTH ? this.#cache.get(secret) : undefined;
+    // A compact JWS (three segments; a sealed token is a five-segment JWE) is an app's ID token.
+    // Not cached here: the login store checks on every call that its login is still enabled.
+    if (hit === undefined && !issued && this.logins !== undefined && looksSigned(secret)) {
+      const login = await this.logins.authenticate(secret);
+      if (login.expiresAtMs <= now) throw invalidToken();
+      return login;
+    }
     if (hit === undefined) {
       if (issued ? !isWellFormedIssued(secret) : !looksSealed(secret)) throw invalidToken();
       if (!issued) {
@@ -146,24 +195,48 @@ export class TokenStore {
     return meta;
   }
 
+  /** The plan a token names, as loaded now; undefined without one; a 412 when it no longer exists. */
+  planOf(meta: TokenMeta): Plan | undefined {
+    return this.opts.plans?.planOf(meta);
+  }
+
   /**
-   * Admits a counted call against its token's LLM-token budget: reserves the call's maximum
-   * in the database, where every instance's reservations meet (src/tokens/budget-reservations.ts
-   * has the rule). Undefined for a token without a budget. When the budget is spent the call
-   * is given back (no byte of it left) and refused with 429 budget_exhausted.
+   * The token as its plan narrows it: a plan's model list and the token's own pin both apply,
+   * so the models allowed are those in both (none in common: every model is refused). The
+   * token itself when its plan lists no models.
    */
-  async reserveBudget(meta: TokenMeta, maximum: number): Promise<Reservation | undefined> {
-    if (meta.budgetTokens === null) return undefined;
-    let held: Reservation | undefined;
+  withPlan(meta: TokenMeta): TokenMeta {
+    if (meta.plan === undefined || this.opts.plans === undefined) return meta;
+    const plan = this.opts.plans.planOf(meta);
+    if (plan === undefined || plan.models.size === 0) return meta;
+    const seen = this.#planned.get(meta);
+    if (seen !== undefined && seen.plan === plan) return seen.meta;
+    const both = meta.models.size === 0 ? new Set(plan.models) : new Set([...meta.models].filter((m) => plan.models.has(m)));
+    // No model names NUL (token-limits.ts): a pin nothing matches, where an empty set would allow all.
+    if (both.size === 0) both.add(NO_MODEL);
+    const narrowed: TokenMeta = { ...meta, models: both };
+    this.#planned.set(meta, { plan, meta: narrowed });
+    return narrowed;
+  }
+
+  /** Whether a budget (the token's or its plan's, in LLM tokens or dollars) applies to the token's calls. */
+  charged(meta: TokenMeta): boolean {
+    return this.#charges.applies(meta);
+  }
+
+  /**
+   * Admits a counted call against every budget of its token and plan: reserves the call's
+   * maximum in the database, where every instance's reservations meet (src/tokens/call-charges.ts,
+   * src/tokens/budget-reservations.ts). Undefined when no budget applies. When one is spent the
+   * call is given back (no byte of it left) and refused (429 budget_exhausted or quota_exhausted).
+   */
+  async admitCharges(meta: TokenMeta, used: UseOutcome, cost: CallCost): Promise<CallCharges | undefined> {
     try {
-      held = await guard(this.#budgets.reserve(meta.id, maximum, meta.budgetTokens));
+      return await guard(this.#charges.admit(meta, cost));
     } catch (e) {
-      await this.refund(meta).catch(() => {});
+      await this.refund(meta, used).catch(() => {});
       throw e;
     }
-    if (held) return held;
-    await this.refund(meta).catch(() => {});
-    throw new RelayError("budget_exhausted", "this token has used all of its LLM token budget");
   }
 
   async #loadIssued(hash: string): Promise<TokenMeta> {
@@ -197,9 +270,9 @@ export class TokenStore {
     throw invalidToken();
   }
 
-  /** Gives back a call that never reached the provider (DESIGN 3.3). */
-  async refund(meta: TokenMeta): Promise<void> {
-    await guard(this.#leases.giveBack(meta));
+  /** Gives back a call that never reached the provider (DESIGN 3.3), to the plan windows it was taken from too. */
+  async refund(meta: TokenMeta, used?: UseOutcome): Promise<void> {
+    await guard(this.#leases.giveBack(meta, used));
   }
 
   /**
@@ -208,6 +281,19 @@ export class TokenStore {
    */
   introspect(id: string): Promise<TokenRow | undefined> {
     return guard(this.#leases.view(id, (key) => findTokenById(this.db, key)));
+  }
+
+  /**
+   * What the token's holder has left: its own limits and its plan's windows for its subject
+   * (src/plans/quota-report.ts). Undefined when the token has no row (revoked meanwhile).
+   */
+  async quota(meta: TokenMeta): Promise<QuotaReport | undefined> {
+    const row = (await this.introspect(meta.id)) ?? (meta.sealed ? sealedRowBeforeUse(meta) : undefined);
+    if (row === undefined || row.revokedAt) return undefined;
+    const quotas = this.opts.plans;
+    const plan = meta.plan === undefined ? undefined : quotas?.planOf(meta);
+    const clock = quotas?.clock ?? new QuotaClock();
+    return guard(quotaReport(this.db, row, plan, clock, (subject, key) => this.#leases.unusedInWindow(subject, key)));
   }
 
   /** Tokens with a lease on this instance and their unused leased calls (for metrics). */
@@ -276,6 +362,29 @@ async function guard<T>(query: Promise<T>): Promise<T> {
   try {
     return await query;
   } catch (e) {
+    // A refusal decided on purpose (a spent plan window, an unknown plan) is not an outage.
+    if (e instanceof RelayError) throw e;
     throw new RelayError("unavailable", "database unavailable", { cause: e });
   }
+}
+
+/** A sealed token's row before its first use inserted it: nothing used yet. */
+function sealedRowBeforeUse(meta: TokenMeta): TokenRow {
+  const first = meta.sealed!.firstRow;
+  return {
+    secretHash: null,
+    upstreamKeyEnc: null,
+    upstreamKeyHint: "",
+    pool: null,
+    plan: null,
+    subject: "",
+    used: 0,
+    tokensUsed: 0,
+    microUsdUsed: 0,
+    createdAt: new Date(),
+    revokedAt: null,
+    lastUsedAt: null,
+    ...noLimits(),
+    ...first,
+  } as TokenRow;
 }

@@ -16,6 +16,7 @@
  *
  * What a pass dropped is logged and written to the audit log (`usage.pruned`).
  */
+import { pruneWindows } from "../db/queries/quota-counter.js";
 import { setImmediate as yieldLoop } from "node:timers/promises";
 import { sql } from "drizzle-orm";
 import type { Database, Db } from "../db/client.js";
@@ -151,6 +152,9 @@ export class UsagePruner {
     const rawRows = rawCutoff === undefined ? 0 : await this.#pruneRaw(db, rawCutoff, dryRun);
     const rollupRows = rollupCutoff === undefined ? 0 : await this.#pruneOldest(db, "usage_rollups", (n) => pruneRollups(db, rollupCutoff, n, dryRun), dryRun);
     const auditRows = auditCutoff === undefined ? 0 : await this.#pruneOldest(db, "audit_events", (n) => pruneAudit(db, auditCutoff, n, dryRun), dryRun);
+    // Plan quota counters of windows that ended before the roll-ups' horizon (issue 24): a few
+    // rows per subject and day, deleted in one statement.
+    if (rollupCutoff !== undefined && !dryRun) await pruneWindows(db, rollupCutoff);
     const result: PruneResult = { rawCutoff, rawRows, rollupRows, auditRows, dryRun, ran: true, slowestMs: Math.round(this.#slowest * 10) / 10 };
     if (dryRun || this.#stopped) return result;
     if (rawCutoff !== undefined) {

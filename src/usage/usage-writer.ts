@@ -20,11 +20,13 @@
  * The live feed (`subscribe`) is in-process: each instance sees the calls it relayed itself, so
  * with several instances a watcher sees one instance's calls (the one it is connected to).
  */
-import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
 import { insertUsageDeadLetter, type UsageInsert } from "../db/queries/usage.js";
 import type { Logger } from "../log.js";
-import { usageOf } from "../providers/shapes/usage-meter.js";
+import { callCost } from "../pricing/price-book.js";
+import type { Prices } from "../pricing/types.js";
+import { partsOf, usageOf } from "../providers/shapes/usage-meter.js";
 import type { CallRecord } from "../relay/engine.js";
 import { describeError, isDataError, writeIsolating } from "./usage-batches.js";
 import { spillUsage } from "./usage-spill.js";
@@ -51,6 +53,12 @@ export interface UsageWriterOptions {
   /** Records kept while the database is failing; beyond it records are dropped and counted. */
   maxQueue?: number;
   log?: Logger;
+  /**
+   * Prices a record that comes without a cost (CallRecord.costMicroUsd undefined: a caller that
+   * does not price, or an unpriced model, which stays unpriced here too). Without it such
+   * records are stored unpriced.
+   */
+  prices?: Prices;
 }
 
 const MAX_TEXT = 256;
@@ -77,6 +85,7 @@ export class UsageWriter {
   readonly #intervalMs: number;
   readonly #maxQueue: number;
   readonly #log: Logger | undefined;
+  readonly #prices: Prices | undefined;
   #queue: UsageInsert[] = [];
   #subscriptions = new Set<Subscription>();
   /** The batch being written, if any: one at a time. */
@@ -101,6 +110,7 @@ export class UsageWriter {
     this.#intervalMs = opts.intervalMs ?? 250;
     this.#maxQueue = opts.maxQueue ?? 100_000;
     this.#log = opts.log;
+    this.#prices = opts.prices;
     this.#timer = setInterval(() => this.#tick(), this.#intervalMs);
     this.#timer.unref();
   }
@@ -144,12 +154,14 @@ export class UsageWriter {
   record(r: CallRecord): void {
     try {
       const at = Date.now();
-      const row = toRow(r, at);
+      const row = toRow(r, at, this.#prices);
       if (row.flags !== 0) this.#countFlags(row.flags);
       if (this.#closed || this.#queue.length >= this.#maxQueue) this.#dropped++;
       else this.#queue.push(row);
-      // Watchers see the model as it is stored (GetUsage shows the same).
-      if (this.#subscriptions.size > 0) this.#publish({ ...r, model: r.model === undefined ? undefined : row.model, at: new Date(at) });
+      // Watchers see the model and cost as they are stored (GetUsage shows the same).
+      if (this.#subscriptions.size > 0) {
+        this.#publish({ ...r, model: r.model === undefined ? undefined : row.model, costMicroUsd: row.costMicroUsd ?? undefined, at: new Date(at) });
+      }
       if (this.#queue.length >= this.#batchSize && !this.#soon) {
         // Written on a later turn of the event loop, never inside the call that ended.
         this.#soon = true;
@@ -317,8 +329,9 @@ export class UsageWriter {
  * batch), usage clamped to sane counts (src/providers/shapes/usage-meter.ts: the meters already
  * did; this holds for any other source), what was changed recorded in `flags`.
  */
-function toRow(r: CallRecord, at: number): UsageInsert & { flags: number } {
-  const usage = r.usage === undefined ? undefined : usageOf(r.usage.promptTokens, r.usage.completionTokens, r.usage.totalTokens, usageFlags(r.usage));
+function toRow(r: CallRecord, at: number, prices: Prices | undefined): UsageInsert & { flags: number } {
+  const usage =
+    r.usage === undefined ? undefined : usageOf(r.usage.promptTokens, r.usage.completionTokens, r.usage.totalTokens, usageFlags(r.usage), partsOf(r.usage));
   const model = modelName(r.model ?? "");
   return {
     at,
@@ -336,7 +349,22 @@ function toRow(r: CallRecord, at: number): UsageInsert & { flags: number } {
     bytes: count(r.bytes),
     latencyMs: Math.min(count(r.latencyMs), 2_147_483_647),
     flags: usageFlags(usage) | (model === r.model || r.model === undefined ? 0 : UsageFlag.MODEL_CHANGED),
+    plan: text(r.plan ?? ""),
+    cachedTokens: usage?.cachedTokens ?? 0,
+    reasoningTokens: usage?.reasoningTokens ?? 0,
+    costMicroUsd: costOfRecord(r, usage, prices),
   };
+}
+
+/**
+ * The cost stored for a call: a refunded call reached no provider and costs 0; otherwise the
+ * record's own cost (the engine priced it), else priced here from its usage (src/pricing);
+ * null when its model has no price.
+ */
+function costOfRecord(r: CallRecord, usage: CallRecord["usage"], prices: Prices | undefined): number | null {
+  if (r.outcome === Outcome.REFUNDED) return 0;
+  const cost = r.costMicroUsd ?? (prices === undefined ? undefined : callCost(prices, r.provider, r.model, usage));
+  return cost === undefined ? null : count(cost);
 }
 
 /** With the `u` flag a surrogate range matches only unpaired halves, which PostgreSQL refuses. */

@@ -1,6 +1,6 @@
 /**
  * Mock LLM provider for tests: a plain node:http server speaking the real wire formats of
- * OpenAI (chat/completions, responses, models), Anthropic (messages) and Gemini (generateContent,
+ * OpenAI (chat/completions, responses, models; stored responses and files by id), Anthropic (messages) and Gemini (generateContent,
  * streamGenerateContent, with and without alt=sse), streaming included. Routes match by path suffix, so any prefix
  * (/v1, /v1beta, /openai/...) works. Every request is recorded (headers as received, full
  * body) before it is answered, and flagged `aborted` if its client hung up mid-response.
@@ -14,6 +14,9 @@
  * recorded bytes verbatim, part by part.
  * Generated text is "tok0 tok1 ... tok{N-1} " (one token per chunk); prompt tokens are always
  * MOCK_PROMPT_TOKENS, completion tokens = N.
+ * Usage parts (prices, issue 24): `x-mock-prompt-tokens: P` reports P prompt tokens instead;
+ * `x-mock-cached-tokens`, `x-mock-cache-write-tokens` (Anthropic) and `x-mock-reasoning-tokens`
+ * add those parts in each shape's own fields (reasoning tokens on top of the N generated ones).
  *
  * `requests` is appended to when a request's head arrives, before its body is read: its length
  * is the count of calls that reached the provider, whatever happened to them after.
@@ -125,11 +128,42 @@ let seq = 0;
 /** Responses whose socket is destroyed after their first stream frame. */
 const midStreamReset = new WeakSet<ServerResponse>();
 
+/** The usage a response reports (the `x-mock-*-tokens` headers); `parts` when any part header was sent. */
+interface UsageKnobs {
+  prompt: number;
+  cached: number;
+  cacheWrite: number;
+  reasoning: number;
+  parts: boolean;
+}
+const usageKnobs = new WeakMap<ServerResponse, UsageKnobs>();
+const knobsOf = (res: ServerResponse): UsageKnobs =>
+  usageKnobs.get(res) ?? { prompt: MOCK_PROMPT_TOKENS, cached: 0, cacheWrite: 0, reasoning: 0, parts: false };
+
+function readUsageKnobs(req: IncomingMessage): UsageKnobs {
+  const parts = ["x-mock-cached-tokens", "x-mock-cache-write-tokens", "x-mock-reasoning-tokens"].some((h) => req.headers[h] !== undefined);
+  return {
+    prompt: intHeader(req, "x-mock-prompt-tokens", MOCK_PROMPT_TOKENS),
+    cached: intHeader(req, "x-mock-cached-tokens", 0),
+    cacheWrite: intHeader(req, "x-mock-cache-write-tokens", 0),
+    reasoning: intHeader(req, "x-mock-reasoning-tokens", 0),
+    parts,
+  };
+}
+
 async function openaiChat(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
   const id = `chatcmpl-mock-${++seq}`,
     created = now(),
     model = String(body.model ?? "gpt-mock");
-  const usage = { prompt_tokens: MOCK_PROMPT_TOKENS, completion_tokens: n, total_tokens: MOCK_PROMPT_TOKENS + n };
+  const k = knobsOf(res);
+  const usage = {
+    prompt_tokens: k.prompt,
+    completion_tokens: n + k.reasoning,
+    total_tokens: k.prompt + n + k.reasoning,
+    ...(k.parts
+      ? { prompt_tokens_details: { cached_tokens: k.cached, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: k.reasoning, audio_tokens: 0 } }
+      : {}),
+  };
   if (body.stream !== true) {
     return sendJson(res, 200, {
       id,
@@ -163,6 +197,11 @@ async function openaiChat(res: ServerResponse, body: Json, n: number, delay: num
   await sendSse(res, frames, delay);
 }
 
+/** Anthropic's input counts: `input_tokens` excludes the cache's reads and writes, reported beside it. */
+function anthropicInput(k: UsageKnobs): Record<string, number> {
+  return k.parts ? { input_tokens: k.prompt, cache_creation_input_tokens: k.cacheWrite, cache_read_input_tokens: k.cached } : { input_tokens: k.prompt };
+}
+
 async function anthropicMessages(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
   const id = `msg_mock_${++seq}`,
     model = String(body.model ?? "claude-mock");
@@ -172,11 +211,11 @@ async function anthropicMessages(res: ServerResponse, body: Json, n: number, del
       ...message,
       content: [{ type: "text", text: text(n) }],
       stop_reason: "end_turn",
-      usage: { input_tokens: MOCK_PROMPT_TOKENS, output_tokens: n },
+      usage: { ...anthropicInput(knobsOf(res)), output_tokens: n },
     });
   }
   const frames = [
-    event("message_start", { message: { ...message, content: [], usage: { input_tokens: MOCK_PROMPT_TOKENS, output_tokens: 1 } } }),
+    event("message_start", { message: { ...message, content: [], usage: { ...anthropicInput(knobsOf(res)), output_tokens: 1 } } }),
     event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
     ...Array.from({ length: n }, (_, i) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text: tok(i) } })),
     event("content_block_stop", { index: 0 }),
@@ -199,16 +238,17 @@ async function sendParts(res: ServerResponse, s: NonNullable<Behaviour["stream"]
 }
 
 /** OpenAI Responses API (POST /v1/responses): a response object, or its event stream ending in `response.completed`. */
-async function openaiResponses(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
+async function openaiResponses(res: ServerResponse, body: Json, n: number, delay: number, stored: Stored): Promise<void> {
   const id = `resp_mock_${++seq}`,
     itemId = `msg_mock_${seq}`,
     model = String(body.model ?? "gpt-mock");
+  const k = knobsOf(res);
   const usage = {
-    input_tokens: MOCK_PROMPT_TOKENS,
-    input_tokens_details: { cached_tokens: 0 },
-    output_tokens: n,
-    output_tokens_details: { reasoning_tokens: 0 },
-    total_tokens: MOCK_PROMPT_TOKENS + n,
+    input_tokens: k.prompt,
+    input_tokens_details: { cached_tokens: k.cached },
+    output_tokens: n + k.reasoning,
+    output_tokens_details: { reasoning_tokens: k.reasoning },
+    total_tokens: k.prompt + n + k.reasoning,
   };
   const part = { type: "output_text", annotations: [], logprobs: [], text: text(n) };
   const item = { id: itemId, type: "message", status: "completed", content: [part], role: "assistant" };
@@ -237,6 +277,8 @@ async function openaiResponses(res: ServerResponse, body: Json, n: number, delay
     user: null,
     metadata: {},
   });
+  // Kept for GET /responses/{id} and the other object routes (openaiObjects).
+  stored.responses.set(id, response("completed", true));
   if (body.stream !== true) return sendJson(res, 200, response("completed", true));
   let sn = 0;
   const ev = (type: string, obj: Json) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sn++, ...obj })}\n\n`;
@@ -255,6 +297,99 @@ async function openaiResponses(res: ServerResponse, body: Json, n: number, delay
   await sendSse(res, frames, delay);
 }
 
+/** OpenAI objects the mock keeps for later calls (issue 25): stored responses and files, by id. */
+interface Stored {
+  responses: Map<string, Json>;
+  files: Map<string, { file: Json; content: Buffer }>;
+}
+
+/** The parts of a multipart/form-data body: name, filename and bytes of each. */
+function formParts(contentType: string | undefined, body: Buffer): { name: string; filename?: string; data: Buffer }[] {
+  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "");
+  if (!boundary) return [];
+  const delimiter = Buffer.from(`\r\n--${boundary[1] ?? boundary[2]}`);
+  const parts: { name: string; filename?: string; data: Buffer }[] = [];
+  // The body starts with the delimiter without its CRLF.
+  let at = body.indexOf(delimiter.subarray(2));
+  while (at !== -1) {
+    const start = at + delimiter.length - 2 + 2; // past the delimiter and its CRLF
+    const headEnd = body.indexOf("\r\n\r\n", start);
+    const next = body.indexOf(delimiter, start);
+    if (headEnd === -1 || next === -1) break;
+    const head = body.subarray(start, headEnd).toString("latin1");
+    const name = /name="([^"]*)"/.exec(head)?.[1] ?? "";
+    const filename = /filename="([^"]*)"/.exec(head)?.[1];
+    parts.push({ name, ...(filename !== undefined ? { filename } : {}), data: body.subarray(headEnd + 4, next) });
+    at = next + 2;
+  }
+  return parts;
+}
+
+/**
+ * OpenAI's object routes, as the real API answers them: GET/DELETE /responses/{id}, POST
+ * /responses/{id}/cancel, GET /responses/{id}/input_items; POST /files (multipart), GET /files,
+ * GET/DELETE /files/{id}, GET /files/{id}/content. An unknown id is a 404. False: not one of them.
+ */
+function openaiObjects(rec: RecordedRequest, res: ServerResponse, stored: Stored): boolean {
+  const { method, path } = rec;
+  const resp = /\/responses\/([^/]+)(\/cancel|\/input_items)?$/.exec(path);
+  const file = /\/files\/([^/]+)(\/content)?$/.exec(path);
+  if (resp && !["compact", "input_tokens"].includes(resp[1]!)) {
+    const [, id, action] = resp;
+    const r = stored.responses.get(id!);
+    if (!r) sendJson(res, 404, { error: { message: `Response with id '${id}' not found.`, type: "invalid_request_error", param: null, code: null } });
+    else if (action === "/cancel" && method === "POST") sendJson(res, 200, { ...r, status: "cancelled" });
+    else if (action === "/input_items" && method === "GET") sendJson(res, 200, { object: "list", data: [], first_id: null, last_id: null, has_more: false });
+    else if (action === undefined && method === "GET") sendJson(res, 200, r);
+    else if (action === undefined && method === "DELETE") {
+      stored.responses.delete(id!);
+      sendJson(res, 200, { id, object: "response", deleted: true });
+    } else return false;
+    return true;
+  }
+  if (method === "POST" && /\/files$/.test(path)) {
+    const parts = formParts(rec.headers["content-type"] as string | undefined, rec.body);
+    const upload = parts.find((p) => p.name === "file");
+    if (!upload) {
+      sendJson(res, 400, openaiError(400, "'file' is a required property"));
+      return true;
+    }
+    const id = `file-mock${++seq}`;
+    const purpose = parts.find((p) => p.name === "purpose")?.data.toString("utf8") ?? "user_data";
+    const f = {
+      id,
+      object: "file",
+      bytes: upload.data.length,
+      created_at: now(),
+      filename: upload.filename ?? "upload",
+      purpose,
+      status: "processed",
+      expires_at: null,
+      status_details: null,
+    };
+    stored.files.set(id, { file: f, content: Buffer.from(upload.data) });
+    sendJson(res, 200, f);
+    return true;
+  }
+  if (method === "GET" && /\/files$/.test(path)) {
+    sendJson(res, 200, { object: "list", data: [...stored.files.values()].map((x) => x.file), has_more: false });
+    return true;
+  }
+  if (!file) return false;
+  const [, id, content] = file;
+  const f = stored.files.get(id!);
+  if (!f) sendJson(res, 404, { error: { message: `No such File object: ${id}`, type: "invalid_request_error", param: "id", code: null } });
+  else if (content && method === "GET") {
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(f.content.length) });
+    res.end(f.content);
+  } else if (!content && method === "GET") sendJson(res, 200, f.file);
+  else if (!content && method === "DELETE") {
+    stored.files.delete(id!);
+    sendJson(res, 200, { id, object: "file", deleted: true });
+  } else return false;
+  return true;
+}
+
 /**
  * Gemini's streamGenerateContent without alt=sse: one JSON array, written element by element
  * as Google frames it (`[{` pretty-printed objects separated by `\n,\r\n`, then `\n]`).
@@ -271,7 +406,14 @@ async function sendJsonArrayStream(res: ServerResponse, items: unknown[], delayM
 }
 
 async function gemini(res: ServerResponse, model: string, stream: boolean, sse: boolean, n: number, delay: number): Promise<void> {
-  const usageMetadata = { promptTokenCount: MOCK_PROMPT_TOKENS, candidatesTokenCount: n, totalTokenCount: MOCK_PROMPT_TOKENS + n };
+  // promptTokenCount includes the cached tokens; thoughts are not among the candidates' tokens.
+  const k = knobsOf(res);
+  const usageMetadata = {
+    promptTokenCount: k.prompt,
+    candidatesTokenCount: n,
+    totalTokenCount: k.prompt + n + k.reasoning,
+    ...(k.parts ? { cachedContentTokenCount: k.cached, thoughtsTokenCount: k.reasoning } : {}),
+  };
   const chunk = (t: string, last: boolean) => ({
     candidates: [{ content: { parts: [{ text: t }], role: "model" }, index: 0, ...(last ? { finishReason: "STOP" } : {}) }],
     ...(last ? { usageMetadata } : {}),
@@ -289,6 +431,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
   const defChunks = opts.chunks ?? 5,
     defDelay = opts.chunkDelayMs ?? 0;
   const requests: RecordedRequest[] = [];
+  const stored: Stored = { responses: new Map(), files: new Map() };
   const failures: Failure[] = [];
   let waiters: AbortWaiter[] = [];
   const delivered = new Set<RecordedRequest>();
@@ -334,6 +477,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       return;
     }
     if (reset === "mid-stream") midStreamReset.add(res);
+    usageKnobs.set(res, readUsageKnobs(req));
     const headersDelay = b.headersDelayMs ?? intHeader(req, "x-mock-headers-delay-ms", 0);
     if (headersDelay > 0) await sleep(headersDelay);
     if (res.destroyed) return;
@@ -349,6 +493,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
     const n = b.chunks ?? intHeader(req, "x-mock-chunks", defChunks);
     const delay = b.chunkDelayMs ?? intHeader(req, "x-mock-delay-ms", defDelay);
     const p = u.pathname;
+    if (openaiObjects(rec, res, stored)) return;
     const gem = /\/models\/([^/]+):(generateContent|streamGenerateContent)$/.exec(p);
     const post = rec.method === "POST";
     const route =
@@ -381,7 +526,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       return sendJson(res, 400, openaiError(400, "invalid JSON body"));
     }
     if (route === "openai") return openaiChat(res, body, n, delay);
-    if (route === "responses") return openaiResponses(res, body, n, delay);
+    if (route === "responses") return openaiResponses(res, body, n, delay, stored);
     if (route === "anthropic") return anthropicMessages(res, body, n, delay);
     const [, model, method] = gem!;
     return gemini(res, decodeURIComponent(model!), method === "streamGenerateContent", u.searchParams.get("alt") === "sse", n, delay);

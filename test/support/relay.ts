@@ -40,6 +40,8 @@ export interface IssueOptions {
   provider?: string;
   upstreamKey?: string;
   subject?: string;
+  /** A plan the subject's calls count against (issue 24). */
+  plan?: string;
   limits?: MessageInitShape<typeof TokenLimitsSchema>;
   expiresInSeconds?: number;
 }
@@ -50,6 +52,8 @@ export interface StartOptions {
   config?: ConfigOverrides;
   /** The relay's logger (default: silent, from `config.logLevel`). */
   log?: Logger;
+  /** The clock plan quotas' windows are read from (tests cross midnight without waiting). */
+  quotaClock?: () => number;
 }
 
 export const UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef";
@@ -75,7 +79,7 @@ export async function startRelay(opts: StartOptions = {}): Promise<TestRelay> {
     { configFile: false },
   );
   const calls: CallRecord[] = [];
-  const app = await build(config, { log: opts.log, onCall: (r) => calls.push(r) });
+  const app = await build(config, { log: opts.log, onCall: (r) => calls.push(r), quotaClock: opts.quotaClock });
   await app.listen(0, "127.0.0.1");
   const transport = createConnectTransport({
     baseUrl: app.url,
@@ -102,6 +106,7 @@ export async function startRelay(opts: StartOptions = {}): Promise<TestRelay> {
         provider: o.provider ?? "openai",
         credential: { case: "upstreamKey", value: o.upstreamKey ?? UPSTREAM_KEY },
         subject: o.subject ?? "",
+        plan: o.plan ?? "",
         limits: o.limits as TokenLimits | undefined,
         expiry: o.expiresInSeconds === undefined ? { case: undefined } : { case: "expiresIn", value: { seconds: BigInt(o.expiresInSeconds) } },
       });

@@ -28,6 +28,8 @@ export interface UseRelayOptions {
   config?: ConfigOverrides | ((mock: MockProvider) => ConfigOverrides | Promise<ConfigOverrides>);
   /** The relay's logger (default: silent). */
   log?: Logger;
+  /** The clock of plan quota windows (src/plans/quota-windows.ts): tests cross midnight without waiting. */
+  quotaClock?: () => number;
   /**
    * Points every built-in provider at the mock, under its own base path (/openai/v1, /v1beta, ...),
    * not only openai, anthropic and gemini.
@@ -67,7 +69,7 @@ export function useRelay(opts: UseRelayOptions = {}): RelayFixture {
       const providerBaseUrls = Object.fromEntries(BUILTIN_PROVIDERS.map((p) => [p.id, mock.url + new URL(p.baseUrl).pathname.replace(/\/$/, "")]));
       config = { ...config, providerBaseUrls: { ...providerBaseUrls, ...config?.providerBaseUrls } };
     }
-    relay = await startRelay({ driver: opts.driver, mock: hasMock ? mock : undefined, config, log: opts.log });
+    relay = await startRelay({ driver: opts.driver, mock: hasMock ? mock : undefined, config, log: opts.log, quotaClock: opts.quotaClock });
   });
   afterAll(async () => {
     await relay?.close();
@@ -89,7 +91,7 @@ export interface ClusterFixture {
  * admin key, one mock provider (`mock: false` is ignored: both need one). `config` (object or
  * function) adds to what they share.
  */
-export function useCluster(opts: Pick<UseRelayOptions, "mock" | "config" | "allProviders"> = {}): ClusterFixture {
+export function useCluster(opts: Pick<UseRelayOptions, "mock" | "config" | "allProviders" | "quotaClock"> = {}): ClusterFixture {
   let database: TestDatabase | undefined;
   const shared = { masterKey: randomBytes(32).toString("base64url"), adminKey: "rak_" + randomBytes(16).toString("hex") };
   beforeAll(async () => {

@@ -16,6 +16,7 @@ import type { PublicPage } from "../page.js";
 import { chatRequest, parseHeaderLines, PRESETS, shapeOf } from "../relay-call.js";
 import { errorOf, SseParser, textOf } from "../sse.js";
 import { button, errorBox, field, select, submit } from "../ui.js";
+import { realtimePanel } from "../realtime-play.js";
 import { outcomeBadge } from "./usage.js";
 
 const transport = createConnectTransport({ baseUrl: location.origin, useBinaryFormat: false });
@@ -209,5 +210,7 @@ export const playgroundPage: PublicPage = (ctx, root) => {
     h("p", { class: "hint" }, t("play.intro")),
     h("section", { class: "card", "aria-label": t("play.title") }, form),
     h("section", { class: "card", "aria-labelledby": "answer-h" }, h("h2", { id: "answer-h" }, t("play.answer")), answer, raw, result),
+    // A Realtime session with the same token and provider (src/realtime-play.ts).
+    realtimePanel({ token: () => token.value, provider: () => (provider.value === "" ? customProvider.value.trim() : provider.value), signal: ctx.signal }),
   );
 };

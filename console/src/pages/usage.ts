@@ -1,11 +1,14 @@
 /**
- * Usage: calls and LLM tokens per time bucket (GetUsage), grouped by provider, model, subject
- * or token, drawn as stacked bars; and the live feed of finished calls (WatchUsage, a server
- * stream that runs while the page is open). The feed is per relay instance (README).
+ * Usage: calls, LLM tokens and cost per time bucket (GetUsage), grouped by provider, model,
+ * subject, plan or token, drawn as stacked bars, with a totals table that answers "who spent
+ * what" (cost in dollars, unpriced calls apart; issue 24); and the live feed of finished calls
+ * (WatchUsage, a server stream that runs while the page is open). The feed is per relay
+ * instance (README).
  */
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { UsageGroup, type RefusalCount, type UsageEvent, type UsageRow } from "../../../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
+import { microToUsd } from "../../../src/plans/micro-usd.js";
 import { errorMessage, isCanceled } from "../api.js";
 import { spansDays, stackedBars, type Series } from "../chart.js";
 import { h, userText } from "../dom.js";
@@ -44,7 +47,13 @@ interface Totals {
   prompt: number;
   completion: number;
   total: number;
+  /** Micro-dollars of the priced calls. */
+  cost: number;
+  unpriced: number;
 }
+
+/** Micro-dollars as dollars: exact, at least two decimals, up to six ("0.028050" shows as 0.02805). */
+const usd = (micro: number | bigint): string => microToUsd(micro);
 
 export const usagePage: Page = async (ctx, root) => {
   const { api, signal } = ctx;
@@ -65,6 +74,7 @@ export const usagePage: Page = async (ctx, root) => {
       [String(UsageGroup.PROVIDER), "usage.byProvider"],
       [String(UsageGroup.MODEL), "usage.byModel"],
       [String(UsageGroup.SUBJECT), "usage.bySubject"],
+      [String(UsageGroup.PLAN), "usage.byPlan"],
       [String(UsageGroup.TOKEN), "usage.byToken"],
       [String(UsageGroup.UNSPECIFIED), "usage.noGroup"],
     ]),
@@ -160,15 +170,18 @@ export const usagePage: Page = async (ctx, root) => {
     const index = (d: Date): number => Math.floor((d.getTime() - startMs) / (bucket * 1000));
     const totals = new Map<string, Totals>();
     for (const row of rows) {
-      const tot = totals.get(row.key) ?? { key: row.key, calls: 0, errors: 0, prompt: 0, completion: 0, total: 0 };
+      const tot = totals.get(row.key) ?? { key: row.key, calls: 0, errors: 0, prompt: 0, completion: 0, total: 0, cost: 0, unpriced: 0 };
       tot.calls += Number(row.calls);
       tot.errors += Number(row.errors);
       tot.prompt += Number(row.usage?.promptTokens ?? 0n);
       tot.completion += Number(row.usage?.completionTokens ?? 0n);
       tot.total += Number(row.usage?.totalTokens ?? 0n);
+      tot.cost += Number(row.costMicroUsd);
+      tot.unpriced += Number(row.unpricedCalls);
       totals.set(row.key, tot);
     }
-    const ranked = [...totals.values()].sort((a, b) => b.calls - a.calls || b.total - a.total);
+    // Who spent most first; calls then tokens where nothing is priced.
+    const ranked = [...totals.values()].sort((a, b) => b.cost - a.cost || b.calls - a.calls || b.total - a.total);
     const shown = ranked.slice(0, MAX_SERIES).map((x) => x.key);
     const seriesOf = (metric: (r: UsageRow) => number): Series[] => {
       const bySeries = new Map<string, number[]>(shown.map((k) => [k, buckets.map(() => 0)]));
@@ -194,6 +207,14 @@ export const usagePage: Page = async (ctx, root) => {
     return [
       chart(t("usage.calls"), (r) => Number(r.calls)),
       chart(t("usage.tokens"), (r) => Number(r.usage?.totalTokens ?? 0n)),
+      stackedBars({
+        title: t("usage.cost"),
+        buckets,
+        series: seriesOf((r) => Number(r.costMicroUsd)),
+        width,
+        format: (n) => `$${usd(Math.round(n))}`,
+        timeLabel,
+      }),
       table(
         t("usage.totals"),
         [
@@ -203,9 +224,12 @@ export const usagePage: Page = async (ctx, root) => {
           { label: t("usage.prompt"), cell: (x) => fmtNumber(x.prompt), class: "num" },
           { label: t("usage.completion"), cell: (x) => fmtNumber(x.completion), class: "num" },
           { label: t("usage.total"), cell: (x) => fmtNumber(x.total), class: "num" },
+          { label: t("usage.cost"), cell: (x) => h("span", { "data-cost-micro-usd": String(x.cost) }, `$${usd(x.cost)}`), class: "num" },
+          { label: t("usage.unpriced"), cell: (x) => fmtNumber(x.unpriced), class: "num" },
         ],
         ranked,
       ),
+      h("p", { class: "hint" }, t("usage.costNote")),
     ];
   }
 
@@ -240,6 +264,9 @@ export const usagePage: Page = async (ctx, root) => {
       `HTTP ${e.status}`,
       " · ",
       t("usage.eventTokens", { n: fmtNumber(e.usage?.totalTokens ?? 0n) }),
+      " · ",
+      e.usage?.costMicroUsd === undefined ? t("usage.eventUnpriced") : t("usage.eventCost", { usd: usd(e.usage.costMicroUsd) }),
+      e.plan ? [" · ", userText(e.plan, { clip: true })] : "",
       " · ",
       `${fmtNumber(e.latencyMs)} ms`,
     );
@@ -303,6 +330,7 @@ const REFUSAL_KEYS: Record<string, Key> = {
   rate_limited: "refusal.rate_limited",
   calls_exhausted: "refusal.calls_exhausted",
   budget_exhausted: "refusal.budget_exhausted",
+  quota_exhausted: "refusal.quota_exhausted",
 };
 
 /** A reason's words; a code the console does not know shows as its code alone. */

@@ -10,6 +10,8 @@ import type { Db } from "../client.js";
 import { tokens, type NewTokenRow } from "../schema/index.js";
 import type { Prepare, PreparedRun } from "../prepared.js";
 import type { UseResult } from "./tokens.js";
+import type { CallQuota } from "../../plans/plan-quotas.js";
+import { refundWithQuota, useWithQuota, type QuotaUse } from "./quota-counter.js";
 
 /** The largest bigint: a counter saturates there rather than failing (SQLSTATE 22003). */
 const BIGINT_MAX = "9223372036854775807";
@@ -20,6 +22,8 @@ export class CallCounter {
   readonly #revokedSince;
   readonly #reserveTokens;
   readonly #settleTokens;
+  readonly #reserveUsd;
+  readonly #settleUsd;
   /** The same two statements prepared in the database itself, where that pays (PGlite). */
   readonly #usePrepared: PreparedRun | undefined;
   readonly #refundPrepared: PreparedRun | undefined;
@@ -70,6 +74,30 @@ export class CallCounter {
       .where(eq(tokens.id, sql.placeholder("id")))
       .returning({ tokensUsed: tokens.tokensUsed })
       .prepare("relay_settle_tokens");
+    // Dollar budgets (issue 24): the same two statements on `micro_usd_used`.
+    this.#reserveUsd = db
+      .update(tokens)
+      .set({ microUsdUsed: sql`least(${tokens.microUsdUsed}::numeric + ${sql.placeholder("n")}, ${BIGINT_MAX}::numeric)::bigint` })
+      .where(and(eq(tokens.id, sql.placeholder("id")), lt(tokens.microUsdUsed, sql.placeholder("budget"))))
+      .returning({ microUsdUsed: tokens.microUsdUsed })
+      .prepare("relay_reserve_usd");
+    this.#settleUsd = db
+      .update(tokens)
+      .set({ microUsdUsed: sql`greatest(0, least(${tokens.microUsdUsed}::numeric + ${sql.placeholder("delta")}, ${BIGINT_MAX}::numeric))::bigint` })
+      .where(eq(tokens.id, sql.placeholder("id")))
+      .returning({ microUsdUsed: tokens.microUsdUsed })
+      .prepare("relay_settle_usd");
+  }
+
+  /** Adds `n` micro-dollars to a token's `micro_usd_used` if it is below `budget`; the new count, or undefined when refused. */
+  async reserveUsd(id: string, n: number, budget: number): Promise<number | undefined> {
+    const [row] = await this.#reserveUsd.execute({ id, n, budget });
+    return row?.microUsdUsed;
+  }
+
+  /** Adds `delta` micro-dollars (negative: a reservation given back) to `micro_usd_used`, never below 0. */
+  async settleUsd(id: string, delta: number): Promise<void> {
+    await this.#settleUsd.execute({ id, delta });
   }
 
   /**
@@ -112,6 +140,25 @@ export class CallCounter {
       })
       .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
     return row;
+  }
+
+  /**
+   * Takes `n` calls from a plan token and from its subject's windows, all or none, in one
+   * transaction (src/db/queries/quota-counter.ts).
+   */
+  useWithQuota(meta: { id: string; sealed?: { firstRow: NewTokenRow } | undefined }, quota: CallQuota, n: number): Promise<QuotaUse> {
+    return useWithQuota(this.db, { id: meta.id, first: meta.sealed?.firstRow }, quota.subject, quota.windows, n);
+  }
+
+  /** Gives back `n` unused calls of a plan token to it and to the windows they were taken from. */
+  refundWithQuota(id: string, quota: CallQuota, n: number): Promise<UseResult | undefined> {
+    return refundWithQuota(
+      this.db,
+      id,
+      quota.subject,
+      quota.windows.map((w) => w.key),
+      n,
+    );
   }
 
   /** Gives back `n` calls that were never used (refunds, unused leases). */

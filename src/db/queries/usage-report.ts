@@ -14,7 +14,7 @@ import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../client.js";
 import { resultRows } from "./usage-labels.js";
 
-export type UsageDimension = "token" | "subject" | "provider" | "model";
+export type UsageDimension = "token" | "subject" | "provider" | "model" | "plan";
 
 export interface UsageQuery {
   /** Inclusive. */
@@ -38,6 +38,10 @@ export interface UsageAggregate {
   totalTokens: number;
   /** Calls that ended UPSTREAM_ERROR or TRUNCATED. */
   errors: number;
+  /** Micro-dollars summed over the priced calls (issue 24). */
+  costMicroUsd: number;
+  /** Calls whose model had no price: their cost is unknown, not in costMicroUsd. */
+  unpricedCalls: number;
 }
 
 /** A part of the window and where it is read from: 0 for raw rows, else a roll-up period in seconds. */
@@ -75,7 +79,7 @@ export function planReport(startMs: number, endMs: number, bucketSeconds: number
   return split(startMs, endMs, 0);
 }
 
-const DIMENSION: Record<UsageDimension, string> = { token: "token", subject: "subject", provider: "provider", model: "model" };
+const DIMENSION: Record<UsageDimension, string> = { token: "token", subject: "subject", provider: "provider", model: "model", plan: "plan" };
 
 /** Sums usage over [start, end) by time bucket and one dimension, ordered by bucket then key. */
 export async function aggregateUsage(db: Db, q: UsageQuery): Promise<UsageAggregate[]> {
@@ -87,7 +91,7 @@ export async function aggregateUsage(db: Db, q: UsageQuery): Promise<UsageAggreg
   const rows = resultRows<Record<string, string | number | bigint>>(
     await db.execute(sql`
       select bucket, key, sum(calls) as calls, sum(prompt) as prompt, sum(completion) as completion, sum(total) as total,
-        sum(errors) as errors
+        sum(errors) as errors, sum(cost) as cost, sum(unpriced) as unpriced
       from (${sql.join(parts, sql` union all `)}) pieces
       group by 1, 2 order by 1, 2 limit ${q.limit}`),
   );
@@ -99,6 +103,8 @@ export async function aggregateUsage(db: Db, q: UsageQuery): Promise<UsageAggreg
     completionTokens: Number(r.completion ?? 0),
     totalTokens: Number(r.total ?? 0),
     errors: Number(r.errors ?? 0),
+    costMicroUsd: Number(r.cost ?? 0),
+    unpricedCalls: Number(r.unpriced ?? 0),
   }));
 }
 
@@ -114,9 +120,10 @@ function bucketOf(time: SQL, width: number): SQL {
   return width > 0 ? sql`floor(extract(epoch from ${time}) / ${width}::integer)::bigint * ${width}::integer` : sql`0::bigint`;
 }
 
+/** A left join: `plan` 0 (no plan) has no label and groups as "". */
 function keyOf(alias: string, column: SQL | undefined): { key: SQL; join: SQL } {
   if (column === undefined) return { key: sql`''`, join: sql`` };
-  return { key: sql`g.value`, join: sql`join usage_labels g on g.id = ${sql.raw(alias)}.${column}` };
+  return { key: sql`coalesce(g.value, '')`, join: sql`left join usage_labels g on g.id = ${sql.raw(alias)}.${column}` };
 }
 
 const ERRORS = sql.raw(`${Outcome.UPSTREAM_ERROR}, ${Outcome.TRUNCATED}`);
@@ -126,7 +133,8 @@ function rawPiece(p: ReportPiece, width: number, column: SQL | undefined): SQL {
   return sql`(select ${bucketOf(sql`c.at`, width)} as bucket, ${key} as key,
       count(*) filter (where c.outcome <> ${Outcome.REFUNDED}) as calls, sum(c.prompt_tokens) as prompt,
       sum(c.completion_tokens) as completion, sum(c.total_tokens) as total,
-      count(*) filter (where c.outcome in (${ERRORS})) as errors
+      count(*) filter (where c.outcome in (${ERRORS})) as errors,
+      coalesce(sum(c.cost_micro_usd), 0) as cost, count(*) filter (where c.cost_micro_usd is null and c.outcome <> ${Outcome.REFUNDED}) as unpriced
     from usage_calls c ${join}
     where c.at >= ${new Date(p.startMs).toISOString()}::timestamptz and c.at < ${new Date(p.endMs).toISOString()}::timestamptz
     group by 1, 2)`;
@@ -137,7 +145,8 @@ function rollupPiece(p: ReportPiece, width: number, column: SQL | undefined): SQ
   return sql`(select ${bucketOf(sql`r.start`, width)} as bucket, ${key} as key,
       coalesce(sum(r.calls) filter (where r.outcome <> ${Outcome.REFUNDED}), 0) as calls, sum(r.prompt_tokens) as prompt,
       sum(r.completion_tokens) as completion, sum(r.total_tokens) as total,
-      coalesce(sum(r.calls) filter (where r.outcome in (${ERRORS})), 0) as errors
+      coalesce(sum(r.calls) filter (where r.outcome in (${ERRORS})), 0) as errors,
+      sum(r.cost_micro_usd) as cost, sum(r.unpriced_calls) as unpriced
     from usage_rollups r ${join}
     where r.period = ${p.source}::integer and r.start >= ${new Date(p.startMs).toISOString()}::timestamptz
       and r.start < ${new Date(p.endMs).toISOString()}::timestamptz

@@ -31,6 +31,13 @@ export interface UsageInsert {
   attempts?: string;
   /** UsageFlag bits (src/usage/usage-flags.ts); 0 when absent. */
   flags?: number;
+  /** The token's plan; "" or absent when none (issue 24). Absent too in spill files of older versions. */
+  plan?: string;
+  /** Prompt tokens read from the provider's cache; completion tokens spent reasoning. */
+  cachedTokens?: number;
+  reasoningTokens?: number;
+  /** Micro-dollars; null (or absent) when the call's model has no price. Refunded calls: 0. */
+  costMicroUsd?: number | null;
 }
 
 /** The largest bigint: a counter saturates there instead of failing the batch (SQLSTATE 22003). */
@@ -39,7 +46,7 @@ const BIGINT_MAX = "9223372036854775807";
 /**
  * Writes a batch: first the labels of strings not seen before (src/db/queries/usage-labels.ts),
  * then ONE statement with the compact rows, their hourly and daily roll-ups (upserts adding the
- * batch's sums, issue 23), per token the metered LLM tokens added to `tokens.tokens_used`, and
+ * batch's sums, issue 23; cost and unpriced calls per plan too, issue 24), per token the metered LLM tokens added to `tokens.tokens_used`, and
  * per pool key its served calls (refunds excluded) and last use. The statement is atomic, so a
  * failed batch can be retried whole without counting anything twice (labels are idempotent).
  *
@@ -51,7 +58,10 @@ const BIGINT_MAX = "9223372036854775807";
 export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Promise<void> {
   if (rows.length === 0) return;
   const names = new Set<string>();
-  for (const r of rows) names.add(r.tokenId).add(r.subject).add(r.provider).add(r.model).add(r.keyId);
+  for (const r of rows) {
+    names.add(r.tokenId).add(r.subject).add(r.provider).add(r.model).add(r.keyId);
+    if (r.plan) names.add(r.plan);
+  }
   const id = await labelIds(db, names);
   const json = JSON.stringify(
     rows.map((r) => ({
@@ -70,33 +80,45 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       l: r.latencyMs,
       a: r.attempts ?? "",
       f: r.flags ?? 0,
+      // Plan 0: none (labels start at 1).
+      pl: r.plan ? id.get(r.plan) : 0,
+      ca: r.cachedTokens ?? 0,
+      re: r.reasoningTokens ?? 0,
+      c: r.costMicroUsd ?? null,
     })),
   );
   await db.execute(sql`
     with batch as (
       select * from json_to_recordset(${json}::json) as x(at timestamptz, t integer, s integer, p integer, m integer,
-        k integer, st smallint, o smallint, pt integer, ct integer, tt integer, b bigint, l integer, a text, f smallint)
+        k integer, st smallint, o smallint, pt integer, ct integer, tt integer, b bigint, l integer, a text, f smallint,
+        pl integer, ca integer, re integer, c bigint)
     ), inserted as (
       insert into usage_calls (at, bytes, token, subject, provider, model, key, prompt_tokens, completion_tokens,
-        total_tokens, latency_ms, status, outcome, flags, attempts)
-      select at, b, t, s, p, m, k, pt, ct, tt, l, st, o, coalesce(f, 0), coalesce(a, '') from batch
+        total_tokens, latency_ms, status, outcome, flags, attempts, plan, cached_tokens, reasoning_tokens, cost_micro_usd)
+      select at, b, t, s, p, m, k, pt, ct, tt, l, st, o, coalesce(f, 0), coalesce(a, ''), coalesce(pl, 0), coalesce(ca, 0),
+        coalesce(re, 0), c from batch
     ), rolled as (
       -- Hour and day in one upsert, in key order: two instances adding to the same roll-ups lock
       -- them in the same order (no deadlock). Epoch arithmetic, not date_trunc: no time zone.
-      insert into usage_rollups (start, period, token, subject, provider, model, outcome, calls, prompt_tokens,
-        completion_tokens, total_tokens, bytes, http_errors, latency_ms)
-      select to_timestamp((floor(extract(epoch from b.at) / w.period) * w.period)::float8), w.period, b.t, b.s, b.p, b.m, b.o,
-        count(*), sum(b.pt), sum(b.ct), sum(b.tt), sum(b.b), count(*) filter (where b.st >= 400), sum(b.l)
+      -- A call without a price adds to unpriced_calls, never to cost_micro_usd (issue 24); a
+      -- refunded call reached no provider: never unpriced (the writer stores its cost as 0).
+      insert into usage_rollups (start, period, token, subject, provider, model, plan, outcome, calls, prompt_tokens,
+        completion_tokens, total_tokens, bytes, http_errors, latency_ms, cost_micro_usd, unpriced_calls)
+      select to_timestamp((floor(extract(epoch from b.at) / w.period) * w.period)::float8), w.period, b.t, b.s, b.p, b.m,
+        coalesce(b.pl, 0), b.o, count(*), sum(b.pt), sum(b.ct), sum(b.tt), sum(b.b), count(*) filter (where b.st >= 400), sum(b.l),
+        coalesce(sum(b.c), 0), count(*) filter (where b.c is null and b.o <> ${Outcome.REFUNDED})
       from batch b cross join (values (3600), (86400)) as w(period)
-      group by 1, 2, 3, 4, 5, 6, 7 order by 1, 2, 3, 4, 5, 6, 7
-      on conflict (start, period, token, subject, provider, model, outcome) do update set
+      group by 1, 2, 3, 4, 5, 6, 7, 8 order by 1, 2, 3, 4, 5, 6, 7, 8
+      on conflict (start, period, token, subject, provider, model, plan, outcome) do update set
         calls = usage_rollups.calls + excluded.calls,
         prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens,
         total_tokens = usage_rollups.total_tokens + excluded.total_tokens,
         bytes = usage_rollups.bytes + excluded.bytes,
         http_errors = usage_rollups.http_errors + excluded.http_errors,
-        latency_ms = usage_rollups.latency_ms + excluded.latency_ms
+        latency_ms = usage_rollups.latency_ms + excluded.latency_ms,
+        cost_micro_usd = usage_rollups.cost_micro_usd + excluded.cost_micro_usd,
+        unpriced_calls = usage_rollups.unpriced_calls + excluded.unpriced_calls
     ), metered as (
       -- Saturates (numeric, then capped) rather than overflowing bigint: a full counter must not
       -- make every later batch that meters the same token fail. A token with a budget is

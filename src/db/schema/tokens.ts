@@ -30,6 +30,8 @@ export const tokens = pgTable(
     toolsAllowed: boolean("tools_allowed").notNull().default(false),
     maxBodyBytes: bigint("max_body_bytes", { mode: "number" }),
     budgetTokens: bigint("budget_tokens", { mode: "number" }),
+    /** Longest Realtime session in seconds (issue 25); null: the plan's or the relay's. */
+    maxSessionSeconds: integer("max_session_seconds"),
     /** Budget in micro-dollars (issue 24); null: none. */
     budgetMicroUsd: bigint("budget_micro_usd", { mode: "number" }),
     /** Cost metered so far plus the reservations of calls in flight, in micro-dollars. */

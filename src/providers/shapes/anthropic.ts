@@ -4,6 +4,7 @@ import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { ApiShape, Usage } from "../types.js";
 import { usageFlags } from "../../usage/usage-flags.js";
 import { createUsageMeter, isObject, USAGE_OBJECT, usageOf } from "./usage-meter.js";
+import { anthropicParts } from "./usage-parts.js";
 
 // https://docs.anthropic.com/en/api/errors
 const TYPE: Record<string, string> = {
@@ -16,6 +17,7 @@ const TYPE: Record<string, string> = {
   rate_limited: "rate_limit_error",
   calls_exhausted: "rate_limit_error",
   budget_exhausted: "rate_limit_error",
+  quota_exhausted: "rate_limit_error",
   upstream_timeout: "timeout_error",
   unavailable: "overloaded_error",
 };
@@ -49,7 +51,7 @@ function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   const output = usage.output_tokens ?? usage.completion_tokens;
   if (input === undefined && output === undefined) return seen;
   // A count carried from an earlier event was already checked; its flag is carried with it.
-  return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen));
+  return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen), anthropicParts(usage, seen));
 }
 
 /** Messages requires `max_tokens` anyway; the legacy /v1/complete takes `max_tokens_to_sample`. */

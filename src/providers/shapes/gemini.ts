@@ -8,6 +8,7 @@ import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { ApiShape } from "../types.js";
 import { openaiUsage } from "./openai.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageReader } from "./usage-meter.js";
+import { geminiCompletion, geminiParts } from "./usage-parts.js";
 
 // Google APIs' error status names (https://cloud.google.com/apis/design/errors).
 const STATUS: Record<string, string> = {
@@ -20,6 +21,7 @@ const STATUS: Record<string, string> = {
   rate_limited: "RESOURCE_EXHAUSTED",
   calls_exhausted: "RESOURCE_EXHAUSTED",
   budget_exhausted: "RESOURCE_EXHAUSTED",
+  quota_exhausted: "RESOURCE_EXHAUSTED",
   upstream_timeout: "DEADLINE_EXCEEDED",
   unavailable: "UNAVAILABLE",
 };
@@ -44,12 +46,15 @@ function modelInPath(path: string): string | undefined {
   return m[1]!.toLowerCase() === "models" ? name : `tunedModels/${name}`;
 }
 
-/** `usageMetadata` (its total also counts thinking tokens); OpenAI's `usage` on the OpenAI-compatible endpoint. */
+/**
+ * `usageMetadata` (thinking tokens are billed as output: added to the candidates, as its total
+ * does; src/providers/shapes/usage-parts.ts); OpenAI's `usage` on the OpenAI-compatible endpoint.
+ */
 const readUsage: UsageReader = readAll(
   (value, seen) => {
     if (!isObject(value) || !isObject(value.usageMetadata)) return seen;
     const u = value.usageMetadata;
-    return usageOf(u.promptTokenCount, u.candidatesTokenCount, u.totalTokenCount);
+    return usageOf(u.promptTokenCount, geminiCompletion(u), u.totalTokenCount, 0, geminiParts(u));
   },
   (value, seen) => (isObject(value) && isObject(value.usage) ? openaiUsage(value.usage, seen) : seen),
 );

@@ -5,8 +5,10 @@
  */
 import type { RelayError } from "../../errors.js";
 import type { ShapePolicy } from "../../policy/shape-policy.js";
+import type { OwnedObjectRules } from "../owned-objects.js";
 import type { ApiShape, ModelLocation, Usage } from "../types.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageLineFilter, type UsageReader } from "./usage-meter.js";
+import { openaiParts } from "./usage-parts.js";
 
 const TYPE: Record<string, string> = {
   bad_request: "invalid_request_error",
@@ -18,15 +20,17 @@ const TYPE: Record<string, string> = {
   rate_limited: "rate_limit_error",
   calls_exhausted: "insufficient_quota",
   budget_exhausted: "insufficient_quota",
+  quota_exhausted: "insufficient_quota",
 };
 
 /**
  * An OpenAI usage object: chat and completions name its counts `prompt_tokens` and
- * `completion_tokens`, the Responses API `input_tokens` and `output_tokens`.
+ * `completion_tokens`, the Responses API `input_tokens` and `output_tokens`; cached, reasoning
+ * and audio parts from their `*_details` (src/providers/shapes/usage-parts.ts).
  */
 export function openaiUsage(u: unknown, seen: Usage | undefined): Usage | undefined {
   if (!isObject(u)) return seen;
-  return usageOf(u.prompt_tokens ?? u.input_tokens, u.completion_tokens ?? u.output_tokens, u.total_tokens);
+  return usageOf(u.prompt_tokens ?? u.input_tokens, u.completion_tokens ?? u.output_tokens, u.total_tokens, 0, openaiParts(u));
 }
 
 /**
@@ -78,6 +82,35 @@ export const OPENAI_POLICY: ShapePolicy = {
   streamField: "stream",
 };
 
+/**
+ * Objects OpenAI stores for later calls (issue 25): stored responses (`store` defaults to true;
+ * a stream names the id in `response.created`), files, uploads (and the file their completion
+ * makes), conversations, and chat completions sent with `store: true`. Every path below one
+ * (`/responses/{id}`, `/cancel`, `/input_items`, `/files/{id}/content`, `/uploads/{id}/parts`,
+ * a vector store's `/files/{id}` too) reaches the object; `/responses/compact` and
+ * `/responses/input_tokens` act on the collection. The file list and the stored chat
+ * completions list show every user's.
+ */
+export const OPENAI_OBJECTS: OwnedObjectRules = {
+  creates: [
+    { path: /\/responses\/*$/i, idAt: ["id"], eventIdAt: ["response", "id"] },
+    { path: /\/files\/*$/i, idAt: ["id"] },
+    { path: /\/uploads\/*$/i, idAt: ["id"] },
+    { path: /\/uploads\/[^/]+\/complete\/*$/i, idAt: ["file", "id"] },
+    { path: /\/conversations\/*$/i, idAt: ["id"] },
+    { path: /\/chat\/completions\/*$/i, idAt: ["id"], eventIdAt: ["id"], onlyIf: "store" },
+  ],
+  uses: [
+    { path: /\/responses\/([^/]+)/i, notIds: ["compact", "input_tokens"] },
+    { path: /\/files\/([^/]+)/i },
+    { path: /\/uploads\/([^/]+)/i },
+    { path: /\/conversations\/([^/]+)/i },
+    { path: /\/chat\/completions\/([^/]+)/i },
+  ],
+  lists: [/\/files\/*$/i, /\/chat\/completions\/*$/i],
+  refs: [{ field: "previous_response_id" }, { field: "conversation" }, { field: "file_id", deep: true }],
+};
+
 export const openaiShape: ApiShape = {
   name: "openai",
   errorBody(err: RelayError): string {
@@ -88,6 +121,7 @@ export const openaiShape: ApiShape = {
   models: OPENAI_MODELS,
   policy: OPENAI_POLICY,
   modelList: true,
+  objects: OPENAI_OBJECTS,
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
   // `{"error":{"code":"invalid_api_key",...}}` (https://platform.openai.com/docs/guides/error-codes)
   keyInvalid: (body) => isObject(body) && isObject(body.error) && body.error.code === "invalid_api_key",

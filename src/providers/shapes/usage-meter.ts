@@ -8,7 +8,7 @@
  * business (`read`); every number it reads goes through `usageOf`, which clamps what no real
  * call reports.
  */
-import { UsageFlag, type FlaggedUsage } from "../../usage/usage-flags.js";
+import { UsageFlag, usageFlags, type FlaggedUsage } from "../../usage/usage-flags.js";
 import type { Usage, UsageMeter } from "../types.js";
 import { JsonArrayElements, LineSplitter, SseEvents } from "./stream-frames.js";
 
@@ -153,13 +153,29 @@ class JsonMeter implements UsageMeter {
 export const MAX_TOKENS_PER_FIELD = 10_000_000;
 
 /**
+ * The parts of a prompt and a completion a provider reports separately, for prices (issue 24),
+ * as the shape read them (unchecked). Each is a part OF the prompt (`cached`, `cacheWrite`,
+ * `audioIn`) or of the completion (`reasoning`, `audioOut`): the shape's reader makes the
+ * prompt and completion counts include them (src/providers/shapes/usage-parts.ts).
+ */
+export interface UsageParts {
+  cached?: unknown;
+  cacheWrite?: unknown;
+  reasoning?: unknown;
+  audioIn?: unknown;
+  audioOut?: unknown;
+}
+
+/**
  * The usage a provider reported, never trusted blindly: each count must be a safe integer in
  * [0, MAX_TOKENS_PER_FIELD]. A missing count (undefined, null) is 0; anything else out of range
  * (negative, fractional, a string, 1e300) is clamped and the usage flagged USAGE_OUT_OF_RANGE, so
  * budgets are charged the clamped number and the row says it was clamped. A total that is missing,
  * 0 or out of range is prompt + completion. `flags` carries bits already set on earlier events.
+ * `parts` are checked the same way and each is capped to its side (a cached count above the
+ * prompt is out of range too); they are set on the usage only when non-zero.
  */
-export function usageOf(prompt: unknown, completion: unknown, total: unknown, flags = 0): Usage {
+export function usageOf(prompt: unknown, completion: unknown, total: unknown, flags = 0, parts?: UsageParts): Usage {
   const p = tokenCount(prompt);
   const c = tokenCount(completion);
   const t = tokenCount(total);
@@ -170,10 +186,49 @@ export function usageOf(prompt: unknown, completion: unknown, total: unknown, fl
     bad = true;
   }
   const usage: FlaggedUsage = { promptTokens: p.n, completionTokens: c.n, totalTokens };
+  if (parts !== undefined) {
+    const part = (v: unknown, side: number, set: (n: number) => void): void => {
+      const x = tokenCount(v);
+      if (x.bad || x.n > side) bad = true;
+      const n = Math.min(x.n, side);
+      if (n > 0) set(n);
+    };
+    part(parts.cached, p.n, (n) => (usage.cachedTokens = n));
+    part(parts.cacheWrite, p.n, (n) => (usage.cacheWriteTokens = n));
+    part(parts.audioIn, p.n, (n) => (usage.audioInputTokens = n));
+    part(parts.reasoning, c.n, (n) => (usage.reasoningTokens = n));
+    part(parts.audioOut, c.n, (n) => (usage.audioOutputTokens = n));
+  }
   const all = flags | (bad ? UsageFlag.USAGE_OUT_OF_RANGE : 0);
   // Set only when non-zero: clean usage stays the plain three numbers.
   if (all !== 0) usage.flags = all;
   return usage;
+}
+
+/** The parts a usage already carries, to pass back through usageOf (which checks them again). */
+export function partsOf(u: Usage | undefined): UsageParts | undefined {
+  if (u === undefined) return undefined;
+  return { cached: u.cachedTokens, cacheWrite: u.cacheWriteTokens, reasoning: u.reasoningTokens, audioIn: u.audioInputTokens, audioOut: u.audioOutputTokens };
+}
+
+const PART_KEYS = ["cachedTokens", "cacheWriteTokens", "reasoningTokens", "audioInputTokens", "audioOutputTokens"] as const;
+
+/** Two usage reports added up (a session's turns), the parts included; flags are kept. */
+export function sumUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  const sum: FlaggedUsage = {
+    promptTokens: a.promptTokens + b.promptTokens,
+    completionTokens: a.completionTokens + b.completionTokens,
+    totalTokens: a.totalTokens + b.totalTokens,
+  };
+  for (const k of PART_KEYS) {
+    const n = (a[k] ?? 0) + (b[k] ?? 0);
+    if (n > 0) sum[k] = n;
+  }
+  const flags = usageFlags(a) | usageFlags(b);
+  if (flags !== 0) sum.flags = flags;
+  return sum;
 }
 
 /** One reported count: kept when sane, else clamped and `bad`. */

@@ -16,7 +16,14 @@ export interface RefusalRpcDeps {
 type Rpcs = Pick<ServiceImpl<typeof AdminService>, "getRefusals">;
 
 /** The refusals an admin cares about: a client turned away, not a malformed request. */
-const REFUSAL_REASONS: ReadonlySet<string> = new Set(["unauthenticated", "permission_denied", "rate_limited", "calls_exhausted", "budget_exhausted"]);
+const REFUSAL_REASONS: ReadonlySet<string> = new Set([
+  "unauthenticated",
+  "permission_denied",
+  "rate_limited",
+  "calls_exhausted",
+  "budget_exhausted",
+  "quota_exhausted",
+]);
 
 export function refusalRpcs(deps: RefusalRpcDeps): Rpcs {
   return {

@@ -15,6 +15,7 @@ import {
   type UsageEvent as UsageEventMsg,
   type WatchUsageResponse,
 } from "../../../gen/relayapi/v1/admin_service_pb.js";
+import { UsageSchema, type Usage as UsageMsg } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../../db/client.js";
 import { aggregateUsage, type UsageDimension } from "../../db/queries/usage.js";
 import { RelayError } from "../../errors.js";
@@ -42,7 +43,7 @@ const DIMENSION: Record<UsageGroup, UsageDimension | undefined> = {
   [UsageGroup.SUBJECT]: "subject",
   [UsageGroup.PROVIDER]: "provider",
   [UsageGroup.MODEL]: "model",
-  [UsageGroup.PLAN]: undefined,
+  [UsageGroup.PLAN]: "plan",
 };
 
 export function usageRpcs(deps: UsageRpcDeps): Rpcs {
@@ -67,6 +68,8 @@ export function usageRpcs(deps: UsageRpcDeps): Rpcs {
           calls: BigInt(r.calls),
           usage: usageToProto(r),
           errors: BigInt(r.errors),
+          costMicroUsd: BigInt(r.costMicroUsd),
+          unpricedCalls: BigInt(r.unpricedCalls),
         })),
       });
     },
@@ -116,9 +119,27 @@ function usageEventToProto(e: UsageEvent): UsageEventMsg {
     keyId: e.keyId ?? "",
     status: e.status,
     outcome: e.outcome,
-    usage: usageToProto(e.usage),
+    usage: eventUsage(e),
     latencyMs: BigInt(Math.round(e.latencyMs)),
     at: timestampFromDate(e.at),
     bytes: BigInt(e.bytes),
+    plan: e.plan ?? "",
+  });
+}
+
+/**
+ * The call's usage with its cached and reasoning parts and its cost (issue 24); a call that
+ * reported no usage but has a cost (priced at 0) still carries it. Unpriced: no cost field.
+ */
+function eventUsage(e: UsageEvent): UsageMsg | undefined {
+  const u = e.usage;
+  if (u === undefined && e.costMicroUsd === undefined) return undefined;
+  return create(UsageSchema, {
+    promptTokens: BigInt(u?.promptTokens ?? 0),
+    completionTokens: BigInt(u?.completionTokens ?? 0),
+    totalTokens: BigInt(u?.totalTokens ?? 0),
+    cachedTokens: BigInt(e.usage?.cachedTokens ?? 0),
+    reasoningTokens: BigInt(e.usage?.reasoningTokens ?? 0),
+    costMicroUsd: e.costMicroUsd === undefined ? undefined : BigInt(e.costMicroUsd),
   });
 }

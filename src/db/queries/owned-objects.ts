@@ -1,0 +1,29 @@
+/** Who created an object a provider stores (issue 25, item 3): src/relay/object-ownership.ts. */
+import { and, eq, gt, sql } from "drizzle-orm";
+import type { Db } from "../client.js";
+import { ownedObjects } from "../schema/index.js";
+import { resultRows } from "./usage-labels.js";
+
+/** The subject that created `object` (`<provider>:<id>`), unless it is unknown or expired. */
+export async function ownerOf(db: Db, object: string): Promise<string | undefined> {
+  const [row] = await db
+    .select({ subject: ownedObjects.subject })
+    .from(ownedObjects)
+    .where(and(eq(ownedObjects.object, object), gt(ownedObjects.expiresAt, sql`now()`)))
+    .limit(1);
+  return row?.subject;
+}
+
+/** Records `object` as `subject`'s; the first record of an id wins, a later one is ignored. */
+export async function recordOwner(db: Db, object: string, subject: string, expiresAt: Date): Promise<void> {
+  await db.insert(ownedObjects).values({ object, subject, expiresAt }).onConflictDoNothing();
+}
+
+/** Deletes up to `limit` expired rows, the oldest first (through the expiry index); returns how many. */
+export async function pruneOwnedObjects(db: Db, limit: number): Promise<number> {
+  const oldest = sql`select ctid from owned_objects where expires_at <= now() order by expires_at limit ${limit}`;
+  const [row] = resultRows<{ n: string | number }>(
+    await db.execute(sql`with gone as (delete from owned_objects where ctid = any(array(${oldest})) returning 1) select count(*) as n from gone`),
+  );
+  return Number(row?.n ?? 0);
+}

@@ -1,0 +1,151 @@
+/**
+ * Response and file ownership (issue 25, item 3): an object a provider stores (a response, a
+ * file, an upload) is reachable only through tokens of the subject that created it, so one
+ * user's token cannot read, cancel or delete another's. The calls concerned are data on the API
+ * shape (src/providers/owned-objects.ts); this module applies them for the engine:
+ *
+ * - `check`, after the policy and before the call is counted: a call on an object recorded as
+ *   another subject's, or not recorded at all, gets 404 in the provider's shape (never 403,
+ *   which would confirm that the object exists); so does a body field naming such an object
+ *   (`previous_response_id`, a `file_id`). A list of every subject's objects gets 403.
+ * - `tap`, on a creating call's successful answer: the id is read as the bytes go by
+ *   (src/relay/object-id-finder.ts) and written as `<provider>:<id>` -> subject at once, off
+ *   the hot path; the engine awaits the write before the answer ends, so the client's next call
+ *   finds it.
+ *
+ * Ownership is by subject: tokens issued without one share the subject "" and so their objects.
+ * Rows expire after `ttlDays` (the object is then unknown) and are pruned in the background.
+ */
+import { RelayError } from "../errors.js";
+import type { Db } from "../db/client.js";
+import { ownerOf, pruneOwnedObjects, recordOwner } from "../db/queries/owned-objects.js";
+import { sql } from "drizzle-orm";
+import type { Logger } from "../log.js";
+import { createRuleOf, isObjectList, referencedObjects, usedObjectOf } from "../providers/owned-objects.js";
+import type { ProviderSpec } from "../providers/types.js";
+import type { TokenMeta } from "../tokens/token-meta.js";
+import { idFinderFor } from "./object-id-finder.js";
+import type { ReadInput } from "./types.js";
+
+export interface ObjectOwnershipOptions {
+  /** Days a record is kept (0: for ever). Objects older than it are unknown. */
+  ttlDays: number;
+  /** Forward calls on objects the relay never recorded, and lists (one subject's deployment). */
+  allowUnknown: boolean;
+  /** Between two prunes of expired rows (0: none, as on the workers of `serve --workers`). */
+  pruneIntervalMs: number;
+  /** PGlite has no autovacuum: the pruned rows' space is vacuumed for reuse. */
+  vacuum: boolean;
+  log?: Logger | undefined;
+}
+
+/** Reads a creating call's answer for the new object's id. */
+export interface ObjectIdTap {
+  feed(chunk: Buffer): void;
+  /** Resolves once the record of an id seen is written (or its failure logged). */
+  settled(): Promise<void>;
+}
+
+/** Opens an ObjectIdTap for an answer with this status and content type, when it may name an id. */
+export type ObjectIdTapOpener = (status: number, contentType: string | undefined) => ObjectIdTap | undefined;
+
+/** Expired rows deleted per statement, and statements per prune at most. */
+const PRUNE_BATCH = 5_000;
+const PRUNE_ROUNDS = 20;
+const DAY_MS = 86_400_000;
+/** The expiry of a record kept for ever (timestamptz's range goes far beyond). */
+const FOREVER = new Date("9999-12-31T00:00:00Z");
+
+export class ObjectOwnership {
+  #timer: NodeJS.Timeout | undefined;
+  #pruning: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly opts: ObjectOwnershipOptions,
+  ) {
+    if (opts.pruneIntervalMs > 0) {
+      this.#timer = setInterval(() => void this.prune(), opts.pruneIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Refuses a call on an object that is not the token subject's (or a list of everyone's). */
+  async check(token: TokenMeta, provider: ProviderSpec, call: Pick<ReadInput, "method" | "path" | "body" | "upload">): Promise<void> {
+    const rules = provider.shape.objects;
+    if (rules === undefined) return;
+    if (isObjectList(rules, call.method, call.path) && !this.opts.allowUnknown) {
+      throw new RelayError("permission_denied", "listing objects is not allowed: they may be other users'");
+    }
+    const used = usedObjectOf(rules, call.path);
+    const named = call.upload === undefined ? referencedObjects(rules, call.body) : [];
+    for (const id of used === undefined ? named : [used, ...named]) {
+      const owner = await ownerOf(this.db, objectKey(provider, id));
+      // Another subject's object and one never recorded look alike: neither is confirmed to exist.
+      if (owner === undefined ? !this.opts.allowUnknown : owner !== token.subject) throw new RelayError("not_found", "no such object");
+    }
+  }
+
+  /** For a call that creates an object, what reads its answer for the id; undefined for others. */
+  tap(subject: string, provider: ProviderSpec, call: Pick<ReadInput, "method" | "path" | "body">): ObjectIdTapOpener | undefined {
+    const rules = provider.shape.objects;
+    const rule = rules && createRuleOf(rules, call.method, call.path, call.body);
+    if (rule === undefined) return undefined;
+    return (status, contentType) => {
+      if (status < 200 || status > 299) return undefined;
+      const finder = idFinderFor(contentType, rule.idAt, rule.eventIdAt);
+      if (finder === undefined) return undefined;
+      let writing: Promise<void> | undefined;
+      return {
+        feed: (chunk) => {
+          if (writing !== undefined) return;
+          const id = finder.feed(chunk);
+          if (id !== undefined) writing = this.#record(objectKey(provider, id), subject);
+        },
+        settled: () => writing ?? Promise.resolve(),
+      };
+    };
+  }
+
+  /** Deletes expired records, a bounded batch at a time; returns how many. */
+  async prune(): Promise<number> {
+    if (this.#pruning) return 0;
+    const run = (async () => {
+      let total = 0;
+      for (let round = 0; round < PRUNE_ROUNDS; round++) {
+        const n = await pruneOwnedObjects(this.db, PRUNE_BATCH);
+        total += n;
+        if (n < PRUNE_BATCH) break;
+      }
+      if (total > 0 && this.opts.vacuum) await this.db.execute(sql`vacuum owned_objects`);
+      return total;
+    })();
+    this.#pruning = run.catch((e: unknown) => this.opts.log?.warn("owned objects prune failed", { err: e }));
+    try {
+      return await run.catch(() => 0);
+    } finally {
+      this.#pruning = undefined;
+    }
+  }
+
+  /** Stops pruning; waits for a prune under way. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#pruning;
+  }
+
+  async #record(object: string, subject: string): Promise<void> {
+    const expires = this.opts.ttlDays > 0 ? new Date(Math.min(Date.now() + this.opts.ttlDays * DAY_MS, FOREVER.getTime())) : FOREVER;
+    try {
+      await recordOwner(this.db, object, subject, expires);
+    } catch (e) {
+      // The object exists at the provider but not here: its creator will get 404 for it.
+      this.opts.log?.warn("owned object not recorded", { err: e });
+    }
+  }
+}
+
+/** The row key: ids are the provider's, so two providers' ids never meet. */
+function objectKey(provider: ProviderSpec, id: string): string {
+  return `${provider.id}:${id}`;
+}
