@@ -15,7 +15,7 @@ import { QuotaClock } from "../src/plans/quota-windows.js";
 import type { TestRelay } from "./support/relay.js";
 import { useCluster, useRelay } from "./support/use-relay.js";
 import { createIssuer } from "./support/sealed.js";
-import { sealToken } from "../src/sdk/seal-token.js";
+import { sealToken, sealTokenForRelay } from "../src/sdk/seal-token.js";
 import { UPSTREAM_KEY } from "./support/relay.js";
 import { postgresAvailable } from "./support/databases.js";
 
@@ -208,6 +208,23 @@ describe("metered windows, model lists, GetQuota", () => {
     expect((await chat(relay, unknown)).status).toBe(412);
   });
 
+  it("a call limit added to a plan applies to the next call: blocks leased before it serve none", async () => {
+    await createPlan([relay], { name: "grow" });
+    const { secret } = await relay.issue({ subject: "jack", plan: "grow" });
+    // Quick calls grow the token's lease: several calls leased and unused here.
+    for (let i = 0; i < 12; i++) expect((await chat(relay, secret)).status).toBe(200);
+    await relay.admin.updatePlan({ plan: { name: "grow", callsPerDay: 2n } });
+    const before = mock.requests.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await chat(relay, secret);
+      await res.arrayBuffer();
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([200, 200, 429, 429, 429]);
+    expect(mock.requests.length - before).toBe(2);
+  });
+
   it("GetQuota answers the holder over Connect; a deleted plan's tokens are refused", async () => {
     await createPlan([relay], { name: "small", callsPerDay: 5n, callsPerMonth: 100n });
     const { secret } = await relay.issue({ subject: "frank", plan: "small", limits: { maxCalls: 3n } });
@@ -227,5 +244,21 @@ describe("metered windows, model lists, GetQuota", () => {
     await relay.app.plans.reload();
     const gone = await chat(relay, secret);
     expect(gone.status).toBe(412);
+  });
+});
+
+describe("ECDH-ES tokens", () => {
+  const { relay, mock } = useRelay({ config: { acceptByokTokens: true } });
+
+  it("may not name a plan: anyone with the relay's public key could spend another user's quota", async () => {
+    await createPlan([relay], { name: "byok-victim", callsPerDay: 5n });
+    const jwk = (await relay.tokens.getSealingKey({})).jwk;
+    const before = mock.requests.length;
+    const attack = await sealTokenForRelay({ prv: "openai", key: "sk-attacker-own-key-0123456789", sub: "victim", pln: "byok-victim" }, jwk);
+    expect((await chat(relay, attack)).status).toBe(401);
+    expect(mock.requests.length).toBe(before);
+    // Without a plan the same token is fine (it spends only its own key).
+    const own = await sealTokenForRelay({ prv: "openai", key: "sk-attacker-own-key-0123456789", sub: "victim" }, jwk);
+    expect((await chat(relay, own)).status).toBe(200);
   });
 });

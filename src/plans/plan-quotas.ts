@@ -41,6 +41,16 @@ export class PlanQuotas {
     return plan;
   }
 
+  /**
+   * The version of a token's plan: its last change (ms), -1 when it names one that does not
+   * exist, undefined when it names none. A leased block granted under another version is given
+   * back, so a call limit added or lowered applies to the next call (src/tokens/call-leases.ts).
+   */
+  stamp(meta: TokenMeta): number | undefined {
+    if (meta.plan === undefined) return undefined;
+    return this.plans.get(meta.plan)?.updatedAt.getTime() ?? -1;
+  }
+
   /** The call windows of a token's plan now; undefined when it has no plan or no call limit. */
   callQuota(meta: TokenMeta): CallQuota | undefined {
     const plan = this.planOf(meta);

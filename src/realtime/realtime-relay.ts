@@ -24,7 +24,7 @@ import type { ProviderSpec, WebSocketSpec } from "../providers/types.js";
 import type { DpopGate } from "../relay/dpop-gate.js";
 import type { CallRecord } from "../relay/types.js";
 import { safePath } from "../relay/upstream-url.js";
-import { type CallEnd, DEFAULT_OUTPUT_RESERVE } from "../tokens/budget-reservations.js";
+import { type CallEnd, chargeOf, DEFAULT_OUTPUT_RESERVE } from "../tokens/budget-reservations.js";
 import type { CallCharges } from "../tokens/call-charges.js";
 import type { UseOutcome } from "../tokens/token-store.js";
 import type { ModelPrice, Prices } from "../pricing/types.js";
@@ -79,6 +79,8 @@ interface Opened {
   charges: CallCharges | undefined;
   cap: number | undefined;
   price: ModelPrice | undefined;
+  /** The longest the session may last: the token's own bound, else its plan's, else the relay's. */
+  maxSeconds: number;
   release: () => void;
   started: number;
   requestId: string;
@@ -132,6 +134,11 @@ export class RealtimeRelay {
     return true;
   };
 
+  /** Closes, as revoked (1008), the sessions of the tokens whose id starts with `prefix` (a login's users, when it is disabled). */
+  revokePrefix(prefix: string): void {
+    this.#sessions.revokePrefix(prefix);
+  }
+
   /** Shutdown began: every session is told going-away (1001). */
   goingAway(): void {
     this.#sessions.goingAway();
@@ -181,7 +188,8 @@ export class RealtimeRelay {
       const cap = tokens.charged(token) ? Math.min(SESSION_TOKEN_RESERVE, token.budgetTokens ?? Infinity) : undefined;
       // Refused, it gives the call back itself.
       const charges = cap === undefined ? undefined : await tokens.admitCharges(token, used, { maxTokens: cap, inputTokens: 0, outputTokens: cap, price });
-      opened = { token, provider, model, used, charges, cap, price, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
+      const maxSeconds = token.maxSessionSeconds ?? tokens.planOf(token)?.maxSessionSeconds ?? this.deps.config.maxSessionSeconds;
+      opened = { token, provider, model, used, charges, cap, price, maxSeconds, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
     } catch (e) {
       release?.();
       const err = toRelayError(e);
@@ -225,9 +233,7 @@ export class RealtimeRelay {
     protocols: string[],
   ): Promise<void> {
     const { token } = o;
-    // The token's own bound, else its plan's, else the relay's (config maxSessionSeconds).
-    const maxSeconds = token.maxSessionSeconds ?? this.deps.tokens.planOf(token)?.maxSessionSeconds ?? this.deps.config.maxSessionSeconds;
-    const endAt = Math.min(Date.now() + maxSeconds * 1000, token.expiresAtMs);
+    const endAt = Math.min(Date.now() + o.maxSeconds * 1000, token.expiresAtMs);
     const session = new RealtimeSession(client, {
       tokenId: token.id,
       models: token.models,
@@ -318,7 +324,11 @@ export class RealtimeRelay {
       tokenId: o.token.id,
       subject: o.token.subject,
       plan: o.token.plan,
-      costMicroUsd: o.price === undefined || prices === undefined ? undefined : end.usage === undefined ? 0 : prices.costOf(o.price, end.usage),
+      // What the budgets were charged, priced (as on the HTTP layer): a session cut while busy costs its block.
+      costMicroUsd:
+        o.price === undefined || prices === undefined
+          ? undefined
+          : chargeOf(prices.maxCostOf(o.price, 0, o.cap ?? 0), charged, (u) => prices.costOf(o.price!, u)),
       provider: o.provider.id,
       model: o.model,
       keyId: o.keyId,

@@ -29,7 +29,7 @@ import { ClientGone, type UpstreamClient, type UpstreamResponse } from "./upstre
 import type { CallRecord, ReadInput, RelayInput, RelaySink } from "./types.js";
 import { decodeRequestBody } from "./request-body.js";
 import { safePath } from "./upstream-url.js";
-import { callBounds, callMaximum, chargeOf, type CallEnd } from "../tokens/budget-reservations.js";
+import { callBounds, callMaximum, chargeOf, namesRemoteInput, type CallEnd } from "../tokens/budget-reservations.js";
 import type { CallCost } from "../tokens/call-charges.js";
 import type { ModelPrice, Prices } from "../pricing/types.js";
 import { Drain, DRAIN_CUT, onClientGone, SignalUntilAnswer } from "./usage-drain.js";
@@ -132,7 +132,7 @@ export class RelayEngine {
     // its plan's budgets (src/tokens/call-charges.ts), and its recorded cost when it has no usage.
     const price = this.deps.prices?.priceOf(provider.id, model);
     const charged = tokens.charged(token);
-    const cost = price !== undefined || charged ? callCost(checked, body.length, price) : undefined;
+    const cost = price !== undefined || charged ? callCost(checked, body, charged, price) : undefined;
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const planRpm = token.plan === undefined ? null : (tokens.planOf(token)?.rpm ?? null);
     if (planRpm !== null) await this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
@@ -354,8 +354,10 @@ export class RelayEngine {
 }
 
 /** The call's bounds (src/tokens/budget-reservations.ts) with its model's price. */
-function callCost(checked: Checked, bodyBytes: number, price: ModelPrice | undefined): CallCost {
-  const shape = { json: checked.json, bodyBytes, outputCap: checked.outputCap, choices: checked.choices };
+function callCost(checked: Checked, body: Buffer, charged: boolean, price: ModelPrice | undefined): CallCost {
+  // Only a budgeted call pays for the scan: for the others the bound only prices a call that left without usage.
+  const remoteInput = charged && checked.json && namesRemoteInput(body);
+  const shape = { json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices, remoteInput };
   const { input, output } = callBounds(shape);
   return { maxTokens: callMaximum(shape), inputTokens: input, outputTokens: output, price };
 }

@@ -17,7 +17,10 @@
  *
  * A call's maximum: its output bound (the body's output cap, else the token's, else
  * DEFAULT_OUTPUT_RESERVE) times its choices (`n`), plus its input estimate (JSON body bytes /
- * INPUT_BYTES_PER_TOKEN). A call without a JSON body (GET, DELETE, uploads) has maximum 0.
+ * INPUT_BYTES_PER_TOKEN). A body that names input the relay cannot see (a stored response or
+ * conversation, a file, an image URL, a cached context, server-side tools: REMOTE_INPUT_KEYS)
+ * is estimated at REMOTE_INPUT_TOKENS instead, so the bound holds for it too. A call without a
+ * JSON body (GET, DELETE, uploads) has maximum 0.
  *
  * What a call is charged (chargeOf): its reported usage when its answer was read to the end; 0
  * when no byte left for the provider; for an error answer, what it reports or 0; otherwise
@@ -40,6 +43,64 @@ export interface BudgetLedger {
   adjust(key: string, delta: number): Promise<void>;
 }
 
+/**
+ * Input tokens reserved for a call whose body names input the relay cannot count (the largest
+ * context windows of the built-in providers' models are about a million tokens).
+ */
+export const REMOTE_INPUT_TOKENS = 1_000_000;
+
+/**
+ * Body keys (and tool types) that bring input the request body does not hold: stored responses
+ * and conversations, files, images by URL, Gemini's cached contents and file URIs, stored
+ * prompts, and tools that add what they find to the prompt.
+ */
+const REMOTE_INPUT_KEYS = [
+  '"previous_response_id"',
+  '"conversation"',
+  '"file_id"',
+  '"file_ids"',
+  '"file_url"',
+  '"image_url"',
+  '"fileData"',
+  '"file_data"',
+  '"fileUri"',
+  '"cachedContent"',
+  '"cached_content"',
+  '"vector_store_ids"',
+  '"prompt":{',
+  '"web_search',
+  '"file_search"',
+  '"code_interpreter"',
+  '"mcp"',
+  '"url_context"',
+  '"google_search',
+].map((k) => Buffer.from(k));
+
+/** Whether a JSON body names input it does not hold (then its estimate is REMOTE_INPUT_TOKENS). */
+export function namesRemoteInput(body: Buffer): boolean {
+  for (const key of REMOTE_INPUT_KEYS) if (body.includes(key)) return true;
+  // An escaped key (`"file\u005fid"`) is the same key to a JSON parser: such a body is parsed.
+  if (!body.includes(ESCAPED)) return false;
+  try {
+    return hasRemoteKey(JSON.parse(body.toString("utf8")), 0);
+  } catch {
+    return true;
+  }
+}
+
+const ESCAPED = Buffer.from("\\u");
+/** The keys and tool types above, unquoted. */
+const REMOTE_NAMES = REMOTE_INPUT_KEYS.map((k) => k.toString().replace(/^"/, "").replace(/"(:\{)?$/, ""));
+
+/** A remote-input key at any depth, or a string value starting with one (a tool's `type`). */
+function hasRemoteKey(v: unknown, depth: number): boolean {
+  if (typeof v === "string") return depth > 0 && REMOTE_NAMES.some((n) => v.startsWith(n));
+  if (depth > 64 || v === null || typeof v !== "object") return false;
+  if (Array.isArray(v)) return v.some((e) => hasRemoteKey(e, depth + 1));
+  for (const [k, e] of Object.entries(v)) if (REMOTE_NAMES.includes(k) || hasRemoteKey(e, depth + 1)) return true;
+  return false;
+}
+
 /** What a call's request allows it to cost at most. */
 export interface CallShape {
   /** The request carries a JSON body (anything else generates nothing the relay can bound). */
@@ -49,6 +110,8 @@ export interface CallShape {
   outputCap: number | undefined;
   /** Choices generated (`n`, `candidateCount`); 1 when not asked. */
   choices: number;
+  /** The body names input it does not hold (namesRemoteInput). */
+  remoteInput?: boolean;
 }
 
 export function callMaximum(call: CallShape): number {
@@ -60,7 +123,8 @@ export function callMaximum(call: CallShape): number {
 export function callBounds(call: CallShape): { input: number; output: number } {
   if (!call.json) return { input: 0, output: 0 };
   const output = Math.min(call.outputCap ?? DEFAULT_OUTPUT_RESERVE, MAX_TOKENS_PER_FIELD) * Math.max(1, Math.min(call.choices, 128));
-  return { input: Math.ceil(call.bodyBytes / INPUT_BYTES_PER_TOKEN), output: Math.min(output, MAX_TOKENS_PER_FIELD) };
+  const input = Math.ceil(call.bodyBytes / INPUT_BYTES_PER_TOKEN);
+  return { input: call.remoteInput ? Math.max(input, REMOTE_INPUT_TOKENS) : input, output: Math.min(output, MAX_TOKENS_PER_FIELD) };
 }
 
 /** How a call ended, as far as its charge is concerned. */

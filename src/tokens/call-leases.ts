@@ -49,6 +49,8 @@ interface Lease {
   quota: CallQuota | undefined;
   /** What the tightest of those windows had left after the last grant; null without windows. */
   windowRemaining: number | null;
+  /** The version of the token's plan the block was granted under (QuotaDeps.stamp); undefined: no plan. */
+  planStamp: number | undefined;
   pending: Promise<boolean> | undefined;
 }
 
@@ -70,6 +72,16 @@ export type QuotaOf = (meta: TokenMeta) => CallQuota | undefined;
 /** A block the plan windows refused: the RelayError to answer with. */
 export type WindowRefusal = (quota: CallQuota, index: number) => Error;
 
+/** How leases meet plans (src/plans/plan-quotas.ts). */
+export interface QuotaDeps {
+  of: QuotaOf;
+  refused: WindowRefusal;
+  /** The version of a token's plan (its last change); a block granted under another serves no call. */
+  stamp: (meta: TokenMeta) => number | undefined;
+  /** The clock the windows are read from. */
+  now: () => number;
+}
+
 export class CallLeases {
   readonly #leases = new Map<string, Lease>();
   /** Block size of leases given back for idleness in the last RECENT_MS, by token id. */
@@ -80,7 +92,7 @@ export class CallLeases {
   constructor(
     private readonly counter: CallCounter,
     private readonly opts: LeaseOptions,
-    private readonly quotas?: { of: QuotaOf; refused: WindowRefusal },
+    private readonly quotas?: QuotaDeps,
   ) {}
 
   start(): void {
@@ -111,32 +123,40 @@ export class CallLeases {
   take(meta: TokenMeta): Taken | Promise<Taken | undefined> {
     const lease = this.#leases.get(meta.id);
     if (lease && lease.left > 0) {
-      const now = Date.now();
-      if (lease.quota === undefined) {
+      if (lease.planStamp === undefined && (meta.plan === undefined || this.quotas === undefined)) {
         lease.left--;
-        lease.lastUse = now;
+        lease.lastUse = Date.now();
         return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left };
       }
-      if (now < lease.quota.endsAt) {
+      if (this.#current(lease, meta)) {
         lease.left--;
-        lease.lastUse = now;
+        lease.lastUse = Date.now();
         return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left, quota: lease.quota };
       }
     }
     return this.#takeGranted(meta);
   }
 
+  /** Whether a lease may serve a call of this token now: same plan version, windows not ended. */
+  #current(lease: Lease, meta: TokenMeta): boolean {
+    const q = this.quotas;
+    if (q === undefined) return true;
+    if (q.stamp(meta) !== lease.planStamp) return false;
+    return lease.quota === undefined || q.now() < lease.quota.endsAt;
+  }
+
   /** Takes one call once a lease was granted (several requests for one token share the statement). */
   async #takeGranted(meta: TokenMeta): Promise<Taken | undefined> {
     for (;;) {
       let lease = this.#leases.get(meta.id);
-      // A block of windows that ended serves no call of the next ones: what is left goes back.
-      if (lease?.quota && !lease.pending && Date.now() >= lease.quota.endsAt) {
+      // A block of windows that ended, or granted under another version of the plan (a call
+      // limit added or changed), serves no more calls: what is left goes back where it came from.
+      if (lease && !lease.pending && !this.#current(lease, meta)) {
         this.#leases.delete(meta.id);
         if (lease.left > 0) void this.#refund(meta.id, lease.left, lease.quota).catch(() => {});
         lease = undefined;
       }
-      if (lease && lease.left > 0 && (lease.quota === undefined || Date.now() < lease.quota.endsAt)) {
+      if (lease && lease.left > 0 && this.#current(lease, meta)) {
         lease.left--;
         lease.lastUse = Date.now();
         return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left, quota: lease.quota };
@@ -155,6 +175,7 @@ export class CallLeases {
           remaining: warm?.remaining ?? null,
           quota: undefined,
           windowRemaining: null,
+          planStamp: undefined,
           pending: undefined,
         };
         this.#leases.set(meta.id, lease);
@@ -214,7 +235,9 @@ export class CallLeases {
       let size = lease.size === 0 ? 1 : now - lease.grantedAt < LEASE_WINDOW_MS ? lease.size * 2 : Math.ceil(lease.size / 2);
       size = Math.min(size, this.opts.maxLease);
       if (lease.remaining !== null) size = Math.max(1, Math.min(size, Math.floor(lease.remaining / 8)));
+      const stamp = this.quotas?.stamp(meta);
       const quota = this.quotas?.of(meta);
+      lease.planStamp = stamp;
       if (quota === undefined) {
         let result = await this.#use(meta, size);
         if (!result && size > 1) {

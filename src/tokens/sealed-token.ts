@@ -108,6 +108,9 @@ function claimsToMeta(c: JWTPayload, issuer: string, kid: string, providers: Pro
   if (pool !== undefined && pools.providerOf(pool) !== provider) throw bad();
   const subject = optionalString(c.sub) ?? "";
   const plan = optionalString(c.pln);
+  // A plan's quotas are the operator's to assign: an ECDH-ES token is minted by anyone holding
+  // the relay's public key, who could otherwise spend another user's plan (issue 24).
+  if (!issuer && plan !== undefined) throw bad();
   const limits = limitsFromClaims(c);
   validateLimits({ subject, plan, upstreamKey: key, ...limits });
   // ECDH-ES tokens are scoped by their key's hash: one key's holder cannot touch another's jti.

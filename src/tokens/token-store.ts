@@ -101,7 +101,12 @@ export class TokenStore {
     this.#leases = new CallLeases(
       this.#counter,
       opts,
-      plans && { of: (meta) => plans.callQuota(meta), refused: (quota, i) => plans.spent(quota.windows[i]!, "calls", quota.windows[i]!.limit) },
+      plans && {
+        of: (meta) => plans.callQuota(meta),
+        refused: (quota, i) => plans.spent(quota.windows[i]!, "calls", quota.windows[i]!.limit),
+        stamp: (meta) => plans.stamp(meta),
+        now: plans.clock.now,
+      },
     );
     const counter = this.#counter;
     this.#charges = new ChargeDesk({

@@ -103,11 +103,13 @@ export async function refundWithQuota(db: Db, id: string, subject: string, windo
       .set({ used: sql`greatest(0, ${tokens.used} - ${n})` })
       .where(and(eq(tokens.id, id), gt(tokens.used, 0)))
       .returning({ used: tokens.used, maxCalls: tokens.maxCalls });
-    if (windowKeys.length > 0) {
+    // One row per statement, in key order: the order every other statement here locks them in
+    // (a multi-row UPDATE locks in scan order, which could deadlock against a reservation).
+    for (const key of [...windowKeys].sort()) {
       await tx
         .update(quotaCounters)
         .set({ calls: sql`greatest(0, ${quotaCounters.calls} - ${n})` })
-        .where(and(eq(quotaCounters.subject, subject), inArray(quotaCounters.window, [...windowKeys].sort())));
+        .where(and(eq(quotaCounters.subject, subject), eq(quotaCounters.window, key)));
     }
     return row === undefined ? undefined : { used: Number(row.used), maxCalls: row.maxCalls === null ? null : Number(row.maxCalls) };
   });
@@ -150,15 +152,20 @@ export async function reserveWindows(
   }
 }
 
-/** Adds deltas (negative: reservations given back) to the windows' charges, never below 0. */
+/**
+ * Adds deltas (negative: reservations given back) to the windows' charges, never below 0: one
+ * row per statement in key order (see refundWithQuota), each its own atomic statement.
+ */
 export async function adjustWindows(db: Db, subject: string, windowKeys: readonly string[], llm: number, usd: number): Promise<void> {
-  await db
-    .update(quotaCounters)
-    .set({
-      llmTokens: sql`greatest(0, least(${quotaCounters.llmTokens}::numeric + ${llm}, ${BIGINT_MAX}::numeric))::bigint`,
-      microUsd: sql`greatest(0, least(${quotaCounters.microUsd}::numeric + ${usd}, ${BIGINT_MAX}::numeric))::bigint`,
-    })
-    .where(and(eq(quotaCounters.subject, subject), inArray(quotaCounters.window, [...windowKeys].sort())));
+  for (const key of [...windowKeys].sort()) {
+    await db
+      .update(quotaCounters)
+      .set({
+        llmTokens: sql`greatest(0, least(${quotaCounters.llmTokens}::numeric + ${llm}, ${BIGINT_MAX}::numeric))::bigint`,
+        microUsd: sql`greatest(0, least(${quotaCounters.microUsd}::numeric + ${usd}, ${BIGINT_MAX}::numeric))::bigint`,
+      })
+      .where(and(eq(quotaCounters.subject, subject), eq(quotaCounters.window, key)));
+  }
 }
 
 /** A subject's counters of the given windows (GetQuota). */
