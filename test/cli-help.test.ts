@@ -3,32 +3,15 @@
  * needed. Every command and subcommand in the help table answers `--help` with exit 0, its
  * usage, its flags and an example; a typo gets the closest name and a pointer to `--help`.
  */
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { COMMANDS, subcommands } from "../src/cli/help.js";
+import { runCli, type CliRun } from "./support/run-cli.js";
 
 const ROOT = join(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "relayapi.js");
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-function run(args: string[]): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_")));
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 30_000, env }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") return reject(new Error(`relayapi did not finish: ${err.message}\n${stderr}`));
-      resolve({ code: err ? Number(err.code) : 0, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-}
+const run = (args: string[]): Promise<CliRun> => runCli(args, { timeout: 30_000 });
 
 /** Every `relayapi <command> [sub]` the table knows, the groups themselves included. */
 const ALL: string[][] = [[], ...Object.keys(COMMANDS).flatMap((c) => [[c], ...(subcommands(c) ?? []).map((s) => [c, s])])];

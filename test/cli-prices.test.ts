@@ -4,37 +4,14 @@
  * Dollars convert exactly to micro-dollars (more than 6 decimals refused), and the report's
  * cost columns match the calls' usage records.
  */
-import { execFile } from "node:child_process";
-import { join } from "node:path";
 import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
-import { cleanEnv } from "./support/clean-env.js";
 import { useRelay } from "./support/use-relay.js";
-
-const ROOT = join(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "relayapi.js");
+import { runCli, type CliRun } from "./support/run-cli.js";
 
 const { relay } = useRelay({ mock: { chunks: 5 } });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args, "--server", relay.url, "--admin-key", relay.adminKey],
-      { cwd: ROOT, timeout: 60_000, env: cleanEnv() },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") return reject(new Error(`relayapi did not finish: ${err.message}\n${stderr}`));
-        resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const run = (args: string[]): Promise<CliRun> => runCli([...args, "--server", relay.url, "--admin-key", relay.adminKey], { timeout: 60_000 });
 
 describe("relayapi price and usage", { timeout: 120_000 }, () => {
   it("price set converts dollars exactly, list shows it as the admin's, delete restores the shipped price", async () => {

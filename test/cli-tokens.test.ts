@@ -5,34 +5,17 @@
  * secret; `revoke` takes the secret; `list` is a table; key and connection failures say what
  * to do.
  */
-import { execFile } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { useRelay } from "./support/use-relay.js";
+import { runCli, type CliRun } from "./support/run-cli.js";
 
-const ROOT = join(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "relayapi.js");
 const KEY = "sk-cli-tokens-upstream-0123456789";
 const JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
 
 const { relay } = useRelay();
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_")));
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 45_000, env }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") return reject(new Error(`relayapi did not finish: ${err.message}\n${stderr}`));
-      resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]): Promise<CliRun> => runCli(args);
 const remote = (...args: string[]) => run([...args, "--server", relay.url, "--admin-key", relay.adminKey]);
 
 /** Every limit flag with a value unlike any default, and what each comes back as. */

@@ -2,7 +2,7 @@
  * The `relayapi` command as a user runs it: a child process of `node bin/relayapi.js` against
  * a relay booted in-process, plus the local `migrate` and `serve` commands.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,6 +11,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanEnv } from "./support/clean-env.js";
 import { useRelay } from "./support/use-relay.js";
+import { runCli, type CliRun } from "./support/run-cli.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "relayapi.js");
@@ -28,20 +29,8 @@ function tmp(): string {
   return d;
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], timeout = 45_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout, env: cleanEnv() }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") return reject(new Error(`relayapi did not finish: ${err.message}\n${stderr}`));
-      resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-    });
-  });
-}
+type Run = CliRun;
+const run = (args: string[], timeout = 45_000): Promise<CliRun> => runCli(args, { timeout });
 
 /** A command acting on the test relay. */
 const remote = (...args: string[]) => run([...args, "--server", relay.url, "--admin-key", relay.adminKey]);

@@ -4,35 +4,17 @@
  * plan, and the `relayapi plan ...` and `token issue|seal --plan --budget-usd` commands run as the
  * real CLI (`node bin/relayapi.js`) against a relay booted in-process.
  */
-import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { logins } from "../src/db/schema/index.js";
 import { codeOf } from "./support/connect-code.js";
 import { UPSTREAM_KEY } from "./support/relay.js";
 import { useRelay } from "./support/use-relay.js";
-
-const ROOT = join(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "relayapi.js");
+import { runCli, type CliRun } from "./support/run-cli.js";
 
 const { relay } = useRelay({ mock: false });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RELAYAPI_")));
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 45_000, env }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") return reject(new Error(`relayapi did not finish: ${err.message}\n${stderr}`));
-      resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]): Promise<CliRun> => runCli(args);
 const remote = (...args: string[]) => run([...args, "--server", relay.url, "--admin-key", relay.adminKey]);
 
 const issueWith = (plan: string, subject: string, extra: { expiresInSeconds?: number } = {}) =>
