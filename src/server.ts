@@ -30,6 +30,7 @@ import { loadAdminKey, loadMasterKey } from "./keys/key-files.js";
 import { SecretBox } from "./keys/secret-box.js";
 import { checkMasterKey } from "./keys/master-key-check.js";
 import { createLogger, type Logger } from "./log.js";
+import { loginUserIdPrefix } from "./logins/login-meta.js";
 import { LoginStore } from "./logins/login-store.js";
 import { createOnePortServer } from "./one-port.js";
 import { PriceBook } from "./pricing/price-book.js";
@@ -271,6 +272,8 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
   });
   // WebSocket sessions (issue 25): the one port's upgrade requests.
   const realtime = new RealtimeRelay({ providers, tokens, pools, limits, dpop, ipOf, onCall, log, prices, config });
+  // A login disabled or removed (here, or seen by the reload from another instance) ends its users' sessions (issue 24.4).
+  logins.onGone((name) => realtime.revokePrefix(loginUserIdPrefix(name)));
 
   const cors = new Cors(config.corsOrigins);
   const leaks = createLeakHandler({ tokens, limits, audit, ipOf });

@@ -1,20 +1,20 @@
 /**
  * The app's own login as the credential (issue 24.4), against a local OIDC issuer (keys made
  * with jose, a JWKS on 127.0.0.1): a valid ID token relays through the openai SDK and its user
- * is the usage records' subject; a wrong audience or issuer, an expired token, `alg: none`, an
- * HMAC keyed with the public key and an unknown `kid` after a rotation are the fixed 401 with
- * nothing counted; a JWKS endpoint that hangs fails the call within the fetch timeout; a
- * disabled login is refused within a second (on one relay, and across two on PostgreSQL); a
- * login's model pin applies; AddLogin refuses a plain-http JWKS off loopback.
+ * (`<login>/<sub>`) is the usage records' subject; a wrong audience or issuer, an expired token,
+ * `alg: none`, an HMAC keyed with the public key and an unknown `kid` after a rotation are the
+ * fixed 401 with nothing counted; a JWKS endpoint that hangs fails the call within the fetch
+ * timeout; a disabled login is refused within a second (on one relay, and across two on
+ * PostgreSQL); a login's model pin applies; AddLogin refuses a plain-http JWKS off loopback.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import { exportJWK, exportSPKI, SignJWT, UnsecuredJWT } from "jose";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { tokens, usageEvents } from "../src/db/schema/index.js";
-import { loginUserId } from "../src/logins/login-meta.js";
+import { usageEvents } from "../src/db/schema/index.js";
 import { postgresAvailable } from "./support/databases.js";
+import { AUDIENCE, addLogin as addTestLogin, createPlan, newUser as user, rowOf, userId, type TestLogin } from "./support/logins.js";
 import { startOidcIssuer, type IssuerKey, type OidcIssuer } from "./support/oidc-issuer.js";
 import { UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 import { callsUsed, chat, expectFixed401 } from "./support/sealed.js";
@@ -22,7 +22,6 @@ import { availableDrivers, useCluster, useRelay } from "./support/use-relay.js";
 import { waitFor } from "./support/wait.js";
 
 const drivers = await availableDrivers();
-const AUDIENCE = "my-app";
 
 let oidc: OidcIssuer;
 let rsa: IssuerKey;
@@ -40,38 +39,13 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-let unique = 0;
-const user = (what: string): string => `${what}-${++unique}-${Date.now()}`;
-
-/** The plan a login needs (no limits: the plans' own suites test those). */
-async function createPlan(relay: TestRelay, name: string): Promise<void> {
-  await relay.admin.createPlan({ plan: { name } });
-  // Plans reach the check path by the plan store's reload (within a second).
-  await waitFor(() => relay.app.plans.get(name), 3000, `plan ${name} loaded`);
-}
-
-async function addLogin(relay: TestRelay, name: string, o: { issuer?: string; jwksUrl?: string; models?: string[]; audience?: string } = {}) {
-  return relay.admin.addLogin({
-    login: {
-      name,
-      issuer: o.issuer ?? oidc.url,
-      audience: o.audience ?? AUDIENCE,
-      jwksUrl: o.jwksUrl ?? oidc.jwksUrl,
-      plan: "free",
-      provider: "openai",
-      limits: { models: o.models ?? ["gpt-mock"] },
-    },
-    upstreamKey: UPSTREAM_KEY,
-  });
-}
+/** A login trusting the suite's issuer with its JWKS URL given, unless told otherwise. */
+const addLogin = (relay: TestRelay, name: string, o: Partial<TestLogin> = {}) => addTestLogin(relay, name, { issuer: oidc.url, jwksUrl: oidc.jwksUrl, ...o });
+/** The row id of login `app`'s user. */
+const appUser = (claim: string): string => userId("app", oidc.url, claim);
 
 function openai(relay: TestRelay, idToken: string): OpenAI {
   return new OpenAI({ apiKey: idToken, baseURL: `${relay.url}/api/openai/v1`, maxRetries: 0 });
-}
-
-async function rowOf(relay: TestRelay, id: string) {
-  const [row] = await relay.app.database.db.select().from(tokens).where(eq(tokens.id, id));
-  return row;
 }
 
 describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
@@ -81,7 +55,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
     await addLogin(relay, "app");
   });
 
-  it("a valid ID token relays through the openai SDK; its user is the call's subject, counted on one row with the login's plan", async () => {
+  it("a valid ID token relays through the openai SDK; its user `<login>/<sub>` is the call's subject, counted on one row with the login's plan", async () => {
     const subject = user("alice");
     const before = mock.requests.length;
     for (const key of [rsa, ec]) {
@@ -95,17 +69,19 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
     expect(sent.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
     expect(JSON.stringify(sent.headers)).not.toContain("eyJ");
 
-    const id = loginUserId("app", subject);
+    const id = appUser(subject);
     expect(id).toMatch(/^login\.app:[A-Za-z0-9_-]{22}$/);
+    // The user's subject is scoped by the login: plan quotas and stored objects are per login.
+    const scoped = `app/${subject}`;
     // `used` may run ahead of the calls made: it counts the calls this instance leased.
-    expect(await rowOf(relay, id)).toMatchObject({ subject, plan: "free", provider: "openai", revokedAt: null });
+    expect(await rowOf(relay, id)).toMatchObject({ subject: scoped, plan: "free", provider: "openai", revokedAt: null });
     await relay.app.usage.flush();
     const usage = await relay.app.database.db.select().from(usageEvents).where(eq(usageEvents.tokenId, id));
-    expect(usage.map((u) => u.subject)).toEqual([subject, subject]);
+    expect(usage.map((u) => u.subject)).toEqual([scoped, scoped]);
     // The Connect routes take it too: IntrospectToken shows the holder its own row.
     const idToken = await oidc.sign(rsa, { aud: AUDIENCE, sub: subject });
     const own = await relay.tokens.introspectToken({}, { headers: { authorization: `Bearer ${idToken}` } });
-    expect(own.token).toMatchObject({ id, subject });
+    expect(own.token).toMatchObject({ id, subject: scoped });
   });
 
   it("wrong audience, wrong issuer, expired, no subject, alg none, and HS256 keyed with the public key: the fixed 401, nothing counted", async () => {
@@ -130,7 +106,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
       const subject = user("mallory");
       const r = await chat(relay, await make(subject));
       expectFixed401(r, what);
-      expect(await callsUsed(relay, loginUserId("app", subject)), what).toBe(0);
+      expect(await callsUsed(relay, appUser(subject)), what).toBe(0);
     }
     expect(mock.requests.length).toBe(before);
   });
@@ -166,7 +142,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
       expectFixed401(await chat(relay, await own.sign(first, { aud: AUDIENCE, sub: oldKid })));
       expect(own.fetches).toBe(fetches + 2);
       expect(mock.requests.length).toBe(before);
-      expect(await callsUsed(relay, loginUserId("rotating", oldKid))).toBe(0);
+      expect(await callsUsed(relay, userId("rotating", own.url, oldKid))).toBe(0);
     } finally {
       vi.restoreAllMocks();
       await own.close();
@@ -187,7 +163,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
     expect(took).toBeGreaterThan(1500);
     expect(took).toBeLessThan(4000);
     expect(mock.requests.length).toBe(before);
-    expect(await callsUsed(relay, loginUserId("slow", subject))).toBe(0);
+    expect(await callsUsed(relay, userId("slow", issuer, subject))).toBe(0);
   });
 
   it("a login's model pin applies: another model is 403, not counted", async () => {
@@ -196,7 +172,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
     const r = await chat(relay, await oidc.sign(rsa, { aud: AUDIENCE, sub: subject }), "gpt-other");
     expect(r.status).toBe(403);
     expect(mock.requests.length).toBe(before);
-    expect(await callsUsed(relay, loginUserId("app", subject))).toBe(0);
+    expect(await callsUsed(relay, appUser(subject))).toBe(0);
   });
 
   it("a disabled login is refused at once (cached token or not), enabled again it works; a revoked user is refused", async () => {
@@ -211,7 +187,7 @@ describe.each(drivers)("ID tokens as relay credentials on %s", (driver) => {
     expect((await chat(relay, token)).status).toBe(200);
     expect(mock.requests.length).toBe(before + 1);
 
-    await relay.tokens.revokeToken({ id: loginUserId("app", subject) });
+    await relay.tokens.revokeToken({ id: appUser(subject) });
     expectFixed401(await chat(relay, token));
     expectFixed401(await chat(relay, await oidc.sign(ec, { aud: AUDIENCE, sub: subject })));
     expect(mock.requests.length).toBe(before + 1);

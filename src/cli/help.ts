@@ -167,13 +167,18 @@ export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>>
   login: {
     add: sub(
       "trust an OIDC identity provider: the app's own ID tokens become relay credentials",
-      "relayapi login add <name> --issuer URL --audience AUD --jwks-url URL --plan NAME --provider ID (--upstream-key KEY | --pool NAME) [limits]",
+      "relayapi login add <name> --issuer URL --audience AUD [--jwks-url URL] --plan NAME --provider ID (--upstream-key KEY | --pool NAME) [limits]",
       [...LOGIN_FLAG_HELP, ...ADMIN],
-      "relayapi login add firebase --issuer https://securetoken.google.com/my-app --audience my-app --jwks-url https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com --plan free --provider openai --pool main --models gpt-4o-mini",
+      "relayapi login add firebase --issuer https://securetoken.google.com/my-app --audience my-app --plan free --provider openai --pool main --models gpt-4o-mini",
     ),
     list: sub("list logins", "relayapi login list [--json]", ADMIN, "relayapi login list"),
     enable: sub("enable a login", "relayapi login enable <name>", ADMIN, "relayapi login enable firebase"),
-    disable: sub("disable a login: its ID tokens are refused within a second", "relayapi login disable <name>", ADMIN, "relayapi login disable firebase"),
+    disable: sub(
+      "disable a login: its ID tokens refused, its users' sessions closed, within a second",
+      "relayapi login disable <name>",
+      ADMIN,
+      "relayapi login disable firebase",
+    ),
     remove: sub("remove a login", "relayapi login remove <name>", ADMIN, "relayapi login remove firebase"),
   },
   price: {

@@ -12,7 +12,7 @@ import { LOGIN_FLAGS } from "./login-flags.js";
 import { protoLimits } from "./token-flags.js";
 
 const ADD_USAGE =
-  "usage: relayapi login add <name> --issuer URL --audience AUD --jwks-url URL --plan NAME --provider ID (--upstream-key KEY | --pool NAME) [limits]";
+  "usage: relayapi login add <name> --issuer URL --audience AUD [--jwks-url URL] --plan NAME --provider ID (--upstream-key KEY | --pool NAME) [limits]";
 
 export async function loginCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -26,7 +26,7 @@ export async function loginCommand(argv: string[]): Promise<void> {
   }
   switch (sub) {
     case "add": {
-      for (const flag of ["issuer", "audience", "jwks-url", "plan", "provider"] as const) {
+      for (const flag of ["issuer", "audience", "plan", "provider"] as const) {
         if (!values[flag]) throw new UsageError(`--${flag} is required; ${ADD_USAGE}`);
       }
       if (!values["upstream-key"] === !values.pool) throw new UsageError("one of --upstream-key or --pool is required");
@@ -35,7 +35,8 @@ export async function loginCommand(argv: string[]): Promise<void> {
           name,
           issuer: values.issuer,
           audience: values.audience,
-          jwksUrl: values["jwks-url"],
+          // Empty: the relay discovers it from the issuer (src/logins/jwks-discovery.ts).
+          jwksUrl: values["jwks-url"] ?? "",
           subjectClaim: values["subject-claim"] ?? "",
           plan: values.plan,
           provider: values.provider,
@@ -45,7 +46,9 @@ export async function loginCommand(argv: string[]): Promise<void> {
         upstreamKey: values["upstream-key"] ?? "",
       });
       console.log(
-        json ? JSON.stringify(view(res.login)) : `login ${name} added: ID tokens of ${values.issuer} for ${values.audience} now call ${values.provider}`,
+        json
+          ? JSON.stringify(view(res.login))
+          : `login ${name} added: ID tokens of ${values.issuer} for ${values.audience} now call ${values.provider} (keys from ${res.login?.jwksUrl ?? "?"})`,
       );
       return;
     }

@@ -24,8 +24,12 @@ export const LOGIN_FLAGS = {
 export const LOGIN_FLAG_HELP: FlagHelp[] = [
   { flag: "issuer", arg: "URL", help: "the ID tokens' `iss`, e.g. https://securetoken.google.com/<project> (required)" },
   { flag: "audience", arg: "AUD", help: "the ID tokens' `aud`: the app's client or project id (required)" },
-  { flag: "jwks-url", arg: "URL", help: "the issuer's public keys (JWKS): https, or http on loopback (required)" },
-  { flag: "subject-claim", arg: "NAME", help: "the claim naming the user (default: sub)" },
+  {
+    flag: "jwks-url",
+    arg: "URL",
+    help: "the issuer's public keys (JWKS): https, or http on loopback (default: the jwks_uri of <issuer>/.well-known/openid-configuration, read once now)",
+  },
+  { flag: "subject-claim", arg: "NAME", help: "the claim naming the user (default: sub); a user's subject is <name>/<its value>" },
   { flag: "plan", arg: "NAME", help: "the plan each user's calls count against (required; relayapi plan create)" },
   { flag: "provider", arg: "ID", help: "the only provider the users can call (required)" },
   { flag: "upstream-key", arg: "KEY", help: "the upstream API key the relay uses (or --pool)" },

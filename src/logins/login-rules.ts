@@ -18,7 +18,8 @@ export interface LoginInput {
   name: string;
   issuer: string;
   audience: string;
-  jwksUrl: string;
+  /** Undefined: discovered from the issuer when the login is added (src/logins/jwks-discovery.ts). */
+  jwksUrl: string | undefined;
   subjectClaim: string;
   plan: string;
   provider: string;
@@ -35,7 +36,7 @@ export function checkLoginInput(l: LoginInput): void {
   if (!LOGIN_NAME.test(l.name)) bad("login name must be 1-58 of a-z, 0-9, '.', '_', '-', starting with a letter or digit");
   if (!isHttpUrl(l.issuer) || l.issuer.length > 2048) bad("issuer must be the ID tokens' `iss`: an http(s) URL");
   if (l.audience === "" || l.audience.length > 512 || !PRINTABLE.test(l.audience)) bad("audience must be 1-512 printable characters");
-  const jwks = jwksUrlProblem(l.jwksUrl);
+  const jwks = l.jwksUrl === undefined ? undefined : jwksUrlProblem(l.jwksUrl);
   if (jwks !== undefined) bad(jwks);
   if (!CLAIM_NAME.test(l.subjectClaim)) bad("subject_claim must be 1-256 printable characters without spaces");
   if (!PLAN_NAME.test(l.plan)) bad("plan must name a plan (relayapi plan list)");

@@ -2,8 +2,9 @@
  * Logins in memory, for the check path (issue 24.4): an app's own OIDC ID token as the relay
  * credential. Enabled logins are reloaded after every local change and every `refreshMs`, so a
  * login disabled or removed on one instance stops working on all of them within that time (500
- * ms on PostgreSQL: within the second issue 24 asks). Admin operations live here too, so the
- * view is refreshed by the same code that changes the rows.
+ * ms on PostgreSQL: within the second issue 24 asks), and its users' open WebSocket sessions
+ * are closed then (onGone). Admin operations live here too, so the view is refreshed by the same
+ * code that changes the rows.
  *
  * A token is routed by its unverified `iss` (and `aud` when several logins share an issuer),
  * then verified with that login's keys only (src/logins/id-token.ts). A verified token is kept
@@ -24,7 +25,8 @@ import { hashSecret } from "../tokens/issued-token.js";
 import { limitsFromClaims, limitsToClaims, metaLimitsOf } from "../tokens/token-limits.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { ID_TOKEN_SKEW_SECONDS, peekClaims, remoteKeys, verifyIdToken } from "./id-token.js";
-import { loginTokenMeta, type ActiveLogin } from "./login-meta.js";
+import { discoverJwksUrl } from "./jwks-discovery.js";
+import { claimValue, LOGIN_SUBJECT_MAX, loginSubject, loginTokenMeta, type ActiveLogin } from "./login-meta.js";
 import { checkLoginInput, type LoginInput } from "./login-rules.js";
 
 /**
@@ -35,7 +37,6 @@ import { checkLoginInput, type LoginInput } from "./login-rules.js";
  */
 const VERIFIED_CACHE_MS = 30_000;
 const MAX_VERIFIED = 50_000;
-const SUBJECT_MAX = 256;
 
 interface Loaded extends ActiveLogin {
   updatedAtMs: number;
@@ -66,6 +67,7 @@ export class LoginStore {
   /** Reloads overlap (a periodic one and an admin write's): the last started wins, never an older read. */
   #started = 0;
   #applied = 0;
+  readonly #goneListeners = new Set<(name: string) => void>();
 
   constructor(private readonly deps: LoginStoreDeps) {}
 
@@ -97,9 +99,32 @@ export class LoginStore {
       if (same === undefined) byIssuer.set(loaded.issuer, [loaded]);
       else same.push(loaded);
     }
+    const previous = this.#byName;
     this.#byName = byName;
     this.#byIssuer = byIssuer;
     this.#keySets = keySets;
+    // Only setLoginDisabled and a new row move `updated_at`: a login still enabled with another
+    // one was disabled (or removed and added again) since the last read, and its sessions end too.
+    for (const [name, was] of previous) {
+      if (byName.get(name)?.updatedAtMs === was.updatedAtMs) continue;
+      for (const listener of this.#goneListeners) {
+        try {
+          listener(name);
+        } catch {
+          // A listener's failure must not fail the reload: the view above is already in force.
+        }
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` with the name of each login that stops admitting its users (disabled or
+   * removed, here or on another instance, seen by a reload): their open WebSocket sessions,
+   * admitted when the login was, are closed (src/server.ts).
+   */
+  onGone(listener: (name: string) => void): () => void {
+    this.#goneListeners.add(listener);
+    return () => this.#goneListeners.delete(listener);
   }
 
   #load(row: LoginRow, keySets: Map<string, JWTVerifyGetKey>): Loaded | undefined {
@@ -140,11 +165,11 @@ export class LoginStore {
     const claims = await verifyIdToken(token, login);
     // Disabled or changed while its keys were being fetched.
     if (this.#byName.get(login.name) !== login) throw invalidToken();
-    const subject = claims[login.subjectClaim];
-    if (typeof subject !== "string" || subject === "" || subject.length > SUBJECT_MAX || subject.includes("\0")) throw invalidToken();
+    const claim = claimValue(claims[login.subjectClaim]);
+    if (claim === undefined || loginSubject(login.name, claim).length > LOGIN_SUBJECT_MAX) throw invalidToken();
     // jwtVerify required `exp`; it admits a token until `exp` plus the skew, and so does the relay.
     const endMs = ((claims.exp as number) + ID_TOKEN_SKEW_SECONDS) * 1000;
-    const meta = loginTokenMeta(login, subject, endMs);
+    const meta = loginTokenMeta(login, claim, endMs);
     if (this.#verified.size >= MAX_VERIFIED) this.#verified.clear();
     this.#verified.set(hash, { login, meta, until: Math.min(endMs, now + VERIFIED_CACHE_MS) });
     return meta;
@@ -159,7 +184,11 @@ export class LoginStore {
     return candidates.find((l) => (Array.isArray(aud) ? aud.includes(l.audience) : aud === l.audience));
   }
 
-  /** Adds a login; 400 when a field is not valid or a plan, provider or pool it names does not exist. */
+  /**
+   * Adds a login; 400 when a field is not valid or a plan, provider or pool it names does not
+   * exist. Without a JWKS URL it is read from the issuer's discovery document now, once, and
+   * stored: calls never depend on discovery (src/logins/jwks-discovery.ts).
+   */
   async add(input: LoginInput): Promise<LoginRow> {
     checkLoginInput(input);
     const { providers, pools, db, box } = this.deps;
@@ -171,12 +200,15 @@ export class LoginStore {
     if (rows.some((r) => r.issuer === input.issuer && r.audience === input.audience)) {
       throw new RelayError("already_exists", "a login with this issuer and audience exists");
     }
+    // Before discovery, so a taken name costs no fetch (the insert below still decides a race).
+    if (rows.some((r) => r.name === input.name)) throw new RelayError("already_exists", "a login with this name exists");
+    const jwksUrl = input.jwksUrl ?? (await discoverJwksUrl(input.issuer));
     const key = input.upstreamKey;
     const row = await insertLogin(db, {
       name: input.name,
       issuer: input.issuer,
       audience: input.audience,
-      jwksUrl: input.jwksUrl,
+      jwksUrl,
       subjectClaim: input.subjectClaim,
       plan: input.plan,
       provider: input.provider,

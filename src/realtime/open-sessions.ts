@@ -39,6 +39,11 @@ export class OpenSessions {
     for (const s of [...(this.#byToken.get(tokenId) ?? [])]) s.revoked();
   }
 
+  /** Revokes the sessions of every token whose id starts with `prefix` (a disabled login's users: src/logins). */
+  revokePrefix(prefix: string): void {
+    for (const [id, set] of [...this.#byToken]) if (id.startsWith(prefix)) for (const s of [...set]) s.revoked();
+  }
+
   goingAway(): void {
     for (const set of [...this.#byToken.values()]) for (const s of [...set]) s.goingAway();
   }

@@ -1,7 +1,8 @@
 /**
  * AdminService login rpcs (issue 24.4): trust an OIDC identity provider so its ID tokens are
- * relay credentials, list, enable or disable (every instance within a second) and remove them
- * (src/logins/login-store.ts). Audited by name with the issuer, audience and plan; the inline
+ * relay credentials (the JWKS URL given, or discovered from the issuer then), list, enable or
+ * disable (every instance within a second, their users' WebSocket sessions closed) and remove
+ * them (src/logins/login-store.ts). Audited by name with the issuer, audience and plan; the inline
  * upstream key goes in whole and only ever comes out masked, never into the audit log.
  */
 import { create } from "@bufbuild/protobuf";
@@ -39,7 +40,7 @@ export function loginRpcs(deps: LoginRpcDeps): Rpcs {
         name: l.name,
         issuer: l.issuer,
         audience: l.audience,
-        jwksUrl: l.jwksUrl,
+        jwksUrl: l.jwksUrl || undefined,
         subjectClaim: l.subjectClaim || "sub",
         plan: l.plan,
         provider: l.provider,
@@ -51,7 +52,7 @@ export function loginRpcs(deps: LoginRpcDeps): Rpcs {
         actor: "admin",
         action: "AddLogin",
         target: row.name,
-        detail: `issuer=${row.issuer} audience=${row.audience} plan=${row.plan} provider=${row.provider}${row.pool ? ` pool=${row.pool}` : ""}`,
+        detail: `issuer=${row.issuer} audience=${row.audience} jwks_url=${row.jwksUrl}${l.jwksUrl ? "" : " (discovered)"} plan=${row.plan} provider=${row.provider}${row.pool ? ` pool=${row.pool}` : ""}`,
       });
       return create(AddLoginResponseSchema, { login: loginToProto(row) });
     },
