@@ -135,7 +135,10 @@ export interface Config {
   auditRetentionDays: number;
   /** Days the relay remembers which subject created a stored response or file (0: forever; issue 25). */
   ownedObjectTtlDays: number;
-  /** Forward calls on stored objects the relay never recorded, and object lists (off: 404 / 403). */
+  /**
+   * Forward calls on stored objects the relay never recorded, object lists, and the stateful
+   * API families it does not track (assistants, threads, containers, fine-tuning...); off: 404 / 403.
+   */
   allowUnknownObjects: boolean;
   /** The IANA time zone plan quotas' days and months are counted in (issue 24; default UTC). */
   quotaTimeZone: string;

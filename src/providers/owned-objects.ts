@@ -1,15 +1,18 @@
 /**
- * Objects a provider stores for later calls (stored responses, files, uploads; issue 25, item 3)
- * as data on an API shape: which calls create one and where their answer names its id, which
- * calls read or act on one, which calls list every subject's, and which request fields name
- * one. The relay enforces them (src/relay/object-ownership.ts); this file only matches calls.
+ * Objects a provider stores for later calls (stored responses, files, vector stores, batches;
+ * issue 25, item 3) as data on an API shape: which calls create one and where their answer
+ * names its id, which calls read or act on one, which calls list every subject's, which
+ * request fields name one, and which paths keep state the rules do not track (refused by
+ * default). The relay enforces them (src/relay/object-ownership.ts); this file only matches calls.
  */
 import { isObject } from "./shapes/usage-meter.js";
 
-/** A POST that creates an object. */
+/** A call whose answer names an object that becomes the caller's. */
 export interface CreateRule {
   /** The path (normal form, below the provider root). */
   path: RegExp;
+  /** Its method; POST when absent (a GET of a finished batch names the files it made). */
+  method?: string;
   /** Where a JSON answer names the new object's id: keys from the top level. */
   idAt: readonly string[];
   /** Where the first event of a streamed (SSE) answer that names one does; absent: streams create none. */
@@ -25,36 +28,100 @@ export interface UseRule {
   notIds?: readonly string[];
 }
 
+/** Paths (and methods, when given) where the provider keeps state. */
+export interface StatefulPaths {
+  path: RegExp;
+  methods?: readonly string[];
+}
+
 export interface OwnedObjectRules {
   creates: readonly CreateRule[];
   uses: readonly UseRule[];
   /** GET paths that list every subject's objects: the relay cannot filter them, so they are refused. */
   lists: readonly RegExp[];
   /**
-   * JSON request body fields that name an object (a string, or an object with a string `id`),
-   * read at the top level, or at any depth when `deep`.
+   * JSON request body fields that name objects (a string, an object with a string `id`, or an
+   * array of strings), read at the top level, or at any depth when `deep` (outside `metadata`,
+   * whose keys are the client's own words).
    */
   refs: readonly { field: string; deep?: boolean }[];
+  /**
+   * Deny by default. The families the rules above track: a call on one that no rule matches
+   * (an unknown path or method) is refused.
+   */
+  tracked: readonly StatefulPaths[];
+  /**
+   * State no rule tracks (assistants, threads, fine-tuning jobs): every call on it may reach
+   * another subject's, so it is refused whatever else matches its path.
+   */
+  untracked: readonly StatefulPaths[];
 }
 
-/** The rule a call creates an object under, if any. */
-export function createRuleOf(rules: OwnedObjectRules, method: string, path: string, body: Buffer): CreateRule | undefined {
-  if (method !== "POST") return undefined;
-  const rule = rules.creates.find((r) => r.path.test(path));
-  if (rule?.onlyIf === undefined) return rule;
-  // Read only when the field may be there (written plainly, or under an escape).
-  if (!body.includes(`"${rule.onlyIf}"`) && !body.includes(ESCAPE)) return undefined;
-  const json = parsed(body);
-  return isObject(json) && json[rule.onlyIf] === true ? rule : undefined;
+/** What the rules say of one call by its method and path alone. */
+export interface CallKind {
+  /** A list of every subject's objects. */
+  list: boolean;
+  /** On state no rule tracks (isUntracked). */
+  untracked: boolean;
+  /** The objects its path names. */
+  used: readonly string[];
+  /** The create rules its method and path match, conditions not yet read. */
+  creates: readonly CreateRule[];
+  /** One of them has a condition on the body (chat's `store: true`). */
+  conditional: boolean;
 }
 
-/** The id of the object a call reads or acts on, if it names one. */
-export function usedObjectOf(rules: OwnedObjectRules, path: string): string | undefined {
+/**
+ * Most calls go to a few paths (`/v1/chat/completions`, `/v1/responses`), and matching one
+ * against every rule costs more than reading a 1 KB body for references: the kinds of paths
+ * that name no object are kept, a bounded number (paths with ids are all different).
+ */
+const KEPT_PATHS = 256;
+const kinds = new WeakMap<OwnedObjectRules, Map<string, CallKind>>();
+
+/** The kind of a call to `path` with `method`. */
+export function callKindOf(rules: OwnedObjectRules, method: string, path: string): CallKind {
+  let kept = kinds.get(rules);
+  if (kept === undefined) kinds.set(rules, (kept = new Map()));
+  const key = `${method} ${path}`;
+  const known = kept.get(key);
+  if (known !== undefined) return known;
+  const creates = rules.creates.filter((r) => (r.method ?? "POST") === method && r.path.test(path));
+  const kind: CallKind = {
+    list: isObjectList(rules, method, path),
+    untracked: isUntracked(rules, method, path),
+    used: usedObjectsOf(rules, path),
+    creates,
+    conditional: creates.some((r) => r.onlyIf !== undefined),
+  };
+  if (kind.used.length === 0) {
+    if (kept.size >= KEPT_PATHS) kept.clear();
+    kept.set(key, kind);
+  }
+  return kind;
+}
+
+/**
+ * The rules a call creates objects under (none for most calls). `json` gives its body as
+ * bodyJson does; it is asked only when a rule's condition needs it.
+ */
+export function createRulesOf(kind: CallKind, json: () => unknown): readonly CreateRule[] {
+  if (!kind.conditional) return kind.creates;
+  return kind.creates.filter((rule) => {
+    if (rule.onlyIf === undefined) return true;
+    const body = json();
+    return isObject(body) && body[rule.onlyIf] === true;
+  });
+}
+
+/** The ids of the objects a call's path reads or acts on (a vector store's file: both). */
+export function usedObjectsOf(rules: OwnedObjectRules, path: string): string[] {
+  const ids: string[] = [];
   for (const rule of rules.uses) {
     const id = rule.path.exec(path)?.[1];
-    if (id !== undefined && id !== "" && rule.notIds?.includes(id.toLowerCase()) !== true) return id;
+    if (id !== undefined && id !== "" && rule.notIds?.includes(id.toLowerCase()) !== true && !ids.includes(id)) ids.push(id);
   }
-  return undefined;
+  return ids;
 }
 
 /** A GET that lists the objects of every subject. */
@@ -62,30 +129,35 @@ export function isObjectList(rules: OwnedObjectRules, method: string, path: stri
   return method === "GET" && rules.lists.some((p) => p.test(path));
 }
 
-/**
- * The ids a JSON body names in the rules' fields. The bytes are parsed only when one of the
- * field names, or an escape that could spell one, appears in them: other bodies cost a scan.
- */
-export function referencedObjects(rules: OwnedObjectRules, body: Buffer): string[] {
-  if (rules.refs.length === 0 || body.length === 0) return [];
-  if (!body.includes(ESCAPE) && !rules.refs.some((r) => body.includes(`"${r.field}"`))) return [];
-  const json = parsed(body);
+/** A call on state that no rule tracks, or on a tracked family that no create, use or list rule covers. */
+export function isUntracked(rules: OwnedObjectRules, method: string, path: string): boolean {
+  const on = (s: StatefulPaths): boolean => s.path.test(path) && (s.methods === undefined || s.methods.includes(method));
+  if (rules.untracked.some(on)) return true;
+  if (!rules.tracked.some(on)) return false;
+  if (rules.uses.some((r) => r.path.test(path))) return false;
+  if (rules.creates.some((r) => (r.method ?? "POST") === method && r.path.test(path))) return false;
+  return !isObjectList(rules, method, path);
+}
+
+/** The ids a body (as bodyJson gives it) names in the rules' fields. */
+export function referencedObjects(rules: OwnedObjectRules, json: unknown): string[] {
   if (!isObject(json)) return [];
   const ids: string[] = [];
+  const deep = new Set<string>();
   for (const ref of rules.refs) {
-    if (!ref.deep) {
-      addRef(ids, json[ref.field]);
-      continue;
-    }
-    // Depth-first without recursion: a deeply nested body cannot overflow the stack.
-    const pending: unknown[] = [json];
-    for (let v = pending.pop(); v !== undefined; v = pending.pop()) {
-      if (Array.isArray(v)) pending.push(...v);
-      else if (isObject(v)) {
-        for (const [key, inner] of Object.entries(v)) {
-          if (key === ref.field) addRef(ids, inner);
-          else if (typeof inner === "object" && inner !== null) pending.push(inner);
-        }
+    if (ref.deep) deep.add(ref.field);
+    else addRefs(ids, json[ref.field]);
+  }
+  if (deep.size === 0) return ids;
+  // Depth-first without recursion: a deeply nested body cannot overflow the stack.
+  const pending: unknown[] = [json];
+  for (let v = pending.pop(); v !== undefined; v = pending.pop()) {
+    if (Array.isArray(v)) pending.push(...v);
+    else if (isObject(v)) {
+      for (const key in v) {
+        const inner = v[key];
+        if (deep.has(key)) addRefs(ids, inner);
+        if (typeof inner === "object" && inner !== null && key !== "metadata") pending.push(inner);
       }
     }
   }
@@ -102,12 +174,47 @@ export function stringAt(value: unknown, path: readonly string[]): string | unde
   return typeof v === "string" && v !== "" ? v : undefined;
 }
 
-/** `\u00`: an escape that could spell an ASCII character of a field name. */
-const ESCAPE = "\\u00";
+function addRefs(ids: string[], v: unknown): void {
+  if (Array.isArray(v)) {
+    for (const item of v) addRef(ids, item);
+  } else addRef(ids, v);
+}
 
 function addRef(ids: string[], v: unknown): void {
   const id = typeof v === "string" ? v : isObject(v) && typeof v.id === "string" ? v.id : undefined;
   if (id !== undefined && id !== "" && !ids.includes(id)) ids.push(id);
+}
+
+/**
+ * A JSON body, parsed only when it may name something the rules read (with `conditions`, what
+ * a create rule's condition reads too); else undefined.
+ *
+ * Per-call cost (issue 25 review): every OpenAI-shape call is checked, and nearly none names
+ * an object. One regular expression over the body's bytes (as latin1: a copy, no UTF-8 decode)
+ * looks for any field a ref reads, a create rule's condition set (`"store": true`; a Responses
+ * body's `"store": false` is not worth a parse), or `\u00`, an escape that could spell a field
+ * name's ASCII; only a body where one appears is parsed.
+ */
+export function bodyJson(rules: OwnedObjectRules, body: Buffer, conditions = true): unknown {
+  return body.length > 0 && patternOf(rules, conditions).test(body.toString("latin1")) ? parsed(body) : undefined;
+}
+
+/** Per rules: the pattern with the create rules' conditions, and without (for calls no condition concerns). */
+const patterns = new WeakMap<OwnedObjectRules, [RegExp, RegExp]>();
+
+function patternOf(rules: OwnedObjectRules, conditions: boolean): RegExp {
+  let both = patterns.get(rules);
+  if (both === undefined) {
+    const refs = ["\\\\u00", ...new Set(rules.refs.map((r) => quoted(r.field)))];
+    const flags = new Set(rules.creates.flatMap((r) => (r.onlyIf === undefined ? [] : [`${quoted(r.onlyIf)}\\s*:\\s*true`])));
+    both = [new RegExp([...refs, ...flags].join("|")), new RegExp(refs.join("|"))];
+    patterns.set(rules, both);
+  }
+  return conditions ? both[0] : both[1];
+}
+
+function quoted(field: string): string {
+  return `"${field.replace(/[\\^$.*+?()[\]{}|]/g, "\\$&")}"`;
 }
 
 function parsed(body: Buffer): unknown {

@@ -123,8 +123,10 @@ export class RelayEngine {
   async #admit(token: TokenMeta, provider: ProviderSpec, checked: Checked, forwarded: ReadInput, sink: RelaySink, started: number): Promise<void> {
     const { body, model } = checked;
     const { tokens } = this.deps;
-    // Another subject's response or file: 404 before the call is counted.
-    await this.deps.ownership?.check(token, provider, forwarded);
+    // Another subject's response or file: 404 before the call is counted. Awaited only when
+    // there is an owner to look up: most calls name no object and take no extra turn.
+    const owners = this.deps.ownership?.check(token, provider, forwarded);
+    if (owners !== undefined) await owners;
     if (token.upstreamKey === undefined && token.pool === undefined) {
       throw new RelayError("failed_precondition", "no upstream key for this token");
     }

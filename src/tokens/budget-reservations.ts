@@ -90,7 +90,12 @@ export function namesRemoteInput(body: Buffer): boolean {
 
 const ESCAPED = Buffer.from("\\u");
 /** The keys and tool types above, unquoted. */
-const REMOTE_NAMES = REMOTE_INPUT_KEYS.map((k) => k.toString().replace(/^"/, "").replace(/"(:\{)?$/, ""));
+const REMOTE_NAMES = REMOTE_INPUT_KEYS.map((k) =>
+  k
+    .toString()
+    .replace(/^"/, "")
+    .replace(/"(:\{)?$/, ""),
+);
 
 /** A remote-input key at any depth, or a string value starting with one (a tool's `type`). */
 function hasRemoteKey(v: unknown, depth: number): boolean {

@@ -1,17 +1,16 @@
 /** Who created an object a provider stores (issue 25, item 3): src/relay/object-ownership.ts. */
-import { and, eq, gt, sql } from "drizzle-orm";
+import { and, gt, inArray, sql } from "drizzle-orm";
 import type { Db } from "../client.js";
 import { ownedObjects } from "../schema/index.js";
 import { resultRows } from "./usage-labels.js";
 
-/** The subject that created `object` (`<provider>:<id>`), unless it is unknown or expired. */
-export async function ownerOf(db: Db, object: string): Promise<string | undefined> {
-  const [row] = await db
-    .select({ subject: ownedObjects.subject })
+/** The subjects that created `objects` (`<provider>:<id>`), by object; unknown and expired ones are absent. */
+export async function ownersOf(db: Db, objects: readonly string[]): Promise<Map<string, string>> {
+  const rows = await db
+    .select({ object: ownedObjects.object, subject: ownedObjects.subject })
     .from(ownedObjects)
-    .where(and(eq(ownedObjects.object, object), gt(ownedObjects.expiresAt, sql`now()`)))
-    .limit(1);
-  return row?.subject;
+    .where(and(inArray(ownedObjects.object, [...objects]), gt(ownedObjects.expiresAt, sql`now()`)));
+  return new Map(rows.map((r) => [r.object, r.subject]));
 }
 
 /** Records `object` as `subject`'s; the first record of an id wins, a later one is ignored. */

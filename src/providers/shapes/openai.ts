@@ -85,20 +85,35 @@ export const OPENAI_POLICY: ShapePolicy = {
 /**
  * Objects OpenAI stores for later calls (issue 25): stored responses (`store` defaults to true;
  * a stream names the id in `response.created`), files, uploads (and the file their completion
- * makes), conversations, and chat completions sent with `store: true`. Every path below one
+ * makes), conversations, chat completions sent with `store: true`, vector stores and batches
+ * (and the output and error files a finished batch names). Every path below one
  * (`/responses/{id}`, `/cancel`, `/input_items`, `/files/{id}/content`, `/uploads/{id}/parts`,
- * a vector store's `/files/{id}` too) reaches the object; `/responses/compact` and
- * `/responses/input_tokens` act on the collection. The file list and the stored chat
- * completions list show every user's.
+ * `/vector_stores/{id}/search`, its `/files` and `/file_batches`) reaches the object;
+ * `/responses/compact` and `/responses/input_tokens` act on the collection. The lists of files,
+ * stored chat completions, vector stores and batches show every user's.
+ *
+ * Deny by default: the rest of OpenAI's state is refused, as no rule tracks whose it is:
+ * assistants, threads (and their runs), containers, fine-tuning jobs (legacy `fine-tunes`
+ * too), evals, videos, ChatKit, the organization API, deleting a (fine-tuned) model, and
+ * Realtime's HTTP calls (`/realtime/client_secrets` and `/realtime/sessions` mint a key that
+ * reaches OpenAI past the relay's caps and meters; `/realtime/calls` is WebRTC, which it cannot
+ * meter); the Realtime WebSocket (`/v1/realtime`) is relayed. So is the rest of each tracked
+ * family that no rule names (`GET /v1/responses`).
  */
+/** A vector store's `/files` are its own, not the file collection. */
+const FILES = /(?<!\/vector_stores\/.*)\/files\/*$/i;
 export const OPENAI_OBJECTS: OwnedObjectRules = {
   creates: [
     { path: /\/responses\/*$/i, idAt: ["id"], eventIdAt: ["response", "id"] },
-    { path: /\/files\/*$/i, idAt: ["id"] },
+    { path: FILES, idAt: ["id"] },
     { path: /\/uploads\/*$/i, idAt: ["id"] },
     { path: /\/uploads\/[^/]+\/complete\/*$/i, idAt: ["file", "id"] },
     { path: /\/conversations\/*$/i, idAt: ["id"] },
     { path: /\/chat\/completions\/*$/i, idAt: ["id"], eventIdAt: ["id"], onlyIf: "store" },
+    { path: /\/vector_stores\/*$/i, idAt: ["id"] },
+    { path: /\/batches\/*$/i, idAt: ["id"] },
+    { method: "GET", path: /\/batches\/[^/]+\/*$/i, idAt: ["output_file_id"] },
+    { method: "GET", path: /\/batches\/[^/]+\/*$/i, idAt: ["error_file_id"] },
   ],
   uses: [
     { path: /\/responses\/([^/]+)/i, notIds: ["compact", "input_tokens"] },
@@ -106,9 +121,31 @@ export const OPENAI_OBJECTS: OwnedObjectRules = {
     { path: /\/uploads\/([^/]+)/i },
     { path: /\/conversations\/([^/]+)/i },
     { path: /\/chat\/completions\/([^/]+)/i },
+    { path: /\/vector_stores\/([^/]+)/i },
+    { path: /\/batches\/([^/]+)/i },
   ],
-  lists: [/\/files\/*$/i, /\/chat\/completions\/*$/i],
-  refs: [{ field: "previous_response_id" }, { field: "conversation" }, { field: "file_id", deep: true }],
+  lists: [FILES, /\/chat\/completions\/*$/i, /\/vector_stores\/*$/i, /\/batches\/*$/i],
+  refs: [
+    { field: "previous_response_id" },
+    { field: "conversation" },
+    // Input files, files of a vector store or a code interpreter's container, at any depth.
+    { field: "file_id", deep: true },
+    { field: "file_ids", deep: true },
+    // A file_search tool's stores.
+    { field: "vector_store_ids", deep: true },
+    // A code interpreter's named container (containers are not tracked: refused unless allowUnknownObjects).
+    { field: "container", deep: true },
+    { field: "container_id", deep: true },
+    { field: "input_file_id" },
+    { field: "training_file" },
+    { field: "validation_file" },
+  ],
+  tracked: [{ path: /\/(?:responses|files|uploads|conversations|vector_stores|batches)(?![\w-])/i }],
+  untracked: [
+    { path: /\/(?:assistants|threads|containers|fine_tuning|fine-tunes|evals|videos|chatkit|organization)(?![\w-])/i },
+    { path: /\/realtime\/./i },
+    { path: /\/models\/./i, methods: ["DELETE"] },
+  ],
 };
 
 export const openaiShape: ApiShape = {
