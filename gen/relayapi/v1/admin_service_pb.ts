@@ -1863,7 +1863,8 @@ export type Login = Message<"relayapi.v1.Login"> & {
   audience: string;
 
   /**
-   * jwks_url serves the issuer's public keys: https, or http on a loopback address.
+   * jwks_url serves the issuer's public keys: https, or http on a loopback address. Empty in
+   * AddLogin: discovered once from `<issuer>/.well-known/openid-configuration` and stored.
    *
    * @generated from field: string jwks_url = 4;
    */
