@@ -86,3 +86,39 @@ describe("call leases after an idle return", () => {
     expect(counter.asked).toEqual([1]);
   });
 });
+
+describe("a plan token revoked while its block is being taken", () => {
+  it("gives the block back to the subject's windows (they would lose it for the rest of the window)", async () => {
+    let release: () => void = () => {};
+    const windowCalls = { day: 0 };
+    const counter = new (class extends FakeCounter {
+      override async useWithQuota(_meta: unknown, _quota: unknown, n: number) {
+        await new Promise<void>((r) => (release = r));
+        windowCalls.day += n;
+        return { ok: true as const, token: { used: n, maxCalls: null }, calls: [windowCalls.day] };
+      }
+      override async refundWithQuota(_id: string, _quota: unknown, n: number) {
+        windowCalls.day -= n;
+        return { used: 0, maxCalls: null };
+      }
+    })(null);
+    const quota = {
+      subject: "s",
+      windows: [{ period: "day" as const, key: "2026-12-06", endsAt: Date.now() + 3_600_000, limit: 100 }],
+      endsAt: Date.now() + 3_600_000,
+    };
+    const planned = { ...meta, plan: "p" } as TokenMeta;
+    const leases = new CallLeases(
+      counter,
+      { maxLease: 64, idleMs: IDLE_MS },
+      { of: () => quota, refused: () => new Error("refused"), stamp: () => 1, now: Date.now },
+    );
+    const taking = leases.take(planned);
+    await sleep(5);
+    leases.drop(planned.id);
+    release();
+    expect(await taking).toBeUndefined();
+    await sleep(5);
+    expect(windowCalls.day).toBe(0);
+  });
+});

@@ -276,6 +276,12 @@ export class CallLeases {
       lease.quota = quota;
       lease.windowRemaining = Math.min(...quota.windows.map((w, i) => w.limit - result.calls[i]!));
       used = result.token.used;
+      // Revoked while the block was being taken (drop() left the pending lease alone): the
+      // subject's windows get the block back, as drop() gives them an idle one.
+      if (this.#leases.get(meta.id) !== lease) {
+        void this.#refund(meta.id, size, quota).catch(() => {});
+        return false;
+      }
       return true;
     } finally {
       this.#views.changeEnded(meta.id, 0, used);
