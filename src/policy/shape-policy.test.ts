@@ -23,6 +23,7 @@ const ACME: ShapePolicy = {
   choiceFields: ["count"],
   capsIn: ["options"],
   streamField: "live",
+  remoteInput: ['"attachment_id"'],
 };
 
 const RULES: RequestPolicy = { maxOutputTokens: 50, maxN: 2, toolsAllowed: false, forceStreamUsage: true, measure: true };

@@ -37,6 +37,13 @@ export interface ShapePolicy {
   capsIn?: readonly string[];
   /** The top-level field that turns streaming on; absent when the path says it. */
   streamField?: string;
+  /**
+   * Where a body brings input it does not hold (a stored response, a file or image by
+   * reference, a cached context, a tool that adds what it finds to the prompt): each as it
+   * appears in the JSON text, a key (`"file_id"`) or the start of a value (`"web_search`).
+   * Such a call's budget reservation counts a whole context (src/tokens/budget-reservations.ts).
+   */
+  remoteInput: readonly string[];
 }
 
 /** Whether this shape's streams report usage only when the request asks (then the relay must read the body). */

@@ -134,7 +134,7 @@ export class RelayEngine {
     // its plan's budgets (src/tokens/call-charges.ts), and its recorded cost when it has no usage.
     const price = this.deps.prices?.priceOf(provider.id, model);
     const charged = tokens.charged(token);
-    const cost = price !== undefined || charged ? callCost(checked, body, charged, price) : undefined;
+    const cost = price !== undefined || charged ? callCost(checked, body, charged ? provider.shape.policy.remoteInput : undefined, price) : undefined;
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const planRpm = token.plan === undefined ? null : (tokens.planOf(token)?.rpm ?? null);
     if (planRpm !== null) await this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
@@ -356,9 +356,10 @@ export class RelayEngine {
 }
 
 /** The call's bounds (src/tokens/budget-reservations.ts) with its model's price. */
-function callCost(checked: Checked, body: Buffer, charged: boolean, price: ModelPrice | undefined): CallCost {
-  // Only a budgeted call pays for the scan: for the others the bound only prices a call that left without usage.
-  const remoteInput = charged && checked.json && namesRemoteInput(body);
+function callCost(checked: Checked, body: Buffer, remoteKeys: readonly string[] | undefined, price: ModelPrice | undefined): CallCost {
+  // Only a budgeted call (given its shape's keys) pays for the scan: for the others the bound
+  // only prices a call that left without usage.
+  const remoteInput = remoteKeys !== undefined && checked.json && namesRemoteInput(body, remoteKeys);
   const shape = { json: checked.json, bodyBytes: body.length, outputCap: checked.outputCap, choices: checked.choices, remoteInput };
   const { input, output } = callBounds(shape);
   return { maxTokens: callMaximum(shape), inputTokens: input, outputTokens: output, price };

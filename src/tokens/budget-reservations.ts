@@ -18,8 +18,8 @@
  * A call's maximum: its output bound (the body's output cap, else the token's, else
  * DEFAULT_OUTPUT_RESERVE) times its choices (`n`), plus its input estimate (JSON body bytes /
  * INPUT_BYTES_PER_TOKEN). A body that names input the relay cannot see (a stored response or
- * conversation, a file, an image URL, a cached context, server-side tools: REMOTE_INPUT_KEYS)
- * is estimated at REMOTE_INPUT_TOKENS instead, so the bound holds for it too. A call without a
+ * conversation, a file, an image URL, a cached context, server-side tools: each shape's
+ * `policy.remoteInput`) is estimated at REMOTE_INPUT_TOKENS instead, so the bound holds for it too. A call without a
  * JSON body (GET, DELETE, uploads) has maximum 0.
  *
  * What a call is charged (chargeOf): its reported usage when its answer was read to the end; 0
@@ -49,60 +49,44 @@ export interface BudgetLedger {
  */
 export const REMOTE_INPUT_TOKENS = 1_000_000;
 
-/**
- * Body keys (and tool types) that bring input the request body does not hold: stored responses
- * and conversations, files, images by URL, Gemini's cached contents and file URIs, stored
- * prompts, and tools that add what they find to the prompt.
- */
-const REMOTE_INPUT_KEYS = [
-  '"previous_response_id"',
-  '"conversation"',
-  '"file_id"',
-  '"file_ids"',
-  '"file_url"',
-  '"image_url"',
-  '"fileData"',
-  '"file_data"',
-  '"fileUri"',
-  '"cachedContent"',
-  '"cached_content"',
-  '"vector_store_ids"',
-  '"prompt":{',
-  '"web_search',
-  '"file_search"',
-  '"code_interpreter"',
-  '"mcp"',
-  '"url_context"',
-  '"google_search',
-].map((k) => Buffer.from(k));
+/** The needles of each shape's `policy.remoteInput` as bytes, and as names for a parsed body. */
+const compiled = new WeakMap<readonly string[], { needles: Buffer[]; names: string[] }>();
 
-/** Whether a JSON body names input it does not hold (then its estimate is REMOTE_INPUT_TOKENS). */
-export function namesRemoteInput(body: Buffer): boolean {
-  for (const key of REMOTE_INPUT_KEYS) if (body.includes(key)) return true;
+function compile(remoteInput: readonly string[]): { needles: Buffer[]; names: string[] } {
+  let c = compiled.get(remoteInput);
+  if (c === undefined) {
+    // `"prompt":{` names the key `prompt`; `"web_search` the start of a value or key.
+    const names = remoteInput.map((k) => k.replace(/^"/, "").replace(/"(:\s*\{)?$/, ""));
+    compiled.set(remoteInput, (c = { needles: remoteInput.map((k) => Buffer.from(k)), names }));
+  }
+  return c;
+}
+
+/**
+ * Whether a JSON body names input it does not hold, by its shape's `policy.remoteInput`
+ * (src/policy/shape-policy.ts): then its estimate is REMOTE_INPUT_TOKENS.
+ */
+export function namesRemoteInput(body: Buffer, remoteInput: readonly string[]): boolean {
+  if (remoteInput.length === 0) return false;
+  const { needles, names } = compile(remoteInput);
+  for (const needle of needles) if (body.includes(needle)) return true;
   // An escaped key (`"file\u005fid"`) is the same key to a JSON parser: such a body is parsed.
   if (!body.includes(ESCAPED)) return false;
   try {
-    return hasRemoteKey(JSON.parse(body.toString("utf8")), 0);
+    return hasRemoteKey(JSON.parse(body.toString("utf8")), names, 0);
   } catch {
     return true;
   }
 }
 
 const ESCAPED = Buffer.from("\\u");
-/** The keys and tool types above, unquoted. */
-const REMOTE_NAMES = REMOTE_INPUT_KEYS.map((k) =>
-  k
-    .toString()
-    .replace(/^"/, "")
-    .replace(/"(:\{)?$/, ""),
-);
 
 /** A remote-input key at any depth, or a string value starting with one (a tool's `type`). */
-function hasRemoteKey(v: unknown, depth: number): boolean {
-  if (typeof v === "string") return depth > 0 && REMOTE_NAMES.some((n) => v.startsWith(n));
+function hasRemoteKey(v: unknown, names: readonly string[], depth: number): boolean {
+  if (typeof v === "string") return depth > 0 && names.some((n) => v.startsWith(n));
   if (depth > 64 || v === null || typeof v !== "object") return false;
-  if (Array.isArray(v)) return v.some((e) => hasRemoteKey(e, depth + 1));
-  for (const [k, e] of Object.entries(v)) if (REMOTE_NAMES.includes(k) || hasRemoteKey(e, depth + 1)) return true;
+  if (Array.isArray(v)) return v.some((e) => hasRemoteKey(e, names, depth + 1));
+  for (const [k, e] of Object.entries(v)) if (names.includes(k) || hasRemoteKey(e, names, depth + 1)) return true;
   return false;
 }
 

@@ -65,6 +65,8 @@ const POLICY: ShapePolicy = {
   capFields: ["max_tokens", "max_tokens_to_sample"],
   choiceFields: [],
   streamField: "stream",
+  // Images and documents by URL or Files API id, and the server tools that add what they find or run.
+  remoteInput: ['"url"', '"file_id"', '"web_search_', '"web_fetch_', '"code_execution_', '"mcp_servers"', '"container"'],
 };
 
 export const anthropicShape: ApiShape = {

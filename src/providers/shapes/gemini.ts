@@ -70,6 +70,21 @@ const POLICY: ShapePolicy = {
   capFields: ["maxOutputTokens", "max_output_tokens"],
   choiceFields: ["candidateCount", "candidate_count"],
   capsIn: ["generationConfig", "generation_config"],
+  // Files by URI, cached contents, and the tools that add what they find or run to the prompt.
+  remoteInput: [
+    '"fileData"',
+    '"file_data"',
+    '"fileUri"',
+    '"file_uri"',
+    '"cachedContent"',
+    '"cached_content"',
+    '"googleSearch',
+    '"google_search',
+    '"urlContext"',
+    '"url_context"',
+    '"codeExecution"',
+    '"code_execution"',
+  ],
 };
 
 export const geminiShape: ApiShape = {

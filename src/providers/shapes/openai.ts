@@ -80,6 +80,23 @@ export const OPENAI_POLICY: ShapePolicy = {
   // `best_of` (legacy completions) multiplies the generated tokens like `n` does.
   choiceFields: ["n", "best_of"],
   streamField: "stream",
+  // Stored responses, conversations and prompts; files and images by reference; tools that add
+  // what they find or run to the prompt.
+  remoteInput: [
+    '"previous_response_id"',
+    '"conversation"',
+    '"prompt":{',
+    '"prompt": {',
+    '"file_id"',
+    '"file_ids"',
+    '"file_url"',
+    '"image_url"',
+    '"vector_store_ids"',
+    '"web_search',
+    '"file_search"',
+    '"code_interpreter"',
+    '"mcp"',
+  ],
 };
 
 /**
