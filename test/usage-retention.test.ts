@@ -19,7 +19,7 @@ import { migrateDatabase } from "../src/db/migrate.js";
 import { aggregateUsage, insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
 import { resultRows } from "../src/db/queries/usage-labels.js";
 import { UsagePruner } from "../src/usage/usage-pruner.js";
-import { createTestDatabase, type TestDatabase } from "./support/databases.js";
+import { useMigratedDatabase } from "./support/databases.js";
 import { availableDrivers, useRelay } from "./support/use-relay.js";
 
 const drivers = await availableDrivers();
@@ -50,20 +50,7 @@ function call(at: number, tokenId: string, promptTokens: number): UsageInsert {
 }
 
 describe.each(drivers)("retention on %s", (driver) => {
-  let database: Database;
-  let pg: TestDatabase | undefined;
-  let dataDir: string;
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "relayapi-retention-"));
-    if (driver === "postgres") pg = await createTestDatabase();
-    database = await openDatabase({ dataDir, databaseUrl: pg?.url });
-    await migrateDatabase(database);
-  }, 60_000);
-  afterAll(async () => {
-    await database?.close();
-    await pg?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const database = useMigratedDatabase(driver);
 
   it("prunes raw rows past their retention, keeps their roll-ups, and reports from them", async () => {
     const { db } = database;
@@ -107,7 +94,7 @@ describe.each(drivers)("retention on %s", (driver) => {
   });
 
   it.runIf(driver === "postgres")("prunes on one instance only: the holder of the advisory lock", async () => {
-    const other = postgres(pg!.url, { max: 1, onnotice: () => {} });
+    const other = postgres(database.postgresUrl!, { max: 1, onnotice: () => {} });
     try {
       await other`select pg_advisory_lock(482102740581)`;
       const pruner = new UsagePruner(database, { retention: { usage: 1, rollups: 1, audit: 1 }, intervalMs: 0 });

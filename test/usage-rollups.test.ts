@@ -9,14 +9,14 @@ import { sql } from "drizzle-orm";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { openDatabase, type Database } from "../src/db/client.js";
 import { migrateDatabase, MIGRATIONS_FOLDER } from "../src/db/migrate.js";
 import { aggregateUsage, insertUsageBatch, type UsageDimension, type UsageInsert } from "../src/db/queries/usage.js";
 import { resultRows } from "../src/db/queries/usage-labels.js";
 import { planReport } from "../src/db/queries/usage-report.js";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
+import { postgresAvailable, useMigratedDatabase } from "./support/databases.js";
 
 // Not use-relay's availableDrivers(): these tests need the database layer only, not the server.
 const drivers = (await postgresAvailable()) ? (["pglite", "postgres"] as const) : (["pglite"] as const);
@@ -119,20 +119,7 @@ describe("planReport", () => {
 });
 
 describe.each(drivers)("usage roll-ups on %s", (driver) => {
-  let database: Database;
-  let pg: TestDatabase | undefined;
-  let dataDir: string;
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "relayapi-rollups-"));
-    if (driver === "postgres") pg = await createTestDatabase();
-    database = await openDatabase({ dataDir, databaseUrl: pg?.url });
-    await migrateDatabase(database);
-  }, 60_000);
-  afterAll(async () => {
-    await database?.close();
-    await pg?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const database = useMigratedDatabase(driver);
 
   it("roll-ups equal the sums of the raw rows they cover (random calls, times and batches)", async () => {
     const seed = 23_000 + (driver === "postgres" ? 1 : 0);

@@ -8,9 +8,7 @@ import { toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { eq, inArray } from "drizzle-orm";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ApiShape,
@@ -25,11 +23,10 @@ import {
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { AuditLog } from "../src/audit/audit-log.js";
 import { openDatabase, type Database } from "../src/db/client.js";
-import { migrateDatabase } from "../src/db/migrate.js";
 import { findTokenById, insertToken } from "../src/db/queries/tokens.js";
 import { aggregateUsage, insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
 import { auditEvents, keyPools, upstreamKeys, usageEvents } from "../src/db/schema/index.js";
-import { createTestDatabase, type TestDatabase } from "./support/databases.js";
+import { useMigratedDatabase } from "./support/databases.js";
 import { MOCK_PROMPT_TOKENS, startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 import { codeOf } from "./support/connect-code.js";
@@ -368,20 +365,7 @@ describe("shutdown with calls in flight (PGlite)", () => {
 });
 
 describe.each(drivers)("usage and audit queries on %s", (driver) => {
-  let database: Database;
-  let pg: TestDatabase | undefined;
-  let dataDir: string;
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "relayapi-usage-"));
-    if (driver === "postgres") pg = await createTestDatabase();
-    database = await openDatabase({ dataDir, databaseUrl: pg?.url });
-    await migrateDatabase(database);
-  });
-  afterAll(async () => {
-    await database?.close();
-    await pg?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const database = useMigratedDatabase(driver);
 
   const T0 = new Date("2001-01-01T00:00:00Z");
   const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);

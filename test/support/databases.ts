@@ -7,6 +7,13 @@
  */
 import postgres from "postgres";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { openDatabase, type Database } from "../../src/db/client.js";
+import { migrateDatabase } from "../../src/db/migrate.js";
+import { late } from "./late.js";
 
 export const ADMIN_URL = process.env.RELAYAPI_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const REQUIRE_POSTGRES = process.env.RELAYAPI_REQUIRE_POSTGRES === "1";
@@ -74,4 +81,27 @@ export async function redisAvailable(): Promise<boolean> {
   if (!ok && process.env.RELAYAPI_REQUIRE_REDIS === "1") throw new Error(`Redis required (RELAYAPI_REQUIRE_REDIS=1) but ${REDIS_URL} does not answer`);
   if (!ok) console.warn(`[skip] Redis suites skipped: nothing answers at ${REDIS_URL}`);
   return ok;
+}
+
+/**
+ * A migrated database of the given driver for a describe block (beforeAll opens it, afterAll
+ * closes and drops it): PGlite in a fresh data directory, or a fresh PostgreSQL database (its
+ * URL in `postgresUrl`, for a second connection).
+ */
+export function useMigratedDatabase(driver: "pglite" | "postgres"): Database & { postgresUrl: string | undefined } {
+  let database: (Database & { postgresUrl: string | undefined }) | undefined;
+  let pg: TestDatabase | undefined;
+  let dataDir: string | undefined;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "relayapi-db-"));
+    if (driver === "postgres") pg = await createTestDatabase();
+    database = Object.assign(await openDatabase({ dataDir, databaseUrl: pg?.url }), { postgresUrl: pg?.url });
+    await migrateDatabase(database);
+  }, 60_000);
+  afterAll(async () => {
+    await database?.close();
+    await pg?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+  return late("the database", () => database);
 }

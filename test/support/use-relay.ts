@@ -15,6 +15,7 @@ import type { Logger } from "../../src/log.js";
 import { BUILTIN_PROVIDERS } from "../../src/providers/builtin/index.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "./databases.js";
 import { startMockProvider, type MockOptions, type MockProvider } from "./mock-provider.js";
+import { late } from "./late.js";
 import { startRelay, type Driver, type TestRelay } from "./relay.js";
 
 export interface UseRelayOptions {
@@ -114,30 +115,4 @@ export function useCluster(opts: Pick<UseRelayOptions, "mock" | "config" | "allP
 /** The drivers a suite that runs on both databases runs on: PostgreSQL only when it answers. */
 export async function availableDrivers(): Promise<Driver[]> {
   return (await postgresAvailable()) ? ["pglite", "postgres"] : ["pglite"];
-}
-
-/**
- * A stand-in for a value that exists only once a beforeAll ran (test files are collected before
- * any hook runs): every property access goes to the current value. Methods are bound to it.
- */
-function late<T extends object>(what: string, current: () => T | undefined): T {
-  const target = (): T => {
-    const value = current();
-    if (value === undefined) throw new Error(`${what} is not running here (used outside the tests of its useRelay block?)`);
-    return value;
-  };
-  return new Proxy({} as T, {
-    get(_, prop) {
-      const value: unknown = Reflect.get(target(), prop);
-      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target()) : value;
-    },
-    set: (_, prop, value) => Reflect.set(target(), prop, value),
-    has: (_, prop) => Reflect.has(target(), prop),
-    ownKeys: () => Reflect.ownKeys(target()),
-    getOwnPropertyDescriptor: (_, prop) => {
-      const d = Reflect.getOwnPropertyDescriptor(target(), prop);
-      // A proxy may not report a non-configurable property its (empty) target lacks.
-      return d && { ...d, configurable: true };
-    },
-  });
 }
