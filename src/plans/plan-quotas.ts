@@ -62,6 +62,12 @@ export class PlanQuotas {
     return { subject: meta.subject, windows, endsAt: Math.min(...windows.map((w) => w.endsAt)) };
   }
 
+  /** Whether a token's plan limits LLM tokens or dollars (without building its windows). */
+  meters(meta: TokenMeta): boolean {
+    const plan = this.planOf(meta);
+    return plan !== undefined && (plan.tokensPerDay ?? plan.tokensPerMonth ?? plan.microUsdPerDay ?? plan.microUsdPerMonth) !== null;
+  }
+
   /** The charge windows of a token's plan now; undefined when it limits neither tokens nor dollars. */
   chargeQuota(meta: TokenMeta): ChargeQuota | undefined {
     const plan = this.planOf(meta);

@@ -77,7 +77,7 @@ export class ChargeDesk {
 
   /** Whether any budget applies to the token's calls (the engine then computes their maximum). */
   applies(meta: TokenMeta): boolean {
-    return meta.budgetTokens !== null || meta.budgetMicroUsd !== null || this.deps.quotas?.chargeQuota(meta) !== undefined;
+    return meta.budgetTokens !== null || meta.budgetMicroUsd !== null || this.deps.quotas?.meters(meta) === true;
   }
 
   /**
