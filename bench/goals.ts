@@ -55,6 +55,7 @@ export function evaluateGoals(s: Summary, opts: { peersMeasured: boolean; tokenR
     );
     out.push(check("IntrospectToken req/s, Connect unary HTTP/1.1, 16 connections", relay, t?.connectH1Rps, 5000, true, ""));
     out.push(check("IntrospectToken req/s, Connect unary h2c, 16 connections", relay, t?.connectH2cRps, 5000, true, ""));
+    out.push(check("RelayService.Relay CPU per call vs the HTTP layer's", relay, t?.rpcCpuVsHttp, 1.3, false, "x"));
     if (opts.peersMeasured) out.push(check(">= 10x Portkey's throughput", relay, s.medianVsPortkey[relay], 10, true, "x"));
   }
   const goal = "per-request CPU flat from 10 to 1,000,000 token rows (CPU after / before seeding)";

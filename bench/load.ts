@@ -14,7 +14,8 @@ export interface HttpCall {
   url: string;
   method?: Dispatcher.HttpMethod;
   headers: Record<string, string>;
-  body: string;
+  /** Text, or bytes for a binary body (a Connect streaming envelope). */
+  body: string | Buffer;
 }
 
 export interface ThroughputResult {

@@ -18,7 +18,7 @@ import { parseOptions } from "./options.js";
 import { formatProfile, summariseProfile, type ProfileSummary } from "./profile-summary.js";
 import { measurePolicyCost } from "./policy-cost.js";
 import { formatCheckCosts, formatReport, writeJson } from "./report.js";
-import { measureThroughput, runRound, warmUp, type BenchTarget, type RoundResult } from "./rounds.js";
+import { checkRpcAnswer, measureThroughput, rpcRelayCall, runRound, warmUp, type BenchTarget, type RoundResult } from "./rounds.js";
 import { summarise } from "./summarise.js";
 import { ROOT } from "../scripts/build-server.js";
 import { killAllTargets, startTarget, type TargetHandle } from "./targets.js";
@@ -142,6 +142,10 @@ async function main(): Promise<void> {
     for (const c of [t.call, t.streamCall]) {
       const res = await probe(c);
       if (res.status !== 200) throw new Error(`${t.name} answered ${res.status} to ${c.url}: ${res.body.slice(0, 300)}`);
+    }
+    if (t.relay) {
+      const res = await probe(rpcRelayCall(t));
+      checkRpcAnswer(res.status, res.body);
     }
   }
   log(`targets up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${targets.map((t) => `${t.name} ${t.handle.url} (pid ${t.handle.pid})`).join(", ")}`);

@@ -102,6 +102,19 @@ export function formatReport(
       ),
     );
   }
+  const rpc = names.filter((n) => s.targets[n]!.rpcRps !== undefined);
+  if (rpc.length) {
+    out.push("", `The same chat call through RelayService.Relay (Connect server-streaming JSON over HTTP/1.1, ${tools.http1}) and through /api`);
+    out.push(
+      table(
+        ["target", "Relay req/s", "Relay CPU ms/req", "/api req/s", "/api CPU ms/req", "Relay CPU / /api CPU (median of rounds)"],
+        rpc.map((n) => {
+          const t = s.targets[n]!;
+          return [n, f(t.rpcRps, 0), f(t.rpcCpuMsPerReq, 3), f(t.rps, 0), f(t.cpuMsPerReq, 3), f(t.rpcCpuVsHttp)];
+        }),
+      ),
+    );
+  }
   const failures = names.filter((n) => s.targets[n]!.failures > 0);
   if (failures.length) out.push("", `Failed requests: ${failures.map((n) => `${n} ${s.targets[n]!.failures}`).join(", ")}`);
   out.push("", "Targets of issues 6 and 22");

@@ -2,8 +2,8 @@
  * The measured rounds. Each round runs every phase over every target, targets alternating
  * (the order rotates each round, so drift on the box spreads evenly): throughput at C
  * connections (with the target's CPU from /proc, the PostgreSQL server's for relay-postgres,
- * and peak RSS), latency at concurrency 1, streaming (TTFB and per-frame transit), and Connect
- * IntrospectToken for the relays.
+ * and peak RSS), latency at concurrency 1, streaming (TTFB and per-frame transit), and for the
+ * relays Connect IntrospectToken and the same chat call through RelayService.Relay.
  */
 import { INTROSPECT_PATH, runConnectLoad } from "./connect-load.js";
 import { driver, runSequentialLatency, runThroughput, type HttpCall, type LatencyResult, type ThroughputResult } from "./load.js";
@@ -40,6 +40,8 @@ export interface TargetRound {
   stream: StreamResult;
   connectH1?: ThroughputResult;
   connectH2c?: ThroughputResult;
+  /** The throughput call as RelayService.Relay (Connect server-streaming, HTTP/1.1), CPU as for `throughput`. */
+  rpcRelay?: MeasuredThroughput;
 }
 
 export interface RoundResult {
@@ -49,12 +51,18 @@ export interface RoundResult {
 }
 
 /** With `profileTo`, the target's CPU profile covers exactly this measurement. */
-export async function measureThroughput(t: BenchTarget, connections: number, durationS: number, profileTo?: string): Promise<MeasuredThroughput> {
+export async function measureThroughput(
+  t: BenchTarget,
+  connections: number,
+  durationS: number,
+  profileTo?: string,
+  call: HttpCall = t.call,
+): Promise<MeasuredThroughput> {
   if (profileTo) await t.handle.startProfile();
   await t.handle.sample(); // resets the peak RSS and loop delay windows
   const cpu0 = await t.handle.cpuMs();
   const db0 = t.databaseCpuMs?.() ?? 0;
-  const r = await runThroughput(t.call, connections, durationS);
+  const r = await runThroughput(call, connections, durationS);
   const cpu1 = await t.handle.cpuMs();
   const db1 = t.databaseCpuMs?.() ?? 0;
   const after = await t.handle.sample();
@@ -80,6 +88,34 @@ export function connectCall(t: BenchTarget): HttpCall {
   };
 }
 
+/**
+ * The throughput call (a chat completion) through RelayService.Relay: Connect server-streaming
+ * JSON over HTTP/1.1, one enveloped RelayRequest with the chat body as `body_text`. A stream
+ * answers 200 even when the call failed (the error is in its end message): `rpcProbe` checks one
+ * answer before the rounds, and the bench token's count after them covers the rest.
+ */
+export function rpcRelayCall(t: BenchTarget): HttpCall {
+  const body = typeof t.call.body === "string" ? t.call.body : t.call.body.toString("utf8");
+  const message = Buffer.from(JSON.stringify({ provider: "openai", path: "/v1/chat/completions", bodyText: body }));
+  const envelope = Buffer.alloc(5 + message.length);
+  envelope.writeUInt32BE(message.length, 1);
+  message.copy(envelope, 5);
+  return {
+    url: t.handle.url + RELAY_PATH,
+    headers: { "content-type": "application/connect+json", "connect-protocol-version": "1", authorization: `Bearer ${t.token}` },
+    body: envelope,
+  };
+}
+
+const RELAY_PATH = "/relayapi.v1.RelayService/Relay";
+
+/** Throws unless the RelayService.Relay call streams the provider's answer and ends without an error. */
+export function checkRpcAnswer(status: number, body: string): void {
+  if (status !== 200) throw new Error(`RelayService.Relay answered ${status}: ${body.slice(0, 300)}`);
+  if (!body.includes('"chunk"') || !body.includes('"OUTCOME_COMPLETE"') || body.includes('"error"'))
+    throw new Error(`RelayService.Relay did not relay the call: ${body.slice(0, 300)}`);
+}
+
 export async function warmUp(targets: BenchTarget[], opts: BenchOptions, log: (s: string) => void): Promise<void> {
   if (opts.warmup <= 0) return;
   for (const t of targets) {
@@ -88,6 +124,7 @@ export async function warmUp(targets: BenchTarget[], opts: BenchOptions, log: (s
     await runSequentialLatency(t.call, Math.min(1, opts.warmup));
     await runStreamProbe(t.streamCall, 2);
     if (t.relay) {
+      await runThroughput(rpcRelayCall(t), opts.connections, Math.min(1, opts.warmup));
       await introspectLoad(t, "1.1", opts.connections, Math.min(1, opts.warmup));
       await introspectLoad(t, "2", opts.connections, Math.min(1, opts.warmup));
     }
@@ -107,6 +144,11 @@ export async function runRound(round: number, targets: BenchTarget[], opts: Benc
   }
   for (const t of order) results[t.name]!.c1 = await runSequentialLatency(t.call, c1Seconds);
   for (const t of order) results[t.name]!.stream = await runStreamProbe(t.streamCall, opts.streams);
+  for (const t of order) {
+    if (!t.relay) continue;
+    const r = (results[t.name]!.rpcRelay = await measureThroughput(t, opts.connections, opts.duration, undefined, rpcRelayCall(t)));
+    log(`  round ${round + 1} ${`${t.name} rpc`.padEnd(15)} ${Math.round(r.rps)} req/s, ${r.cpuMsPerReq.toFixed(3)} CPU ms/req (RelayService.Relay)`);
+  }
   for (const t of order) {
     if (!t.relay) continue;
     results[t.name]!.connectH1 = await introspectLoad(t, "1.1", opts.connections, connectSeconds);

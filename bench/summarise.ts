@@ -30,6 +30,10 @@ export interface TargetSummary {
   connectH1P50Ms?: number;
   connectH2cRps?: number;
   connectH2cP50Ms?: number;
+  /** RelayService.Relay (relays): req/s, CPU ms per call, and per round its CPU / the HTTP layer's (median). */
+  rpcRps?: number;
+  rpcCpuMsPerReq?: number;
+  rpcCpuVsHttp?: number;
   failures: number;
 }
 
@@ -90,6 +94,12 @@ export function summarise(rounds: RoundResult[], names: string[]): Summary {
       s.connectH1P50Ms = median(per(name, (r) => t(r).connectH1!.p50Ms));
       s.connectH2cRps = median(per(name, (r) => t(r).connectH2c!.rps));
       s.connectH2cP50Ms = median(per(name, (r) => t(r).connectH2c!.p50Ms));
+    }
+    if (rounds[0]?.targets[name]?.rpcRelay) {
+      s.rpcRps = median(per(name, (r) => t(r).rpcRelay!.rps));
+      s.rpcCpuMsPerReq = median(per(name, (r) => t(r).rpcRelay!.cpuMsPerReq));
+      s.rpcCpuVsHttp = median(per(name, (r) => t(r).rpcRelay!.cpuMsPerReq / t(r).throughput.cpuMsPerReq));
+      s.failures += rounds.reduce((n, r) => n + t(r).rpcRelay!.non2xx + t(r).rpcRelay!.errors, 0);
     }
     targets[name] = s;
   }

@@ -30,13 +30,20 @@ function luaString(s: string): string {
   return `[${eq}[${s}]${eq}]`;
 }
 
+/** Bytes as a Lua string of decimal escapes: exact for any byte (a long string would turn CR LF into LF). */
+function luaBytes(b: Buffer): string {
+  let out = '"';
+  for (const byte of b) out += `\\${byte}`;
+  return `${out}"`;
+}
+
 function script(call: HttpCall): string {
   const headers = Object.entries(call.headers)
     // The spaces matter: `t[[[k]]]` would parse as a call of t with a long string.
     .map(([k, v]) => `wrk.headers[ ${luaString(k)} ] = ${luaString(v)}`)
     .join("\n");
   return `wrk.method = "${call.method ?? "POST"}"
-wrk.body = ${luaString(call.body)}
+wrk.body = ${typeof call.body === "string" ? luaString(call.body) : luaBytes(call.body)}
 ${headers}
 function done(summary, latency, requests)
   local e = summary.errors

@@ -64,6 +64,8 @@ export interface Logger {
   warn(msg: string, fields?: Fields): void;
   info(msg: string, fields?: Fields): void;
   debug(msg: string, fields?: Fields): void;
+  /** Whether debug lines are written: a hot path builds a debug line's fields only then. */
+  debugEnabled(): boolean;
 }
 
 /**
@@ -97,6 +99,7 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
     warn: (m, f) => p.warn(f ?? {}, m),
     info: (m, f) => p.info(f ?? {}, m),
     debug: (m, f) => p.debug(f ?? {}, m),
+    debugEnabled: () => p.isLevelEnabled("debug"),
   };
 }
 

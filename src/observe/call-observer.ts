@@ -25,22 +25,24 @@ export interface CallObserverDeps {
 /** One function for the engine's `onCall`. */
 export function callObserver(deps: CallObserverDeps): (record: CallRecord) => void {
   const { usage, metrics, log, onCall } = deps;
+  const debug = log.debugEnabled();
   return (record) => {
     usage.record(record);
     metrics.observe(record);
-    // Ids and numbers only (CallRecord holds no secret); a no-op below debug.
-    log.debug("call finished", {
-      requestId: record.requestId,
-      tokenId: record.tokenId,
-      keyId: record.keyId,
-      provider: record.provider,
-      model: record.model,
-      status: record.status,
-      outcome: Outcome[record.outcome],
-      latencyMs: Math.round(record.latencyMs),
-      upstreamMs: record.upstreamMs === undefined ? undefined : Math.round(record.upstreamMs),
-      bytes: record.bytes,
-    });
+    // Ids and numbers only (CallRecord holds no secret); its fields are built only at debug.
+    if (debug)
+      log.debug("call finished", {
+        requestId: record.requestId,
+        tokenId: record.tokenId,
+        keyId: record.keyId,
+        provider: record.provider,
+        model: record.model,
+        status: record.status,
+        outcome: Outcome[record.outcome],
+        latencyMs: Math.round(record.latencyMs),
+        upstreamMs: record.upstreamMs === undefined ? undefined : Math.round(record.upstreamMs),
+        bytes: record.bytes,
+      });
     onCall?.(record);
   };
 }
