@@ -47,10 +47,13 @@ import { createDpopGate } from "./relay/dpop-gate.js";
 import { clientIp, parseIp, trustMatcher, untrustedForwardWarning } from "./limits/client-ip.js";
 import { ipKey, Limits } from "./limits/limits.js";
 import { createRpcHandler } from "./services/rpc-handler.js";
+import { createUnaryFastLane } from "./services/unary-fast-lane.js";
+import { createRelayFastLane } from "./services/relay-fast-lane.js";
 import { BodyBudget } from "./http/body-budget.js";
 import { IssuerKeyring } from "./tokens/issuer-keyring.js";
 import { loadRelayKey } from "./tokens/relay-key.js";
 import { TokenStore } from "./tokens/token-store.js";
+import { SHUTDOWN_MARGIN_MS } from "./shutdown-margin.js";
 import { UsageWriter } from "./usage/usage-writer.js";
 import { startUsageMaintenance, type UsageMaintenance } from "./usage/usage-maintenance.js";
 import { replaySpilledUsage } from "./usage/usage-spill.js";
@@ -98,11 +101,8 @@ export interface ShutdownOptions {
   hurry?: AbortSignal;
 }
 
-/**
- * After the grace, the time leased calls and usage records have to reach the database; what has
- * not by then is spilled (usage) or stays counted (leases). Exit comes within grace + this.
- */
-export const SHUTDOWN_MARGIN_MS = 2_000;
+/** After the grace, the time leased calls and usage have to reach the database (src/shutdown-margin.ts). */
+export { SHUTDOWN_MARGIN_MS };
 /** Of that margin, what is kept for writing the spill file and closing the database. */
 const SPILL_RESERVE_MS = 250;
 
@@ -314,7 +314,40 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Re
     maxBodyBytes: config.maxBodyBytes,
     log,
   });
-  const handler = createRouter({ api, leaks, console: createConsoleHandler(), readiness, metrics, cors, rpc, answers, log });
+  // IntrospectToken and GetQuota over plain Connect unary, answered without connect-node (issue 22.4).
+  const rpcFast = createUnaryFastLane({
+    tokens,
+    limits,
+    ipOf,
+    adminKey: adminKey.value,
+    budget,
+    maxBodyBytes: config.maxBodyBytes,
+    log,
+    registry: metrics.registry,
+  });
+  // RelayService.Relay over Connect streaming, the same way (issue 22.4).
+  const relayFast = createRelayFastLane({
+    engine,
+    limits,
+    ipOf,
+    adminKey: adminKey.value,
+    budget,
+    maxBodyBytes: config.maxBodyBytes,
+    log,
+    registry: metrics.registry,
+  });
+  const handler = createRouter({
+    api,
+    leaks,
+    console: createConsoleHandler(),
+    readiness,
+    metrics,
+    cors,
+    rpc,
+    rpcFast: (req, res, pathname) => relayFast(req, res, pathname) || rpcFast(req, res, pathname),
+    answers,
+    log,
+  });
   // Connections are counted per socket address (IPv6 per /64, as the per-IP limits); a trusted
   // proxy carries many clients on its few addresses, so it is not capped here.
   const trustedProxy = trustMatcher(config.trustProxy);

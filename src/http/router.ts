@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import type { AnswerCounter } from "../observe/answer-counter.js";
 import type { Handler } from "../one-port.js";
 import type { RpcHandler } from "../services/rpc-handler.js";
+import type { UnaryFastLane } from "../services/unary-fast-lane.js";
 import { API_PREFIX, type ApiHandler } from "./api-route.js";
 import { isConsolePath, type ConsoleHandler } from "./console-route.js";
 import type { Cors } from "./cors.js";
@@ -26,6 +27,8 @@ export interface RouterDeps {
   metrics: MetricsSource;
   cors: Cors;
   rpc: RpcHandler;
+  /** Takes the plain Connect unary calls it answers itself (unary-fast-lane.ts); the rest go to `rpc`. */
+  rpcFast?: UnaryFastLane;
   answers: AnswerCounter;
   log: Logger;
 }
@@ -56,7 +59,7 @@ export function createRouter(deps: RouterDeps): Handler {
       res.end();
     } else if (!deps.cors.rpc(req, res)) {
       answers.track("rpc", req, res);
-      deps.rpc(req, res, pathname);
+      if (deps.rpcFast === undefined || !deps.rpcFast(req, res, pathname)) deps.rpc(req, res, pathname);
     }
   };
 }

@@ -38,7 +38,7 @@ export function errorInterceptor(log: Logger): Interceptor {
 }
 
 /** The ConnectError for `e`, noted on the RPC's Answer (counted by reason, 5xx logged once). */
-function mapFailure(e: unknown, log: Logger, method: string, answer: Answer | undefined): ConnectError {
+export function mapFailure(e: unknown, log: Logger, method: string, answer: Answer | undefined): ConnectError {
   const ce = toConnectError(e, log, method);
   if (answer !== undefined) {
     answer.method = method;

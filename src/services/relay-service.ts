@@ -9,11 +9,12 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { RelayResponseSchema, RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
+import { RelayResponseSchema, RelayService, type RelayRequest, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { RelayError } from "../errors.js";
 import type { RelayEngine, RelayEnd, RelaySink } from "../relay/engine.js";
-import { relayTokenFrom } from "../http/token-carrier.js";
+import type { CallSignal } from "../relay/types.js";
+import { relayTokenFrom, type CarrierHeaders } from "../http/token-carrier.js";
 import { requestIdOf } from "../http/request-id.js";
 import { kAnswer } from "../observe/answer-counter.js";
 import { usageToProto } from "./convert.js";
@@ -28,6 +29,106 @@ const METHOD = /^(GET|POST|PUT|PATCH|DELETE|HEAD)$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** What a Relay call takes from its transport: connect-node's context, or the fast lane's request. */
+export interface RelayCallContext {
+  /** The request's headers: Fetch's (connect-node) or Node's (the fast lane). */
+  headers: CarrierHeaders;
+  signal: CallSignal;
+  requestId: string;
+}
+
+/** Receives the stream's messages in order; a returned promise holds the answer's next chunk. */
+export type RelayEmit = (message: RelayResponse) => void | Promise<void>;
+
+/**
+ * One Relay call: the request checked and turned into the engine's input, the answer emitted as
+ * `head`, `chunk`s and one `end`. Rejects with a RelayError before `head` (nothing was emitted),
+ * or after `end` when the answer could not be text; otherwise resolves after `end`.
+ */
+export async function relayCall(engine: RelayEngine, req: RelayRequest, call: RelayCallContext, emit: RelayEmit): Promise<void> {
+  const method = req.method === "" ? "POST" : req.method.toUpperCase();
+  if (!METHOD.test(method)) throw new RelayError("bad_request", "unsupported method");
+  const headers: Record<string, string> = {};
+  for (const h of req.headers) {
+    // HTTP/1.1 and h2 clients cannot send these; a message can. Refused before the call is
+    // counted, so a CRLF can never split an upstream request (header injection).
+    if (!HEADER_NAME.test(h.name) || !HEADER_VALUE.test(h.value)) throw new RelayError("bad_request", "invalid header");
+    // Repeats are joined as Node joins them on the HTTP layer, so `content-encoding: gzip`
+    // twice reads as two codings (refused) there and here alike.
+    const name = h.name.toLowerCase();
+    headers[name] = headers[name] === undefined ? h.value : `${headers[name]}, ${h.value}`;
+  }
+  // Refused before the call is counted: which of the two the client meant is unknowable.
+  if (req.body.byteLength > 0 && req.bodyText !== "") throw new RelayError("bad_request", "set body or body_text, not both");
+  const body = req.bodyText !== "" ? utf8Body(req.bodyText) : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
+  const text = req.textChunks ? new TextChunks() : undefined;
+  const sink: RelaySink = {
+    head: (status, hs) => {
+      const list = Object.entries(hs).flatMap(([name, v]) => (Array.isArray(v) ? v : [v]).map((value) => ({ name, value })));
+      void emit(create(RelayResponseSchema, { part: { case: "head", value: { status, headers: list } } }));
+    },
+    write: (data) => {
+      if (!text) return emit(create(RelayResponseSchema, { part: { case: "chunk", value: { data } } }));
+      // Throws on bytes that are not UTF-8: the engine then stops reading the answer and
+      // ends the call as TRUNCATED, so nothing after the bad bytes is sent.
+      const piece = text.push(data);
+      // Only part of a character so far: nothing to send until the next chunk completes it.
+      if (piece === "") return;
+      return emit(create(RelayResponseSchema, { part: { case: "chunk", value: { text: piece } } }));
+    },
+    end: (end: RelayEnd) => {
+      try {
+        text?.end(end.outcome === Outcome.TRUNCATED);
+      } catch {
+        // text.failed is now set: reported below.
+      }
+      void emit(
+        create(RelayResponseSchema, {
+          part: {
+            case: "end",
+            value: {
+              outcome: end.outcome,
+              usage: usageToProto(end.usage),
+              callsLeft: end.callsLeft === null ? undefined : BigInt(end.callsLeft),
+              error: text?.failed ? NOT_UTF8 : (end.error ?? ""),
+            },
+          },
+        }),
+      );
+    },
+  };
+  await engine.relay(
+    {
+      providerId: req.provider,
+      method,
+      // A path only: the engine normalises and checks it as it does the HTTP layer's
+      // (src/relay/upstream-url.ts safePath: no `?`, no `#`); a query goes in `query`.
+      path: req.path,
+      query: req.query ? new URLSearchParams(req.query) : undefined,
+      headers,
+      body,
+      token: relayTokenFrom(call.headers),
+      dpop: { proof: headerText(call.headers, "dpop"), method: "POST", path: RELAY_PATH },
+      origin: headerText(call.headers, "origin"),
+      signal: call.signal,
+      requestId: call.requestId,
+    },
+    sink,
+  );
+  // After `end`, an answer that could not be text fails the RPC with INVALID_ARGUMENT.
+  if (text?.failed) throw new RelayError("bad_request", NOT_UTF8);
+}
+
+/** A header's value; Node's repeats joined as Fetch's Headers join them. */
+function headerText(headers: CarrierHeaders, name: string): string | undefined {
+  if (headers instanceof Headers) return headers.get(name) ?? undefined;
+  const v = headers[name];
+  return Array.isArray(v) ? v.join(", ") : v;
+}
+
+/** `/relayapi.v1.RelayService/Relay`. */
+export const RELAY_PATH = `/${RelayService.typeName}/Relay`;
+
 export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<typeof RelayService>> {
   return {
     async *relay(req, ctx) {
@@ -36,82 +137,12 @@ export function createRelayService(deps: RelayServiceDeps): Partial<ServiceImpl<
       ctx.responseHeader.set("x-request-id", requestId);
       const answer = ctx.values.get(kAnswer);
       if (answer !== undefined) answer.requestId = requestId;
-      const method = req.method === "" ? "POST" : req.method.toUpperCase();
-      if (!METHOD.test(method)) throw new RelayError("bad_request", "unsupported method");
-      const headers: Record<string, string> = {};
-      for (const h of req.headers) {
-        // HTTP/1.1 and h2 clients cannot send these; a message can. Refused before the call is
-        // counted, so a CRLF can never split an upstream request (header injection).
-        if (!HEADER_NAME.test(h.name) || !HEADER_VALUE.test(h.value)) throw new RelayError("bad_request", "invalid header");
-        // Repeats are joined as Node joins them on the HTTP layer, so `content-encoding: gzip`
-        // twice reads as two codings (refused) there and here alike.
-        const name = h.name.toLowerCase();
-        headers[name] = headers[name] === undefined ? h.value : `${headers[name]}, ${h.value}`;
-      }
-      // Refused before the call is counted: which of the two the client meant is unknowable.
-      if (req.body.byteLength > 0 && req.bodyText !== "") throw new RelayError("bad_request", "set body or body_text, not both");
-      const body = req.bodyText !== "" ? utf8Body(req.bodyText) : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
       const channel = new Channel<RelayResponse>();
-      const text = req.textChunks ? new TextChunks() : undefined;
-      const sink: RelaySink = {
-        head: (status, hs) => {
-          const list = Object.entries(hs).flatMap(([name, v]) => (Array.isArray(v) ? v : [v]).map((value) => ({ name, value })));
-          void channel.push(create(RelayResponseSchema, { part: { case: "head", value: { status, headers: list } } }));
-        },
-        write: (data) => {
-          if (!text) return channel.push(create(RelayResponseSchema, { part: { case: "chunk", value: { data } } }));
-          // Throws on bytes that are not UTF-8: the engine then stops reading the answer and
-          // ends the call as TRUNCATED, so nothing after the bad bytes is sent.
-          const piece = text.push(data);
-          // Only part of a character so far: nothing to send until the next chunk completes it.
-          if (piece === "") return;
-          return channel.push(create(RelayResponseSchema, { part: { case: "chunk", value: { text: piece } } }));
-        },
-        end: (end: RelayEnd) => {
-          try {
-            text?.end(end.outcome === Outcome.TRUNCATED);
-          } catch {
-            // text.failed is now set: reported below.
-          }
-          void channel.push(
-            create(RelayResponseSchema, {
-              part: {
-                case: "end",
-                value: {
-                  outcome: end.outcome,
-                  usage: usageToProto(end.usage),
-                  callsLeft: end.callsLeft === null ? undefined : BigInt(end.callsLeft),
-                  error: text?.failed ? NOT_UTF8 : (end.error ?? ""),
-                },
-              },
-            }),
-          );
-        },
-      };
-      deps.engine
-        .relay(
-          {
-            providerId: req.provider,
-            method,
-            // A path only: the engine normalises and checks it as it does the HTTP layer's
-            // (src/relay/upstream-url.ts safePath: no `?`, no `#`); a query goes in `query`.
-            path: req.path,
-            query: req.query ? new URLSearchParams(req.query) : undefined,
-            headers,
-            body,
-            token: relayTokenFrom(ctx.requestHeader),
-            dpop: { proof: ctx.requestHeader.get("dpop") ?? undefined, method: "POST", path: `/${RelayService.typeName}/Relay` },
-            origin: ctx.requestHeader.get("origin") ?? undefined,
-            signal: ctx.signal,
-            requestId,
-          },
-          sink,
-        )
-        .then(
-          // After `end`, an answer that could not be text fails the RPC with INVALID_ARGUMENT.
-          () => (text?.failed ? channel.fail(new RelayError("bad_request", NOT_UTF8)) : channel.close()),
-          (e: unknown) => channel.fail(e),
-        );
+      const call: RelayCallContext = { headers: ctx.requestHeader, signal: ctx.signal, requestId };
+      relayCall(deps.engine, req, call, (m) => channel.push(m)).then(
+        () => channel.close(),
+        (e: unknown) => channel.fail(e),
+      );
       yield* channel;
     },
   };

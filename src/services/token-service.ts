@@ -10,6 +10,8 @@ import {
   GetSealingKeyResponseSchema,
   ListTokensResponseSchema,
   RevokeTokenResponseSchema,
+  type GetQuotaResponse,
+  type IntrospectTokenResponse,
 } from "../../gen/relayapi/v1/token_service_pb.js";
 import { TokenStatus } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
@@ -111,29 +113,36 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
       return create(RevokeTokenResponseSchema, { token: tokenToProto(row) });
     },
 
-    async introspectToken(_req, ctx) {
-      const secret = bearerOf(ctx.requestHeader);
-      if (secret === undefined) throw invalidToken();
-      const meta = await tokens.authenticate(secret);
-      // From the token cache and this instance's lease state, not a database read per call:
-      // calls left are exact on this instance (src/tokens/token-views.ts says what others see).
-      const row = (await tokens.introspect(meta.id)) ?? (meta.sealed ? { ...UNUSED_SEALED, ...meta.sealed.firstRow } : undefined);
-      if (!row || row.revokedAt) throw invalidToken();
-      return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
-    },
+    introspectToken: (_req, ctx) => introspectTokenFor(tokens, bearerOf(ctx.requestHeader)),
 
-    async getQuota(_req, ctx) {
-      const secret = bearerOf(ctx.requestHeader);
-      if (secret === undefined) throw invalidToken();
-      const report = await tokens.quota(await tokens.authenticate(secret));
-      if (report === undefined) throw invalidToken();
-      return quotaToProto(report);
-    },
+    getQuota: (_req, ctx) => quotaFor(tokens, bearerOf(ctx.requestHeader)),
 
     getSealingKey() {
       return create(GetSealingKeyResponseSchema, { jwk: JSON.stringify(deps.relayKey.publicJwk), enabled: deps.acceptByokTokens });
     },
   };
+}
+
+/**
+ * IntrospectToken's answer for the relay token `secret` (undefined: the call carried none). The
+ * one body of the RPC: the Connect route above and the unary fast lane (unary-fast-lane.ts) call it.
+ */
+export async function introspectTokenFor(tokens: TokenStore, secret: string | undefined): Promise<IntrospectTokenResponse> {
+  if (secret === undefined) throw invalidToken();
+  const meta = await tokens.authenticate(secret);
+  // From the token cache and this instance's lease state, not a database read per call:
+  // calls left are exact on this instance (src/tokens/token-views.ts says what others see).
+  const row = (await tokens.introspect(meta.id)) ?? (meta.sealed ? { ...UNUSED_SEALED, ...meta.sealed.firstRow } : undefined);
+  if (!row || row.revokedAt) throw invalidToken();
+  return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+}
+
+/** GetQuota's answer for the credential `secret`: the Connect route and the fast lane call it. */
+export async function quotaFor(tokens: TokenStore, secret: string | undefined): Promise<GetQuotaResponse> {
+  if (secret === undefined) throw invalidToken();
+  const report = await tokens.quota(await tokens.authenticate(secret));
+  if (report === undefined) throw invalidToken();
+  return quotaToProto(report);
 }
 
 /** Defaults of a sealed token's row before its first use inserts it. */

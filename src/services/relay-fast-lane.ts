@@ -1,0 +1,250 @@
+/**
+ * RelayService.Relay over the Connect streaming protocol, served straight from the router
+ * (issue 22, item 4). Through connect-node a relayed call cost ~5x the CPU of the same call on
+ * the HTTP layer: every message passes about ten async-iterable layers (the adapter's, the
+ * interceptors', the error mapping's), an AbortController is linked and aborted per call, and
+ * protobuf-es encodes each chunk's bytes to base64 one character at a time. Here the call is
+ * the same `relayCall` (relay-service.ts) as there, and each message is written to the
+ * response as a Connect envelope as it comes, behind the same front door (rpc-gate.ts).
+ *
+ * Taken only when (`eligible`), each because connect-node would do something else otherwise:
+ * - `POST` to the method's path with `Content-Type` `application/connect+json` or
+ *   `application/connect+proto` (gRPC and gRPC-Web have their own framing);
+ * - no `Content-Encoding` and no `Connect-Content-Encoding` (or `identity`): a compressed
+ *   request message is connect-node's to decompress;
+ * - no `Connect-Timeout-Ms`: a deadline is connect-node's to enforce;
+ * - `Content-Length` absent or plain digits, and a host (as for the unary lane).
+ * `Connect-Accept-Encoding` is honoured as connect-node honours it (gzip or br for messages
+ * from 1 KiB, `Connect-Content-Encoding` on the answer).
+ *
+ * The answer is what connect-node sends: HTTP 200, then the messages, then the end-of-stream
+ * message (`{}`, or `{"error":...}` mapped by the one error mapping, errors.ts). A request body
+ * that is not one well-formed envelope is refused with `invalid_argument` in the end-of-stream
+ * message (connect-node's own wording may differ, not its code). Chunks in JSON are written
+ * without protobuf-es (`{"chunk":{"data":"<base64>"}}`, the bytes protobuf-es would write);
+ * every other message goes through connect's serialization of the method.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { compressionNegotiate, createMethodSerializationLookup, validateReadWriteMaxBytes, type Compression } from "@connectrpc/connect/protocol";
+import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { Counter, type Registry } from "prom-client";
+import { RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
+import type { BodyBudget } from "../http/body-budget.js";
+import { ClientAbort } from "../http/client-abort.js";
+import type { AnyResponse } from "../http/render-error.js";
+import { requestIdOf } from "../http/request-id.js";
+import type { Limits } from "../limits/limits.js";
+import type { Logger } from "../log.js";
+import { answerOf } from "../observe/answer-counter.js";
+import type { RelayEngine } from "../relay/engine.js";
+import { mapFailure } from "./errors.js";
+import { RELAY_PATH, relayCall } from "./relay-service.js";
+import { createRpcGate } from "./rpc-gate.js";
+import { isGone, readMessage } from "./unary-fast-lane.js";
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+
+export interface RelayFastLaneDeps {
+  engine: RelayEngine;
+  limits: Limits;
+  ipOf: (req: AnyRequest) => string;
+  adminKey: string;
+  budget: BodyBudget;
+  /** The Connect adapter's readMaxBytes. */
+  maxBodyBytes: number;
+  log: Logger;
+  /** Where `relayapi_rpc_fast_lane_total{method="relayapi.v1.RelayService/Relay"}` is registered. */
+  registry: Registry;
+}
+
+/** True when the call was taken (it is answered); false: hand it to the Connect routes. */
+export type RelayFastLane = (req: AnyRequest, res: AnyResponse, pathname: string) => boolean;
+
+const METHOD_NAME = `${RelayService.typeName}/Relay`;
+const JSON_TYPE = "application/connect+json";
+const PROTO_TYPE = "application/connect+proto";
+const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
+const DIGITS = /^\d+$/;
+/** connect-es's request-decoding failure. */
+const PARSE_BINARY = /^parse binary:/;
+const COMPRESSED_FLAG = 0b00000001;
+const CHUNK_DATA_JSON = Buffer.from('{"chunk":{"data":"');
+const CHUNK_EMPTY_JSON = Buffer.from('{"chunk":{}}');
+const CLOSE_JSON = Buffer.from('"}}');
+
+export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
+  const { engine, log, maxBodyBytes } = deps;
+  const gate = createRpcGate({
+    limits: deps.limits,
+    ipOf: deps.ipOf,
+    adminKey: deps.adminKey,
+    adminOnly: new Set(),
+    budget: deps.budget,
+    maxBodyBytes,
+  });
+  const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
+  const serialization = createMethodSerializationLookup(RelayService.method.relay, undefined, undefined, io);
+  let taken = 0;
+  new Counter({
+    name: "relayapi_rpc_relay_fast_lane_total",
+    help: "RelayService.Relay calls over Connect answered by the fast lane (src/services/relay-fast-lane.ts) instead of connect-node.",
+    registers: [deps.registry],
+    collect() {
+      this.reset();
+      this.inc(taken);
+    },
+  });
+
+  const serve = async (req: AnyRequest, res: AnyResponse, binary: boolean, compression: Compression | null): Promise<void> => {
+    if (!(await gate.admit(req, res, RELAY_PATH))) return;
+    const requestId = requestIdOf(req.headers["x-request-id"]);
+    const answer = answerOf(req);
+    if (answer !== undefined) answer.requestId = requestId;
+    const out = new EnvelopeWriter(res, binary ? PROTO_TYPE : JSON_TYPE, requestId, compression, io.compressMinBytes);
+    const gone = new ClientAbort();
+    res.on("close", () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const encodeO = serialization.getO(binary);
+    const emit = (m: RelayResponse): void | Promise<void> => {
+      const part = m.part;
+      if (!binary && part.case === "chunk" && part.value.text === "") {
+        const data = part.value.data;
+        return out.message(data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.concat([CHUNK_DATA_JSON, Buffer.from(base64Of(data)), CLOSE_JSON]));
+      }
+      return out.message(encodeO.serialize(m));
+    };
+    let error: ConnectError | undefined;
+    try {
+      const request = serialization.getI(binary).parse(envelopedMessage(await readMessage(req, maxBodyBytes + 5)));
+      await relayCall(engine, request, { headers: req.headers, signal: gone, requestId }, emit);
+    } catch (e) {
+      // The error interceptor's mapping, noted on the Answer (counted by reason, 5xx logged once).
+      error = mapFailure(e, log, METHOD_NAME, answer);
+      // A request message that is not protobuf binary: invalid_argument, as parse-errors.ts makes it.
+      if (error.code === Code.Internal && PARSE_BINARY.test(error.rawMessage)) error = new ConnectError(error.rawMessage, Code.InvalidArgument);
+    }
+    await out.end(error);
+  };
+
+  return (req, res, pathname) => {
+    if (pathname !== RELAY_PATH || req.method !== "POST") return false;
+    const h = req.headers;
+    const type = h["content-type"];
+    let binary: boolean;
+    if (type === JSON_TYPE) binary = false;
+    else if (type === PROTO_TYPE) binary = true;
+    else return false;
+    const encoding = h["content-encoding"];
+    if (encoding !== undefined && encoding !== "identity") return false;
+    const messageEncoding = h["connect-content-encoding"];
+    if (messageEncoding !== undefined && messageEncoding !== "identity") return false;
+    if (h["connect-timeout-ms"] !== undefined) return false;
+    const length = h["content-length"];
+    if (length !== undefined && !DIGITS.test(length)) return false;
+    if (("authority" in req ? req.authority : h.host) === undefined) return false;
+    const accepted = h["connect-accept-encoding"];
+    const compression =
+      typeof accepted === "string" && accepted !== "" ? compressionNegotiate(ACCEPT_COMPRESSION, null, accepted, "connect-accept-encoding").response : null;
+    taken++;
+    serve(req, res, binary, compression).catch((e: unknown) => {
+      log.error("relay fast lane failed", { err: e });
+      res.destroy();
+    });
+    return true;
+  };
+}
+
+/** The one enveloped message of a server-streaming request, as connect-node reads it. */
+function envelopedMessage(body: Uint8Array): Uint8Array {
+  if (body.byteLength < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  const flags = body[0]!;
+  const size = ((body[1]! << 24) | (body[2]! << 16) | (body[3]! << 8) | body[4]!) >>> 0;
+  if (body.byteLength !== 5 + size) throw new ConnectError("protocol error: expected exactly one message", Code.InvalidArgument);
+  if ((flags & COMPRESSED_FLAG) !== 0) throw new ConnectError("protocol error: received compressed message without compression", Code.InvalidArgument);
+  if (flags !== 0) throw new ConnectError("protocol error: unexpected end of stream", Code.InvalidArgument);
+  return body.subarray(5);
+}
+
+function base64Of(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
+}
+
+/**
+ * Writes Connect envelopes into the response: the headers with the first, each message as it
+ * comes (a promise while the client is slow: the engine then waits before reading on).
+ */
+class EnvelopeWriter {
+  #started = false;
+  /** With compression, messages are written in order through this chain (compressing is asynchronous). */
+  #tail: Promise<void> | undefined;
+
+  constructor(
+    private readonly res: AnyResponse,
+    private readonly contentType: string,
+    private readonly requestId: string,
+    private readonly compression: Compression | null,
+    private readonly compressMinBytes: number,
+  ) {}
+
+  message(data: Uint8Array): void | Promise<void> {
+    const compression = this.compression;
+    if (compression === null) return this.#write(0, data);
+    const packed = data.byteLength >= this.compressMinBytes ? compression.compress(data) : undefined;
+    this.#tail = (this.#tail ?? Promise.resolve()).then(async () => (packed === undefined ? this.#write(0, data) : this.#write(COMPRESSED_FLAG, await packed)));
+    return this.#tail;
+  }
+
+  /** The end-of-stream message, with the error if the call failed; then the response ends. */
+  async end(error: ConnectError | undefined): Promise<void> {
+    await this.#tail?.catch(() => {});
+    const json = endStreamToJson(error?.metadata ?? new Headers(), error, undefined);
+    let data: Uint8Array = Buffer.from(JSON.stringify(json));
+    let flags = endStreamFlag;
+    if (this.compression !== null && data.byteLength >= this.compressMinBytes) {
+      data = await this.compression.compress(data);
+      flags |= COMPRESSED_FLAG;
+    }
+    if (isGone(this.res)) return;
+    this.#head();
+    this.res.end(envelope(flags, data));
+  }
+
+  #head(): void {
+    if (this.#started) return;
+    this.#started = true;
+    // As connect-node writes them: from WHATWG Headers, in name order.
+    const headers: Record<string, string> = {};
+    if (this.compression !== null) headers["connect-content-encoding"] = this.compression.name;
+    headers["content-type"] = this.contentType;
+    headers["x-request-id"] = this.requestId;
+    this.res.writeHead(200, headers);
+  }
+
+  #write(flags: number, data: Uint8Array): void | Promise<void> {
+    const res = this.res;
+    if (isGone(res)) throw new Error("client went away");
+    this.#head();
+    if ((res as { write(c: Uint8Array): boolean }).write(envelope(flags, data))) return;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
+  }
+}
+
+function envelope(flags: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + data.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(data.byteLength, 1);
+  out.set(data, 5);
+  return out;
+}
