@@ -13,7 +13,6 @@
 // chunk's name carries its hash) stay beside new ones while a relay may still load them: every
 // `await import()` in src/ runs while a process starts (serve, migrate, database, Redis), so this
 // removes only chunks the new build did not write and older than CHUNK_GRACE_MS.
-import { build } from "esbuild";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,6 +25,9 @@ export const SERVER_BUNDLE = join(ROOT, "dist", "server", "relayapi.js");
 export async function bundleFresh(entry, outfile, { force = false } = {}) {
   if (!force && isFresh(outfile)) return outfile;
   const started = Date.now();
+  // Loaded only to build: bin/relayapi.js runs this in every relay process of a checkout
+  // (`serve --workers` forks it again per worker), and esbuild's module is ~14 MB of RSS.
+  const { build } = await import("esbuild");
   const result = await build({
     entryPoints: { [basename(outfile, ".js")]: entry },
     bundle: true,

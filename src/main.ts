@@ -3,7 +3,7 @@ import cluster from "node:cluster";
 import { HURRY_MESSAGE, SHUTDOWN_MESSAGE } from "./cluster/messages.js";
 import { loadConfig, type ConfigOverrides, type LoadOptions } from "./config.js";
 import { createLogger } from "./log.js";
-import { build, SHUTDOWN_MARGIN_MS } from "./server.js";
+import { SHUTDOWN_MARGIN_MS } from "./shutdown-margin.js";
 import { shouldPrintStartupLine, startupLine } from "./startup-line.js";
 import { tuneHeap } from "./v8-tuning.js";
 
@@ -40,6 +40,9 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     });
     return;
   }
+  // Loaded here: the primary of `--workers N` only forks and supervises, and the relay's code
+  // (Connect, prom-client, the console, the providers...) would be ~40 MB of it (src/cluster/).
+  const { build } = await import("./server.js");
   const app = await build(config, { log });
   await app.listen();
   // Announced once the signal handlers are in place: whoever reads "relay listening" may send

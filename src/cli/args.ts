@@ -1,6 +1,6 @@
 /** Flag parsing for the CLI on node:util parseArgs; misuse is a one-line UsageError. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { didYouMean } from "./help.js";
+import { didYouMean } from "./did-you-mean.js";
 
 export class UsageError extends Error {
   override name = "UsageError";

@@ -4,8 +4,6 @@
  * job of its own; plain `serve` migrates at start (under an advisory lock on PostgreSQL).
  */
 import { LOG_LEVELS, loadConfig, parseWorkers, printableConfig, type ConfigOverrides, type LoadOptions, type LogLevel } from "../config.js";
-import { databaseOptions, openDatabase } from "../db/client.js";
-import { migrateDatabase } from "../db/migrate.js";
 import { createLogger } from "../log.js";
 import { intFlag, listFlag, parse, UsageError } from "./args.js";
 
@@ -88,6 +86,9 @@ export async function migrateCommand(argv: string[]): Promise<void> {
   privateFiles();
   // Info lines ("waiting for another instance ...") on stderr, as serve writes them.
   const log = createLogger(config.logLevel);
+  // Loaded here: the primary of `serve --workers` on PostgreSQL opens no database.
+  const { databaseOptions, openDatabase } = await import("../db/client.js");
+  const { migrateDatabase } = await import("../db/migrate.js");
   const database = await openDatabase(databaseOptions(config, log));
   try {
     await migrateDatabase(database, log);

@@ -5,20 +5,10 @@
  * stderr not a terminal writes a JSON `fatal` line before its `relayapi: ...` line.
  */
 import { readFileSync } from "node:fs";
-import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../config.js";
 import { UsageError } from "./args.js";
-import { explain } from "./client.js";
-import { COMMANDS, DEFAULT_SUBCOMMAND, didYouMean, helpText, subcommands } from "./help.js";
-import { issuerCommand, pubkeyCommand } from "./issuer-commands.js";
-import { loginCommand } from "./login-commands.js";
-import { planCommand } from "./plan-commands.js";
-import { keysCommand, poolCommand } from "./pool-commands.js";
-import { priceCommand } from "./price-commands.js";
-import { providerCommand } from "./provider-commands.js";
-import { raiCommand } from "./rai-import.js";
-import { tokenCommand } from "./token-commands.js";
-import { usageCommand } from "./usage-commands.js";
+import { didYouMean } from "./did-you-mean.js";
+import { COMMANDS, DEFAULT_SUBCOMMAND, helpText, subcommands } from "./help.js";
 
 /** `--help` and `--version` anywhere before `--`, answered before any command module runs. */
 function wantsHelp(argv: string[]): boolean {
@@ -66,34 +56,36 @@ async function main(argv: string[]): Promise<void> {
   if (fallback !== undefined && (rest[0] === undefined || rest[0].startsWith("-"))) rest.unshift(fallback);
   checkCommand(command, rest[0]);
   switch (command) {
-    // Loaded on demand: they pull in the whole relay, which the client commands do not need
-    // (a client command starts in about half the time).
+    // Every command's module is loaded on demand. `serve` and `migrate` pull in the whole relay,
+    // which the client commands do not need (a client command starts in about half the time);
+    // the client commands pull in Connect's client and the generated services, which the
+    // primary of `serve --workers` does not need (it only forks and supervises).
     case "serve":
       return (await import("./local-commands.js")).serveCommand(rest);
     case "migrate":
       return (await import("./local-commands.js")).migrateCommand(rest);
     case "provider":
-      return providerCommand(rest);
+      return (await import("./provider-commands.js")).providerCommand(rest);
     case "token":
-      return tokenCommand(rest);
+      return (await import("./token-commands.js")).tokenCommand(rest);
     case "issuer":
-      return issuerCommand(rest);
+      return (await import("./issuer-commands.js")).issuerCommand(rest);
     case "pubkey":
-      return pubkeyCommand(rest);
+      return (await import("./issuer-commands.js")).pubkeyCommand(rest);
     case "rai":
-      return raiCommand(rest);
+      return (await import("./rai-import.js")).raiCommand(rest);
     case "pool":
-      return poolCommand(rest);
+      return (await import("./pool-commands.js")).poolCommand(rest);
     case "keys":
-      return keysCommand(rest);
+      return (await import("./pool-commands.js")).keysCommand(rest);
     case "plan":
-      return planCommand(rest);
+      return (await import("./plan-commands.js")).planCommand(rest);
     case "login":
-      return loginCommand(rest);
+      return (await import("./login-commands.js")).loginCommand(rest);
     case "price":
-      return priceCommand(rest);
+      return (await import("./price-commands.js")).priceCommand(rest);
     case "usage":
-      return usageCommand(rest);
+      return (await import("./usage-commands.js")).usageCommand(rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -112,6 +104,9 @@ main(process.argv.slice(2)).catch(async (e: unknown) => {
     console.error(`relayapi: ${e.message}${e instanceof UsageError ? helpPointer(e.message) : ""}`);
     process.exit(2);
   }
+  // Loaded here: a failed call has loaded it already; `serve` and `help` do not need it.
+  const { ConnectError } = await import("@connectrpc/connect");
+  const { explain } = await import("./client.js");
   if (e instanceof ConnectError) {
     console.error(`relayapi: ${explain(e)} (${e.code === undefined ? "error" : codeName(e.code)})`);
     process.exit(1);

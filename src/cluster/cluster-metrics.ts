@@ -8,7 +8,7 @@
  * A primary that does not answer within COLLECT_MS leaves the worker to answer with its own.
  */
 import cluster, { type Worker } from "node:cluster";
-import { AggregatorRegistry, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 
 /** One metric as a registry's getMetricsAsJSON() gives it. */
 export type MetricJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>[number];
@@ -130,5 +130,7 @@ async function merge(parts: MetricJson[][]): Promise<string> {
       if (how !== undefined) metric.aggregator = how;
     }
   }
+  // Loaded at the first scrape: the primary runs no relay, and prom-client is ~10 MB of it.
+  const { AggregatorRegistry } = await import("prom-client");
   return AggregatorRegistry.aggregate(parts).metrics();
 }

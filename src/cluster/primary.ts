@@ -23,10 +23,8 @@ import { SOCKET_NAME } from "./embedded-db-server.js";
 import { serveClusterMetrics } from "./cluster-metrics.js";
 import { HURRY_MESSAGE, SHUTDOWN_MESSAGE } from "./messages.js";
 import type { Config } from "../config.js";
-import { databaseOptions, openDatabase, type Database } from "../db/client.js";
-import { migrateDatabase, requireMigrations } from "../db/migrate.js";
+import type { Database } from "../db/client.js";
 import { loadAdminKey, loadMasterKey } from "../keys/key-files.js";
-import { startUsageMaintenance } from "../usage/usage-maintenance.js";
 import type { Logger } from "../log.js";
 
 const RESTART_MIN_MS = 1_000;
@@ -154,6 +152,11 @@ interface Embedded {
 
 /** Opens PGlite (locking the data directory), migrates, and serves it on a Unix socket. */
 async function openEmbedded(config: Config, log: Logger): Promise<Embedded> {
+  // Loaded here, as the relay is in the workers only (src/main.ts): on PostgreSQL the primary
+  // opens no database, and it is a process of its own beside N relays.
+  const { databaseOptions, openDatabase } = await import("../db/client.js");
+  const { migrateDatabase, requireMigrations } = await import("../db/migrate.js");
+  const { startUsageMaintenance } = await import("../usage/usage-maintenance.js");
   const database: Database = await openDatabase(databaseOptions(config, log));
   let server: EmbeddedDbServer | undefined;
   let scratch: string | undefined;
