@@ -1,33 +1,61 @@
 /**
  * Disk and CPU cost of usage records (issue 23):
- * `node bin/run-ts.js bench/usage-cost.ts [calls] [--tokens=N] [--json]`.
- * Opens a fresh embedded database (PGlite) in a temporary directory, records `calls` finished
- * calls (default 20,000) through the real UsageWriter (batches of 500, as the relay does) over
+ * `node bin/run-ts.js bench/usage-cost.ts [calls] [--tokens=N] [--batch=N] [--postgres[=URL]] [--json]`.
+ * Opens a fresh embedded database (PGlite) in a temporary directory, or with `--postgres` a fresh
+ * database on that server (default postgres://postgres@127.0.0.1:5432), records `calls` finished
+ * calls (default 20,000) through the real UsageWriter (its default batch size, as the relay's) over
  * N tokens (default 200; as many subjects up to 50), 4 models, 2 keys and 2 providers, so each
- * batch adds to up to ~1,000 roll-up rows (--tokens=5: a few dozen), and prints the main thread's CPU per call (PGlite is WASM on
- * the event loop, so its work is counted) and the bytes per call of the usage tables
+ * batch adds to up to ~1,000 roll-up rows (--tokens=5: a few dozen), and prints the process's CPU per call (PGlite is WASM on
+ * the event loop, so its work is counted; on PostgreSQL the server's backends are counted apart,
+ * from /proc: bench/proc-cpu.ts) and the bytes per call of the usage tables
  * (pg_total_relation_size, partitions included) after a VACUUM.
- * With `--json` the last line is `{"callsMeasured", "cpuUsPerCall", "bytesPerCall", "tables"}`.
+ * With `--json` the last line is `{"callsMeasured", "cpuUsPerCall", "serverCpuUsPerCall", "bytesPerCall", "tables"}`.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
+import postgres from "postgres";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { openDatabase } from "../src/db/client.js";
 import { migrateDatabase } from "../src/db/migrate.js";
+import { resultRows } from "../src/db/queries/usage-labels.js";
 import { UsageWriter } from "../src/usage/usage-writer.js";
+import { PostgresCpu } from "./proc-cpu.js";
 
 const calls = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20_000);
 const asJson = process.argv.includes("--json");
 const tokenCount = Number(/^--tokens=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--tokens=")) ?? "")?.[1] ?? 200);
+const batchArg = /^--batch=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--batch=")) ?? "")?.[1];
+const pgArg = process.argv.find((a) => a === "--postgres" || a.startsWith("--postgres="));
 const dir = mkdtempSync(join(tmpdir(), "relayapi-usage-cost-"));
-const database = await openDatabase({ dataDir: dir });
+let dropDatabase: (() => Promise<void>) | undefined;
+let databaseUrl: string | undefined;
+let pgName = "";
+if (pgArg !== undefined) {
+  const server = new URL(pgArg.includes("=") ? pgArg.slice(pgArg.indexOf("=") + 1) : "postgres://postgres@127.0.0.1:5432/postgres");
+  pgName = `relayapi_usage_cost_${process.pid}`;
+  const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${pgName}`);
+  dropDatabase = async () => {
+    await admin.unsafe(`drop database if exists ${pgName} with (force)`);
+    await admin.end();
+  };
+  server.pathname = `/${pgName}`;
+  databaseUrl = server.toString();
+}
+const database = await openDatabase({ dataDir: dir, databaseUrl });
 try {
   await migrateDatabase(database);
-  const writer = new UsageWriter(database.db, { batchSize: 500, intervalMs: 50 });
+  let serverCpu: PostgresCpu | undefined;
+  if (databaseUrl !== undefined) {
+    const [row] = resultRows<{ pid: number }>(await database.db.execute(sql`select pg_backend_pid() as pid`));
+    serverCpu = PostgresCpu.fromBackend(Number(row?.pid), pgName);
+  }
+  const writer = new UsageWriter(database.db, { intervalMs: 50, ...(batchArg === undefined ? {} : { batchSize: Number(batchArg) }) });
   const models = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "gemini-2.0-flash"];
   const tokens = Array.from({ length: tokenCount }, (_, i) => `tok_${String(i).padStart(20, "0")}`);
+  const s0 = serverCpu?.cpuMs() ?? 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < calls; i++) {
@@ -48,6 +76,7 @@ try {
   }
   await writer.flush();
   const cpu = process.cpuUsage(c0);
+  const serverUs = serverCpu === undefined ? undefined : ((serverCpu.cpuMs() - s0) * 1000) / calls;
   const wallMs = performance.now() - t0;
   await writer.close();
   await database.db.execute(sql`vacuum`);
@@ -60,11 +89,16 @@ try {
   const tables = Object.fromEntries(list.map((r) => [r.name, Number(r.bytes)]));
   const total = Object.values(tables).reduce((a, b) => a + b, 0);
   const cpuUs = (cpu.user + cpu.system) / calls;
-  console.log(`usage records (${tokenCount} tokens): ${calls} calls in ${wallMs.toFixed(0)} ms; ${cpuUs.toFixed(1)} µs main-thread CPU per call`);
+  const server = serverUs === undefined ? "" : ` + ${serverUs.toFixed(1)} µs PostgreSQL server CPU`;
+  console.log(
+    `usage records on ${database.driver} (${tokenCount} tokens): ${calls} calls in ${wallMs.toFixed(0)} ms; ${cpuUs.toFixed(1)} µs process CPU per call${server}`,
+  );
   for (const [name, bytes] of Object.entries(tables)) console.log(`  ${name.padEnd(28)} ${String(bytes).padStart(12)} bytes`);
   console.log(`  bytes per call (all usage tables): ${(total / calls).toFixed(1)}`);
-  if (asJson) console.log(JSON.stringify({ callsMeasured: calls, cpuUsPerCall: cpuUs, bytesPerCall: total / calls, tables }));
+  if (asJson)
+    console.log(JSON.stringify({ callsMeasured: calls, cpuUsPerCall: cpuUs, serverCpuUsPerCall: serverUs ?? null, bytesPerCall: total / calls, tables }));
 } finally {
   await database.close();
+  await dropDatabase?.();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -1,0 +1,227 @@
+/**
+ * A batch of usage records shaped for PGlite in one pass (src/db/queries/usage.ts): the rows of
+ * `usage_calls` in COPY's text format, and the batch's sums computed here, so the database
+ * upserts the roll-up groups and counters instead of grouping every row (issue 22).
+ * Sums are exact: a sum past 2^53 continues as a bigint.
+ */
+import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
+import type { UsageInsert } from "./usage.js";
+
+export interface ShapedBatch {
+  /** The rows in COPY's text format, columns as COPY_COLUMNS. */
+  calls: string;
+  /**
+   * Hourly and daily roll-up groups, one PostgreSQL array literal per column (ROLLUP_COLUMNS),
+   * in no particular order: the statement sorts them.
+   */
+  rollups: string[];
+  /** Metered LLM tokens per token id (sum > 0), sorted: array literals of ids and sums. */
+  meteredIds: string;
+  meteredSums: string;
+  /** Served calls per pool key (refunds and "" excluded), sorted: ids, counts, last call (ISO). */
+  servedIds: string;
+  servedCalls: string;
+  servedLast: string;
+}
+
+/** The columns of `usage_calls` in the order of the COPY text. */
+export const COPY_COLUMNS =
+  "at, bytes, token, subject, provider, model, key, prompt_tokens, completion_tokens, total_tokens, latency_ms, status, outcome, flags, attempts, plan, cached_tokens, reasoning_tokens, cost_micro_usd";
+
+type Sum = number | bigint;
+
+/** One roll-up group: the key (start in epoch seconds, period, label ids, outcome), then the sums. */
+interface Group {
+  start: number;
+  period: number;
+  token: number;
+  subject: number;
+  provider: number;
+  model: number;
+  plan: number;
+  outcome: number;
+  /** The token's id (its label's value): metered tokens are summed from the groups. */
+  tokenId: string;
+  calls: number;
+  promptTokens: Sum;
+  completionTokens: Sum;
+  totalTokens: Sum;
+  bytes: Sum;
+  httpErrors: number;
+  latencyMs: Sum;
+  costMicroUsd: Sum;
+  unpricedCalls: number;
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_S = 86_400;
+
+/** `a + b`, exact: past 2^53 it continues as a bigint (bytes and cost may each be up to 2^53). */
+function add(a: Sum, b: number): Sum {
+  if (typeof a === "bigint") return a + BigInt(b);
+  const s = a + b;
+  return Number.isSafeInteger(s) || !Number.isSafeInteger(a) || !Number.isSafeInteger(b) ? s : BigInt(a) + BigInt(b);
+}
+
+function addSums(a: Sum, b: Sum): Sum {
+  return typeof b === "bigint" ? BigInt(a) + b : add(a, b);
+}
+
+/**
+ * Labels every row (`id`: from labelIds) and computes the batch's sums in one pass. A value that
+ * is not a storable integer (NaN, a fraction, out of range) is passed on as it is, for the
+ * database to refuse with a data error as it would the row itself (the batch is then bisected).
+ */
+export function shapeBatch(id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): ShapedBatch {
+  const hours: Group[] = [];
+  const byToken = new Map<number, Group[]>();
+  const served = new Map<number, { keyId: string; calls: number; last: number }>();
+  let copy = "";
+  for (const r of rows) {
+    const token = id.get(r.tokenId)!;
+    const subject = id.get(r.subject)!;
+    const provider = id.get(r.provider)!;
+    const model = id.get(r.model)!;
+    const key = id.get(r.keyId)!;
+    // Plan 0: none (labels start at 1).
+    const plan = r.plan ? id.get(r.plan)! : 0;
+    const cost = r.costMicroUsd ?? null;
+    const attempts = r.attempts ?? "";
+    const flags = r.flags ?? 0;
+    const cached = r.cachedTokens ?? 0;
+    const reasoning = r.reasoningTokens ?? 0;
+    copy += `${new Date(r.at).toISOString()}\t${r.bytes}\t${token}\t${subject}\t${provider}\t${model}\t${key}\t${r.promptTokens}\t${r.completionTokens}\t${r.totalTokens}\t${r.latencyMs}\t${r.status}\t${r.outcome}\t${flags}\t${attempts === "" ? "" : copyText(attempts)}\t${plan}\t${cached}\t${reasoning}\t${cost ?? "\\N"}\n`;
+    // Epoch arithmetic, not date_trunc: no time zone.
+    const start = Math.floor(r.at / HOUR_MS) * 3600;
+    // A token has a few groups in a batch: found by a scan of its own, no key string per row.
+    let own = byToken.get(token);
+    if (own === undefined) byToken.set(token, (own = []));
+    let g: Group | undefined;
+    for (const x of own) {
+      if (x.start === start && x.subject === subject && x.provider === provider && x.model === model && x.plan === plan && x.outcome === r.outcome) {
+        g = x;
+        break;
+      }
+    }
+    if (g === undefined) {
+      g = {
+        start,
+        period: 3600,
+        token,
+        subject,
+        provider,
+        model,
+        plan,
+        outcome: r.outcome,
+        tokenId: r.tokenId,
+        calls: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        totalTokens: 0,
+        bytes: 0,
+        httpErrors: 0,
+        latencyMs: 0,
+        costMicroUsd: 0,
+        unpricedCalls: 0,
+      };
+      own.push(g);
+      hours.push(g);
+    }
+    g.calls++;
+    g.promptTokens = add(g.promptTokens, r.promptTokens);
+    g.completionTokens = add(g.completionTokens, r.completionTokens);
+    g.totalTokens = add(g.totalTokens, r.totalTokens);
+    g.bytes = add(g.bytes, r.bytes);
+    if (r.status >= 400) g.httpErrors++;
+    g.latencyMs = add(g.latencyMs, r.latencyMs);
+    // A call without a price adds to unpriced_calls, never to cost (issue 24); a refunded call
+    // reached no provider: never unpriced (the writer stores its cost as 0).
+    if (cost !== null) g.costMicroUsd = add(g.costMicroUsd, cost);
+    else if (r.outcome !== Outcome.REFUNDED) g.unpricedCalls++;
+    if (r.keyId !== "" && r.outcome !== Outcome.REFUNDED) {
+      const s = served.get(key);
+      if (s === undefined) served.set(key, { keyId: r.keyId, calls: 1, last: r.at });
+      else {
+        s.calls++;
+        if (r.at > s.last) s.last = r.at;
+      }
+    }
+  }
+  const groups = [...hours];
+  const days = new Map<string, Group>();
+  const metered = new Map<string, Sum>();
+  for (const h of hours) {
+    metered.set(h.tokenId, addSums(metered.get(h.tokenId) ?? 0, h.totalTokens));
+    const start = Math.floor(h.start / DAY_S) * DAY_S;
+    const dayKey = `${start},${h.token},${h.subject},${h.provider},${h.model},${h.plan},${h.outcome}`;
+    const d = days.get(dayKey);
+    if (d === undefined) {
+      const day = { ...h, start, period: DAY_S };
+      days.set(dayKey, day);
+      groups.push(day);
+      continue;
+    }
+    d.calls += h.calls;
+    d.promptTokens = addSums(d.promptTokens, h.promptTokens);
+    d.completionTokens = addSums(d.completionTokens, h.completionTokens);
+    d.totalTokens = addSums(d.totalTokens, h.totalTokens);
+    d.bytes = addSums(d.bytes, h.bytes);
+    d.httpErrors += h.httpErrors;
+    d.latencyMs = addSums(d.latencyMs, h.latencyMs);
+    d.costMicroUsd = addSums(d.costMicroUsd, h.costMicroUsd);
+    d.unpricedCalls += h.unpricedCalls;
+  }
+  const meteredIds = [...metered.keys()].filter((t) => metered.get(t)! > 0).sort();
+  const servedKeys = [...served.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
+  return {
+    calls: copy,
+    rollups: rollupColumns(groups),
+    meteredIds: textArray(meteredIds),
+    meteredSums: `{${meteredIds.map((t) => metered.get(t)).join(",")}}`,
+    servedIds: textArray(servedKeys.map((k) => k.keyId)),
+    servedCalls: `{${servedKeys.map((k) => k.calls).join(",")}}`,
+    servedLast: `{${servedKeys.map((k) => new Date(k.last).toISOString()).join(",")}}`,
+  };
+}
+
+/** One array literal per roll-up column, built in one pass over the groups. */
+function rollupColumns(groups: readonly Group[]): string[] {
+  const cols = ROLLUP_FIELDS.map(() => "");
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i]!;
+    const sep = i === 0 ? "" : ",";
+    for (let j = 0; j < ROLLUP_FIELDS.length; j++) cols[j] += sep + String(g[ROLLUP_FIELDS[j]!]);
+  }
+  return cols.map((c) => `{${c}}`);
+}
+
+/** The roll-up columns in the order of ShapedBatch.rollups. */
+const ROLLUP_FIELDS = [
+  "start",
+  "period",
+  "token",
+  "subject",
+  "provider",
+  "model",
+  "plan",
+  "outcome",
+  "calls",
+  "promptTokens",
+  "completionTokens",
+  "totalTokens",
+  "bytes",
+  "httpErrors",
+  "latencyMs",
+  "costMicroUsd",
+  "unpricedCalls",
+] as const satisfies readonly (keyof Group)[];
+
+/** A PostgreSQL text[] literal: every element quoted, `"` and `\` escaped. */
+export function textArray(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(/["\\]/g, "\\$&")}"`).join(",")}}`;
+}
+
+/** A text field of COPY's text format: backslash, tab, newline and carriage return escaped. */
+export function copyText(s: string): string {
+  return s.replace(/[\\\t\n\r]/g, (c) => (c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r"));
+}
