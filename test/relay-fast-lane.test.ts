@@ -61,20 +61,23 @@ async function call(
   }
 }
 
-/** The messages with what differs per call (the date, the calls left) taken out. */
+/**
+ * The messages with what differs per call (the date, the ids, whether calls are left) taken out,
+ * and the chunks joined: how the answer's bytes were split between reads is the socket's doing.
+ */
 function comparable(parts: Part[]): unknown[] {
-  return parts.map((p) => {
-    if (p.case === "head") return { head: p.value.status, headers: p.value.headers.filter((h) => h.name !== "date").map((h) => `${h.name}: ${h.value}`) };
-    if (p.case === "chunk")
-      return {
-        data: Buffer.from(p.value.data)
-          .toString("utf8")
-          .replace(/chatcmpl-mock-\d+/g, "chatcmpl-mock-N"),
-        text: p.value.text,
-      };
-    if (p.case === "end") return { outcome: p.value.outcome, usage: p.value.usage?.totalTokens, error: p.value.error, left: p.value.callsLeft !== undefined };
-    return p;
-  });
+  const out: unknown[] = [];
+  for (const p of parts) {
+    if (p.case === "head") out.push({ head: p.value.status, headers: p.value.headers.filter((h) => h.name !== "date").map((h) => `${h.name}: ${h.value}`) });
+    if (p.case === "end")
+      out.push({ outcome: p.value.outcome, usage: p.value.usage?.totalTokens, error: p.value.error, left: p.value.callsLeft !== undefined });
+    if (p.case !== "chunk") continue;
+    const text = (p.value.text !== "" ? p.value.text : Buffer.from(p.value.data).toString("utf8")).replace(/chatcmpl-mock-\d+/g, "chatcmpl-mock-N").replace(/"created":\d+/g, "\"created\":0");
+    const last = out.at(-1);
+    if (typeof last === "string") out[out.length - 1] = last + text;
+    else out.push(text);
+  }
+  return out;
 }
 
 const joined = (parts: Part[]) =>

@@ -59,15 +59,7 @@ export class HttpSink implements RelaySink {
     if (res.destroyed) throw new Error("client went away");
     this.#written = true;
     if ((res as { write(c: Buffer): boolean }).write(chunk)) return;
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off("drain", done);
-        res.off("close", done);
-        resolve();
-      };
-      res.on("drain", done);
-      res.on("close", done);
-    });
+    return drained(res);
   }
 
   end(end: RelayEnd): void {
@@ -90,6 +82,19 @@ export class HttpSink implements RelaySink {
     // A JSON body cut in the middle: abort the connection so the client cannot take it as whole.
     res.destroy();
   }
+}
+
+/** Resolves when a response that refused a write can take more, or has closed. */
+export function drained(res: AnyResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function flushHeadersOf(sink: HttpSink): void {

@@ -101,8 +101,9 @@ async function* mapEnvelopes(body: AsyncIterable<Uint8Array>, flag: number, fix:
   if (pending.length > 0) yield pending;
 }
 
-function envelope(flags: number, data: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(5 + data.byteLength);
+/** One Connect / gRPC-Web envelope: the flags, the length (big-endian), the data. */
+export function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(5 + data.byteLength);
   out[0] = flags;
   out.writeUInt32BE(data.byteLength, 1);
   out.set(data, 5);

@@ -30,34 +30,24 @@ import { compressionNegotiate, createMethodSerializationLookup, validateReadWrit
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "prom-client";
 import { RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
-import type { BodyBudget } from "../http/body-budget.js";
 import { ClientAbort } from "../http/client-abort.js";
+import { drained } from "../http/http-sink.js";
 import type { AnyResponse } from "../http/render-error.js";
 import { requestIdOf } from "../http/request-id.js";
-import type { Limits } from "../limits/limits.js";
-import type { Logger } from "../log.js";
 import { answerOf } from "../observe/answer-counter.js";
 import type { RelayEngine } from "../relay/engine.js";
 import { mapFailure } from "./errors.js";
+import { envelope } from "./parse-errors.js";
 import { RELAY_PATH, relayCall } from "./relay-service.js";
 import { createRpcGate } from "./rpc-gate.js";
-import { isGone, readMessage } from "./unary-fast-lane.js";
+import { type FastLaneDeps, isGone, readMessage } from "./unary-fast-lane.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 
-export interface RelayFastLaneDeps {
+export interface RelayFastLaneDeps extends FastLaneDeps {
   engine: RelayEngine;
-  limits: Limits;
-  ipOf: (req: AnyRequest) => string;
-  adminKey: string;
-  budget: BodyBudget;
-  /** The Connect adapter's readMaxBytes. */
-  maxBodyBytes: number;
-  log: Logger;
-  /** Where `relayapi_rpc_fast_lane_total{method="relayapi.v1.RelayService/Relay"}` is registered. */
-  registry: Registry;
 }
 
 /** True when the call was taken (it is answered); false: hand it to the Connect routes. */
@@ -229,22 +219,6 @@ class EnvelopeWriter {
     if (isGone(res)) throw new Error("client went away");
     this.#head();
     if ((res as { write(c: Uint8Array): boolean }).write(envelope(flags, data))) return;
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off("drain", done);
-        res.off("close", done);
-        resolve();
-      };
-      res.on("drain", done);
-      res.on("close", done);
-    });
+    return drained(res);
   }
-}
-
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + data.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(data.byteLength, 1);
-  out.set(data, 5);
-  return out;
 }

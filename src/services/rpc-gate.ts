@@ -26,15 +26,20 @@ import { toConnectError } from "./errors.js";
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-export interface RpcGateDeps {
+/** What every door to the Connect routes checks with: connect-node's adapter and the fast lanes. */
+export interface FrontDoorDeps {
   limits: Limits;
   ipOf: (req: AnyRequest) => string;
   adminKey: string;
-  /** `/<service>/<method>` of every admin-only method (auth.ts adminOnlyPaths). */
-  adminOnly: ReadonlySet<string>;
+  /** The bytes of request bodies held in memory, shared with the HTTP layer. */
   budget: BodyBudget;
   /** The adapter's readMaxBytes. */
   maxBodyBytes: number;
+}
+
+export interface RpcGateDeps extends FrontDoorDeps {
+  /** `/<service>/<method>` of every admin-only method (auth.ts adminOnlyPaths). */
+  adminOnly: ReadonlySet<string>;
 }
 
 export interface RpcGate {

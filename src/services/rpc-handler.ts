@@ -10,26 +10,18 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { routes, SERVICES, type ServiceDeps } from "../connect.js";
 import { RelayError } from "../errors.js";
-import type { BodyBudget } from "../http/body-budget.js";
 import { relayErrorShape, sendError, type AnyResponse } from "../http/render-error.js";
-import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
 import { answerOf, kAnswer } from "../observe/answer-counter.js";
 import { adminAuthInterceptor, adminOnlyPaths } from "./auth.js";
 import { ipLimitInterceptor, kClientIp, kIpChecked } from "./ip-limit-interceptor.js";
 import { errorInterceptor } from "./errors.js";
-import { createRpcGate } from "./rpc-gate.js";
+import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 
-export interface RpcHandlerDeps {
+export interface RpcHandlerDeps extends FrontDoorDeps {
   services: ServiceDeps;
-  limits: Limits;
-  ipOf: (req: AnyRequest) => string;
-  adminKey: string;
-  /** The bytes of request bodies held in memory, shared with the HTTP layer. */
-  budget: BodyBudget;
-  maxBodyBytes: number;
   log: Logger;
 }
 

@@ -43,33 +43,28 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { Counter, type Registry } from "prom-client";
 import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
-import type { BodyBudget } from "../http/body-budget.js";
 import { discardUnread } from "../http/read-body.js";
 import type { AnyResponse } from "../http/render-error.js";
 import { relayTokenFrom } from "../http/token-carrier.js";
-import type { Limits } from "../limits/limits.js";
 import type { Logger } from "../log.js";
 import { answerOf } from "../observe/answer-counter.js";
 import type { TokenStore } from "../tokens/token-store.js";
 import { adminOnlyPaths } from "./auth.js";
 import { mapFailure } from "./errors.js";
-import { createRpcGate } from "./rpc-gate.js";
+import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
 import { introspectTokenFor, quotaFor } from "./token-service.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 
-export interface UnaryFastLaneDeps {
-  tokens: TokenStore;
-  limits: Limits;
-  ipOf: (req: AnyRequest) => string;
-  adminKey: string;
-  /** The bytes of request bodies held in memory, shared with the HTTP layer and the Connect routes. */
-  budget: BodyBudget;
-  /** The Connect adapter's readMaxBytes. */
-  maxBodyBytes: number;
+/** What a fast lane needs besides its implementation: the front door's deps, the log and the metrics. */
+export interface FastLaneDeps extends FrontDoorDeps {
   log: Logger;
-  /** Where `relayapi_rpc_fast_lane_total` is registered. */
+  /** Where the lane's counter of calls taken is registered. */
   registry: Registry;
+}
+
+export interface UnaryFastLaneDeps extends FastLaneDeps {
+  tokens: TokenStore;
 }
 
 /** True when the call was taken (it is answered); false: hand it to the Connect routes. */
