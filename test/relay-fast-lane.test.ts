@@ -72,7 +72,9 @@ function comparable(parts: Part[]): unknown[] {
     if (p.case === "end")
       out.push({ outcome: p.value.outcome, usage: p.value.usage?.totalTokens, error: p.value.error, left: p.value.callsLeft !== undefined });
     if (p.case !== "chunk") continue;
-    const text = (p.value.text !== "" ? p.value.text : Buffer.from(p.value.data).toString("utf8")).replace(/chatcmpl-mock-\d+/g, "chatcmpl-mock-N").replace(/"created":\d+/g, "\"created\":0");
+    const text = (p.value.text !== "" ? p.value.text : Buffer.from(p.value.data).toString("utf8"))
+      .replace(/chatcmpl-mock-\d+/g, "chatcmpl-mock-N")
+      .replace(/"created":\d+/g, '"created":0');
     const last = out.at(-1);
     if (typeof last === "string") out[out.length - 1] = last + text;
     else out.push(text);
