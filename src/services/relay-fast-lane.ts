@@ -61,20 +61,11 @@ const DIGITS = /^\d+$/;
 /** connect-es's request-decoding failure. */
 const PARSE_BINARY = /^parse binary:/;
 const COMPRESSED_FLAG = 0b00000001;
-const CHUNK_DATA_JSON = Buffer.from('{"chunk":{"data":"');
 const CHUNK_EMPTY_JSON = Buffer.from('{"chunk":{}}');
-const CLOSE_JSON = Buffer.from('"}}');
 
 export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
   const { engine, log, maxBodyBytes } = deps;
-  const gate = createRpcGate({
-    limits: deps.limits,
-    ipOf: deps.ipOf,
-    adminKey: deps.adminKey,
-    adminOnly: new Set(),
-    budget: deps.budget,
-    maxBodyBytes,
-  });
+  const gate = createRpcGate({ ...deps, adminOnly: new Set() });
   const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
   const serialization = createMethodSerializationLookup(RelayService.method.relay, undefined, undefined, io);
   let taken = 0;
@@ -103,7 +94,7 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
       const part = m.part;
       if (!binary && part.case === "chunk" && part.value.text === "") {
         const data = part.value.data;
-        return out.message(data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.concat([CHUNK_DATA_JSON, Buffer.from(base64Of(data)), CLOSE_JSON]));
+        return out.message(data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.from(`{"chunk":{"data":"${base64Of(data)}"}}`));
       }
       return out.message(encodeO.serialize(m));
     };

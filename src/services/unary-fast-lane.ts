@@ -88,14 +88,7 @@ const PARSE_BINARY = /^parse binary:/;
 
 export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
   const { tokens, log, maxBodyBytes } = deps;
-  const gate = createRpcGate({
-    limits: deps.limits,
-    ipOf: deps.ipOf,
-    adminKey: deps.adminKey,
-    adminOnly: adminOnlyPaths([TokenService]),
-    budget: deps.budget,
-    maxBodyBytes,
-  });
+  const gate = createRpcGate({ ...deps, adminOnly: adminOnlyPaths([TokenService]) });
   // The limits connect-node's adapter runs with (readMaxBytes; the rest its defaults).
   const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
   const method = <I extends DescMessage, O extends DescMessage>(desc: DescMethodUnary<I, O>, run: (secret: string | undefined) => Promise<MessageShape<O>>) =>
