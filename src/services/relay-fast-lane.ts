@@ -90,13 +90,22 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
       if (!res.writableFinished) gone.abort();
     });
     const encodeO = serialization.getO(binary);
-    const emit = (m: RelayResponse): void | Promise<void> => {
+    const bytesOf = (m: RelayResponse): Uint8Array => {
       const part = m.part;
-      if (!binary && part.case === "chunk" && part.value.text === "") {
-        const data = part.value.data;
-        return out.message(data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.from(`{"chunk":{"data":"${base64Of(data)}"}}`));
+      if (binary || part.case !== "chunk" || part.value.text !== "") return encodeO.serialize(m);
+      const data = part.value.data;
+      return data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.from(`{"chunk":{"data":"${base64Of(data)}"}}`);
+    };
+    const emit = (m: RelayResponse): void | Promise<void> => {
+      // A chunk the client can no longer take fails, so the engine stops reading the answer. The
+      // head and the end are not awaited (the engine's sink calls must not throw): a client gone
+      // by then only loses them.
+      if (m.part.case === "chunk") return out.message(bytesOf(m));
+      try {
+        out.message(bytesOf(m))?.catch(() => {});
+      } catch {
+        // gone: see above
       }
-      return out.message(encodeO.serialize(m));
     };
     let error: ConnectError | undefined;
     try {
