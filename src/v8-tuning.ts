@@ -16,21 +16,6 @@ import { setFlagsFromString } from "node:v8";
  */
 export function tuneHeap(): void {
   setUnlessGiven("--heap-growing-percent=30");
-  youngGenerationFixed();
-}
-
-/**
- * The young generation stays at its initial 1 MB semi-spaces instead of doubling up to 16 MB:
- * under load V8 grew it to 32 MB (two semi-spaces) in every relay process, all of it resident,
- * and a worker of `serve --workers` carried the same 32 MB for half the load. Measured on
- * PostgreSQL, one process under load: peak RSS 133-135 MB -> ~103 MB. A request's garbage is
- * small and short-lived; the cost is more, cheaper scavenges, within the noise of CPU per call
- * (README, Performance). `--max-semi-space-size` cannot be changed once the heap exists, the
- * growth factor can; an operator's own young-generation flag is left as given.
- */
-function youngGenerationFixed(): void {
-  if (given("max-semi-space-size") || given("min-semi-space-size")) return;
-  setUnlessGiven("--semi-space-growth-factor=1");
 }
 
 /**
@@ -47,16 +32,17 @@ export function wasmLiftoffOnly(): void {
 export const LIFTOFF_ONLY_ARGS = ["--liftoff-only"];
 
 function setUnlessGiven(flag: string): void {
-  if (!given(flag.replace(/^--(no-)?/, "").split("=")[0]!)) setFlagsFromString(flag);
-}
-
-/** Whether node was started with the flag `name` (on its command line or in NODE_OPTIONS). */
-function given(name: string): boolean {
-  return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)].some(
-    (a) =>
-      a
-        .replace(/^--(no-)?/, "")
-        .replace(/_/g, "-")
-        .split("=")[0] === name,
-  );
+  const name = flag.replace(/^--(no-)?/, "").split("=")[0]!;
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
+  if (
+    given.some(
+      (a) =>
+        a
+          .replace(/^--(no-)?/, "")
+          .replace(/_/g, "-")
+          .split("=")[0] === name,
+    )
+  )
+    return;
+  setFlagsFromString(flag);
 }
