@@ -13,9 +13,20 @@ import { setFlagsFromString } from "node:v8";
  * PostgreSQL: peak RSS 170-200 MB), with 1.3x it stays near 125-135 MB. The price is more
  * full collections (24 instead of 6 in 10 s of load), about 2-3% of the relay's CPU; they
  * are mostly concurrent marking of a small heap, so latency did not move beyond noise.
+ *
+ * No allocation-site pretenuring. V8 allocates objects of a site whose objects were seen to
+ * survive straight into the old generation. Under load that turned on for some of a relayed
+ * call's objects, and every young object stored into one of them afterwards (a listener, a
+ * promise's reaction, the next chunk's state) was kept by it through each scavenge after the
+ * call ended, until a mark-compact: ~20% of everything a call allocates survived its first
+ * scavenge and 75% of that was promoted (2.4 MB survived and 1.8 MB promoted per scavenge at
+ * ~3,000 calls/s, 7-20 ms scavenges, a mark-compact every ~0.5 s; `--trace-gc-nvp`). Without it
+ * a scavenge keeps 0.2-0.7 MB, pauses 1-3 ms, and the relay spends ~20% less CPU per call
+ * (bench/README.md, issue 22).
  */
 export function tuneHeap(): void {
   setUnlessGiven("--heap-growing-percent=30");
+  setUnlessGiven("--no-allocation-site-pretenuring");
 }
 
 /**
