@@ -128,13 +128,79 @@ export function createTokenService(deps: TokenServiceDeps): Partial<ServiceImpl<
  * one body of the RPC: the Connect route above and the unary fast lane (unary-fast-lane.ts) call it.
  */
 export async function introspectTokenFor(tokens: TokenStore, secret: string | undefined): Promise<IntrospectTokenResponse> {
+  return introspectResponse(await introspectRowFor(tokens, secret));
+}
+
+/** The row IntrospectToken describes for `secret`; throws as the RPC answers (a 401). */
+export async function introspectRowFor(tokens: TokenStore, secret: string | undefined): Promise<TokenRow> {
   if (secret === undefined) throw invalidToken();
   const meta = await tokens.authenticate(secret);
   // From the token cache and this instance's lease state, not a database read per call:
   // calls left are exact on this instance (src/tokens/token-views.ts says what others see).
   const row = (await tokens.introspect(meta.id)) ?? (meta.sealed ? { ...UNUSED_SEALED, ...meta.sealed.firstRow } : undefined);
   if (!row || row.revokedAt) throw invalidToken();
-  return create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+  return row;
+}
+
+const introspectResponse = (row: TokenRow): IntrospectTokenResponse => create(IntrospectTokenResponseSchema, { token: tokenToProto(row) });
+
+/**
+ * Answers kept at most (~1 KB each with their row); past it the memo starts over, as the token
+ * views do: with more tokens than that asking at once, answers are serialized per call as before.
+ */
+const MAX_ANSWERS = 10_000;
+
+interface SerializedAnswer {
+  /** The row it was serialized from (rows are never changed in place: each read makes new ones). */
+  row: TokenRow;
+  /** How many fields the row has. */
+  fields: number;
+  /** Its status was decided before the token's expiry: the bytes hold until then. */
+  untilMs: number;
+  bytes: [json: Uint8Array | undefined, proto: Uint8Array | undefined];
+}
+
+/**
+ * IntrospectToken's serialized answers, one per token, for the fast lane: the protobuf JSON of
+ * an answer was ~17% of an h2c call's CPU (bench/README.md, "Connect fast lanes"), and apps ask
+ * for the same token again and again. An answer depends on its row and, for its status, on the
+ * clock against the row's expiry (tokenToProto); so the bytes are reused only while the row is
+ * the same field by field (calls used and left, budgets, revocation, last use...) and the token
+ * has not expired since: a changed row is serialized again, whatever changed it.
+ */
+export class IntrospectAnswers {
+  readonly #answers = new Map<string, SerializedAnswer>();
+
+  /** The answer for `row`, in JSON or (`binary`) proto; `serialize` makes it in that format. */
+  bytes(row: TokenRow, binary: boolean, serialize: (message: IntrospectTokenResponse) => Uint8Array): Uint8Array {
+    const now = Date.now();
+    let a = this.#answers.get(row.id);
+    if (a === undefined || now >= a.untilMs || !sameRow(a.row, a.fields, row)) {
+      const expiresMs = row.expiresAt.getTime();
+      a = { row, fields: Object.keys(row).length, untilMs: expiresMs > now ? expiresMs : Number.POSITIVE_INFINITY, bytes: [undefined, undefined] };
+      if (this.#answers.size >= MAX_ANSWERS) this.#answers.clear();
+      this.#answers.set(row.id, a);
+    }
+    const i = binary ? 1 : 0;
+    return (a.bytes[i] ??= serialize(introspectResponse(a.row)));
+  }
+}
+
+/** Field by field: primitives, dates by their time, string lists by their items; anything else differs. */
+function sameRow(a: TokenRow, fields: number, b: TokenRow): boolean {
+  let keys = 0;
+  for (const key in b) {
+    keys++;
+    const x: unknown = a[key as keyof TokenRow];
+    const y: unknown = b[key as keyof TokenRow];
+    if (x === y) continue;
+    if (x instanceof Date && y instanceof Date) {
+      if (x.getTime() !== y.getTime()) return false;
+    } else if (Array.isArray(x) && Array.isArray(y)) {
+      if (x.length !== y.length || x.some((v, j) => typeof v !== "string" || v !== y[j])) return false;
+    } else return false;
+  }
+  return keys === fields;
 }
 
 /** GetQuota's answer for the credential `secret`: the Connect route and the fast lane call it. */

@@ -25,10 +25,11 @@
  * parsed by connect's own serialization (unknown JSON fields ignored, as connect-es does;
  * malformed JSON or proto is invalid_argument, as parse-errors.ts makes it), then the one
  * implementation (token-service.ts) with its errors mapped and noted on the Answer as the
- * error interceptor does (errors.ts mapFailure). Calls taken are counted in
- * `relayapi_rpc_fast_lane_total{method}`.
+ * error interceptor does (errors.ts mapFailure); IntrospectToken's answer is serialized once
+ * per token while it stays the same (token-service.ts IntrospectAnswers). Calls taken are
+ * counted in `relayapi_rpc_fast_lane_total{method}`.
  */
-import type { DescMethodUnary, DescMessage, MessageShape } from "@bufbuild/protobuf";
+import type { DescMethodUnary, DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import {
@@ -52,7 +53,7 @@ import type { TokenStore } from "../tokens/token-store.js";
 import { adminOnlyPaths } from "./auth.js";
 import { mapFailure } from "./errors.js";
 import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
-import { introspectTokenFor, quotaFor } from "./token-service.js";
+import { IntrospectAnswers, introspectRowFor, quotaFor } from "./token-service.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 
@@ -70,11 +71,14 @@ export interface UnaryFastLaneDeps extends FastLaneDeps {
 /** True when the call was taken (it is answered); false: hand it to the Connect routes. */
 export type UnaryFastLane = (req: AnyRequest, res: AnyResponse, pathname: string) => boolean;
 
-interface FastMethod<O extends DescMessage = DescMessage> {
+interface FastMethod<T = unknown> {
   /** `package.Service/Method`, as the error interceptor names it. */
   name: string;
-  serialization: MethodSerializationLookup<DescMessage, O>;
-  run: (secret: string | undefined) => Promise<MessageShape<O>>;
+  serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+  /** What the answer is made from, for the caller's token. */
+  run: (secret: string | undefined) => Promise<T>;
+  /** The answer's bytes: proto when `binary`, else JSON. */
+  serialize: (output: T, binary: boolean) => Uint8Array;
   taken: number;
 }
 
@@ -91,19 +95,35 @@ export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
   const gate = createRpcGate({ ...deps, adminOnly: adminOnlyPaths([TokenService]) });
   // The limits connect-node's adapter runs with (readMaxBytes; the rest its defaults).
   const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
-  const method = <I extends DescMessage, O extends DescMessage>(desc: DescMethodUnary<I, O>, run: (secret: string | undefined) => Promise<MessageShape<O>>) =>
-    [
+  const method = <I extends DescMessage, O extends DescMessage, T>(
+    desc: DescMethodUnary<I, O>,
+    run: (secret: string | undefined) => Promise<T>,
+    serialize: (output: T, binary: boolean, serialization: MethodSerializationLookup<I, O>) => Uint8Array,
+  ) => {
+    const serialization = createMethodSerializationLookup(desc, undefined, undefined, io);
+    return [
       `/${desc.parent.typeName}/${desc.name}`,
       {
         name: `${desc.parent.typeName}/${desc.name}`,
-        serialization: createMethodSerializationLookup(desc, undefined, undefined, io),
+        serialization,
         run,
+        serialize: (output: T, binary: boolean) => serialize(output, binary, serialization),
         taken: 0,
       } as FastMethod,
     ] as const;
+  };
+  const introspected = new IntrospectAnswers();
   const methods = new Map<string, FastMethod>([
-    method(TokenService.method.introspectToken, (secret) => introspectTokenFor(tokens, secret)),
-    method(TokenService.method.getQuota, (secret) => quotaFor(tokens, secret)),
+    method(
+      TokenService.method.introspectToken,
+      (secret) => introspectRowFor(tokens, secret),
+      (row, binary, serialization) => introspected.bytes(row, binary, (message) => serialization.getO(binary).serialize(message)),
+    ),
+    method(
+      TokenService.method.getQuota,
+      (secret) => quotaFor(tokens, secret),
+      (output, binary, serialization) => serialization.getO(binary).serialize(output),
+    ),
   ]);
   new Counter({
     name: "relayapi_rpc_fast_lane_total",
@@ -127,14 +147,14 @@ export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
       // What nearly every client sends for these empty requests parses to the empty message.
       if (!(bytes.byteLength === 0 ? binary : bytes.byteLength === 2 && bytes[0] === 0x7b && bytes[1] === 0x7d && !binary))
         m.serialization.getI(binary).parse(bytes);
-      let output: MessageShape<DescMessage>;
+      let output: unknown;
       try {
         output = await m.run(relayTokenFrom(req.headers));
       } catch (e) {
         // The error interceptor's mapping, noted on the Answer (counted by reason, 5xx logged once).
         throw mapFailure(e, log, m.name, answerOf(req));
       }
-      body = m.serialization.getO(binary).serialize(output);
+      body = m.serialize(output, binary);
     } catch (e) {
       error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
       if (error.code === Code.Internal && PARSE_BINARY.test(error.rawMessage)) error = new ConnectError(error.rawMessage, Code.InvalidArgument);
