@@ -2,12 +2,15 @@
  * How a batch of usage records is written (src/db/queries/usage.ts, issue 22), on PGlite (rows
  * by COPY, then the sums' statement, in one transaction) and PostgreSQL (one statement): a batch
  * that fails after its rows were copied leaves nothing behind and fails as a data error (so the
- * writer bisects it); sums computed in JS stay exact past 2^53; text survives COPY's escaping.
+ * writer bisects it); sums computed in JS stay exact past 2^53; text survives COPY's escaping;
+ * PGlite's rows go by binary COPY, every column exact, and a value binary cannot hold is left to
+ * the database to refuse (a data error), never written wrapped.
  */
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
+import { shapeBatch } from "../src/db/queries/usage-batch-shape.js";
 import { resultRows } from "../src/db/queries/usage-labels.js";
 import { isDataError } from "../src/usage/usage-batches.js";
 import { postgresAvailable, useMigratedDatabase } from "./support/databases.js";
@@ -74,10 +77,124 @@ describe.each(drivers)("usage batch writes on %s", (driver) => {
     ]);
   });
 
+  it("stores every column exactly as given", async () => {
+    const max = Number.MAX_SAFE_INTEGER;
+    const given = [
+      call("tok_exact", {
+        at: AT + 123,
+        keyId: "key_é",
+        status: 999,
+        outcome: Outcome.TRUNCATED,
+        promptTokens: 2_147_483_647,
+        completionTokens: 0,
+        totalTokens: 2_147_483_647,
+        bytes: max,
+        latencyMs: 2_147_483_647,
+        attempts: "key_é:429,key_😀:200",
+        flags: 3,
+        plan: "pro",
+        cachedTokens: 12,
+        reasoningTokens: 34,
+        costMicroUsd: max,
+      }),
+      call("tok_exact", { at: Date.UTC(1999, 11, 31, 23, 59, 59, 999), bytes: 0, latencyMs: 0, costMicroUsd: null }),
+      call("tok_exact", { costMicroUsd: 0 }),
+    ];
+    await insertUsageBatch(database.db, given);
+    const stored = await rows<Record<string, unknown>>(sql`select extract(epoch from at)::numeric * 1000 as at_ms, key_id, status, outcome,
+      prompt_tokens::text as pt, completion_tokens::text as ct, total_tokens::text as tt, bytes::text as bytes, latency_ms, attempts,
+      flags, plan, cached_tokens::text as cached, reasoning_tokens::text as reasoning, cost_micro_usd::text as cost
+      from usage_events where token_id = 'tok_exact' order by id`);
+    expect(
+      stored.map((r) => ({
+        ...r,
+        at_ms: Number(r.at_ms),
+        status: Number(r.status),
+        outcome: Number(r.outcome),
+        latency_ms: Number(r.latency_ms),
+        flags: Number(r.flags),
+      })),
+    ).toEqual(
+      given.map((g) => ({
+        at_ms: g.at,
+        key_id: g.keyId,
+        status: g.status,
+        outcome: g.outcome,
+        pt: String(g.promptTokens),
+        ct: String(g.completionTokens),
+        tt: String(g.totalTokens),
+        bytes: String(g.bytes),
+        latency_ms: g.latencyMs,
+        attempts: g.attempts ?? "",
+        flags: g.flags ?? 0,
+        plan: g.plan ?? "",
+        cached: String(g.cachedTokens ?? 0),
+        reasoning: String(g.reasoningTokens ?? 0),
+        cost: g.costMicroUsd === null ? null : String(g.costMicroUsd),
+      })),
+    );
+  });
+
+  it("refuses a value its column cannot hold as a data error, writing none of the batch", async () => {
+    const failed = await insertUsageBatch(database.db, [call("tok_range"), call("tok_range", { promptTokens: 2 ** 31 })]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isDataError(failed)).toBe(true);
+    const calls = await rows<{ n: number | string }>(sql`select count(*) as n from usage_events where token_id = 'tok_range'`);
+    expect(Number(calls[0]!.n)).toBe(0);
+  });
+
+  it("meters the token and counts the key whatever their ids hold (quotes, backslashes)", async () => {
+    const tokenId = "tok_o'q\\\"{x}";
+    const keyId = "key_o'q\\\"{x}";
+    await database.db.execute(sql`insert into key_pools (name, provider, strategy) values ('quotes', 'openai', 1)`);
+    await database.db.execute(sql`insert into upstream_keys (id, pool, key_enc, key_hash, masked) values (${keyId}, 'quotes', 'x', 'h', 'm')`);
+    await database.db.execute(sql`insert into tokens (id, kind, provider, expires_at) values (${tokenId}, 1, 'openai', now() + interval '1 day')`);
+    await insertUsageBatch(database.db, [call(tokenId, { keyId }), call(tokenId, { keyId, at: AT + 1000 })]);
+    const [token] = await rows<{ used: string }>(sql`select tokens_used::text as used from tokens where id = ${tokenId}`);
+    expect(token?.used).toBe("30");
+    const [key] = await rows<{ calls: string; last: string }>(sql`select calls::text as calls, last_used_at as last from upstream_keys where id = ${keyId}`);
+    expect(key?.calls).toBe("2");
+    expect(new Date(key!.last).getTime()).toBe(AT + 1000);
+  });
+
   it("keeps attempts text with tabs, newlines, backslashes and quotes as it was", async () => {
     const attempts = 'key_a:429,\tkey_b\\:5"03\nkey_c:\r200,{x}';
     await insertUsageBatch(database.db, [call("tok_text", { attempts }), call("tok_text", { attempts: "" })]);
     const stored = await rows<{ attempts: string }>(sql`select attempts from usage_events where token_id = 'tok_text' order by id`);
     expect(stored.map((r) => r.attempts)).toEqual([attempts, ""]);
+  });
+});
+
+describe("usage batch shape (PGlite)", () => {
+  const id = new Map([
+    ["tok", 1],
+    ["alice", 2],
+    ["openai", 3],
+    ["gpt-4o-mini", 4],
+    ["", 5],
+  ]);
+
+  it("copies the rows in COPY's binary format", () => {
+    const { calls } = shapeBatch(id, [call("tok"), call("tok", { attempts: "key_a:429,key_b:200", costMicroUsd: null })]);
+    expect(calls).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(calls as Uint8Array).subarray(0, 11)).toEqual(Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"));
+  });
+
+  it("sends only the hourly roll-up groups of a batch within one hour (the statement adds each to its day too), in key order", () => {
+    const within = shapeBatch(id, [call("tok"), call("tok", { at: AT + 60_000, outcome: Outcome.TRUNCATED })]);
+    expect(within.daysFromHours).toBe(true);
+    expect(within.rollups[1]).toBe("{3600,3600}");
+    const across = shapeBatch(id, [call("tok"), call("tok", { at: AT + 3_600_000 })]);
+    expect(across.daysFromHours).toBe(false);
+    expect(across.rollups[1]).toBe("{86400,3600,3600}");
+    expect(across.rollups[8]).toBe("{2,1,1}");
+  });
+
+  it("falls back to text for a value binary cannot hold exactly, for the database to judge", () => {
+    for (const bad of [{ promptTokens: 2 ** 31 }, { latencyMs: 1.5 }, { status: 40_000 }, { bytes: 2 ** 53 }, { at: AT + 0.5 }, { attempts: "a\0b" }]) {
+      expect(typeof shapeBatch(id, [call("tok"), call("tok", bad)]).calls).toBe("string");
+    }
   });
 });
