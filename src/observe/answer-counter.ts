@@ -87,8 +87,11 @@ export class AnswerCounter {
   readonly #responses: Counter<"entry" | "status_class" | "reason">;
   /** Plain numbers, read at scrape time: two prom-client updates per answer cost more. */
   readonly #inFlight: Record<Entry, number> = { http: 0, rpc: 0 };
-  /** `entry|class|reason` -> bound child: prom-client would hash the labels on every answer. */
-  readonly #children = new Map<string, { inc(): void }>();
+  /**
+   * `entry|class|reason` -> bound child and the answers counted since the last scrape, added at
+   * scrape time: prom-client's bound child still hashes its labels on every `inc` (issue 22).
+   */
+  readonly #children = new Map<string, { child: { inc(n: number): void }; pending: number }>();
   /** One `close` listener for every response (`this` is the response): no closure per request. */
   readonly #onClose: (this: Closable & Tagged) => void;
 
@@ -105,7 +108,15 @@ export class AnswerCounter {
       counter.#inFlight[answer.entry]--;
       counter.#count(answer, this);
     };
+    const children = this.#children;
     this.#responses = new Counter({
+      collect() {
+        for (const c of children.values()) {
+          if (c.pending === 0) continue;
+          c.child.inc(c.pending);
+          c.pending = 0;
+        }
+      },
       name: "relayapi_responses_total",
       help: "Answers of the HTTP layer (entry=http) and the Connect routes (entry=rpc) by status class and reason (a RelayError code, ok, upstream_status, aborted).",
       labelNames: ["entry", "status_class", "reason"] as const,
@@ -152,12 +163,12 @@ export class AnswerCounter {
     }
     const cls = statusClass(status);
     const key = `${a.entry}|${cls}|${reason}`;
-    let child = this.#children.get(key);
-    if (child === undefined) {
-      child = this.#responses.labels({ entry: a.entry, status_class: cls, reason });
-      this.#children.set(key, child);
+    let counted = this.#children.get(key);
+    if (counted === undefined) {
+      counted = { child: this.#responses.labels({ entry: a.entry, status_class: cls, reason }), pending: 0 };
+      this.#children.set(key, counted);
     }
-    child.inc();
+    counted.pending++;
     if (a.reason !== undefined && status >= 500) {
       try {
         this.onServerError(a, status, reason);
