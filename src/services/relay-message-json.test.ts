@@ -1,7 +1,7 @@
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { RelayResponseSchema } from "../../gen/relayapi/v1/relay_service_pb.js";
-import { headJson } from "./relay-fast-lane.js";
+import { endJson, headJson } from "./relay-fast-lane.js";
 
 /** Strings a header can hold once Node has parsed it, and some it cannot (the lane writes them all alike). */
 const PIECES = [
@@ -39,6 +39,37 @@ describe("headJson", () => {
     for (const head of heads) {
       const expected = toJsonString(RelayResponseSchema, create(RelayResponseSchema, { part: { case: "head", value: head } }));
       expect(headJson(head).toString("utf8")).toBe(expected);
+    }
+  });
+});
+
+describe("endJson", () => {
+  it("writes exactly what protobuf-es's toJsonString writes for an end", () => {
+    let seed = 11;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648);
+    const big = [0n, 1n, 52n, 4096n, 9007199254740993n, 9223372036854775807n, -1n];
+    const errors = ["", "upstream returned an error", 'q"uote\\', "é\u0001"];
+    for (let i = 0; i < 500; i++) {
+      const usage =
+        next() % 4 === 0
+          ? undefined
+          : {
+              promptTokens: pick(big, next()),
+              completionTokens: pick(big, next()),
+              totalTokens: pick(big, next()),
+              cachedTokens: pick(big, next()),
+              reasoningTokens: pick(big, next()),
+              costMicroUsd: next() % 2 === 0 ? undefined : pick(big, next()),
+            };
+      const value = {
+        outcome: next() % 6, // 5: a number the enum does not name
+        usage,
+        callsLeft: next() % 2 === 0 ? undefined : pick(big, next()),
+        error: pick(errors, next()),
+      };
+      const message = create(RelayResponseSchema, { part: { case: "end", value } });
+      const end = message.part.case === "end" ? message.part.value : undefined;
+      expect(Buffer.from(endJson(end!)).toString("utf8")).toBe(toJsonString(RelayResponseSchema, message));
     }
   });
 });
