@@ -31,9 +31,7 @@ import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-con
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { Counter } from "prom-client";
-import { create, toJsonString } from "@bufbuild/protobuf";
-import { OutcomeSchema } from "../../gen/relayapi/v1/common_pb.js";
-import { type End, RelayResponseSchema, RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
+import { RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
 import { ClientAbort } from "../http/client-abort.js";
 import { drained } from "../http/http-sink.js";
 import type { AnyResponse } from "../http/render-error.js";
@@ -43,6 +41,7 @@ import type { RelayEngine } from "../relay/engine.js";
 import { mapFailure } from "./errors.js";
 import { envelope } from "./parse-errors.js";
 import { RELAY_PATH, relayCall } from "./relay-service.js";
+import { endJson, headJson } from "./relay-message-json.js";
 import { createRpcGate } from "./rpc-gate.js";
 import { type FastLaneDeps, isGone, readMessage } from "./unary-fast-lane.js";
 
@@ -161,65 +160,6 @@ function envelopedMessage(body: Uint8Array): Uint8Array {
   if ((flags & COMPRESSED_FLAG) !== 0) throw new ConnectError("protocol error: received compressed message without compression", Code.InvalidArgument);
   if (flags !== 0) throw new ConnectError("protocol error: unexpected end of stream", Code.InvalidArgument);
   return body.subarray(5);
-}
-
-/**
- * A head message as protobuf JSON, written directly: protobuf-es's reflective toJsonString was
- * ~3% of a relayed call's CPU on this lane (issue 22). Byte for byte what it writes (proto3 JSON:
- * a field at its default left out, strings as JSON.stringify writes them); a test compares the
- * two on generated heads.
- */
-export function headJson(head: { status: number; headers: readonly { name: string; value: string }[] }): Buffer {
-  let s = '{"head":{';
-  if (head.status !== 0) s += `"status":${head.status}`;
-  if (head.headers.length > 0) {
-    s += head.status !== 0 ? ',"headers":[' : '"headers":[';
-    for (let i = 0; i < head.headers.length; i++) {
-      const { name, value } = head.headers[i]!;
-      s += i === 0 ? "{" : ",{";
-      if (name !== "") s += `"name":${JSON.stringify(name)}`;
-      if (value !== "") s += name !== "" ? `,"value":${JSON.stringify(value)}` : `"value":${JSON.stringify(value)}`;
-      s += "}";
-    }
-    s += "]";
-  }
-  return Buffer.from(`${s}}}`);
-}
-
-/** The outcome's name in protobuf JSON, from the enum's descriptor. */
-const OUTCOME_NAMES: Readonly<Record<number, string>> = Object.fromEntries(OutcomeSchema.values.map((v) => [v.number, v.name]));
-
-/**
- * An end message as protobuf JSON, written directly as headJson is (toJsonString was ~3 µs of
- * the lane's work per call): int64 as decimal strings, fields at their default left out but
- * `calls_left` and `cost_micro_usd`, which have presence; a test compares the two. An outcome
- * this table does not name goes through protobuf-es.
- */
-export function endJson(end: End): Uint8Array {
-  const parts: string[] = [];
-  if (end.outcome !== 0) {
-    const name = OUTCOME_NAMES[end.outcome];
-    if (name === undefined) return protobufJson(end);
-    parts.push(`"outcome":"${name}"`);
-  }
-  const u = end.usage;
-  if (u !== undefined) {
-    const f: string[] = [];
-    if (u.promptTokens !== 0n) f.push(`"promptTokens":"${u.promptTokens}"`);
-    if (u.completionTokens !== 0n) f.push(`"completionTokens":"${u.completionTokens}"`);
-    if (u.totalTokens !== 0n) f.push(`"totalTokens":"${u.totalTokens}"`);
-    if (u.cachedTokens !== 0n) f.push(`"cachedTokens":"${u.cachedTokens}"`);
-    if (u.reasoningTokens !== 0n) f.push(`"reasoningTokens":"${u.reasoningTokens}"`);
-    if (u.costMicroUsd !== undefined) f.push(`"costMicroUsd":"${u.costMicroUsd}"`);
-    parts.push(`"usage":{${f.join(",")}}`);
-  }
-  if (end.callsLeft !== undefined) parts.push(`"callsLeft":"${end.callsLeft}"`);
-  if (end.error !== "") parts.push(`"error":${JSON.stringify(end.error)}`);
-  return Buffer.from(`{"end":{${parts.join(",")}}}`);
-}
-
-function protobufJson(end: End): Uint8Array {
-  return Buffer.from(toJsonString(RelayResponseSchema, create(RelayResponseSchema, { part: { case: "end", value: end } })));
 }
 
 function base64Of(data: Uint8Array): string {

@@ -1,7 +1,7 @@
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { RelayResponseSchema } from "../../gen/relayapi/v1/relay_service_pb.js";
-import { endJson, headJson } from "./relay-fast-lane.js";
+import { endJson, headJson } from "./relay-message-json.js";
 
 /** Strings a header can hold once Node has parsed it, and some it cannot (the lane writes them all alike). */
 const PIECES = [
