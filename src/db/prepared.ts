@@ -52,6 +52,14 @@ export function pglitePrepare(client: PGlite): Prepare {
 function literal(v: unknown, name: string): string {
   if (v === null) return "null";
   if (typeof v === "number" && Number.isSafeInteger(v)) return String(v);
-  if (typeof v === "string" && !v.includes("\0")) return `'${v.replaceAll("'", "''")}'`;
+  if (typeof v === "string" && !v.includes("\0")) return stringLiteral(v);
   throw new TypeError(`parameter ${name}: an integer, a string without NUL, or null`);
+}
+
+/**
+ * A SQL string literal, quotes doubled (exact with standard_conforming_strings on, PostgreSQL's
+ * default and PGlite's). The caller refuses a NUL, which no literal can hold.
+ */
+export function stringLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
 }

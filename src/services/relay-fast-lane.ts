@@ -91,11 +91,14 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
       if (!res.writableFinished) gone.abort();
     });
     const encodeO = serialization.getO(binary);
+    // JSON written directly for the three parts (src/services/relay-message-json.ts); protobuf-es
+    // for binary, and for a text chunk.
     const bytesOf = (m: RelayResponse): Uint8Array => {
       const part = m.part;
-      if (!binary && part.case === "head") return headJson(part.value);
-      if (!binary && part.case === "end") return endJson(part.value);
-      if (binary || part.case !== "chunk" || part.value.text !== "") return encodeO.serialize(m);
+      if (binary) return encodeO.serialize(m);
+      if (part.case === "head") return headJson(part.value);
+      if (part.case === "end") return endJson(part.value);
+      if (part.case !== "chunk" || part.value.text !== "") return encodeO.serialize(m);
       const data = part.value.data;
       return data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.from(`{"chunk":{"data":"${base64Of(data)}"}}`);
     };

@@ -7,6 +7,7 @@ import { type SQL, sql } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../client.js";
+import { stringLiteral } from "../prepared.js";
 import { usageDeadLetters } from "../schema/index.js";
 import { COPY_COLUMNS, type ShapedBatch, shapeBatch } from "./usage-batch-shape.js";
 import { labelIds } from "./usage-labels.js";
@@ -222,7 +223,7 @@ function sumsStatements(batch: ShapedBatch): SQL {
  */
 function literal(text: string): SQL {
   if (text.includes("\0")) throw new TypeError("a usage value holds a NUL");
-  return sql.raw(`'${text.replaceAll("'", "''")}'`);
+  return sql.raw(stringLiteral(text));
 }
 
 /** The PGlite client under `db` (drizzle keeps it as `$client`); undefined on postgres.js or a fake. */
