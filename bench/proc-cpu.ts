@@ -59,6 +59,26 @@ export function childrenOf(parent: number): number[] {
   return out;
 }
 
+/**
+ * The whole machine's CPU from /proc/stat, in ms summed over all cores: `busyMs` is every state
+ * but idle and iowait (user, nice, system, irq, softirq, steal), so loopback networking done in
+ * softirq and every process on the box (load generator, mock, database) count. Undefined off Linux.
+ */
+export function machineCpuMs(): { busyMs: number; totalMs: number } | undefined {
+  let line: string | undefined;
+  try {
+    line = readFileSync("/proc/stat", "utf8").split("\n")[0];
+  } catch {
+    return undefined;
+  }
+  if (!line?.startsWith("cpu ")) return undefined;
+  // user nice system idle iowait irq softirq steal (guest time is already inside user).
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busyMs: ((total - idle) * 1000) / TICKS_PER_S, totalMs: (total * 1000) / TICKS_PER_S };
+}
+
 /** CPU ms of a process and its direct children (nginx master + workers). */
 export function treeCpuMs(root: number): number {
   let ms = processCpuMs(root);
