@@ -126,6 +126,26 @@ describe.each([
     expect(slow.parts.length).toBeGreaterThan(2);
   });
 
+  it("sends the head as soon as the provider's headers come, not with the first chunk", async () => {
+    const { secret } = await relay.issue();
+    const t = transport(http, binary);
+    const before = await taken();
+    const frame = 'data: {"choices":[{"delta":{"content":"late"}}]}\n\n';
+    mock.behave(() => ({ stream: { contentType: "text/event-stream", parts: [frame, "data: [DONE]\n\n"], delaysMs: [1500, 0] } }));
+    const started = Date.now();
+    const arrived: { case: Part["case"]; ms: number }[] = [];
+    const stream = createClient(RelayService, t).relay(
+      { provider: "openai", path: "/v1/chat/completions", headers: [{ name: "content-type", value: "application/json" }], bodyText: chat() },
+      { headers: { authorization: `Bearer ${secret}` } },
+    );
+    for await (const m of stream) arrived.push({ case: m.part.case, ms: Date.now() - started });
+    expect(await taken()).toBe(before + 1);
+    expect(arrived.map((a) => a.case)).toEqual(["head", "chunk", "chunk", "end"]);
+    // The head within a fraction of the provider's delay; the first chunk only after it.
+    expect(arrived[0]!.ms).toBeLessThan(1000);
+    expect(arrived[1]!.ms).toBeGreaterThanOrEqual(1400);
+  });
+
   it("refuses as connect-node does: a bad token, a bad method", async () => {
     const t = transport(http, binary);
     const before = await taken();

@@ -20,9 +20,10 @@
  * The answer is what connect-node sends: HTTP 200, then the messages, then the end-of-stream
  * message (`{}`, or `{"error":...}` mapped by the one error mapping, errors.ts). A request body
  * that is not one well-formed envelope is refused with `invalid_argument` in the end-of-stream
- * message (connect-node's own wording may differ, not its code). Chunks in JSON are written
- * without protobuf-es (`{"chunk":{"data":"<base64>"}}`, the bytes protobuf-es would write);
- * every other message goes through connect's serialization of the method.
+ * message (connect-node's own wording may differ, not its code). In JSON the head, chunks and
+ * end are written straight from the call's parts (src/services/relay-message-json.ts: the bytes
+ * protobuf-es would write); binary messages and text chunks go through connect's serialization
+ * of the method.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
@@ -31,7 +32,7 @@ import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-con
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { Counter } from "prom-client";
-import { RelayService, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
+import { RelayService } from "../../gen/relayapi/v1/relay_service_pb.js";
 import { ClientAbort } from "../http/client-abort.js";
 import { drained } from "../http/http-sink.js";
 import type { AnyResponse } from "../http/render-error.js";
@@ -40,8 +41,8 @@ import { answerOf } from "../observe/answer-counter.js";
 import type { RelayEngine } from "../relay/engine.js";
 import { mapFailure } from "./errors.js";
 import { envelope } from "./parse-errors.js";
-import { RELAY_PATH, relayCall } from "./relay-service.js";
-import { endJson, headJson } from "./relay-message-json.js";
+import { partJson } from "./relay-message-json.js";
+import { RELAY_PATH, type RelayPart, relayCall, relayMessage } from "./relay-service.js";
 import { createRpcGate } from "./rpc-gate.js";
 import { type FastLaneDeps, isGone, readMessage } from "./unary-fast-lane.js";
 
@@ -62,7 +63,6 @@ const DIGITS = /^\d+$/;
 /** connect-es's request-decoding failure. */
 const PARSE_BINARY = /^parse binary:/;
 const COMPRESSED_FLAG = 0b00000001;
-const CHUNK_EMPTY_JSON = Buffer.from('{"chunk":{}}');
 
 export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
   const { engine, log, maxBodyBytes } = deps;
@@ -91,27 +91,15 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
       if (!res.writableFinished) gone.abort();
     });
     const encodeO = serialization.getO(binary);
-    // JSON written directly for the three parts (src/services/relay-message-json.ts); protobuf-es
-    // for binary, and for a text chunk.
-    const bytesOf = (m: RelayResponse): Uint8Array => {
-      const part = m.part;
-      if (binary) return encodeO.serialize(m);
-      if (part.case === "head") return headJson(part.value);
-      if (part.case === "end") return endJson(part.value);
-      if (part.case !== "chunk" || part.value.text !== "") return encodeO.serialize(m);
-      const data = part.value.data;
-      return data.byteLength === 0 ? CHUNK_EMPTY_JSON : Buffer.from(`{"chunk":{"data":"${base64Of(data)}"}}`);
-    };
-    const emit = (m: RelayResponse): void | Promise<void> => {
-      // A chunk the client can no longer take fails, so the engine stops reading the answer. The
-      // head and the end are not awaited (the engine's sink calls must not throw): a client gone
-      // by then only loses them.
-      if (m.part.case === "chunk") return out.message(bytesOf(m));
-      try {
-        out.message(bytesOf(m))?.catch(() => {});
-      } catch {
-        // gone: see above
-      }
+    const emit = (part: RelayPart): void | Promise<void> => {
+      // JSON written straight from the part (src/services/relay-message-json.ts); binary by
+      // protobuf-es. The head waits for the first chunk, so both go out in one write (below).
+      const data = binary ? encodeO.serialize(relayMessage(part)) : partJson(part);
+      if (part.case === "head") return out.head(data);
+      // The end message goes with the end of the stream, which always follows it (serve).
+      if (part.case === "end") return out.beforeEnd(data);
+      // A chunk the client can no longer take fails, so the engine stops reading the answer.
+      return out.message(data);
     };
     let error: ConnectError | undefined;
     try {
@@ -165,18 +153,20 @@ function envelopedMessage(body: Uint8Array): Uint8Array {
   return body.subarray(5);
 }
 
-function base64Of(data: Uint8Array): string {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
-}
-
 /**
  * Writes Connect envelopes into the response: the headers with the first, each message as it
- * comes (a promise while the client is slow: the engine then waits before reading on).
+ * comes (a promise while the client is slow: the engine then waits before reading on). A
+ * message is a JSON text or protobuf bytes. The head message is held until the next message,
+ * or the end of the current tick if none comes before, and the end message until the end of
+ * the stream: an answer that arrived whole then goes out as two chunks of the HTTP/1.1 body
+ * instead of four (~15% of the lane's CPU per call with the parts written straight to JSON).
  */
 class EnvelopeWriter {
   #started = false;
   /** With compression, messages are written in order through this chain (compressing is asynchronous). */
   #tail: Promise<void> | undefined;
+  /** The head message's envelope, not written yet. */
+  #held: Uint8Array | undefined;
 
   constructor(
     private readonly res: AnyResponse,
@@ -186,19 +176,54 @@ class EnvelopeWriter {
     private readonly compressMinBytes: number,
   ) {}
 
-  message(data: Uint8Array): void | Promise<void> {
+  head(data: string | Uint8Array): void | Promise<void> {
+    if (this.compression !== null) return this.message(data);
+    this.#held = framed(0, data);
+    process.nextTick(releaseHeld, this);
+  }
+
+  /**
+   * The last message before `end`: written with the end of the stream. Never fails (the
+   * engine's sink calls must not throw): a client gone by then only loses it.
+   */
+  beforeEnd(data: string | Uint8Array): void {
+    if (this.compression !== null) {
+      try {
+        this.message(data)?.catch(() => {});
+      } catch {
+        // gone: see above
+      }
+      return;
+    }
+    const last = framed(0, data);
+    const held = this.#held;
+    this.#held = held === undefined ? last : Buffer.concat([held, last]);
+  }
+
+  /** Writes the held head on its own (no message followed it in its turn of the event loop). */
+  releaseHeld(): void {
+    const held = this.#held;
+    if (held === undefined || isGone(this.res)) return;
+    this.#held = undefined;
+    this.#head();
+    (this.res as { write(c: Uint8Array): boolean }).write(held);
+  }
+
+  message(data: string | Uint8Array): void | Promise<void> {
     const compression = this.compression;
-    if (compression === null) return this.#write(0, data);
-    const packed = data.byteLength >= this.compressMinBytes ? compression.compress(data) : undefined;
-    this.#tail = (this.#tail ?? Promise.resolve()).then(async () => (packed === undefined ? this.#write(0, data) : this.#write(COMPRESSED_FLAG, await packed)));
+    if (compression === null) return this.#write(framed(0, data));
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    const packed = bytes.byteLength >= this.compressMinBytes ? compression.compress(bytes) : undefined;
+    this.#tail = (this.#tail ?? Promise.resolve()).then(async () =>
+      this.#write(packed === undefined ? envelope(0, bytes) : envelope(COMPRESSED_FLAG, await packed)),
+    );
     return this.#tail;
   }
 
   /** The end-of-stream message, with the error if the call failed; then the response ends. */
   async end(error: ConnectError | undefined): Promise<void> {
     await this.#tail?.catch(() => {});
-    const json = endStreamToJson(error?.metadata ?? new Headers(), error, undefined);
-    let data: Uint8Array = Buffer.from(JSON.stringify(json));
+    let data: Uint8Array = error === undefined ? EMPTY_END : Buffer.from(JSON.stringify(endStreamToJson(error.metadata, error, undefined)));
     let flags = endStreamFlag;
     if (this.compression !== null && data.byteLength >= this.compressMinBytes) {
       data = await this.compression.compress(data);
@@ -206,7 +231,10 @@ class EnvelopeWriter {
     }
     if (isGone(this.res)) return;
     this.#head();
-    this.res.end(envelope(flags, data));
+    const last = envelope(flags, data);
+    const held = this.#held;
+    this.#held = undefined;
+    this.res.end(held === undefined ? last : Buffer.concat([held, last]));
   }
 
   #head(): void {
@@ -220,11 +248,31 @@ class EnvelopeWriter {
     this.res.writeHead(200, headers);
   }
 
-  #write(flags: number, data: Uint8Array): void | Promise<void> {
+  #write(message: Uint8Array): void | Promise<void> {
     const res = this.res;
     if (isGone(res)) throw new Error("client went away");
     this.#head();
-    if ((res as { write(c: Uint8Array): boolean }).write(envelope(flags, data))) return;
+    const held = this.#held;
+    this.#held = undefined;
+    if ((res as { write(c: Uint8Array): boolean }).write(held === undefined ? message : Buffer.concat([held, message]))) return;
     return drained(res);
   }
+}
+
+/** The end-of-stream message of a call that succeeded, with no trailers: `{}`. */
+const EMPTY_END = Buffer.from("{}");
+
+function releaseHeld(writer: EnvelopeWriter): void {
+  writer.releaseHeld();
+}
+
+/** A message as a Connect envelope: a JSON text is encoded straight into it. */
+function framed(flags: number, data: string | Uint8Array): Uint8Array {
+  if (typeof data !== "string") return envelope(flags, data);
+  const size = Buffer.byteLength(data);
+  const out = Buffer.allocUnsafe(5 + size);
+  out[0] = flags;
+  out.writeUInt32BE(size, 1);
+  out.write(data, 5);
+  return out;
 }

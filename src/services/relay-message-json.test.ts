@@ -1,7 +1,9 @@
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { RelayResponseSchema } from "../../gen/relayapi/v1/relay_service_pb.js";
-import { endJson, headJson } from "./relay-message-json.js";
+import type { Outcome } from "../../gen/relayapi/v1/common_pb.js";
+import { partJson } from "./relay-message-json.js";
+import { type RelayPart, relayMessage } from "./relay-service.js";
 
 /** Strings a header can hold once Node has parsed it, and some it cannot (the lane writes them all alike). */
 const PIECES = [
@@ -23,53 +25,82 @@ function pick<T>(xs: readonly T[], n: number): T {
   return xs[n % xs.length]!;
 }
 
-describe("headJson", () => {
-  it("writes exactly what protobuf-es's toJsonString writes for a head", () => {
-    let seed = 7;
-    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648);
-    const heads = [
-      { status: 0, headers: [] },
-      { status: 200, headers: [] },
-      { status: 0, headers: [{ name: "x", value: "" }] },
+/** A repeatable sequence; the high bits only (a power-of-two LCG's low bits repeat with a short period). */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed >>> 16;
+  };
+}
+
+/** What protobuf-es writes for the part's message. */
+function expected(part: RelayPart): string {
+  return toJsonString(RelayResponseSchema, relayMessage(part));
+}
+
+describe("partJson", () => {
+  it("writes exactly what protobuf-es writes for a head, repeated headers and key order included", () => {
+    const next = random(7);
+    const heads: RelayPart[] = [
+      { case: "head", status: 0, headers: {} },
+      { case: "head", status: 200, headers: {} },
+      { case: "head", status: 0, headers: { x: "" } },
+      { case: "head", status: 200, headers: { "set-cookie": [] } },
+      { case: "head", status: 0, headers: { "set-cookie": ["a=1", "b=2"], "": "v" } },
     ];
     for (let i = 0; i < 500; i++) {
-      const headers = Array.from({ length: next() % 6 }, () => ({ name: pick(PIECES, next()), value: pick(PIECES, next()) }));
-      heads.push({ status: pick([0, 200, 204, 404, 429, 500, 599, 2147483647, -1], next()), headers });
+      const headers: Record<string, string | string[]> = {};
+      for (let n = next() % 6; n > 0; n--) {
+        const name = pick(PIECES, next());
+        headers[name] = next() % 3 === 0 ? Array.from({ length: next() % 3 }, () => pick(PIECES, next())) : pick(PIECES, next());
+      }
+      heads.push({ case: "head", status: pick([0, 200, 204, 404, 429, 500, 599, 2147483647, -1], next()), headers });
     }
-    for (const head of heads) {
-      const expected = toJsonString(RelayResponseSchema, create(RelayResponseSchema, { part: { case: "head", value: head } }));
-      expect(headJson(head).toString("utf8")).toBe(expected);
-    }
+    for (const head of heads) expect(partJson(head)).toBe(expected(head));
   });
-});
 
-describe("endJson", () => {
-  it("writes exactly what protobuf-es's toJsonString writes for an end", () => {
-    let seed = 11;
-    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648);
-    const big = [0n, 1n, 52n, 4096n, 9007199254740993n, 9223372036854775807n, -1n];
+  it("writes exactly what protobuf-es writes for an end, and refuses a count that is no integer as it does", () => {
+    const next = random(11);
+    const counts = [0, 1, 52, 4096, 9007199254740991, 1e21, -1];
     const errors = ["", "upstream returned an error", 'q"uote\\', "é\u0001"];
     for (let i = 0; i < 500; i++) {
       const usage =
         next() % 4 === 0
           ? undefined
           : {
-              promptTokens: pick(big, next()),
-              completionTokens: pick(big, next()),
-              totalTokens: pick(big, next()),
-              cachedTokens: pick(big, next()),
-              reasoningTokens: pick(big, next()),
-              costMicroUsd: next() % 2 === 0 ? undefined : pick(big, next()),
+              promptTokens: pick(counts, next()),
+              completionTokens: pick(counts, next()),
+              totalTokens: pick(counts, next()),
+              cachedTokens: pick(counts, next()),
             };
-      const value = {
-        outcome: next() % 6, // 5: a number the enum does not name
-        usage,
-        callsLeft: next() % 2 === 0 ? undefined : pick(big, next()),
-        error: pick(errors, next()),
+      const part: RelayPart = {
+        case: "end",
+        end: {
+          outcome: (next() % 6) as Outcome, // 5: a number the enum does not name
+          usage,
+          callsLeft: next() % 2 === 0 ? null : pick(counts, next()),
+          error: pick(errors, next()),
+        },
       };
-      const message = create(RelayResponseSchema, { part: { case: "end", value } });
-      const end = message.part.case === "end" ? message.part.value : undefined;
-      expect(Buffer.from(endJson(end!)).toString("utf8")).toBe(toJsonString(RelayResponseSchema, message));
+      expect(partJson(part)).toBe(expected(part));
     }
+    const fractional: RelayPart = {
+      case: "end",
+      end: { outcome: 1 as Outcome, usage: { promptTokens: 1.5, completionTokens: 0, totalTokens: 1.5 }, callsLeft: null, error: "" },
+    };
+    expect(() => expected(fractional)).toThrow(RangeError);
+    expect(() => partJson(fractional)).toThrow(RangeError);
+  });
+
+  it("writes chunks as protobuf-es does: bytes as base64, empty ones as an empty chunk, text through protobuf-es", () => {
+    const parts: RelayPart[] = [
+      { case: "chunk", data: new Uint8Array() },
+      { case: "chunk", data: Buffer.from("data: {}\n\n") },
+      { case: "chunk", data: Buffer.from([0, 255, 254, 1, 2]) },
+      // A view into a larger buffer: only its own bytes.
+      { case: "chunk", data: Buffer.from("xxhello worldxx").subarray(2, 13) },
+      { case: "text", text: "héllo \u2028 😀" },
+    ];
+    for (const part of parts) expect(partJson(part)).toBe(expected(part));
   });
 });
