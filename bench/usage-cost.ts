@@ -1,14 +1,16 @@
 /**
  * Disk and CPU cost of usage records (issue 23):
- * `node bin/run-ts.js bench/usage-cost.ts [calls] [--tokens=N] [--batch=N] [--postgres[=URL]] [--json]`.
+ * `node bin/run-ts.js bench/usage-cost.ts [calls] [--tokens=N] [--stored-tokens=N] [--batch=N] [--postgres[=URL]] [--json]`.
  * Opens a fresh embedded database (PGlite) in a temporary directory, or with `--postgres` a fresh
  * database on that server (default postgres://postgres@127.0.0.1:5432), records `calls` finished
  * calls (default 20,000) through the real UsageWriter (its default batch size, as the relay's) over
  * N tokens (default 200; as many subjects up to 50), 4 models, 2 keys and 2 providers, so each
- * batch adds to up to ~1,000 roll-up rows (--tokens=5: a few dozen), and prints the process's CPU per call (PGlite is WASM on
- * the event loop, so its work is counted; on PostgreSQL the server's backends are counted apart,
- * from /proc: bench/proc-cpu.ts) and the bytes per call of the usage tables
- * (pg_total_relation_size, partitions included) after a VACUUM.
+ * batch adds to up to ~1,000 roll-up rows (--tokens=5: a few dozen). With --stored-tokens=N the
+ * `tokens` table holds N tokens (the calls' among them) and the 2 keys exist, so the batches
+ * meter and count real rows, as a relay's do (default 0: the counters' updates find no row).
+ * Prints the process's CPU per call (PGlite is WASM on the event loop, so its work is counted;
+ * on PostgreSQL the server's backends are counted apart, from /proc: bench/proc-cpu.ts) and the
+ * bytes per call of the usage tables (pg_total_relation_size, partitions included) after a VACUUM.
  * With `--json` the last line is `{"callsMeasured", "cpuUsPerCall", "serverCpuUsPerCall", "bytesPerCall", "tables"}`.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -26,6 +28,7 @@ import { PostgresCpu } from "./proc-cpu.js";
 const calls = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20_000);
 const asJson = process.argv.includes("--json");
 const tokenCount = Number(/^--tokens=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--tokens=")) ?? "")?.[1] ?? 200);
+const storedTokens = Number(/^--stored-tokens=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--stored-tokens=")) ?? "")?.[1] ?? 0);
 const batchArg = /^--batch=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--batch=")) ?? "")?.[1];
 const pgArg = process.argv.find((a) => a === "--postgres" || a.startsWith("--postgres="));
 const dir = mkdtempSync(join(tmpdir(), "relayapi-usage-cost-"));
@@ -51,6 +54,15 @@ try {
   if (databaseUrl !== undefined) {
     const [row] = resultRows<{ pid: number }>(await database.db.execute(sql`select pg_backend_pid() as pid`));
     serverCpu = PostgresCpu.fromBackend(Number(row?.pid), pgName);
+  }
+  if (storedTokens > 0) {
+    // The calls' tokens are the first of them (tok_<20 digits>, as below).
+    await database.db.execute(sql`insert into key_pools (name, provider, strategy) values ('bench', 'openai', 1)`);
+    await database.db.execute(sql`insert into upstream_keys (id, pool, key_enc, key_hash, masked)
+      values ('key_aaaaaaaaaaaaaaaa', 'bench', 'x', 'a', 'm'), ('key_bbbbbbbbbbbbbbbb', 'bench', 'x', 'b', 'm')`);
+    await database.db.execute(sql`insert into tokens (id, kind, provider, expires_at)
+      select 'tok_' || lpad(g::text, 20, '0'), 1, 'openai', now() + interval '1 day' from generate_series(0, ${Math.max(storedTokens, tokenCount) - 1}::integer) g`);
+    await database.db.execute(sql`analyze`);
   }
   const writer = new UsageWriter(database.db, { intervalMs: 50, ...(batchArg === undefined ? {} : { batchSize: Number(batchArg) }) });
   const models = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "gemini-2.0-flash"];

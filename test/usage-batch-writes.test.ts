@@ -1,21 +1,15 @@
-/**
- * How a batch of usage records is written (src/db/queries/usage.ts, issue 22), on PGlite (rows
- * by COPY, then the sums' statement, in one transaction) and PostgreSQL (one statement): a batch
- * that fails after its rows were copied leaves nothing behind and fails as a data error (so the
- * writer bisects it); sums computed in JS stay exact past 2^53; text survives COPY's escaping;
- * PGlite's rows go by binary COPY, every column exact, and a value binary cannot hold is left to
- * the database to refuse (a data error), never written wrapped.
- */
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
+import { isServedPglite } from "../src/db/client.js";
 import { insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
-import { shapeBatch } from "../src/db/queries/usage-batch-shape.js";
-import { resultRows } from "../src/db/queries/usage-labels.js";
+import { shapeBatch, shapeBatchArrays } from "../src/db/queries/usage-batch-shape.js";
+import { labelIds, resultRows } from "../src/db/queries/usage-labels.js";
+import { executeSums, type SqlExec } from "../src/db/queries/usage-sums.js";
 import { isDataError } from "../src/usage/usage-batches.js";
-import { postgresAvailable, useMigratedDatabase } from "./support/databases.js";
+import { postgresAvailable, useMigratedDatabase, useServedPglite } from "./support/databases.js";
 
-const drivers = (await postgresAvailable()) ? (["pglite", "postgres"] as const) : (["pglite"] as const);
+const drivers = (await postgresAvailable()) ? (["pglite", "served PGlite", "postgres"] as const) : (["pglite", "served PGlite"] as const);
 const AT = Date.UTC(2026, 0, 15, 10, 30);
 
 function call(tokenId: string, over: Partial<UsageInsert> = {}): UsageInsert {
@@ -39,8 +33,12 @@ function call(tokenId: string, over: Partial<UsageInsert> = {}): UsageInsert {
 }
 
 describe.each(drivers)("usage batch writes on %s", (driver) => {
-  const database = useMigratedDatabase(driver);
+  const database = driver === "served PGlite" ? useServedPglite() : useMigratedDatabase(driver);
   const rows = async <T>(query: ReturnType<typeof sql>): Promise<T[]> => resultRows<T>(await database.db.execute(query));
+
+  it("knows a database reached as PostgreSQL that is PGlite served by a primary", () => {
+    expect(isServedPglite(database.db)).toBe(driver === "served PGlite");
+  });
 
   it("a batch that fails after its rows went in leaves none of them, and fails as a data error", async () => {
     await insertUsageBatch(database.db, [call("tok_atomic")]);
@@ -167,6 +165,26 @@ describe.each(drivers)("usage batch writes on %s", (driver) => {
   });
 });
 
+describe("the usage sums' statement on PGlite", () => {
+  const database = useMigratedDatabase("pglite");
+
+  it("reads metered tokens by primary key however many are stored (never a scan of the table)", async () => {
+    await database.db.execute(sql`insert into tokens (id, kind, provider, expires_at)
+      select 'tok_plan_' || g, 1, 'openai', now() + interval '1 day' from generate_series(1, 20000) g`);
+    await database.db.execute(sql`analyze tokens`);
+    const calls = Array.from({ length: 300 }, (_, i) => call(`tok_plan_${i + 1}`));
+    const id = await labelIds(database.db, new Set(calls.flatMap((c) => [c.tokenId, c.subject, c.provider, c.model, c.keyId])));
+    const pglite = (database.db as unknown as { $client: SqlExec }).$client;
+    const statement = await executeSums(pglite, shapeBatch(id, calls));
+    const plan = resultRows<{ "QUERY PLAN": string }>(await database.db.execute(sql.raw(`explain ${statement}`)))
+      .map((r) => r["QUERY PLAN"])
+      .join("\n");
+    // An index scan or a bitmap of index hits, by the ids.
+    expect(plan).toMatch(/Index Scan (using|on) tokens_pkey/);
+    expect(plan).not.toContain("Seq Scan on tokens");
+  });
+});
+
 describe("usage batch shape (PGlite)", () => {
   const id = new Map([
     ["tok", 1],
@@ -190,6 +208,21 @@ describe("usage batch shape (PGlite)", () => {
     expect(across.daysFromHours).toBe(false);
     expect(across.rollups[1]).toBe("{86400,3600,3600}");
     expect(across.rollups[8]).toBe("{2,1,1}");
+  });
+
+  it("gives served PGlite the rows as one array literal per column: `at` in epoch ms, text quoted and escaped, no cost as NULL", () => {
+    const { calls, rollups } = shapeBatchArrays(id, [
+      call("tok", { at: AT + 0.7 }),
+      call("tok", { attempts: 'key_a:429,"x"\\y', costMicroUsd: null, promptTokens: 1.5 }),
+    ]);
+    expect(calls).toHaveLength(19);
+    expect(calls[0]).toBe(`{${AT},${AT}}`);
+    expect(calls[2]).toBe("{1,1}");
+    // A value its column cannot hold goes as it is, for the database to refuse.
+    expect(calls[7]).toBe("{10,1.5}");
+    expect(calls[14]).toBe('{"","key_a:429,\\"x\\"\\\\y"}');
+    expect(calls[18]).toBe("{7,NULL}");
+    expect(rollups).toEqual(shapeBatch(id, [call("tok"), call("tok", { costMicroUsd: null, promptTokens: 1.5 })]).rollups);
   });
 
   it("falls back to text for a value binary cannot hold exactly, for the database to judge", () => {

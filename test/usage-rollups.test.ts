@@ -16,10 +16,10 @@ import { migrateDatabase, MIGRATIONS_FOLDER } from "../src/db/migrate.js";
 import { aggregateUsage, insertUsageBatch, type UsageDimension, type UsageInsert } from "../src/db/queries/usage.js";
 import { resultRows } from "../src/db/queries/usage-labels.js";
 import { planReport } from "../src/db/queries/usage-report.js";
-import { postgresAvailable, useMigratedDatabase } from "./support/databases.js";
+import { postgresAvailable, useMigratedDatabase, useServedPglite } from "./support/databases.js";
 
 // Not use-relay's availableDrivers(): these tests need the database layer only, not the server.
-const drivers = (await postgresAvailable()) ? (["pglite", "postgres"] as const) : (["pglite"] as const);
+const drivers = (await postgresAvailable()) ? (["pglite", "served PGlite", "postgres"] as const) : (["pglite", "served PGlite"] as const);
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
@@ -142,10 +142,11 @@ describe("planReport", () => {
 });
 
 describe.each(drivers)("usage roll-ups on %s", (driver) => {
-  const database = useMigratedDatabase(driver);
+  const database = driver === "served PGlite" ? useServedPglite() : useMigratedDatabase(driver);
+  const seedOffset = { pglite: 0, postgres: 1, "served PGlite": 2 }[driver];
 
   it("roll-ups equal the sums of the raw rows they cover (random calls, times and batches)", async () => {
-    const seed = 23_000 + (driver === "postgres" ? 1 : 0);
+    const seed = 23_000 + seedOffset;
     const rnd = random(seed);
     const from = Date.UTC(2026, 2, 1) + Math.floor(rnd() * DAY);
     const calls = randomCalls(rnd, 3000, from, 9 * DAY, "p");
@@ -156,7 +157,7 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
   });
 
   it("roll-ups equal the sums of the raw rows when most batches lie within one hour (calls in time order)", async () => {
-    const seed = 23_100 + (driver === "postgres" ? 1 : 0);
+    const seed = 23_100 + seedOffset;
     const rnd = random(seed);
     const from = Date.UTC(2026, 3, 1) - 2 * HOUR + Math.floor(rnd() * 4 * HOUR);
     const calls = randomCalls(rnd, 3000, from, 5 * HOUR, "h").sort((a, b) => a.at - b.at);
@@ -169,7 +170,7 @@ describe.each(drivers)("usage roll-ups on %s", (driver) => {
   });
 
   it("reports over random windows, buckets and groupings equal the sums of the calls", async () => {
-    const seed = 2323 + (driver === "postgres" ? 1 : 0);
+    const seed = 2323 + seedOffset;
     const rnd = random(seed);
     const from = Date.UTC(2026, 5, 1);
     const calls = randomCalls(rnd, 2000, from, 20 * DAY, "r");

@@ -3,7 +3,9 @@
  * PGlite runs in one process and has one session; the primary owns it and serves it on a Unix
  * socket in the data directory (mode 0600), speaking the PostgreSQL wire protocol, so every
  * worker uses the PostgreSQL driver and behaves exactly as one more instance on PostgreSQL
- * (leases keep caps exact; revocations are polled).
+ * (leases keep caps exact; revocations are polled). One difference: a worker that finds PGlite
+ * behind the socket (`version()`, src/db/client.ts isServedPglite) writes its usage batches in
+ * the form cheapest for PGlite, the sums computed in the worker (src/db/queries/usage.ts).
  *
  * Many client connections share the one session, so the multiplexing unit is not the message:
  * a connection's messages are collected up to a Sync (or a simple Query) and run as one batch,

@@ -96,12 +96,25 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   }
 }
 
+/** Databases reached as PostgreSQL that are PGlite (version() says so): see isServedPglite. */
+const servedPglite = new WeakSet<Db>();
+
+/**
+ * True when `db` speaks PostgreSQL's protocol but is PGlite: the primary's, served to the
+ * workers of `serve --workers` (src/cluster/embedded-db-server.ts). Usage batches then take the
+ * form that costs PGlite least (src/db/queries/usage.ts).
+ */
+export function isServedPglite(db: Db): boolean {
+  return servedPglite.has(db);
+}
+
 /** The health connection's own bound: /readyz waits 2 s for the whole check. */
 const PING_STATEMENT_MS = 500;
 
 /**
  * Opens the pool and checks, with one statement, that the database can be used: a missing
- * database, a refused port or a failed login stops the start in one readable line.
+ * database, a refused port or a failed login stops the start in one readable line. The same
+ * statement tells whether it is PGlite served by a primary (isServedPglite).
  */
 async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
   const { default: postgres } = await import("postgres");
@@ -123,7 +136,8 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
   const db = drizzle(pool.client, { schema }) as unknown as Db;
   const close = async (): Promise<void> => void (await Promise.all([pool.close(), health.close()]));
   try {
-    await pool.run((sql) => sql`select 1`);
+    const [row] = await pool.run((sql) => sql<{ v: string }[]>`select version() as v`);
+    if (/\bPGlite\b/.test(String(row?.v))) servedPglite.add(db);
   } catch (e) {
     await close();
     throw new DatabaseStartError(e, url);

@@ -8,8 +8,10 @@
  *
  * Only for statements whose plan cannot depend on table sizes (a primary-key lookup): after five
  * executions PostgreSQL may keep a generic plan for good, and PGlite never runs ANALYZE. The
- * usage batch, prepared, joined `tokens` by a full scan once it held 1M rows (27x the CPU per
- * request), so it is not prepared.
+ * usage batch's sums, prepared as they were first written, joined `tokens` by a full scan once it
+ * held 1M rows (27x the CPU per request); they are prepared now only because each of their joins
+ * also names its rows by primary key (`id = any(...)`, src/db/queries/usage-sums.ts, with a plan
+ * test in test/usage-batch-writes.test.ts).
  */
 import type { PGlite } from "@electric-sql/pglite";
 

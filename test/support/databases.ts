@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
+import type { EmbeddedDbServer } from "../../src/cluster/embedded-db-server.js";
 import { openDatabase, type Database } from "../../src/db/client.js";
 import { migrateDatabase } from "../../src/db/migrate.js";
 import { late } from "./late.js";
@@ -104,4 +105,29 @@ export function useMigratedDatabase(driver: "pglite" | "postgres"): Database & {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
   return late("the database", () => database);
+}
+
+/**
+ * The database of a worker of `serve --workers` on the embedded default: the primary's PGlite,
+ * served on a Unix socket (src/cluster/embedded-db-server.ts) and reached as PostgreSQL.
+ */
+export function useServedPglite(): Database {
+  let dir: string | undefined;
+  let primary: Database | undefined;
+  let server: EmbeddedDbServer | undefined;
+  let worker: Database | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "relayapi-served-"));
+    primary = await openDatabase({ dataDir: dir });
+    await migrateDatabase(primary);
+    server = await primary.serveWorkers!(dir);
+    worker = await openDatabase({ dataDir: dir, databaseUrl: `postgres://postgres@localhost/postgres?host=${encodeURIComponent(dir)}` });
+  }, 60_000);
+  afterAll(async () => {
+    await worker?.close();
+    await server?.close();
+    await primary?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return late("the served database", () => worker);
 }

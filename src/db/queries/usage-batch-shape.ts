@@ -1,7 +1,8 @@
 /**
  * A batch of usage records shaped for PGlite in one pass (src/db/queries/usage.ts): the rows of
- * `usage_calls` in COPY's binary format, and the batch's sums computed here, so the database
- * upserts the roll-up groups and counters instead of grouping every row (issue 22).
+ * `usage_calls` in COPY's binary format (in this process) or as column arrays (workers reaching
+ * the primary's PGlite: usage-row-arrays.ts), and the batch's sums computed here, so the
+ * database upserts the roll-up groups and counters instead of grouping every row (issue 22).
  * Sums are exact: a sum past 2^53 continues as a bigint.
  *
  * Binary rather than text: PGlite (WASM, Liftoff only) spent ~3.5 of its ~9.5 µs per copied row
@@ -10,15 +11,11 @@
  */
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
 import { BinaryRows } from "./usage-copy-binary.js";
+import { ArrayRows } from "./usage-row-arrays.js";
 import type { UsageInsert } from "./usage.js";
 
-export interface ShapedBatch {
-  /**
-   * The rows, columns as COPY_COLUMNS: in COPY's binary format, or in its text format when a
-   * value does not fit its column's binary form (then the database refuses it, as it would any
-   * such row: the writer bisects the batch).
-   */
-  calls: Uint8Array<ArrayBuffer> | string;
+/** A batch's sums, computed in JS (the statement adding them: src/db/queries/usage-sums.ts). */
+export interface ShapedSums {
   /**
    * Hourly and daily roll-up groups, one PostgreSQL array literal per column (ROLLUP_COLUMNS),
    * in key order (byKey). Hourly ones only when `daysFromHours`.
@@ -33,6 +30,25 @@ export interface ShapedBatch {
   servedIds: string;
   servedCalls: string;
   servedLast: string;
+}
+
+export interface ShapedBatch extends ShapedSums {
+  /**
+   * The rows, columns as COPY_COLUMNS: in COPY's binary format, or in its text format when a
+   * value does not fit its column's binary form (then the database refuses it, as it would any
+   * such row: the writer bisects the batch).
+   */
+  calls: Uint8Array<ArrayBuffer> | string;
+}
+
+/** A batch shaped for `unnest`: the rows as one array literal per column (ArrayRows). */
+export interface ShapedArrays extends ShapedSums {
+  calls: string[];
+}
+
+/** Where shape() writes each row; false: a value it cannot hold (the batch then goes as text). */
+interface RowSink {
+  row: BinaryRows["row"];
 }
 
 /** The columns of `usage_calls` in the order of the COPY text. */
@@ -84,10 +100,22 @@ function addSums(a: Sum, b: Sum): Sum {
  * database to refuse with a data error as it would the row itself (the batch is then bisected).
  */
 export function shapeBatch(id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): ShapedBatch {
+  const out = new BinaryRows(rows.length);
+  const { sums, complete } = shape(id, rows, out);
+  return { ...sums, calls: complete ? out.finish() : copyTextRows(id, rows) };
+}
+
+/** As shapeBatch, with the rows as one array literal per column (src/db/queries/usage-row-arrays.ts). */
+export function shapeBatchArrays(id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): ShapedArrays {
+  const out = new ArrayRows();
+  return { ...shape(id, rows, out).sums, calls: out.finish() };
+}
+
+/** The sums, and each row handed to `out` until it refuses one (`complete` false). */
+function shape(id: ReadonlyMap<string, number>, rows: readonly UsageInsert[], out: RowSink): { sums: ShapedSums; complete: boolean } {
   const hours: Group[] = [];
   const byToken = new Map<number, Group[]>();
   const served = new Map<number, { keyId: string; calls: number; last: number }>();
-  const out = new BinaryRows(rows.length);
   let binary = true;
   for (const r of rows) {
     const token = id.get(r.tokenId)!;
@@ -189,8 +217,7 @@ export function shapeBatch(id: ReadonlyMap<string, number>, rows: readonly Usage
   }
   const meteredIds = [...metered.keys()].filter((t) => metered.get(t)! > 0).sort();
   const servedKeys = [...served.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
-  return {
-    calls: binary ? out.finish() : copyTextRows(id, rows),
+  const sums = {
     rollups: rollupColumns(groups.sort(byKey)),
     daysFromHours,
     meteredIds: textArray(meteredIds),
@@ -199,6 +226,7 @@ export function shapeBatch(id: ReadonlyMap<string, number>, rows: readonly Usage
     servedCalls: `{${servedKeys.map((k) => k.calls).join(",")}}`,
     servedLast: `{${servedKeys.map((k) => new Date(k.last).toISOString()).join(",")}}`,
   };
+  return { sums, complete: binary };
 }
 
 /**

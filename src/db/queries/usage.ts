@@ -3,14 +3,13 @@
  * adds to `tokens` and `upstream_keys`), and `usage_dead_letters`. Reports: usage-report.ts.
  * Each takes the db first.
  */
-import { type SQL, sql } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
-import type { Db } from "../client.js";
-import { stringLiteral } from "../prepared.js";
+import { type Db, isServedPglite } from "../client.js";
 import { usageDeadLetters } from "../schema/index.js";
-import { COPY_COLUMNS, type ShapedBatch, shapeBatch } from "./usage-batch-shape.js";
+import { COPY_COLUMNS, shapeBatch, shapeBatchArrays } from "./usage-batch-shape.js";
 import { labelIds } from "./usage-labels.js";
+import { executeSums, inlineSums, METERED_UPDATE, ROLLUP_CONFLICT } from "./usage-sums.js";
 
 /** One usage record as written; strings already cleaned (src/usage/usage-writer.ts). */
 export interface UsageInsert {
@@ -43,16 +42,11 @@ export interface UsageInsert {
   costMicroUsd?: number | null;
 }
 
-/** The largest bigint: a counter saturates there instead of failing the batch (SQLSTATE 22003). */
-const BIGINT_MAX = "9223372036854775807";
-
 /** What the embedded driver offers beyond drizzle: statements (several in one message) that can COPY from a blob. */
 interface PgliteClient {
   transaction(fn: (tx: unknown) => Promise<unknown>): Promise<unknown>;
   exec(text: string, options?: { blob?: Blob }): Promise<unknown>;
 }
-
-const dialect = new PgDialect();
 
 /**
  * Writes a batch: first the labels of strings not seen before (src/db/queries/usage-labels.ts),
@@ -62,10 +56,11 @@ const dialect = new PgDialect();
  * use. All of it commits or fails together, so a failed batch can be retried whole without
  * counting anything twice (labels are idempotent).
  *
- * PostgreSQL (and workers reaching PGlite through the primary): one statement, the rows as one
- * JSON parameter unpacked by `json_to_recordset` and grouped in SQL. PGlite in this process
- * (WASM on the event loop): the rows by COPY from a blob and one statement upserting the sums
- * computed in JS (src/db/queries/usage-batch-shape.ts), in one transaction. Measured A/B with
+ * PostgreSQL: one statement, the rows as one JSON parameter unpacked by `json_to_recordset` and
+ * grouped in SQL. PGlite in this process (WASM on the event loop): the rows by COPY from a blob
+ * and one statement upserting the sums computed in JS (src/db/queries/usage-batch-shape.ts), in
+ * one transaction. Workers of `serve --workers` reaching the primary's PGlite as PostgreSQL: the
+ * same sums, and the rows from column arrays, in one statement (insertUnnesting). Measured A/B with
  * bench/usage-cost.ts (through the writer, 20,000 calls, 4 alternating rounds on a loaded 2-core
  * machine), µs of CPU per call, medians: PGlite 54 -> 40 with 5 tokens per batch and 68 -> 64
  * with 200 (~1.5 roll-up groups per call: the upserts dominate and stay). On PostgreSQL, JS sums
@@ -73,7 +68,11 @@ const dialect = new PgDialect();
  * Since then on PGlite: the rows in COPY's binary format, COPY and the sums in one message, no
  * ORDER BY, and a batch within one hour sends its hourly groups only (the statement adds each
  * to its day too): 24.0 -> 19.2 µs per call with 1 token, 40.9 -> 32.6 with 200 (8 pairs,
- * bench/README.md).
+ * bench/README.md). Then the sums' statement PREPAREd once, and its tokens and keys read by
+ * primary key (src/db/queries/usage-sums.ts): 16.3 -> 14.9 µs per call with 5 tokens, 38.4 ->
+ * 27.9 with 200 of 20,000 stored (--stored-tokens); workers on the primary's PGlite sending
+ * rows and sums as insertUnnesting does: the primary's CPU per relayed call 33.8 -> 23.0 µs
+ * (`serve --workers 2`; medians of 6 and 5 alternating pairs on a shared 2-core machine).
  */
 export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Promise<void> {
   if (rows.length === 0) return;
@@ -85,6 +84,7 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
   const id = await labelIds(db, names);
   const pglite = pgliteOf(db);
   if (pglite !== undefined) return insertCopying(pglite, id, rows);
+  if (isServedPglite(db)) return insertUnnesting(db, id, rows);
   const json = JSON.stringify(
     rows.map((r) => ({
       at: new Date(r.at).toISOString(),
@@ -131,9 +131,9 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
         coalesce(sum(b.c), 0), count(*) filter (where b.c is null and b.o <> ${Outcome.REFUNDED})
       from batch b cross join (values (3600), (86400)) as w(period)
       group by 1, 2, 3, 4, 5, 6, 7, 8 order by 1, 2, 3, 4, 5, 6, 7, 8
-      ${ROLLUP_CONFLICT}
+      ${sql.raw(ROLLUP_CONFLICT)}
     ), metered as (
-      ${METERED_UPDATE}
+      ${sql.raw(METERED_UPDATE)}
       from (
         select l.value as token_id, sum(b.tt) as n from batch b join usage_labels l on l.id = b.t
         group by l.value having sum(b.tt) > 0
@@ -157,73 +157,37 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
  * "Multiple Statements in a Simple Query"). Each message PGlite is sent costs ~0.3 ms of its own
  * (a bare `select 1` through `query()`), and BEGIN, COPY, the sums and COMMIT were four, so the
  * sums' values are written as literals (quotes doubled: standard_conforming_strings is on, as
- * src/db/prepared.ts relies on too): ~1.5 ms less per batch (bench/README.md).
+ * src/db/prepared.ts relies on too): ~1.5 ms less per batch (bench/README.md). The sums'
+ * statement is PREPAREd once and EXECUTEd (src/db/queries/usage-sums.ts).
  */
 async function insertCopying(pglite: PgliteClient, id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): Promise<void> {
   const batch = shapeBatch(id, rows);
   const format = typeof batch.calls === "string" ? "" : " with (format binary)";
-  const { sql: sums } = dialect.sqlToQuery(sql`with ${sumsStatements(batch)} select 1`);
+  const sums = await executeSums(pglite, batch);
   await pglite.exec(`copy usage_calls (${COPY_COLUMNS}) from '/dev/blob'${format}; ${sums}`, { blob: new Blob([batch.calls]) });
 }
 
-/** Adds each roll-up group's sums to the row already there. */
-const ROLLUP_CONFLICT = sql.raw(`on conflict (start, period, token, subject, provider, model, plan, outcome) do update set
-        calls = usage_rollups.calls + excluded.calls,
-        prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens,
-        completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens,
-        total_tokens = usage_rollups.total_tokens + excluded.total_tokens,
-        bytes = usage_rollups.bytes + excluded.bytes,
-        http_errors = usage_rollups.http_errors + excluded.http_errors,
-        latency_ms = usage_rollups.latency_ms + excluded.latency_ms,
-        cost_micro_usd = usage_rollups.cost_micro_usd + excluded.cost_micro_usd,
-        unpriced_calls = usage_rollups.unpriced_calls + excluded.unpriced_calls`);
-
 /**
- * Saturates (numeric, then capped) rather than overflowing bigint: a full counter must not make
- * every later batch that meters the same token fail. A token with a budget is charged by its
- * reservations instead, as each call ends (src/tokens/budget-reservations.ts).
+ * Workers of `serve --workers` on the embedded database (src/cluster/embedded-db-server.ts):
+ * PGlite reached as PostgreSQL, so no COPY from a blob, and grouping in SQL is what PGlite does
+ * slowest. One statement (atomic as the one above): the rows from column arrays
+ * (src/db/queries/usage-row-arrays.ts, `at` in epoch ms: an ISO timestamp's parse was a quarter
+ * of a row's cost) and the sums computed in the worker, as insertCopying sends them. PGlite runs
+ * one statement at a time for all workers, so no two batches ever wait for each other's locks.
  */
-const METERED_UPDATE = sql.raw(`update tokens t set tokens_used = least(t.tokens_used::numeric + m.n, ${BIGINT_MAX}::numeric)::bigint`);
-
-/**
- * The CTEs adding a shaped batch's sums: roll-ups, metered tokens, served calls. The roll-ups
- * come sorted from JS; no ORDER BY: PGlite has one session, so no other transaction can hold
- * their locks in another order (workers of `serve --workers` reach it as PostgreSQL, through the
- * statement above), and the sort in SQL took ~2-3 of the statement's ~20 ms for 800 groups.
- */
-function sumsStatements(batch: ShapedBatch): SQL {
-  const r = batch.rollups.map(literal);
-  // Hourly groups only: each also adds to its day (epoch arithmetic, as above).
-  const [period, periods] = batch.daysFromHours
-    ? [sql.raw("to_timestamp(floor(x.start / w.period::float8) * w.period), w.period"), sql.raw("cross join (values (3600), (86400)) as w(period)")]
-    : [sql.raw("to_timestamp(x.start), x.period"), sql``];
-  return sql`rolled as (
-      insert into usage_rollups (start, period, token, subject, provider, model, plan, outcome, calls, prompt_tokens,
-        completion_tokens, total_tokens, bytes, http_errors, latency_ms, cost_micro_usd, unpriced_calls)
-      select ${period}, x.t, x.s, x.p, x.m, x.pl, x.o, x.n, x.pt, x.ct, x.tt, x.b, x.he, x.l, x.c, x.u
-      from unnest(${r[0]}::bigint[], ${r[1]}::integer[], ${r[2]}::integer[], ${r[3]}::integer[], ${r[4]}::integer[],
-        ${r[5]}::integer[], ${r[6]}::integer[], ${r[7]}::smallint[], ${r[8]}::bigint[], ${r[9]}::bigint[], ${r[10]}::bigint[],
-        ${r[11]}::bigint[], ${r[12]}::bigint[], ${r[13]}::bigint[], ${r[14]}::bigint[], ${r[15]}::bigint[], ${r[16]}::bigint[])
-        as x(start, period, t, s, p, m, pl, o, n, pt, ct, tt, b, he, l, c, u) ${periods}
-      ${ROLLUP_CONFLICT}
-    ), metered as (
-      ${METERED_UPDATE}
-      from unnest(${literal(batch.meteredIds)}::text[], ${literal(batch.meteredSums)}::numeric[]) as m(token_id, n)
-      where t.id = m.token_id and t.budget_tokens is null
-    ), served as (
-      update upstream_keys k set calls = k.calls + s.n, last_used_at = greatest(k.last_used_at, s.last_at)
-      from unnest(${literal(batch.servedIds)}::text[], ${literal(batch.servedCalls)}::bigint[], ${literal(batch.servedLast)}::timestamptz[]) as s(key_id, n, last_at)
-      where k.id = s.key_id
-    )`;
-}
-
-/**
- * A value of the sums' statement as a SQL string literal. The arrays hold numbers and label
- * values, which the labels' own statement has already refused if they held a NUL.
- */
-function literal(text: string): SQL {
-  if (text.includes("\0")) throw new TypeError("a usage value holds a NUL");
-  return sql.raw(stringLiteral(text));
+async function insertUnnesting(db: Db, id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): Promise<void> {
+  const batch = shapeBatchArrays(id, rows);
+  const c = batch.calls;
+  await db.execute(sql`with calls as (
+      insert into usage_calls (${sql.raw(COPY_COLUMNS)})
+      select to_timestamp(x.at / 1000) + (x.at % 1000) * interval '1 ms', x.b, x.t, x.s, x.p, x.m, x.k, x.pt, x.ct, x.tt, x.l, x.st,
+        x.o, x.f, x.a, x.pl, x.ca, x.re, x.c
+      from unnest(${c[0]}::bigint[], ${c[1]}::bigint[], ${c[2]}::integer[], ${c[3]}::integer[], ${c[4]}::integer[], ${c[5]}::integer[],
+        ${c[6]}::integer[], ${c[7]}::integer[], ${c[8]}::integer[], ${c[9]}::integer[], ${c[10]}::integer[], ${c[11]}::smallint[],
+        ${c[12]}::smallint[], ${c[13]}::smallint[], ${c[14]}::text[], ${c[15]}::integer[], ${c[16]}::integer[], ${c[17]}::integer[],
+        ${c[18]}::bigint[]) as x(at, b, t, s, p, m, k, pt, ct, tt, l, st, o, f, a, pl, ca, re, c)
+    ), ${sql.raw(inlineSums(batch))}
+    select 1`);
 }
 
 /** The PGlite client under `db` (drizzle keeps it as `$client`); undefined on postgres.js or a fake. */
