@@ -38,7 +38,7 @@ describe("layers", () => {
       trustProxy: [],
       redisUrl: undefined,
       redisPerIp: false,
-      leaseMax: 64,
+      leaseMax: 256,
       leaseIdleMs: 1000,
       acceptByokTokens: false,
       corsOrigins: ["*"],

@@ -305,7 +305,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   upstreamIdleTimeoutMs: intField("RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS", 120_000),
   corsOrigins: listField("RELAYAPI_CORS_ORIGINS", ["*"]),
   tokenCacheMs: intField("RELAYAPI_TOKEN_CACHE_MS", 5_000),
-  leaseMax: intField("RELAYAPI_LEASE_MAX", 64),
+  leaseMax: intField("RELAYAPI_LEASE_MAX", 256),
   leaseIdleMs: intField("RELAYAPI_LEASE_IDLE_MS", 1_000),
   acceptByokTokens: boolField("RELAYAPI_ACCEPT_BYOK_TOKENS", false),
   publicOrigin: optionalField("RELAYAPI_PUBLIC_ORIGIN"),
