@@ -196,7 +196,7 @@ describe.skipIf(!pgUp)("PostgreSQL stops mid-load", () => {
   });
 
   it("answers 503 while it is down, recovers without a restart, and records every call exactly", { timeout: 120_000 }, async () => {
-    // Default call leasing (blocks of up to 64): calls covered by a block leased before the stop
+    // Default call leasing (blocks of up to 256): calls covered by a block leased before the stop
     // are still served during the outage (they were counted then); the counts must stay exact.
     relay = await startRelay({ mock, config: { databaseUrl: proxy.urlFor(db.url) } });
     const { secret, id } = await relay.issue({ limits: { maxCalls: 1_000_000n } });

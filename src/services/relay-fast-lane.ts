@@ -176,8 +176,14 @@ class EnvelopeWriter {
     private readonly compressMinBytes: number,
   ) {}
 
-  head(data: string | Uint8Array): void | Promise<void> {
-    if (this.compression !== null) return this.message(data);
+  /** The head message. Never fails (the engine's sink calls must not throw): a client gone by then only loses it. */
+  head(data: string | Uint8Array): void {
+    if (this.compression !== null) {
+      // Compressing is asynchronous: a client gone by the time it is written rejects this one,
+      // which nothing else awaits (an unhandled rejection ends the process).
+      this.message(data)?.catch(() => {});
+      return;
+    }
     this.#held = framed(0, data);
     process.nextTick(releaseHeld, this);
   }
