@@ -6,13 +6,14 @@
  * worker, the streams in flight finish, and the usage rows equal the calls the provider saw.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mallocTuning } from "../src/cluster/primary.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
 import { buildRelayBundle, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
@@ -119,6 +120,15 @@ describe.each(cases)("serve --workers 2 on $name", ({ postgres: onPostgres }) =>
     expect(statuses.filter((s) => s === 429)).toHaveLength(450);
     expect(mock.requests).toHaveLength(50);
     expect(new Set(workerLines(relay).map((w) => w.pid)).size).toBe(2);
+  });
+
+  it.skipIf(skip || process.platform !== "linux")("workers start with glibc's mmap threshold fixed, unless the operator set malloc's own", async () => {
+    const given = Object.keys(process.env).some((k) => k.startsWith("MALLOC_"));
+    for (const { pid } of workerLines(relay)) {
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      expect(environ.includes("MALLOC_MMAP_THRESHOLD_=131072")).toBe(!given);
+    }
+    expect(mallocTuning({ MALLOC_ARENA_MAX: "2" })).toEqual({});
   });
 
   it.skipIf(skip)(
