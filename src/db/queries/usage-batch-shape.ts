@@ -10,7 +10,7 @@
  * they are (bench/usage-cost.ts, bench/README.md).
  */
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
-import { BinaryRows } from "./usage-copy-binary.js";
+import { BinaryRows, type UsageRowWriter } from "./usage-copy-binary.js";
 import { ArrayRows } from "./usage-row-arrays.js";
 import type { UsageInsert } from "./usage.js";
 
@@ -48,7 +48,7 @@ export interface ShapedArrays extends ShapedSums {
 
 /** Where shape() writes each row; false: a value it cannot hold (the batch then goes as text). */
 interface RowSink {
-  row: BinaryRows["row"];
+  row: UsageRowWriter;
 }
 
 /** The columns of `usage_calls` in the order of the COPY text. */

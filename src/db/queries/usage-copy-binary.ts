@@ -15,6 +15,25 @@ const ROW_BYTES = 2 + 19 * 4 + 3 * 8 + 12 * 4 + 3 * 2;
 const utf8 = new TextEncoder();
 
 /**
+ * Writes one row of `usage_calls` (COPY_COLUMNS) from its record, the ids of its labels and its
+ * optional fields with their defaults; false when this form cannot hold one of its values.
+ */
+export type UsageRowWriter = (
+  r: UsageInsert,
+  token: number,
+  subject: number,
+  provider: number,
+  model: number,
+  key: number,
+  flags: number,
+  attempts: string,
+  plan: number,
+  cached: number,
+  reasoning: number,
+  cost: number | null,
+) => boolean;
+
+/**
  * The rows in COPY's binary format (https://www.postgresql.org/docs/current/sql-copy.html,
  * "Binary Format"), columns as COPY_COLUMNS. `row` returns false, writing nothing, for a row
  * with a value its column's binary form cannot hold exactly (not an integer, out of range, a
@@ -31,20 +50,7 @@ export class BinaryRows {
     this.#buf.set(COPY_SIGNATURE);
   }
 
-  row(
-    r: UsageInsert,
-    token: number,
-    subject: number,
-    provider: number,
-    model: number,
-    key: number,
-    flags: number,
-    attempts: string,
-    plan: number,
-    cached: number,
-    reasoning: number,
-    cost: number | null,
-  ): boolean {
+  readonly row: UsageRowWriter = (r, token, subject, provider, model, key, flags, attempts, plan, cached, reasoning, cost) => {
     const us = r.at * 1000 - PG_EPOCH_US;
     if (
       !(Number.isSafeInteger(r.at) && Number.isSafeInteger(us) && Number.isSafeInteger(r.bytes) && (cost === null || Number.isSafeInteger(cost))) ||
@@ -89,7 +95,7 @@ export class BinaryRows {
     } else o = int8(v, o, cost);
     this.#at = o;
     return true;
-  }
+  };
 
   /** The whole COPY data: the rows and the trailer. */
   finish(): Uint8Array<ArrayBuffer> {

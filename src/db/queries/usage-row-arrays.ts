@@ -6,7 +6,7 @@
  * ~6 µs from these arrays, ~7.5 with `at` as ISO text (the timestamp's parse), ~8 from the
  * JSON that PostgreSQL gets (src/db/queries/usage.ts), ~4.5 by binary COPY.
  */
-import type { UsageInsert } from "./usage.js";
+import type { UsageRowWriter } from "./usage-copy-binary.js";
 
 /** Number of columns: COPY_COLUMNS. */
 const COLUMNS = 19;
@@ -20,20 +20,7 @@ export class ArrayRows {
   readonly #cols: string[] = Array.from({ length: COLUMNS }, () => "");
   #sep = "";
 
-  row(
-    r: UsageInsert,
-    token: number,
-    subject: number,
-    provider: number,
-    model: number,
-    key: number,
-    flags: number,
-    attempts: string,
-    plan: number,
-    cached: number,
-    reasoning: number,
-    cost: number | null,
-  ): boolean {
+  readonly row: UsageRowWriter = (r, token, subject, provider, model, key, flags, attempts, plan, cached, reasoning, cost) => {
     const c = this.#cols;
     const s = this.#sep;
     c[0] += s + Math.trunc(r.at);
@@ -57,7 +44,7 @@ export class ArrayRows {
     c[18] += s + (cost === null ? "NULL" : cost);
     this.#sep = ",";
     return true;
-  }
+  };
 
   /** The column arrays, in COPY_COLUMNS order. */
   finish(): string[] {
