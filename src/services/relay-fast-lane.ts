@@ -165,7 +165,7 @@ class EnvelopeWriter {
   #started = false;
   /** With compression, messages are written in order through this chain (compressing is asynchronous). */
   #tail: Promise<void> | undefined;
-  /** The head message's envelope, not written yet. */
+  /** The head message's envelope, and after it the end message's, not written yet. */
   #held: Uint8Array | undefined;
 
   constructor(
@@ -178,12 +178,7 @@ class EnvelopeWriter {
 
   /** The head message. Never fails (the engine's sink calls must not throw): a client gone by then only loses it. */
   head(data: string | Uint8Array): void {
-    if (this.compression !== null) {
-      // Compressing is asynchronous: a client gone by the time it is written rejects this one,
-      // which nothing else awaits (an unhandled rejection ends the process).
-      this.message(data)?.catch(() => {});
-      return;
-    }
+    if (this.compression !== null) return this.#unawaited(data);
     this.#held = framed(0, data);
     process.nextTick(releaseHeld, this);
   }
@@ -193,17 +188,23 @@ class EnvelopeWriter {
    * engine's sink calls must not throw): a client gone by then only loses it.
    */
   beforeEnd(data: string | Uint8Array): void {
-    if (this.compression !== null) {
-      try {
-        this.message(data)?.catch(() => {});
-      } catch {
-        // gone: see above
-      }
-      return;
-    }
-    const last = framed(0, data);
+    if (this.compression !== null) return this.#unawaited(data);
+    this.#held = this.#afterHeld(framed(0, data));
+  }
+
+  /**
+   * A message nothing awaits, with compression: it is written asynchronously, and a client gone
+   * by then rejects it, which unhandled would end the process. The client only loses it.
+   */
+  #unawaited(data: string | Uint8Array): void {
+    this.message(data)?.catch(() => {});
+  }
+
+  /** `message` after what is held, which is then no longer held. */
+  #afterHeld(message: Uint8Array): Uint8Array {
     const held = this.#held;
-    this.#held = held === undefined ? last : Buffer.concat([held, last]);
+    this.#held = undefined;
+    return held === undefined ? message : Buffer.concat([held, message]);
   }
 
   /** Writes the held head on its own (no message followed it in its turn of the event loop). */
@@ -237,10 +238,7 @@ class EnvelopeWriter {
     }
     if (isGone(this.res)) return;
     this.#head();
-    const last = envelope(flags, data);
-    const held = this.#held;
-    this.#held = undefined;
-    this.res.end(held === undefined ? last : Buffer.concat([held, last]));
+    this.res.end(this.#afterHeld(envelope(flags, data)));
   }
 
   #head(): void {
@@ -258,9 +256,7 @@ class EnvelopeWriter {
     const res = this.res;
     if (isGone(res)) throw new Error("client went away");
     this.#head();
-    const held = this.#held;
-    this.#held = undefined;
-    if ((res as { write(c: Uint8Array): boolean }).write(held === undefined ? message : Buffer.concat([held, message]))) return;
+    if ((res as { write(c: Uint8Array): boolean }).write(this.#afterHeld(message))) return;
     return drained(res);
   }
 }
