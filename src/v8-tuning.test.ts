@@ -39,7 +39,12 @@ describe("tuneHeap", () => {
   // Pretenured sites kept every young object stored into their dead objects alive through each
   // scavenge: ~20% of a relayed call's allocations survived and most were promoted (issue 22).
   it("turns off allocation-site pretenuring: a surviving site still allocates young", async () => {
-    expect(await probeIsYoung(false)).toBe(false); // V8's default: the site is pretenured
+    // V8's default pretenures the site (the probe has the power to show the flag), when its
+    // compiler and collector get there within the rounds: under the whole suite's load one run
+    // in many did not, so the control has three tries.
+    let pretenured = false;
+    for (let i = 0; i < 3 && !pretenured; i++) pretenured = !(await probeIsYoung(false));
+    expect(pretenured).toBe(true);
     expect(await probeIsYoung(true)).toBe(true);
-  }, 120_000);
+  }, 240_000);
 });
