@@ -129,6 +129,7 @@ export async function startNginx(upstream: string, upstreamKey: string, log: (s:
     name: "nginx",
     url,
     adminKey: undefined,
+    unaryUrl: undefined,
     pid,
     cpuMs: () => treeCpuMs(pid),
     sample: async (): Promise<SampleMessage> => {

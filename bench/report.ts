@@ -91,7 +91,10 @@ export function formatReport(
   );
   const relays = names.filter((n) => s.targets[n]!.connectH1Rps !== undefined);
   if (relays.length) {
-    out.push("", "Connect unary IntrospectToken (16 connections; h2c: one stream in flight per connection)");
+    out.push(
+      "",
+      "Connect unary IntrospectToken (16 connections; h2c: one stream in flight per connection); reference = a bare Node server answering a fixed JSON on HTTP/1.1 and h2c, the ceiling",
+    );
     out.push(
       table(
         ["target", `HTTP/1.1 JSON (${tools.http1}) req/s`, "p50 ms", `h2c (${tools.h2c}) req/s`, tools.h2c === "h2load" ? "mean ms" : "p50 ms"],

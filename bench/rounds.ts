@@ -76,14 +76,19 @@ export async function measureThroughput(
 export async function introspectLoad(t: BenchTarget, http: "1.1" | "2", connections: number, durationS: number): Promise<ThroughputResult> {
   if (http === "1.1") return runThroughput(connectCall(t), connections, durationS);
   if (H2LOAD && driver.wrk) return runH2load(connectCall(t), connections, durationS);
-  const r = await runConnectLoad(t.handle.url, t.token!, "2", connections, durationS);
+  const r = await runConnectLoad(t.relay ? t.handle.url : t.handle.unaryUrl!, t.token ?? "none", "2", connections, durationS);
   return { rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ok: r.ok, non2xx: 0, errors: r.failures, seconds: durationS };
+}
+
+/** Targets that answer Connect unary: the relays, and the reference's bare unary server (the ceiling). */
+export function answersUnary(t: BenchTarget): boolean {
+  return t.relay || t.handle.unaryUrl !== undefined;
 }
 
 export function connectCall(t: BenchTarget): HttpCall {
   return {
-    url: t.handle.url + INTROSPECT_PATH,
-    headers: { "content-type": "application/json", authorization: `Bearer ${t.token}` },
+    url: (t.relay ? t.handle.url : t.handle.unaryUrl!) + INTROSPECT_PATH,
+    headers: { "content-type": "application/json", authorization: `Bearer ${t.token ?? "none"}` },
     body: "{}",
   };
 }
@@ -125,6 +130,8 @@ export async function warmUp(targets: BenchTarget[], opts: BenchOptions, log: (s
     await runStreamProbe(t.streamCall, 2);
     if (t.relay) {
       await runThroughput(rpcRelayCall(t), opts.connections, Math.min(1, opts.warmup));
+    }
+    if (answersUnary(t)) {
       await introspectLoad(t, "1.1", opts.connections, Math.min(1, opts.warmup));
       await introspectLoad(t, "2", opts.connections, Math.min(1, opts.warmup));
     }
@@ -150,7 +157,7 @@ export async function runRound(round: number, targets: BenchTarget[], opts: Benc
     log(`  round ${round + 1} ${`${t.name} rpc`.padEnd(15)} ${Math.round(r.rps)} req/s, ${r.cpuMsPerReq.toFixed(3)} CPU ms/req (RelayService.Relay)`);
   }
   for (const t of order) {
-    if (!t.relay) continue;
+    if (!answersUnary(t)) continue;
     results[t.name]!.connectH1 = await introspectLoad(t, "1.1", opts.connections, connectSeconds);
     results[t.name]!.connectH2c = await introspectLoad(t, "2", opts.connections, connectSeconds);
   }

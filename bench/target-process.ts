@@ -25,6 +25,8 @@ export interface ReadyMessage {
   type: "ready";
   url: string;
   adminKey?: string;
+  /** The reference only: the bare Node unary server (bench/bare-unary.ts), IntrospectToken's ceiling. */
+  unaryUrl?: string;
 }
 
 export interface SampleMessage {
@@ -65,7 +67,11 @@ async function start(cfg: TargetConfig): Promise<Started> {
     const { startReferenceProxy } = await import("./reference-proxy.js");
     const { startOldReferenceProxy } = await import("./reference-proxy-old.js");
     const { url, server } = await (cfg.kind === "reference" ? startReferenceProxy : startOldReferenceProxy)(cfg.upstream, cfg.upstreamKey);
-    return { ready: { type: "ready", url }, close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))) };
+    const unary = cfg.kind === "reference" ? await (await import("./bare-unary.js")).startBareUnary() : undefined;
+    return {
+      ready: { type: "ready", url, unaryUrl: unary?.url },
+      close: () => new Promise((r) => (unary?.server.close(), server.closeAllConnections(), server.close(() => r()))),
+    };
   }
   if (cfg.kind === "portkey") {
     const { startPortkey } = await import("./start-portkey.js");

@@ -14,6 +14,8 @@ export interface TargetHandle {
   name: string;
   url: string;
   adminKey: string | undefined;
+  /** The reference only: its bare unary server's URL (bench/bare-unary.ts). */
+  unaryUrl: string | undefined;
   pid: number;
   /** CPU ms of the target's own process(es) since they started (/proc; the child's own count where /proc is missing). */
   cpuMs(): Promise<number> | number;
@@ -97,6 +99,7 @@ export async function startTarget(
     name,
     url: ready.url,
     adminKey: ready.adminKey,
+    unaryUrl: ready.unaryUrl,
     pid: child.pid!,
     cpuMs: procAvailable(child.pid!) ? () => processCpuMs(child.pid!) : async () => (await ask<SampleMessage>("sample")).cpuUs / 1000,
     sample: () => ask<SampleMessage>("sample"),
