@@ -61,6 +61,7 @@ export type ConsoleHandler = (req: IncomingMessage | Http2ServerRequest, res: An
 /** A handler serving the console built into `root` (default: dist/console/). */
 export function createConsoleHandler(root: string = CONSOLE_DIST): ConsoleHandler {
   const base = resolve(root);
+  const files = new FileCache();
   return async function serveConsole(req, res, pathname) {
     try {
       if (req.method !== "GET" && req.method !== "HEAD") {
@@ -71,10 +72,10 @@ export function createConsoleHandler(root: string = CONSOLE_DIST): ConsoleHandle
       // A last segment with a dot names a file; anything else is a route of the app.
       const file = rest.startsWith("assets/") || last.includes(".") ? inside(base, rest) : join(base, "index.html");
       if (file === undefined) return notFound(res);
-      let body: Buffer;
+      let body: Buffer | undefined;
       try {
-        if (!(await stat(file)).isFile()) return notFound(res);
-        body = await readFile(file);
+        body = await files.read(file);
+        if (body === undefined) return notFound(res);
       } catch {
         if (file === join(base, "index.html") || !(await exists(join(base, "index.html")))) return notBuilt(req, res);
         return notFound(res);
@@ -94,6 +95,33 @@ export function createConsoleHandler(root: string = CONSOLE_DIST): ConsoleHandle
       else res.destroy();
     }
   };
+}
+
+/**
+ * The console's files, each read once and shared by every answer (until it changes on disk).
+ * Read per request, each answer held its own copy for as long as its client chose: an h2c
+ * client announcing a window of 0 kept ~100 streams per connection waiting with 1.1 MB of the
+ * source map each, unauthenticated (test/probe-input.test.ts). A shared buffer is written by
+ * reference, so a stalled answer holds nothing of its own. Only files that exist below the
+ * console's directory are kept: the cache is as large as the build, at most.
+ */
+class FileCache {
+  readonly #files = new Map<string, { mtimeMs: number; size: number; body: Promise<Buffer> }>();
+
+  /** The file's bytes, or undefined when it is no file; throws when it cannot be read. */
+  async read(file: string): Promise<Buffer | undefined> {
+    const st = await stat(file);
+    if (!st.isFile()) return undefined;
+    const known = this.#files.get(file);
+    if (known !== undefined && known.mtimeMs === st.mtimeMs && known.size === st.size) return known.body;
+    // The promise is kept, so a burst of first requests shares one read too.
+    const body = readFile(file);
+    this.#files.set(file, { mtimeMs: st.mtimeMs, size: st.size, body });
+    body.catch(() => {
+      if (this.#files.get(file)?.body === body) this.#files.delete(file);
+    });
+    return body;
+  }
 }
 
 /** The file `rel` (still percent-encoded) names below `base`, or undefined when it leaves it. */

@@ -24,23 +24,14 @@ export function declaredLength(req: AnyRequest): number | undefined {
 }
 
 /**
- * Reads the body. Its bytes are taken from `account` first (the declared length at once, else
- * chunk by chunk); the caller gives them back when the request ends.
+ * Reads the body. Its bytes are taken from `account` chunk by chunk, as they arrive; the caller
+ * gives them back when the request ends. A declared length is not taken at once: the budget
+ * would then be held by bodies their clients never send (test/probe-input-budget.test.ts).
  */
 export function readBody(req: AnyRequest, limit: number, account?: BodyAccount): Promise<Buffer> {
   const declared = declaredLength(req);
-  if (declared !== undefined) {
-    // Refused before a byte is read; the caller lets the body go once it has answered.
-    if (declared > limit) return Promise.reject(tooLarge());
-    if (account !== undefined && declared > 0) {
-      try {
-        account.take(declared);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
-  }
-  const metered = declared === undefined ? account : undefined;
+  // Refused before a byte is read; the caller lets the body go once it has answered.
+  if (declared !== undefined && declared > limit) return Promise.reject(tooLarge());
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -56,9 +47,9 @@ export function readBody(req: AnyRequest, limit: number, account?: BodyAccount):
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) return refuse(tooLarge());
-      if (metered !== undefined) {
+      if (account !== undefined) {
         try {
-          metered.take(chunk.length);
+          account.take(chunk.length);
         } catch (e) {
           return refuse(e as RelayError);
         }

@@ -14,6 +14,10 @@ import { kAnswer, noteFailure, type Answer } from "../observe/answer-counter.js"
 /** `method` (`package.Service/Method`) names the RPC on the error line. */
 export function toConnectError(e: unknown, log?: Logger, method?: string): ConnectError {
   if (e instanceof ConnectError) return e;
+  // An h2c request body cut at requestTimeoutMs (src/one-port.ts, answered 408 there): the
+  // client's doing, as a client that leaves mid-body; as an unforeseen error it was an error
+  // line (and a counted internal failure) any client could write at will.
+  if ((e as { code?: unknown } | null)?.code === "ERR_HTTP_REQUEST_TIMEOUT") return new ConnectError("request body not received in time", Code.Canceled);
   const err = toRelayError(e);
   if (err.code === "internal" && !(e instanceof RelayError)) log?.error("rpc failed", { method, err: e });
   const meta = new Headers();

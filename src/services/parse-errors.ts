@@ -1,16 +1,22 @@
 /**
- * connect-es answers a request message that is not valid protobuf binary ("parse binary: ...")
- * or a request body its brotli decoder refuses ("decompression failed") with `internal`: an HTTP
- * 500 on unary Connect, grpc-status 13 on gRPC and gRPC-Web, as if the relay had failed.
- * (Invalid JSON and bad gzip already get `invalid_argument`.) Both happen before any interceptor
- * runs, so this wraps the router's handlers and rewrites exactly those errors to
- * `invalid_argument` in each protocol's own framing. Bad input is never a 5xx.
+ * connect-es answers a request message that is not valid protobuf binary ("parse binary: ..."),
+ * a request body its brotli decoder refuses ("decompression failed"), a compressed envelope
+ * without an encoding header ("received compressed envelope, but do not know how to
+ * decompress") and a Connect GET whose `base64=1` message is not base64 (a fixed "internal
+ * error") with `internal`: an HTTP 500 on unary Connect, grpc-status 13 on gRPC and gRPC-Web,
+ * as if the relay had failed. (Invalid JSON and bad gzip already get `invalid_argument`.) All
+ * happen before any interceptor runs, so this wraps the router's handlers and rewrites exactly
+ * those errors to `invalid_argument` in each protocol's own framing. Bad input is never a 5xx.
  */
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
 /** Messages of connect-es's request-decoding failures, as sent and URI-encoded (grpc-message). */
-const DECODE_ERROR = /^(?:parse binary:|decompression failed$)/;
-const DECODE_ERROR_ENCODED = /^grpc-message:\s*(?:parse%20binary%3A|decompression%20failed\r?$)/im;
+const DECODE_ERROR = /^(?:parse binary:|decompression failed$|received compressed envelope, but do not know how to decompress$)/;
+const DECODE_ERROR_ENCODED =
+  /^grpc-message:\s*(?:parse%20binary%3A|decompression%20failed\r?$|received%20compressed%20envelope%2C%20but%20do%20not%20know%20how%20to%20decompress\r?$)/im;
+/** What a Connect GET's message that is not base64 is answered with (connect-es: a bare "internal error"). */
+const BAD_BASE64 = "invalid base64 string";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -19,7 +25,7 @@ export function parseErrorsAsInvalidArgument(handler: UniversalHandler): Univers
     const res = await handler(req);
     if (!res.body || res.header?.has("content-encoding")) return res;
     const type = res.header?.get("content-type") ?? "";
-    if (res.status === 500 && type.startsWith("application/json")) return unary(res, res.body);
+    if (res.status === 500 && type.startsWith("application/json")) return unary(res, res.body, req);
     if (res.status !== 200) return res;
     if (type.startsWith("application/connect+")) return { ...res, body: mapEnvelopes(res.body, 0x02, connectEnd) };
     if (type.startsWith("application/grpc-web")) return { ...res, body: mapEnvelopes(res.body, 0x80, grpcWebTrailer) };
@@ -46,7 +52,7 @@ interface ErrorJson {
 
 const isParseError = (e: ErrorJson | undefined): boolean => e?.code === "internal" && typeof e.message === "string" && DECODE_ERROR.test(e.message);
 
-async function unary(res: UniversalServerResponse, body: AsyncIterable<Uint8Array>): Promise<UniversalServerResponse> {
+async function unary(res: UniversalServerResponse, body: AsyncIterable<Uint8Array>, req: UniversalServerRequest): Promise<UniversalServerResponse> {
   const chunks: Uint8Array[] = [];
   for await (const c of body) chunks.push(c);
   const bytes = Buffer.concat(chunks);
@@ -56,10 +62,24 @@ async function unary(res: UniversalServerResponse, body: AsyncIterable<Uint8Arra
   } catch {
     // not a Connect error body: passed on as it is
   }
-  if (!isParseError(error)) return { ...res, body: once(bytes) };
+  if (error?.code === "internal" && badBase64Query(req)) error = { ...error, message: BAD_BASE64 };
+  else if (!isParseError(error)) return { ...res, body: once(bytes) };
   const fixed = encoder.encode(JSON.stringify({ ...error, code: "invalid_argument" }));
   res.header?.set("content-length", String(fixed.byteLength));
   return { ...res, status: 400, body: once(fixed) };
+}
+
+/** A Connect GET whose message is said to be base64 (`base64=1`) and is not: connect-es's decoder throws. */
+function badBase64Query(req: UniversalServerRequest): boolean {
+  if (req.method !== "GET") return false;
+  const query = new URL(req.url).searchParams;
+  if (query.get("base64") !== "1") return false;
+  try {
+    base64Decode(query.get("message") ?? "");
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function connectEnd(data: Uint8Array): Uint8Array {

@@ -26,7 +26,6 @@
  * of the method.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { compressionNegotiate, createMethodSerializationLookup, validateReadWriteMaxBytes, type Compression } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import type { IncomingMessage } from "node:http";
@@ -39,6 +38,7 @@ import type { AnyResponse } from "../http/render-error.js";
 import { requestIdOf } from "../http/request-id.js";
 import { answerOf } from "../observe/answer-counter.js";
 import type { RelayEngine } from "../relay/engine.js";
+import { ACCEPT_COMPRESSION } from "./compression.js";
 import { mapFailure } from "./errors.js";
 import { envelope } from "./parse-errors.js";
 import { partJson } from "./relay-message-json.js";
@@ -58,7 +58,6 @@ export type RelayFastLane = (req: AnyRequest, res: AnyResponse, pathname: string
 const METHOD_NAME = `${RelayService.typeName}/Relay`;
 const JSON_TYPE = "application/connect+json";
 const PROTO_TYPE = "application/connect+proto";
-const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
 const DIGITS = /^\d+$/;
 /** connect-es's request-decoding failure. */
 const PARSE_BINARY = /^parse binary:/;
@@ -66,7 +65,7 @@ const COMPRESSED_FLAG = 0b00000001;
 
 export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
   const { engine, log, maxBodyBytes } = deps;
-  const gate = createRpcGate({ ...deps, adminOnly: new Set() });
+  const gate = createRpcGate({ ...deps, adminOnly: new Set(), readsByEvents: true });
   const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
   const serialization = createMethodSerializationLookup(RelayService.method.relay, undefined, undefined, io);
   let taken = 0;

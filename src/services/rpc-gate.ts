@@ -4,9 +4,10 @@
  * must come before the body are made here, on the Node request, before it is handed over:
  * - the per-IP limit (every route, as on the HTTP layer);
  * - the admin key of admin-only methods, from the `authorization` header;
- * - the global body budget: the declared length is taken at once; a body without one (h2,
- *   chunked) is counted as connect-node reads it, up to the body limit per request (the most
- *   connect-node holds for one request: one message of at most readMaxBytes).
+ * - the global body budget: a body is counted as connect-node reads it, up to the body limit
+ *   per request (the most connect-node holds for one request: one message of at most
+ *   readMaxBytes). A declared length is not taken at once: a client could then hold the whole
+ *   budget with bodies it never sends (test/probe-input-budget.test.ts).
  * A refusal is answered in the request's own protocol (Connect JSON error with the status
  * Connect uses, a Connect end-of-stream message, or gRPC / gRPC-Web trailers-only) from the one
  * RelayError -> ConnectError mapping (errors.ts). The interceptors stay as the second line.
@@ -40,6 +41,20 @@ export interface FrontDoorDeps {
 export interface RpcGateDeps extends FrontDoorDeps {
   /** `/<service>/<method>` of every admin-only method (auth.ts adminOnlyPaths). */
   adminOnly: ReadonlySet<string>;
+  /**
+   * The reader is a fast lane's `readMessage`, which reads a body of declared length by events
+   * and takes each chunk from `declaredAccount(req)`; else (connect-node) the request's async
+   * iterator is wrapped to count it.
+   */
+  readsByEvents?: boolean;
+}
+
+/** Accounts of declared-length bodies a fast lane reads by events (holdBody). */
+const declaredAccounts = new WeakMap<AnyRequest, BodyAccount>();
+
+/** The budget account a fast lane takes a declared-length body's chunks from, as they arrive. */
+export function declaredAccount(req: AnyRequest): BodyAccount | undefined {
+  return declaredAccounts.get(req);
 }
 
 export interface RpcGate {
@@ -59,7 +74,7 @@ export function createRpcGate(deps: RpcGateDeps): RpcGate {
         ip = ipOf(req);
         await limits.checkIp(ip);
         if (adminOnly.has(pathname) && !isAdminAuthorization(headerText(req.headers.authorization), adminKey)) throw adminKeyRequired();
-        if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes);
+        if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes, deps.readsByEvents === true);
       } catch (e) {
         const err = toConnectError(e);
         // Counted by the RelayError's reason (rate_limited, unauthenticated, unavailable).
@@ -78,16 +93,24 @@ export function createRpcGate(deps: RpcGateDeps): RpcGate {
   };
 }
 
-/** Takes the body's bytes from the budget (throws past it) and gives them back when the request ends. */
-function holdBody(req: AnyRequest, res: AnyResponse, account: BodyAccount, limit: number): void {
+/** Takes the body's bytes from the budget as they are read (throws past it) and gives them back when the request ends. */
+function holdBody(req: AnyRequest, res: AnyResponse, account: BodyAccount, limit: number, byEvents: boolean): void {
   const declared = declaredLength(req);
   if (declared === 0 || req.complete) return;
-  res.once("close", account.release);
   // Over the limit the adapter refuses it unread (readMaxBytes): nothing will be held.
-  if (declared !== undefined) {
-    if (declared <= limit) account.take(declared);
+  if (declared !== undefined && declared > limit) return;
+  res.once("close", account.release);
+  // Taken at once, a declared length held budget the client never had to send: one h2c
+  // connection of streams each declaring a length and sending a byte refused every body of
+  // every client for requestTimeoutMs, unauthenticated. Bytes are counted as they come.
+  if (declared !== undefined && byEvents) {
+    declaredAccounts.set(req, account);
     return;
   }
+  // connect-es's readAllBytes allocates a declared length before a byte came: the header goes.
+  // The length is still enforced where the body is framed: Node's HTTP/1.1 parser reads
+  // exactly that many bytes, nghttp2 resets an h2 stream whose DATA does not add up to it.
+  if (declared !== undefined) delete req.headers["content-length"];
   countAsRead(req, account, limit);
 }
 
@@ -126,6 +149,9 @@ const CONNECT_STREAM = /^application\/connect\+/i;
 
 /** Answers `err` the way the request's protocol expects an error before any message. */
 function refuse(req: AnyRequest, res: AnyResponse, err: ConnectError): void {
+  // A client that reset its h2c stream while the gate awaited (the per-IP limit on Redis) has
+  // no one to answer, and respond() on that stream throws: unhandled, it ended the process.
+  if ("stream" in res && (res.stream.destroyed || res.stream.closed)) return;
   if (res.headersSent) {
     res.destroy();
     return;

@@ -14,6 +14,7 @@ import { relayErrorShape, sendError, type AnyResponse } from "../http/render-err
 import type { Logger } from "../log.js";
 import { answerOf, kAnswer } from "../observe/answer-counter.js";
 import { adminAuthInterceptor, adminOnlyPaths } from "./auth.js";
+import { ACCEPT_COMPRESSION } from "./compression.js";
 import { ipLimitInterceptor, kClientIp, kIpChecked } from "./ip-limit-interceptor.js";
 import { errorInterceptor } from "./errors.js";
 import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
@@ -42,9 +43,17 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
         .set(kAnswer, answerOf(req));
     },
     readMaxBytes: maxBodyBytes,
+    acceptCompression: ACCEPT_COMPRESSION,
     fallback: (_req, res) => sendError(res as AnyResponse, new RelayError("not_found", "not found"), relayErrorShape),
   });
   return (req, res, pathname) => {
-    void gate.admit(req, res, pathname).then((admitted) => admitted && adapter(req, res));
+    // Nothing here may reject unhandled: Node ends the process on it (a refusal once threw).
+    gate
+      .admit(req, res, pathname)
+      .then((admitted) => admitted && adapter(req, res))
+      .catch((e: unknown) => {
+        deps.log.error("rpc front door failed", { err: e });
+        res.destroy();
+      });
   };
 }

@@ -31,7 +31,6 @@
  */
 import type { DescMethodUnary, DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import {
   compressionNegotiate,
   createMethodSerializationLookup,
@@ -48,11 +47,12 @@ import { discardUnread } from "../http/read-body.js";
 import type { AnyResponse } from "../http/render-error.js";
 import { relayTokenFrom } from "../http/token-carrier.js";
 import type { Logger } from "../log.js";
-import { answerOf } from "../observe/answer-counter.js";
+import { answerOf, noteFailure } from "../observe/answer-counter.js";
 import type { TokenStore } from "../tokens/token-store.js";
 import { adminOnlyPaths } from "./auth.js";
-import { mapFailure } from "./errors.js";
-import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
+import { ACCEPT_COMPRESSION } from "./compression.js";
+import { mapFailure, toConnectError } from "./errors.js";
+import { createRpcGate, declaredAccount, type FrontDoorDeps } from "./rpc-gate.js";
 import { IntrospectAnswers, introspectRowFor, quotaFor } from "./token-service.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -82,8 +82,6 @@ interface FastMethod<T = unknown> {
   taken: number;
 }
 
-/** What connect-node's adapter accepts (its default: rpc-handler.ts sets none), in its order. */
-const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
 const TIMEOUT = /^\d{1,10}$/;
 const DIGITS = /^\d+$/;
 const PROTO = /proto$/i;
@@ -92,7 +90,7 @@ const PARSE_BINARY = /^parse binary:/;
 
 export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
   const { tokens, log, maxBodyBytes } = deps;
-  const gate = createRpcGate({ ...deps, adminOnly: adminOnlyPaths([TokenService]) });
+  const gate = createRpcGate({ ...deps, adminOnly: adminOnlyPaths([TokenService]), readsByEvents: true });
   // The limits connect-node's adapter runs with (readMaxBytes; the rest its defaults).
   const io = validateReadWriteMaxBytes(maxBodyBytes, undefined, undefined);
   const method = <I extends DescMessage, O extends DescMessage, T>(
@@ -210,7 +208,8 @@ export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
  * The request's body, as connect-node's readAllBytes reads it (the same limits and messages).
  * A body of unknown length that the front door meters (rpc-gate.ts wraps the request's async
  * iterator to take each chunk from the budget) is read through that iterator; any other by
- * events, which costs less than an async iterator per call.
+ * events, which costs less than an async iterator per call, each chunk taken from the front
+ * door's account of a declared length as it arrives (rpc-gate.ts `declaredAccount`).
  */
 export function readMessage(req: AnyRequest, limit: number): Promise<Uint8Array> {
   const lengthHeader = req.headers["content-length"];
@@ -218,6 +217,7 @@ export function readMessage(req: AnyRequest, limit: number): Promise<Uint8Array>
   const hint = lengthHeader === undefined ? undefined : Number(lengthHeader);
   if (hint !== undefined && hint > limit)
     return Promise.reject(new ConnectError(`message size ${hint} is larger than configured readMaxBytes ${limit}`, Code.ResourceExhausted));
+  const account = declaredAccount(req);
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -235,6 +235,16 @@ export function readMessage(req: AnyRequest, limit: number): Promise<Uint8Array>
       if (hint !== undefined && size > hint) return fail(promised(hint, before + chunk.length));
       if (hint === undefined && size > limit)
         return fail(new ConnectError(`message size is larger than configured readMaxBytes ${limit}`, Code.ResourceExhausted));
+      if (account !== undefined) {
+        try {
+          account.take(chunk.length);
+        } catch (e) {
+          // Over the global budget: unavailable with Retry-After, counted by its reason.
+          const err = toConnectError(e);
+          noteFailure(answerOf(req), e, err);
+          return fail(err);
+        }
+      }
       chunks.push(chunk);
     };
     const onEnd = (): void => {
@@ -277,9 +287,13 @@ function send(res: AnyResponse, status: number, headers: Record<string, string>,
   res.end(body);
 }
 
-/** Whether the client is gone (its connection, or its h2 stream), so nothing can be written. */
+/**
+ * Whether the client is gone (its connection, or its h2 stream), so nothing can be written. An
+ * h2 stream closed but not yet destroyed counts (respond() throws on it): one cut at
+ * requestTimeoutMs is closed at once by src/one-port.ts, and destroyed only a turn later.
+ */
 export function isGone(res: AnyResponse): boolean {
-  return "stream" in res ? res.stream.destroyed : res.destroyed;
+  return "stream" in res ? res.stream.destroyed || res.stream.closed : res.destroyed;
 }
 
 function sorted(headers: Record<string, string>): Record<string, string> {
