@@ -51,6 +51,12 @@ interface Lease {
   windowRemaining: number | null;
   /** The version of the token's plan the block was granted under (QuotaDeps.stamp); undefined: no plan. */
   planStamp: number | undefined;
+  /**
+   * The cap of the token the block was granted for (TokenMeta.maxCalls). Sealed tokens sharing a
+   * jti share one lease by id but may each claim another cap: a block serves only the cap it was
+   * granted under, or a token could pass its own cap on calls leased for another.
+   */
+  cap: number | null;
   pending: Promise<boolean> | undefined;
 }
 
@@ -122,23 +128,27 @@ export class CallLeases {
    */
   take(meta: TokenMeta): Taken | Promise<Taken | undefined> {
     const lease = this.#leases.get(meta.id);
-    if (lease && lease.left > 0) {
+    const now = Date.now();
+    // Expiry too, as the counting statement checks it: a call authenticated before the token
+    // expired may reach its count after (its body was still arriving), and is refused then.
+    if (lease && lease.left > 0 && lease.cap === (meta.maxCalls ?? null) && !(meta.expiresAtMs <= now)) {
       if (lease.planStamp === undefined && (meta.plan === undefined || this.quotas === undefined)) {
         lease.left--;
-        lease.lastUse = Date.now();
+        lease.lastUse = now;
         return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left };
       }
       if (this.#current(lease, meta)) {
         lease.left--;
-        lease.lastUse = Date.now();
+        lease.lastUse = now;
         return { callsLeft: lease.remaining === null ? null : lease.remaining + lease.left, quota: lease.quota };
       }
     }
     return this.#takeGranted(meta);
   }
 
-  /** Whether a lease may serve a call of this token now: same plan version, windows not ended. */
+  /** Whether a lease may serve a call of this token now: same cap, same plan version, windows not ended. */
   #current(lease: Lease, meta: TokenMeta): boolean {
+    if (lease.cap !== (meta.maxCalls ?? null)) return false;
     const q = this.quotas;
     if (q === undefined) return true;
     if (q.stamp(meta) !== lease.planStamp) return false;
@@ -148,6 +158,9 @@ export class CallLeases {
   /** Takes one call once a lease was granted (several requests for one token share the statement). */
   async #takeGranted(meta: TokenMeta): Promise<Taken | undefined> {
     for (;;) {
+      // Expired by this instance's clock: refused here, not granted again and again by a
+      // database whose clock is a little behind (its statement checks expiry by its own).
+      if (meta.expiresAtMs <= Date.now()) return undefined;
       let lease = this.#leases.get(meta.id);
       // A block of windows that ended, or granted under another version of the plan (a call
       // limit added or changed), serves no more calls: what is left goes back where it came from.
@@ -176,6 +189,7 @@ export class CallLeases {
           quota: undefined,
           windowRemaining: null,
           planStamp: undefined,
+          cap: meta.maxCalls ?? null,
           pending: undefined,
         };
         this.#leases.set(meta.id, lease);
@@ -238,6 +252,7 @@ export class CallLeases {
       const stamp = this.quotas?.stamp(meta);
       const quota = this.quotas?.of(meta);
       lease.planStamp = stamp;
+      lease.cap = meta.maxCalls ?? null;
       if (quota === undefined) {
         let result = await this.#use(meta, size);
         if (!result && size > 1) {
@@ -251,7 +266,7 @@ export class CallLeases {
         lease.left += size;
         lease.size = size;
         lease.grantedAt = now;
-        lease.remaining = result.maxCalls === null ? null : result.maxCalls - result.used;
+        lease.remaining = remainingOf(result, meta);
         lease.quota = undefined;
         used = result.used;
         return true;
@@ -272,7 +287,7 @@ export class CallLeases {
       lease.left += size;
       lease.size = size;
       lease.grantedAt = now;
-      lease.remaining = result.token.maxCalls === null ? null : result.token.maxCalls - result.token.used;
+      lease.remaining = remainingOf(result.token, meta);
       lease.quota = quota;
       lease.windowRemaining = Math.min(...quota.windows.map((w, i) => w.limit - result.calls[i]!));
       used = result.token.used;
@@ -320,4 +335,16 @@ export class CallLeases {
     this.#leases.delete(id);
     if (lease.left > 0) await this.#refund(id, lease.left, lease.quota);
   }
+}
+
+/** Calls left under the row's cap and the token's own (a sealed token's claim may be the smaller); null: no cap. */
+function remainingOf(row: UseResult, meta: TokenMeta): number | null {
+  const max = capOf(row.maxCalls, meta);
+  return max === null ? null : max - row.used;
+}
+
+/** The smaller of a token row's cap and the presented token's own (CallCounter.useSealed); null: neither caps. */
+export function capOf(rowMax: number | null, meta: TokenMeta): number | null {
+  const own = meta.maxCalls ?? null;
+  return rowMax === null ? own : own === null ? rowMax : Math.min(rowMax, own);
 }

@@ -18,7 +18,7 @@ import { invalidToken, RelayError } from "../errors.js";
 import type { SecretBox } from "../keys/secret-box.js";
 import { looksSigned } from "../logins/id-token.js";
 import { BudgetReservations } from "./budget-reservations.js";
-import { CallLeases, type LeaseOptions, type Taken } from "./call-leases.js";
+import { CallLeases, capOf, type LeaseOptions, type Taken } from "./call-leases.js";
 import { type CallCharges, ChargeDesk, type CallCost } from "./call-charges.js";
 import type { PlanQuotas } from "../plans/plan-quotas.js";
 import type { Plan } from "../plans/plan-store.js";
@@ -266,9 +266,13 @@ export class TokenStore {
   async #useGranted(meta: TokenMeta, granting: Promise<UseOutcome | undefined>): Promise<UseOutcome> {
     const taken = await guard(granting);
     if (taken) return taken;
+    // The credential itself ended while its call waited for its count (CallLeases.take): refused,
+    // and nothing forgotten, since its row may live on (a login's ID token ends long before it).
+    if (meta.expiresAtMs <= Date.now()) throw invalidToken();
     // The statement refused: tell exhaustion (429) from revocation or expiry (401).
     const row = await guard(findTokenById(this.db, meta.id));
-    if (row && !row.revokedAt && row.expiresAt.getTime() > Date.now() && row.maxCalls !== null && row.used >= row.maxCalls) {
+    const cap = capOf(row?.maxCalls ?? null, meta);
+    if (row && !row.revokedAt && row.expiresAt.getTime() > Date.now() && cap !== null && row.used >= cap) {
       throw new RelayError("calls_exhausted", "this token has used all of its calls");
     }
     this.forget(meta.id);

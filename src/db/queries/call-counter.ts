@@ -123,9 +123,13 @@ export class CallCounter {
 
   /**
    * Takes `n` calls of a sealed token: its first use anywhere inserts the row (by issuer and
-   * jti), later ones increment it, in one statement.
+   * jti), later ones increment it, in one statement. The row keeps the cap of the token that
+   * inserted it; the token presented now is held to its own cap too (`first.maxCalls`, its
+   * claim), so a jti first used by a token with a larger cap never lets this one pass its own.
    */
   async useSealed(first: NewTokenRow, n: number): Promise<UseResult | undefined> {
+    const own = first.maxCalls ?? null;
+    if (own !== null && n > own) return undefined;
     const [row] = await this.db
       .insert(tokens)
       .values({ ...first, used: n, lastUsedAt: sql`now()` })
@@ -136,6 +140,7 @@ export class CallCounter {
           isNull(tokens.revokedAt),
           gt(tokens.expiresAt, sql`now()`),
           or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls)),
+          own === null ? undefined : lte(sql`${tokens.used} + ${n}`, own),
         ),
       })
       .returning({ used: tokens.used, maxCalls: tokens.maxCalls });

@@ -57,9 +57,15 @@ export async function useWithQuota(
 ): Promise<QuotaUse> {
   const sorted = windows.map((w, index) => ({ w, index })).sort((a, b) => (a.w.key < b.w.key ? -1 : 1));
   for (const { w, index } of sorted) if (n > w.limit) return { ok: false, refused: "window", index };
+  if (token.first?.maxCalls != null && n > token.first.maxCalls) return { ok: false, refused: "token" };
   try {
     return await db.transaction(async (tx) => {
-      const fits = or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls));
+      // A sealed token is held to its own cap as well as its row's (CallCounter.useSealed).
+      const own = token.first?.maxCalls ?? null;
+      const fits = and(
+        or(isNull(tokens.maxCalls), lte(sql`${tokens.used} + ${n}`, tokens.maxCalls)),
+        own === null ? undefined : lte(sql`${tokens.used} + ${n}`, own),
+      );
       const live = and(isNull(tokens.revokedAt), gt(tokens.expiresAt, sql`now()`));
       const [row] = token.first
         ? await tx
