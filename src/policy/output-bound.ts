@@ -6,6 +6,9 @@
  */
 import { isNull, readNumber, type ScanResult } from "./json-scan.js";
 
+/** The most choices (`n`) a call's reservation counts (src/tokens/budget-reservations.ts). */
+export const MAX_CHOICES = 128;
+
 export interface OutputBound {
   /** Undefined when nothing bounds the output. */
   outputCap?: number;
@@ -40,6 +43,8 @@ export function outputBound(
     const f = fields?.fields.get(name);
     const v = f ? readNumber(body, f) : undefined;
     if (v !== undefined && v > choices) choices = Math.ceil(v);
+    // Not a number (Google's JSON takes `"8"` for 8): the most a reservation counts.
+    else if (f && v === undefined && !isNull(body, f)) choices = MAX_CHOICES;
   }
   if (cap === undefined && (capInserted || capNull)) cap = tokenCap;
   return { ...(cap === undefined ? {} : { outputCap: cap }), choices };

@@ -38,6 +38,11 @@ export interface RequestPolicy {
   forceStreamUsage: boolean;
   /** Report the request's output cap and choices (PolicyResult), for budget reservations. */
   measure?: boolean;
+  /**
+   * An output cap inserted where the body names none, as `maxOutputTokens` is, but no limit: a
+   * body's own cap, however large, stands (a budget's reservation reads it).
+   */
+  defaultOutputTokens?: number;
 }
 
 export interface PolicyRequest {
@@ -181,7 +186,7 @@ function checkCaps(
   inserts: [string, string][],
 ): Splice[] {
   const splices: Splice[] = [];
-  const cap = policy.maxOutputTokens;
+  const cap = policy.maxOutputTokens ?? policy.defaultOutputTokens;
   if (cap !== undefined) {
     let present = false;
     for (const name of capFields) {
@@ -189,7 +194,11 @@ function checkCaps(
       if (!f) continue;
       present = true;
       if (isNull(body, f)) splices.push(replacementSplice(f, String(cap)));
-      else if (!withinCap(body, f, cap, "max_tokens")) throw new PolicyViolation("max_tokens", "output token limit above this token's cap");
+      // A default cap is no limit on what the body asks (its reservation reads it), but the
+      // body's own must still be a number from 0 (Ollama's -1, or "65536", would be unbounded).
+      else if (!withinCap(body, f, policy.maxOutputTokens ?? Number.POSITIVE_INFINITY, "max_tokens")) {
+        throw new PolicyViolation("max_tokens", "output token limit above this token's cap");
+      }
     }
     if (!present && insertAs !== undefined) inserts.push([insertAs, String(cap)]);
   }
@@ -202,11 +211,14 @@ function checkCaps(
   return splices;
 }
 
-/** A number at or below the cap (Infinity from 1e999 is above); anything not a number is refused. */
+/**
+ * A number from 0 to the cap (Infinity from 1e999 is above; a negative one is no limit to
+ * Ollama's `num_predict`); anything not a number is refused.
+ */
 function withinCap(body: Buffer, f: TopLevelField, cap: number, kind: "max_tokens" | "n"): boolean {
   const v = readNumber(body, f);
   if (v === undefined) throw new PolicyViolation(kind, kind === "n" ? "n must be a number" : "output token limit must be a number");
-  return v <= cap;
+  return v >= 0 && v <= cap;
 }
 
 /**
@@ -223,8 +235,9 @@ function checkNestedCaps(
   const { shape } = req;
   const outer = oneOf(req.scan, capsIn);
   if (!outer || isNull(req.body, outer)) {
-    if (insertAs === undefined || policy.maxOutputTokens === undefined) return [];
-    const value = JSON.stringify({ [insertAs]: policy.maxOutputTokens });
+    const cap = policy.maxOutputTokens ?? policy.defaultOutputTokens;
+    if (insertAs === undefined || cap === undefined) return [];
+    const value = JSON.stringify({ [insertAs]: cap });
     if (!outer) {
       inserts.push([capsIn[0]!, value]);
       return [];
@@ -292,5 +305,10 @@ export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): P
   // Caps and choice counts may live in one object (Gemini's generationConfig).
   const outer = shape.capsIn ? oneOf(scan, shape.capsIn) : undefined;
   const fields = !shape.capsIn ? scan : outer && !isNull(body, outer) ? scanNested(body, outer) : undefined;
-  return { body: out, model, ...flag, ...outputBound(body, fields, shape.capFields, shape.choiceFields, policy.maxOutputTokens, insertAs !== undefined) };
+  return {
+    body: out,
+    model,
+    ...flag,
+    ...outputBound(body, fields, shape.capFields, shape.choiceFields, policy.maxOutputTokens ?? policy.defaultOutputTokens, insertAs !== undefined),
+  };
 }

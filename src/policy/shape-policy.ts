@@ -44,9 +44,56 @@ export interface ShapePolicy {
    * Such a call's budget reservation counts a whole context (src/tokens/budget-reservations.ts).
    */
   remoteInput: readonly string[];
+  /**
+   * Paths that create a batch: many requests the relay reads none of (an uploaded JSONL file,
+   * request bodies nested in the body) as one call, run later, their usage reported later and
+   * elsewhere. A token whose rules bound its calls may not create one (src/relay/token-policy.ts),
+   * or its call cap, rate, pin, caps, tool ban and budget would hold only for what it did not batch.
+   */
+  batchPaths?: readonly RegExp[];
+  /**
+   * Paths no token may call, whatever the relay's options: those that mint a key or session
+   * secret for the provider itself (Realtime's client secrets, Gemini's ephemeral auth tokens),
+   * which reaches it past the relay's caps, meters and revocation.
+   */
+  refusedPaths?: readonly RegExp[];
+  /**
+   * Query parameters the provider reads that a client may not set (names in lower case, compared
+   * so; a value matching `allow` passes). Google's system parameters are the case: a field mask
+   * (`$fields`) or a binary `alt` hides the usage the relay meters, and a user project names
+   * another project to bill.
+   */
+  refusedParams?: { query: readonly { name: string; allow?: RegExp }[] };
+  /**
+   * Paths served in another API's format (an OpenAI-compatible endpoint beside a native API):
+   * a body there is read with that API's policy, by its field names (policyAt).
+   */
+  compatible?: readonly { path: RegExp; policy: ShapePolicy }[];
+}
+
+/** The policy a path's body is read with: a compatible API's where its path matches, else the shape's own. */
+export function policyAt(policy: ShapePolicy, path: string): ShapePolicy {
+  if (policy.compatible === undefined) return policy;
+  return policy.compatible.find((c) => c.path.test(path))?.policy ?? policy;
 }
 
 /** Whether this shape's streams report usage only when the request asks (then the relay must read the body). */
 export function asksForUsage(policy: ShapePolicy): boolean {
   return policy.endpoints.some((e) => e.usageOption !== undefined);
+}
+
+/**
+ * Whether a path (normal form) is one of `paths`, as sent or with its remaining escapes decoded:
+ * an upstream may route `%3A` as the `:` of a custom method (`models/m%3AbatchGenerateContent`).
+ */
+export function onPaths(paths: readonly RegExp[] | undefined, path: string): boolean {
+  if (paths === undefined) return false;
+  if (paths.some((p) => p.test(path))) return true;
+  if (!path.includes("%")) return false;
+  try {
+    const decoded = decodeURIComponent(path);
+    return paths.some((p) => p.test(decoded));
+  } catch {
+    return false; // safePath refused bad escapes already
+  }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { bodyJson, callKindOf, createRulesOf, isObjectList, isUntracked, type OwnedObjectRules, referencedObjects, usedObjectsOf } from "./owned-objects.js";
-import { OPENAI_OBJECTS } from "./shapes/openai.js";
+import { onPaths } from "../policy/shape-policy.js";
+import { OPENAI_OBJECTS, OPENAI_POLICY } from "./shapes/openai.js";
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const NONE = Buffer.alloc(0);
@@ -94,9 +95,6 @@ describe("OpenAI's owned objects", () => {
       ["POST", "/v1/videos"],
       ["POST", "/v1/chatkit/sessions"],
       ["GET", "/v1/organization/projects"],
-      ["POST", "/v1/realtime/client_secrets"],
-      ["POST", "/v1/realtime/sessions"],
-      ["POST", "/v1/realtime/calls"],
       ["DELETE", "/v1/models/ft:gpt-4o-mini:org::1"],
       ["GET", "/v1/responses"],
       ["PUT", "/v1/files"],
@@ -104,6 +102,11 @@ describe("OpenAI's owned objects", () => {
       ["POST", "/openai/assistants"],
     ];
     for (const [method, path] of untracked) expect(isUntracked(OPENAI_OBJECTS, method, path), `${method} ${path}`).toBe(true);
+    // Realtime's HTTP calls mint keys or open WebRTC: refused whatever allowUnknownObjects says
+    // (OPENAI_POLICY.refusedPaths, src/relay/token-policy.ts checkAccess); the WebSocket is relayed.
+    for (const path of ["/v1/realtime/client_secrets", "/v1/realtime/sessions", "/v1/realtime/calls", "/openai/realtimeapi/sessions"])
+      expect(onPaths(OPENAI_POLICY.refusedPaths, path), path).toBe(true);
+    expect(onPaths(OPENAI_POLICY.refusedPaths, "/v1/realtime")).toBe(false);
     const tracked: [string, string][] = [
       ["POST", "/v1/chat/completions"],
       ["POST", "/v1/responses"],

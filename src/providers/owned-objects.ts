@@ -34,6 +34,18 @@ export interface StatefulPaths {
   methods?: readonly string[];
 }
 
+/** A request body field that names objects. */
+export interface RefRule {
+  field: string;
+  /** Read at any depth (outside `metadata`), not only at the top level. */
+  deep?: boolean;
+  /**
+   * Where in the value the id is: capture group 1 (Gemini's `fileUri` is a URL ending in the
+   * file's name). A value it does not match names no object the rules track.
+   */
+  idIn?: RegExp;
+}
+
 export interface OwnedObjectRules {
   creates: readonly CreateRule[];
   uses: readonly UseRule[];
@@ -44,7 +56,13 @@ export interface OwnedObjectRules {
    * array of strings), read at the top level, or at any depth when `deep` (outside `metadata`,
    * whose keys are the client's own words).
    */
-  refs: readonly { field: string; deep?: boolean }[];
+  refs: readonly RefRule[];
+  /**
+   * Keys a deep ref is not looked for below, besides `metadata`: values that are the client's own
+   * words, not the provider's fields (Anthropic's `tool_use.input`: a tool's arguments may have
+   * a `file_id` of the tool's own).
+   */
+  opaque?: readonly string[];
   /**
    * Deny by default. The families the rules above track: a call on one that no rule matches
    * (an unknown path or method) is refused.
@@ -143,12 +161,13 @@ export function isUntracked(rules: OwnedObjectRules, method: string, path: strin
 export function referencedObjects(rules: OwnedObjectRules, json: unknown): string[] {
   if (!isObject(json)) return [];
   const ids: string[] = [];
-  const deep = new Set<string>();
+  const deep = new Map<string, RefRule>();
   for (const ref of rules.refs) {
-    if (ref.deep) deep.add(ref.field);
-    else addRefs(ids, json[ref.field]);
+    if (ref.deep) deep.set(ref.field, ref);
+    else addRefs(ids, json[ref.field], ref.idIn);
   }
   if (deep.size === 0) return ids;
+  const opaque = rules.opaque;
   // Depth-first without recursion: a deeply nested body cannot overflow the stack.
   const pending: unknown[] = [json];
   for (let v = pending.pop(); v !== undefined; v = pending.pop()) {
@@ -156,8 +175,9 @@ export function referencedObjects(rules: OwnedObjectRules, json: unknown): strin
     else if (isObject(v)) {
       for (const key in v) {
         const inner = v[key];
-        if (deep.has(key)) addRefs(ids, inner);
-        if (typeof inner === "object" && inner !== null && key !== "metadata") pending.push(inner);
+        const ref = deep.get(key);
+        if (ref !== undefined) addRefs(ids, inner, ref.idIn);
+        if (typeof inner === "object" && inner !== null && key !== "metadata" && opaque?.includes(key) !== true) pending.push(inner);
       }
     }
   }
@@ -174,14 +194,15 @@ export function stringAt(value: unknown, path: readonly string[]): string | unde
   return typeof v === "string" && v !== "" ? v : undefined;
 }
 
-function addRefs(ids: string[], v: unknown): void {
+function addRefs(ids: string[], v: unknown, idIn: RegExp | undefined): void {
   if (Array.isArray(v)) {
-    for (const item of v) addRef(ids, item);
-  } else addRef(ids, v);
+    for (const item of v) addRef(ids, item, idIn);
+  } else addRef(ids, v, idIn);
 }
 
-function addRef(ids: string[], v: unknown): void {
-  const id = typeof v === "string" ? v : isObject(v) && typeof v.id === "string" ? v.id : undefined;
+function addRef(ids: string[], v: unknown, idIn: RegExp | undefined): void {
+  let id = typeof v === "string" ? v : isObject(v) && typeof v.id === "string" ? v.id : undefined;
+  if (id !== undefined && idIn !== undefined) id = idIn.exec(id)?.[1];
   if (id !== undefined && id !== "" && !ids.includes(id)) ids.push(id);
 }
 
@@ -192,8 +213,9 @@ function addRef(ids: string[], v: unknown): void {
  * Per-call cost (issue 25 review): every OpenAI-shape call is checked, and nearly none names
  * an object. One regular expression over the body's bytes (as latin1: a copy, no UTF-8 decode)
  * looks for any field a ref reads, a create rule's condition set (`"store": true`; a Responses
- * body's `"store": false` is not worth a parse), or `\u00`, an escape that could spell a field
- * name's ASCII; only a body where one appears is parsed.
+ * body's `"store": false` is not worth a parse), or `\u0040`-`\u007f`, the escapes that could
+ * spell a field name's letter or `_` (not Go's `\u003c` for `<`, common in prompts); only a body
+ * where one appears is parsed.
  */
 export function bodyJson(rules: OwnedObjectRules, body: Buffer, conditions = true): unknown {
   return body.length > 0 && patternOf(rules, conditions).test(body.toString("latin1")) ? parsed(body) : undefined;
@@ -205,7 +227,7 @@ const patterns = new WeakMap<OwnedObjectRules, [RegExp, RegExp]>();
 function patternOf(rules: OwnedObjectRules, conditions: boolean): RegExp {
   let both = patterns.get(rules);
   if (both === undefined) {
-    const refs = ["\\\\u00", ...new Set(rules.refs.map((r) => quoted(r.field)))];
+    const refs = ["\\\\u00[4-7]", ...new Set(rules.refs.map((r) => quoted(r.field)))];
     const flags = new Set(rules.creates.flatMap((r) => (r.onlyIf === undefined ? [] : [`${quoted(r.onlyIf)}\\s*:\\s*true`])));
     both = [new RegExp([...refs, ...flags].join("|")), new RegExp(refs.join("|"))];
     patterns.set(rules, both);

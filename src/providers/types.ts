@@ -104,6 +104,11 @@ export interface ProviderSpec {
   shape: ApiShape;
   /** Where this provider's requests name their model, when not where its shape says. */
   models?: ModelLocation;
+  /**
+   * Paths (normal form) no token may call: the provider's administration, which acts on what
+   * every token shares (Ollama's model management on the relay's own machine).
+   */
+  adminPaths?: readonly RegExp[];
   /** WebSocket sessions it serves (issue 25); none when absent. */
   websocket?: WebSocketSpec;
   builtin: boolean;

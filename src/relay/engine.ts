@@ -10,6 +10,7 @@ import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { invalidToken, RelayError, toRelayError } from "../errors.js";
 import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { Limits } from "../limits/limits.js";
+import { policyAt } from "../policy/shape-policy.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import type { ProviderRegistry } from "../providers/registry.js";
@@ -115,7 +116,7 @@ export class RelayEngine {
     const decoded = await decodeRequestBody(raw, input.headers, limit);
     if (decoded.length > raw.length) input.holdDecoded?.(decoded.length - raw.length);
     const read: ReadInput = { ...input, path, body: decoded };
-    const checked = checkPolicy(token, provider, read);
+    const checked = checkPolicy(token, provider, read, tokens.charged(token));
     await this.#admit(token, provider, checked, checked.body === read.body ? read : { ...read, body: checked.body }, sink, started);
   }
 
@@ -134,7 +135,10 @@ export class RelayEngine {
     // its plan's budgets (src/tokens/call-charges.ts), and its recorded cost when it has no usage.
     const price = this.deps.prices?.priceOf(provider.id, model);
     const charged = tokens.charged(token);
-    const cost = price !== undefined || charged ? callCost(checked, body, charged ? provider.shape.policy.remoteInput : undefined, price) : undefined;
+    const cost =
+      price !== undefined || charged
+        ? callCost(checked, body, charged ? policyAt(provider.shape.policy, forwarded.path).remoteInput : undefined, price)
+        : undefined;
     if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
     const planRpm = token.plan === undefined ? null : (tokens.planOf(token)?.rpm ?? null);
     if (planRpm !== null) await this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
@@ -342,8 +346,10 @@ export class RelayEngine {
       drain?.stop();
       unlisten?.();
     }
-    // Drained to its end: metered whole, but the client did not get it all.
-    if (drain !== undefined && outcome === Outcome.COMPLETE) {
+    // Drained to its end: metered whole, but the client did not get it all. So too an answer
+    // whose client left while its last chunk waited for the socket (HttpSink's pending write
+    // resolves on `close`): the upstream ended whole, the client has not got it.
+    if ((drain !== undefined || input.signal.aborted) && outcome === Outcome.COMPLETE) {
       outcome = Outcome.TRUNCATED;
       error = "client went away";
     }

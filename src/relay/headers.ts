@@ -41,6 +41,15 @@ const DROP_REQUEST = new Set([
   // strike the key (DESIGN 8) and let one token take a shared pool down.
   "openai-organization",
   "openai-project",
+  // A method override makes the provider run a POST as another method (a DELETE, say) that the
+  // relay's rules, which read the method, never saw (src/providers/owned-objects.ts).
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  // Google's system parameters as headers: a field mask hides the usage the relay meters, a user
+  // project bills another project than the key's (their query forms are refused: gemini.ts).
+  "x-goog-fieldmask",
+  "x-goog-user-project",
   // the relay is the upstream's client: the browser's identity stays here
   "cookie",
   "origin",

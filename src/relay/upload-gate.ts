@@ -12,6 +12,7 @@ import { RelayError } from "../errors.js";
 import { modelLocationOf, type ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { boundaryOf, leadingFields, PartWatcher, type Leading } from "./multipart-model.js";
+import { policyAt } from "../policy/shape-policy.js";
 import { checkAccess, type Checked } from "./token-policy.js";
 import { bodyKind } from "./request-body.js";
 import type { HeaderInput } from "./headers.js";
@@ -39,7 +40,7 @@ export async function checkUpload(token: TokenMeta, provider: ProviderSpec, req:
   if (upload.kind === "multipart") {
     const boundary = boundaryOf(upload.contentType);
     const leading = await readLeading(upload, boundary);
-    const rules = checkUploadFields(token, provider.shape.policy, where, leading, pathModel);
+    const rules = checkUploadFields(token, policyAt(provider.shape.policy, req.path), where, leading, pathModel);
     const check = lateFieldCheck(rules.watched);
     if (check) {
       const watcher = new PartWatcher(boundary, leading.fields.length, check);

@@ -28,6 +28,7 @@
  * did not finish within the drain bounds, an answer without readable usage) its maximum.
  */
 import type { Usage } from "../providers/types.js";
+import { MAX_CHOICES } from "../policy/output-bound.js";
 import { MAX_TOKENS_PER_FIELD } from "../providers/shapes/usage-meter.js";
 
 /** Output tokens reserved for a call that names no output cap (and whose token has none). */
@@ -111,7 +112,7 @@ export function callMaximum(call: CallShape): number {
 /** The input estimate and the output bound of a call, apart: prices differ (src/pricing). */
 export function callBounds(call: CallShape): { input: number; output: number } {
   if (!call.json) return { input: 0, output: 0 };
-  const output = Math.min(call.outputCap ?? DEFAULT_OUTPUT_RESERVE, MAX_TOKENS_PER_FIELD) * Math.max(1, Math.min(call.choices, 128));
+  const output = Math.min(call.outputCap ?? DEFAULT_OUTPUT_RESERVE, MAX_TOKENS_PER_FIELD) * Math.max(1, Math.min(call.choices, MAX_CHOICES));
   const input = Math.ceil(call.bodyBytes / INPUT_BYTES_PER_TOKEN);
   return { input: call.remoteInput ? Math.max(input, REMOTE_INPUT_TOKENS) : input, output: Math.min(output, MAX_TOKENS_PER_FIELD) };
 }

@@ -1,8 +1,10 @@
 /** The Anthropic Messages API shape. */
 import type { RelayError } from "../../errors.js";
 import type { ShapePolicy } from "../../policy/shape-policy.js";
+import type { OwnedObjectRules } from "../owned-objects.js";
 import type { ApiShape, Usage } from "../types.js";
 import { usageFlags } from "../../usage/usage-flags.js";
+import { OPENAI_COMPATIBLE_POLICY } from "./openai.js";
 import { createUsageMeter, isObject, USAGE_OBJECT, usageOf } from "./usage-meter.js";
 import { anthropicParts } from "./usage-parts.js";
 
@@ -54,6 +56,9 @@ function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen), anthropicParts(usage, seen));
 }
 
+/** Message Batches: each request's params nested in `requests`, run and billed later. */
+const BATCHES = /\/messages\/batches\/*$/i;
+
 /** Messages requires `max_tokens` anyway; the legacy /v1/complete takes `max_tokens_to_sample`. */
 const POLICY: ShapePolicy = {
   endpoints: [
@@ -67,6 +72,32 @@ const POLICY: ShapePolicy = {
   streamField: "stream",
   // Images and documents by URL or Files API id, and the server tools that add what they find or run.
   remoteInput: ['"url"', '"file_id"', '"web_search_', '"web_fetch_', '"code_execution_', '"mcp_servers"', '"container"'],
+  batchPaths: [BATCHES],
+  // The OpenAI-compatible endpoint takes OpenAI's names (`max_completion_tokens`, `n`,
+  // `stream_options`; https://docs.anthropic.com/en/api/openai-sdk).
+  compatible: [{ path: /^\/v1\/chat\/completions\/*$/i, policy: OPENAI_COMPATIBLE_POLICY }],
+};
+
+/**
+ * Objects Anthropic stores for later calls (DESIGN 10b): files uploaded through the Files API
+ * and message batches (with their results), each its creator's, as OpenAI's are
+ * (src/providers/shapes/openai.ts). A message names a file at any depth (`source.file_id`,
+ * `container_upload`) but in a tool call's own arguments (`input`), and a code execution
+ * container by id (not tracked: refused unless allowUnknownObjects, as on OpenAI). Files that
+ * code execution makes are named in the answer's content, not recorded: reading them needs
+ * allowUnknownObjects. Skills are shared by every user of the key: refused.
+ */
+const ANTHROPIC_OBJECTS: OwnedObjectRules = {
+  creates: [
+    { path: /\/files\/*$/i, idAt: ["id"] },
+    { path: BATCHES, idAt: ["id"] },
+  ],
+  uses: [{ path: /\/files\/([^/]+)/i }, { path: /\/messages\/batches\/([^/]+)/i }],
+  lists: [/\/files\/*$/i, BATCHES],
+  refs: [{ field: "file_id", deep: true }, { field: "container" }],
+  opaque: ["input"],
+  tracked: [{ path: /\/(?:files|messages\/batches)(?![\w-])/i }],
+  untracked: [{ path: /\/skills(?![\w-])/i }],
 };
 
 export const anthropicShape: ApiShape = {
@@ -77,6 +108,7 @@ export const anthropicShape: ApiShape = {
   // The body's `model` (Messages, and the OpenAI-compatible endpoint).
   models: { inBody: true },
   policy: POLICY,
+  objects: ANTHROPIC_OBJECTS,
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
   // `{"type":"error","error":{"type":"authentication_error",...}}`
   keyInvalid: (body) => isObject(body) && body.type === "error" && isObject(body.error) && body.error.type === "authentication_error",

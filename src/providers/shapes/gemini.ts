@@ -5,8 +5,9 @@
  */
 import { RelayError } from "../../errors.js";
 import type { ShapePolicy } from "../../policy/shape-policy.js";
+import type { OwnedObjectRules } from "../owned-objects.js";
 import type { ApiShape } from "../types.js";
-import { openaiUsage } from "./openai.js";
+import { OPENAI_COMPATIBLE_POLICY, openaiUsage } from "./openai.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageReader } from "./usage-meter.js";
 import { geminiCompletion, geminiParts } from "./usage-parts.js";
 
@@ -60,6 +61,27 @@ const readUsage: UsageReader = readAll(
 );
 
 /**
+ * Google's system parameters (https://cloud.google.com/apis/docs/system-parameters) in the query,
+ * either spelling, that keep usageMetadata (or `usage`) from the meter or name a project for
+ * billing and quota other than the key's own: on every Gemini path. `alt=media` downloads a file
+ * (a batch's results, a video), which carries no usage. Their header forms are never forwarded
+ * (src/relay/headers.ts).
+ */
+const GOOGLE_PARAMS: NonNullable<ShapePolicy["refusedParams"]> = {
+  query: [
+    { name: "fields" },
+    { name: "$fields" },
+    { name: "alt", allow: /^(?:json|sse|media)$/i },
+    { name: "$alt", allow: /^(?:json|sse|media)$/i },
+    { name: "userproject" },
+    { name: "$userproject" },
+  ],
+};
+
+/** The calls that create a batch (many requests run later, each reported later). */
+const BATCH_CREATE = /:(?:batchgeneratecontent|asyncbatchembedcontent)$/i;
+
+/**
  * Caps and `candidateCount` live in generationConfig; Google's JSON mapping accepts both the
  * lowerCamelCase and the proto field names. The path, not a body field, asks for a stream
  * (`:streamGenerateContent`), and streams always report usageMetadata.
@@ -85,6 +107,60 @@ const POLICY: ShapePolicy = {
     '"codeExecution"',
     '"code_execution"',
   ],
+  refusedParams: GOOGLE_PARAMS,
+  // Ephemeral tokens for the Live API (`/v1alpha/auth_tokens`) reach Google directly.
+  refusedPaths: [/\/auth_tokens(?![\w-])/i],
+  // A batch's requests are nested in the body (`batch.input_config.requests`) or an uploaded
+  // file, each with its own generationConfig and tools; the async embedding batch is reported later.
+  batchPaths: [BATCH_CREATE],
+  // The OpenAI-compatible endpoint (https://ai.google.dev/gemini-api/docs/openai) takes OpenAI's
+  // names: its caps, `n` and `stream_options` are top-level fields, not generationConfig's.
+  compatible: [{ path: /^\/v1[a-z0-9]*\/openai(?:\/|$)/i, policy: { ...OPENAI_COMPATIBLE_POLICY, refusedParams: GOOGLE_PARAMS } }],
+};
+
+/**
+ * A Files API name (`files/abc-123`), alone or as Google's URI of it
+ * (`https://generativelanguage.googleapis.com/v1beta/files/abc-123`, also `/download/` and a
+ * `:download` or query after it). Any other URL (`gs://`, a web page Gemini fetches) or a
+ * function argument that merely ends in `/files/x` names no object of the rules.
+ */
+const FILE_NAME = /^(?:https:\/\/generativelanguage\.googleapis\.com\/(?:download\/)?v1\w*\/)?(files\/[a-z0-9-]+)(?:[:?#].*)?$/i;
+
+/**
+ * Objects Gemini stores for later calls (DESIGN 10b), each its creator's, by its resource name:
+ * files (the resumable upload's last command answers `{"file": {"name"}}`), cached contents and
+ * batches (with the file of results a finished one names). A request names a file by URI
+ * (`fileData.fileUri`) or name (a batch's `input_config.file_name`), a cache by name, each at
+ * any depth. The
+ * OpenAI-compatible endpoint's files and batches, the File Search stores, corpora and a tuned
+ * model's permissions or ownership are no rule's: refused unless allowUnknownObjects.
+ */
+const GEMINI_OBJECTS: OwnedObjectRules = {
+  creates: [
+    { path: /^\/upload\/v1\w*\/files\/*$/i, idAt: ["file", "name"] },
+    { path: /\/cachedContents\/*$/i, idAt: ["name"] },
+    { path: BATCH_CREATE, idAt: ["name"] },
+    { method: "GET", path: /\/batches\/[^/:]+\/*$/i, idAt: ["response", "responsesFile"] },
+    { method: "GET", path: /\/batches\/[^/:]+\/*$/i, idAt: ["metadata", "output", "responsesFile"] },
+  ],
+  uses: [{ path: /\/(files\/[^/:]+)/i }, { path: /\/(cachedContents\/[^/:]+)/i }, { path: /\/(batches\/[^/:]+)/i }],
+  lists: [/\/files\/*$/i, /\/cachedContents\/*$/i, /\/batches\/*$/i],
+  refs: [
+    { field: "fileUri", deep: true, idIn: FILE_NAME },
+    { field: "file_uri", deep: true, idIn: FILE_NAME },
+    { field: "file_name", deep: true, idIn: FILE_NAME },
+    { field: "fileName", deep: true, idIn: FILE_NAME },
+    // At any depth: the OpenAI-compatible endpoint takes it in `extra_body.google.cached_content`.
+    { field: "cachedContent", deep: true },
+    { field: "cached_content", deep: true },
+  ],
+  tracked: [{ path: /\/(?:files|cachedContents|batches)(?![\w-])/i }],
+  untracked: [
+    { path: /^\/v1\w*\/openai\/(?:files|batches)(?![\w-])/i },
+    { path: /\/(?:fileSearchStores|corpora|ragStores)(?![\w-])/i },
+    { path: /\/tunedModels\/[^/]+\/permissions(?![\w-])/i },
+    { path: /:transferOwnership$/i },
+  ],
 };
 
 export const geminiShape: ApiShape = {
@@ -96,6 +172,7 @@ export const geminiShape: ApiShape = {
   // (`/v1beta/openai/…`) names it in the body.
   models: { inPath: modelInPath, inBody: true },
   policy: POLICY,
+  objects: GEMINI_OBJECTS,
   // The Files API's resumable upload: `start` answers with the URL the bytes go to.
   uploads: { rawPaths: /^\/upload\//, urlHeaders: ["x-goog-upload-url", "x-goog-upload-control-url"] },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => text.includes('"usageMetadata"') || USAGE_OBJECT.test(text)),

@@ -74,8 +74,10 @@ export const OPENAI_POLICY: ShapePolicy = {
     { path: /\/responses$/, capField: "max_output_tokens" },
   ],
   // `function_call` is the legacy form of tool_choice; `mcp_servers` is Anthropic's MCP connector
-  // (its OpenAI-compatible endpoint takes it too).
-  toolFields: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers"],
+  // (its OpenAI-compatible endpoint takes it too). Azure's On Your Data (`data_sources`, and
+  // `dataSources` on the older `/extensions/` path) has the resource query a search index the body
+  // names, with the resource's own managed identity if asked: a retrieval tool.
+  toolFields: ["tools", "functions", "function_call", "tool_choice", "web_search_options", "audio", "prediction", "mcp_servers", "data_sources", "dataSources"],
   capFields: ["max_tokens", "max_completion_tokens", "max_output_tokens"],
   // `best_of` (legacy completions) multiplies the generated tokens like `n` does.
   choiceFields: ["n", "best_of"],
@@ -96,7 +98,42 @@ export const OPENAI_POLICY: ShapePolicy = {
     '"file_search"',
     '"code_interpreter"',
     '"mcp"',
+    '"data_sources"',
+    '"dataSources"',
   ],
+  // Keys for Realtime sessions reached directly (`/realtime/client_secrets`, `/realtime/sessions`,
+  // `/realtime/transcription_sessions`; Azure's `/realtimeapi/sessions`), and WebRTC calls the
+  // relay cannot meter: refused whatever allowUnknownObjects says (the Realtime WebSocket,
+  // `/realtime` itself, is relayed).
+  refusedPaths: [/\/realtime(?:api)?\/./i],
+  // A batch runs the requests of an uploaded JSONL file (`input_file_id`; Mistral's batch jobs
+  // take them inline too); `/file_batches` of a vector store only index files.
+  batchPaths: [/\/batches\/*$/i, /\/batch\/jobs\/*$/i],
+};
+
+/**
+ * The OpenAI shape with a provider's own fields that search or fetch for the model (OpenRouter's
+ * `plugins`, xAI's `search_parameters`): refused unless the token allows tools, and a budgeted
+ * call that names one reserves a whole context, as for OpenAI's own search tools.
+ */
+export function openaiShapeWithTools(fields: readonly string[]): ApiShape {
+  return {
+    ...openaiShape,
+    policy: {
+      ...OPENAI_POLICY,
+      toolFields: [...OPENAI_POLICY.toolFields, ...fields],
+      remoteInput: [...OPENAI_POLICY.remoteInput, ...fields.map((f) => `"${f}"`)],
+    },
+  };
+}
+
+/**
+ * The OpenAI API as other providers serve it beside their own (Anthropic's `/v1/chat/completions`,
+ * Gemini's `/v1beta/openai/…`): an absent cap goes in as `max_tokens`, the name both document.
+ */
+export const OPENAI_COMPATIBLE_POLICY: ShapePolicy = {
+  ...OPENAI_POLICY,
+  endpoints: OPENAI_POLICY.endpoints.map((e) => (e.capField === "max_completion_tokens" ? { ...e, capField: "max_tokens" } : e)),
 };
 
 /**
@@ -111,11 +148,9 @@ export const OPENAI_POLICY: ShapePolicy = {
  *
  * Deny by default: the rest of OpenAI's state is refused, as no rule tracks whose it is:
  * assistants, threads (and their runs), containers, fine-tuning jobs (legacy `fine-tunes`
- * too), evals, videos, ChatKit, the organization API, deleting a (fine-tuned) model, and
- * Realtime's HTTP calls (`/realtime/client_secrets` and `/realtime/sessions` mint a key that
- * reaches OpenAI past the relay's caps and meters; `/realtime/calls` is WebRTC, which it cannot
- * meter); the Realtime WebSocket (`/v1/realtime`) is relayed. So is the rest of each tracked
- * family that no rule names (`GET /v1/responses`).
+ * too), evals, videos, ChatKit, the organization API and deleting a (fine-tuned) model. So is
+ * the rest of each tracked family that no rule names (`GET /v1/responses`). Realtime's HTTP
+ * calls are refused whatever the options say (OPENAI_POLICY.refusedPaths).
  */
 /** A vector store's `/files` are its own, not the file collection. */
 const FILES = /(?<!\/vector_stores\/.*)\/files\/*$/i;
@@ -126,6 +161,8 @@ export const OPENAI_OBJECTS: OwnedObjectRules = {
     { path: /\/uploads\/*$/i, idAt: ["id"] },
     { path: /\/uploads\/[^/]+\/complete\/*$/i, idAt: ["file", "id"] },
     { path: /\/conversations\/*$/i, idAt: ["id"] },
+    // Mistral's Conversations API names a new conversation `conversation_id`.
+    { path: /\/conversations\/*$/i, idAt: ["conversation_id"] },
     { path: /\/chat\/completions\/*$/i, idAt: ["id"], eventIdAt: ["id"], onlyIf: "store" },
     { path: /\/vector_stores\/*$/i, idAt: ["id"] },
     { path: /\/batches\/*$/i, idAt: ["id"] },
@@ -160,7 +197,6 @@ export const OPENAI_OBJECTS: OwnedObjectRules = {
   tracked: [{ path: /\/(?:responses|files|uploads|conversations|vector_stores|batches)(?![\w-])/i }],
   untracked: [
     { path: /\/(?:assistants|threads|containers|fine_tuning|fine-tunes|evals|videos|chatkit|organization)(?![\w-])/i },
-    { path: /\/realtime\/./i },
     { path: /\/models\/./i, methods: ["DELETE"] },
   ],
 };
