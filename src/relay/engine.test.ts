@@ -193,6 +193,40 @@ describe("RelayEngine", () => {
     await limits.close();
   });
 
+  it("an answer whose client left while its last chunk waited for the socket is TRUNCATED, never COMPLETE", async () => {
+    // The provider's answer in two chunks; the upstream ends whole after the second.
+    upstream.answer = () => ({
+      statusCode: 200,
+      headers: { "content-type": "text/event-stream" },
+      body: {
+        async pipe(write) {
+          await write(Buffer.from('data: {"choices":[{"delta":{"content":"a"}}]}\n\n'));
+          await write(Buffer.from('data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\ndata: [DONE]\n\n'));
+        },
+        destroy() {},
+        async dump() {},
+      },
+    });
+    const gone = new AbortController();
+    let writes = 0;
+    let ended: RelayEnd | undefined;
+    // The socket takes the first chunk; the last finds it full and the client closes before it
+    // drains: HttpSink's pending write resolves on `close`, and the HTTP layer aborts the signal.
+    const sink: RelaySink = {
+      head() {},
+      write() {
+        if (++writes === 1) return;
+        return new Promise<void>((resolve) => setTimeout(() => (gone.abort(), resolve()), 10));
+      },
+      end(end) {
+        ended = end;
+      },
+    };
+    await engine.relay({ ...chatInput({ model: "gpt-mock", stream: true, messages }), signal: gone.signal }, sink);
+    expect(calls.map((r) => r.outcome)).toEqual([Outcome.TRUNCATED]);
+    expect(ended?.outcome).toBe(Outcome.TRUNCATED);
+  });
+
   it("forwards a counted call once, with the real key, and records its usage", async () => {
     const sink = collectingSink();
     await engine.relay(chatInput({ model: "gpt-mock", messages }), sink);
