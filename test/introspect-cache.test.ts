@@ -6,11 +6,12 @@
  * revoking instance and within a second on another.
  */
 import { Code } from "@connectrpc/connect";
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { findTokenById } from "../src/db/queries/tokens.js";
 import { codeOf } from "./support/connect-code.js";
 import { postgresAvailable } from "./support/databases.js";
+import { chatStatus } from "./support/http.js";
 import type { TestRelay } from "./support/relay.js";
 import { availableDrivers, useCluster, useRelay } from "./support/use-relay.js";
 
@@ -18,16 +19,7 @@ const drivers = await availableDrivers();
 const agent = new Agent({ connections: 16 });
 afterAll(() => agent.close());
 
-async function chat(relay: TestRelay, secret: string): Promise<number> {
-  const res = await request(`${relay.url}/api/openai/v1/chat/completions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] }),
-    dispatcher: agent,
-  });
-  await res.body.dump();
-  return res.statusCode;
-}
+const chat = (relay: TestRelay, secret: string): Promise<number> => chatStatus(relay.url, secret, agent);
 
 /** The holder's own view, through the real Connect client, authenticated by the token. */
 async function introspect(relay: TestRelay, secret: string): Promise<{ used: number; left: number | undefined }> {

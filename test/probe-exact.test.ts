@@ -14,13 +14,14 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { eq } from "drizzle-orm";
 import postgres from "postgres";
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
 import { findTokenById } from "../src/db/queries/tokens.js";
 import { quotaCounters } from "../src/db/schema/index.js";
 import { sealToken } from "../src/sdk/index.js";
 import { createTestDatabase, postgresAvailable } from "./support/databases.js";
+import { chatStatus } from "./support/http.js";
 import { startMockProvider, type Behaviour, type MockProvider, type RecordedRequest } from "./support/mock-provider.js";
 import type { TestRelay } from "./support/relay.js";
 import { createIssuer } from "./support/sealed.js";
@@ -141,17 +142,7 @@ const hasPostgres = await postgresAvailable();
 const agent = new Agent({ connections: 128 });
 afterAll(() => agent.close());
 
-/** One chat completion at `url` (undici, pooled); its status. */
-async function call(url: string, secret: string): Promise<number> {
-  const res = await request(`${url}/api/openai/v1/chat/completions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] }),
-    dispatcher: agent,
-  });
-  await res.body.dump();
-  return res.statusCode;
-}
+const call = (url: string, secret: string): Promise<number> => chatStatus(url, secret, agent);
 
 const chats = (mock: MockProvider) => mock.requests.filter((r) => r.path.endsWith("/chat/completions")).length;
 

@@ -182,3 +182,15 @@ export async function burstChats(relayUrl: string, token: string, n: number): Pr
     await agent.close();
   }
 }
+
+/** One chat completion through `/api/openai` with `token` on `dispatcher`; its status (the body is read and dropped). */
+export async function chatStatus(relayUrl: string, token: string, dispatcher: Agent): Promise<number> {
+  const res = await request(`${relayUrl}/api/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-mock", messages: [{ role: "user", content: "hi" }] }),
+    dispatcher,
+  });
+  await res.body.dump();
+  return res.statusCode;
+}
