@@ -66,6 +66,11 @@ function isModelList(provider: ProviderSpec, path: string, body: Buffer): boolea
 
 /** The rules that need no body: provider, path prefixes, browser origin (uploads too: src/relay/upload-gate.ts). */
 export function checkAccess(token: TokenMeta, provider: ProviderSpec, req: Pick<PolicyInput, "path" | "origin">): void {
+  checkAccessAt(token, provider, req, policyAt(provider.shape.policy, req.path));
+}
+
+/** checkAccess with the policy the path is read with (policyAt), found once per call. */
+function checkAccessAt(token: TokenMeta, provider: ProviderSpec, req: Pick<PolicyInput, "path" | "origin">, shape: ShapePolicy): void {
   if (token.provider !== provider.id) throw new RelayError("permission_denied", "token not valid for this provider");
   if (token.paths.length > 0 && !token.paths.some((p) => pathAllowed(req.path, p))) {
     throw new RelayError("permission_denied", "path not allowed for this token");
@@ -75,7 +80,6 @@ export function checkAccess(token: TokenMeta, provider: ProviderSpec, req: Pick<
   if (token.origins.size > 0 && req.origin !== undefined && !token.origins.has(req.origin)) {
     throw new RelayError("permission_denied", "origin not allowed for this token");
   }
-  const shape = policyAt(provider.shape.policy, req.path);
   if (onPaths(provider.adminPaths, req.path) || onPaths(shape.refusedPaths, req.path)) {
     throw new RelayError("permission_denied", "this call is not allowed through the relay");
   }
@@ -110,14 +114,14 @@ function boundsRequests(token: TokenMeta): boolean {
  * dollars, or a plan that meters either); the call's maximum is then measured and bounded.
  */
 export function checkPolicy(token: TokenMeta, provider: ProviderSpec, req: PolicyInput, charged = false): Checked {
-  checkAccess(token, provider, req);
+  // An OpenAI-compatible endpoint beside a native API is read by OpenAI's field names.
+  const shape = policyAt(provider.shape.policy, req.path);
+  checkAccessAt(token, provider, req, shape);
   if (token.maxBodyBytes !== null && req.body.length > token.maxBodyBytes) {
     throw new RelayError("payload_too_large", "request body too large for this token");
   }
   const where = modelLocationOf(provider);
   const pathModel = where.inPath?.(req.path);
-  // An OpenAI-compatible endpoint beside a native API is read by OpenAI's field names.
-  const shape = policyAt(provider.shape.policy, req.path);
   if (shape.refusedParams !== undefined) checkParams(shape.refusedParams, req);
   const kind = bodyKind(req.body);
   if (kind === "wide-json" && (charged || hasBodyRules(token, shape))) {
