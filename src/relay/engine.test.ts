@@ -22,6 +22,7 @@ import { TokenStore, type UseOutcome } from "../tokens/token-store.js";
 import { DpopGate } from "./dpop-gate.js";
 import { RelayEngine, type CallRecord, type RelayEnd, type RelayInput, type RelaySink } from "./engine.js";
 import { UpstreamClient, UpstreamFailed, type UpstreamResponse } from "./upstream-client.js";
+import type { UpstreamTarget } from "./upstream-url.js";
 import type { CallSignal } from "./types.js";
 
 const SECRET = "fake-relay-token";
@@ -104,13 +105,13 @@ class FakeUpstream extends UpstreamClient {
     super({ headersTimeoutMs: 1000, idleTimeoutMs: 1000 });
   }
   override async send(
-    url: URL | string,
+    url: UpstreamTarget | URL | string,
     _method: string,
     headers: Record<string, string>,
     body: Buffer | undefined,
     _signal: CallSignal,
   ): Promise<UpstreamResponse> {
-    this.sent.push({ url: String(url), headers, body });
+    this.sent.push({ url: typeof url === "object" && "path" in url ? url.origin + url.path : String(url), headers, body });
     return this.answer();
   }
 }

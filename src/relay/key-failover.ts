@@ -22,7 +22,7 @@ import type { TokenMeta } from "../tokens/token-meta.js";
 import type { ReadInput } from "./types.js";
 import { upstreamHeaders } from "./headers.js";
 import { ClientGone, UpstreamFailed, type UpstreamBody, type UpstreamClient, type UpstreamResponse } from "./upstream-client.js";
-import { upstreamUrl } from "./upstream-url.js";
+import { upstreamTarget } from "./upstream-url.js";
 
 const RETRY_WINDOW_MS = 30_000;
 /** A 403/429's rest when it gives no Retry-After (the registry caps every rest). */
@@ -102,7 +102,7 @@ export async function sendWithFailover(
     let res: UpstreamResponse;
     try {
       res = await upstream.send(
-        upstreamUrl(provider, input.path, input.query, key),
+        upstreamTarget(provider, input.path, input.query, key),
         input.method,
         upstreamHeaders(input.headers, provider, key),
         input.upload ?? input.body,

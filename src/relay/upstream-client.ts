@@ -18,6 +18,7 @@ import type { Readable } from "node:stream";
 import { Agent, type Dispatcher } from "undici";
 import { RelayError, type RelayErrorCode } from "../errors.js";
 import type { CallSignal } from "./types.js";
+import type { UpstreamTarget } from "./upstream-url.js";
 
 export interface UpstreamOptions {
   headersTimeoutMs: number;
@@ -78,7 +79,7 @@ export class UpstreamClient {
    * went away throws ClientGone.
    */
   async send(
-    url: URL | string,
+    url: UpstreamTarget | URL | string,
     method: string,
     headers: Record<string, string>,
     body: Buffer | StreamedBody | undefined,
@@ -87,7 +88,7 @@ export class UpstreamClient {
     let call: UpstreamCall | undefined;
     try {
       return await new Promise<UpstreamResponse>((resolve, reject) => {
-        const { origin, pathname, search } = typeof url === "string" ? new URL(url) : url;
+        const { origin, path } = typeof url === "string" || url instanceof URL ? targetOf(url) : url;
         call = new UpstreamCall(signal, resolve, reject);
         let payload: Buffer | Readable | null = null;
         if (Buffer.isBuffer(body)) payload = body.length > 0 ? body : null;
@@ -95,7 +96,7 @@ export class UpstreamClient {
           payload = body.open();
           if (body.length !== undefined) headers = { ...headers, "content-length": String(body.length) };
         }
-        this.#agent.dispatch({ origin, path: pathname + search, method: method as Dispatcher.HttpMethod, headers, body: payload }, call);
+        this.#agent.dispatch({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: payload }, call);
       });
     } catch (e) {
       if (e instanceof ClientGone || signal.aborted) throw new ClientGone();
@@ -114,6 +115,11 @@ export class UpstreamClient {
   close(): Promise<void> {
     return this.#agent.close();
   }
+}
+
+function targetOf(url: URL | string): UpstreamTarget {
+  const { origin, pathname, search } = typeof url === "string" ? new URL(url) : url;
+  return { origin, path: pathname + search };
 }
 
 /** The client went away before the upstream answered. */

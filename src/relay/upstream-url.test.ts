@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { RelayError } from "../errors.js";
 import type { ProviderSpec } from "../providers/types.js";
-import { safePath, upstreamUrl } from "./upstream-url.js";
+import { safePath, upstreamTarget, upstreamUrl } from "./upstream-url.js";
 
 describe("safePath", () => {
   it.each([
@@ -72,5 +72,56 @@ describe("upstreamUrl", () => {
 
   it("refuses a query in the path", () => {
     expect(() => upstreamUrl(provider, "/v1/x?echo=", undefined, "REAL")).toThrow(RelayError);
+  });
+});
+
+describe("upstreamTarget", () => {
+  const spec = (baseUrl: string, over: Partial<ProviderSpec> = {}): ProviderSpec =>
+    ({ baseUrl, credential: { kind: "header", name: "authorization" }, ...over }) as unknown as ProviderSpec;
+  const parsed = (p: ProviderSpec, path: string, query?: URLSearchParams): { origin: string; path: string } => {
+    const u = upstreamUrl(p, path, query, "REAL");
+    return { origin: u.origin, path: u.pathname + u.search };
+  };
+
+  it("joins without a parse exactly what the parsed way gives, for every base and path", () => {
+    const bases = [
+      "http://127.0.0.1:9",
+      "http://127.0.0.1:9/",
+      "https://api.example.com/v1beta/openai",
+      "https://api.example.com/v1/",
+      "HTTPS://API.Example.com:443/x",
+      "https://api.example.com/a/../b",
+      "https://api.example.com/a%20b",
+      "https://user@api.example.com/x",
+    ];
+    const paths = [
+      "/v1/chat/completions",
+      "/",
+      "v1/models",
+      "/v1/models/gemini-2.0:generateContent",
+      "/v1/files/file-abc~1",
+      "/v1/ch%61t",
+      "/a b",
+      "/v1/x;y=1",
+    ];
+    for (const base of bases) {
+      for (const path of paths) {
+        const p = spec(base);
+        expect(upstreamTarget(p, path, undefined, "REAL"), `${base} + ${path}`).toEqual(parsed(p, path));
+        expect(upstreamTarget(p, path, new URLSearchParams("alt=sse&key=relay"), "REAL")).toEqual(parsed(p, path, new URLSearchParams("alt=sse&key=relay")));
+      }
+    }
+  });
+
+  it("keeps a key in the query and a provider's default query", () => {
+    const keyed = spec("https://g.example.com", { credential: { kind: "query", name: "key" } } as Partial<ProviderSpec>);
+    expect(upstreamTarget(keyed, "/v1/x", undefined, "REAL")).toEqual({ origin: "https://g.example.com", path: "/v1/x?key=REAL" });
+    const versioned = spec("https://a.example.com/openai", { defaultQuery: { "api-version": "2024-10-21" } });
+    expect(upstreamTarget(versioned, "/chat", undefined, "REAL")).toEqual({ origin: "https://a.example.com", path: "/openai/chat?api-version=2024-10-21" });
+  });
+
+  it("refuses what safePath refuses, on the joined way too", () => {
+    expect(() => upstreamTarget(spec("http://127.0.0.1:9"), "/v1/../admin", undefined, "REAL")).toThrow(RelayError);
+    expect(() => upstreamTarget(spec("http://127.0.0.1:9"), "//evil.example.com/x", undefined, "REAL")).toThrow(RelayError);
   });
 });

@@ -70,6 +70,52 @@ function baseOf(provider: ProviderSpec): { origin: string; path: string } {
   return base;
 }
 
+/** Where a call goes: the origin (undici's pool) and the path with its query. */
+export interface UpstreamTarget {
+  origin: string;
+  /** The path below the origin, with `?query` when there is one. */
+  path: string;
+}
+
+/**
+ * A base URL already in normal form (an origin, then a path of plain characters only, no dot
+ * segments, query or fragment): the raw path after its origin, to which a plain client path is
+ * joined as a URL parser would join it. Undefined for others: they take the parsed way.
+ */
+const plainPrefixes = new WeakMap<ProviderSpec, string | null>();
+
+function plainPrefixOf(provider: ProviderSpec): string | undefined {
+  let prefix = plainPrefixes.get(provider);
+  if (prefix === undefined) {
+    const { origin } = baseOf(provider);
+    const rest = provider.baseUrl.startsWith(origin) ? provider.baseUrl.slice(origin.length) : undefined;
+    prefix = rest !== undefined && (rest === "" || (PLAIN_PATH.test(rest) && !BAD_PATH.test(rest))) ? rest : null;
+    plainPrefixes.set(provider, prefix);
+  }
+  return prefix ?? undefined;
+}
+
+/**
+ * The upstream origin and path. Most calls (a plain path, no query, a key in a header) are
+ * joined without a URL parse: a plain path below a base URL in normal form is what the parser
+ * would give, on the same origin and below the base path. The others are parsed and checked.
+ */
+export function upstreamTarget(
+  provider: ProviderSpec,
+  clientPath: string,
+  query: URLSearchParams | undefined,
+  upstreamKey: string | undefined,
+): UpstreamTarget {
+  if ((query === undefined || query.size === 0) && provider.defaultQuery === undefined && provider.credential.kind !== "query") {
+    const prefix = plainPrefixOf(provider);
+    // Normal already (the engine ran safePath); run again so no caller can skip the check.
+    const path = safePath(clientPath);
+    if (prefix !== undefined && PLAIN_PATH.test(path)) return { origin: baseOf(provider).origin, path: prefix + path };
+  }
+  const url = upstreamUrl(provider, clientPath, query, upstreamKey);
+  return { origin: url.origin, path: url.pathname + url.search };
+}
+
 /** The upstream URL, parsed (the check below needs it parsed, and the HTTP client takes it so). */
 export function upstreamUrl(provider: ProviderSpec, clientPath: string, query: URLSearchParams | undefined, upstreamKey: string | undefined): URL {
   // Normal already (the engine ran safePath); run again so no caller can skip the check.
