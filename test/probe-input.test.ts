@@ -394,6 +394,58 @@ describe("bad input: answered in the protocol's shape, never a 5xx", () => {
   });
 });
 
+describe("the Connect routes: a request no protocol takes gets a JSON answer that says why", () => {
+  // connect-node answered these 415 / 405 with an empty body, no content type and no hint.
+  const cases: [string, RawRequest, number, RegExp][] = [
+    ["text/plain", { method: "POST", target: INTROSPECT, headers: { "content-type": "text/plain" }, body: "{}" }, 415, /content type "text\/plain"/],
+    ["no content type", { method: "POST", target: INTROSPECT, headers: {}, body: "{}" }, 415, /no content type/],
+    [
+      "JSON in Latin-1",
+      { method: "POST", target: INTROSPECT, headers: { "content-type": "application/json; charset=latin1" }, body: "{}" },
+      415,
+      /application\/json/,
+    ],
+    ["gRPC-Web text", { method: "POST", target: INTROSPECT, headers: { "content-type": "application/grpc-web-text" }, body: "AAAAAAA=" }, 415, /grpc-web/],
+    [
+      "streaming framing for a unary method",
+      { method: "POST", target: INTROSPECT, headers: { "content-type": "application/connect+json" }, body: "{}" },
+      415,
+      /application\/connect\+json/,
+    ],
+    [
+      "unary framing for a streaming method",
+      { method: "POST", target: RELAY, headers: { "content-type": "application/json" }, body: "{}" },
+      415,
+      /application\/connect\+json/,
+    ],
+    ["PUT", { method: "PUT", target: INTROSPECT, headers: { "content-type": "application/json" }, body: "{}" }, 405, /method PUT/],
+    ["GET of a streaming method", { target: `${RELAY}?connect=v1&encoding=json&message=%7B%7D` }, 405, /method GET/],
+  ];
+  it.each(cases)("%s", async (_name, req, status, says) => {
+    const res = await rawRequest(relay.url, req);
+    expect(res.status).toBe(status);
+    expect(res.headers["content-type"]).toBe("application/json");
+    const body = JSON.parse(res.body.toString()) as { error: { message: string; code: string } };
+    expect(body.error.message).toMatch(says);
+    expect(body.error.code).toBe(status === 415 ? "unsupported_media_type" : "method_not_allowed");
+    if (status === 405) expect(res.headers.allow).toMatch(/POST/);
+  });
+
+  it("still hands what a protocol takes to connect-node: Connect GET, gRPC-Web binary", async () => {
+    const get = await rawRequest(relay.url, { target: `${INTROSPECT}?connect=v1&encoding=json&message=%7B%7D` });
+    expect(get.status).toBe(401);
+    expect(get.headers["content-type"]).toBe("application/json");
+    const web = await rawRequest(relay.url, {
+      method: "POST",
+      target: INTROSPECT,
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: envelope(0, Buffer.alloc(0)),
+    });
+    expect(web.status).toBe(200);
+    expect(web.headers["grpc-status"] ?? web.body.toString("latin1").match(/grpc-status: ?(\d+)/)?.[1]).toBe("16");
+  });
+});
+
 /** Raw HTTP/2 frames on a socket (floods node:http2 would not send). */
 const frame = (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
   const head = Buffer.alloc(9);

@@ -6,6 +6,7 @@
  */
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { routes, SERVICES, type ServiceDeps } from "../connect.js";
@@ -18,6 +19,7 @@ import { ACCEPT_COMPRESSION } from "./compression.js";
 import { ipLimitInterceptor, kClientIp, kIpChecked } from "./ip-limit-interceptor.js";
 import { errorInterceptor } from "./errors.js";
 import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
+import { negotiationError } from "./rpc-negotiation.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 
@@ -32,8 +34,14 @@ export type RpcHandler = (req: AnyRequest, res: AnyResponse, pathname: string) =
 export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
   const { limits, ipOf, adminKey, budget, maxBodyBytes } = deps;
   const gate = createRpcGate({ limits, ipOf, adminKey, adminOnly: adminOnlyPaths(SERVICES), budget, maxBodyBytes });
+  // The router's handlers, by path: a request none of their protocols takes is refused with a
+  // JSON answer before the adapter (rpc-negotiation.ts).
+  const handlers = new Map<string, UniversalHandler>();
   const adapter = connectNodeAdapter({
-    routes: routes(deps.services),
+    routes: (router) => {
+      routes(deps.services)(router);
+      for (const h of router.handlers) handlers.set(h.requestPath, h);
+    },
     interceptors: [errorInterceptor(deps.log), ipLimitInterceptor(limits), adminAuthInterceptor(adminKey)],
     contextValues: (req) => {
       const checked = gate.checkedIp(req);
@@ -50,10 +58,20 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
     // Nothing here may reject unhandled: Node ends the process on it (a refusal once threw).
     gate
       .admit(req, res, pathname)
-      .then((admitted) => admitted && adapter(req, res))
+      .then((admitted) => {
+        if (!admitted) return;
+        const handler = handlers.get(pathname);
+        const refused = handler && negotiationError(handler, req.method ?? "", headerText(req.headers["content-type"]) ?? "");
+        if (refused) sendError(res, refused, relayErrorShape);
+        else adapter(req, res);
+      })
       .catch((e: unknown) => {
         deps.log.error("rpc front door failed", { err: e });
         res.destroy();
       });
   };
+}
+
+function headerText(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(",") : v;
 }
