@@ -446,6 +446,68 @@ describe("the Connect routes: a request no protocol takes gets a JSON answer tha
   });
 });
 
+describe("a deadline past what a timer can hold is no deadline, not one of 1 ms", () => {
+  // grpc-go encodes its longest deadline as `99999999H`; Node's setTimeout takes at most
+  // 2^31-1 ms and fires at once for more, so connect-node ended such a Relay call after 1 ms
+  // ("client closed the request"), the call already counted and sent.
+  const relayCall = (): Buffer => {
+    const json = JSON.stringify({
+      provider: "openai",
+      method: "POST",
+      path: "/v1/chat/completions",
+      headers: [{ name: "content-type", value: "application/json" }],
+      bodyText: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    });
+    return envelope(0, Buffer.from(json));
+  };
+  const cases: [string, Record<string, string>][] = [
+    ["gRPC-Web, grpc-timeout 99999999H", { "content-type": "application/grpc-web+json", "grpc-timeout": "99999999H" }],
+    ["gRPC-Web, grpc-timeout 2147484S", { "content-type": "application/grpc-web+json", "grpc-timeout": "2147484S" }],
+    ["Connect, connect-timeout-ms 9999999999", { "content-type": "application/connect+json", "connect-timeout-ms": "9999999999" }],
+  ];
+  it.each(cases)("%s: the call completes", async (_name, headers) => {
+    const res = await rawRequest(relay.url, { method: "POST", target: RELAY, headers: { ...auth(), ...headers }, body: relayCall() });
+    const text = res.body.toString("latin1");
+    expect(res.status).toBe(200);
+    expect(text).toContain("OUTCOME_COMPLETE");
+    expect(text).not.toContain("client closed");
+  });
+
+  it("a deadline that cuts the answer: the end says so and the RPC ends DEADLINE_EXCEEDED (was `client went away`, status OK)", async () => {
+    const json = JSON.stringify({
+      provider: "openai",
+      method: "POST",
+      path: "/v1/chat/completions",
+      headers: [
+        { name: "content-type", value: "application/json" },
+        { name: "x-mock-chunks", value: "20" },
+        { name: "x-mock-delay-ms", value: "50" },
+      ],
+      bodyText: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    });
+    const res = await rawRequest(relay.url, {
+      method: "POST",
+      target: RELAY,
+      headers: { ...auth(), "content-type": "application/grpc-web+json", "grpc-timeout": "300m" },
+      body: envelope(0, Buffer.from(json)),
+    });
+    const text = res.body.toString("latin1");
+    expect(text).toContain('"outcome":"OUTCOME_TRUNCATED"');
+    expect(text).toContain('"error":"deadline exceeded"');
+    expect(text).toMatch(/grpc-status: ?4/);
+  });
+
+  it("a deadline a timer can hold still applies", async () => {
+    const res = await rawRequest(relay.url, {
+      method: "POST",
+      target: RELAY,
+      headers: { ...auth(), "content-type": "application/grpc-web+json", "grpc-timeout": "1n" },
+      body: relayCall(),
+    });
+    expect(res.body.toString("latin1")).toMatch(/grpc-status: ?4/);
+  });
+});
+
 /** Raw HTTP/2 frames on a socket (floods node:http2 would not send). */
 const frame = (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
   const head = Buffer.alloc(9);

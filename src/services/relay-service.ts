@@ -8,7 +8,7 @@
  * through the same engine, limits and counting as bytes.
  */
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { RelayResponseSchema, RelayService, type RelayRequest, type RelayResponse } from "../../gen/relayapi/v1/relay_service_pb.js";
 import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { RelayError } from "../errors.js";
@@ -119,30 +119,59 @@ export async function relayCall(engine: RelayEngine, req: RelayRequest, call: Re
       } catch {
         // text.failed is now set: reported below.
       }
-      const error = text?.failed ? NOT_UTF8 : (end.error ?? "");
+      // Cut by the call's deadline, not by a client that left: said so (the RPC then ends DEADLINE_EXCEEDED).
+      const error = text?.failed ? NOT_UTF8 : end.outcome === Outcome.TRUNCATED && deadlineOf(call.signal) ? DEADLINE_PASSED : (end.error ?? "");
       void emit({ case: "end", end: { outcome: end.outcome, usage: end.usage, callsLeft: end.callsLeft, error } });
     },
   };
-  await engine.relay(
-    {
-      providerId: req.provider,
-      method,
-      // A path only: the engine normalises and checks it as it does the HTTP layer's
-      // (src/relay/upstream-url.ts safePath: no `?`, no `#`); a query goes in `query`.
-      path: req.path,
-      query: req.query ? new URLSearchParams(req.query) : undefined,
-      headers,
-      body,
-      token: relayTokenFrom(call.headers),
-      dpop: { proof: headerText(call.headers, "dpop"), method: "POST", path: RELAY_PATH },
-      origin: headerText(call.headers, "origin"),
-      signal: call.signal,
-      requestId: call.requestId,
-    },
-    sink,
+  await relayOrDeadline(call.signal, () =>
+    engine.relay(
+      {
+        providerId: req.provider,
+        method,
+        // A path only: the engine normalises and checks it as it does the HTTP layer's
+        // (src/relay/upstream-url.ts safePath: no `?`, no `#`); a query goes in `query`.
+        path: req.path,
+        query: req.query ? new URLSearchParams(req.query) : undefined,
+        headers,
+        body,
+        token: relayTokenFrom(call.headers),
+        dpop: { proof: headerText(call.headers, "dpop"), method: "POST", path: RELAY_PATH },
+        origin: headerText(call.headers, "origin"),
+        signal: call.signal,
+        requestId: call.requestId,
+      },
+      sink,
+    ),
   );
   // After `end`, an answer that could not be text fails the RPC with INVALID_ARGUMENT.
   if (text?.failed) throw new RelayError("bad_request", NOT_UTF8);
+}
+
+/** The `end.error` of an answer the call's deadline cut. */
+export const DEADLINE_PASSED = "deadline exceeded";
+
+/**
+ * The engine's call, failed with the deadline's own DEADLINE_EXCEEDED when the call's deadline
+ * (Connect-Timeout-Ms, grpc-timeout) ended it: the engine sees only an aborted signal, as of a
+ * client that left ("client closed the request", INVALID_ARGUMENT), which misled the client.
+ * After a cut `end`, the RPC ends with the deadline's status too.
+ */
+async function relayOrDeadline(signal: CallSignal, relay: () => Promise<void>): Promise<void> {
+  try {
+    await relay();
+  } catch (e) {
+    throw deadlineOf(signal) ?? e;
+  }
+  const deadline = deadlineOf(signal);
+  if (deadline) throw deadline;
+}
+
+/** The deadline's error when it is what aborted `signal`. */
+function deadlineOf(signal: CallSignal): ConnectError | undefined {
+  if (!signal.aborted || !("reason" in signal)) return undefined;
+  const reason: unknown = signal.reason;
+  return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? reason : undefined;
 }
 
 /** A header's value; Node's repeats joined as Fetch's Headers join them. */

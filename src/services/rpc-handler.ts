@@ -63,7 +63,10 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
         const handler = handlers.get(pathname);
         const refused = handler && negotiationError(handler, req.method ?? "", headerText(req.headers["content-type"]) ?? "");
         if (refused) sendError(res, refused, relayErrorShape);
-        else adapter(req, res);
+        else {
+          dropEndlessDeadline(req);
+          adapter(req, res);
+        }
       })
       .catch((e: unknown) => {
         deps.log.error("rpc front door failed", { err: e });
@@ -74,4 +77,22 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
 
 function headerText(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(",") : v;
+}
+
+/** Longest delay a Node timer holds (2^31-1 ms, ~24.8 days); past it, setTimeout fires at once. */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/**
+ * A deadline longer than a timer holds is no deadline: connect-node's timer would fire after
+ * 1 ms and end the call at once, counted and sent (grpc-go encodes its longest deadline as
+ * `99999999H`). The header goes, and the relay's own bounds apply as for a call without one.
+ */
+function dropEndlessDeadline(req: AnyRequest): void {
+  const grpc = headerText(req.headers["grpc-timeout"]);
+  const m = grpc === undefined ? null : GRPC_TIMEOUT.exec(grpc);
+  if (m !== null && Number(m[1]) * GRPC_UNIT_MS[m[2]!]! > TIMER_MAX_MS) delete req.headers["grpc-timeout"];
+  const connect = headerText(req.headers["connect-timeout-ms"]);
+  if (connect !== undefined && /^\d{1,10}$/.test(connect) && Number(connect) > TIMER_MAX_MS) delete req.headers["connect-timeout-ms"];
 }
