@@ -125,6 +125,14 @@ describe("errors name the key", () => {
     writeConfig({ leaseMax: 0 });
     expect(() => load()).toThrow(/leaseMax \(RELAYAPI_LEASE_MAX\) must be at least 1/);
     expect(() => load({}, { RELAYAPI_PORT: "70000" }, false)).toThrow(/port \(RELAYAPI_PORT\) must be 0-65535/);
+    // Past 2^31-1 ms a Node timer fires at once: a "very long" timeout would end everything at once.
+    expect(() => load({}, { RELAYAPI_REQUEST_TIMEOUT_MS: "3000000000" }, false)).toThrow(
+      /requestTimeoutMs \(RELAYAPI_REQUEST_TIMEOUT_MS\) must be at most 2147483647 ms/,
+    );
+    expect(() => load({}, { RELAYAPI_MAX_SESSION_SECONDS: "3000000" }, false)).toThrow(
+      /maxSessionSeconds \(RELAYAPI_MAX_SESSION_SECONDS\) must be at most 2147483 s/,
+    );
+    expect(() => load({}, { RELAYAPI_SESSION_IDLE_MS: "2147483647" }, false)).not.toThrow();
     expect(() => load({}, { RELAYAPI_IP_RPM: "many" }, false)).toThrow(/RELAYAPI_IP_RPM must be a non-negative integer/);
     expect(() => load({ redisUrl: "http://redis" }, {}, false)).toThrow(/redisUrl \(REDIS_URL\) must start with redis:\/\//);
     expect(() => load({}, { RELAYAPI_TRUST_PROXY: "not-an-ip" }, false)).toThrow(/trustProxy \(RELAYAPI_TRUST_PROXY\) must list IP addresses or CIDRs/);

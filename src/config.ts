@@ -420,11 +420,20 @@ function readConfigFile(path: string): Partial<Config> {
 }
 
 /** Checks across the merged result, whatever layer a value came from; names the key. */
+/** The longest delay a Node timer holds (~24.8 days). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
 function validate(c: Config): void {
   const name = (key: keyof Config): string => `${key} (${FIELDS[key].env})`;
   for (const key of KEYS) {
     const v = c[key];
-    if (typeof FIELDS[key].default === "number") nonNegativeInt(v, name(key));
+    if (typeof FIELDS[key].default !== "number") continue;
+    nonNegativeInt(v, name(key));
+    // A Node timer holds at most 2^31-1 ms and fires at once past it: a "very long" timeout
+    // would end every request (or session) at once.
+    if (key.endsWith("Ms") && (v as number) > TIMER_MAX_MS) throw new ConfigError(`${name(key)} must be at most ${TIMER_MAX_MS} ms`);
+    if (key.endsWith("Seconds") && (v as number) * 1000 > TIMER_MAX_MS)
+      throw new ConfigError(`${name(key)} must be at most ${Math.floor(TIMER_MAX_MS / 1000)} s`);
   }
   if (c.port > 65535) throw new ConfigError(`${name("port")} must be 0-65535, got ${c.port}`);
   if (c.maxBodyBytes < 1) throw new ConfigError(`${name("maxBodyBytes")} must be positive`);
