@@ -17,6 +17,7 @@ import {
   applySplices,
   insertionSplice,
   isNull,
+  readArrayLength,
   readBoolean,
   readNumber,
   readString,
@@ -27,7 +28,7 @@ import {
   type TopLevelField,
 } from "./json-scan.js";
 import { endpointOf } from "./endpoints.js";
-import { outputBound } from "./output-bound.js";
+import { MAX_CHOICES, outputBound } from "./output-bound.js";
 import type { ShapePolicy, UsageOption } from "./shape-policy.js";
 
 export interface RequestPolicy {
@@ -78,15 +79,18 @@ export interface PolicyResult {
   usageSpliced?: true;
 }
 
-export type PolicyViolationKind = "model" | "max_tokens" | "n" | "tools" | "malformed";
+export type PolicyViolationKind = "model" | "max_tokens" | "n" | "tools" | "host" | "malformed";
 
 export type PolicyMessage =
   | "model not allowed for this token"
   | "output token limit above this token's cap"
   | "output token limit must be a number"
   | "n above this token's cap"
+  | "n above this token's cap: the count is per instance"
+  | "n above this token's cap: the provider's default count applies when the body names none"
   | "n must be a number"
   | "tools not allowed for this token"
+  | `${string} is not allowed through the relay: the host's memory is shared`
   | "model must be a string"
   | `${string} must be an object`
   | "a field is given under two names"
@@ -115,7 +119,8 @@ function checkedOf(shape: ShapePolicy): Map<string, string> {
   if (names === undefined) {
     const usage = shape.endpoints.flatMap((e) => (e.usageOption ? [e.usageOption.field] : []));
     const caps = shape.capsIn ?? [...shape.capFields, ...shape.choiceFields];
-    const list = ["model", ...(shape.streamField ? [shape.streamField] : []), ...usage, ...shape.toolFields, ...caps];
+    const per = shape.choicesPer === undefined ? [] : [shape.choicesPer];
+    const list = ["model", ...(shape.streamField ? [shape.streamField] : []), ...usage, ...shape.toolFields, ...caps, ...per, ...(shape.hostFields ?? [])];
     checkedNames.set(shape, (names = new Map(list.map((name) => [fold(name), name]))));
   }
   return names;
@@ -284,6 +289,10 @@ export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): P
       if (f && !isNull(body, f)) throw new PolicyViolation("tools", "tools not allowed for this token");
     }
   }
+  for (const name of shape.hostFields ?? []) {
+    const f = scan.fields.get(name);
+    if (f && !isNull(body, f)) throw new PolicyViolation("host", `${name} is not allowed through the relay: the host's memory is shared`);
+  }
   const endpoint = endpointOf(shape, req.path);
   const insertAs = endpoint === undefined ? undefined : (req.capField ?? endpoint.capField);
   const inserts: [string, string][] = []; // top-level fields to add, in one splice
@@ -301,14 +310,43 @@ export function applyRequestPolicy(req: PolicyRequest, policy: RequestPolicy): P
   if (inserts.length > 0) splices.push(insertionSplice(scan, inserts));
   const out = splices.length === 0 ? body : applySplices(body, splices);
   const flag = usageSpliced ? { usageSpliced: true as const } : {};
-  if (!policy.measure) return { body: out, model, ...flag };
+  const multiplied = shape.choicesPer !== undefined || shape.defaultChoices !== undefined;
+  if (!policy.measure && !(multiplied && policy.maxN !== undefined)) return { body: out, model, ...flag };
   // Caps and choice counts may live in one object (Gemini's generationConfig).
   const outer = shape.capsIn ? oneOf(scan, shape.capsIn) : undefined;
   const fields = !shape.capsIn ? scan : outer && !isNull(body, outer) ? scanNested(body, outer) : undefined;
-  return {
-    body: out,
-    model,
-    ...flag,
-    ...outputBound(body, fields, shape.capFields, shape.choiceFields, policy.maxOutputTokens ?? policy.defaultOutputTokens, insertAs !== undefined),
-  };
+  const choices = multiplied ? totalChoices(req, fields, policy.maxN) : undefined;
+  if (!policy.measure) return { body: out, model, ...flag };
+  const bound = outputBound(body, fields, shape.capFields, shape.choiceFields, policy.maxOutputTokens ?? policy.defaultOutputTokens, insertAs !== undefined);
+  return { body: out, model, ...flag, ...bound, ...(choices === undefined ? {} : { choices }) };
+}
+
+/**
+ * The choices a call makes where they multiply (ShapePolicy.choicesPer, defaultChoices): the
+ * count it names (else the provider's default) times the elements of `choicesPer`, refused above
+ * `maxN`. A count that is not a number was refused under maxN (checkCaps) and counts the most
+ * a reservation does otherwise.
+ */
+function totalChoices(req: PolicyRequest, fields: ScanResult | undefined, maxN: number | undefined): number {
+  const { shape, body } = req;
+  let per: number | undefined;
+  for (const name of shape.choiceFields) {
+    const f = fields?.fields.get(name);
+    if (f === undefined || isNull(body, f)) continue;
+    const v = readNumber(body, f);
+    per = v === undefined ? MAX_CHOICES : Math.max(0, Math.ceil(v));
+  }
+  const named = per !== undefined;
+  per ??= shape.defaultChoices ?? 1;
+  const list = shape.choicesPer === undefined ? undefined : req.scan.fields.get(shape.choicesPer);
+  // Not an array (the provider refuses it), or empty: as one.
+  const elements = (list && readArrayLength(body, list)) || 1;
+  const total = per * elements;
+  if (maxN !== undefined && total > maxN) {
+    throw new PolicyViolation(
+      "n",
+      named ? "n above this token's cap: the count is per instance" : "n above this token's cap: the provider's default count applies when the body names none",
+    );
+  }
+  return Math.max(1, total);
 }

@@ -35,6 +35,20 @@ export interface ShapePolicy {
    * the one inserted); absent: the top level of the body.
    */
   capsIn?: readonly string[];
+  /**
+   * A top-level array each element of which is generated for on its own (Imagen's and Veo's
+   * `instances`, one prompt each): the choices asked for are per element, and the token's maxN
+   * caps, and a budget reserves, their product.
+   */
+  choicesPer?: string;
+  /** The choices the provider makes when the body names none (Imagen's 4 images); absent: 1. */
+  defaultChoices?: number;
+  /**
+   * Top-level fields that hold the provider host's memory past the call, shared by every token
+   * (Ollama's `keep_alive`: a model kept loaded for as long as it says, or unloaded under other
+   * callers): refused for every token unless null, as model management is (adminPaths).
+   */
+  hostFields?: readonly string[];
   /** The top-level field that turns streaming on; absent when the path says it. */
   streamField?: string;
   /**
@@ -71,10 +85,13 @@ export interface ShapePolicy {
   compatible?: readonly { path: RegExp; policy: ShapePolicy }[];
 }
 
-/** The policy a path's body is read with: a compatible API's where its path matches, else the shape's own. */
+/**
+ * The policy a path's body is read with: a compatible API's where its path matches (as sent or
+ * with its escapes decoded, as onPaths), else the shape's own.
+ */
 export function policyAt(policy: ShapePolicy, path: string): ShapePolicy {
   if (policy.compatible === undefined) return policy;
-  return policy.compatible.find((c) => c.path.test(path))?.policy ?? policy;
+  return policy.compatible.find((c) => onPath(c.path, path))?.policy ?? policy;
 }
 
 /** Whether this shape's streams report usage only when the request asks (then the relay must read the body). */
@@ -87,12 +104,14 @@ export function asksForUsage(policy: ShapePolicy): boolean {
  * an upstream may route `%3A` as the `:` of a custom method (`models/m%3AbatchGenerateContent`).
  */
 export function onPaths(paths: readonly RegExp[] | undefined, path: string): boolean {
-  if (paths === undefined) return false;
-  if (paths.some((p) => p.test(path))) return true;
+  return paths !== undefined && paths.some((p) => onPath(p, path));
+}
+
+function onPath(p: RegExp, path: string): boolean {
+  if (p.test(path)) return true;
   if (!path.includes("%")) return false;
   try {
-    const decoded = decodeURIComponent(path);
-    return paths.some((p) => p.test(decoded));
+    return p.test(decodeURIComponent(path));
   } catch {
     return false; // safePath refused bad escapes already
   }

@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { bodyJson, callKindOf, createRulesOf, isObjectList, isUntracked, type OwnedObjectRules, referencedObjects, usedObjectsOf } from "./owned-objects.js";
+import {
+  bodyJson,
+  callKindOf,
+  createRulesOf,
+  isObjectList,
+  isUntracked,
+  itemReferenceIn,
+  type OwnedObjectRules,
+  referencedObjects,
+  usedObjectsOf,
+} from "./owned-objects.js";
 import { onPaths } from "../policy/shape-policy.js";
 import { OPENAI_OBJECTS, OPENAI_POLICY } from "./shapes/openai.js";
 
@@ -152,5 +162,61 @@ describe("OpenAI's owned objects", () => {
     expect(bodyJson(OPENAI_OBJECTS, Buffer.from('{"model":"m","store" :\n true}'))).toEqual({ model: "m", store: true });
     expect(bodyJson(OPENAI_OBJECTS, json({ x: { file_ids: [] } }))).toEqual({ x: { file_ids: [] } });
     expect(bodyJson(OPENAI_OBJECTS, Buffer.from('{"m\\u006fdel":"m"}'))).toEqual({ model: "m" });
+  });
+
+  it("knows the calls whose body takes input items", () => {
+    const takes = (method: string, path: string) => callKindOf(OPENAI_OBJECTS, method, path).takesItems;
+    for (const path of [
+      "/v1/responses",
+      "/openai/v1/responses/",
+      "/v1/responses/compact",
+      "/v1/responses/input_tokens",
+      "/v1/conversations",
+      "/v1/conversations/conv_1/items",
+    ]) {
+      expect(takes("POST", path), path).toBe(true);
+    }
+    for (const [method, path] of [
+      ["GET", "/v1/responses/resp_1"],
+      ["POST", "/v1/responses/resp_1/cancel"],
+      ["GET", "/v1/conversations/conv_1/items"],
+      ["GET", "/v1/conversations/conv_1/items/msg_1"],
+      ["POST", "/v1/chat/completions"],
+      ["POST", "/v1/files"],
+    ] as const) {
+      expect(takes(method, path), `${method} ${path}`).toBe(false);
+    }
+  });
+
+  it("finds an input item named by id alone: typed, bare, escaped, behind a duplicate key", () => {
+    const rule = OPENAI_OBJECTS.itemRefs!;
+    const refers = (body: Buffer | object) => {
+      const bytes = Buffer.isBuffer(body) ? body : json(body);
+      return itemReferenceIn(rule, bodyJson(OPENAI_OBJECTS, bytes, false, true), bytes);
+    };
+    expect(refers({ input: [{ type: "item_reference", id: "msg_1" }] })).toBe(true);
+    expect(refers({ input: [{ role: "user", content: "hi" }, { id: "msg_1" }] })).toBe(true);
+    expect(refers({ input: [{ id: "msg_1", type: null }] })).toBe(true);
+    expect(refers({ items: [{ id: "msg_1" }] })).toBe(true);
+    expect(refers(Buffer.from('{"input":[{"typ\\u0065":"item_reference","id":"msg_1"}]}'))).toBe(true);
+    expect(refers(Buffer.from('{"input":[{"type":"item_reference","type":"message","id":"msg_1"}]}'))).toBe(true);
+    expect(refers(Buffer.from('{"input":[{"type" : "item_reference", "id":"msg_1"}]}'))).toBe(true);
+    // Items with their own content, and text that merely spells a reference.
+    const output = [
+      { type: "message", id: "msg_1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "x", annotations: [] }] },
+      { type: "function_call", id: "fc_1", call_id: "c", name: "f", arguments: "{}" },
+      { type: "reasoning", id: "rs_1", summary: [], encrypted_content: "e" },
+    ];
+    expect(refers({ input: output })).toBe(false);
+    expect(refers({ input: [{ id: "msg_1", role: "user", content: "hi" }] })).toBe(false);
+    expect(refers({ input: [{ role: "user", content: '{"type":"item_reference","id":"msg_1"}' }] })).toBe(false);
+    expect(refers({ input: "item_reference" })).toBe(false);
+  });
+
+  it("parses a Responses body for items only when an id may be in it", () => {
+    const body = json({ model: "m", input: [{ role: "user", content: "hi" }] });
+    expect(bodyJson(OPENAI_OBJECTS, body, false, true)).toBeUndefined();
+    expect(bodyJson(OPENAI_OBJECTS, json({ input: [{ id: "msg_1" }] }), false, true)).toEqual({ input: [{ id: "msg_1" }] });
+    expect(bodyJson(OPENAI_OBJECTS, json({ input: [{ id: "msg_1" }] }), false, false)).toBeUndefined();
   });
 });

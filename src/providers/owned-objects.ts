@@ -46,6 +46,21 @@ export interface RefRule {
   idIn?: RegExp;
 }
 
+/**
+ * Calls whose body takes input items, where an item may name a stored item by its id alone for
+ * the provider to add its content (OpenAI's `{"type":"item_reference","id":…}`, or `{"id":…}`
+ * with no type). No rule records item ids (a response holds many, each call adds more), so no
+ * owner can be looked up: such an item is refused unless allowUnknown (itemReferenceIn).
+ */
+export interface ItemRefRule {
+  /** The calls (POST; normal form path). */
+  path: RegExp;
+  /** Top-level arrays of items. */
+  fields: readonly string[];
+  /** The `type` of an item that names another by id. */
+  type: string;
+}
+
 export interface OwnedObjectRules {
   creates: readonly CreateRule[];
   uses: readonly UseRule[];
@@ -73,6 +88,8 @@ export interface OwnedObjectRules {
    * another subject's, so it is refused whatever else matches its path.
    */
   untracked: readonly StatefulPaths[];
+  /** Input items that name stored items by id alone (ItemRefRule). */
+  itemRefs?: ItemRefRule;
 }
 
 /** What the rules say of one call by its method and path alone. */
@@ -87,6 +104,8 @@ export interface CallKind {
   creates: readonly CreateRule[];
   /** One of them has a condition on the body (chat's `store: true`). */
   conditional: boolean;
+  /** Its body takes input items, which may name stored items by id (ItemRefRule). */
+  takesItems: boolean;
 }
 
 /**
@@ -111,6 +130,7 @@ export function callKindOf(rules: OwnedObjectRules, method: string, path: string
     used: usedObjectsOf(rules, path),
     creates,
     conditional: creates.some((r) => r.onlyIf !== undefined),
+    takesItems: method === "POST" && rules.itemRefs?.path.test(path) === true,
   };
   if (kind.used.length === 0) {
     if (kept.size >= KEPT_PATHS) kept.clear();
@@ -184,6 +204,38 @@ export function referencedObjects(rules: OwnedObjectRules, json: unknown): strin
   return ids;
 }
 
+/**
+ * Whether a body (`json` as bodyJson gives it for a call that takesItems, `body` its bytes)
+ * names a stored item by id alone: an item of the rule's type, or one with an `id`, no `type`
+ * and no `role` (a typeless item with a role is a message). The type is also looked for in the
+ * bytes as a key and value (any depth): a nested duplicate key (`"type":"item_reference",
+ * "type":"message"`) cannot hide it from a parser that keeps the first.
+ */
+export function itemReferenceIn(rule: ItemRefRule, json: unknown, body: Buffer): boolean {
+  // Not parsed: no `"id"` key (spelled plainly or with escapes), so no item names one.
+  if (!isObject(json)) return false;
+  if (typedRef(rule).test(body.toString("latin1"))) return true;
+  for (const field of rule.fields) {
+    const items = json[field];
+    if (!Array.isArray(items)) continue;
+    for (const item of items) {
+      if (!isObject(item)) continue;
+      if (item.type === rule.type) return true;
+      if ((item.type === undefined || item.type === null) && item.id !== undefined && item.role === undefined) return true;
+    }
+  }
+  return false;
+}
+
+const typedRefs = new WeakMap<ItemRefRule, RegExp>();
+
+/** `"type": "<rule.type>"` as JSON text: a string value cannot hold an unescaped quote, so only a real key and value match. */
+function typedRef(rule: ItemRefRule): RegExp {
+  let re = typedRefs.get(rule);
+  if (re === undefined) typedRefs.set(rule, (re = new RegExp(`"type"\\s*:\\s*${quoted(rule.type)}`)));
+  return re;
+}
+
 /** The value at `path` (keys from the top level) when it is a non-empty string. */
 export function stringAt(value: unknown, path: readonly string[]): string | undefined {
   let v = value;
@@ -215,24 +267,26 @@ function addRef(ids: string[], v: unknown, idIn: RegExp | undefined): void {
  * looks for any field a ref reads, a create rule's condition set (`"store": true`; a Responses
  * body's `"store": false` is not worth a parse), or `\u0040`-`\u007f`, the escapes that could
  * spell a field name's letter or `_` (not Go's `\u003c` for `<`, common in prompts); only a body
- * where one appears is parsed.
+ * where one appears is parsed. With `items` (a call that takesItems), an `"id"` key anywhere
+ * too: only such a body may name a stored item (Responses bodies that pass output items back).
  */
-export function bodyJson(rules: OwnedObjectRules, body: Buffer, conditions = true): unknown {
-  return body.length > 0 && patternOf(rules, conditions).test(body.toString("latin1")) ? parsed(body) : undefined;
+export function bodyJson(rules: OwnedObjectRules, body: Buffer, conditions = true, items = false): unknown {
+  return body.length > 0 && patternOf(rules, conditions, items).test(body.toString("latin1")) ? parsed(body) : undefined;
 }
 
-/** Per rules: the pattern with the create rules' conditions, and without (for calls no condition concerns). */
-const patterns = new WeakMap<OwnedObjectRules, [RegExp, RegExp]>();
+/** Per rules: the patterns with and without the create rules' conditions, and with and without `"id"` (items). */
+const patterns = new WeakMap<OwnedObjectRules, RegExp[]>();
 
-function patternOf(rules: OwnedObjectRules, conditions: boolean): RegExp {
-  let both = patterns.get(rules);
-  if (both === undefined) {
+function patternOf(rules: OwnedObjectRules, conditions: boolean, items: boolean): RegExp {
+  let all = patterns.get(rules);
+  if (all === undefined) {
     const refs = ["\\\\u00[4-7]", ...new Set(rules.refs.map((r) => quoted(r.field)))];
-    const flags = new Set(rules.creates.flatMap((r) => (r.onlyIf === undefined ? [] : [`${quoted(r.onlyIf)}\\s*:\\s*true`])));
-    both = [new RegExp([...refs, ...flags].join("|")), new RegExp(refs.join("|"))];
-    patterns.set(rules, both);
+    const flags = [...new Set(rules.creates.flatMap((r) => (r.onlyIf === undefined ? [] : [`${quoted(r.onlyIf)}\\s*:\\s*true`])))];
+    const id = rules.itemRefs === undefined ? [] : ['"id"'];
+    all = [[...refs], [...refs, ...flags], [...refs, ...id], [...refs, ...flags, ...id]].map((p) => new RegExp(p.join("|")));
+    patterns.set(rules, all);
   }
-  return conditions ? both[0] : both[1];
+  return all[(conditions ? 1 : 0) + (items ? 2 : 0)]!;
 }
 
 function quoted(field: string): string {

@@ -9,8 +9,10 @@
  *   which would confirm that the object exists); so does a body field naming such an object
  *   (`previous_response_id`, `file_id`s, `vector_store_ids`, a batch's `input_file_id`). A list
  *   of every subject's objects gets 403, and so does any call on state the rules do not track
- *   (assistants, threads, fine-tuning: deny by default). Both refusals are lifted by
- *   `allowUnknown`. A call naming no object costs one search of its body and no await.
+ *   (assistants, threads, fine-tuning: deny by default), and so does an input item that names a
+ *   stored item by id alone (OpenAI's `item_reference`: no record ties an item to its owner).
+ *   These refusals are lifted by `allowUnknown`. A call naming no object costs one search of
+ *   its body and no await.
  * - `tap`, on a creating call's successful answer: the id is read as the bytes go by
  *   (src/relay/object-id-finder.ts) and written as `<provider>:<id>` -> subject at once, off
  *   the hot path; the engine awaits the write before the answer ends, so the client's next call
@@ -24,7 +26,7 @@ import type { Db } from "../db/client.js";
 import { ownersOf, pruneOwnedObjects, recordOwner } from "../db/queries/owned-objects.js";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../log.js";
-import { bodyJson, type CallKind, callKindOf, createRulesOf, type OwnedObjectRules, referencedObjects } from "../providers/owned-objects.js";
+import { bodyJson, type CallKind, callKindOf, createRulesOf, itemReferenceIn, type OwnedObjectRules, referencedObjects } from "../providers/owned-objects.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { idFinderFor } from "./object-id-finder.js";
@@ -90,7 +92,13 @@ export class ObjectOwnership {
       // Deny by default: assistants, threads, fine-tuning... are shared by every user of the key.
       if (kind.untracked) throw new RelayError("permission_denied", "this call reaches objects the relay does not keep apart between users");
     }
-    const named = call.upload === undefined ? referencedObjects(rules, this.#json(rules, kind, call.body)) : [];
+    const json = call.upload === undefined ? this.#json(rules, kind, call.body) : undefined;
+    // No record ties an item id to its response (a response holds many, each call adds more):
+    // an item named by id alone could be any subject's, so it is refused (deny by default).
+    if (kind.takesItems && !this.opts.allowUnknown && rules.itemRefs !== undefined && itemReferenceIn(rules.itemRefs, json, call.body)) {
+      throw new RelayError("permission_denied", "input items named by id alone (item_reference) are not allowed: send the items, or previous_response_id");
+    }
+    const named = referencedObjects(rules, json);
     if (kind.used.length === 0 && named.length === 0) return undefined;
     const ids = [...new Set([...kind.used, ...named])];
     if (ids.length > MAX_NAMED) throw new RelayError("bad_request", `a call may name ${MAX_NAMED} stored objects at most`);
@@ -136,7 +144,7 @@ export class ObjectOwnership {
       this.#last = undefined;
       return last.json;
     }
-    const json = bodyJson(rules, body, kind.conditional);
+    const json = bodyJson(rules, body, kind.conditional, kind.takesItems);
     if (kind.conditional) this.#last = { body, rules, json };
     return json;
   }

@@ -3,7 +3,9 @@
  * API (`/api/chat`, `/api/generate`) answers NDJSON (or one JSON object) whose final object
  * counts `prompt_eval_count` and `eval_count`; both are metered. There the output cap is
  * `options.num_predict` (-1: no limit), and model management (pull, push, create, copy, delete,
- * blobs) is no token's: it changes the models every token runs on, and fills the disk.
+ * blobs) is no token's: it changes the models every token runs on, and fills the disk. Nor is
+ * `keep_alive`: it keeps a model in the host's memory for as long as it says, or unloads one
+ * under other callers.
  */
 import type { ShapePolicy } from "../../policy/shape-policy.js";
 import { OPENAI_POLICY, openaiShapeReading } from "../shapes/openai.js";
@@ -18,6 +20,7 @@ const NATIVE_POLICY: ShapePolicy = {
   capFields: ["num_predict"],
   choiceFields: [],
   capsIn: ["options"],
+  hostFields: ["keep_alive"],
   streamField: "stream",
   remoteInput: [],
 };

@@ -82,6 +82,25 @@ const GOOGLE_PARAMS: NonNullable<ShapePolicy["refusedParams"]> = {
 const BATCH_CREATE = /:(?:batchgeneratecontent|asyncbatchembedcontent)$/i;
 
 /**
+ * Imagen's `:predict` and Veo's `:predictLongRunning` make `parameters.sampleCount` images or
+ * videos (either spelling) for each of the body's `instances`: the token's `max_n` caps their
+ * product and a budget reserves it. A body that names no count gets the provider's default:
+ * Imagen's is 4, the most either takes, so 4 is assumed for both. The path names the model, so
+ * a pin holds as for generateContent. No tools, no output cap to insert.
+ */
+const PREDICT: ShapePolicy = {
+  endpoints: [],
+  toolFields: [],
+  capFields: [],
+  choiceFields: ["sampleCount", "sample_count"],
+  capsIn: ["parameters"],
+  choicesPer: "instances",
+  defaultChoices: 4,
+  remoteInput: [],
+  refusedParams: GOOGLE_PARAMS,
+};
+
+/**
  * Caps and `candidateCount` live in generationConfig; Google's JSON mapping accepts both the
  * lowerCamelCase and the proto field names. The path, not a body field, asks for a stream
  * (`:streamGenerateContent`), and streams always report usageMetadata.
@@ -115,7 +134,10 @@ const POLICY: ShapePolicy = {
   batchPaths: [BATCH_CREATE],
   // The OpenAI-compatible endpoint (https://ai.google.dev/gemini-api/docs/openai) takes OpenAI's
   // names: its caps, `n` and `stream_options` are top-level fields, not generationConfig's.
-  compatible: [{ path: /^\/v1[a-z0-9]*\/openai(?:\/|$)/i, policy: { ...OPENAI_COMPATIBLE_POLICY, refusedParams: GOOGLE_PARAMS } }],
+  compatible: [
+    { path: /^\/v1[a-z0-9]*\/openai(?:\/|$)/i, policy: { ...OPENAI_COMPATIBLE_POLICY, refusedParams: GOOGLE_PARAMS } },
+    { path: /:predict(?:longrunning)?\/*$/i, policy: PREDICT },
+  ],
 };
 
 /**

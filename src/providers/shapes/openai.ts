@@ -151,6 +151,11 @@ export const OPENAI_COMPATIBLE_POLICY: ShapePolicy = {
  * too), evals, videos, ChatKit, the organization API and deleting a (fine-tuned) model. So is
  * the rest of each tracked family that no rule names (`GET /v1/responses`). Realtime's HTTP
  * calls are refused whatever the options say (OPENAI_POLICY.refusedPaths).
+ *
+ * An input item named by id alone (`{"type":"item_reference","id":"msg_…"}`, or `{"id":…}`) on
+ * the calls that take items (Responses, its compact and input_tokens, a conversation and its
+ * items) has the provider add a stored item, whoever stored it: refused, as no rule records item
+ * ids. Items passed back with their own content (output items, with ids) are not references.
  */
 /** A vector store's `/files` are its own, not the file collection. */
 const FILES = /(?<!\/vector_stores\/.*)\/files\/*$/i;
@@ -199,6 +204,11 @@ export const OPENAI_OBJECTS: OwnedObjectRules = {
     { path: /\/(?:assistants|threads|containers|fine_tuning|fine-tunes|evals|videos|chatkit|organization)(?![\w-])/i },
     { path: /\/models\/./i, methods: ["DELETE"] },
   ],
+  itemRefs: {
+    path: /\/(?:responses(?:\/(?:compact|input_tokens))?|conversations(?:\/[^/]+\/items)?)\/*$/i,
+    fields: ["input", "items"],
+    type: "item_reference",
+  },
 };
 
 export const openaiShape: ApiShape = {
