@@ -48,6 +48,7 @@ const builtin = (provider: string, model: string): ModelPrice => {
 describe("costs from each shape's reported usage (hand-computed)", () => {
   it("OpenAI chat: cached tokens at the cached price, reasoning tokens at the output price", () => {
     const usage = metered(openaiShape, {
+      service_tier: "default",
       usage: {
         prompt_tokens: 12_000,
         completion_tokens: 1_500,
@@ -56,7 +57,14 @@ describe("costs from each shape's reported usage (hand-computed)", () => {
         completion_tokens_details: { reasoning_tokens: 300, audio_tokens: 0 },
       },
     });
-    expect(usage).toEqual({ promptTokens: 12_000, completionTokens: 1_500, totalTokens: 13_500, cachedTokens: 4_000, reasoningTokens: 300 });
+    expect(usage).toEqual({
+      promptTokens: 12_000,
+      completionTokens: 1_500,
+      totalTokens: 13_500,
+      cachedTokens: 4_000,
+      reasoningTokens: 300,
+      serviceTier: "default",
+    });
     // gpt-4o: $2.50 in, $1.25 cached, $10 out per million: 8000 x 2.5 + 4000 x 1.25 + 1500 x 10 micro-dollars.
     expect(costOf(builtin("openai", "gpt-4o"), usage)).toBe(20_000 + 5_000 + 15_000);
   });
@@ -66,6 +74,7 @@ describe("costs from each shape's reported usage (hand-computed)", () => {
       {
         type: "response.completed",
         response: {
+          service_tier: "default",
           usage: {
             input_tokens: 3_000,
             input_tokens_details: { cached_tokens: 1_024 },
@@ -169,7 +178,9 @@ describe("the arithmetic", () => {
   });
 
   it("maxCostOf rounds up and takes each side at its dearest price", () => {
-    expect(maxCostOf(builtin("openai", "gpt-4o"), 1_000, 500)).toBe(2_500 + 5_000);
+    // gpt-4o's tier is known only from its answer: reserved at priority ($4.25 in, $17 out).
+    expect(maxCostOf(builtin("openai", "gpt-4o"), 1_000, 500)).toBe(4_250 + 8_500);
+    expect(maxCostOf(builtin("openai", "gpt-5-nano"), 1_000, 500)).toBe(50 + 200);
     expect(maxCostOf(cents(400_000, 0), 1, 0)).toBe(1);
     // Anthropic: a prompt may be all cache writes ($3.75 > $3).
     expect(maxCostOf(builtin("anthropic", "claude-sonnet-4-5*"), 1_000, 0)).toBe(3_750);
@@ -179,7 +190,7 @@ describe("the arithmetic", () => {
 
   it("callCost: unpriced is undefined, nothing metered is 0", () => {
     const book = new PriceBook(undefined as never);
-    const usage: Usage = { promptTokens: 1_000, completionTokens: 0, totalTokens: 1_000 };
+    const usage: Usage = { promptTokens: 1_000, completionTokens: 0, totalTokens: 1_000, serviceTier: "default" };
     expect(callCost(book, "openai", "gpt-4o-mini", usage)).toBe(150);
     expect(callCost(book, "openai", "whisper-1", usage)).toBeUndefined();
     expect(callCost(book, "openai", undefined, undefined)).toBe(0);
@@ -197,15 +208,28 @@ describe("the shipped table", () => {
         const all = [p.input, p.output, p.cachedInput, p.cacheWrite, p.audioInput, p.audioOutput].filter((v) => v !== undefined);
         for (const v of all) expect(Number.isSafeInteger(v) && v >= 0, `${provider} ${model}`).toBe(true);
         if (p.cachedInput !== undefined) expect(p.cachedInput, `${provider} ${model} cached <= input`).toBeLessThanOrEqual(p.input);
+        // A tier is never cheaper than the base, part by part (a tier prices every part it bills).
+        for (const tier of [p.priority, p.longContext]) {
+          if (tier === undefined) continue;
+          expect(tier.input, `${provider} ${model} tier input`).toBeGreaterThanOrEqual(p.input);
+          expect(tier.output, `${provider} ${model} tier output`).toBeGreaterThanOrEqual(p.output);
+          if (p.cachedInput !== undefined) expect(tier.cachedInput, `${provider} ${model} tier cached`).toBeGreaterThanOrEqual(p.cachedInput);
+          if (p.cacheWrite !== undefined) expect(tier.cacheWrite, `${provider} ${model} tier cache write`).toBeGreaterThanOrEqual(p.cacheWrite);
+        }
       }
     }
   });
 
   it("matches exact names first, then the longest prefix; other variants stay unpriced", () => {
-    expect(book.priceOf("openai", "gpt-4o")).toEqual({ input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000 });
+    expect(book.priceOf("openai", "gpt-4o")).toEqual({
+      input: 2_500_000,
+      cachedInput: 1_250_000,
+      output: 10_000_000,
+      priority: { input: 4_250_000, cachedInput: 2_125_000, output: 17_000_000 },
+    });
     expect(book.priceOf("openai", "gpt-4o-2024-08-06")).toEqual(book.priceOf("openai", "gpt-4o"));
     // The first snapshot's own (exact) price beats the `gpt-4o-2024-*` prefix.
-    expect(book.priceOf("openai", "gpt-4o-2024-05-13")).toEqual({ input: 5_000_000, output: 15_000_000 });
+    expect(book.priceOf("openai", "gpt-4o-2024-05-13")).toMatchObject({ input: 5_000_000, output: 15_000_000 });
     expect(book.priceOf("openai", "gpt-4o-mini-2024-07-18")?.input).toBe(150_000);
     expect(book.priceOf("openai", "gpt-4o-transcribe")).toBeUndefined();
     expect(book.priceOf("openai", "whisper-1")).toBeUndefined();
@@ -242,10 +266,16 @@ describe("admin overrides (PGlite)", () => {
 
   it("an admin's prefix reprices even a shipped exact name; an admin's exact name beats its prefix; delete restores", async () => {
     await book.set("openai", "gpt-4o*", { input: 1_000_000, output: 2_000_000 });
-    expect(book.priceOf("openai", "gpt-4o")).toEqual({ input: 1_000_000, output: 2_000_000 });
-    expect(book.priceOf("openai", "gpt-4o-mini")).toEqual({ input: 1_000_000, output: 2_000_000 });
+    // The shipped priority tier of each model stays, scaled to the admin's base (gpt-4o: 1.7x).
+    expect(book.priceOf("openai", "gpt-4o")).toEqual({
+      input: 1_000_000,
+      output: 2_000_000,
+      priority: { input: 1_700_000, cachedInput: 1_700_000, output: 3_400_000 },
+    });
+    expect(book.priceOf("openai", "gpt-4o-mini")).toMatchObject({ input: 1_000_000, output: 2_000_000 });
     await book.set("openai", "gpt-4o-mini", { input: 7, cachedInput: 3, output: 9 });
-    expect(book.priceOf("openai", "gpt-4o-mini")).toEqual({ input: 7, cachedInput: 3, output: 9 });
+    // gpt-4o-mini's priority is $0.25 / $0.125 / $1 over $0.15 / $0.075 / $0.60: scaled and rounded up.
+    expect(book.priceOf("openai", "gpt-4o-mini")).toEqual({ input: 7, cachedInput: 3, output: 9, priority: { input: 12, cachedInput: 5, output: 15 } });
     const listed = book.list("openai").filter((p) => p.model === "gpt-4o-mini" || p.model === "gpt-4o-mini-2024-*");
     expect(listed.map((p) => [p.model, p.source])).toEqual([
       ["gpt-4o-mini", "admin"],

@@ -17,22 +17,24 @@ import { useRelay } from "./support/use-relay.js";
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/streams/${name}`, import.meta.url));
 /** What every fixture reports: 412 prompt + 588 completion tokens. */
-const USAGE: Usage = { promptTokens: 412, completionTokens: 588, totalTokens: 1000 };
+const ALL_USAGE: Usage = { promptTokens: 412, completionTokens: 588, totalTokens: 1000 };
 const TEXT = "Bonjour 👋 ça va très bien.";
 
 interface Case {
   file: string;
   contentType: string;
   providers: string[];
+  /** The service tier the stream names (priced apart: src/pricing/tiers.ts). */
+  tier?: string;
 }
 
 const COMPATIBLE = BUILTIN_PROVIDERS.filter((p) => p.shape.name === "openai").map((p) => p.id);
 const CASES: Case[] = [
-  { file: "openai-chat.sse", contentType: "text/event-stream; charset=utf-8", providers: COMPATIBLE },
-  { file: "openai-responses.sse", contentType: "text/event-stream; charset=utf-8", providers: COMPATIBLE },
+  { file: "openai-chat.sse", contentType: "text/event-stream; charset=utf-8", providers: COMPATIBLE, tier: "default" },
+  { file: "openai-responses.sse", contentType: "text/event-stream; charset=utf-8", providers: COMPATIBLE, tier: "auto" },
   { file: "azure-chat.sse", contentType: "text/event-stream; charset=utf-8", providers: ["azure-openai"] },
   { file: "groq-chat.sse", contentType: "text/event-stream", providers: ["groq"] },
-  { file: "anthropic-messages.sse", contentType: "text/event-stream; charset=utf-8", providers: ["anthropic"] },
+  { file: "anthropic-messages.sse", contentType: "text/event-stream; charset=utf-8", providers: ["anthropic"], tier: "standard" },
   { file: "gemini.sse", contentType: "text/event-stream", providers: ["gemini"] },
   { file: "gemini-array.json", contentType: "application/json; charset=UTF-8", providers: ["gemini"] },
 ];
@@ -55,8 +57,9 @@ function splits(body: Buffer, seed: number, pieces: number): Buffer[] {
   return at.slice(1).map((end, i) => body.subarray(at[i], end));
 }
 
-describe.each(CASES)("$file", ({ file, contentType, providers }) => {
+describe.each(CASES)("$file", ({ file, contentType, providers, tier }) => {
   const body = fixture(file);
+  const USAGE: Usage = tier === undefined ? ALL_USAGE : { ...ALL_USAGE, serviceTier: tier };
 
   it.each(providers)("is metered for %s, whole and in pieces", (provider) => {
     expect(meter(provider, contentType, [body])).toEqual(USAGE);
@@ -106,7 +109,7 @@ describe("through the relay", () => {
     }
     expect(text).toBe(TEXT);
     expect(completed?.total_tokens).toBe(1000);
-    expect(relay.calls.filter((c) => c.tokenId === id)).toMatchObject([{ usage: USAGE }]);
+    expect(relay.calls.filter((c) => c.tokenId === id)).toMatchObject([{ usage: ALL_USAGE }]);
   });
 
   it("Anthropic stream (@anthropic-ai/sdk)", async () => {
@@ -117,7 +120,7 @@ describe("through the relay", () => {
       .stream({ model: "claude-sonnet-4-20250514", max_tokens: 1000, messages: [{ role: "user", content: "hi" }] })
       .finalMessage();
     expect(final.usage.output_tokens).toBe(588);
-    expect(relay.calls.filter((c) => c.tokenId === id)).toMatchObject([{ usage: USAGE }]);
+    expect(relay.calls.filter((c) => c.tokenId === id)).toMatchObject([{ usage: ALL_USAGE }]);
   });
 
   it("Azure chat stream (AzureOpenAI SDK) and Groq's x_groq usage", async () => {

@@ -186,7 +186,8 @@ describe("unpriced models, admin prices, reports and the live feed", () => {
     // Records as the engine hands them over, with a plan (no plan need exist to write a record).
     const writer = new UsageWriter(relay.app.database.db, { prices: relay.app.prices });
     const base = { subject: "alice", provider: "openai", keyId: undefined, status: 200, bytes: 10, latencyMs: 5 } as const;
-    const usage = { promptTokens: 1_000, completionTokens: 100, totalTokens: 1_100, cachedTokens: 400, reasoningTokens: 60 };
+    // Served at the standard tier, as the answer said ("default"): priced at the base price.
+    const usage = { promptTokens: 1_000, completionTokens: 100, totalTokens: 1_100, cachedTokens: 400, reasoningTokens: 60, serviceTier: "default" };
     await waitFor(() => relay.app.usage.watchers > 0, 5_000, "the watcher");
     const live = (r: Parameters<UsageWriter["record"]>[0]) => {
       writer.record(r);

@@ -15,7 +15,8 @@
  * of 1 token at $0.50 per million (0.5 micro-dollars) costs 1, at $0.40 it costs 0.
  */
 import type { Usage } from "../providers/types.js";
-import type { ModelPrice } from "./types.js";
+import { billedPrices, dearestPrices } from "./tiers.js";
+import type { ModelPrice, PartPrices } from "./types.js";
 
 const MILLION = 1_000_000n;
 
@@ -30,7 +31,7 @@ function take(want: number | undefined, left: number): number {
 }
 
 /** The sum of tokens x price over the call, in micro-dollar-millionths (not yet divided). */
-function costUnits(price: ModelPrice, usage: Usage): bigint {
+function costUnits(price: PartPrices, usage: Usage): bigint {
   // A part larger than its side (a provider's inconsistent report) is capped to the side, so
   // no remainder is ever negative and nothing is counted twice.
   let prompt = Math.max(0, usage.promptTokens);
@@ -54,17 +55,19 @@ function costUnits(price: ModelPrice, usage: Usage): bigint {
   );
 }
 
-/** A call's cost in micro-dollars, rounded half up once (see the module comment). */
+/** A call's cost in micro-dollars at the tier its usage reports (src/pricing/tiers.ts), rounded half up once (see the module comment). */
 export function costOf(price: ModelPrice, usage: Usage): number {
-  return Number((costUnits(price, usage) + MILLION / 2n) / MILLION);
+  return Number((costUnits(billedPrices(price, usage), usage) + MILLION / 2n) / MILLION);
 }
 
 /**
- * The most a call of `inputTokens` in and `outputTokens` out may cost, rounded up: each side at
- * its highest price (a prompt may turn out to be cache writes or audio, dearer than plain input),
- * so a reservation made with it is never short.
+ * The most a call of `inputTokens` in and `outputTokens` out may cost, rounded up: at the dearest
+ * tier such a call may be billed at (src/pricing/tiers.ts: priority unless the price has none,
+ * long context above its threshold), each side at its highest price (a prompt may turn out to be
+ * cache writes or audio, dearer than plain input), so a reservation made with it is never short.
  */
-export function maxCostOf(price: ModelPrice, inputTokens: number, outputTokens: number): number {
+export function maxCostOf(model: ModelPrice, inputTokens: number, outputTokens: number): number {
+  const price = dearestPrices(model, inputTokens);
   const inPrice = Math.max(price.input, price.cacheWrite ?? 0, price.audioInput ?? 0, price.cachedInput ?? 0);
   const outPrice = Math.max(price.output, price.audioOutput ?? 0);
   const units = big(Math.ceil(Math.max(0, inputTokens))) * big(inPrice) + big(Math.ceil(Math.max(0, outputTokens))) * big(outPrice);

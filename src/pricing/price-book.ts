@@ -6,7 +6,8 @@
  *
  * Precedence: the admin's layer is searched first (exact name, then longest prefix), then the
  * shipped one. So an admin's `gpt-4o*` reprices `gpt-4o` too, although the shipped table has
- * an exact `gpt-4o`: the admin's word is the newer one.
+ * an exact `gpt-4o`: the admin's word is the newer one. An admin's price keeps the tiers
+ * (priority, long context) of the shipped price the model would have, scaled to the admin's base.
  */
 import type { Db } from "../db/client.js";
 import { deletePrice, listPriceOverrides, upsertPrice } from "../db/queries/prices.js";
@@ -17,6 +18,7 @@ import type { Usage } from "../providers/types.js";
 import { BUILTIN_PRICES, BUILTIN_PRICES_AS_OF } from "./builtin-prices.js";
 import { costOf, maxCostOf } from "./cost.js";
 import { PriceTable } from "./price-table.js";
+import { withShippedTiers } from "./tiers.js";
 import type { ModelPrice, Prices } from "./types.js";
 
 /** One entry as ListPrices shows it. */
@@ -63,7 +65,12 @@ export class PriceBook implements Prices {
 
   priceOf(provider: string, model: string | undefined): ModelPrice | undefined {
     if (model === undefined) return undefined;
-    return this.#admin.find(provider, model) ?? BUILTIN_TABLE.find(provider, model);
+    const admin = this.#admin.find(provider, model);
+    const shipped = BUILTIN_TABLE.find(provider, model);
+    if (admin === undefined) return shipped;
+    // The admin's price states base prices only (SetPrice has no tier fields): the shipped
+    // tiers of the same model stay, scaled to it (src/pricing/tiers.ts).
+    return withShippedTiers(admin, shipped);
   }
 
   costOf(price: ModelPrice, usage: Usage): number {

@@ -27,6 +27,12 @@ export interface Usage {
   reasoningTokens?: number;
   audioInputTokens?: number;
   audioOutputTokens?: number;
+  /**
+   * The service tier the answer says served the call (OpenAI's `service_tier`: "default",
+   * "priority", "flex", "auto"; Anthropic's `usage.service_tier`: "standard", "priority",
+   * "batch"); absent when it names none. Prices tell the tiers apart (src/pricing/tiers.ts).
+   */
+  serviceTier?: string;
 }
 
 /** Reads usage from a response as its bytes go by; never holds a chunk back. */

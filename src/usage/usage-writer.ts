@@ -337,6 +337,8 @@ export class UsageWriter {
 function toRow(r: CallRecord, at: number, prices: Prices | undefined): UsageInsert & { flags: number } {
   const usage =
     r.usage === undefined ? undefined : usageOf(r.usage.promptTokens, r.usage.completionTokens, r.usage.totalTokens, usageFlags(r.usage), partsOf(r.usage));
+  // The tier that served the call prices it (src/pricing/tiers.ts); the meters bounded it.
+  if (usage !== undefined && r.usage?.serviceTier !== undefined) usage.serviceTier = r.usage.serviceTier;
   const model = modelName(r.model ?? "");
   return {
     at,

@@ -17,6 +17,8 @@
  * Usage parts (prices, issue 24): `x-mock-prompt-tokens: P` reports P prompt tokens instead;
  * `x-mock-cached-tokens`, `x-mock-cache-write-tokens` (Anthropic) and `x-mock-reasoning-tokens`
  * add those parts in each shape's own fields (reasoning tokens on top of the N generated ones).
+ * Service tiers (priced tiers): OpenAI answers name `service_tier: "default"`, as the real API does;
+ * `x-mock-service-tier: T` names T instead (`none`: no field), on Anthropic in `usage.service_tier`.
  *
  * `requests` is appended to when a request's head arrives, before its body is read: its length
  * is the count of calls that reached the provider, whatever happened to them after.
@@ -135,10 +137,12 @@ interface UsageKnobs {
   cacheWrite: number;
   reasoning: number;
   parts: boolean;
+  /** `x-mock-service-tier`; undefined: the shape's default (OpenAI `default`, Anthropic none). */
+  tier: string | undefined;
 }
 const usageKnobs = new WeakMap<ServerResponse, UsageKnobs>();
 const knobsOf = (res: ServerResponse): UsageKnobs =>
-  usageKnobs.get(res) ?? { prompt: MOCK_PROMPT_TOKENS, cached: 0, cacheWrite: 0, reasoning: 0, parts: false };
+  usageKnobs.get(res) ?? { prompt: MOCK_PROMPT_TOKENS, cached: 0, cacheWrite: 0, reasoning: 0, parts: false, tier: undefined };
 
 function readUsageKnobs(req: IncomingMessage): UsageKnobs {
   const parts = ["x-mock-cached-tokens", "x-mock-cache-write-tokens", "x-mock-reasoning-tokens"].some((h) => req.headers[h] !== undefined);
@@ -148,7 +152,13 @@ function readUsageKnobs(req: IncomingMessage): UsageKnobs {
     cacheWrite: intHeader(req, "x-mock-cache-write-tokens", 0),
     reasoning: intHeader(req, "x-mock-reasoning-tokens", 0),
     parts,
+    tier: typeof req.headers["x-mock-service-tier"] === "string" ? req.headers["x-mock-service-tier"] : undefined,
   };
+}
+
+/** OpenAI's top-level `service_tier` (the tier that served the call), unless `none`. */
+function openaiTier(k: UsageKnobs): Json {
+  return k.tier === "none" ? {} : { service_tier: k.tier ?? "default" };
 }
 
 async function openaiChat(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
@@ -170,13 +180,14 @@ async function openaiChat(res: ServerResponse, body: Json, n: number, delay: num
       object: "chat.completion",
       created,
       model,
+      ...openaiTier(k),
       system_fingerprint: "fp_mock",
       choices: [{ index: 0, message: { role: "assistant", content: text(n), refusal: null }, logprobs: null, finish_reason: "stop" }],
       usage,
     });
   }
   const includeUsage = (body.stream_options as Json | undefined)?.include_usage === true;
-  const base = { id, object: "chat.completion.chunk", created, model, system_fingerprint: "fp_mock" };
+  const base = { id, object: "chat.completion.chunk", created, model, ...openaiTier(k), system_fingerprint: "fp_mock" };
   const extra = includeUsage ? { usage: null } : {};
   const frames = Array.from({ length: Math.max(n, 1) }, (_, i) =>
     data({
@@ -198,8 +209,11 @@ async function openaiChat(res: ServerResponse, body: Json, n: number, delay: num
 }
 
 /** Anthropic's input counts: `input_tokens` excludes the cache's reads and writes, reported beside it. */
-function anthropicInput(k: UsageKnobs): Record<string, number> {
-  return k.parts ? { input_tokens: k.prompt, cache_creation_input_tokens: k.cacheWrite, cache_read_input_tokens: k.cached } : { input_tokens: k.prompt };
+function anthropicInput(k: UsageKnobs): Record<string, number | string> {
+  const tier: Record<string, string> = k.tier === undefined || k.tier === "none" ? {} : { service_tier: k.tier };
+  return k.parts
+    ? { input_tokens: k.prompt, cache_creation_input_tokens: k.cacheWrite, cache_read_input_tokens: k.cached, ...tier }
+    : { input_tokens: k.prompt, ...tier };
 }
 
 async function anthropicMessages(res: ServerResponse, body: Json, n: number, delay: number): Promise<void> {
@@ -266,6 +280,7 @@ async function openaiResponses(res: ServerResponse, body: Json, n: number, delay
     output: done ? [item] : [],
     parallel_tool_calls: true,
     previous_response_id: null,
+    ...openaiTier(k),
     store: true,
     temperature: 1.0,
     text: { format: { type: "text" } },

@@ -6,7 +6,7 @@ import type { ApiShape, Usage } from "../types.js";
 import { usageFlags } from "../../usage/usage-flags.js";
 import { OPENAI_COMPATIBLE_POLICY } from "./openai.js";
 import { createUsageMeter, isObject, USAGE_OBJECT, usageOf } from "./usage-meter.js";
-import { anthropicParts } from "./usage-parts.js";
+import { anthropicParts, withTier } from "./usage-parts.js";
 
 // https://docs.anthropic.com/en/api/errors
 const TYPE: Record<string, string> = {
@@ -52,8 +52,10 @@ function readUsage(value: unknown, seen: Usage | undefined): Usage | undefined {
   const input = inputOf(usage) ?? usage.prompt_tokens;
   const output = usage.output_tokens ?? usage.completion_tokens;
   if (input === undefined && output === undefined) return seen;
-  // A count carried from an earlier event was already checked; its flag is carried with it.
-  return usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen), anthropicParts(usage, seen));
+  // A count carried from an earlier event was already checked; its flag is carried with it. So is
+  // the service tier (message_start's), which a message_delta does not repeat.
+  const read = usageOf(input ?? seen?.promptTokens ?? 0, output ?? seen?.completionTokens ?? 0, undefined, usageFlags(seen), anthropicParts(usage, seen));
+  return withTier(read, seen, usage.service_tier ?? seen?.serviceTier);
 }
 
 /** Message Batches: each request's params nested in `requests`, run and billed later. */

@@ -8,7 +8,7 @@ import type { ShapePolicy } from "../../policy/shape-policy.js";
 import type { OwnedObjectRules } from "../owned-objects.js";
 import type { ApiShape, ModelLocation, Usage } from "../types.js";
 import { createUsageMeter, isObject, readAll, USAGE_OBJECT, usageOf, type UsageLineFilter, type UsageReader } from "./usage-meter.js";
-import { openaiParts } from "./usage-parts.js";
+import { openaiParts, withTier } from "./usage-parts.js";
 
 const TYPE: Record<string, string> = {
   bad_request: "invalid_request_error",
@@ -36,12 +36,13 @@ export function openaiUsage(u: unknown, seen: Usage | undefined): Usage | undefi
 /**
  * Top-level `usage` (chat, completions, embeddings, a whole Responses answer), or the
  * `response.usage` of a Responses stream's final event (`response.completed`, or
- * `response.incomplete` / `response.failed` when it stopped early).
+ * `response.incomplete` / `response.failed` when it stopped early); beside it, the
+ * `service_tier` that served the call (priced apart: src/pricing/tiers.ts).
  */
 const readUsage: UsageReader = (value, seen) => {
   if (!isObject(value)) return seen;
-  if (isObject(value.usage)) return openaiUsage(value.usage, seen);
-  return isObject(value.response) ? openaiUsage(value.response.usage, seen) : seen;
+  if (isObject(value.usage)) return withTier(openaiUsage(value.usage, seen), seen, value.service_tier);
+  return isObject(value.response) ? withTier(openaiUsage(value.response.usage, seen), seen, value.response.service_tier) : seen;
 };
 
 /** Where an OpenAI-shaped request names its model: the body's `model`. */

@@ -13,7 +13,12 @@
  * - Gemini: `promptTokenCount` includes `cachedContentTokenCount`; `thoughtsTokenCount` is billed
  *   as output but is NOT in `candidatesTokenCount`, so completionTokens is their sum (the total
  *   already counts both).
+ *
+ * The service tier that served the call (priced apart: src/pricing/tiers.ts) is OpenAI's
+ * top-level `service_tier` (a Responses stream's `response.service_tier`) and Anthropic's
+ * `usage.service_tier` (on `message_start`; a `message_delta` keeps it). Gemini names none.
  */
+import type { Usage } from "../types.js";
 import { isObject, type UsageParts } from "./usage-meter.js";
 
 const obj = (v: unknown): Record<string, unknown> => (isObject(v) ? v : {});
@@ -71,4 +76,18 @@ function audioCount(details: unknown): unknown {
     sum = (sum ?? 0) + d.tokenCount;
   }
   return sum;
+}
+
+/** The longest service tier name kept; a longer value is no tier name. */
+const MAX_TIER_LENGTH = 32;
+
+/**
+ * The service tier an answer names (src/pricing/tiers.ts), set on the usage its reader just made
+ * (`fresh`, never one carried from an earlier event, which is the caller's `seen`). A value that
+ * is not a short string is no tier: left out, priced as an answer that names none.
+ */
+export function withTier(fresh: Usage | undefined, seen: Usage | undefined, tier: unknown): Usage | undefined {
+  if (fresh === undefined || fresh === seen) return fresh;
+  if (typeof tier === "string" && tier.length <= MAX_TIER_LENGTH) fresh.serviceTier = tier;
+  return fresh;
 }
