@@ -5,14 +5,40 @@
  *
  * Exposed to scripts: besides the rate and request-id headers, `DPoP-Nonce` and
  * `WWW-Authenticate`, without which a browser's DPoP client cannot read the server nonce of a
- * 401 `use_dpop_nonce` and retry with it (RFC 9449 8; issue 9).
+ * 401 `use_dpop_nonce` and retry with it (RFC 9449 8; issue 9). The headers the provider SDKs
+ * act on (`x-should-retry`, `retry-after-ms`, `request-id`, rate headers) and, by the wildcard,
+ * the rest of the provider's answer: a page's SDK sees what a server's does.
  */
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { AnyResponse } from "./render-error.js";
 
-const EXPOSE =
-  "retry-after, x-request-id, x-relay-request-id, x-ratelimit-remaining-requests, x-ratelimit-limit-requests, content-type, dpop-nonce, www-authenticate";
+const EXPOSE = [
+  "retry-after",
+  "x-request-id",
+  "x-relay-request-id",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-limit-requests",
+  "content-type",
+  "dpop-nonce",
+  "www-authenticate",
+  // What the openai and @anthropic-ai/sdk clients read from an answer: hidden from a page, the
+  // SDK retried refusals no retry cures (x-should-retry: false) and lost the provider's
+  // request id (Anthropic's `request-id`), its retry hint in ms and the rate headers.
+  "x-should-retry",
+  "retry-after-ms",
+  "request-id",
+  "openai-processing-ms",
+  "openai-version",
+  "x-ratelimit-remaining-tokens",
+  "x-ratelimit-limit-tokens",
+  "x-ratelimit-reset-requests",
+  "x-ratelimit-reset-tokens",
+  // Every other header of the provider's answer, for requests without credentials (what the
+  // SDKs send; the relay never allows credentials): the names above are for browsers without
+  // the wildcard.
+  "*",
+].join(", ");
 /**
  * What a browser RPC client must read: gRPC-web status (trailers-only answers), Retry-After, the
  * request id, and DPoP-Nonce and WWW-Authenticate to follow a nonce on RelayService.

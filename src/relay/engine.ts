@@ -14,7 +14,7 @@ import { policyAt } from "../policy/shape-policy.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import type { ProviderRegistry } from "../providers/registry.js";
-import type { Usage } from "../providers/types.js";
+import type { Usage, UsageMeter } from "../providers/types.js";
 import type { TokenStore } from "../tokens/token-store.js";
 import type { DpopGate } from "./dpop-gate.js";
 import { clientHeaders } from "./headers.js";
@@ -282,7 +282,10 @@ export class RelayEngine {
         ? undefined
         : bodyLengthOf(res.headers["content-length"], contentType),
     );
-    const meter = provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
+    // A GET or HEAD reads what an earlier call made (a stored response polled to completion, a
+    // stream resumed): its usage was that call's work, charged there. Metered, every poll of a
+    // background response charged its tokens again.
+    const meter = READS_STORED.test(input.method) ? NO_USAGE : provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
     let bytes = 0;
@@ -360,6 +363,10 @@ export class RelayEngine {
     await sink.end({ outcome, usage, callsLeft, error });
   }
 }
+
+/** Methods that do no new work at the provider (RFC 9110 9.2.1, safe methods). */
+const READS_STORED = /^(GET|HEAD)$/i;
+const NO_USAGE: UsageMeter = { feed() {}, result: () => undefined };
 
 /** The call's bounds (src/tokens/budget-reservations.ts) with its model's price. */
 function callCost(checked: Checked, body: Buffer, remoteKeys: readonly string[] | undefined, price: ModelPrice | undefined): CallCost {

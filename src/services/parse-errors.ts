@@ -7,9 +7,11 @@
  * as if the relay had failed. (Invalid JSON and bad gzip already get `invalid_argument`.) All
  * happen before any interceptor runs, so this wraps the router's handlers and rewrites exactly
  * those errors to `invalid_argument` in each protocol's own framing. Bad input is never a 5xx.
+ * On gRPC it also writes every `grpc-message` in the spec's encoding (grpc-message.ts).
  */
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { respecGrpcMessage } from "./grpc-message.js";
 
 /** Messages of connect-es's request-decoding failures, as sent and URI-encoded (grpc-message). */
 const DECODE_ERROR = /^(?:parse binary:|decompression failed$|received compressed envelope, but do not know how to decompress$)/;
@@ -31,7 +33,14 @@ export function parseErrorsAsInvalidArgument(handler: UniversalHandler): Univers
     if (type.startsWith("application/grpc-web")) return { ...res, body: mapEnvelopes(res.body, 0x80, grpcWebTrailer) };
     if (type.startsWith("application/grpc")) {
       fixGrpcStatus(res.header);
-      return { ...res, body: afterLast(res.body, () => fixGrpcStatus(res.trailer)) };
+      respecGrpcMessage(res.header);
+      return {
+        ...res,
+        body: afterLast(res.body, () => {
+          fixGrpcStatus(res.trailer);
+          respecGrpcMessage(res.trailer);
+        }),
+      };
     }
     return res;
   };

@@ -229,7 +229,9 @@ class EnvelopeWriter {
   /** The end-of-stream message, with the error if the call failed; then the response ends. */
   async end(error: ConnectError | undefined): Promise<void> {
     await this.#tail?.catch(() => {});
-    let data: Uint8Array = error === undefined ? EMPTY_END : Buffer.from(JSON.stringify(endStreamToJson(error.metadata, error, undefined)));
+    // No trailers of its own: endStreamToJson adds the error's metadata to them, so passing that
+    // metadata as the trailers sent every value twice (`retry-after: 60, 60`, NaN to a client).
+    let data: Uint8Array = error === undefined ? EMPTY_END : Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)));
     let flags = endStreamFlag;
     if (this.compression !== null && data.byteLength >= this.compressMinBytes) {
       data = await this.compression.compress(data);

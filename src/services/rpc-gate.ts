@@ -23,6 +23,7 @@ import type { Limits } from "../limits/limits.js";
 import { answerOf, noteFailure } from "../observe/answer-counter.js";
 import { adminKeyRequired, isAdminAuthorization } from "./auth.js";
 import { toConnectError } from "./errors.js";
+import { respecGrpcMessage } from "./grpc-message.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
@@ -162,12 +163,17 @@ function refuse(req: AnyRequest, res: AnyResponse, err: ConnectError): void {
   let body: Uint8Array | undefined;
   if (GRPC.test(contentType)) {
     // Trailers-only: status and message in the one header block, no body.
-    setTrailerStatus(new Headers(), err).forEach((value, name) => (headers[name] = value));
+    // grpc-message in the spec's encoding, as @grpc/grpc-js decodes it (grpc-message.ts).
+    const trailer = setTrailerStatus(new Headers(), err);
+    respecGrpcMessage(trailer);
+    trailer.forEach((value, name) => (headers[name] = value));
     headers["content-type"] = contentType;
   } else if (CONNECT_STREAM.test(contentType)) {
+    // The error's metadata once, in the end message, as connect-node sends it: a client adds the
+    // headers' values to the end message's, and endStreamToJson adds the error's to the trailers
+    // given, so headers plus both made `retry-after: 60, 60, 60` (NaN to a client).
     headers["content-type"] = contentType;
-    err.metadata.forEach((value, name) => (headers[name] = value));
-    body = envelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(err.metadata, err, undefined))));
+    body = envelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), err, undefined))));
   } else {
     // Connect unary (POST or GET), and anything unrecognised: the adapter would answer it so.
     status = codeToHttpStatus(err.code);
