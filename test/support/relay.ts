@@ -5,9 +5,10 @@
  */
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { inject } from "vitest";
 import { AdminService } from "../../gen/relayapi/v1/admin_service_pb.js";
 import type { TokenLimits } from "../../gen/relayapi/v1/common_pb.js";
 import { TokenService } from "../../gen/relayapi/v1/token_service_pb.js";
@@ -62,6 +63,13 @@ export async function startRelay(opts: StartOptions = {}): Promise<TestRelay> {
   const dataDir = mkdtempSync(join(tmpdir(), "relayapi-test-"));
   let pg: TestDatabase | undefined;
   if (opts.driver === "postgres") pg = await createTestDatabase();
+  // A PGlite relay starts from the run's migrated template (test/support/pglite-template.ts),
+  // not from initdb, unless the suite names its own database or master key
+  // (RELAYAPI_TEST_NO_TEMPLATE=1: every relay from initdb, as before).
+  const template = process.env.RELAYAPI_TEST_NO_TEMPLATE === "1" ? undefined : inject("pgliteTemplate");
+  if (pg === undefined && template && opts.config?.databaseUrl === undefined && opts.config?.masterKey === undefined) {
+    cpSync(template, dataDir, { recursive: true });
+  }
   const mockUrl = opts.mock?.url;
   const config = loadConfig(
     {
