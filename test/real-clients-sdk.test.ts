@@ -121,6 +121,20 @@ describe("openai SDK", () => {
     expect(callsOf(id).map((c) => c.usage?.totalTokens)).toEqual([created.usage!.total_tokens, undefined, undefined]);
   });
 
+  it("cancelling a response does not charge its usage again (the answer is the stored response)", async () => {
+    const { secret, id } = await relay.issue({ limits: { budgetTokens: 100_000n } });
+    const client = openai(secret);
+    const created = await client.responses.create({ model: "gpt-mock", input: "hi" });
+    const used = async () => (await relay.tokens.getToken({ id })).token!.tokensUsed;
+    await settled(id, 1);
+    const once = await used();
+    const cancelled = await client.responses.cancel(created.id);
+    expect(cancelled.usage?.total_tokens).toBe(created.usage!.total_tokens);
+    await settled(id, 2);
+    expect(await used()).toBe(once);
+    expect(callsOf(id)[1]?.usage).toBeUndefined();
+  });
+
   it("background: true polled to completion is charged once (the reservation of its create), not per poll", async () => {
     const { secret, id } = await relay.issue({ limits: { budgetTokens: 100_000n } });
     const usage = {

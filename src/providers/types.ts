@@ -90,6 +90,11 @@ export interface ApiShape {
   /** A meter for one response with this content type. */
   meter(contentType: string | undefined): UsageMeter;
   /**
+   * POST calls whose answer is a stored object, not new work (OpenAI's `/responses/{id}/cancel`
+   * answers the response with the usage its create was charged): not metered, as a GET is not.
+   */
+  storedReads?: readonly RegExp[];
+  /**
    * True when a parsed error body says the upstream key itself is invalid (revoked, mistyped,
    * expired): a strike against a pool key (DESIGN 8). Reads only fields the provider sets,
    * never message text, which may echo the client's own input.

@@ -10,7 +10,7 @@ import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { invalidToken, RelayError, toRelayError } from "../errors.js";
 import type { PoolRegistry } from "../keys/pool-registry.js";
 import type { Limits } from "../limits/limits.js";
-import { policyAt } from "../policy/shape-policy.js";
+import { onPaths, policyAt } from "../policy/shape-policy.js";
 import type { ProviderSpec } from "../providers/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import type { ProviderRegistry } from "../providers/registry.js";
@@ -283,9 +283,12 @@ export class RelayEngine {
         : bodyLengthOf(res.headers["content-length"], contentType),
     );
     // A GET or HEAD reads what an earlier call made (a stored response polled to completion, a
-    // stream resumed): its usage was that call's work, charged there. Metered, every poll of a
-    // background response charged its tokens again.
-    const meter = READS_STORED.test(input.method) ? NO_USAGE : provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
+    // stream resumed), and so do a shape's storedReads (a response cancelled): its usage was that
+    // call's work, charged there. Metered, every poll of a background response charged its tokens again.
+    const meter =
+      READS_STORED.test(input.method) || onPaths(provider.shape.storedReads, input.path)
+        ? NO_USAGE
+        : provider.shape.meter(typeof contentType === "string" ? contentType : undefined);
     let outcome = res.statusCode >= 400 ? Outcome.UPSTREAM_ERROR : Outcome.COMPLETE;
     let error: string | undefined;
     let bytes = 0;

@@ -224,6 +224,8 @@ export const openaiShape: ApiShape = {
   modelList: true,
   objects: OPENAI_OBJECTS,
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => USAGE_OBJECT.test(text)),
+  // Cancelling a (background) response answers the stored response, usage and all.
+  storedReads: [/\/responses\/[^/]+\/cancel\/*$/i],
   // `{"error":{"code":"invalid_api_key",...}}` (https://platform.openai.com/docs/guides/error-codes)
   keyInvalid: (body) => isObject(body) && isObject(body.error) && body.error.code === "invalid_api_key",
 };
