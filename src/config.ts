@@ -43,7 +43,10 @@ export interface Config {
   maxBodyBytes: number;
   /** Largest upload (multipart or binary body, streamed through unheld; issue 25), in bytes. */
   maxUploadBytes: number;
-  /** How long to wait for the upstream's response headers. */
+  /**
+   * How long to wait for the upstream's response headers. 10 minutes, as the openai and Anthropic
+   * SDKs wait: a non-streaming reasoning call may think for minutes before its answer's head.
+   */
   upstreamHeadersTimeoutMs: number;
   /** Longest silence allowed between two upstream body chunks. */
   upstreamIdleTimeoutMs: number;
@@ -301,7 +304,7 @@ export const FIELDS: { [K in keyof Config]: Field<Config[K]> } = {
   providerBaseUrls: providerUrlsField,
   maxBodyBytes: intField("RELAYAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
   maxUploadBytes: intField("RELAYAPI_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
-  upstreamHeadersTimeoutMs: intField("RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS", 120_000),
+  upstreamHeadersTimeoutMs: intField("RELAYAPI_UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
   upstreamIdleTimeoutMs: intField("RELAYAPI_UPSTREAM_IDLE_TIMEOUT_MS", 120_000),
   corsOrigins: listField("RELAYAPI_CORS_ORIGINS", ["*"]),
   tokenCacheMs: intField("RELAYAPI_TOKEN_CACHE_MS", 5_000),

@@ -99,10 +99,14 @@ const FINAL_CODES: ReadonlySet<RelayErrorCode> = new Set(["calls_exhausted", "bu
 /**
  * Whether `err`'s answer tells SDKs not to retry (`x-should-retry: false`, issue 21.8a). A 401
  * carrying a challenge (`WWW-Authenticate`: DPoP, with a fresh nonce) invites a retry with a new proof.
+ * An upstream timeout was sent and counted, and the provider may still be working on (and
+ * billing) it: an SDK's own retries (two by default) would count and bill it twice more, and
+ * time out alike. The application may still send it again, knowing so.
  */
 export function isFinal(err: RelayError): boolean {
   // A plan window that resets in more than a minute: SDKs would retry within seconds, in vain.
   if (err.code === "quota_exhausted") return (err.retryAfter ?? 0) > 60;
+  if (err.code === "upstream_timeout") return true;
   return FINAL_CODES.has(err.code) && err.headers?.["www-authenticate"] === undefined;
 }
 
