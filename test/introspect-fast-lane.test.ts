@@ -8,14 +8,15 @@
  */
 import { fromBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { gzipSync } from "node:zlib";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { IntrospectTokenResponseSchema, TokenService } from "../gen/relayapi/v1/token_service_pb.js";
 import { codeOf } from "./support/connect-code.js";
 import { h2Request, rawRequest, type RawResponse } from "./support/http.js";
 import type { TestRelay } from "./support/relay.js";
 import { availableDrivers, useRelay } from "./support/use-relay.js";
+import { useH2Sessions } from "./support/h2-sessions.js";
 
 const drivers = await availableDrivers();
 const INTROSPECT = "/relayapi.v1.TokenService/IntrospectToken";
@@ -23,15 +24,7 @@ const QUOTA = "/relayapi.v1.TokenService/GetQuota";
 const SEALING_KEY = "/relayapi.v1.TokenService/GetSealingKey";
 const MAX_BODY = 4096;
 
-const sessions: Http2SessionManager[] = [];
-afterAll(() => {
-  for (const s of sessions) s.abort();
-});
-function h2(url: string): Http2SessionManager {
-  const s = new Http2SessionManager(url);
-  sessions.push(s);
-  return s;
-}
+const h2 = useH2Sessions();
 
 /** Calls the fast lane took so far, by method name. */
 async function taken(relay: TestRelay): Promise<Record<string, number>> {

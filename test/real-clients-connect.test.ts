@@ -4,25 +4,18 @@
  * methods, Retry-After on refusals, and the `end` message of Relay with `text_chunks`.
  */
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { RelayService, type RelayResponse } from "../gen/relayapi/v1/relay_service_pb.js";
 import { TokenService } from "../gen/relayapi/v1/token_service_pb.js";
 import { useRelay } from "./support/use-relay.js";
 import { sleep } from "./support/wait.js";
+import { useH2Sessions } from "./support/h2-sessions.js";
 
 const { relay, mock } = useRelay({ mock: { chunks: 5, chunkDelayMs: 0 } });
-const sessions: Http2SessionManager[] = [];
-afterAll(() => {
-  for (const s of sessions) s.abort();
-});
-function h2(url: string): Http2SessionManager {
-  const s = new Http2SessionManager(url);
-  sessions.push(s);
-  return s;
-}
+const h2 = useH2Sessions();
 
 const TRANSPORTS: [string, (url: string) => Transport][] = [
   ["connect http/1.1", (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" })],

@@ -106,14 +106,20 @@ describe("openai SDK", () => {
     expect(callsOf(id)[0]?.outcome).toBe(Outcome.COMPLETE);
   });
 
-  it("retrieving a stored response does not charge its usage again", async () => {
+  /** A budgeted token's one Responses call, settled: its client, the answer, and the LLM tokens it was charged. */
+  async function createdAndCharged() {
     const { secret, id } = await relay.issue({ limits: { budgetTokens: 100_000n } });
     const client = openai(secret);
     const created = await client.responses.create({ model: "gpt-mock", input: "hi" });
-    const used = async () => (await relay.tokens.getToken({ id })).token!.tokensUsed;
     await settled(id, 1);
+    const used = async () => (await relay.tokens.getToken({ id })).token!.tokensUsed;
     const once = await used();
     expect(once).toBe(BigInt(created.usage!.total_tokens));
+    return { id, client, created, used, once };
+  }
+
+  it("retrieving a stored response does not charge its usage again", async () => {
+    const { id, client, created, used, once } = await createdAndCharged();
     await client.responses.retrieve(created.id);
     await client.responses.retrieve(created.id);
     await settled(id, 3);
@@ -122,12 +128,7 @@ describe("openai SDK", () => {
   });
 
   it("cancelling a response does not charge its usage again (the answer is the stored response)", async () => {
-    const { secret, id } = await relay.issue({ limits: { budgetTokens: 100_000n } });
-    const client = openai(secret);
-    const created = await client.responses.create({ model: "gpt-mock", input: "hi" });
-    const used = async () => (await relay.tokens.getToken({ id })).token!.tokensUsed;
-    await settled(id, 1);
-    const once = await used();
+    const { id, client, created, used, once } = await createdAndCharged();
     const cancelled = await client.responses.cancel(created.id);
     expect(cancelled.usage?.total_tokens).toBe(created.usage!.total_tokens);
     await settled(id, 2);

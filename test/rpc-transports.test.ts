@@ -4,7 +4,7 @@
  * and streams RelayService.Relay; then the error codes of Relay and the admin rpcs.
  */
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../gen/relayapi/v1/admin_service_pb.js";
@@ -15,19 +15,10 @@ import { MOCK_PROMPT_TOKENS } from "./support/mock-provider.js";
 import { UPSTREAM_KEY } from "./support/relay.js";
 import { codeOf } from "./support/connect-code.js";
 import { useRelay } from "./support/use-relay.js";
+import { useH2Sessions } from "./support/h2-sessions.js";
 
 const { relay, mock } = useRelay();
-const sessions: Http2SessionManager[] = [];
-afterAll(async () => {
-  for (const s of sessions) s.abort();
-});
-
-/** A fresh h2c session per transport, so afterAll can close it (the relay waits for its sockets). */
-function h2(url: string): Http2SessionManager {
-  const s = new Http2SessionManager(url);
-  sessions.push(s);
-  return s;
-}
+const h2 = useH2Sessions();
 
 const TRANSPORTS: [string, (url: string) => Transport][] = [
   ["connect http/1.1", (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" })],

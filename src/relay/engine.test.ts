@@ -23,6 +23,7 @@ import { DpopGate } from "./dpop-gate.js";
 import { RelayEngine, type CallRecord, type RelayEnd, type RelayInput, type RelaySink } from "./engine.js";
 import { UpstreamClient, UpstreamFailed, type UpstreamResponse } from "./upstream-client.js";
 import type { UpstreamTarget } from "./upstream-url.js";
+import { tokenMeta as unitToken } from "../../test/support/token-meta.js";
 import type { CallSignal } from "./types.js";
 
 const SECRET = "fake-relay-token";
@@ -34,30 +35,7 @@ const noDb = drizzle.mock({ schema });
 const box = new SecretBox(Buffer.alloc(32, 7));
 
 function tokenMeta(over: Partial<TokenMeta> = {}): TokenMeta {
-  return {
-    id: "tok_fake",
-    kind: 1,
-    provider: "openai",
-    subject: "unit",
-    upstreamKey: KEY,
-    pool: undefined,
-    maxCalls: 10,
-    models: new Set(),
-    paths: [],
-    origins: new Set(),
-    maxBodyBytes: null,
-    rpm: null,
-    maxOutputTokens: null,
-    maxN: null,
-    toolsAllowed: true,
-    budgetTokens: null,
-    budgetMicroUsd: null,
-    maxSessionSeconds: null,
-    bindJkt: null,
-    plan: undefined,
-    expiresAtMs: Date.now() + 3_600_000,
-    ...over,
-  };
+  return unitToken({ id: "tok_fake", upstreamKey: KEY, maxCalls: 10, ...over });
 }
 
 /** Counts calls in memory; knows one secret. */

@@ -9,32 +9,10 @@ import { gemini } from "../providers/builtin/gemini.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
 import { callBounds, DEFAULT_OUTPUT_RESERVE } from "../tokens/budget-reservations.js";
 import { checkPolicy } from "./token-policy.js";
+import { tokenMeta as unitToken } from "../../test/support/token-meta.js";
 
 function tokenMeta(over: Partial<TokenMeta> = {}): TokenMeta {
-  return {
-    id: "tok_unit",
-    kind: 1,
-    provider: "gemini",
-    subject: "unit",
-    upstreamKey: "k",
-    pool: undefined,
-    maxCalls: null,
-    models: new Set(),
-    paths: [],
-    origins: new Set(),
-    maxBodyBytes: null,
-    rpm: null,
-    maxOutputTokens: null,
-    maxN: null,
-    toolsAllowed: true,
-    budgetTokens: 100_000n,
-    budgetMicroUsd: null,
-    maxSessionSeconds: null,
-    bindJkt: null,
-    plan: undefined,
-    expiresAtMs: Date.now() + 3_600_000,
-    ...over,
-  } as TokenMeta;
+  return unitToken({ provider: "gemini", upstreamKey: "k", budgetTokens: 100_000, ...over });
 }
 
 const predict = (body: unknown, path = "/v1beta/models/imagen-4.0-generate-001:predict") => ({
