@@ -58,6 +58,15 @@ it.each(WIRES)("--list-methods lists every method of the three services via refl
   expect(listed).toContain("grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
 });
 
+it.each(WIRES)("--list-methods through v1alpha reflection, as tools that know only it ask (Evans, older grpcurl) (%s)", async (_name, flags) => {
+  const { code, stdout, stderr } = await buf(...flags, "--reflect-protocol", "grpc-v1alpha", "--list-methods", relay.url);
+  expect(stderr).toBe("");
+  expect(code).toBe(0);
+  const listed = new Set(stdout.trim().split("\n"));
+  for (const m of TokenService.methods) expect(listed).toContain(`${TokenService.typeName}/${m.name}`);
+  expect(listed).toContain("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+});
+
 it.each(WIRES)("IntrospectToken answers the token holder with JSON (%s)", async (_name, flags) => {
   const { id, secret } = await relay.issue({ limits: { maxCalls: 7n } });
   const { code, stdout, stderr } = await buf(...flags, "-H", `authorization: Bearer ${secret}`, `${relay.url}/relayapi.v1.TokenService/IntrospectToken`);

@@ -19,7 +19,7 @@ const PUBLIC_METHODS = new Set([
   "relayapi.v1.TokenService/GetQuota",
   "relayapi.v1.TokenService/GetSealingKey",
 ]);
-const PUBLIC_SERVICES = new Set(["grpc.reflection.v1.ServerReflection"]);
+const PUBLIC_SERVICES = new Set(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
 
 /** Whether `service/method` may be called without the admin key. */
 export function isPublicMethod(service: string, method: string): boolean {

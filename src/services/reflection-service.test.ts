@@ -65,7 +65,13 @@ describe("ServerReflection", () => {
     expect(list?.originalRequest?.messageRequest.case).toBe("listServices");
     expect(list?.messageResponse.case).toBe("listServicesResponse");
     const names = list?.messageResponse.case === "listServicesResponse" ? list.messageResponse.value.service.map((s) => s.name) : [];
-    expect(names.sort()).toEqual(["grpc.reflection.v1.ServerReflection", "relayapi.v1.AdminService", "relayapi.v1.RelayService", "relayapi.v1.TokenService"]);
+    expect(names.sort()).toEqual([
+      "grpc.reflection.v1.ServerReflection",
+      "grpc.reflection.v1alpha.ServerReflection",
+      "relayapi.v1.AdminService",
+      "relayapi.v1.RelayService",
+      "relayapi.v1.TokenService",
+    ]);
 
     const tokenFiles = fileNames(tokenSvc);
     expect(tokenFiles[0]).toBe("relayapi/v1/token_service.proto");

@@ -1,5 +1,5 @@
 /**
- * gRPC server reflection (grpc.reflection.v1.ServerReflection), so tools such
+ * gRPC server reflection (grpc.reflection.v1.ServerReflection, and v1alpha), so tools such
  * as grpcurl can discover our services at runtime. Answers come from the
  * descriptors embedded in the generated code; the symbol and file index is
  * built once when the service is registered.
@@ -9,8 +9,13 @@ import { toBinary } from "@bufbuild/protobuf";
 import type { DescEnum, DescExtension, DescFile, DescMessage, DescMethod, DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ServerReflection, type ServerReflectionRequest, type ServerReflectionResponseSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  ServerReflection as ServerReflectionV1alpha,
+  type ServerReflectionResponseSchema as ServerReflectionResponseSchemaV1alpha,
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>["messageResponse"];
+type AnswerV1alpha = MessageInitShape<typeof ServerReflectionResponseSchemaV1alpha>["messageResponse"];
 type Indexed = DescService | DescMethod | DescMessage | DescEnum | DescExtension;
 
 interface Index {
@@ -25,13 +30,26 @@ interface Index {
   extensions: Map<string, DescExtension[]>;
 }
 
-/** Registers grpc.reflection.v1.ServerReflection answering for the given services. */
+/**
+ * Registers grpc.reflection.v1.ServerReflection answering for the given services, and its
+ * predecessor v1alpha with the same answers (its messages are v1's field for field), for the
+ * tools that still ask only v1alpha (Evans, older grpcurl and Postman), as grpc-go serves both.
+ */
 export function registerReflection(router: ConnectRouter, services: readonly DescService[]): void {
-  const index = buildIndex([...services, ServerReflection]);
+  const index = buildIndex([...services, ServerReflection, ServerReflectionV1alpha]);
   router.service(ServerReflection, {
     async *serverReflectionInfo(requests) {
       for await (const req of requests) {
         yield { validHost: req.host, originalRequest: req, messageResponse: answer(index, req) };
+      }
+    },
+  });
+  router.service(ServerReflectionV1alpha, {
+    async *serverReflectionInfo(requests) {
+      for await (const req of requests) {
+        // The same fields under another package name: answered as v1 answers them.
+        const messageResponse = answer(index, req as unknown as ServerReflectionRequest) as AnswerV1alpha;
+        yield { validHost: req.host, originalRequest: req, messageResponse };
       }
     },
   });
