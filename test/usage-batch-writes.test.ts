@@ -242,3 +242,49 @@ describe("usage batch shape (PGlite)", () => {
     }
   });
 });
+
+describe.runIf(drivers.includes("postgres" as never))("usage batches of several instances on one PostgreSQL", () => {
+  const database = useMigratedDatabase("postgres");
+
+  /**
+   * Holds `later`'s row of `table` in another transaction while a batch naming both rows runs;
+   * the batch then waits for `later`: it must hold `earlier` already (id order), or two batches
+   * could each hold a row the other waits for. What a NOWAIT lock on `earlier` meets.
+   */
+  async function whileBatchWaits(table: "tokens" | "upstream_keys", later: string, earlier: string, batch: UsageInsert[]): Promise<string> {
+    const { db } = database;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let holding!: () => void;
+    const holds = new Promise<void>((r) => (holding = r));
+    const holder = db.transaction(async (tx) => {
+      await tx.execute(sql`select id from ${sql.raw(table)} where id = ${later} for update`);
+      holding();
+      await held;
+    });
+    await holds;
+    const writing = insertUsageBatch(db, batch);
+    await new Promise((r) => setTimeout(r, 300));
+    const probe = await db.execute(sql`select id from ${sql.raw(table)} where id = ${earlier} for update nowait`).then(
+      () => `${earlier} was free`,
+      (e: unknown) => String((e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code ?? e),
+    );
+    release();
+    await holder;
+    await writing;
+    return probe;
+  }
+
+  it("locks the tokens it meters and the keys it counts in id order: deadlocks between instances' batches were 503s", { timeout: 30_000 }, async () => {
+    const { db } = database;
+    // Stored later id first, so neither table's own order is the id order.
+    for (const id of ["tok_order_b", "tok_order_a"])
+      await db.execute(sql`insert into tokens (id, kind, provider, expires_at) values (${id}, 1, 'openai', now() + interval '1 day')`);
+    expect(await whileBatchWaits("tokens", "tok_order_b", "tok_order_a", [call("tok_order_b"), call("tok_order_a")])).toBe("55P03");
+    await db.execute(sql`insert into key_pools (name, provider, strategy) values ('order', 'openai', 1)`);
+    for (const id of ["key_order_b", "key_order_a"])
+      await db.execute(sql`insert into upstream_keys (id, pool, key_enc, key_hash, masked) values (${id}, 'order', 'x', ${id}, 'm')`);
+    const keyed = [call("tok_order_none", { keyId: "key_order_b" }), call("tok_order_none", { keyId: "key_order_a" })];
+    expect(await whileBatchWaits("upstream_keys", "key_order_b", "key_order_a", keyed)).toBe("55P03");
+  });
+});

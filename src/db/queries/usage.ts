@@ -132,20 +132,28 @@ export async function insertUsageBatch(db: Db, rows: readonly UsageInsert[]): Pr
       from batch b cross join (values (3600), (86400)) as w(period)
       group by 1, 2, 3, 4, 5, 6, 7, 8 order by 1, 2, 3, 4, 5, 6, 7, 8
       ${sql.raw(ROLLUP_CONFLICT)}
+    ), metered_sums as (
+      select l.value as token_id, sum(b.tt) as n from batch b join usage_labels l on l.id = b.t
+      group by l.value having sum(b.tt) > 0
+    ), metered_locks as (
+      -- The tokens' and keys' rows are locked in id order before they are updated, as the roll-ups
+      -- are: an UPDATE ... FROM locks in its plan's order, and two instances' batches over the
+      -- same tokens deadlocked, each holding a row the other waited for (calls then answered 503).
+      select t.id from tokens t where t.id in (select token_id from metered_sums) and t.budget_tokens is null
+      order by t.id for update
     ), metered as (
       ${sql.raw(METERED_UPDATE)}
-      from (
-        select l.value as token_id, sum(b.tt) as n from batch b join usage_labels l on l.id = b.t
-        group by l.value having sum(b.tt) > 0
-      ) m
-      where t.id = m.token_id and t.budget_tokens is null
+      from metered_sums m
+      where t.id = m.token_id and t.id in (select id from metered_locks)
+    ), served_sums as (
+      select l.value as key_id, count(*) as n, max(b.at) as last_at from batch b join usage_labels l on l.id = b.k
+      where l.value <> '' and b.o <> ${Outcome.REFUNDED} group by l.value
+    ), served_locks as (
+      select k.id from upstream_keys k where k.id in (select key_id from served_sums) order by k.id for update
     ), served as (
       update upstream_keys k set calls = k.calls + s.n, last_used_at = greatest(k.last_used_at, s.last_at)
-      from (
-        select l.value as key_id, count(*) as n, max(b.at) as last_at from batch b join usage_labels l on l.id = b.k
-        where l.value <> '' and b.o <> ${Outcome.REFUNDED} group by l.value
-      ) s
-      where k.id = s.key_id
+      from served_sums s
+      where k.id = s.key_id and k.id in (select id from served_locks)
     )
     select 1`);
 }
