@@ -247,6 +247,10 @@ describe("database health and 5xx sampling", () => {
       ping: async () => void (up || (await Promise.reject(new Error("still down")))),
       probeMs: 20,
     });
+    // A transaction conflict (a deadlock, a serialization failure, a NOWAIT lock) is answered 503
+    // to its call, but the database answered: it is not down.
+    for (const code of ["40P01", "40001", "55P03"]) health.failed("request", Object.assign(new Error("conflict"), { code }));
+    expect(health.up).toBe(true);
     health.failed("request", Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
     health.failed("request", new Error("again"));
     expect(health.up).toBe(false);

@@ -114,6 +114,15 @@ export function isTransientDatabaseError(e: unknown): boolean {
   return CONNECTION_CODES.has(code) || (/^[0-9A-Z]{5}$/.test(code) && transientState(code));
 }
 
+/**
+ * A transaction that lost to another (a deadlock, a serialization failure, a NOWAIT lock): its
+ * call is answered 503 (transient), but the database answered it; it is not an outage.
+ */
+export function isTransactionConflict(e: unknown): boolean {
+  const { code } = driverError(e);
+  return code === "40001" || code === "40P01" || code === "55P03";
+}
+
 export function isPoolExhausted(e: unknown): boolean {
   return driverError(e).code === "POOL_EXHAUSTED";
 }

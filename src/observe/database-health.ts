@@ -13,6 +13,7 @@
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Logger } from "../log.js";
+import { isTransactionConflict } from "../db/db-errors.js";
 
 export type DatabaseErrorSource = "request" | "readiness";
 
@@ -68,6 +69,8 @@ export class DatabaseHealth {
   /** A database failure on a request or a readiness check. */
   failed(source: DatabaseErrorSource, err: unknown): void {
     this.#errors?.inc({ source });
+    // The database answered: a transaction lost to another (counted, not an outage).
+    if (isTransactionConflict(err)) return;
     if (!this.#up) {
       this.#failuresWhileDown++;
       return;
