@@ -9,8 +9,8 @@
  */
 import { validTimeZone } from "./plans/quota-windows.js";
 import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
+import { autoWorkers } from "./cluster/cpu-quota.js";
 import { trustMatcher } from "./limits/client-ip.js";
 import { BUILTIN_PROVIDERS } from "./providers/builtin/index.js";
 
@@ -246,9 +246,9 @@ const levelField: Field<LogLevel> = {
   fromJson: (v, name) => logLevel(v, name),
 };
 
-/** `auto` is one worker per core the process may use. */
+/** `auto` is one worker per core the process may use, its cgroup CPU quota included (src/cluster/cpu-quota.ts). */
 export function parseWorkers(v: unknown, name: string): number {
-  if (v === "auto") return availableParallelism();
+  if (v === "auto") return autoWorkers();
   const n = typeof v === "string" && /^\d+$/.test(v.trim()) ? Number(v) : v;
   if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 256) throw new ConfigError(`${name} must be "auto" or a whole number from 1 to 256`);
   return n;

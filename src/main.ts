@@ -8,7 +8,14 @@ import { shouldPrintStartupLine, startupLine } from "./startup-line.js";
 import { tuneHeap } from "./v8-tuning.js";
 
 /**
- * Runs the relay until SIGTERM or SIGINT, then shuts down gracefully (issue 19): `/readyz` 503
+ * The signals that shut the relay down gracefully. SIGHUP too (the terminal that started it
+ * closed, an ssh session ended): Node's default for it is to die on the spot, which cut the
+ * streams in flight and lost the queued usage rows (test/probe-cluster-signals.test.ts).
+ */
+export const SHUTDOWN_SIGNALS = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
+
+/**
+ * Runs the relay until SIGTERM, SIGINT or SIGHUP, then shuts down gracefully (issue 19): `/readyz` 503
  * for `drainDelayMs` while the listener still accepts, then stop accepting, let in-flight calls
  * and streams finish until `shutdownGraceMs` after the signal (streams still open then end with
  * an error event), give back leased calls and write the usage records within SHUTDOWN_MARGIN_MS
@@ -27,6 +34,7 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
     // `--workers N`: this process supervises; the workers run the code below (src/cluster/).
     const { servePrimary } = await import("./cluster/primary.js");
     await servePrimary(config, log, {
+      signals: SHUTDOWN_SIGNALS,
       shutdownDeadlineMs: config.shutdownGraceMs + SHUTDOWN_MARGIN_MS + 10_000,
       onListening: (url) => {
         log.info("relay listening", { url, workers: config.workers, database: config.databaseUrl === undefined ? `pglite:${config.dataDir}` : "postgres" });
@@ -39,6 +47,14 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
       },
     });
     return;
+  }
+  // A worker hears its primary from the start: a shutdown asked while it starts (a rollout that
+  // replaces a relay just started) is kept and obeyed once it listens, never lost.
+  const primary = cluster.isWorker ? primaryRequests() : undefined;
+  if (cluster.isWorker) {
+    // Answered from the start: the primary kills a worker that stays silent (src/cluster/worker-heartbeat.ts).
+    const { answerPings } = await import("./cluster/worker-heartbeat.js");
+    answerPings();
   }
   // Loaded here: the primary of `--workers N` only forks and supervises, and the relay's code
   // (Connect, prom-client, the console, the providers...) would be ~40 MB of it (src/cluster/).
@@ -97,32 +113,62 @@ export async function serve(overrides: ConfigOverrides = {}, opts: LoadOptions =
       },
     );
   };
-  if (cluster.isWorker) {
+  if (primary !== undefined) {
     // A worker obeys its primary: a signal sent to the whole group (Ctrl-C, systemd's
     // control-group kill) arrives beside the primary's request and must not count as a second
     // one. Only the primary's "hurry" (its own second signal) hurries.
     const gently = (why: string): void => {
       if (!stopping) stop(why);
     };
-    process.on("SIGTERM", () => gently("SIGTERM"));
-    process.on("SIGINT", () => gently("SIGINT"));
-    onPrimaryRequests({ shutdown: () => gently("primary"), hurry: () => stop("primary (hurry)") });
+    for (const signal of SHUTDOWN_SIGNALS) process.on(signal, () => gently(signal));
     announce();
+    primary.deliver({ shutdown: () => gently("primary"), hurry: () => stop("primary (hurry)"), gone: () => gently("primary gone") });
     return;
   }
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  for (const signal of SHUTDOWN_SIGNALS) process.on(signal, () => stop(signal));
   announce();
+}
+
+interface PrimaryRequests {
+  shutdown(): void;
+  hurry(): void;
+  gone(): void;
 }
 
 /**
  * A worker shuts down when its primary asks (a second request hurries it, as a second signal
  * does) or disappears: without the primary no connection reaches it, and nothing would stop it.
+ * Listened for from the worker's start; what comes before `deliver` is kept and delivered then.
+ *
+ * A primary that disappears (kill -9, the OOM killer) gets the same graceful shutdown: the
+ * streams in flight finish and the usage the worker cannot write (the embedded database went
+ * with the primary) is spilled for the next start. Node's cluster would instead exit the worker
+ * at once (process.exit(0) after the worker's 'disconnect' event unless `exitedAfterDisconnect`),
+ * cutting its streams and losing its queued usage rows: the flag is set in that event, before
+ * Node looks at it (test/probe-cluster-primary-kill.test.ts).
  */
-function onPrimaryRequests(on: { shutdown(): void; hurry(): void }): void {
+function primaryRequests(): { deliver(on: PrimaryRequests): void } {
+  let on: PrimaryRequests | undefined;
+  const early: Array<keyof PrimaryRequests> = [];
+  const request = (what: keyof PrimaryRequests): void => {
+    if (on === undefined) early.push(what);
+    else on[what]();
+  };
   process.on("message", (m: unknown) => {
-    if (m === SHUTDOWN_MESSAGE) on.shutdown();
-    else if (m === HURRY_MESSAGE) on.hurry();
+    if (m === SHUTDOWN_MESSAGE) request("shutdown");
+    else if (m === HURRY_MESSAGE) request("hurry");
   });
-  process.on("disconnect", () => on.shutdown());
+  const worker = cluster.worker;
+  if (worker === undefined) process.on("disconnect", () => request("gone"));
+  else
+    worker.on("disconnect", () => {
+      worker.exitedAfterDisconnect = true;
+      request("gone");
+    });
+  return {
+    deliver(handlers) {
+      on = handlers;
+      for (const what of early.splice(0)) handlers[what]();
+    },
+  };
 }

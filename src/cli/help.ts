@@ -49,7 +49,7 @@ export const COMMANDS: Record<string, CommandHelp | Record<string, CommandHelp>>
       { flag: "trust-proxy", arg: "IP,CIDR", help: "proxies whose X-Forwarded-For is believed (default: none)" },
       { flag: "ip-rpm", arg: "N", help: "requests per minute per client IP (default: the config's)" },
       { flag: "print-config", help: "print the resolved config and exit" },
-      { flag: "workers", arg: "N|auto", help: "worker processes on the one port (auto: one per core; default 1)" },
+      { flag: "workers", arg: "N|auto", help: "worker processes on the one port (auto: one per core, within a container's CPU quota; default 1)" },
       { flag: "no-auto-migrate", help: "refuse to start when migrations are missing (run relayapi migrate)" },
     ],
     "relayapi serve --port 8080 --data-dir ./data",

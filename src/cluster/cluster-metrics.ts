@@ -6,6 +6,13 @@
  * calls, queued usage) are summed; gauges that describe the shared state or the relay as a whole
  * (database up, ready, sizes, build info) are not: `min` for health, `max` for sizes.
  * A primary that does not answer within COLLECT_MS leaves the worker to answer with its own.
+ *
+ * A worker that dies takes its counters with it, and a sum that goes down reads to Prometheus as
+ * a counter reset: rate() then counted the whole remaining total again, a spike at every worker
+ * restart. So the primary keeps each worker's last collected counters and histograms, and after
+ * its death adds them to every merge (folded into one part, so memory follows the label sets, not
+ * the number of restarts). What a worker counted after its last collection is lost with it; the
+ * sums still never go down.
  */
 import cluster, { type Worker } from "node:cluster";
 import type { Registry } from "prom-client";
@@ -94,12 +101,26 @@ if (cluster.isWorker) {
 export function serveClusterMetrics(): void {
   let next = 0;
   const collecting = new Map<number, { pending: Set<number>; parts: MetricJson[][]; done(): void }>();
+  /** Each live worker's last collected counters and histograms. */
+  const last = new Map<number, MetricJson[][]>();
+  /** Those of the workers that died, merged into every answer. */
+  let retired: MetricJson[][] = [];
+  cluster.on("exit", (worker: Worker) => {
+    const kept = last.get(worker.id);
+    last.delete(worker.id);
+    if (kept !== undefined) retired.push(...kept);
+  });
   cluster.on("message", (worker: Worker, m: unknown) => {
     if (!isMessage(m)) return;
     if (m.type === COLLECTED) {
       const c = collecting.get(m.id);
       if (c === undefined) return;
       c.parts.push(...(m.metrics ?? []));
+      // Copied now: merge() marks the parts it is given.
+      last.set(
+        worker.id,
+        (m.metrics ?? []).map((list) => list.filter((metric) => MONOTONIC.has(String(metric.type))).map((metric) => structuredClone(metric))),
+      );
       c.pending.delete(worker.id);
       if (c.pending.size === 0) c.done();
       return;
@@ -111,7 +132,10 @@ export function serveClusterMetrics(): void {
     const finish = (): void => {
       if (!collecting.delete(id)) return;
       clearTimeout(timer);
-      void merge(parts).then(
+      void (async () => {
+        if (retired.length > 1) retired = await fold(retired);
+        return merge([...parts, ...retired.map((list) => list.map((metric) => structuredClone(metric)))]);
+      })().then(
         (text) => worker.isConnected() && worker.send({ type: ANSWER, id: m.id, text }),
         () => worker.isConnected() && worker.send({ type: ANSWER, id: m.id }),
       );
@@ -121,6 +145,15 @@ export function serveClusterMetrics(): void {
     for (const w of live) w.send({ type: COLLECT, id });
     if (live.length === 0) finish();
   });
+}
+
+/** Metric types whose value only grows: kept after their worker's death. */
+const MONOTONIC = new Set(["counter", "histogram"]);
+
+/** Several retired parts as one (summed per label set). */
+async function fold(parts: MetricJson[][]): Promise<MetricJson[][]> {
+  const { AggregatorRegistry } = await import("prom-client");
+  return [await AggregatorRegistry.aggregate(parts).getMetricsAsJSON()];
 }
 
 async function merge(parts: MetricJson[][]): Promise<string> {

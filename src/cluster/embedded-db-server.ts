@@ -1,7 +1,7 @@
 /**
  * The embedded database shared by the workers of `relayapi serve --workers N` (issue 22.3).
  * PGlite runs in one process and has one session; the primary owns it and serves it on a Unix
- * socket in the data directory (mode 0600), speaking the PostgreSQL wire protocol, so every
+ * socket in the data directory (mode 0600 from the moment it is there), speaking the PostgreSQL wire protocol, so every
  * worker uses the PostgreSQL driver and behaves exactly as one more instance on PostgreSQL
  * (leases keep caps exact; revocations are polled). One difference: a worker that finds PGlite
  * behind the socket (`version()`, src/db/client.ts isServedPglite) writes its usage batches in
@@ -18,7 +18,7 @@
  * that closes inside a transaction is rolled back. Session settings (statement_timeout) are
  * therefore shared by all workers, and session advisory locks are held by the one session.
  */
-import { chmodSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import type { PGlite } from "@electric-sql/pglite";
 
@@ -246,11 +246,26 @@ export async function serveEmbeddedDb(pg: PGlite, dir: string, opts: { holdMs?: 
       void conn.closed();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve());
-  });
-  chmodSync(path, 0o600);
+  // No password guards the socket: whoever connects has the whole database. Bound where only
+  // this user can reach it, made 0600 there, and only then moved to its path, so it never stands
+  // there with the umask's permissions (0775 under umask 002: connectable by the group), not even
+  // between listen() and a chmod (test/probe-cluster-socket.test.ts).
+  // Both names short: the bound path is never longer than the final one (sun_path: 107 bytes).
+  const privateDir = mkdtempSync(`${dir}/.s-`);
+  try {
+    const bound = `${privateDir}/s`;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(bound, () => resolve());
+    });
+    chmodSync(bound, 0o600);
+    renameSync(bound, path);
+  } catch (e) {
+    server.close();
+    throw e;
+  } finally {
+    rmSync(privateDir, { recursive: true, force: true });
+  }
   return {
     path,
     local: (fn) => queue.local(fn),

@@ -9,10 +9,12 @@
  * (src/cluster/embedded-db-server.ts). The primary serves no request itself.
  *
  * A worker that dies is forked again (after 1 s, doubling while it keeps dying within a minute
- * of its start, at most 30 s). SIGTERM/SIGINT asks every worker to shut down as one relay does
+ * of its start, at most 30 s). SIGTERM/SIGINT/SIGHUP asks every worker to shut down as one relay does
  * (drain, grace, usage written or spilled); a second signal hurries them. The primary exits when
  * every worker has, after closing the embedded database; a worker still alive past the deadline
- * is killed. A worker whose primary disappears shuts itself down (src/main.ts).
+ * is killed. A worker whose primary disappears shuts itself down (src/main.ts). A worker whose
+ * event loop stops answering the primary's pings for 30 s is killed and replaced
+ * (src/cluster/worker-heartbeat.ts).
  */
 import cluster, { type Worker } from "node:cluster";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,6 +24,8 @@ import type { EmbeddedDbServer } from "./embedded-db-server.js";
 import { SOCKET_NAME } from "./embedded-db-server.js";
 import { serveClusterMetrics } from "./cluster-metrics.js";
 import { HURRY_MESSAGE, SHUTDOWN_MESSAGE } from "./messages.js";
+import { autoWorkers } from "./cpu-quota.js";
+import { watchWorkers } from "./worker-heartbeat.js";
 import type { Config } from "../config.js";
 import type { Database } from "../db/client.js";
 import { loadAdminKey, loadMasterKey } from "../keys/key-files.js";
@@ -37,6 +41,8 @@ const MAX_SOCKET_PATH = 100;
 export interface PrimaryHooks {
   /** Called once, when the first worker listens: the URL clients use. */
   onListening(url: string): void;
+  /** The signals that shut down (src/main.ts SHUTDOWN_SIGNALS: SIGTERM, SIGINT, SIGHUP). */
+  signals: readonly NodeJS.Signals[];
   /** Bounds the shutdown: after it, workers still alive are killed. */
   shutdownDeadlineMs: number;
 }
@@ -80,8 +86,17 @@ export async function servePrimary(config: Config, log: Logger, hooks: PrimaryHo
     started.set(w.id, Date.now());
     return w;
   };
+  // A worker whose event loop stopped never exits: killed here, it is replaced as any that died.
+  const heartbeat = watchWorkers((worker, silentMs) => {
+    log.error("worker unresponsive; killed", { worker: worker.id, pid: worker.process.pid, silentMs });
+    worker.process.kill("SIGKILL");
+  });
   let announced = false;
-  cluster.on("listening", (_worker, address) => {
+  cluster.on("listening", (worker, address) => {
+    // A worker that started after the shutdown began may have missed its request (sent before
+    // it listened for requests): asked again, it drains at once.
+    if (stopping) worker.send(SHUTDOWN_MESSAGE);
+    else heartbeat.watch(worker);
     if (announced) return;
     announced = true;
     const host = address.address && address.address !== "::" && address.address !== "0.0.0.0" ? address.address : config.host;
@@ -108,6 +123,10 @@ export async function servePrimary(config: Config, log: Logger, hooks: PrimaryHo
   });
 
   serveClusterMetrics();
+  // More workers than cores only adds memory and contention (every worker is a whole relay).
+  const cores = autoWorkers();
+  if (config.workers > cores)
+    log.warn("more workers than cores", { workers: config.workers, cores, detail: "each worker is a whole relay: --workers auto starts one per core" });
   for (let i = 0; i < config.workers; i++) fork();
   log.info("primary started", { workers: config.workers, pid: process.pid, database: embedded ? `pglite:${config.dataDir} (served to workers)` : "postgres" });
 
@@ -119,6 +138,8 @@ export async function servePrimary(config: Config, log: Logger, hooks: PrimaryHo
       return;
     }
     stopping = true;
+    // Draining workers may be slow to answer; the shutdown deadline bounds them instead.
+    heartbeat.stop();
     const t0 = Date.now();
     log.info("shutting down workers", { signal, workers: workers.length });
     for (const w of workers) w.send(SHUTDOWN_MESSAGE);
@@ -145,8 +166,7 @@ export async function servePrimary(config: Config, log: Logger, hooks: PrimaryHo
       process.exit(code);
     });
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  for (const signal of hooks.signals) process.on(signal, () => stop(signal));
 }
 
 function allExited(): Promise<void> {
