@@ -9,17 +9,17 @@ export const CLOSE = {
   normal: 1000,
   /** The relay is shutting down: reconnect (to another instance). */
   goingAway: 1001,
-  /** A model the token does not allow, or the token was revoked or expired during the session. */
+  /** A model the token does not allow (or, pinned, a message that is not UTF-8 JSON), or the token was revoked or expired during the session. */
   policy: 1008,
   /** A message larger than the relay's limit (ws closes at the frame header, without an event). */
   tooBig: 1009,
   /** The relay failed (a fault of its own). */
   internal: 1011,
-  /** The provider could not be reached, refused the session, or its connection broke. */
+  /** The provider could not be reached, refused or left unanswered the handshake, stopped answering pings, or its connection broke. */
   badGateway: 1014,
-  /** The session reached maxSessionSeconds, or was idle for sessionIdleMs. */
+  /** The session reached maxSessionSeconds, was idle for sessionIdleMs, or sent no setup in time (Gemini Live). */
   timeLimit: 4408,
-  /** The token's LLM-token budget (as metered from the provider's usage events) is spent. */
+  /** The session's LLM-token or dollar reservation (as metered from the provider's usage events) is spent. */
   budget: 4429,
 } as const;
 

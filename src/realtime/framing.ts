@@ -49,5 +49,21 @@ export function parseJson(data: Buffer): unknown {
   }
 }
 
+/** JSON's whitespace (RFC 8259 2). */
+const JSON_SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/**
+ * Whether a message can be a JSON object in UTF-8, as the readers read it: its first byte past
+ * JSON whitespace opens an object, and it has no NUL byte (UTF-8 JSON has none: a control
+ * character in a string is escaped). A UTF-16 or UTF-32 message, or one behind a byte-order
+ * mark, is not: the readers' byte search and JSON.parse would miss a model a lenient provider
+ * reads (Python's json.loads detects those encodings). Cheap: a scan for one byte.
+ */
+export function plainJsonObject(data: Buffer): boolean {
+  let i = 0;
+  while (i < data.length && JSON_SPACE.has(data[i]!)) i++;
+  return data[i] === 0x7b && data.indexOf(0, i) === -1;
+}
+
 /** A message may name a key in an escaped form (`"mod\u0065l"`): such a message is always parsed. */
 export const ESCAPE = Buffer.from("\\u");

@@ -9,6 +9,7 @@
  */
 import type { RelayError } from "../errors.js";
 import { isObject, sumUsage, usageOf } from "../providers/shapes/usage-meter.js";
+import { geminiCompletion, geminiParts } from "../providers/shapes/usage-parts.js";
 import type { ApiShape, Usage } from "../providers/types.js";
 import { ESCAPE, parseJson, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
 
@@ -21,6 +22,26 @@ const SERVER_CONTENT = Buffer.from('"serverContent"');
 function modelName(model: unknown): NamedModel {
   if (typeof model !== "string") return UNREADABLE_MODEL;
   return model.startsWith("models/") ? model.slice("models/".length) : model;
+}
+
+/**
+ * Live's `usageMetadata` (https://ai.google.dev/api/live#usagemetadata) as generateContent's is
+ * read (src/providers/shapes/usage-parts.ts), by Live's names: `responseTokenCount` (and
+ * `responseTokensDetails`) for the candidates, thinking billed as output, the prompt of a tool
+ * call as input, audio by modality (dearer than text: priced apart).
+ */
+function liveUsage(u: Record<string, unknown>): Usage {
+  const response = u.responseTokenCount ?? u.candidatesTokenCount;
+  const completion = geminiCompletion({ candidatesTokenCount: response, thoughtsTokenCount: u.thoughtsTokenCount });
+  const tool = u.toolUsePromptTokenCount;
+  const prompt = typeof tool === "number" && typeof u.promptTokenCount === "number" ? u.promptTokenCount + tool : u.promptTokenCount;
+  const parts = geminiParts({
+    cachedContentTokenCount: u.cachedContentTokenCount,
+    thoughtsTokenCount: u.thoughtsTokenCount,
+    promptTokensDetails: u.promptTokensDetails,
+    candidatesTokensDetails: u.responseTokensDetails ?? u.candidatesTokensDetails,
+  });
+  return usageOf(prompt, completion, u.totalTokenCount, 0, parts);
 }
 
 class GeminiReader implements SessionReader {
@@ -50,11 +71,7 @@ class GeminiReader implements SessionReader {
     if (!usage && !complete) return;
     const msg = parseJson(data);
     if (!isObject(msg)) return;
-    if (isObject(msg.usageMetadata)) {
-      const u = msg.usageMetadata;
-      // Live reports `responseTokenCount`; generateContent's name is `candidatesTokenCount`.
-      this.#turn = usageOf(u.promptTokenCount, u.responseTokenCount ?? u.candidatesTokenCount, u.totalTokenCount);
-    }
+    if (isObject(msg.usageMetadata)) this.#turn = liveUsage(msg.usageMetadata);
     if (isObject(msg.serverContent) && msg.serverContent.turnComplete === true) this.#inTurn = false;
   }
 

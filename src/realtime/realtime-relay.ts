@@ -25,7 +25,7 @@ import type { DpopGate } from "../relay/dpop-gate.js";
 import type { CallRecord } from "../relay/types.js";
 import { safePath } from "../relay/upstream-url.js";
 import { type CallEnd, chargeOf, DEFAULT_OUTPUT_RESERVE } from "../tokens/budget-reservations.js";
-import type { CallCharges } from "../tokens/call-charges.js";
+import type { CallCharges, CallCost } from "../tokens/call-charges.js";
 import type { UseOutcome } from "../tokens/token-store.js";
 import type { ModelPrice, Prices } from "../pricing/types.js";
 import type { TokenMeta } from "../tokens/token-meta.js";
@@ -35,7 +35,7 @@ import type { RealtimeFraming } from "./framing.js";
 import { geminiLive } from "./gemini-live.js";
 import { OpenSessions } from "./open-sessions.js";
 import { openaiRealtime } from "./openai-realtime.js";
-import { RealtimeSession, type SessionEnd } from "./realtime-session.js";
+import { RealtimeSession, type SessionEnd, type SessionOptions } from "./realtime-session.js";
 import { acceptedProtocol, DPOP_QUERY_PARAM, offeredProtocols, sessionToken } from "./session-credentials.js";
 import { checkHandshake, checkSessionPolicy, refuseUpgrade } from "./upgrade-checks.js";
 import { dialUpstream, refusalOf } from "./upstream-dial.js";
@@ -64,6 +64,11 @@ export interface RealtimeDeps {
   config: Pick<Config, "maxSessionSeconds" | "sessionIdleMs" | "sessionMaxMessageBytes" | "upstreamHeadersTimeoutMs">;
 }
 
+/** What a session may cost at most: its block of LLM tokens, priced as output (the dearest side). */
+function sessionCost(cap: number, price: ModelPrice | undefined): CallCost {
+  return { maxTokens: cap, inputTokens: 0, outputTokens: cap, price };
+}
+
 function framingOf(spec: WebSocketSpec): RealtimeFraming {
   return spec.framing === "gemini-live" ? geminiLive : openaiRealtime;
 }
@@ -75,8 +80,16 @@ interface Opened {
   model: string | undefined;
   /** The counted call (a refund goes back to the plan windows it came from). */
   used: UseOutcome;
-  /** Held on every budget of the token and its plan; `cap` LLM tokens the session may use. */
+  /**
+   * Held on every budget of the token and its plan; `cap` LLM tokens the session may use. For a
+   * framing that names its model in the first message (Gemini Live), admitted once it is read:
+   * the model's price is the session's.
+   */
   charges: CallCharges | undefined;
+  /** The call was given back already (a budget refused it after the 101). */
+  refunded?: boolean;
+  /** The admission of a Gemini Live session's budgets, under way: the record waits for it. */
+  admitting?: Promise<unknown>;
   cap: number | undefined;
   price: ModelPrice | undefined;
   /** The longest the session may last: the token's own bound, else its plan's, else the relay's. */
@@ -187,7 +200,7 @@ export class RealtimeRelay {
       const price = this.deps.prices?.priceOf(provider.id, model);
       const cap = tokens.charged(token) ? Math.min(SESSION_TOKEN_RESERVE, token.budgetTokens ?? Infinity) : undefined;
       // Refused, it gives the call back itself.
-      const charges = cap === undefined ? undefined : await tokens.admitCharges(token, used, { maxTokens: cap, inputTokens: 0, outputTokens: cap, price });
+      const charges = cap === undefined || framing.modelInFirstMessage ? undefined : await tokens.admitCharges(token, used, sessionCost(cap, price));
       const maxSeconds = token.maxSessionSeconds ?? tokens.planOf(token)?.maxSessionSeconds ?? this.deps.config.maxSessionSeconds;
       opened = { token, provider, model, used, charges, cap, price, maxSeconds, release, started, requestId: requestIdOf(req.headers["x-request-id"]) };
     } catch (e) {
@@ -244,6 +257,7 @@ export class RealtimeRelay {
       idleMs: this.deps.config.sessionIdleMs,
       maxMessageBytes: Math.min(this.deps.config.sessionMaxMessageBytes, token.maxBodyBytes ?? Infinity),
       tokenCap: o.cap,
+      costCap: this.#costCap(o),
       onEnd: (end) => {
         this.#sessions.delete(session);
         void this.#record(o, end);
@@ -256,6 +270,7 @@ export class RealtimeRelay {
       if (first === undefined) return;
       const named = framing.reader().clientModel(first);
       if (typeof named === "string") o.model = named;
+      if (!(await this.#admitNamed(session, o))) return;
     } else client.pause();
     const pooled = token.pool !== undefined ? this.deps.pools.pick(token.pool, new Set(), o.model) : undefined;
     const key = pooled?.key ?? token.upstreamKey;
@@ -267,6 +282,11 @@ export class RealtimeRelay {
       o.keyId = pooled.id;
       try {
         const freeKey = await this.deps.limits.acquireKey(pooled.id);
+        if (session.ended) {
+          // The session's record was made (and its slots freed) while the key was awaited.
+          freeKey();
+          return;
+        }
         const releaseAll = o.release;
         o.release = () => {
           freeKey();
@@ -290,22 +310,74 @@ export class RealtimeRelay {
       onConnected: () => session.markReached(),
     });
     session.attach(dialled.socket, () => {
+      const timedOut = dialled.timedOut();
       const status = dialled.status();
-      o.upstreamStatus = status;
+      // A handshake left unanswered is recorded as the gateway timeout the client is told.
+      o.upstreamStatus = status ?? (timedOut ? 504 : undefined);
       // A refused handshake says what a refused HTTP call says about its key (DESIGN 8).
       if (pooled && status === 401) this.deps.pools.strike(pooled, "upstream answered 401").catch(() => {});
-      return refusalOf(status);
+      return refusalOf(status, timedOut);
     });
+  }
+
+  /**
+   * A budgeted session whose model its first message named: its budgets are admitted now, at
+   * that model's price (before, nothing could price it). A refusal ends the session before the
+   * provider is dialled, with the error event and 4429 (spent) or 1008 (no price); the call was
+   * given back by the refusal. False when the session is not to go on.
+   */
+  async #admitNamed(session: RealtimeSession, o: Opened): Promise<boolean> {
+    if (o.cap === undefined) return true;
+    const price = this.deps.prices?.priceOf(o.provider.id, o.model);
+    // The record waits for this: a client that leaves meanwhile must not have its call given
+    // back twice (by the record and by a refused admission), nor its reservation kept.
+    const admitting = (async (): Promise<RelayError | undefined> => {
+      try {
+        o.charges = await this.deps.tokens.admitCharges(o.token, o.used, sessionCost(o.cap!, price));
+        return undefined;
+      } catch (e) {
+        // Refused, the admission gave the call back itself.
+        o.refunded = true;
+        return toRelayError(e);
+      }
+    })();
+    o.admitting = admitting;
+    const refused = await admitting;
+    if (refused !== undefined) {
+      session.fail(refused.status === 429 ? CLOSE.budget : refused.status === 403 ? CLOSE.policy : CLOSE.internal, refused);
+      return false;
+    }
+    o.price = price;
+    // The client left while the budgets were asked: the record settles them (refunded).
+    if (session.ended) return false;
+    session.limitCost(this.#costCap(o));
+    return true;
+  }
+
+  /**
+   * The dollars a session may use before it is closed (4429), when a dollar limit applies: its
+   * reservation, so the dollar ledgers hold as the token ones do (audio and input tokens may
+   * cost more per token than the reservation's price assumed for the token cap).
+   */
+  #costCap(o: Opened): SessionOptions["costCap"] {
+    const prices = this.deps.prices;
+    const price = o.price;
+    if (o.cap === undefined || price === undefined || prices === undefined) return undefined;
+    const plan = this.deps.tokens.planOf(o.token);
+    const dollars = o.token.budgetMicroUsd !== null || (plan !== undefined && (plan.microUsdPerDay !== null || plan.microUsdPerMonth !== null));
+    if (!dollars) return undefined;
+    return { microUsd: prices.maxCostOf(price, 0, o.cap), costOf: (u) => prices.costOf(price, u), model: o.model };
   }
 
   /** The session's one usage record; the call refunded when the provider was never reached. */
   async #record(o: Opened, end: SessionEnd): Promise<void> {
     o.release();
+    await o.admitting;
     const used = end.usage?.totalTokens ?? 0;
     let outcome = end.outcome;
     let status = 101;
     if (!end.reached) {
-      await this.deps.tokens.refund(o.token, o.used).catch(() => {});
+      if (!o.refunded) await this.deps.tokens.refund(o.token, o.used).catch(() => {});
       outcome = Outcome.REFUNDED;
       status = end.refusal?.status ?? 499;
     } else if (o.upstreamStatus !== undefined) {

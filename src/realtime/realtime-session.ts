@@ -15,12 +15,19 @@ import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import { invalidToken, RelayError } from "../errors.js";
 import type { ApiShape, Usage } from "../providers/types.js";
 import { CLOSE, sendable } from "./close-codes.js";
-import { UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
+import { plainJsonObject, UNREADABLE_MODEL, type NamedModel, type RealtimeFraming, type SessionReader } from "./framing.js";
 import type { Closable } from "./open-sessions.js";
 
 const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 const PING_MS = 30_000;
+/**
+ * How long a framing that names its model in its first message (Gemini Live's `setup`) may
+ * take to send it. Such a session is given back when it ends before the provider is dialled,
+ * so only this bounds how long a client holds a slot without spending a call (SDKs send the
+ * setup as soon as the socket opens).
+ */
+export const FIRST_MESSAGE_MS = 10_000;
 /** How long the closing handshakes may take before both sockets are cut. */
 const CLOSE_WAIT_MS = 2_000;
 /** Close codes that end a session as complete, from either side. */
@@ -40,7 +47,18 @@ export interface SessionOptions {
   maxMessageBytes: number;
   /** LLM tokens the session may use (its budget reservation); undefined: no budget. */
   tokenCap: number | undefined;
+  /** Micro-dollars the session may use (its dollar reservation) and how its usage is priced; undefined: no dollar limit. */
+  costCap?: CostCap | undefined;
+  /** How often both peers are pinged (default PING_MS); a peer that has not answered by the next ping is cut. */
+  pingMs?: number;
   onEnd(end: SessionEnd): void;
+}
+
+/** A dollar-limited session's cap: its reservation, and the model whose price it and the usage are reckoned at. */
+export interface CostCap {
+  microUsd: number;
+  costOf: (usage: Usage) => number;
+  model: string | undefined;
 }
 
 export interface SessionEnd {
@@ -73,11 +91,13 @@ export class RealtimeSession implements Closable {
   #end: { outcome: Outcome; code: number; error: string | undefined; refusal: RelayError | undefined } | undefined;
   #clientClosed = false;
   #upstreamClosed = true;
+  #costCap: SessionOptions["costCap"];
   /** The provider's socket connected (set by the dialler): its handshake may have reached it. */
   #reached = false;
   /** The provider's handshake completed: messages flow. */
   #opened = false;
   #pongDue = false;
+  #upstreamPongDue = false;
   /** onEnd was called. */
   #settled = false;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -89,11 +109,21 @@ export class RealtimeSession implements Closable {
   ) {
     this.tokenId = opts.tokenId;
     this.#reader = opts.framing.reader();
+    this.#costCap = opts.costCap;
     const left = Math.max(0, opts.endAt - Date.now());
     this.#timers.push(
       setTimeout(() => (opts.endIsExpiry ? this.revoked() : this.#cap(CLOSE.timeLimit, new RelayError("rate_limited", "session time limit reached"))), left),
-      setInterval(() => this.#ping(), PING_MS),
+      setInterval(() => this.#ping(), opts.pingMs ?? PING_MS),
     );
+    if (opts.framing.modelInFirstMessage) {
+      const first = setTimeout(
+        () => {
+          if (this.#held.length === 0 && this.#upstream === undefined) this.#cap(CLOSE.timeLimit, new RelayError("rate_limited", "no setup message in time"));
+        },
+        Math.min(FIRST_MESSAGE_MS, opts.idleMs),
+      );
+      this.#timers.push(first);
+    }
     this.#idle = setTimeout(() => this.#cap(CLOSE.timeLimit, new RelayError("rate_limited", "session idle for too long")), opts.idleMs);
     client.on("message", (data: Buffer, binary: boolean) => this.#fromClient(data, binary));
     client.on("pong", () => (this.#pongDue = false));
@@ -131,6 +161,7 @@ export class RealtimeSession implements Closable {
       if (this.#toUpstream <= HIGH_WATER) this.client.resume();
     });
     upstream.on("message", (data: Buffer, binary: boolean) => this.#fromUpstream(data, binary));
+    upstream.on("pong", () => (this.#upstreamPongDue = false));
     // Always followed by `close`, which decides.
     upstream.on("error", () => {});
     upstream.on("close", (code: number, reason: Buffer) => {
@@ -150,6 +181,16 @@ export class RealtimeSession implements Closable {
       this.#settle();
     });
     if (this.#end) upstream.terminate();
+  }
+
+  /** The session's end began (a cap, a close from either side). */
+  get ended(): boolean {
+    return this.#end !== undefined;
+  }
+
+  /** Sets the dollar cap once the session's price is known (a model named in the first message). */
+  limitCost(cap: SessionOptions["costCap"]): void {
+    this.#costCap = cap;
   }
 
   /** The provider's socket connected: from here the call counts whatever happens (DESIGN 3.3). */
@@ -184,9 +225,20 @@ export class RealtimeSession implements Closable {
       return;
     }
     const first = this.#held.length === 0 && !this.#reached;
+    if (this.opts.models.size > 0 && !plainJsonObject(data)) {
+      // Bytes the relay cannot read for a model must not reach a reader that might (DESIGN 3.4).
+      this.#cap(CLOSE.policy, new RelayError("permission_denied", "a model-pinned session takes only JSON objects in UTF-8"));
+      return;
+    }
     const model = this.#reader.clientModel(data);
     if (!this.#allowed(model, first)) {
       this.#cap(CLOSE.policy, new RelayError("permission_denied", "model not allowed for this token"));
+      return;
+    }
+    if (this.#costCap !== undefined && model !== undefined && model !== this.#costCap.model) {
+      // Its reservation and its usage are priced at its model's rates: another model would be
+      // metered at the wrong price (a dearer one past the dollar limit).
+      this.#cap(CLOSE.policy, new RelayError("permission_denied", "a session under a dollar budget cannot change its model"));
       return;
     }
     const up = this.#upstream;
@@ -216,8 +268,11 @@ export class RealtimeSession implements Closable {
     this.#reader.server(data);
     this.#send(this.client, data, binary, "down");
     const cap = this.opts.tokenCap;
-    if (cap !== undefined && (this.#reader.usage()?.totalTokens ?? 0) >= cap) {
+    const usage = this.#reader.usage();
+    if (cap !== undefined && (usage?.totalTokens ?? 0) >= cap) {
       this.#cap(CLOSE.budget, new RelayError("budget_exhausted", "this token has used all of its LLM token budget"));
+    } else if (this.#costCap !== undefined && usage !== undefined && this.#costCap.costOf(usage) >= this.#costCap.microUsd) {
+      this.#cap(CLOSE.budget, new RelayError("budget_exhausted", "this session has used its dollar budget"));
     }
   }
 
@@ -235,16 +290,28 @@ export class RealtimeSession implements Closable {
   }
 
   #ping(): void {
-    if (this.#pongDue) {
+    // A side the relay stopped reading (backpressure from the other) may have answered unread:
+    // it is not judged on that round.
+    const client = this.client;
+    const up = this.#upstream;
+    if (this.#pongDue && !client.isPaused) {
+      // 1006 goes on no wire (#close cuts the client's socket): the provider is told 1000.
       this.#finish(Outcome.TRUNCATED, 1006, "client stopped answering pings");
-      this.client.terminate();
-      this.#upstream?.close(1000);
       return;
     }
-    this.#pongDue = true;
-    this.client.ping();
-    // Keeps idle NAT and proxy paths to the provider open; ws answers the provider's own pings.
-    if (this.#upstream?.readyState === 1) this.#upstream.ping();
+    if (this.#upstreamPongDue && up !== undefined && !up.isPaused) {
+      // A half-open path to the provider: nothing would ever come back on it.
+      this.#cap(CLOSE.badGateway, new RelayError("upstream_unreachable", "upstream stopped answering pings"));
+      return;
+    }
+    this.#pongDue = !client.isPaused;
+    client.ping();
+    // Keeps idle NAT and proxy paths to the provider open, and finds one that broke silently;
+    // ws answers the provider's own pings.
+    if (up?.readyState === 1 && this.#opened) {
+      this.#upstreamPongDue = !up.isPaused;
+      up.ping();
+    }
   }
 
   /** A cap or a failure: the error event, then the close code. */
@@ -263,7 +330,10 @@ export class RealtimeSession implements Closable {
     if (client.isPaused) client.resume();
     if (client.readyState === 1) {
       if (err) client.send(this.opts.framing.errorEvent(err, this.opts.shape));
-      client.close(code, reason);
+      // ws throws on a code no close frame may carry (1006: a peer gone silent, the shutdown
+      // deadline): such a socket is cut instead, as the code says.
+      if (sendable(code)) client.close(code, reason);
+      else client.terminate();
     }
     const up = this.#upstream;
     if (up && !this.#opened) up.terminate();

@@ -31,7 +31,17 @@ export interface Dialled {
   socket: WebSocket;
   /** The provider's HTTP status when it answered the handshake with something else than 101. */
   status(): number | undefined;
+  /** The provider did not answer the handshake within handshakeTimeoutMs. */
+  timedOut(): boolean;
 }
+
+/**
+ * The longest a provider may take to answer the WebSocket handshake (or upstreamHeadersTimeoutMs
+ * when shorter). Providers answer it at once; the HTTP layer's headers timeout (10 min by
+ * default: a model may think that long before its first byte) would hold a client, its slot and
+ * its key for nothing.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function dialUpstream(o: DialOptions): Dialled {
   const query = new URLSearchParams(o.query);
@@ -45,16 +55,19 @@ export function dialUpstream(o: DialOptions): Dialled {
     headers,
     maxPayload: o.maxPayload,
     perMessageDeflate: false,
-    handshakeTimeout: o.handshakeTimeoutMs,
+    handshakeTimeout: Math.min(o.handshakeTimeoutMs, HANDSHAKE_TIMEOUT_MS),
     followRedirects: false,
     createConnection: watchedConnector(secure, o.onConnected),
   });
   let status: number | undefined;
+  let timedOut = false;
   socket.on("error", (e: Error) => {
     const m = /^Unexpected server response: (\d{3})$/.exec(e.message);
     if (m) status = Number(m[1]);
+    // ws's words for its handshakeTimeout (lib/websocket.js).
+    else if (e.message === "Opening handshake has timed out") timedOut = true;
   });
-  return { socket, status: () => status };
+  return { socket, status: () => status, timedOut: () => timedOut };
 }
 
 /** ws's own connectors (lib/websocket.js netConnect, tlsConnect), with the connection watched. */
@@ -75,7 +88,8 @@ function watchedConnector(secure: boolean, onConnected: () => void): typeof crea
 }
 
 /** What the client is told when the provider's handshake failed. */
-export function refusalOf(status: number | undefined): RelayError {
+export function refusalOf(status: number | undefined, timedOut = false): RelayError {
+  if (status === undefined && timedOut) return new RelayError("upstream_timeout", "upstream did not answer the session's handshake in time");
   if (status === undefined) return new RelayError("upstream_unreachable", "upstream unreachable");
   if (status === 429) return new RelayError("rate_limited", "upstream refused the session: rate limited");
   return new RelayError("upstream_unreachable", `upstream refused the session (${status})`);

@@ -8,6 +8,7 @@
  * Per-request knobs (request headers): `x-mock-status: NNN` answers NNN with an OpenAI-shaped
  * error; `x-mock-chunks: N` and `x-mock-delay-ms: N` override the stream length / chunk delay.
  * `x-mock-headers-delay-ms: N` waits N ms after the body before answering (a slow provider);
+ * `x-mock-answer-before-body: NNN` answers NNN before reading the body, then closes the connection.
  * `x-mock-reset: after-body` destroys the socket once the body was read, `mid-stream` after the
  * first SSE frame. `behave(fn)` sets the same per request from code (chaos tests), by
  * request (path, headers, key): what it returns wins over the headers; its `stream` answers
@@ -477,6 +478,14 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       rec.aborted = true;
       notifyAbort(rec);
     });
+    // A provider that refuses a body from its head (a large upload, a bad purpose) answers at
+    // once and closes the connection, without reading the rest.
+    const early = intHeader(req, "x-mock-answer-before-body", 0);
+    if (early >= 100 && early <= 599) {
+      res.setHeader("connection", "close");
+      res.on("finish", () => req.socket.destroy());
+      return sendJson(res, early, openaiError(early, `mock error ${early} before the body`));
+    }
     const bufs: Buffer[] = [];
     try {
       for await (const c of req) bufs.push(c as Buffer);
