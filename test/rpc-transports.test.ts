@@ -6,7 +6,7 @@
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../gen/relayapi/v1/admin_service_pb.js";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { RelayService, type RelayResponse } from "../gen/relayapi/v1/relay_service_pb.js";
