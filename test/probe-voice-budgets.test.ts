@@ -6,30 +6,20 @@
  * which cost more than text; and a session must close when its dollar reservation is spent,
  * not only its LLM-token one.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { geminiLive } from "../src/realtime/gemini-live.js";
 import { openaiRealtime } from "../src/realtime/openai-realtime.js";
-import { MOCK_USAGE, startMockRealtime, type MockRealtime } from "./support/mock-realtime.js";
+import { MOCK_USAGE } from "./support/mock-realtime.js";
 import { openSession, refusedUpgrade, wsUrl } from "./support/realtime-client.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { waitFor } from "./support/wait.js";
+import { useRealtimeRelay } from "./support/use-realtime-relay.js";
 
 const LIVE = "/api/gemini/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
 const REALTIME = "/api/openai/v1/realtime";
 const msg = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 
-let mock: MockRealtime;
-let relay: TestRelay;
-
-beforeAll(async () => {
-  mock = await startMockRealtime();
-  relay = await startRelay({ config: { providerBaseUrls: { openai: mock.url, gemini: mock.url } } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRealtimeRelay();
 
 const recordOf = (id: string) => waitFor(() => relay.calls.find((c) => c.tokenId === id), 3000, "the session's record");
 

@@ -6,26 +6,15 @@
  * bytes detects UTF-16 and the BOM) would read it: under a pin such a message is refused
  * (1008), never forwarded unread (DESIGN 3.4, as for HTTP bodies).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startMockRealtime, type MockRealtime } from "./support/mock-realtime.js";
+import { describe, expect, it } from "vitest";
 import { openSession, wsUrl } from "./support/realtime-client.js";
-import { startRelay, type TestRelay } from "./support/relay.js";
 import { sleep } from "./support/wait.js";
+import { useRealtimeRelay } from "./support/use-realtime-relay.js";
 
 const REALTIME = "/api/openai/v1/realtime?model=gpt-realtime";
 const LIVE = "/api/gemini/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
 
-let mock: MockRealtime;
-let relay: TestRelay;
-
-beforeAll(async () => {
-  mock = await startMockRealtime();
-  relay = await startRelay({ config: { providerBaseUrls: { openai: mock.url, gemini: mock.url } } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRealtimeRelay();
 
 const update = JSON.stringify({ type: "session.update", session: { type: "realtime", model: "gpt-4o-realtime-preview" } });
 const encodings: [string, Buffer][] = [

@@ -9,25 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { createDpopProof, generateDpopKeyPair, jwkThumbprint } from "../src/sdk/dpop-fetch.js";
 import { rawRequest } from "./support/http.js";
-import { MOCK_USAGE, startMockRealtime, type MockRealtime } from "./support/mock-realtime.js";
+import { MOCK_USAGE } from "./support/mock-realtime.js";
 import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 import { sleep, waitFor } from "./support/wait.js";
 import { openSession, refusedUpgrade, wsUrl } from "./support/realtime-client.js";
+import { useRealtimeRelay } from "./support/use-realtime-relay.js";
 
 const REALTIME = "/api/openai/v1/realtime";
 const LIVE = "/api/gemini/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
 
-let mock: MockRealtime;
-let relay: TestRelay;
-
-beforeAll(async () => {
-  mock = await startMockRealtime();
-  relay = await startRelay({ config: { providerBaseUrls: { openai: mock.url, gemini: mock.url } } });
-});
-afterAll(async () => {
-  await relay?.close();
-  await mock?.close();
-});
+const { relay, mock } = useRealtimeRelay();
 
 const recordsOf = (id: string) => relay.calls.filter((c) => c.tokenId === id);
 
