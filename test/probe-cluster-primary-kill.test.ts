@@ -15,7 +15,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { buildRelayBundle, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { buildRelayBundle, issueOn, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
 import { waitFor } from "./support/wait.js";
 
 const ADMIN_KEY = "rak_probe-kill-admin-key-0123456789";
@@ -81,12 +81,7 @@ describe("serve --workers 2 on PGlite, the primary killed with SIGKILL", () => {
   it("streams in flight finish and no usage row is lost: the next start writes what the workers spilled", { timeout: 90_000 }, async () => {
     const relay = await start(2);
     await waitFor(() => workerPids(relay).length >= 2, 30_000, "two workers");
-    const issued = await request(`${relay.url}/relayapi.v1.TokenService/IssueToken`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_KEY}` },
-      body: JSON.stringify({ provider: "openai", upstreamKey: UPSTREAM_KEY, limits: { maxCalls: "1000" } }),
-    });
-    const secret = ((await issued.body.json()) as { secret: string }).secret;
+    const secret = await issueOn(relay.url, ADMIN_KEY, UPSTREAM_KEY, 1000);
     mock.reset();
     const chat = (stream: boolean) =>
       request(`${relay.url}/api/openai/v1/chat/completions`, {

@@ -18,7 +18,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { buildRelayBundle, cleanEnv, logLineIn, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { buildRelayBundle, cleanEnv, issueOn, logLineIn, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
 import { waitFor } from "./support/wait.js";
 
 const ADMIN_KEY = "rak_probe-signal-admin-key-0123456789";
@@ -69,12 +69,7 @@ describe.each([{ workers: 2 }, { workers: 1 }])("serve --workers $workers, SIGHU
     );
     relays.push(relay);
     if (workers > 1) await waitFor(() => workerPids(relay).length >= workers, 30_000, "workers");
-    const issued = await request(`${relay.url}/relayapi.v1.TokenService/IssueToken`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_KEY}` },
-      body: JSON.stringify({ provider: "openai", upstreamKey: UPSTREAM_KEY, limits: { maxCalls: "1000" } }),
-    });
-    const secret = ((await issued.body.json()) as { secret: string }).secret;
+    const secret = await issueOn(relay.url, ADMIN_KEY, UPSTREAM_KEY, 1000);
     mock.reset();
     const streams = Array.from({ length: 6 }, () =>
       request(`${relay.url}/api/openai/v1/chat/completions`, {

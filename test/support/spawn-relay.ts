@@ -120,3 +120,13 @@ export async function spawnRelay(env: Record<string, string>, opts: { label?: st
     },
   };
 }
+
+/** An openai token with a call cap, issued through a spawned relay's TokenService with its admin key: the secret. */
+export async function issueOn(url: string, adminKey: string, upstreamKey: string, maxCalls: number): Promise<string> {
+  const res = await fetch(`${url}/relayapi.v1.TokenService/IssueToken`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${adminKey}` },
+    body: JSON.stringify({ provider: "openai", upstreamKey, limits: { maxCalls: String(maxCalls) } }),
+  });
+  return ((await res.json()) as { secret: string }).secret;
+}
