@@ -21,9 +21,6 @@ export const UPLOAD_HEAD_BYTES = 64 * 1024;
 /** What an upload body is, for the policy: a form, opaque bytes, or a resumable upload's bytes. */
 export type UploadKind = "multipart" | "binary" | "resumable";
 
-/** A Google custom method in a path (`models/m:generateContent`), in either spelling. */
-const CUSTOM_METHOD = /:|%3a/i;
-
 const BINARY = /^(?:audio|image|video)\/|^application\/octet-stream$/;
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -47,10 +44,9 @@ export function uploadKindOf(shape: ApiShape, path: string, headers: HeaderInput
   const type = (one(headers["content-type"]) ?? "").split(";")[0]!.trim().toLowerCase();
   if (type === "multipart/form-data") return "multipart";
   // The upload command of a resumable upload carries the file's bytes, whatever they are
-  // (a JSON file too), to a path that only stores them. A custom method (`:generateContent`,
-  // also spelled `%3A`) runs something: its body is read as any other, whatever the headers say.
+  // (a JSON file too), to a path that only stores them (the shape's rawPaths).
   const command = one(headers["x-goog-upload-command"])?.toLowerCase() ?? "";
-  if (shape.uploads?.rawPaths.test(path) === true && !CUSTOM_METHOD.test(path) && /\bupload\b/.test(command)) return "resumable";
+  if (shape.uploads?.rawPaths.test(path) === true && /\bupload\b/.test(command)) return "resumable";
   return BINARY.test(type) ? "binary" : undefined;
 }
 

@@ -195,8 +195,10 @@ export const geminiShape: ApiShape = {
   models: { inPath: modelInPath, inBody: true },
   policy: POLICY,
   objects: GEMINI_OBJECTS,
-  // The Files API's resumable upload: `start` answers with the URL the bytes go to.
-  uploads: { rawPaths: /^\/upload\//, urlHeaders: ["x-goog-upload-url", "x-goog-upload-control-url"] },
+  // The Files API's resumable upload: `start` answers with the URL the bytes go to. A path with
+  // a custom method (`/upload/…/models/m:generateContent`, also spelled `%3A`) runs something: its
+  // body is read and checked as any request's, whatever its upload headers say.
+  uploads: { rawPaths: /^\/upload\/(?!.*(?::|%3[aA]))/, urlHeaders: ["x-goog-upload-url", "x-goog-upload-control-url"] },
   meter: (contentType) => createUsageMeter(contentType, readUsage, (text) => text.includes('"usageMetadata"') || USAGE_OBJECT.test(text)),
   // A 400 INVALID_ARGUMENT whose google.rpc.ErrorInfo says `"reason": "API_KEY_INVALID"`.
   keyInvalid: (body) =>
