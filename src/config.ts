@@ -423,8 +423,8 @@ function readConfigFile(path: string): Partial<Config> {
 }
 
 /** Checks across the merged result, whatever layer a value came from; names the key. */
-/** The longest delay a Node timer holds (~24.8 days). */
-const TIMER_MAX_MS = 2 ** 31 - 1;
+/** The longest delay a Node timer holds (~24.8 days); past it, setTimeout fires at once. */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
 
 function validate(c: Config): void {
   const name = (key: keyof Config): string => `${key} (${FIELDS[key].env})`;

@@ -203,6 +203,7 @@ function envelope(flags: number, data: Uint8Array): Uint8Array {
   return out;
 }
 
-function headerText(v: string | string[] | undefined): string | undefined {
+/** A header's value; Node's repeats joined. */
+export function headerText(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(",") : v;
 }

@@ -7,9 +7,12 @@
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { routes, SERVICES, type ServiceDeps } from "../connect.js";
+import { TIMER_MAX_MS } from "../config.js";
 import { RelayError } from "../errors.js";
 import { relayErrorShape, sendError, type AnyResponse } from "../http/render-error.js";
 import type { Logger } from "../log.js";
@@ -18,7 +21,7 @@ import { adminAuthInterceptor, adminOnlyPaths } from "./auth.js";
 import { ACCEPT_COMPRESSION } from "./compression.js";
 import { ipLimitInterceptor, kClientIp, kIpChecked } from "./ip-limit-interceptor.js";
 import { errorInterceptor } from "./errors.js";
-import { createRpcGate, type FrontDoorDeps } from "./rpc-gate.js";
+import { createRpcGate, headerText, type FrontDoorDeps } from "./rpc-gate.js";
 import { negotiationError } from "./rpc-negotiation.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -75,24 +78,22 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
   };
 }
 
-function headerText(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(",") : v;
-}
-
-/** Longest delay a Node timer holds (2^31-1 ms, ~24.8 days); past it, setTimeout fires at once. */
-const TIMER_MAX_MS = 2 ** 31 - 1;
-const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
-const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-
 /**
  * A deadline longer than a timer holds is no deadline: connect-node's timer would fire after
  * 1 ms and end the call at once, counted and sent (grpc-go encodes its longest deadline as
- * `99999999H`). The header goes, and the relay's own bounds apply as for a call without one.
+ * `99999999H`). Read with connect's own parsers, bounded by what a timer holds: past it, the
+ * header goes, and the relay's own bounds apply as for a call without one.
  */
 function dropEndlessDeadline(req: AnyRequest): void {
-  const grpc = headerText(req.headers["grpc-timeout"]);
-  const m = grpc === undefined ? null : GRPC_TIMEOUT.exec(grpc);
-  if (m !== null && Number(m[1]) * GRPC_UNIT_MS[m[2]!]! > TIMER_MAX_MS) delete req.headers["grpc-timeout"];
-  const connect = headerText(req.headers["connect-timeout-ms"]);
-  if (connect !== undefined && /^\d{1,10}$/.test(connect) && Number(connect) > TIMER_MAX_MS) delete req.headers["connect-timeout-ms"];
+  for (const [name, parse] of DEADLINE_HEADERS) {
+    const value = headerText(req.headers[name]);
+    if (value === undefined) continue;
+    const { timeoutMs, error } = parse(value, TIMER_MAX_MS);
+    if (timeoutMs !== undefined && error !== undefined) delete req.headers[name];
+  }
 }
+
+const DEADLINE_HEADERS = [
+  ["grpc-timeout", parseGrpcTimeout],
+  ["connect-timeout-ms", parseConnectTimeout],
+] as const;
