@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mallocTuning } from "../src/cluster/primary.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "./support/databases.js";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { buildRelayBundle, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { buildRelayBundle, spawnRelay, type SpawnedRelay, workerLines } from "./support/spawn-relay.js";
 import { sleep, waitFor } from "./support/wait.js";
 
 const pgUp = await postgresAvailable();
@@ -33,15 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await mock?.close();
 });
-
-/** Every `worker listening` line so far: one per worker started, restarts included. */
-function workerLines(r: SpawnedRelay): Array<{ worker: number; pid: number }> {
-  return r
-    .stderr()
-    .split("\n")
-    .filter((l) => l.includes('"worker listening"'))
-    .map((l) => JSON.parse(l) as { worker: number; pid: number });
-}
 
 async function rpc(url: string, method: string, body: unknown): Promise<Record<string, unknown>> {
   const res = await request(`${url}/relayapi.v1.TokenService/${method}`, {

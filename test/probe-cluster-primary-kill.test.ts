@@ -15,7 +15,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { buildRelayBundle, issueOn, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { buildRelayBundle, issueOn, spawnRelay, type SpawnedRelay, workerLines } from "./support/spawn-relay.js";
 import { waitFor } from "./support/wait.js";
 
 const ADMIN_KEY = "rak_probe-kill-admin-key-0123456789";
@@ -60,13 +60,7 @@ function start(workers: number): Promise<SpawnedRelay> {
   });
 }
 
-function workerPids(r: SpawnedRelay): number[] {
-  return r
-    .stderr()
-    .split("\n")
-    .filter((l) => l.includes('"worker listening"'))
-    .map((l) => (JSON.parse(l) as { pid: number }).pid);
-}
+const workerPids = (r: SpawnedRelay): number[] => workerLines(r).map((w) => w.pid);
 
 function alive(pid: number): boolean {
   try {

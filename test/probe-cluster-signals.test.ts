@@ -18,7 +18,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMockProvider, type MockProvider } from "./support/mock-provider.js";
-import { buildRelayBundle, cleanEnv, issueOn, logLineIn, spawnRelay, type SpawnedRelay } from "./support/spawn-relay.js";
+import { buildRelayBundle, cleanEnv, issueOn, logLineIn, spawnRelay, type SpawnedRelay, workerLines } from "./support/spawn-relay.js";
 import { waitFor } from "./support/wait.js";
 
 const ADMIN_KEY = "rak_probe-signal-admin-key-0123456789";
@@ -42,13 +42,7 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function workerPids(r: SpawnedRelay): number[] {
-  return r
-    .stderr()
-    .split("\n")
-    .filter((l) => l.includes('"worker listening"'))
-    .map((l) => (JSON.parse(l) as { pid: number }).pid);
-}
+const workerPids = (r: SpawnedRelay): number[] => workerLines(r).map((w) => w.pid);
 
 describe.each([{ workers: 2 }, { workers: 1 }])("serve --workers $workers, SIGHUP to every process", ({ workers }) => {
   it("drains as SIGTERM does: streams finish, exit 0, usage rows = calls the provider saw", { timeout: 90_000 }, async () => {

@@ -130,3 +130,12 @@ export async function issueOn(url: string, adminKey: string, upstreamKey: string
   });
   return ((await res.json()) as { secret: string }).secret;
 }
+
+/** Every `worker listening` line of a spawned `serve --workers` so far: one per worker started, restarts included. */
+export function workerLines(r: SpawnedRelay): Array<{ worker: number; pid: number }> {
+  return r
+    .stderr()
+    .split("\n")
+    .filter((l) => l.includes('"worker listening"'))
+    .map((l) => JSON.parse(l) as { worker: number; pid: number });
+}
