@@ -12,7 +12,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { openaiShape } from "../src/providers/shapes/openai.js";
 import { openaiRealtime } from "../src/realtime/openai-realtime.js";
-import { RealtimeSession, type SessionEnd } from "../src/realtime/realtime-session.js";
+import { RealtimeSession, type SessionEnd, type SessionOptions } from "../src/realtime/realtime-session.js";
 import { sleep, waitFor } from "./support/wait.js";
 
 interface Pair {
@@ -52,7 +52,7 @@ async function pair(peerPongs: boolean, serverPongs = true, wait = true): Promis
   return { server, accepted: await accepted, peer, ready: accepted };
 }
 
-function sessionOn(client: WebSocket, onEnd: (e: SessionEnd) => void, pingMs: number): RealtimeSession {
+function sessionOn(client: WebSocket, onEnd: (e: SessionEnd) => void, pingMs?: number, over: Partial<SessionOptions> = {}): RealtimeSession {
   return new RealtimeSession(client, {
     tokenId: "tok_probe",
     models: new Set(),
@@ -65,6 +65,7 @@ function sessionOn(client: WebSocket, onEnd: (e: SessionEnd) => void, pingMs: nu
     tokenCap: undefined,
     pingMs,
     onEnd,
+    ...over,
   });
 }
 
@@ -141,19 +142,10 @@ describe("dollar cap", () => {
     const closed = new Promise<number>((r) => client.peer.once("close", (code) => r(code)));
     const events: string[] = [];
     client.peer.on("message", (d: Buffer) => events.push(d.toString()));
-    const s = new RealtimeSession(client.accepted, {
-      tokenId: "tok_probe",
-      models: new Set(),
-      framing: openaiRealtime,
-      shape: openaiShape,
-      endAt: Date.now() + 60_000,
-      endIsExpiry: false,
-      idleMs: 60_000,
-      maxMessageBytes: 1 << 20,
+    const s = sessionOn(client.accepted, (e) => ends.push(e), undefined, {
       tokenCap: 16_384,
       // One micro-dollar per audio input token: 1,000 of them spend the reservation.
       costCap: { microUsd: 1000, costOf: (u) => u.audioInputTokens ?? 0, model: "gpt-realtime" },
-      onEnd: (e) => ends.push(e),
     });
     s.markReached();
     s.attach(provider.peer, () => new Error("x") as never);
