@@ -104,7 +104,9 @@ export function createApiHandler(deps: ApiRouteDeps): ApiHandler {
     }
     // Per IP first, before the token is looked at: bad tokens are limited too.
     try {
-      await limits.checkIp(ipOf(req));
+      // Admitted locally: no promise (src/limits/limits.ts).
+      const limited = limits.checkIp(ipOf(req));
+      if (limited !== undefined) await limited;
     } catch (e) {
       sendError(res, toRelayError(e), shape, corsHeaders);
       discardUnread(req, maxBodyBytes);

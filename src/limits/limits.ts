@@ -108,12 +108,13 @@ export class Limits {
   }
 
   /** One request from `ip`, costing `cost` calls (1 to ipBurst, an integer). */
-  async checkIp(ip: string, cost = 1): Promise<void> {
+  checkIp(ip: string, cost = 1): void | Promise<void> {
     const rate = this.cfg.perIp;
     if (rate === null) return;
     const burst = rate.burst ?? wholeBurst(rate.rpm);
-    if (!(Number.isSafeInteger(cost) && cost >= 1 && cost <= burst)) throw new RangeError(`cost must be an integer from 1 to ${burst}, got ${cost}`);
-    await this.rate("ip", this.ipRates, ipKey(ip), rate.rpm, burst, this.cfg.redis?.perIp === true, cost);
+    if (!(Number.isSafeInteger(cost) && cost >= 1 && cost <= burst))
+      return Promise.reject(new RangeError(`cost must be an integer from 1 to ${burst}, got ${cost}`));
+    return this.rate("ip", this.ipRates, ipKey(ip), rate.rpm, burst, this.cfg.redis?.perIp === true, cost);
   }
 
   /** The most one IP may spend at once (its burst), or null without a per-IP limit. */
@@ -123,17 +124,19 @@ export class Limits {
   }
 
   /** `rpm` comes from the token (claims or issue options): a positive number. */
-  async checkToken(tokenId: string, rpm: number): Promise<void> {
-    if (!(rpm > 0 && Number.isFinite(rpm))) throw new RangeError(`rpm must be a positive number, got ${rpm}`);
-    await this.rate("token", this.tokenRates, tokenId, rpm, wholeBurst(rpm), true, 1);
+  checkToken(tokenId: string, rpm: number): void | Promise<void> {
+    if (!(rpm > 0 && Number.isFinite(rpm))) return Promise.reject(new RangeError(`rpm must be a positive number, got ${rpm}`));
+    return this.rate("token", this.tokenRates, tokenId, rpm, wholeBurst(rpm), true, 1);
   }
 
-  async acquireGlobal(): Promise<() => void> {
+  /** A slot of the instance's in-flight calls, or LimitExceeded at once (never waits). */
+  acquireGlobal(): () => void {
     if (this.global === null) return noRelease;
     return this.global.tryAcquire("") ?? this.throwFull("global");
   }
 
-  async acquireKey(keyId: string): Promise<() => void> {
+  /** A slot of one upstream key's in-flight calls, or LimitExceeded at once (never waits). */
+  acquireKey(keyId: string): () => void {
     if (this.keys === null) return noRelease;
     return this.keys.tryAcquire(keyId) ?? this.throwFull("key");
   }
@@ -160,31 +163,38 @@ export class Limits {
   }
 
   /** `cost` tokens from the shared bucket when `shared` and Redis decides, else from the local one. */
-  private async rate(scope: "ip" | "token", local: LocalRates, key: string, rpm: number, burst: number, shared: boolean, cost: number): Promise<void> {
-    let waitMs: number;
-    if (shared && this.redis !== null) {
-      const view: SharedView = {
-        available: (now) => local.peek(key, rpm, burst, now),
-        seen: (tokens, now) => local.observe(key, rpm, burst, tokens, now),
-      };
-      const verdict = await this.redis.admit(scope, key, rpm, burst, this.cfg.idleMs, cost, view);
-      if (verdict === null) {
-        this.redisFallbacks++;
-        waitMs = local.take(key, rpm, burst, Date.now(), cost, 0);
-      } else if (verdict === "ok") {
-        waitMs = 0;
-      } else {
-        // Refused or shed: retry when the shared state last seen has `cost` again (1 s at least).
-        const now = Date.now();
-        waitMs = Math.max(1, (cost - (local.peek(key, rpm, burst, now) ?? 0)) / (rpm / 60_000));
-      }
-    } else {
-      waitMs = local.take(key, rpm, burst, Date.now(), cost);
+  /**
+   * An admitted local check returns nothing, not a promise: a relayed call's path creates a
+   * promise only where it waits (issue 22). A refusal is a rejected promise, as from Redis.
+   */
+  private rate(scope: "ip" | "token", local: LocalRates, key: string, rpm: number, burst: number, shared: boolean, cost: number): void | Promise<void> {
+    if (shared && this.redis !== null) return this.sharedRate(scope, local, key, rpm, burst, cost, this.redis);
+    const waitMs = local.take(key, rpm, burst, Date.now(), cost);
+    if (waitMs > 0) return Promise.reject(this.refusal(scope, waitMs));
+  }
+
+  /** `cost` tokens from the shared bucket when Redis decides, else from the local one. */
+  private async sharedRate(scope: "ip" | "token", local: LocalRates, key: string, rpm: number, burst: number, cost: number, redis: RedisRates): Promise<void> {
+    const view: SharedView = {
+      available: (now) => local.peek(key, rpm, burst, now),
+      seen: (tokens, now) => local.observe(key, rpm, burst, tokens, now),
+    };
+    const verdict = await redis.admit(scope, key, rpm, burst, this.cfg.idleMs, cost, view);
+    let waitMs = 0;
+    if (verdict === null) {
+      this.redisFallbacks++;
+      waitMs = local.take(key, rpm, burst, Date.now(), cost, 0);
+    } else if (verdict !== "ok") {
+      // Refused or shed: retry when the shared state last seen has `cost` again (1 s at least).
+      waitMs = Math.max(1, (cost - (local.peek(key, rpm, burst, Date.now()) ?? 0)) / (rpm / 60_000));
     }
-    if (waitMs > 0) {
-      this.rejections[scope]++;
-      throw new LimitExceeded(scope, Math.max(1, Math.ceil(waitMs / 1000)));
-    }
+    if (waitMs > 0) throw this.refusal(scope, waitMs);
+  }
+
+  /** The refusal of a check that says to wait `waitMs`, counted. */
+  private refusal(scope: "ip" | "token", waitMs: number): LimitExceeded {
+    this.rejections[scope]++;
+    return new LimitExceeded(scope, Math.max(1, Math.ceil(waitMs / 1000)));
   }
 
   /** A slot frees when some call ends, which cannot be predicted: ask to retry in a second. */

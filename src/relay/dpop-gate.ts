@@ -51,15 +51,19 @@ export class DpopGate {
     private readonly nonce: NonceIssuer | undefined,
   ) {}
 
-  async check(token: TokenMeta, accessToken: string, req: DpopRequest | undefined): Promise<void> {
-    if (token.bindJkt === null) return;
+  /** A token bound to no key needs no proof: nothing to wait for, so no promise (issue 22). */
+  check(token: TokenMeta, accessToken: string, req: DpopRequest | undefined): void | Promise<void> {
+    if (token.bindJkt !== null) return this.#verify(token.bindJkt, accessToken, req);
+  }
+
+  async #verify(jkt: string, accessToken: string, req: DpopRequest | undefined): Promise<void> {
     try {
       await verifyDpopProof({
         proof: req?.proof,
         method: req?.method ?? "",
         url: htuFor(this.publicOrigin(), req?.path ?? ""),
         accessToken,
-        jkt: token.bindJkt,
+        jkt,
         nowSec: Date.now() / 1000,
         replay: this.replay,
         ...(this.nonce ? { nonce: this.nonce } : {}),

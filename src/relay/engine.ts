@@ -97,23 +97,34 @@ export class RelayEngine {
     // one normal form for both entry points (src/relay/upstream-url.ts).
     const path = safePath(input.path);
     if (input.token === undefined || input.token === "") throw invalidToken();
+    // Each step below that can answer at once does so without a promise (a cached token, no
+    // DPoP binding, no upload, no content coding): a call awaits only what it waits for (issue 22).
+    const authenticated = tokens.authenticate(input.token);
     // A plan's model list narrows the token's own pin (src/tokens/token-store.ts withPlan).
-    const token = tokens.withPlan(await tokens.authenticate(input.token));
-    await this.deps.dpop.check(token, input.token, input.dpop);
+    const token = tokens.withPlan(authenticated instanceof Promise ? await authenticated : authenticated);
+    const proof = this.deps.dpop.check(token, input.token, input.dpop);
+    if (proof !== undefined) await proof;
     // The body is read only now, after the credentials: an unauthenticated client holds no memory.
     // Forms and binary bodies stream through unheld (issue 25, src/relay/upload-gate.ts).
     const stream = uploadKindOf(provider.shape, path, input.headers);
     const given = typeof input.body === "function" ? await input.body(stream && { stream }) : input.body;
-    const raw = await uploadOf(given, stream, input.headers, this.deps.maxBodyBytes ?? Infinity, input.holdDecoded);
+    const opened = uploadOf(given, stream, input.headers, this.deps.maxBodyBytes ?? Infinity, input.holdDecoded);
+    const raw = opened instanceof Promise ? await opened : opened;
     if (raw instanceof UploadBody) {
-      const limit = Math.min(this.deps.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES, token.maxBodyBytes ?? Infinity);
-      const checked = await checkUpload(token, provider, { path, origin: input.origin }, raw, limit).catch(raw.fail);
-      return this.#admit(token, provider, checked, { ...input, path, body: checked.body, upload: raw }, sink, started).finally(() => raw.release());
+      try {
+        const limit = Math.min(this.deps.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES, token.maxBodyBytes ?? Infinity);
+        const checked = await checkUpload(token, provider, { path, origin: input.origin }, raw, limit).catch(raw.fail);
+        await this.#admit(token, provider, checked, { ...input, path, body: checked.body, upload: raw }, sink, started);
+        return;
+      } finally {
+        raw.release();
+      }
     }
     // Decoded (Content-Encoding, a UTF-8 BOM) within the body limit: the policy reads, and the
     // provider gets, the same bytes (src/relay/request-body.ts).
     const limit = Math.min(this.deps.maxBodyBytes ?? Infinity, token.maxBodyBytes ?? Infinity);
-    const decoded = await decodeRequestBody(raw, input.headers, limit);
+    const decoding = decodeRequestBody(raw, input.headers, limit);
+    const decoded = decoding instanceof Promise ? await decoding : decoding;
     if (decoded.length > raw.length) input.holdDecoded?.(decoded.length - raw.length);
     const read: ReadInput = { ...input, path, body: decoded };
     const checked = checkPolicy(token, provider, read, tokens.charged(token));
@@ -139,10 +150,12 @@ export class RelayEngine {
       price !== undefined || charged
         ? callCost(checked, body, charged ? policyAt(provider.shape.policy, forwarded.path).remoteInput : undefined, price)
         : undefined;
-    if (token.rpm !== null) await this.deps.limits.checkToken(token.id, token.rpm);
+    const limited = token.rpm === null ? undefined : this.deps.limits.checkToken(token.id, token.rpm);
+    if (limited !== undefined) await limited;
     const planRpm = token.plan === undefined ? null : (tokens.planOf(token)?.rpm ?? null);
-    if (planRpm !== null) await this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
-    const release = await this.deps.limits.acquireGlobal();
+    const planLimited = planRpm === null ? undefined : this.deps.limits.checkToken(`\0plan/${token.subject}`, planRpm);
+    if (planLimited !== undefined) await planLimited;
+    const release = this.deps.limits.acquireGlobal();
     try {
       await this.#forward(token, provider, model, forwarded, sink, started, cost, charged, checked.answer);
     } finally {
@@ -165,7 +178,9 @@ export class RelayEngine {
     const { tokens, upstream, pools, limits, prices } = this.deps;
     // A token whose calls keep drawing key errors is refused before its call is counted (DESIGN 8).
     if (token.pool !== undefined) pools.keyErrors.admit(token.id);
-    const used = await tokens.use(token);
+    // From a lease this instance holds (most calls): counted at once, no promise.
+    const using = tokens.use(token);
+    const used = using instanceof Promise ? await using : using;
     const { callsLeft } = used;
     // Reserve, then settle: admitted only while every budget has room; refused, the call is given back.
     const reservation = charged && cost !== undefined ? await tokens.admitCharges(token, used, cost) : undefined;
@@ -361,9 +376,12 @@ export class RelayEngine {
     }
     if (outcome === Outcome.UPSTREAM_ERROR) error = "upstream returned an error";
     const usage = meter.result();
-    await record(res.statusCode, outcome, usage, bytes, keyId, { kind: "answered", status: res.statusCode, whole, usage });
-    await ids?.settled();
-    await sink.end({ outcome, usage, callsLeft, error });
+    // Awaited only when there is something to wait for: a budget's settlement, an object's record.
+    const settled = record(res.statusCode, outcome, usage, bytes, keyId, { kind: "answered", status: res.statusCode, whole, usage });
+    if (settled !== SETTLED) await settled;
+    if (ids !== undefined) await ids.settled();
+    const ended = sink.end({ outcome, usage, callsLeft, error });
+    if (ended !== undefined) await ended;
   }
 }
 

@@ -50,7 +50,7 @@ function setup(answers: Record<string, Answer>) {
       return { statusCode: a, headers: {}, body: { pipe: async () => {}, destroy: () => {}, dump: async () => {} } };
     },
   } as unknown as UpstreamClient;
-  const limits = { acquireKey: async () => () => {} } as unknown as Limits;
+  const limits = { acquireKey: () => () => {} } as unknown as Limits;
   const token = { id: "tok_1", pool: "p" } as TokenMeta;
   const input = {
     method: "POST",

@@ -65,6 +65,10 @@ export class SendFailed extends Error {
   }
 }
 
+/** What a call without a pool passes for its tried keys and trail: never written to. */
+const NONE_TRIED: Set<string> = new Set();
+const NO_TRAIL: string[] = [];
+
 export async function sendWithFailover(
   deps: FailoverDeps,
   token: TokenMeta,
@@ -74,8 +78,9 @@ export async function sendWithFailover(
 ): Promise<Sent> {
   const { upstream, pools, limits } = deps;
   const started = Date.now();
-  const tried = new Set<string>();
-  const trail: string[] = [];
+  // Kept only for a pool's keys: a token's own key is tried once (no Set or list per call).
+  const tried = token.pool === undefined ? NONE_TRIED : new Set<string>();
+  const trail: string[] = token.pool === undefined ? NO_TRAIL : [];
   let reached = false;
   let lastError: RelayError | undefined;
   let lastKey: string | undefined;
@@ -92,7 +97,7 @@ export async function sendWithFailover(
     if (pooled) {
       tried.add(pooled.id);
       try {
-        release = await limits.acquireKey(pooled.id);
+        release = limits.acquireKey(pooled.id);
       } catch (e) {
         lastError = toRelayError(e); // this key is busy: try the next one
         continue;

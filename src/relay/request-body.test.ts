@@ -7,8 +7,8 @@ const JSON_BODY = Buffer.from('{"model":"m","messages":[]}');
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const LIMIT = 1024 * 1024;
 
-async function refusal(p: Promise<unknown>): Promise<{ code: string; status: number; message: string }> {
-  const e = await p.then(
+async function refusal(p: unknown): Promise<{ code: string; status: number; message: string }> {
+  const e = await Promise.resolve(p).then(
     () => undefined,
     (err: unknown) => err,
   );

@@ -58,7 +58,13 @@ function codingsOf(value: string | string[] | undefined): string[] {
  * coding (at most `maxBytes` decoded bytes, so a compression bomb is refused with 413 once it
  * passes the limit, not after), without a UTF-8 byte-order mark in front of JSON.
  */
-export async function decodeRequestBody(body: Buffer, headers: HeaderInput, maxBytes: number): Promise<Buffer> {
+export function decodeRequestBody(body: Buffer, headers: HeaderInput, maxBytes: number): Buffer | Promise<Buffer> {
+  // Most bodies name no coding: answered at once, with no promise (issue 22). Refusals are promises.
+  if (headers["transfer-encoding"] === undefined && headers["content-encoding"] === undefined) return stripUtf8Bom(body);
+  return decodeCoded(body, headers, maxBytes);
+}
+
+async function decodeCoded(body: Buffer, headers: HeaderInput, maxBytes: number): Promise<Buffer> {
   // Node de-chunks a body but leaves any other transfer coding (`gzip, chunked`) in place.
   if (codingsOf(headers["transfer-encoding"]).some((c) => c !== "chunked")) throw unsupported("transfer coding not supported");
   const codings = codingsOf(headers["content-encoding"]);

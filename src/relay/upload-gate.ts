@@ -64,14 +64,25 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
  * came whole (RelayService) is read as an upload too, so a form's model pin holds on both
  * entry points.
  */
-export async function uploadOf(
+export function uploadOf(
   body: Buffer | UploadBody,
   kind: UploadKind | undefined,
   headers: HeaderInput,
   maxBodyBytes: number,
   hold?: (bytes: number) => void,
-): Promise<Buffer | UploadBody> {
+): Buffer | UploadBody | Promise<Buffer | UploadBody> {
+  // Not an upload (most calls): the body as it is, with no promise (issue 22).
   if (kind === undefined) return body;
+  return openUpload(body, kind, headers, maxBodyBytes, hold);
+}
+
+async function openUpload(
+  body: Buffer | UploadBody,
+  kind: UploadKind,
+  headers: HeaderInput,
+  maxBodyBytes: number,
+  hold?: (bytes: number) => void,
+): Promise<Buffer | UploadBody> {
   let upload = body;
   if (Buffer.isBuffer(upload)) {
     const type = headers["content-type"];

@@ -78,18 +78,19 @@ export class UpstreamClient {
    * `cause` set), whose `sent` says whether a byte may have reached the provider. A client that
    * went away throws ClientGone.
    */
-  async send(
+  send(
     url: UpstreamTarget | URL | string,
     method: string,
     headers: Record<string, string>,
     body: Buffer | StreamedBody | undefined,
     signal: CallSignal,
   ): Promise<UpstreamResponse> {
-    let call: UpstreamCall | undefined;
-    try {
-      return await new Promise<UpstreamResponse>((resolve, reject) => {
+    // One promise per call, settled by undici's callbacks; failures are mapped on the way out
+    // (an async wrapper with try/await would add two more per call, issue 22).
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      const call = new UpstreamCall(signal, resolve, (e) => reject(failure(e, call.sent, signal)));
+      try {
         const { origin, path } = typeof url === "string" || url instanceof URL ? targetOf(url) : url;
-        call = new UpstreamCall(signal, resolve, reject);
         let payload: Buffer | Readable | null = null;
         if (Buffer.isBuffer(body)) payload = body.length > 0 ? body : null;
         else if (body !== undefined) {
@@ -97,24 +98,28 @@ export class UpstreamClient {
           if (body.length !== undefined) headers = { ...headers, "content-length": String(body.length) };
         }
         this.#agent.dispatch({ origin, path, method: method as Dispatcher.HttpMethod, headers, body: payload }, call);
-      });
-    } catch (e) {
-      if (e instanceof ClientGone || signal.aborted) throw new ClientGone();
-      const sent = call?.sent ?? false;
-      // The streamed body's own verdict (its limit, the multipart watch): the client's error.
-      if (e instanceof RelayError) throw new UpstreamFailed(e.code, e.message, sent, e);
-      const code = (e as { code?: string }).code;
-      if (code === "UND_ERR_HEADERS_TIMEOUT") throw new UpstreamFailed("upstream_timeout", "upstream timed out", sent, e);
-      // Refused by the client library before anything was sent (say, a header it will not
-      // write): the request's fault, not the provider's.
-      if (code === "UND_ERR_INVALID_ARG") throw new UpstreamFailed("bad_request", "invalid request", sent, e);
-      throw new UpstreamFailed("upstream_unreachable", sent ? "upstream connection lost" : "upstream unreachable", sent, e);
-    }
+      } catch (e) {
+        reject(failure(e, call.sent, signal));
+      }
+    });
   }
 
   close(): Promise<void> {
     return this.#agent.close();
   }
+}
+
+/** What a failure before the response headers means for the call: ClientGone, or UpstreamFailed with `sent`. */
+function failure(e: unknown, sent: boolean, signal: CallSignal): Error {
+  if (e instanceof ClientGone || signal.aborted) return new ClientGone();
+  // The streamed body's own verdict (its limit, the multipart watch): the client's error.
+  if (e instanceof RelayError) return new UpstreamFailed(e.code, e.message, sent, e);
+  const code = (e as { code?: string }).code;
+  if (code === "UND_ERR_HEADERS_TIMEOUT") return new UpstreamFailed("upstream_timeout", "upstream timed out", sent, e);
+  // Refused by the client library before anything was sent (say, a header it will not
+  // write): the request's fault, not the provider's.
+  if (code === "UND_ERR_INVALID_ARG") return new UpstreamFailed("bad_request", "invalid request", sent, e);
+  return new UpstreamFailed("upstream_unreachable", sent ? "upstream connection lost" : "upstream unreachable", sent, e);
 }
 
 function targetOf(url: URL | string): UpstreamTarget {

@@ -158,8 +158,23 @@ export class TokenStore {
    * as the same TokenMeta, cached for `cacheMs`: an issued secret (42 characters) under itself,
    * so a hit costs neither its checksum nor a SHA-256 (issue 22: ~2% of a relayed call); a
    * sealed one (up to 4 KB) under its SHA-256, so the cache's memory stays bounded.
+   *
+   * A live issued token in the cache is answered at once, not as a promise: a relayed call
+   * creates a promise only where it waits (issue 22). Anything else, refusals included, is a
+   * promise.
    */
-  async authenticate(secret: string): Promise<TokenMeta> {
+  authenticate(secret: string): TokenMeta | Promise<TokenMeta> {
+    if (secret.length === ISSUED_TOKEN_LENGTH && secret.startsWith(ISSUED_PREFIX)) {
+      const hit = this.#cache.get(secret);
+      if (hit !== undefined) {
+        const now = Date.now();
+        if (hit.until > now && hit.meta.expiresAtMs > now) return hit.meta;
+      }
+    }
+    return this.#authenticate(secret);
+  }
+
+  async #authenticate(secret: string): Promise<TokenMeta> {
     if (secret.length > MAX_TOKEN_LENGTH) throw invalidToken();
     const issued = secret.startsWith(ISSUED_PREFIX);
     const now = Date.now();
