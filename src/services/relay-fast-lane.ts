@@ -80,7 +80,8 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
   });
 
   const serve = async (req: AnyRequest, res: AnyResponse, binary: boolean, compression: Compression | null): Promise<void> => {
-    if (!(await gate.admit(req, res, RELAY_PATH))) return;
+    const admitting = gate.admit(req, res, RELAY_PATH);
+    if (!(admitting instanceof Promise ? await admitting : admitting)) return;
     const requestId = requestIdOf(req.headers["x-request-id"]);
     const answer = answerOf(req);
     if (answer !== undefined) answer.requestId = requestId;
@@ -110,7 +111,8 @@ export function createRelayFastLane(deps: RelayFastLaneDeps): RelayFastLane {
       // A request message that is not protobuf binary: invalid_argument, as parse-errors.ts makes it.
       if (error.code === Code.Internal && PARSE_BINARY.test(error.rawMessage)) error = new ConnectError(error.rawMessage, Code.InvalidArgument);
     }
-    await out.end(error);
+    const ended = out.end(error);
+    if (ended !== undefined) await ended;
   };
 
   return (req, res, pathname) => {
@@ -227,16 +229,25 @@ class EnvelopeWriter {
   }
 
   /** The end-of-stream message, with the error if the call failed; then the response ends. */
-  async end(error: ConnectError | undefined): Promise<void> {
-    await this.#tail?.catch(() => {});
+  end(error: ConnectError | undefined): void | Promise<void> {
+    // Waits only for a compressed message still being written, or to compress this one:
+    // otherwise the end goes out at once, with no promise (issue 22).
+    const tail = this.#tail;
+    if (tail !== undefined) return tail.catch(() => {}).then(() => this.#endWith(error));
+    return this.#endWith(error);
+  }
+
+  #endWith(error: ConnectError | undefined): void | Promise<void> {
     // No trailers of its own: endStreamToJson adds the error's metadata to them, so passing that
     // metadata as the trailers sent every value twice (`retry-after: 60, 60`, NaN to a client).
-    let data: Uint8Array = error === undefined ? EMPTY_END : Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)));
-    let flags = endStreamFlag;
+    const data: Uint8Array = error === undefined ? EMPTY_END : Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)));
     if (this.compression !== null && data.byteLength >= this.compressMinBytes) {
-      data = await this.compression.compress(data);
-      flags |= COMPRESSED_FLAG;
+      return this.compression.compress(data).then((packed) => this.#endNow(packed, endStreamFlag | COMPRESSED_FLAG));
     }
+    this.#endNow(data, endStreamFlag);
+  }
+
+  #endNow(data: Uint8Array, flags: number): void {
     if (isGone(this.res)) return;
     this.#head();
     this.res.end(this.#afterHeld(envelope(flags, data)));

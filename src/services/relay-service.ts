@@ -124,8 +124,11 @@ export async function relayCall(engine: RelayEngine, req: RelayRequest, call: Re
       void emit({ case: "end", end: { outcome: end.outcome, usage: end.usage, callsLeft: end.callsLeft, error } });
     },
   };
-  await relayOrDeadline(call.signal, () =>
-    engine.relay(
+  // A call the deadline ended fails with the deadline's own DEADLINE_EXCEEDED: the engine sees
+  // only an aborted signal, as of a client that left ("client closed the request",
+  // INVALID_ARGUMENT), which misled the client. After a cut `end`, the RPC ends so too.
+  try {
+    await engine.relay(
       {
         providerId: req.provider,
         method,
@@ -142,30 +145,18 @@ export async function relayCall(engine: RelayEngine, req: RelayRequest, call: Re
         requestId: call.requestId,
       },
       sink,
-    ),
-  );
+    );
+  } catch (e) {
+    throw deadlineOf(call.signal) ?? e;
+  }
+  const deadline = deadlineOf(call.signal);
+  if (deadline) throw deadline;
   // After `end`, an answer that could not be text fails the RPC with INVALID_ARGUMENT.
   if (text?.failed) throw new RelayError("bad_request", NOT_UTF8);
 }
 
 /** The `end.error` of an answer the call's deadline cut. */
 export const DEADLINE_PASSED = "deadline exceeded";
-
-/**
- * The engine's call, failed with the deadline's own DEADLINE_EXCEEDED when the call's deadline
- * (Connect-Timeout-Ms, grpc-timeout) ended it: the engine sees only an aborted signal, as of a
- * client that left ("client closed the request", INVALID_ARGUMENT), which misled the client.
- * After a cut `end`, the RPC ends with the deadline's status too.
- */
-async function relayOrDeadline(signal: CallSignal, relay: () => Promise<void>): Promise<void> {
-  try {
-    await relay();
-  } catch (e) {
-    throw deadlineOf(signal) ?? e;
-  }
-  const deadline = deadlineOf(signal);
-  if (deadline) throw deadline;
-}
 
 /** The deadline's error when it is what aborted `signal`. */
 function deadlineOf(signal: CallSignal): ConnectError | undefined {

@@ -60,7 +60,7 @@ export function declaredAccount(req: AnyRequest): BodyAccount | undefined {
 
 export interface RpcGate {
   /** Applies the checks. True: hand the request to the adapter; false: it has been answered. */
-  admit(req: AnyRequest, res: AnyResponse, pathname: string): Promise<boolean>;
+  admit(req: AnyRequest, res: AnyResponse, pathname: string): boolean | Promise<boolean>;
   /** The address the per-IP limit was applied to for this request, if the gate admitted it. */
   checkedIp(req: AnyRequest): string | undefined;
 }
@@ -69,26 +69,38 @@ export function createRpcGate(deps: RpcGateDeps): RpcGate {
   const { limits, ipOf, adminKey, adminOnly, budget, maxBodyBytes } = deps;
   const admitted = new WeakMap<AnyRequest, string>();
   return {
-    async admit(req, res, pathname) {
-      let ip: string;
-      try {
-        ip = ipOf(req);
-        await limits.checkIp(ip);
-        if (adminOnly.has(pathname) && !isAdminAuthorization(headerText(req.headers.authorization), adminKey)) throw adminKeyRequired();
-        if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes, deps.readsByEvents === true);
-      } catch (e) {
+    admit(req, res, pathname) {
+      const refused = (e: unknown): false => {
         const err = toConnectError(e);
         // Counted by the RelayError's reason (rate_limited, unauthenticated, unavailable).
         noteFailure(answerOf(res), e, err);
         refuse(req, res, err);
         discardUnread(req, maxBodyBytes);
         return false;
+      };
+      const pass = (ip: string): boolean => {
+        try {
+          if (adminOnly.has(pathname) && !isAdminAuthorization(headerText(req.headers.authorization), adminKey)) throw adminKeyRequired();
+          if (budget.capacity > 0) holdBody(req, res, budget.open(maxBodyBytes), maxBodyBytes, deps.readsByEvents === true);
+        } catch (e) {
+          return refused(e);
+        }
+        admitted.set(req, ip);
+        // A body the adapter answered without reading (404, 415, over readMaxBytes) is let go,
+        // within a bound, once the answer is out (Node's own discard has none).
+        res.once("finish", () => discardUnread(req, maxBodyBytes));
+        return true;
+      };
+      let ip: string;
+      let limited: void | Promise<void>;
+      try {
+        ip = ipOf(req);
+        limited = limits.checkIp(ip);
+      } catch (e) {
+        return refused(e);
       }
-      admitted.set(req, ip);
-      // A body the adapter answered without reading (404, 415, over readMaxBytes) is let go,
-      // within a bound, once the answer is out (Node's own discard has none).
-      res.once("finish", () => discardUnread(req, maxBodyBytes));
-      return true;
+      // Admitted locally (most calls): answered at once, with no promise (issue 22).
+      return limited === undefined ? pass(ip) : limited.then(() => pass(ip), refused);
     },
     checkedIp: (req) => admitted.get(req),
   };

@@ -59,8 +59,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): RpcHandler {
   });
   return (req, res, pathname) => {
     // Nothing here may reject unhandled: Node ends the process on it (a refusal once threw).
-    gate
-      .admit(req, res, pathname)
+    Promise.resolve(gate.admit(req, res, pathname))
       .then((admitted) => {
         if (!admitted) return;
         const handler = handlers.get(pathname);

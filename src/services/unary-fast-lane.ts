@@ -136,7 +136,8 @@ export function createUnaryFastLane(deps: UnaryFastLaneDeps): UnaryFastLane {
   });
 
   const serve = async (req: AnyRequest, res: AnyResponse, pathname: string, m: FastMethod, binary: boolean): Promise<void> => {
-    if (!(await gate.admit(req, res, pathname))) return;
+    const admitting = gate.admit(req, res, pathname);
+    if (!(admitting instanceof Promise ? await admitting : admitting)) return;
     let status = 200;
     let body: Uint8Array;
     let error: ConnectError | undefined;
