@@ -9,6 +9,15 @@ describe("QuotaClock", () => {
     expect(new QuotaClock("UTC").windowsAt(Date.parse("2027-01-01T00:00:00Z")).day.key).toBe("2027-01-01");
   });
 
+  it("reads UTC without Intl exactly as Intl reads it (leap days, month and year ends)", () => {
+    // "Etc/UTC" takes the Intl path; "UTC" the Date one.
+    const plain = new QuotaClock("UTC");
+    const intl = new QuotaClock("Etc/UTC");
+    const starts = [Date.UTC(2024, 1, 28, 23, 59, 59), Date.UTC(2024, 11, 31, 23, 0, 0), Date.UTC(2025, 0, 1, 0, 0, 0), Date.UTC(1999, 11, 31, 12)];
+    for (let i = 0; i < 200; i++) starts.push(Date.UTC(2000, 0, 1) + Math.floor((((i * 7919) % 1000) / 1000) * 40 * 365.25 * 86_400_000) + i * 3_600_001);
+    for (const at of starts) expect(plain.windowsAt(at)).toEqual(intl.windowsAt(at));
+  });
+
   it("counts days in the configured zone", () => {
     const tokyo = new QuotaClock("Asia/Tokyo");
     // 2026-12-06 15:30 UTC is 2026-12-07 00:30 in Tokyo (UTC+9).
