@@ -78,6 +78,10 @@ async function start(cfg: TargetConfig): Promise<Started> {
     const url = await startPortkey(cfg.entry);
     return { ready: { type: "ready", url }, close: async () => {} };
   }
+  // The V8 settings `relayapi serve` makes (src/main.ts), before the relay's modules load as
+  // there: the young generation is held from the start (src/v8-tuning.ts).
+  const { tuneHeap } = await import("../src/v8-tuning.js");
+  tuneHeap();
   const { loadConfig } = await import("../src/config.js");
   const { build } = await import("../src/server.js");
   const config = loadConfig(
@@ -94,9 +98,6 @@ async function start(cfg: TargetConfig): Promise<Started> {
     },
     {},
   );
-  // The V8 settings `relayapi serve` makes (src/main.ts), so the relay is measured as it runs.
-  const { tuneHeap } = await import("../src/v8-tuning.js");
-  tuneHeap();
   const app = await build(config);
   await app.listen(0, "127.0.0.1");
   const { seedTokens } = await import("./seed-tokens.js");
