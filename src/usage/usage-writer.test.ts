@@ -11,7 +11,11 @@ import { Outcome } from "../../gen/relayapi/v1/common_pb.js";
 import type { Db } from "../db/client.js";
 import type { CallRecord } from "../relay/engine.js";
 import { UsageFlag } from "./usage-flags.js";
-import { UsageWriter, type UsageEvent } from "./usage-writer.js";
+import { toRow, UsageWriter, type UsageEvent } from "./usage-writer.js";
+import { partsOf, usageOf } from "../providers/shapes/usage-meter.js";
+import type { Prices } from "../pricing/types.js";
+import type { Usage } from "../providers/types.js";
+import { usageFlags } from "./usage-flags.js";
 import { fakeLabels } from "../../test/support/fake-usage-labels.js";
 
 const dialect = new PgDialect();
@@ -313,5 +317,71 @@ describe("UsageWriter", () => {
     await w.flush();
     expect(fake.rows()).toHaveLength(6);
     await w.close();
+  });
+
+  it("stores usage the meters already bounded as is: the same row as after checking it again", () => {
+    // The row of a record whose usage is checked again by usageOf, as every record was before
+    // toRow took clean usage as it is (issue 22): the reference for every case below.
+    const checked = (u: Usage) => {
+      const x = usageOf(u.promptTokens, u.completionTokens, u.totalTokens, usageFlags(u), partsOf(u));
+      return {
+        promptTokens: x.promptTokens,
+        completionTokens: x.completionTokens,
+        totalTokens: x.totalTokens,
+        cachedTokens: x.cachedTokens ?? 0,
+        reasoningTokens: x.reasoningTokens ?? 0,
+        flags: usageFlags(x),
+      };
+    };
+    const usages: Usage[] = [
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 0 },
+      { promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 99 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, cachedTokens: 4, reasoningTokens: 5, cacheWriteTokens: 0 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, cachedTokens: 11 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, reasoningTokens: 6 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, audioOutputTokens: 6 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, cacheWriteTokens: 1.5 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, cachedTokens: null as unknown as number },
+      { promptTokens: -1, completionTokens: 5, totalTokens: 15 },
+      { promptTokens: 10.5, completionTokens: 5, totalTokens: 15 },
+      { promptTokens: 10, completionTokens: Number.NaN, totalTokens: 15 },
+      { promptTokens: 10, completionTokens: 5, totalTokens: 1e300 },
+      { promptTokens: 9_000_000, completionTokens: 9_000_000, totalTokens: 0 },
+      { promptTokens: 10_000_001, completionTokens: 5, totalTokens: 15 },
+      { promptTokens: "10" as unknown as number, completionTokens: 5, totalTokens: 15 },
+      Object.assign({ promptTokens: 10, completionTokens: 5, totalTokens: 15 }, { flags: UsageFlag.USAGE_OUT_OF_RANGE }),
+      { promptTokens: 10, completionTokens: 5, totalTokens: 15, serviceTier: "priority" },
+    ];
+    // A price book that prices by what it is given: a usage it gets must be the checked one.
+    const seen: Usage[] = [];
+    const prices: Prices = {
+      priceOf: () => ({ input: 1_000_000, output: 2_000_000 }),
+      costOf: (_price, u) => (seen.push(u), u.promptTokens + 2 * u.completionTokens + (u.cachedTokens ?? 0)),
+      maxCostOf: () => 0,
+    };
+    for (const usage of usages) {
+      const want = checked(usage);
+      for (const over of [{}, { costMicroUsd: 7 }, { outcome: Outcome.REFUNDED }]) {
+        for (const p of [undefined, prices]) {
+          const row = toRow(call(1, { usage, ...over }), 0, p);
+          const got = {
+            promptTokens: row.promptTokens,
+            completionTokens: row.completionTokens,
+            totalTokens: row.totalTokens,
+            cachedTokens: row.cachedTokens,
+            reasoningTokens: row.reasoningTokens,
+            flags: row.flags,
+          };
+          expect(got, JSON.stringify({ usage, over, priced: p !== undefined })).toEqual(want);
+          const cost =
+            "outcome" in over ? 0 : "costMicroUsd" in over ? 7 : p === undefined ? null : want.promptTokens + 2 * want.completionTokens + want.cachedTokens;
+          expect(row.costMicroUsd).toBe(cost);
+        }
+      }
+    }
+    // Priced here from the checked usage, its tier kept.
+    expect(seen.at(-1)?.serviceTier).toBe("priority");
   });
 });

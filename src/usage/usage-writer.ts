@@ -26,7 +26,8 @@ import { insertUsageDeadLetter, type UsageInsert } from "../db/queries/usage.js"
 import type { Logger } from "../log.js";
 import { callCost } from "../pricing/price-book.js";
 import type { Prices } from "../pricing/types.js";
-import { partsOf, usageOf } from "../providers/shapes/usage-meter.js";
+import { MAX_TOKENS_PER_FIELD, partsOf, usageOf } from "../providers/shapes/usage-meter.js";
+import type { Usage } from "../providers/types.js";
 import type { CallRecord } from "../relay/engine.js";
 import { describeError, isDataError, writeIsolating } from "./usage-batches.js";
 import { spillUsage } from "./usage-spill.js";
@@ -332,13 +333,10 @@ export class UsageWriter {
 /**
  * The stored form: bounded, well-formed strings (a lone surrogate or NUL would fail the whole
  * batch), usage clamped to sane counts (src/providers/shapes/usage-meter.ts: the meters already
- * did; this holds for any other source), what was changed recorded in `flags`.
+ * did; this holds for any other source), what was changed recorded in `flags`. Exported for its test.
  */
-function toRow(r: CallRecord, at: number, prices: Prices | undefined): UsageInsert & { flags: number } {
-  const usage =
-    r.usage === undefined ? undefined : usageOf(r.usage.promptTokens, r.usage.completionTokens, r.usage.totalTokens, usageFlags(r.usage), partsOf(r.usage));
-  // The tier that served the call prices it (src/pricing/tiers.ts); the meters bounded it.
-  if (usage !== undefined && r.usage?.serviceTier !== undefined) usage.serviceTier = r.usage.serviceTier;
+export function toRow(r: CallRecord, at: number, prices: Prices | undefined): UsageInsert & { flags: number } {
+  const usage = r.usage === undefined || (storableAsIs(r.usage) && !pricedHere(r, prices)) ? r.usage : checkedUsage(r.usage);
   const model = modelName(r.model ?? "");
   return {
     at,
@@ -361,6 +359,50 @@ function toRow(r: CallRecord, at: number, prices: Prices | undefined): UsageInse
     reasoningTokens: usage?.reasoningTokens ?? 0,
     costMicroUsd: costOfRecord(r, usage, prices),
   };
+}
+
+/** The usage as the meters would have bounded it (any source: src/providers/shapes/usage-meter.ts). */
+function checkedUsage(u: Usage): Usage {
+  const usage = usageOf(u.promptTokens, u.completionTokens, u.totalTokens, usageFlags(u), partsOf(u));
+  // The tier that served the call prices it (src/pricing/tiers.ts); the meters bounded it.
+  if (u.serviceTier !== undefined) usage.serviceTier = u.serviceTier;
+  return usage;
+}
+
+/**
+ * True when checkedUsage would give back the same numbers and flags: each count a safe integer
+ * in [0, MAX_TOKENS_PER_FIELD], the total not 0, each part (absent, or) within its side. The
+ * meters hand on such usage for nearly every call, so its row takes the numbers as they are
+ * instead of building usageOf's objects and closures again for each call (issue 22).
+ */
+function storableAsIs(u: Usage): boolean {
+  const p = u.promptTokens;
+  const c = u.completionTokens;
+  return (
+    tokenCount(p) &&
+    tokenCount(c) &&
+    tokenCount(u.totalTokens) &&
+    u.totalTokens !== 0 &&
+    part(u.cachedTokens, p) &&
+    part(u.cacheWriteTokens, p) &&
+    part(u.audioInputTokens, p) &&
+    part(u.reasoningTokens, c) &&
+    part(u.audioOutputTokens, c)
+  );
+}
+
+function tokenCount(n: unknown): n is number {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0 && n <= MAX_TOKENS_PER_FIELD;
+}
+
+/** A part of a prompt or completion: absent (undefined or null: 0), or a count within its side. */
+function part(n: unknown, side: number): boolean {
+  return n === undefined || n === null || (tokenCount(n) && n <= side);
+}
+
+/** The writer prices the call from its usage (costOfRecord): then the usage is the checked one, as the price book expects it. */
+function pricedHere(r: CallRecord, prices: Prices | undefined): boolean {
+  return r.outcome !== Outcome.REFUNDED && r.costMicroUsd === undefined && prices !== undefined;
 }
 
 /**

@@ -10,7 +10,7 @@
  * they are (bench/usage-cost.ts, bench/README.md).
  */
 import { Outcome } from "../../../gen/relayapi/v1/common_pb.js";
-import { BinaryRows, type UsageRowWriter } from "./usage-copy-binary.js";
+import { BinaryRows, copyColumns, optionalColumns, type UsageRowWriter } from "./usage-copy-binary.js";
 import { ArrayRows } from "./usage-row-arrays.js";
 import type { UsageInsert } from "./usage.js";
 
@@ -34,11 +34,16 @@ export interface ShapedSums {
 
 export interface ShapedBatch extends ShapedSums {
   /**
-   * The rows, columns as COPY_COLUMNS: in COPY's binary format, or in its text format when a
-   * value does not fit its column's binary form (then the database refuses it, as it would any
-   * such row: the writer bisects the batch).
+   * The rows, columns as `columns`: in COPY's binary format, or in its text format when a value
+   * does not fit its column's binary form (then the database refuses it, as it would any such
+   * row: the writer bisects the batch).
    */
   calls: Uint8Array<ArrayBuffer> | string;
+  /**
+   * The COPY's column list: COPY_COLUMNS in text; in binary without the optional columns that
+   * hold their default in every row (src/db/queries/usage-copy-binary.ts).
+   */
+  columns: string;
 }
 
 /** A batch shaped for `unnest`: the rows as one array literal per column (ArrayRows). */
@@ -100,9 +105,10 @@ function addSums(a: Sum, b: Sum): Sum {
  * database to refuse with a data error as it would the row itself (the batch is then bisected).
  */
 export function shapeBatch(id: ReadonlyMap<string, number>, rows: readonly UsageInsert[]): ShapedBatch {
-  const out = new BinaryRows(rows.length);
+  const optional = optionalColumns(rows);
+  const out = new BinaryRows(rows.length, optional);
   const { sums, complete } = shape(id, rows, out);
-  return { ...sums, calls: complete ? out.finish() : copyTextRows(id, rows) };
+  return complete ? { ...sums, calls: out.finish(), columns: copyColumns(optional) } : { ...sums, calls: copyTextRows(id, rows), columns: COPY_COLUMNS };
 }
 
 /** As shapeBatch, with the rows as one array literal per column (src/db/queries/usage-row-arrays.ts). */
