@@ -257,6 +257,16 @@ async function main(): Promise<void> {
       )
       .join("; ")}`,
   );
+  // What one relayed call makes (promises, heap bytes), counted: the same on a busy box.
+  try {
+    const out = execFileSync(process.execPath, [join(ROOT, "bin", "run-ts.js"), join(ROOT, "bench", "call-work.ts"), "2000"], {
+      encoding: "utf8",
+      timeout: 180_000,
+    });
+    console.log(`\n${out.trim().split("\n").at(-1)}`);
+  } catch (e) {
+    console.log(`\ncall work: failed: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
+  }
   let workers: ScalingResult | undefined;
   if (opts.workers) {
     await cleanup(); // the targets above stop first: the scaling rounds get the whole box
