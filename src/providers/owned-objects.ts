@@ -116,8 +116,21 @@ export interface CallKind {
 const KEPT_PATHS = 256;
 const kinds = new WeakMap<OwnedObjectRules, Map<string, CallKind>>();
 
+/**
+ * The last kind asked for: a call asks twice (its check, then its tap) with the same path
+ * string, which this answers without building and hashing the map's key again (issue 22).
+ */
+let last: { rules: OwnedObjectRules; method: string; path: string; kind: CallKind } | undefined;
+
 /** The kind of a call to `path` with `method`. */
 export function callKindOf(rules: OwnedObjectRules, method: string, path: string): CallKind {
+  if (last !== undefined && last.path === path && last.method === method && last.rules === rules) return last.kind;
+  const kind = kindOf(rules, method, path);
+  last = { rules, method, path, kind };
+  return kind;
+}
+
+function kindOf(rules: OwnedObjectRules, method: string, path: string): CallKind {
   let kept = kinds.get(rules);
   if (kept === undefined) kinds.set(rules, (kept = new Map()));
   const key = `${method} ${path}`;
