@@ -8,28 +8,12 @@ import { labelIds, resultRows } from "../src/db/queries/usage-labels.js";
 import { executeSums, type SqlExec } from "../src/db/queries/usage-sums.js";
 import { isDataError } from "../src/usage/usage-batches.js";
 import { postgresAvailable, useMigratedDatabase, useServedPglite } from "./support/databases.js";
+import { storedOptional, USAGE_AT as AT, USAGE_LABEL_IDS, usageCall } from "./support/usage-call.js";
 
 const drivers = (await postgresAvailable()) ? (["pglite", "served PGlite", "postgres"] as const) : (["pglite", "served PGlite"] as const);
-const AT = Date.UTC(2026, 0, 15, 10, 30);
-
+/** The batch tests' calls are priced (a cost of 7 micro-dollars) unless overridden. */
 function call(tokenId: string, over: Partial<UsageInsert> = {}): UsageInsert {
-  return {
-    at: AT,
-    tokenId,
-    subject: "alice",
-    provider: "openai",
-    model: "gpt-4o-mini",
-    keyId: "",
-    status: 200,
-    outcome: Outcome.COMPLETE,
-    promptTokens: 10,
-    completionTokens: 5,
-    totalTokens: 15,
-    bytes: 100,
-    latencyMs: 20,
-    costMicroUsd: 7,
-    ...over,
-  };
+  return usageCall(tokenId, { costMicroUsd: 7, ...over });
 }
 
 describe.each(drivers)("usage batch writes on %s", (driver) => {
@@ -123,12 +107,7 @@ describe.each(drivers)("usage batch writes on %s", (driver) => {
         tt: String(g.totalTokens),
         bytes: String(g.bytes),
         latency_ms: g.latencyMs,
-        attempts: g.attempts ?? "",
-        flags: g.flags ?? 0,
-        plan: g.plan ?? "",
-        cached: String(g.cachedTokens ?? 0),
-        reasoning: String(g.reasoningTokens ?? 0),
-        cost: g.costMicroUsd === null ? null : String(g.costMicroUsd),
+        ...storedOptional(g),
       })),
     );
   });
@@ -197,13 +176,7 @@ describe("the usage sums' statement on PGlite", () => {
 });
 
 describe("usage batch shape (PGlite)", () => {
-  const id = new Map([
-    ["tok", 1],
-    ["alice", 2],
-    ["openai", 3],
-    ["gpt-4o-mini", 4],
-    ["", 5],
-  ]);
+  const id = USAGE_LABEL_IDS;
 
   it("copies the rows in COPY's binary format", () => {
     const { calls } = shapeBatch(id, [call("tok"), call("tok", { attempts: "key_a:429,key_b:200", costMicroUsd: null })]);

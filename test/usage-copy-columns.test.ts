@@ -5,42 +5,16 @@
  */
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { Outcome } from "../gen/relayapi/v1/common_pb.js";
 import { insertUsageBatch, type UsageInsert } from "../src/db/queries/usage.js";
 import { COPY_COLUMNS, shapeBatch } from "../src/db/queries/usage-batch-shape.js";
 import { ALL_OPTIONAL, copyColumns, optionalColumns } from "../src/db/queries/usage-copy-binary.js";
 import { resultRows } from "../src/db/queries/usage-labels.js";
 import { useMigratedDatabase } from "./support/databases.js";
+import { storedOptional, USAGE_LABEL_IDS, usageCall } from "./support/usage-call.js";
 
-const AT = Date.UTC(2026, 0, 15, 10, 30);
+const call = usageCall;
 
-function call(tokenId: string, over: Partial<UsageInsert> = {}): UsageInsert {
-  return {
-    at: AT,
-    tokenId,
-    subject: "alice",
-    provider: "openai",
-    model: "gpt-4o-mini",
-    keyId: "",
-    status: 200,
-    outcome: Outcome.COMPLETE,
-    promptTokens: 10,
-    completionTokens: 5,
-    totalTokens: 15,
-    bytes: 100,
-    latencyMs: 20,
-    ...over,
-  };
-}
-
-const id = new Map([
-  ["tok", 1],
-  ["alice", 2],
-  ["openai", 3],
-  ["gpt-4o-mini", 4],
-  ["", 5],
-  ["pro", 6],
-]);
+const id = USAGE_LABEL_IDS;
 
 describe("the optional columns of a usage batch's COPY", () => {
   it("names every column, in COPY_COLUMNS order, when each optional one holds a value", () => {
@@ -85,12 +59,7 @@ describe("usage rows stored through a COPY of some optional columns, on PGlite",
     expect(stored.map((r) => ({ ...r, flags: Number(r.flags) }))).toEqual(
       batches.flat().map((g) => ({
         token_id: g.tokenId,
-        attempts: g.attempts ?? "",
-        flags: g.flags ?? 0,
-        plan: g.plan ?? "",
-        cached: String(g.cachedTokens ?? 0),
-        reasoning: String(g.reasoningTokens ?? 0),
-        cost: g.costMicroUsd === undefined || g.costMicroUsd === null ? null : String(g.costMicroUsd),
+        ...storedOptional(g),
       })),
     );
   });

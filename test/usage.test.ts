@@ -32,6 +32,7 @@ import { startRelay, UPSTREAM_KEY, type TestRelay } from "./support/relay.js";
 import { codeOf } from "./support/connect-code.js";
 import { availableDrivers, useRelay } from "./support/use-relay.js";
 import { sleep, waitFor } from "./support/wait.js";
+import { usageCall } from "./support/usage-call.js";
 
 const drivers = await availableDrivers();
 const CHUNKS = 5;
@@ -369,22 +370,7 @@ describe.each(drivers)("usage and audit queries on %s", (driver) => {
 
   const T0 = new Date("2001-01-01T00:00:00Z");
   const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
-  const row = (seconds: number, o: Partial<UsageInsert>): UsageInsert => ({
-    at: at(seconds).getTime(),
-    tokenId: "tok_a",
-    subject: "sa",
-    provider: "openai",
-    model: "m1",
-    keyId: "",
-    status: 200,
-    outcome: Outcome.COMPLETE,
-    promptTokens: 10,
-    completionTokens: 5,
-    totalTokens: 15,
-    bytes: 100,
-    latencyMs: 20,
-    ...o,
-  });
+  const row = (seconds: number, o: Partial<UsageInsert>): UsageInsert => usageCall("tok_a", { at: at(seconds).getTime(), subject: "sa", model: "m1", ...o });
   const none = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
 
   it("writes a batch with its token and key counters in one statement", async () => {
